@@ -1,0 +1,131 @@
+//! Reads one file's content into content items: sparse regions become holes, data goes through chunker and saver.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::unistd::{lseek, Whence};
+use rayon::prelude::*;
+
+use crate::chunker::ChunkerParams;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::ContentItem;
+use crate::id::BlobType;
+use crate::repo::BlobSaver;
+
+/// Bytes of chunks hashed, compressed and sealed together in parallel.
+const BATCH_BYTES: usize = 16 << 20;
+
+/// Turns streams into content items.
+pub struct ContentReader<'a, 'r> {
+    pub(crate) saver: &'a BlobSaver<'r>,
+    pub(crate) chunker: ChunkerParams,
+    pub(crate) bytes_read: &'a AtomicU64,
+    pub(crate) progress: &'a dyn super::BackupProgress,
+}
+
+impl ContentReader<'_, '_> {
+    /// Chunks and stores everything `source` yields.
+    ///
+    /// # Errors
+    /// `SourceIo` when reading fails; other kinds when the repository fails.
+    pub fn read_stream<R: Read>(&self, source: R, items: &mut Vec<ContentItem>) -> Result<()> {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0;
+        for chunk in self.chunker.chunks(source) {
+            let chunk = chunk?;
+            batch_bytes += chunk.len();
+            batch.push(chunk);
+            if batch_bytes >= BATCH_BYTES {
+                self.store(&mut batch, items)?;
+                batch_bytes = 0;
+            }
+        }
+        self.store(&mut batch, items)
+    }
+
+    fn store(&self, batch: &mut Vec<Vec<u8>>, items: &mut Vec<ContentItem>) -> Result<()> {
+        let ids = batch
+            .par_iter()
+            .map(|chunk| self.saver.save(BlobType::Data, chunk).map(|(id, _)| id))
+            .collect::<Result<Vec<_>>>()?;
+        for (id, chunk) in ids.into_iter().zip(batch.iter()) {
+            items.push(ContentItem::Data {
+                id,
+                len: chunk.len() as u32,
+            });
+            self.bytes_read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.progress.bytes(chunk.len() as u64);
+        }
+        batch.clear();
+        Ok(())
+    }
+
+    /// Reads a regular file, skipping the holes of a sparse file.
+    ///
+    /// # Errors
+    /// `SourceIo` when the file cannot be opened or read.
+    pub fn read_file(&self, path: &Path) -> Result<Vec<ContentItem>> {
+        let source_err = |what: &str, e: std::io::Error| Error::io(ErrorKind::SourceIo, what, path, e);
+        let mut file = File::open(path).map_err(|e| source_err("cannot open", e))?;
+        let meta = file.metadata().map_err(|e| source_err("cannot stat", e))?;
+        let mut items = Vec::new();
+        let looks_sparse = meta.size() > 0 && meta.blocks().saturating_mul(512) < meta.size();
+        let regions = if looks_sparse {
+            data_regions(&file, meta.size())
+        } else {
+            None
+        };
+        let Some(regions) = regions else {
+            self.read_stream(&mut file, &mut items)
+                .map_err(|e| e.context(path.display()))?;
+            return Ok(items);
+        };
+        let mut pos = 0u64;
+        for (start, end) in regions {
+            if start > pos {
+                items.push(ContentItem::Hole { len: start - pos });
+            }
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| source_err("cannot seek in", e))?;
+            let before = items.len();
+            self.read_stream((&mut file).take(end - start), &mut items)
+                .map_err(|e| e.context(path.display()))?;
+            let got: u64 = items[before..].iter().map(ContentItem::len).sum();
+            pos = start + got;
+            if got < end - start {
+                // The file shrank while we read it: record what was there.
+                return Ok(items);
+            }
+        }
+        if meta.size() > pos {
+            items.push(ContentItem::Hole {
+                len: meta.size() - pos,
+            });
+        }
+        Ok(items)
+    }
+}
+
+/// The data regions of a file by SEEK_DATA/SEEK_HOLE, or `None` when the file system cannot tell.
+fn data_regions(file: &File, size: u64) -> Option<Vec<(u64, u64)>> {
+    let mut regions = Vec::new();
+    let mut pos: i64 = 0;
+    let size = i64::try_from(size).ok()?;
+    while pos < size {
+        let start = match lseek(file, pos, Whence::SeekData) {
+            Ok(s) => s,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(_) => return None,
+        };
+        let end = lseek(file, start, Whence::SeekHole).ok()?.min(size);
+        if end <= start {
+            break;
+        }
+        regions.push((start as u64, end as u64));
+        pos = end;
+    }
+    Some(regions)
+}

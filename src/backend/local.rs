@@ -1,0 +1,238 @@
+//! A repository in a local directory: atomic writes by temporary file, fsync and rename.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, ObjectKind};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A repository rooted at a directory.
+#[derive(Clone, Debug)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+const SUBDIRS: [&str; 5] = ["keys", "data", "index", "snapshots", "tmp"];
+
+impl LocalBackend {
+    /// A backend for the directory `root` (which may not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    /// The repository directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> Result<PathBuf> {
+        // Names come from listings of possibly hostile storage: allow only plain hex-like names.
+        if kind != ObjectKind::Config
+            && (name.len() < 2 || !name.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            return Err(Error::corrupted(format!(
+                "{} name {name:?} is not a valid object name",
+                kind.label()
+            )));
+        }
+        Ok(match kind {
+            ObjectKind::Config => self.root.join("config"),
+            ObjectKind::Key => self.root.join("keys").join(name),
+            ObjectKind::Pack => self.root.join("data").join(&name[..2]).join(name),
+            ObjectKind::Index => self.root.join("index").join(name),
+            ObjectKind::Snapshot => self.root.join("snapshots").join(name),
+        })
+    }
+
+    fn open(&self, kind: ObjectKind, name: &str) -> Result<(File, PathBuf)> {
+        let path = self.path(kind, name)?;
+        match File::open(&path) {
+            Ok(f) => Ok((f, path)),
+            Err(e) if e.kind() == IoKind::NotFound => Err(Error::corrupted(format!(
+                "{} {name} is missing from the repository ({})",
+                kind.label(),
+                path.display()
+            ))),
+            Err(e) => Err(Error::io(ErrorKind::Backend, "cannot open", &path, e)),
+        }
+    }
+}
+
+fn list_dir(dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot list", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(ErrorKind::Backend, "cannot list", dir, e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot stat", entry.path(), e))?;
+        if meta.is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                out.push((name.to_string(), meta.len()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(ErrorKind::Backend, "cannot sync directory", dir, e))
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn has_config(&self) -> Result<bool> {
+        match fs::metadata(self.root.join("config")) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == IoKind::NotFound || e.kind() == IoKind::NotADirectory => {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(ErrorKind::Backend, "cannot access", &self.root, e)),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        if let Ok(mut entries) = fs::read_dir(&self.root) {
+            if entries.next().is_some() {
+                return Err(Error::invalid_input(format!(
+                    "{} exists and is not empty; choose an empty or new directory for the repository",
+                    self.root.display()
+                )));
+            }
+        }
+        for sub in SUBDIRS {
+            let dir = self.root.join(sub);
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &dir, e))?;
+        }
+        sync_dir(&self.root)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        match kind {
+            ObjectKind::Config => {
+                if let Ok(m) = fs::metadata(self.root.join("config")) {
+                    out.push(("config".to_string(), m.len()));
+                }
+            }
+            ObjectKind::Pack => {
+                let data = self.root.join("data");
+                let subdirs = match fs::read_dir(&data) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == IoKind::NotFound => return Ok(out),
+                    Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot list", &data, e)),
+                };
+                for sub in subdirs {
+                    let sub = sub.map_err(|e| Error::io(ErrorKind::Backend, "cannot list", &data, e))?;
+                    list_dir(&sub.path(), &mut out)?;
+                }
+            }
+            ObjectKind::Key | ObjectKind::Index | ObjectKind::Snapshot => {
+                let dir = self.path(kind, "00")?;
+                list_dir(dir.parent().unwrap_or(&self.root), &mut out)?;
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        let (mut file, path) = self.open(kind, name)?;
+        let mut out = Vec::new();
+        file.read_to_end(&mut out)
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot read", &path, e))?;
+        Ok(out)
+    }
+
+    fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let (mut file, path) = self.open(kind, name)?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot stat", &path, e))?
+            .len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::corrupted(format!(
+                "{} {name} is {size} bytes, too short for bytes {offset}..{} (truncated?)",
+                kind.label(),
+                offset.saturating_add(len)
+            )));
+        }
+        let mut out = vec![0u8; len as usize];
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut out))
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot read", &path, e))?;
+        Ok(out)
+    }
+
+    fn size(&self, kind: ObjectKind, name: &str) -> Result<u64> {
+        let (file, path) = self.open(kind, name)?;
+        Ok(file
+            .metadata()
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot stat", &path, e))?
+            .len())
+    }
+
+    fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(kind, name)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &dir, e))?;
+        let tmp_dir = self.root.join("tmp");
+        fs::create_dir_all(&tmp_dir)
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &tmp_dir, e))?;
+        let suffix = hex::encode(crate::crypto::random_array::<8>()?);
+        let tmp = tmp_dir.join(format!("{name}.{suffix}"));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(ErrorKind::Backend, "cannot write", &path, e));
+        }
+        sync_dir(&dir)
+    }
+
+    fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        let path = self.path(kind, name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(ErrorKind::Backend, "cannot remove", &path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_list_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        assert!(!b.has_config().unwrap());
+        b.create().unwrap();
+        let name = "ab".repeat(32);
+        b.write(ObjectKind::Pack, &name, b"hello").unwrap();
+        assert_eq!(b.list(ObjectKind::Pack).unwrap(), vec![(name.clone(), 5)]);
+        assert_eq!(b.read_range(ObjectKind::Pack, &name, 1, 3).unwrap(), b"ell");
+        assert_eq!(b.read_range(ObjectKind::Pack, &name, 3, 5).unwrap_err().kind(), ErrorKind::Corrupted);
+        assert_eq!(b.read(ObjectKind::Index, &name).unwrap_err().kind(), ErrorKind::Corrupted);
+        assert!(b.read(ObjectKind::Index, "../x").is_err());
+        b.remove(ObjectKind::Pack, &name).unwrap();
+        assert!(b.list(ObjectKind::Pack).unwrap().is_empty());
+        assert!(fs::read_dir(dir.path().join("repo/tmp")).unwrap().next().is_none());
+    }
+}

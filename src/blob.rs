@@ -1,0 +1,116 @@
+//! Turning a blob plaintext into its sealed form and back (FORMAT.md §6): compress, seal, and verify on open.
+
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+use crate::format::pack::BlobEntry;
+use crate::id::{BlobId, BlobType};
+
+const COMPRESSION_NONE: u8 = 0;
+const COMPRESSION_ZSTD: u8 = 1;
+
+fn aad(blob_type: BlobType, id: &BlobId) -> [u8; 13 + 1 + 32] {
+    let mut out = [0u8; 46];
+    out[..13].copy_from_slice(b"cairn blob v1");
+    out[13] = blob_type.to_byte();
+    out[14..].copy_from_slice(&id.0);
+    out
+}
+
+/// Compresses (when it helps) and seals a plaintext whose id is already known.
+///
+/// # Errors
+/// When compression or randomness fails.
+pub fn seal_blob(
+    key: &MasterKey,
+    blob_type: BlobType,
+    id: &BlobId,
+    plaintext: &[u8],
+    zstd_level: i32,
+) -> Result<Vec<u8>> {
+    let compressed = zstd::bulk::compress(plaintext, zstd_level)
+        .map_err(|e| Error::new(crate::error::ErrorKind::Other, format!("zstd: {e}")))?;
+    let mut payload = Vec::with_capacity(1 + plaintext.len().min(compressed.len()));
+    if compressed.len() < plaintext.len() {
+        payload.push(COMPRESSION_ZSTD);
+        payload.extend_from_slice(&compressed);
+    } else {
+        payload.push(COMPRESSION_NONE);
+        payload.extend_from_slice(plaintext);
+    }
+    key.seal(&aad(blob_type, id), &payload)
+}
+
+/// Opens a sealed blob and proves it is the plaintext `entry` names.
+///
+/// # Errors
+/// `Corrupted` when authentication, decompression, the length or the id check fails.
+pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    let what = format!("blob {}", entry.id);
+    let payload = key.open(&aad(entry.blob_type, &entry.id), sealed, &what)?;
+    let (flag, body) = payload
+        .split_first()
+        .ok_or_else(|| Error::corrupted(format!("{what}: empty payload")))?;
+    let raw_len = entry.raw_length as usize;
+    let plaintext = match *flag {
+        COMPRESSION_NONE => body.to_vec(),
+        COMPRESSION_ZSTD => zstd::bulk::decompress(body, raw_len)
+            .map_err(|e| Error::corrupted(format!("{what}: zstd: {e}")))?,
+        other => {
+            return Err(Error::corrupted(format!(
+                "{what}: unknown compression {other}"
+            )))
+        }
+    };
+    if plaintext.len() != raw_len {
+        return Err(Error::corrupted(format!(
+            "{what}: {} bytes after decompression, index says {raw_len}",
+            plaintext.len()
+        )));
+    }
+    if key.blob_id(&plaintext) != entry.id {
+        return Err(Error::corrupted(format!(
+            "{what}: content does not match its id"
+        )));
+    }
+    Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: BlobId, sealed: &[u8], raw: usize) -> BlobEntry {
+        BlobEntry {
+            blob_type: BlobType::Data,
+            id,
+            offset: 10,
+            length: sealed.len() as u32,
+            raw_length: raw as u32,
+        }
+    }
+
+    #[test]
+    fn compressible_and_random_round_trip() {
+        let key = MasterKey::generate().unwrap();
+        for plain in [vec![0u8; 100_000], (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect()] {
+            let id = key.blob_id(&plain);
+            let sealed = seal_blob(&key, BlobType::Data, &id, &plain, 3).unwrap();
+            assert_eq!(open_blob(&key, &entry(id, &sealed, plain.len()), &sealed).unwrap(), plain);
+        }
+    }
+
+    #[test]
+    fn type_and_id_are_bound() {
+        let key = MasterKey::generate().unwrap();
+        let plain = b"some content".to_vec();
+        let id = key.blob_id(&plain);
+        let sealed = seal_blob(&key, BlobType::Data, &id, &plain, 3).unwrap();
+        let mut as_tree = entry(id, &sealed, plain.len());
+        as_tree.blob_type = BlobType::Tree;
+        assert!(open_blob(&key, &as_tree, &sealed).is_err());
+        let other = entry(BlobId([9; 32]), &sealed, plain.len());
+        assert!(open_blob(&key, &other, &sealed).is_err());
+        let short = entry(id, &sealed, plain.len() - 1);
+        assert!(open_blob(&key, &short, &sealed).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! Argon2id password stretching with parameters that are checked before any work is done.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Argon2id cost parameters as stored in a key file (FORMAT.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub time: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 64 * 1024,
+            time: 3,
+            parallelism: 1,
+        }
+    }
+}
+
+impl KdfParams {
+    /// Refuses parameters a hostile repository could use to exhaust memory or time.
+    ///
+    /// # Errors
+    /// When a parameter is outside the bounds of FORMAT.md §4.
+    pub fn validate(&self) -> Result<()> {
+        let ok = (8192..=4 * 1024 * 1024).contains(&self.memory_kib)
+            && (1..=64).contains(&self.time)
+            && (1..=64).contains(&self.parallelism)
+            && self.memory_kib >= 8 * self.parallelism;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::corrupted(format!(
+                "key file asks for unreasonable Argon2id parameters (memory {} KiB, time {}, parallelism {}); refusing to run them",
+                self.memory_kib, self.time, self.parallelism
+            )))
+        }
+    }
+}
+
+/// The 32-byte key that wraps the master key, from a password.
+///
+/// # Errors
+/// When the parameters are out of bounds.
+pub fn derive_wrapping_key(
+    password: &[u8],
+    salt: &[u8],
+    params: KdfParams,
+) -> Result<Zeroizing<[u8; 32]>> {
+    params.validate()?;
+    let argon_params = Params::new(params.memory_kib, params.time, params.parallelism, Some(32))
+        .map_err(|e| Error::corrupted(format!("key file Argon2id parameters: {e}")))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params);
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(password, salt, out.as_mut())
+        .map_err(|e| Error::corrupted(format!("key derivation failed: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_absurd_parameters() {
+        let huge = KdfParams {
+            memory_kib: u32::MAX,
+            time: 3,
+            parallelism: 1,
+        };
+        assert!(derive_wrapping_key(b"pw", &[0; 32], huge).is_err());
+        let slow = KdfParams {
+            memory_kib: 8192,
+            time: 1000,
+            parallelism: 1,
+        };
+        assert!(slow.validate().is_err());
+        assert!(KdfParams::default().validate().is_ok());
+    }
+}

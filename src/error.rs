@@ -1,0 +1,123 @@
+//! The library's one public error type: a kind that callers act on, and a message that says what, where and what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What went wrong, at the granularity a caller (the CLI, a script) acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No key file opened with the given password.
+    WrongPassword,
+    /// The location holds no repository (or is not one).
+    NotARepository,
+    /// Repository bytes failed authentication, decoding or a bound check, or an object is missing.
+    Corrupted,
+    /// The storage failed (I/O on the repository, not on a source file).
+    Backend,
+    /// Reading a source file or directory failed.
+    SourceIo,
+    /// The caller asked for something impossible or unsafe (bad snapshot spec, non-empty target...).
+    InvalidInput,
+    /// An object has a version this build does not read.
+    UnsupportedVersion,
+    /// Anything else: I/O on restore targets, the local cache.
+    Other,
+}
+
+/// The library error: a kind plus a lowercase message naming the object or path involved.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Repository bytes that are wrong: `what` names the object and the problem.
+    pub fn corrupted(what: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Corrupted, what)
+    }
+
+    /// Input from the user that cannot be acted on.
+    pub fn invalid_input(what: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, what)
+    }
+
+    /// A storage failure while doing `what`.
+    pub fn backend(what: impl Into<String>, err: std::io::Error) -> Self {
+        Self::new(ErrorKind::Backend, format!("{}: {err}", what.into())).with_source(err)
+    }
+
+    /// An I/O failure on `path` while doing `what`, of the given kind.
+    pub fn io(kind: ErrorKind, what: &str, path: impl Into<PathBuf>, err: std::io::Error) -> Self {
+        let path = path.into();
+        Self::new(kind, format!("{what} {}: {err}", path.display())).with_source(err)
+    }
+
+    /// Attach the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Prefix the message with context (`context: message`), keeping the kind.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<redb::Error> for Error {
+    fn from(err: redb::Error) -> Self {
+        Error::new(ErrorKind::Other, format!("local index cache: {err}"))
+    }
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(err: $t) -> Self {
+                Error::from(redb::Error::from(err))
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

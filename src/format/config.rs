@@ -1,0 +1,128 @@
+//! The repository config (FORMAT.md §5): chunker and packing parameters, sealed under the master key.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, MasterKey};
+use crate::error::{Error, Result};
+use crate::format::envelope::{self, EnvelopeKind};
+
+const KIND: EnvelopeKind = EnvelopeKind {
+    magic: b"CAIRNCFG",
+    version: 1,
+    readable: &[1],
+    aad: b"cairn config v1",
+    what: "config",
+    max_len: 1 << 20,
+};
+
+/// Repository-wide parameters fixed at `init`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Random repository id (hex), names the cache directory.
+    pub repo_id: String,
+    /// FastCDC minimum chunk size.
+    pub chunker_min: u32,
+    /// FastCDC average chunk size.
+    pub chunker_avg: u32,
+    /// FastCDC maximum chunk size.
+    pub chunker_max: u32,
+    /// Secret gear-table seed.
+    pub chunker_seed: u64,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// zstd level for new blobs.
+    pub zstd_level: i32,
+}
+
+impl Config {
+    /// A new config with random id and seed and the default parameters.
+    ///
+    /// # Errors
+    /// When randomness is unavailable.
+    pub fn generate() -> Result<Self> {
+        Ok(Config {
+            repo_id: hex::encode(crypto::random_array::<32>()?),
+            chunker_min: 512 * 1024,
+            chunker_avg: 1024 * 1024,
+            chunker_max: 8 * 1024 * 1024,
+            chunker_seed: u64::from_le_bytes(crypto::random_array::<8>()?),
+            pack_size: 32 * 1024 * 1024,
+            zstd_level: 3,
+        })
+    }
+
+    /// Checks the bounds of FORMAT.md §5 (the chunker would misbehave outside them).
+    ///
+    /// # Errors
+    /// When a parameter is out of bounds.
+    pub fn validate(&self) -> Result<()> {
+        let (min, avg, max) = (self.chunker_min, self.chunker_avg, self.chunker_max);
+        let chunker_ok = (64..=1 << 20).contains(&min)
+            && (256..=4 << 20).contains(&avg)
+            && (1024..=16 << 20).contains(&max)
+            && min <= avg
+            && avg <= max
+            && min % 2 == 0
+            && avg % 2 == 0
+            && max % 2 == 0;
+        if !chunker_ok {
+            return Err(Error::corrupted(format!(
+                "config: chunker sizes {min}/{avg}/{max} are out of bounds"
+            )));
+        }
+        if !(1 << 20..=1 << 30).contains(&self.pack_size) {
+            return Err(Error::corrupted(format!(
+                "config: pack size {} is out of bounds",
+                self.pack_size
+            )));
+        }
+        if !(-7..=22).contains(&self.zstd_level) {
+            return Err(Error::corrupted(format!(
+                "config: zstd level {} is out of bounds",
+                self.zstd_level
+            )));
+        }
+        if self.repo_id.len() != 64 || hex::decode(&self.repo_id).is_err() {
+            return Err(Error::corrupted("config: repository id is not 64 hex characters"));
+        }
+        Ok(())
+    }
+
+    /// The sealed config file.
+    ///
+    /// # Errors
+    /// When randomness is unavailable.
+    pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec(self).map_err(|e| Error::invalid_input(e.to_string()))?;
+        envelope::seal(key, &KIND, &body)
+    }
+
+    /// Opens and validates a config file.
+    ///
+    /// # Errors
+    /// When the file is damaged, of an unknown version, or holds out-of-bounds values.
+    pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Self> {
+        let (_, body) = envelope::open(key, &KIND, bytes)?;
+        let config: Config = serde_json::from_slice(&body)
+            .map_err(|e| Error::corrupted(format!("config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_bounds() {
+        let key = MasterKey::generate().unwrap();
+        let config = Config::generate().unwrap();
+        let bytes = config.encode(&key).unwrap();
+        assert_eq!(Config::decode(&key, &bytes).unwrap(), config);
+        let mut bad = config.clone();
+        bad.chunker_max = 100 << 20;
+        let bytes = bad.encode(&key).unwrap();
+        assert!(Config::decode(&key, &bytes).is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! The blob index: blob id -> (pack, type, offset, length), kept in a local redb cache built from the repository's index files.
+//!
+//! The cache is a copy, never an authority: everything read through it is verified against its id.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::backend::{Backend, ObjectKind};
+use crate::crypto::MasterKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index_file::IndexFile;
+use crate::format::pack::BlobEntry;
+use crate::id::{BlobId, BlobType, IndexId, PackId};
+
+const BLOBS: TableDefinition<[u8; 32], [u8; 45]> = TableDefinition::new("blobs");
+const FILES: TableDefinition<&str, ()> = TableDefinition::new("index_files");
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// Its entry in that pack.
+    pub entry: BlobEntry,
+}
+
+fn encode_location(pack: &PackId, e: &BlobEntry) -> [u8; 45] {
+    let mut out = [0u8; 45];
+    out[..32].copy_from_slice(&pack.0);
+    out[32] = e.blob_type.to_byte();
+    out[33..37].copy_from_slice(&e.offset.to_le_bytes());
+    out[37..41].copy_from_slice(&e.length.to_le_bytes());
+    out[41..45].copy_from_slice(&e.raw_length.to_le_bytes());
+    out
+}
+
+fn decode_location(id: BlobId, v: &[u8; 45]) -> Result<BlobLocation> {
+    let word = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
+    let mut pack = [0u8; 32];
+    pack.copy_from_slice(&v[..32]);
+    Ok(BlobLocation {
+        pack: PackId(pack),
+        entry: BlobEntry {
+            blob_type: BlobType::from_byte(v[32])?,
+            id,
+            offset: word(33),
+            length: word(37),
+            raw_length: word(41),
+        },
+    })
+}
+
+/// The open index cache of one repository.
+pub struct Index {
+    db: Database,
+    // Keeps a private fallback cache alive (and deletes it at the end).
+    _private_dir: Option<tempfile::TempDir>,
+}
+
+impl Index {
+    /// Opens the cache in `cache_dir`, bringing it up to date with the repository's index files.
+    ///
+    /// # Errors
+    /// When an index file cannot be read or decoded (named in the message), or the cache cannot be written.
+    pub fn open(cache_dir: &Path, backend: &dyn Backend, key: &MasterKey) -> Result<Self> {
+        let index = Self::open_db(cache_dir)?;
+        index.sync(backend, key)?;
+        Ok(index)
+    }
+
+    fn open_db(cache_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(cache_dir)
+            .map_err(|e| Error::io(ErrorKind::Other, "cannot create cache directory", cache_dir, e))?;
+        let path: PathBuf = cache_dir.join("index.redb");
+        match Database::create(&path) {
+            Ok(db) => Ok(Index {
+                db,
+                _private_dir: None,
+            }),
+            // Another cairn process holds the shared cache: use a private one rather than wait.
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("cairn-index-")
+                    .tempdir()
+                    .map_err(|e| Error::new(ErrorKind::Other, format!("cannot create a private index cache: {e}")))?;
+                let db = Database::create(dir.path().join("index.redb"))?;
+                Ok(Index {
+                    db,
+                    _private_dir: Some(dir),
+                })
+            }
+            // A damaged cache is only a cache: start over.
+            Err(redb::DatabaseError::Storage(_)) | Err(redb::DatabaseError::UpgradeRequired(_)) => {
+                let _ = std::fs::remove_file(&path);
+                Ok(Index {
+                    db: Database::create(&path)?,
+                    _private_dir: None,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn sync(&self, backend: &dyn Backend, key: &MasterKey) -> Result<()> {
+        let in_repo: HashSet<String> = backend
+            .list(ObjectKind::Index)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let cached = self.cached_files()?;
+        if cached.iter().any(|name| !in_repo.contains(name)) {
+            // An index file went away (compaction, prune): entries may be stale, rebuild.
+            let tx = self.db.begin_write()?;
+            tx.delete_table(BLOBS)?;
+            tx.delete_table(FILES)?;
+            tx.commit()?;
+        }
+        let cached = self.cached_files()?;
+        let mut missing: Vec<&String> = in_repo.iter().filter(|n| !cached.contains(*n)).collect();
+        missing.sort();
+        // Decode in parallel, insert in batches so memory stays bounded for huge repositories.
+        for batch in missing.chunks(64) {
+            let files: Vec<(String, IndexFile)> = batch
+                .par_iter()
+                .map(|name| {
+                    let bytes = backend.read(ObjectKind::Index, name)?;
+                    if IndexId::hash_of(&bytes).to_hex() != **name {
+                        return Err(Error::corrupted(format!(
+                            "index file {name}: its content does not match its name (damaged)"
+                        )));
+                    }
+                    let file = IndexFile::decode(key, &bytes)
+                        .map_err(|e| e.context(format!("index file {name}")))?;
+                    Ok(((*name).clone(), file))
+                })
+                .collect::<Result<_>>()?;
+            self.insert_files(&files)?;
+        }
+        Ok(())
+    }
+
+    fn cached_files(&self) -> Result<HashSet<String>> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(FILES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashSet::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = HashSet::new();
+        for row in table.iter()? {
+            let (name, _) = row?;
+            out.insert(name.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Records index files that were just written to the repository.
+    ///
+    /// # Errors
+    /// When the cache cannot be written.
+    pub fn insert_files(&self, files: &[(String, IndexFile)]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut blobs = tx.open_table(BLOBS)?;
+            let mut names = tx.open_table(FILES)?;
+            for (name, file) in files {
+                for pack in &file.packs {
+                    for entry in &pack.blobs {
+                        blobs.insert(entry.id.0, encode_location(&pack.pack, entry))?;
+                    }
+                }
+                names.insert(name.as_str(), ())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Where `id` is stored, if anywhere.
+    ///
+    /// # Errors
+    /// When the cache cannot be read or holds a malformed row.
+    pub fn lookup(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(BLOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match table.get(id.0)? {
+            Some(v) => Ok(Some(decode_location(*id, &v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Where `id` is stored, or a `Corrupted` error saying it is missing.
+    ///
+    /// # Errors
+    /// When the blob is in no index.
+    pub fn locate(&self, id: &BlobId, blob_type: BlobType) -> Result<BlobLocation> {
+        match self.lookup(id)? {
+            Some(loc) if loc.entry.blob_type == blob_type => Ok(loc),
+            Some(_) => Err(Error::corrupted(format!(
+                "blob {id} is indexed with the wrong type"
+            ))),
+            None => Err(Error::corrupted(format!(
+                "{} blob {id} is not in the index (its pack or index file is missing)",
+                match blob_type {
+                    BlobType::Data => "data",
+                    BlobType::Tree => "tree",
+                }
+            ))),
+        }
+    }
+
+    /// Number of blobs indexed.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn len(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        match tx.open_table(BLOBS) {
+            Ok(t) => Ok(t.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether no blob is indexed.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Every indexed blob with its location, in id order (for check).
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn for_each(&self, mut f: impl FnMut(BlobLocation) -> Result<()>) -> Result<()> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(BLOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for row in table.iter()? {
+            let (k, v) = row?;
+            f(decode_location(BlobId(k.value()), &v.value())?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! Packs: the writer that fills pack files with sealed blobs, and the reader that locates and opens them.
+
+mod reader;
+mod writer;
+
+pub use reader::{read_pack_header, PackReader};
+pub use writer::{FinishedPack, PackWriter};

@@ -1,0 +1,88 @@
+//! Builds one pack in memory up to the target size, then hands it out whole, named by its hash.
+
+use crate::crypto::MasterKey;
+use crate::error::Result;
+use crate::format::pack::{self, BlobEntry, PREFIX_LEN};
+use crate::id::{BlobId, BlobType, PackId};
+
+/// A complete pack ready to store.
+pub struct FinishedPack {
+    /// Hash of `bytes`.
+    pub id: PackId,
+    /// The whole file.
+    pub bytes: Vec<u8>,
+    /// Its blobs.
+    pub entries: Vec<BlobEntry>,
+}
+
+/// Accumulates sealed blobs of one type.
+pub struct PackWriter {
+    blob_type: BlobType,
+    target_size: usize,
+    buf: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+impl PackWriter {
+    /// A writer for blobs of `blob_type`, closing packs at `target_size` bytes.
+    pub fn new(blob_type: BlobType, target_size: usize) -> Self {
+        PackWriter {
+            blob_type,
+            target_size,
+            buf: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Whether no blob is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds a sealed blob; returns the finished pack when the target size is reached.
+    ///
+    /// # Errors
+    /// When sealing the header fails.
+    pub fn add(
+        &mut self,
+        key: &MasterKey,
+        id: BlobId,
+        raw_length: u32,
+        sealed: &[u8],
+    ) -> Result<Option<FinishedPack>> {
+        if self.buf.is_empty() {
+            self.buf.reserve(self.target_size.min(sealed.len() * 4 + PREFIX_LEN));
+            self.buf.extend_from_slice(&pack::prefix());
+        }
+        self.entries.push(BlobEntry {
+            blob_type: self.blob_type,
+            id,
+            offset: self.buf.len() as u32,
+            length: sealed.len() as u32,
+            raw_length,
+        });
+        self.buf.extend_from_slice(sealed);
+        if self.buf.len() >= self.target_size {
+            return self.finish(key);
+        }
+        Ok(None)
+    }
+
+    /// Closes the pending pack, if any.
+    ///
+    /// # Errors
+    /// When sealing the header fails.
+    pub fn finish(&mut self, key: &MasterKey) -> Result<Option<FinishedPack>> {
+        if self.entries.is_empty() {
+            return Ok(None);
+        }
+        let entries = std::mem::take(&mut self.entries);
+        let mut bytes = std::mem::take(&mut self.buf);
+        bytes.extend_from_slice(&pack::encode_trailer(key, &entries)?);
+        Ok(Some(FinishedPack {
+            id: PackId::hash_of(&bytes),
+            bytes,
+            entries,
+        }))
+    }
+}

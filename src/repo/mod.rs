@@ -1,0 +1,268 @@
+//! Opening and creating a repository: keys, config, snapshots, and typed access to the pieces (index, packs, blobs).
+
+mod saver;
+
+pub use saver::{BlobSaver, SaveStats};
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::{Backend, ObjectKind};
+use crate::crypto::{KdfParams, MasterKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::Config;
+use crate::format::key::KeyFile;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::id::{BlobId, BlobType, KeyId, SnapshotId, TreeId};
+use crate::index::Index;
+use crate::pack::PackReader;
+
+/// An open repository: storage, master key and config.
+pub struct Repository {
+    backend: Box<dyn Backend>,
+    key: MasterKey,
+    config: Config,
+    cache_root: PathBuf,
+}
+
+/// A repository whose index is loaded: what reading and writing blobs needs.
+pub struct IndexedRepository {
+    repo: Repository,
+    index: Index,
+}
+
+impl Repository {
+    /// Creates a repository at an empty location, protected by `password`.
+    ///
+    /// # Errors
+    /// When the location is not empty or cannot be written.
+    pub fn init(
+        backend: Box<dyn Backend>,
+        password: &[u8],
+        kdf: KdfParams,
+        cache_root: &Path,
+    ) -> Result<Self> {
+        if backend.has_config()? {
+            return Err(Error::invalid_input(format!(
+                "{} already holds a cairn repository",
+                backend.location()
+            )));
+        }
+        backend.create()?;
+        let key = MasterKey::generate()?;
+        let key_file = KeyFile::wrap(&key, password, kdf)?.encode();
+        backend.write(ObjectKind::Key, &KeyId::hash_of(&key_file).to_hex(), &key_file)?;
+        let config = Config::generate()?;
+        // The config is written last: until it exists the location is not a repository.
+        backend.write(ObjectKind::Config, "config", &config.encode(&key)?)?;
+        Ok(Repository {
+            backend,
+            key,
+            config,
+            cache_root: cache_root.to_path_buf(),
+        })
+    }
+
+    /// Opens the repository at `backend` with `password`.
+    ///
+    /// # Errors
+    /// `NotARepository` when there is none; `WrongPassword` when no key file opens; `Corrupted` for damaged keys or config.
+    pub fn open(backend: Box<dyn Backend>, password: &[u8], cache_root: &Path) -> Result<Self> {
+        if !backend.has_config()? {
+            return Err(Error::new(
+                ErrorKind::NotARepository,
+                format!(
+                    "there is no cairn repository at {}; create one with `cairn init -r {}`",
+                    backend.location(),
+                    backend.location()
+                ),
+            ));
+        }
+        let keys = backend.list(ObjectKind::Key)?;
+        if keys.is_empty() {
+            return Err(Error::corrupted(format!(
+                "{}: the repository has no key files (keys/ is empty); it cannot be opened",
+                backend.location()
+            )));
+        }
+        let mut last_error = None;
+        let mut key = None;
+        for (name, _) in &keys {
+            let bytes = backend.read(ObjectKind::Key, name)?;
+            match KeyFile::decode(&bytes).and_then(|k| k.unwrap_key(password)) {
+                Ok(k) => {
+                    key = Some(k);
+                    break;
+                }
+                Err(e) => last_error = Some(e.context(format!("key file {name}"))),
+            }
+        }
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let e = last_error.unwrap_or_else(|| Error::new(ErrorKind::WrongPassword, "wrong password"));
+                return Err(if e.kind() == ErrorKind::WrongPassword {
+                    Error::new(
+                        ErrorKind::WrongPassword,
+                        format!(
+                            "wrong password: it opens none of the {} key file(s) of {}",
+                            keys.len(),
+                            backend.location()
+                        ),
+                    )
+                } else {
+                    e
+                });
+            }
+        };
+        let config = Config::decode(&key, &backend.read(ObjectKind::Config, "config")?)?;
+        Ok(Repository {
+            backend,
+            key,
+            config,
+            cache_root: cache_root.to_path_buf(),
+        })
+    }
+
+    /// The storage.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This repository's directory in the local cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_root.join(&self.config.repo_id)
+    }
+
+    /// Loads the index, bringing the local cache up to date.
+    ///
+    /// # Errors
+    /// When an index file is damaged or the cache cannot be written.
+    pub fn into_indexed(self) -> Result<IndexedRepository> {
+        let index = Index::open(&self.cache_dir(), self.backend(), &self.key)?;
+        Ok(IndexedRepository { repo: self, index })
+    }
+
+    /// All snapshots, oldest first.
+    ///
+    /// # Errors
+    /// When a snapshot file is damaged (named in the message).
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(ObjectKind::Snapshot)? {
+            let id = SnapshotId::from_hex(&name)
+                .map_err(|_| Error::corrupted(format!("snapshots/{name}: not a snapshot name")))?;
+            out.push((id, self.load_snapshot(&id)?));
+        }
+        out.sort_by(|a, b| a.1.datetime().cmp(&b.1.datetime()).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// One snapshot by id.
+    ///
+    /// # Errors
+    /// When it is missing or damaged.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let name = id.to_hex();
+        let bytes = self.backend.read(ObjectKind::Snapshot, &name)?;
+        if SnapshotId::hash_of(&bytes) != *id {
+            return Err(Error::corrupted(format!(
+                "snapshot {name}: its content does not match its name (damaged)"
+            )));
+        }
+        Snapshot::decode(&self.key, &bytes).map_err(|e| e.context(format!("snapshot {name}")))
+    }
+
+    /// Resolves `latest` or a unique id prefix.
+    ///
+    /// # Errors
+    /// `InvalidInput` when nothing or several snapshots match.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let snapshots = self.snapshots()?;
+        if spec == "latest" {
+            return snapshots.into_iter().next_back().ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "the repository {} has no snapshots yet",
+                    self.backend.location()
+                ))
+            });
+        }
+        let prefix = spec.to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid_input(format!(
+                "{spec:?} is not a snapshot: give `latest` or a snapshot id (prefix) from `cairn snapshots`"
+            )));
+        }
+        let mut matches: Vec<_> = snapshots
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&prefix))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.remove(0)),
+            0 => Err(Error::invalid_input(format!(
+                "no snapshot id starts with {spec:?}; list them with `cairn snapshots`"
+            ))),
+            _ => Err(Error::invalid_input(format!(
+                "{spec:?} matches {} snapshots ({}); give more characters",
+                matches.len(),
+                matches.iter().map(|(id, _)| id.short()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Stores a snapshot file; the last step of a backup.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let bytes = snapshot.encode(&self.key)?;
+        let id = SnapshotId::hash_of(&bytes);
+        self.backend.write(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+}
+
+impl IndexedRepository {
+    /// The repository.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The verified plaintext of a blob.
+    ///
+    /// # Errors
+    /// When the blob is not indexed, its pack is missing or damaged.
+    pub fn read_blob(&self, id: &BlobId, blob_type: BlobType) -> Result<Vec<u8>> {
+        let loc = self.index.locate(id, blob_type)?;
+        PackReader::new(self.repo.backend(), self.repo.key()).read_blob(&loc.pack, &loc.entry)
+    }
+
+    /// A decoded tree.
+    ///
+    /// # Errors
+    /// When the tree blob is missing, damaged or malformed.
+    pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {
+        let bytes = self.read_blob(id, BlobType::Tree)?;
+        Tree::decode(&bytes).map_err(|e| e.context(format!("tree {id}")))
+    }
+
+    /// A writer for new blobs.
+    pub fn saver(&self) -> BlobSaver<'_> {
+        BlobSaver::new(self)
+    }
+}
