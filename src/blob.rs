@@ -92,10 +92,16 @@ mod tests {
     #[test]
     fn compressible_and_random_round_trip() {
         let key = MasterKey::generate().unwrap();
-        for plain in [vec![0u8; 100_000], (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect()] {
+        for plain in [
+            vec![0u8; 100_000],
+            (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ] {
             let id = key.blob_id(&plain);
             let sealed = seal_blob(&key, BlobType::Data, &id, &plain, 3).unwrap();
-            assert_eq!(open_blob(&key, &entry(id, &sealed, plain.len()), &sealed).unwrap(), plain);
+            assert_eq!(
+                open_blob(&key, &entry(id, &sealed, plain.len()), &sealed).unwrap(),
+                plain
+            );
         }
     }
 

@@ -92,9 +92,9 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
     })?;
     for pack in &indexed_packs {
         if !pack_blobs.contains_key(pack) && !headers.iter().any(|(n, _)| *n == pack.to_hex()) {
-            report
-                .errors
-                .push(format!("pack {pack} is listed in the index but missing from the repository"));
+            report.errors.push(format!(
+                "pack {pack} is listed in the index but missing from the repository"
+            ));
         }
     }
     for pack in pack_blobs.keys() {
@@ -161,7 +161,9 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         let reader = PackReader::new(backend, key);
         let results: Vec<(u64, Vec<String>)> = headers
             .par_iter()
-            .filter_map(|(name, entries)| Some((PackId::from_hex(name).ok()?, entries.as_ref().ok()?)))
+            .filter_map(|(name, entries)| {
+                Some((PackId::from_hex(name).ok()?, entries.as_ref().ok()?))
+            })
             .map(|(pack, entries)| {
                 let mut errors = Vec::new();
                 let bytes = match backend.read(ObjectKind::Pack, &pack.to_hex()) {

@@ -115,10 +115,15 @@ mod tests {
         let mut edited = data.clone();
         edited.splice(1000..1000, b"inserted".iter().copied());
         let p = small();
-        let a: std::collections::HashSet<Vec<u8>> = p.chunks(&data[..]).map(|c| c.unwrap()).collect();
+        let a: std::collections::HashSet<Vec<u8>> =
+            p.chunks(&data[..]).map(|c| c.unwrap()).collect();
         let b: Vec<Vec<u8>> = p.chunks(&edited[..]).map(|c| c.unwrap()).collect();
         let shared = b.iter().filter(|c| a.contains(*c)).count();
-        assert!(shared + 3 >= b.len(), "only {shared} of {} chunks shared", b.len());
+        assert!(
+            shared + 3 >= b.len(),
+            "only {shared} of {} chunks shared",
+            b.len()
+        );
     }
 
     #[test]
@@ -126,7 +131,10 @@ mod tests {
         let data = noise(300_000, 9);
         let mut other = small();
         other.seed = 43;
-        let a: Vec<usize> = small().chunks(&data[..]).map(|c| c.unwrap().len()).collect();
+        let a: Vec<usize> = small()
+            .chunks(&data[..])
+            .map(|c| c.unwrap().len())
+            .collect();
         let b: Vec<usize> = other.chunks(&data[..]).map(|c| c.unwrap().len()).collect();
         assert_ne!(a, b);
     }

@@ -56,7 +56,8 @@ impl ContentReader<'_, '_> {
                 id,
                 len: chunk.len() as u32,
             });
-            self.bytes_read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.bytes_read
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             self.progress.bytes(chunk.len() as u64);
         }
         batch.clear();
@@ -68,7 +69,8 @@ impl ContentReader<'_, '_> {
     /// # Errors
     /// `SourceIo` when the file cannot be opened or read.
     pub fn read_file(&self, path: &Path) -> Result<Vec<ContentItem>> {
-        let source_err = |what: &str, e: std::io::Error| Error::io(ErrorKind::SourceIo, what, path, e);
+        let source_err =
+            |what: &str, e: std::io::Error| Error::io(ErrorKind::SourceIo, what, path, e);
         let mut file = File::open(path).map_err(|e| source_err("cannot open", e))?;
         let meta = file.metadata().map_err(|e| source_err("cannot stat", e))?;
         let mut items = Vec::new();

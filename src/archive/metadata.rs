@@ -69,7 +69,13 @@ pub fn kind_of(meta: &Metadata) -> Option<NodeKind> {
 /// A node with every field the metadata gives; content and subtree are filled in by the caller.
 ///
 /// Symlink targets and xattrs are read here; a failure to read xattrs is not fatal (the file system may not support them).
-pub fn node_from(name: &[u8], path: &Path, meta: &Metadata, kind: NodeKind, names: &NameCache) -> std::io::Result<Node> {
+pub fn node_from(
+    name: &[u8],
+    path: &Path,
+    meta: &Metadata,
+    kind: NodeKind,
+    names: &NameCache,
+) -> std::io::Result<Node> {
     let mut node = Node::new(name.to_vec(), kind);
     node.mode = meta.mode() & 0o7777;
     node.uid = meta.uid();

@@ -4,7 +4,7 @@ mod content;
 mod metadata;
 mod sources;
 
-pub use sources::{ExcludeMatcher, normalize_sources};
+pub use sources::{normalize_sources, ExcludeMatcher};
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -149,7 +149,9 @@ pub fn backup(
     };
     let root = match source {
         BackupSource::Paths(paths) => archiver.archive_paths(&paths, parent_tree.as_ref())?,
-        BackupSource::Stdin { name, reader } => archiver.archive_stdin(&name, reader, parent_tree.as_ref())?,
+        BackupSource::Stdin { name, reader } => {
+            archiver.archive_stdin(&name, reader, parent_tree.as_ref())?
+        }
     };
     let stats = saver.finish()?;
     let c = &archiver.counters;
@@ -164,7 +166,10 @@ pub fn backup(
         bytes_added: stats.bytes,
         blobs_added: stats.blobs,
         duration_secs: started.elapsed().as_secs_f64(),
-        errors: archiver.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
+        errors: archiver
+            .errors
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
     };
     let snapshot = Snapshot {
         time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -241,7 +246,12 @@ impl Archiver<'_, '_> {
         Ok(self.saver.save(BlobType::Tree, &bytes)?.0)
     }
 
-    fn archive_stdin(&self, name: &str, reader: Box<dyn Read + Send + '_>, parent: Option<&Tree>) -> Result<TreeId> {
+    fn archive_stdin(
+        &self,
+        name: &str,
+        reader: Box<dyn Read + Send + '_>,
+        parent: Option<&Tree>,
+    ) -> Result<TreeId> {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(Error::invalid_input(format!(
                 "--stdin-name {name:?} must be a plain file name (no '/')"
@@ -386,7 +396,12 @@ impl Archiver<'_, '_> {
     }
 
     /// Reads a directory's entries in parallel; `None` when the directory itself cannot be listed.
-    fn archive_dir(&self, path: &Path, parent: Option<&Tree>, root_device: u64) -> Result<Option<Tree>> {
+    fn archive_dir(
+        &self,
+        path: &Path,
+        parent: Option<&Tree>,
+        root_device: u64,
+    ) -> Result<Option<Tree>> {
         let entries = match std::fs::read_dir(path) {
             Ok(e) => e,
             Err(e) => {
@@ -421,7 +436,9 @@ impl Archiver<'_, '_> {
             if self.all_indexed(&old.content)? {
                 node.content = old.content.clone();
                 node.size = old.size;
-                self.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .files_unchanged
+                    .fetch_add(1, Ordering::Relaxed);
                 return Ok(true);
             }
         }

@@ -168,7 +168,12 @@ mod tests {
 
     #[test]
     fn nested_sources_collapse() {
-        let out = normalize_sources(&[PathBuf::from("/a/b/../c"), PathBuf::from("/a"), PathBuf::from("/x/./y")]).unwrap();
+        let out = normalize_sources(&[
+            PathBuf::from("/a/b/../c"),
+            PathBuf::from("/a"),
+            PathBuf::from("/x/./y"),
+        ])
+        .unwrap();
         assert_eq!(out, vec![PathBuf::from("/a"), PathBuf::from("/x/y")]);
     }
 }

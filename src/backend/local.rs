@@ -96,7 +96,12 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == IoKind::NotFound || e.kind() == IoKind::NotADirectory => {
                 Ok(false)
             }
-            Err(e) => Err(Error::io(ErrorKind::Backend, "cannot access", &self.root, e)),
+            Err(e) => Err(Error::io(
+                ErrorKind::Backend,
+                "cannot access",
+                &self.root,
+                e,
+            )),
         }
     }
 
@@ -133,7 +138,8 @@ impl Backend for LocalBackend {
                     Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot list", &data, e)),
                 };
                 for sub in subdirs {
-                    let sub = sub.map_err(|e| Error::io(ErrorKind::Backend, "cannot list", &data, e))?;
+                    let sub =
+                        sub.map_err(|e| Error::io(ErrorKind::Backend, "cannot list", &data, e))?;
                     list_dir(&sub.path(), &mut out)?;
                 }
             }
@@ -185,7 +191,8 @@ impl Backend for LocalBackend {
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &dir, e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &dir, e))?;
         let tmp_dir = self.root.join("tmp");
         fs::create_dir_all(&tmp_dir)
             .map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &tmp_dir, e))?;
@@ -228,11 +235,22 @@ mod tests {
         b.write(ObjectKind::Pack, &name, b"hello").unwrap();
         assert_eq!(b.list(ObjectKind::Pack).unwrap(), vec![(name.clone(), 5)]);
         assert_eq!(b.read_range(ObjectKind::Pack, &name, 1, 3).unwrap(), b"ell");
-        assert_eq!(b.read_range(ObjectKind::Pack, &name, 3, 5).unwrap_err().kind(), ErrorKind::Corrupted);
-        assert_eq!(b.read(ObjectKind::Index, &name).unwrap_err().kind(), ErrorKind::Corrupted);
+        assert_eq!(
+            b.read_range(ObjectKind::Pack, &name, 3, 5)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Corrupted
+        );
+        assert_eq!(
+            b.read(ObjectKind::Index, &name).unwrap_err().kind(),
+            ErrorKind::Corrupted
+        );
         assert!(b.read(ObjectKind::Index, "../x").is_err());
         b.remove(ObjectKind::Pack, &name).unwrap();
         assert!(b.list(ObjectKind::Pack).unwrap().is_empty());
-        assert!(fs::read_dir(dir.path().join("repo/tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("repo/tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

@@ -4,7 +4,7 @@
 
 mod kdf;
 
-pub use kdf::{KdfParams, derive_wrapping_key};
+pub use kdf::{derive_wrapping_key, KdfParams};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -109,10 +109,20 @@ impl MasterKey {
 }
 
 /// Seals with an explicit cipher (the key file's wrapping key uses this too).
-pub(crate) fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn seal_with(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
     let nonce = random_array::<NONCE_LEN>()?;
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .map_err(|_| Error::new(crate::error::ErrorKind::Other, "encryption failed"))?;
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);

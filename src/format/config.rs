@@ -83,7 +83,9 @@ impl Config {
             )));
         }
         if self.repo_id.len() != 64 || hex::decode(&self.repo_id).is_err() {
-            return Err(Error::corrupted("config: repository id is not 64 hex characters"));
+            return Err(Error::corrupted(
+                "config: repository id is not 64 hex characters",
+            ));
         }
         Ok(())
     }
@@ -103,8 +105,8 @@ impl Config {
     /// When the file is damaged, of an unknown version, or holds out-of-bounds values.
     pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Self> {
         let (_, body) = envelope::open(key, &KIND, bytes)?;
-        let config: Config = serde_json::from_slice(&body)
-            .map_err(|e| Error::corrupted(format!("config: {e}")))?;
+        let config: Config =
+            serde_json::from_slice(&body).map_err(|e| Error::corrupted(format!("config: {e}")))?;
         config.validate()?;
         Ok(config)
     }

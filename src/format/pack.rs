@@ -103,7 +103,8 @@ pub fn header_range(pack_len: u64, trailer: [u8; 4]) -> Result<(u64, u64)> {
             "pack is {pack_len} bytes: not a possible pack length"
         )));
     }
-    if header_len < SEAL_OVERHEAD as u64 || header_len > pack_len - (PREFIX_LEN + TRAILER_LEN) as u64
+    if header_len < SEAL_OVERHEAD as u64
+        || header_len > pack_len - (PREFIX_LEN + TRAILER_LEN) as u64
     {
         return Err(Error::corrupted(format!(
             "pack header length {header_len} does not fit a pack of {pack_len} bytes"

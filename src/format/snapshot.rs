@@ -98,8 +98,8 @@ impl Snapshot {
     /// # Errors
     /// When the JSON does not describe a snapshot or its tree id is malformed.
     pub fn decode_body(body: &[u8]) -> Result<Self> {
-        let snap: Snapshot = serde_json::from_slice(body)
-            .map_err(|e| Error::corrupted(format!("snapshot: {e}")))?;
+        let snap: Snapshot =
+            serde_json::from_slice(body).map_err(|e| Error::corrupted(format!("snapshot: {e}")))?;
         crate::id::TreeId::from_hex(&snap.tree)
             .map_err(|_| Error::corrupted("snapshot: root tree id is malformed"))?;
         if let Some(parent) = &snap.parent {

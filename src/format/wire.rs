@@ -269,7 +269,14 @@ mod tests {
     #[test]
     fn reads_what_was_written() {
         let mut w = Writer::new();
-        w.u8(1).u16(2).u32(3).u64(4).i64(-5).bytes8(b"ab").bytes16(b"cd").bytes32(b"ef");
+        w.u8(1)
+            .u16(2)
+            .u32(3)
+            .u64(4)
+            .i64(-5)
+            .bytes8(b"ab")
+            .bytes16(b"cd")
+            .bytes32(b"ef");
         let bytes = w.into_bytes();
         let mut r = Reader::new(&bytes, "test");
         assert_eq!(r.u8().unwrap(), 1);

@@ -72,8 +72,14 @@ impl Index {
     }
 
     fn open_db(cache_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(cache_dir)
-            .map_err(|e| Error::io(ErrorKind::Other, "cannot create cache directory", cache_dir, e))?;
+        std::fs::create_dir_all(cache_dir).map_err(|e| {
+            Error::io(
+                ErrorKind::Other,
+                "cannot create cache directory",
+                cache_dir,
+                e,
+            )
+        })?;
         let path: PathBuf = cache_dir.join("index.redb");
         match Database::create(&path) {
             Ok(db) => Ok(Index {
@@ -85,7 +91,12 @@ impl Index {
                 let dir = tempfile::Builder::new()
                     .prefix("cairn-index-")
                     .tempdir()
-                    .map_err(|e| Error::new(ErrorKind::Other, format!("cannot create a private index cache: {e}")))?;
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Other,
+                            format!("cannot create a private index cache: {e}"),
+                        )
+                    })?;
                 let db = Database::create(dir.path().join("index.redb"))?;
                 Ok(Index {
                     db,

@@ -51,7 +51,8 @@ impl PackWriter {
         sealed: &[u8],
     ) -> Result<Option<FinishedPack>> {
         if self.buf.is_empty() {
-            self.buf.reserve(self.target_size.min(sealed.len() * 4 + PREFIX_LEN));
+            self.buf
+                .reserve(self.target_size.min(sealed.len() * 4 + PREFIX_LEN));
             self.buf.extend_from_slice(&pack::prefix());
         }
         self.entries.push(BlobEntry {

@@ -51,7 +51,11 @@ impl Repository {
         backend.create()?;
         let key = MasterKey::generate()?;
         let key_file = KeyFile::wrap(&key, password, kdf)?.encode();
-        backend.write(ObjectKind::Key, &KeyId::hash_of(&key_file).to_hex(), &key_file)?;
+        backend.write(
+            ObjectKind::Key,
+            &KeyId::hash_of(&key_file).to_hex(),
+            &key_file,
+        )?;
         let config = Config::generate()?;
         // The config is written last: until it exists the location is not a repository.
         backend.write(ObjectKind::Config, "config", &config.encode(&key)?)?;
@@ -100,7 +104,8 @@ impl Repository {
         let key = match key {
             Some(k) => k,
             None => {
-                let e = last_error.unwrap_or_else(|| Error::new(ErrorKind::WrongPassword, "wrong password"));
+                let e = last_error
+                    .unwrap_or_else(|| Error::new(ErrorKind::WrongPassword, "wrong password"));
                 return Err(if e.kind() == ErrorKind::WrongPassword {
                     Error::new(
                         ErrorKind::WrongPassword,
@@ -215,7 +220,11 @@ impl Repository {
             _ => Err(Error::invalid_input(format!(
                 "{spec:?} matches {} snapshots ({}); give more characters",
                 matches.len(),
-                matches.iter().map(|(id, _)| id.short()).collect::<Vec<_>>().join(", ")
+                matches
+                    .iter()
+                    .map(|(id, _)| id.short())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -227,7 +236,8 @@ impl Repository {
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let bytes = snapshot.encode(&self.key)?;
         let id = SnapshotId::hash_of(&bytes);
-        self.backend.write(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
+        self.backend
+            .write(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
         Ok(id)
     }
 }

@@ -85,7 +85,13 @@ impl<'r> BlobSaver<'r> {
         if self.is_known(&id)? {
             return Ok((id, false));
         }
-        let sealed = seal_blob(repo.key(), blob_type, &id, plaintext, repo.config().zstd_level)?;
+        let sealed = seal_blob(
+            repo.key(),
+            blob_type,
+            &id,
+            plaintext,
+            repo.config().zstd_level,
+        )?;
         let finished = {
             let mut state = self.lock();
             if !state.seen.insert(id) {

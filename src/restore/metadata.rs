@@ -21,7 +21,12 @@ pub fn make_special(path: &Path, node: &Node) -> nix::Result<()> {
         NodeKind::BlockDevice => SFlag::S_IFBLK,
         _ => return Err(nix::errno::Errno::EINVAL),
     };
-    mknod(path, kind, Mode::from_bits_truncate(node.mode & 0o777), node.rdev as nix::libc::dev_t)
+    mknod(
+        path,
+        kind,
+        Mode::from_bits_truncate(node.mode & 0o777),
+        node.rdev as nix::libc::dev_t,
+    )
 }
 
 /// Applies owner (when root), xattrs, permissions and times; returns a message for what failed.

@@ -84,7 +84,8 @@ pub fn restore(
     progress: &dyn RestoreProgress,
 ) -> Result<RestoreStats> {
     check_target(target, options)?;
-    fs::create_dir_all(target).map_err(|e| Error::io(ErrorKind::Other, "cannot create", target, e))?;
+    fs::create_dir_all(target)
+        .map_err(|e| Error::io(ErrorKind::Other, "cannot create", target, e))?;
     let mut r = Restorer {
         repo,
         options,
@@ -113,7 +114,12 @@ fn check_target(target: &Path, options: &RestoreOptions) -> Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(ErrorKind::InvalidInput, "cannot use restore target", target, e)),
+        Err(e) => Err(Error::io(
+            ErrorKind::InvalidInput,
+            "cannot use restore target",
+            target,
+            e,
+        )),
     }
 }
 
@@ -135,12 +141,16 @@ impl Restorer<'_> {
                 NodeKind::Dir => {
                     match fs::create_dir(&path) {
                         Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
                         Err(e) => return Err(io_err("cannot create directory", &path)(e)),
                     }
                     self.stats.dirs += 1;
                     let sub = node.subtree.ok_or_else(|| {
-                        Error::corrupted(format!("tree {tree_id}: directory {} has no subtree", path.display()))
+                        Error::corrupted(format!(
+                            "tree {tree_id}: directory {} has no subtree",
+                            path.display()
+                        ))
                     })?;
                     self.plan_dir(&sub, &path)?;
                     self.dirs.push((path, node));
@@ -225,7 +235,8 @@ impl Restorer<'_> {
                             data.len()
                         )));
                     }
-                    file.write_all(&data).map_err(io_err("cannot write", path))?;
+                    file.write_all(&data)
+                        .map_err(io_err("cannot write", path))?;
                     written += len as u64;
                     self.progress.bytes(len as u64);
                 }
@@ -237,7 +248,8 @@ impl Restorer<'_> {
             pos += item.len();
         }
         // Trailing holes: extend without writing so they stay holes.
-        file.set_len(pos).map_err(io_err("cannot set length of", path))?;
+        file.set_len(pos)
+            .map_err(io_err("cannot set length of", path))?;
         Ok(written)
     }
 

@@ -1,0 +1,152 @@
+//! Command-line interface: global options, the command list, and the error-to-exit-code mapping.
+
+mod backup;
+mod check;
+mod context;
+mod init;
+mod output;
+mod progress;
+mod restore;
+mod snapshots;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use cairn::ErrorKind;
+
+/// Exit codes (documented in README.md; scripts depend on them).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Any failure not listed below.
+    pub const ERROR: i32 = 1;
+    /// Invalid usage or input: bad flags, unknown snapshot, non-empty restore target.
+    pub const USAGE: i32 = 2;
+    /// Backup saved, but some sources could not be read.
+    pub const PARTIAL: i32 = 3;
+    /// Repository data is damaged: corrupt, tampered or missing objects.
+    pub const DAMAGED: i32 = 4;
+    /// No repository at the given location.
+    pub const NO_REPOSITORY: i32 = 10;
+    /// The password opens no key of the repository.
+    pub const WRONG_PASSWORD: i32 = 12;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  cairn -r /srv/backup init
+  cairn -r /srv/backup backup /etc /home --exclude '*.tmp' --tag nightly
+  pg_dump app | cairn -r /srv/backup backup --stdin --stdin-name app.sql
+  cairn -r /srv/backup snapshots
+  cairn -r /srv/backup restore latest --target /tmp/restore
+
+Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
+Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
+unreadable, 4 repository data damaged, 10 no repository, 12 wrong password.";
+
+/// Content-addressed, deduplicating, encrypted backups.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Repository location (a directory). Default: a repository under your data directory.
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPO",
+        global = true,
+        value_name = "REPO"
+    )]
+    pub repo: Option<PathBuf>,
+    /// Read the password from the first line of this file (else CAIRN_PASSWORD, else a prompt).
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Local cache directory (index database).
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository.
+    #[command(
+        after_help = "Example:\n  CAIRN_PASSWORD_FILE=/root/.cairn-pw cairn -r /srv/backup init"
+    )]
+    Init(init::InitArgs),
+    /// Back up files and directories, or a stream from standard input.
+    #[command(after_help = backup::EXAMPLES)]
+    Backup(backup::BackupArgs),
+    /// List snapshots.
+    #[command(
+        after_help = "Examples:\n  cairn snapshots\n  cairn snapshots --json | jq '.[-1].time'"
+    )]
+    Snapshots(snapshots::SnapshotsArgs),
+    /// Restore a snapshot into a directory.
+    #[command(after_help = restore::EXAMPLES)]
+    Restore(restore::RestoreArgs),
+    /// Verify the repository: structure, and with --read-data every blob.
+    #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data")]
+    Check(check::CheckArgs),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match &cli.command {
+        Command::Init(args) => init::run(&cli.global, args),
+        Command::Backup(args) => backup::run(&cli.global, args),
+        Command::Snapshots(args) => snapshots::run(&cli.global, args),
+        Command::Restore(args) => restore::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_code_for(&err)
+        }
+    }
+}
+
+fn exit_code_for(err: &anyhow::Error) -> i32 {
+    let kind = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<cairn::Error>())
+        .map(cairn::Error::kind);
+    match kind {
+        Some(ErrorKind::WrongPassword) => exit::WRONG_PASSWORD,
+        Some(ErrorKind::NotARepository) => exit::NO_REPOSITORY,
+        Some(ErrorKind::Corrupted) => exit::DAMAGED,
+        Some(ErrorKind::InvalidInput) => exit::USAGE,
+        _ => exit::ERROR,
+    }
+}

@@ -1,0 +1,116 @@
+//! Progress bars on a terminal (indicatif), silent otherwise; the library reports through callbacks.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use cairn::archive::{BackupProgress, ExcludeMatcher};
+use cairn::format::snapshot::SourceError;
+use cairn::restore::RestoreProgress;
+
+/// Whether bars should be drawn.
+pub fn wanted(global: &super::GlobalArgs) -> bool {
+    !global.quiet && !global.json && std::io::stderr().is_terminal()
+}
+
+/// A byte bar with throughput and ETA, hidden when not wanted.
+pub fn byte_bar(show: bool, total: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Backup progress: bytes against a total counted by a background scan, files in the message.
+pub struct BackupBar {
+    pub bar: ProgressBar,
+    files: std::sync::atomic::AtomicU64,
+    verbose: bool,
+}
+
+impl BackupBar {
+    pub fn new(show: bool, verbose: bool) -> Self {
+        BackupBar {
+            bar: byte_bar(show, 0),
+            files: Default::default(),
+            verbose,
+        }
+    }
+
+    /// Counts files and bytes below `paths` in a background thread to give the bar a length.
+    pub fn scan(&self, paths: Vec<PathBuf>, excludes: ExcludeMatcher) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let bar = self.bar.clone();
+        std::thread::spawn(move || {
+            let mut total = 0u64;
+            let mut stack = paths;
+            while let Some(p) = stack.pop() {
+                if excludes.is_excluded(&p) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    if let Ok(rd) = std::fs::read_dir(&p) {
+                        stack.extend(rd.flatten().map(|e| e.path()));
+                    }
+                } else if meta.is_file() {
+                    total += meta.len();
+                    bar.set_length(total);
+                }
+            }
+        });
+    }
+}
+
+impl BackupProgress for BackupBar {
+    fn bytes(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn entry(&self, path: &Path) {
+        let n = self
+            .files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n % 64 == 0 {
+            self.bar.set_message(format!("{n} entries"));
+        }
+        if self.verbose {
+            self.bar.suspend(|| eprintln!("{}", path.display()));
+        }
+    }
+
+    fn warning(&self, error: &SourceError) {
+        self.bar
+            .suspend(|| eprintln!("warning: {}: {}", error.path, error.message));
+    }
+}
+
+/// Restore progress.
+pub struct RestoreBar {
+    pub bar: ProgressBar,
+}
+
+impl RestoreProgress for RestoreBar {
+    fn bytes(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn warning(&self, message: &str) {
+        self.bar.suspend(|| eprintln!("warning: {message}"));
+    }
+}

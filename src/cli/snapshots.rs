@@ -1,0 +1,54 @@
+//! `cairn snapshots`: list snapshots as a table or JSON.
+
+use anyhow::Result;
+
+use super::{context, output, GlobalArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct SnapshotsArgs {}
+
+pub fn run(global: &GlobalArgs, _args: &SnapshotsArgs) -> Result<i32> {
+    let repo = context::open_repository(global)?;
+    let snapshots = repo.snapshots()?;
+    if global.json {
+        let list: Vec<serde_json::Value> = snapshots
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(),
+                    "short_id": id.short(),
+                    "time": s.time,
+                    "host": s.host,
+                    "username": s.username,
+                    "paths": s.paths,
+                    "tags": s.tags,
+                    "tree": s.tree,
+                    "parent": s.parent,
+                    "program_version": s.program_version,
+                    "summary": s.summary,
+                })
+            })
+            .collect();
+        output::print_json(&list)?;
+        return Ok(super::exit::OK);
+    }
+    println!(
+        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  paths",
+        "id", "time", "host", "tags", "read"
+    );
+    for (id, s) in &snapshots {
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}",
+            id.short(),
+            output::local_time(s),
+            s.host,
+            s.tags.join(","),
+            output::bytes(s.summary.bytes_read),
+            s.paths.join(" ")
+        );
+    }
+    if !global.quiet {
+        println!("{} snapshot(s)", snapshots.len());
+    }
+    Ok(super::exit::OK)
+}
