@@ -1,0 +1,213 @@
+//! A backup interrupted at every storage write leaves a repository that passes `check`, has no
+//! half-visible snapshot, and accepts the next backup (FORMAT.md §11).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use cairn::archive::{self, BackupOptions, BackupSource, NoProgress};
+use cairn::backend::{Backend, LocalBackend, ObjectKind};
+use cairn::check::{check, CheckOptions};
+use cairn::crypto::KdfParams;
+use cairn::restore::{restore, NoRestoreProgress, RestoreOptions};
+use cairn::{ErrorKind, Repository};
+
+/// Lets `budget` writes through, then fails every later one, as a crash or full disk would.
+struct FailingBackend {
+    inner: LocalBackend,
+    budget: Arc<AtomicI64>,
+}
+
+impl Backend for FailingBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn has_config(&self) -> cairn::Result<bool> {
+        self.inner.has_config()
+    }
+    fn create(&self) -> cairn::Result<()> {
+        self.inner.create()
+    }
+    fn list(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
+        self.inner.list(kind)
+    }
+    fn read(&self, kind: ObjectKind, name: &str) -> cairn::Result<Vec<u8>> {
+        self.inner.read(kind, name)
+    }
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> cairn::Result<Vec<u8>> {
+        self.inner.read_range(kind, name, offset, len)
+    }
+    fn size(&self, kind: ObjectKind, name: &str) -> cairn::Result<u64> {
+        self.inner.size(kind, name)
+    }
+    fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> cairn::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(cairn::Error::new(
+                ErrorKind::Backend,
+                format!("injected failure writing {} {name}", kind.label()),
+            ));
+        }
+        self.inner.write(kind, name, bytes)
+    }
+    fn remove(&self, kind: ObjectKind, name: &str) -> cairn::Result<()> {
+        self.inner.remove(kind, name)
+    }
+}
+
+fn cheap_kdf() -> KdfParams {
+    KdfParams {
+        memory_kib: 8192,
+        time: 1,
+        parallelism: 1,
+    }
+}
+
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let noise: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(root.join("big.bin"), &noise).unwrap();
+    std::fs::write(root.join("sub/small.txt"), b"hello").unwrap();
+}
+
+fn backup_with(repo_dir: &Path, cache: &Path, src: &Path, budget: i64) -> cairn::Result<()> {
+    let backend = FailingBackend {
+        inner: LocalBackend::new(repo_dir),
+        budget: Arc::new(AtomicI64::new(budget)),
+    };
+    let repo = Repository::open(Box::new(backend), b"pw", cache)?.into_indexed()?;
+    let paths = archive::normalize_sources(&[src.to_path_buf()])?;
+    archive::backup(
+        &repo,
+        BackupSource::Paths(paths),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn backup_failing_at_each_write_leaves_a_checkable_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    let repo_dir = dir.path().join("repo");
+    let cache = dir.path().join("cache");
+    Repository::init(
+        Box::new(LocalBackend::new(&repo_dir)),
+        b"pw",
+        cheap_kdf(),
+        &cache,
+    )
+    .unwrap();
+
+    // A complete backup of this tree writes: data pack, tree pack, index file, snapshot.
+    let mut completed_at = None;
+    for budget in 0..10 {
+        let result = backup_with(&repo_dir, &cache, &src, budget);
+        let repo = Repository::open(Box::new(LocalBackend::new(&repo_dir)), b"pw", &cache)
+            .unwrap()
+            .into_indexed()
+            .unwrap();
+        let report = check(&repo, CheckOptions { read_data: true }).unwrap();
+        assert!(
+            report.is_ok(),
+            "budget {budget}: check found {:?}",
+            report.errors
+        );
+        let snapshots = repo.repo().snapshots().unwrap();
+        match result {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Backend, "budget {budget}: {e}");
+                assert!(
+                    snapshots.is_empty(),
+                    "budget {budget}: a failed backup left a snapshot"
+                );
+            }
+            Ok(()) => {
+                assert_eq!(snapshots.len(), 1);
+                completed_at = Some(budget);
+                // Every interrupted attempt before it left only unreferenced packs: restore is exact.
+                let target = dir.path().join("restore");
+                restore(
+                    &repo,
+                    &snapshots[0].1.tree_id(),
+                    &target,
+                    &RestoreOptions::default(),
+                    &NoRestoreProgress,
+                )
+                .unwrap();
+                let restored = target.join(src.strip_prefix("/").unwrap());
+                assert_eq!(
+                    std::fs::read(restored.join("big.bin")).unwrap(),
+                    std::fs::read(src.join("big.bin")).unwrap()
+                );
+                assert_eq!(
+                    std::fs::read(restored.join("sub/small.txt")).unwrap(),
+                    b"hello"
+                );
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        completed_at,
+        Some(4),
+        "a backup of this tree should need exactly 4 writes"
+    );
+}
+
+#[test]
+fn damaged_objects_are_reported_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    let repo_dir = dir.path().join("repo");
+    let cache = dir.path().join("cache");
+    Repository::init(
+        Box::new(LocalBackend::new(&repo_dir)),
+        b"pw",
+        cheap_kdf(),
+        &cache,
+    )
+    .unwrap();
+    backup_with(&repo_dir, &cache, &src, i64::MAX).unwrap();
+    let backend = LocalBackend::new(&repo_dir);
+    let packs = backend.list(ObjectKind::Pack).unwrap();
+    let (largest, _) = packs.iter().max_by_key(|(_, size)| *size).unwrap().clone();
+    let path = repo_dir.join("data").join(&largest[..2]).join(&largest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let repo = Repository::open(Box::new(backend), b"pw", &cache)
+        .unwrap()
+        .into_indexed()
+        .unwrap();
+    let structural = check(&repo, CheckOptions { read_data: false }).unwrap();
+    assert!(
+        structural.is_ok(),
+        "a flipped data byte is only visible when reading data"
+    );
+    let report = check(&repo, CheckOptions { read_data: true }).unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report.errors.iter().any(|e| e.contains(&largest)),
+        "errors should name pack {largest}: {:?}",
+        report.errors
+    );
+}
