@@ -364,11 +364,7 @@ impl Archiver<'_, '_> {
             }
         };
         match kind {
-            NodeKind::File => {
-                if !self.fill_file(path, &mut node, parent_node)? {
-                    return Ok(None);
-                }
-            }
+            NodeKind::File if !self.fill_file(path, &mut node, parent_node)? => return Ok(None),
             NodeKind::Dir => {
                 let root_device = root_device.unwrap_or(meta.dev());
                 let descend = !self.options.one_file_system || meta.dev() == root_device;
