@@ -1,0 +1,656 @@
+//! Backup → restore must reproduce the source tree exactly: content, types,
+//! permissions, ownership, nanosecond mtimes, xattrs, hardlinks, sparseness
+//! and awkward names.
+
+mod common;
+
+use common::compare::{assert_trees_equal, compare_trees};
+use common::*;
+use filetime::FileTime;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn name(bytes: &[u8]) -> &OsStr {
+    OsStr::from_bytes(bytes)
+}
+
+/// Try to set a user xattr on a probe file; false if the fs refuses.
+fn xattrs_supported(dir: &Path) -> bool {
+    let probe = dir.join(".xattr-probe");
+    fs::write(&probe, b"").unwrap();
+    let ok = xattr::set(&probe, "user.probe", b"1").is_ok();
+    fs::remove_file(&probe).unwrap();
+    if !ok {
+        println!("NOTE: filesystem refuses user xattrs; xattr coverage skipped");
+    }
+    ok
+}
+
+/// Builds the full "everything awkward" source tree under `src`.
+struct TreeBuilder {
+    src: PathBuf,
+    /// (path, mode) applied after everything is created.
+    modes: Vec<(PathBuf, u32)>,
+    /// (path, uid, gid) applied with lchown before modes.
+    owners: Vec<(PathBuf, u32, u32)>,
+    /// (path, mtime) for non-directories, applied before directory mtimes.
+    times: Vec<(PathBuf, FileTime)>,
+    /// Directory mtimes, applied last, deepest first.
+    dir_times: Vec<(PathBuf, FileTime)>,
+    xattrs: Vec<(PathBuf, &'static str, Vec<u8>)>,
+    counter: i64,
+}
+
+impl TreeBuilder {
+    fn new(src: &Path) -> Self {
+        fs::create_dir_all(src).unwrap();
+        TreeBuilder {
+            src: src.to_path_buf(),
+            modes: vec![],
+            owners: vec![],
+            times: vec![],
+            dir_times: vec![],
+            xattrs: vec![],
+            counter: 0,
+        }
+    }
+
+    /// A distinct, nanosecond-precise mtime for each entry.
+    fn next_time(&mut self) -> FileTime {
+        self.counter += 1;
+        FileTime::from_unix_time(
+            1_500_000_000 + self.counter * 3_677,
+            (self.counter * 7_919_113 % 1_000_000_000) as u32,
+        )
+    }
+
+    fn p(&self, rel: &OsStr) -> PathBuf {
+        self.src.join(rel)
+    }
+
+    fn file(&mut self, rel: impl AsRef<OsStr>, data: &[u8]) -> PathBuf {
+        let p = self.p(rel.as_ref());
+        write_file(&p, data);
+        let t = self.next_time();
+        self.times.push((p.clone(), t));
+        p
+    }
+
+    fn dir(&mut self, rel: impl AsRef<OsStr>) -> PathBuf {
+        let p = self.p(rel.as_ref());
+        fs::create_dir_all(&p).unwrap();
+        let t = self.next_time();
+        self.dir_times.push((p.clone(), t));
+        p
+    }
+
+    fn symlink(&mut self, target: impl AsRef<OsStr>, rel: impl AsRef<OsStr>) -> PathBuf {
+        let p = self.p(rel.as_ref());
+        symlink(Path::new(target.as_ref()), &p).unwrap();
+        let t = self.next_time();
+        self.times.push((p.clone(), t));
+        p
+    }
+
+    fn finish(mut self, with_xattrs: bool) {
+        if with_xattrs {
+            for (p, n, v) in &self.xattrs {
+                xattr::set(p, n, v).unwrap_or_else(|e| panic!("setxattr {}: {e}", p.display()));
+            }
+        }
+        if is_root() {
+            for (p, u, g) in &self.owners {
+                std::os::unix::fs::lchown(p, Some(*u), Some(*g)).unwrap();
+            }
+        } else {
+            println!("NOTE: not root; ownership coverage skipped");
+        }
+        // chmod after chown (chown clears setuid/setgid).
+        for (p, m) in &self.modes {
+            fs::set_permissions(p, fs::Permissions::from_mode(*m)).unwrap();
+        }
+        for (p, t) in &self.times {
+            filetime::set_symlink_file_times(p, *t, *t).unwrap();
+        }
+        // Directories last, deepest first, so populating them cannot disturb
+        // the mtimes already set.
+        self.dir_times
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (p, t) in &self.dir_times {
+            filetime::set_symlink_file_times(p, *t, *t).unwrap();
+        }
+        let root_t = FileTime::from_unix_time(1_650_000_000, 999_999_999);
+        filetime::set_symlink_file_times(&self.src, root_t, root_t).unwrap();
+    }
+}
+
+/// Creates the full awkward tree. Returns nothing; everything is under `src`.
+fn build_full_tree(src: &Path) {
+    let with_xattrs = xattrs_supported(src.parent().unwrap());
+    let mut b = TreeBuilder::new(src);
+
+    // Regular files of several sizes.
+    b.file("empty", b"");
+    b.file("one-byte", b"x");
+    b.file("hundred-k", &random_bytes(1, 100 * 1024));
+    let big = random_bytes(2, 5 * 1024 * 1024 + 12_345);
+    b.file("big.bin", &big);
+    // Same content as big.bin but an independent file (must not become a hardlink).
+    b.file("big-copy.bin", &big);
+    // Shares a long prefix with big.bin then diverges.
+    let mut variant = big[..3 * 1024 * 1024].to_vec();
+    variant.extend_from_slice(&random_bytes(3, 1024 * 1024));
+    b.file("big-variant.bin", &variant);
+    // Compressible text.
+    let text: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("line {i} of a compressible text file\n").into_bytes())
+        .collect();
+    b.file("text.txt", &text);
+
+    // Directories.
+    b.dir("empty-dir");
+    b.dir("only-empty-dirs/a/b");
+    b.dir("only-empty-dirs/a");
+    b.dir("only-empty-dirs");
+    let sub = b.dir("sub");
+    b.file("sub/inner.txt", b"inner file\n");
+    b.dir("sub/deeper");
+    b.file("sub/deeper/leaf", &random_bytes(4, 3000));
+
+    // Symlinks: relative, absolute, dangling, to a directory, symlink to symlink.
+    b.symlink("one-byte", "link-relative");
+    b.symlink(sub.join("inner.txt"), "link-absolute");
+    b.symlink("does/not/exist", "link-dangling");
+    b.symlink("sub", "link-to-dir");
+    b.symlink("../hundred-k", "sub/link-up");
+    b.symlink("link-relative", "link-to-link");
+    b.symlink(name(b"target-\xff-not-utf8"), "link-non-utf8-target");
+
+    // Hardlinks: a pair and a triple (across directories).
+    let hp = b.file("hard-pair-a", b"pair content\n");
+    fs::hard_link(&hp, src.join("hard-pair-b")).unwrap();
+    let ht = b.file("hard-triple-1", &random_bytes(5, 70_000));
+    fs::hard_link(&ht, src.join("hard-triple-2")).unwrap();
+    fs::hard_link(&ht, src.join("sub/hard-triple-3")).unwrap();
+    // Identical content to the pair, but its own inode.
+    b.file("not-hardlinked-same-content", b"pair content\n");
+
+    // FIFO.
+    let fifo = src.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    let t = b.next_time();
+    b.times.push((fifo.clone(), t));
+
+    // Permissions.
+    let suid = b.file("setuid-bin", b"#!/bin/sh\necho hi\n");
+    b.modes.push((suid.clone(), 0o4755));
+    let sgid_file = b.file("setgid-file", b"sgid\n");
+    b.modes.push((sgid_file, 0o2711));
+    let sgid_dir = b.dir("setgid-dir");
+    b.file("setgid-dir/child", b"child\n");
+    b.modes.push((sgid_dir.clone(), 0o2755));
+    let sticky = b.dir("sticky-dir");
+    b.file("sticky-dir/f", b"f\n");
+    b.modes.push((sticky, 0o1777));
+    let private = b.file("private", b"secret\n");
+    b.modes.push((private, 0o600));
+    let none = b.file("no-perms", b"nobody may read me\n");
+    b.modes.push((none, 0o000));
+    let ro_dir = b.dir("read-only-dir");
+    b.file("read-only-dir/ro-child", b"ro\n");
+    b.modes.push((ro_dir, 0o555));
+    b.modes.push((fifo.clone(), 0o620));
+
+    // Ownership (applied only when root).
+    b.owners.push((suid, 1234, 5678));
+    b.owners.push((sgid_dir, 1234, 5678));
+    b.owners.push((src.join("hundred-k"), 1234, 5678));
+    b.owners.push((src.join("link-relative"), 4321, 8765));
+    b.owners.push((fifo, 1234, 0));
+    b.owners.push((src.join("empty-dir"), 0, 5678));
+
+    // Xattrs.
+    b.xattrs.push((
+        src.join("one-byte"),
+        "user.comment",
+        b"hello xattr".to_vec(),
+    ));
+    b.xattrs.push((
+        src.join("one-byte"),
+        "user.binary",
+        vec![0, 1, 2, 0xff, 0xfe],
+    ));
+    b.xattrs
+        .push((src.join("one-byte"), "user.empty", Vec::new()));
+    b.xattrs
+        .push((src.join("sub"), "user.dir-attr", b"on a directory".to_vec()));
+    b.xattrs
+        .push((src.join("big.bin"), "user.big", random_bytes(6, 2000)));
+
+    // Sparse file: 64 MiB with data at 0, 10 MiB and the end.
+    let sparse = src.join("sparse.img");
+    {
+        let mut f = fs::File::create(&sparse).unwrap();
+        f.set_len(64 * 1024 * 1024).unwrap();
+        f.write_all(b"start of sparse file").unwrap();
+        f.seek(SeekFrom::Start(10 * 1024 * 1024)).unwrap();
+        f.write_all(&random_bytes(7, 5000)).unwrap();
+        f.seek(SeekFrom::Start(64 * 1024 * 1024 - 7)).unwrap();
+        f.write_all(b"the end").unwrap();
+    }
+    let t = b.next_time();
+    b.times.push((sparse, t));
+
+    // Awkward names.
+    b.file(name(b"caf\xe9"), b"latin-1 name\n");
+    b.dir(name(b"dir-\xff\xfe"));
+    b.file(name(b"dir-\xff\xfe/inside-\x80"), b"non-utf8 dir\n");
+    b.file("new\nline", b"newline in name\n");
+    b.file("-dash leading name with spaces", b"dash\n");
+    b.file("tab\there", b"tab\n");
+    b.file("back\\slash", b"\\\n");
+    b.file("ünïcödé-名前", b"unicode\n");
+    let long: String = "L".repeat(251) + ".txt";
+    assert_eq!(long.len(), 255);
+    b.file(&long, b"255-byte name\n");
+
+    // Deep nesting: 60 levels.
+    let mut rel = PathBuf::from("deep");
+    b.dir(&rel);
+    for i in 1..60 {
+        rel.push(format!("d{i:02}"));
+        b.dir(&rel);
+    }
+    b.file(rel.join("bottom.txt").into_os_string(), b"60 levels down\n");
+
+    // Special mtimes (set in the normal pass; later entries win).
+    let special = [
+        (
+            "nanos",
+            FileTime::from_unix_time(1_600_000_000, 123_456_789),
+        ),
+        ("epoch", FileTime::from_unix_time(0, 0)),
+        ("future-2100", FileTime::from_unix_time(4_102_444_800, 1)),
+        (
+            "max-nanos",
+            FileTime::from_unix_time(1_700_000_000, 999_999_999),
+        ),
+    ];
+    for (n, t) in special {
+        let p = b.file(format!("mtime-{n}"), n.as_bytes());
+        b.times.push((p, t));
+    }
+
+    b.finish(with_xattrs);
+}
+
+#[test]
+fn full_tree_roundtrip_is_exact() {
+    let env = Env::new();
+    let src = env.path("src");
+    build_full_tree(&src);
+    // Sanity: the source really is sparse, so the sparse check is meaningful.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(src.join("sparse.img")).unwrap();
+        assert!(
+            m.blocks() * 512 < m.len() / 4,
+            "test setup: sparse.img is not sparse"
+        );
+    }
+
+    env.init();
+    let b = env.backup_json(&[&src], &[]);
+    assert!(b["parent"].is_null(), "first backup has no parent: {b}");
+    assert!(
+        b["summary"]["errors"].as_array().unwrap().is_empty(),
+        "backup of a readable tree must report no errors: {b}"
+    );
+    assert!(
+        b["summary"]["files_new"].as_u64().unwrap() >= 30,
+        "files_new should count the files of the tree: {b}"
+    );
+
+    let dst = env.path("dst");
+    env.restore("latest", &dst);
+    assert_trees_equal(&src, &restored_path(&dst, &src));
+}
+
+/// The comparer itself must detect differences (guards against a comparer
+/// that silently passes everything).
+#[test]
+fn comparer_detects_differences() {
+    let env = Env::new();
+    let a = env.path("a");
+    let b = env.path("b");
+    for d in [&a, &b] {
+        write_file(&d.join("f"), b"same");
+        write_file(&d.join("g"), b"same");
+        fs::create_dir(d.join("dir")).unwrap();
+    }
+    let t = FileTime::from_unix_time(1_600_000_000, 5);
+    for d in [&a, &b] {
+        for n in ["f", "g", "dir", ""] {
+            filetime::set_file_times(d.join(n), t, t).unwrap();
+        }
+    }
+    assert!(
+        compare_trees(&a, &b).is_empty(),
+        "{:?}",
+        compare_trees(&a, &b)
+    );
+
+    // content
+    fs::write(b.join("f"), b"samE").unwrap();
+    filetime::set_file_times(b.join("f"), t, t).unwrap();
+    assert!(compare_trees(&a, &b)
+        .iter()
+        .any(|d| d.contains("content differs")));
+    fs::write(b.join("f"), b"same").unwrap();
+    // mtime nanos
+    filetime::set_file_times(b.join("f"), t, FileTime::from_unix_time(1_600_000_000, 6)).unwrap();
+    assert!(compare_trees(&a, &b).iter().any(|d| d.contains("mtime")));
+    filetime::set_file_times(b.join("f"), t, t).unwrap();
+    // mode
+    fs::set_permissions(b.join("g"), fs::Permissions::from_mode(0o4644)).unwrap();
+    assert!(compare_trees(&a, &b).iter().any(|d| d.contains("mode")));
+    fs::set_permissions(b.join("g"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(a.join("g"), fs::Permissions::from_mode(0o644)).unwrap();
+    // hardlink structure
+    fs::remove_file(b.join("g")).unwrap();
+    fs::hard_link(b.join("f"), b.join("g")).unwrap();
+    filetime::set_file_times(b.join(""), t, t).unwrap();
+    let d = compare_trees(&a, &b);
+    assert!(
+        d.iter()
+            .any(|d| d.contains("inode") || d.contains("link count")),
+        "{d:?}"
+    );
+    // non-UTF-8 names
+    fs::write(a.join(name(b"x\xff")), b"").unwrap();
+    fs::write(b.join(name(b"x\xfe")), b"").unwrap();
+    let d = compare_trees(&a, &b);
+    assert!(d.iter().any(|d| d.contains("missing")), "{d:?}");
+    assert!(d.iter().any(|d| d.contains("extra")), "{d:?}");
+}
+
+fn snapshot_ids(env: &Env) -> Vec<String> {
+    env.snapshots_json()
+        .iter()
+        .map(|s| s["id"].as_str().expect("snapshot id").to_string())
+        .collect()
+}
+
+/// Shortest prefix (>= 4 chars) of `id` that no other id shares.
+fn unique_prefix(id: &str, all: &[String]) -> String {
+    for n in 4..=id.len() {
+        let p = &id[..n];
+        if all.iter().filter(|o| o.starts_with(p)).count() == 1 {
+            return p.to_string();
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn restore_older_snapshot_by_unique_id_prefix() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(&src.join("a/file.txt"), b"version one\n");
+    write_file(&src.join("b.bin"), &random_bytes(10, 200_000));
+    env.init();
+    let first = env.backup_json(&[&src], &[]);
+    let first_id = first["snapshot_id"].as_str().unwrap().to_string();
+
+    // Change the tree, back up again.
+    fs::write(src.join("a/file.txt"), b"version two, longer\n").unwrap();
+    fs::remove_file(src.join("b.bin")).unwrap();
+    write_file(&src.join("c/new.txt"), b"new file\n");
+    let second = env.backup_json(&[&src], &[]);
+    let second_id = second["snapshot_id"].as_str().unwrap().to_string();
+    assert_ne!(first_id, second_id);
+    assert_eq!(
+        second["parent"].as_str(),
+        Some(first_id.as_str()),
+        "second backup of the same path should name the first as parent"
+    );
+
+    let ids = snapshot_ids(&env);
+    assert_eq!(ids.len(), 2, "two snapshots expected, got {ids:?}");
+    assert!(
+        ids.contains(&first_id) && ids.contains(&second_id),
+        "{ids:?}"
+    );
+
+    // Restore the FIRST snapshot by its unique prefix.
+    let prefix = unique_prefix(&first_id, &ids);
+    let dst = env.path("dst-old");
+    env.restore(&prefix, &dst);
+    let r = restored_path(&dst, &src);
+    assert_eq!(fs::read(r.join("a/file.txt")).unwrap(), b"version one\n");
+    assert_eq!(
+        fs::read(r.join("b.bin")).unwrap(),
+        random_bytes(10, 200_000)
+    );
+    assert!(
+        !r.join("c").exists(),
+        "c/ did not exist in the first snapshot"
+    );
+
+    // Intermediate directories of the absolute source path exist as real dirs.
+    let mut p = dst.clone();
+    for comp in src.strip_prefix("/").unwrap().components() {
+        p.push(comp);
+        let m = fs::symlink_metadata(&p)
+            .unwrap_or_else(|e| panic!("intermediate dir {} missing: {e}", p.display()));
+        assert!(m.is_dir(), "{} should be a directory", p.display());
+    }
+
+    // Restore the second by its full id, and by `latest`: both the new state.
+    let dst2 = env.path("dst-full-id");
+    env.restore(&second_id, &dst2);
+    let dst3 = env.path("dst-latest");
+    env.restore("latest", &dst3);
+    for d in [&dst2, &dst3] {
+        let r = restored_path(d, &src);
+        assert_eq!(
+            fs::read(r.join("a/file.txt")).unwrap(),
+            b"version two, longer\n"
+        );
+        assert!(!r.join("b.bin").exists());
+        assert_eq!(fs::read(r.join("c/new.txt")).unwrap(), b"new file\n");
+        assert_trees_equal(&src, &r);
+    }
+}
+
+#[test]
+fn unknown_snapshot_prefix_is_usage_error() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(&src.join("f"), b"data");
+    env.init();
+    let b = env.backup_json(&[&src], &[]);
+    let id = b["snapshot_id"].as_str().unwrap();
+    // A hex prefix that does not match the only snapshot.
+    let first = id.chars().next().unwrap();
+    let other = if first == '0' { "1" } else { "0" };
+    let bogus = format!("{other}{}", &id[1..8]);
+    let dst = env.path("dst");
+    let out = env.r(&[
+        OsStr::new("restore"),
+        OsStr::new(&bogus),
+        OsStr::new("--target"),
+        dst.as_os_str(),
+    ]);
+    out.assert_code(exit::USAGE);
+    assert!(
+        !dst.exists() || fs::read_dir(&dst).unwrap().next().is_none(),
+        "nothing may be restored for an unknown snapshot"
+    );
+}
+
+/// Backing up several source paths at once restores each at its absolute path.
+#[test]
+fn multiple_sources_restore_at_their_absolute_paths() {
+    let env = Env::new();
+    let s1 = env.path("one/src");
+    let s2 = env.path("two/other");
+    write_file(&s1.join("x"), b"x-data");
+    write_file(&s2.join("y/z"), &random_bytes(20, 50_000));
+    let single = env.path("single-file.txt");
+    write_file(&single, b"a single file as source\n");
+    let t = FileTime::from_unix_time(1_234_567_890, 42);
+    filetime::set_file_times(&single, t, t).unwrap();
+
+    env.init();
+    env.backup_json(&[&s1, &s2, &single], &[]);
+    let snaps = env.snapshots_json();
+    assert_eq!(snaps.len(), 1);
+    let paths: Vec<PathBuf> = snaps[0]["paths"]
+        .as_array()
+        .expect("paths array")
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    for s in [&s1, &s2, &single] {
+        assert!(
+            paths.contains(s),
+            "paths {paths:?} should contain {}",
+            s.display()
+        );
+    }
+
+    let dst = env.path("dst");
+    env.restore("latest", &dst);
+    assert_trees_equal(&s1, &restored_path(&dst, &s1));
+    assert_trees_equal(&s2, &restored_path(&dst, &s2));
+    let rs = restored_path(&dst, &single);
+    assert_eq!(fs::read(&rs).unwrap(), b"a single file as source\n");
+    let m = fs::metadata(&rs).unwrap();
+    assert_eq!(FileTime::from_last_modification_time(&m), t);
+    // Nothing else from the temp root (e.g. the repository) got in.
+    let root_r = restored_path(&dst, &env.root());
+    let mut names: Vec<OsString> = fs::read_dir(&root_r)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            OsString::from("one"),
+            OsString::from("single-file.txt"),
+            OsString::from("two")
+        ]
+    );
+}
+
+/// A file whose content did not change but whose metadata did (mode, owner,
+/// xattrs, mtime) must get the new metadata in the next snapshot, even though
+/// its data is reused from the parent snapshot.
+#[test]
+fn metadata_only_changes_are_captured_in_next_snapshot() {
+    let env = Env::new();
+    let src = env.path("src");
+    let with_xattrs = xattrs_supported(&env.root());
+    for n in ["mode", "owner", "xattr", "mtime", "untouched"] {
+        write_file(&src.join(n), &random_bytes(n.len() as u64, 20_000));
+    }
+    fs::create_dir(src.join("dir")).unwrap();
+    if with_xattrs {
+        xattr::set(src.join("xattr"), "user.v", b"one").unwrap();
+    }
+    let t = FileTime::from_unix_time(1_600_000_000, 111);
+    for n in ["mode", "owner", "xattr", "mtime", "untouched", "dir", ""] {
+        filetime::set_file_times(src.join(n), t, t).unwrap();
+    }
+    env.init();
+    let b1 = env.backup_json(&[&src], &[]);
+
+    fs::set_permissions(src.join("mode"), fs::Permissions::from_mode(0o4700)).unwrap();
+    fs::set_permissions(src.join("dir"), fs::Permissions::from_mode(0o1750)).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(src.join("owner"), Some(4242), Some(2424)).unwrap();
+    }
+    if with_xattrs {
+        xattr::set(src.join("xattr"), "user.v", b"two").unwrap();
+        xattr::set(src.join("xattr"), "user.added", b"new").unwrap();
+    }
+    filetime::set_file_times(
+        src.join("mtime"),
+        t,
+        FileTime::from_unix_time(1_600_000_000, 222),
+    )
+    .unwrap();
+    let b2 = env.backup_json(&[&src], &[]);
+    assert_eq!(b2["parent"].as_str(), b1["snapshot_id"].as_str(), "{b2}");
+    assert!(
+        b2["summary"]["bytes_added"].as_u64().unwrap() < 20_000,
+        "metadata-only changes must not re-store file data: {b2}"
+    );
+
+    let dst = env.path("dst");
+    env.restore("latest", &dst);
+    assert_trees_equal(&src, &restored_path(&dst, &src));
+}
+
+/// Content rewritten in place with the same size and the mtime put back
+/// (as tools like rsync or tar do): the inode change time still changes, so
+/// the next backup must store the new content.
+#[test]
+fn same_size_same_mtime_rewrite_is_detected() {
+    let env = Env::new();
+    let src = env.path("src");
+    let f = src.join("f.bin");
+    write_file(&f, &random_bytes(1, 100_000));
+    let t = FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_times(&f, t, t).unwrap();
+    env.init();
+    env.backup_json(&[&src], &[]);
+    // Make sure ctime moves to a different second/nanosecond.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(&f, random_bytes(2, 100_000)).unwrap();
+    filetime::set_file_times(&f, t, t).unwrap();
+    env.backup_json(&[&src], &[]);
+    let dst = env.path("dst");
+    env.restore("latest", &dst);
+    let got = fs::read(restored_path(&dst, &src).join("f.bin")).unwrap();
+    assert!(
+        got == random_bytes(2, 100_000),
+        "latest snapshot restored the OLD content of a file rewritten with the same size and mtime \
+         (change detection must also consider ctime/inode)"
+    );
+}
+
+/// Character and block device nodes (root only) keep their type and numbers.
+#[test]
+fn device_nodes_roundtrip() {
+    if !is_root() {
+        println!("NOTE: not root; device nodes skipped");
+        return;
+    }
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    let perm = Mode::from_bits_truncate(0o640);
+    mknod(&src.join("null-like"), SFlag::S_IFCHR, perm, makedev(1, 3)).unwrap();
+    mknod(&src.join("blk"), SFlag::S_IFBLK, perm, makedev(7, 200)).unwrap();
+    let t = FileTime::from_unix_time(1_600_000_000, 424_242);
+    for n in ["null-like", "blk", ""] {
+        filetime::set_symlink_file_times(src.join(n), t, t).unwrap();
+    }
+    env.init();
+    env.backup_json(&[&src], &[]);
+    let dst = env.path("dst");
+    env.restore("latest", &dst);
+    assert_trees_equal(&src, &restored_path(&dst, &src));
+}
