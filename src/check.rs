@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobType, PackId, TreeId};
 use crate::pack::{read_pack_header, PackReader};
@@ -185,6 +185,5 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
             report.errors.extend(errors);
         }
     }
-    let _ = ErrorKind::Corrupted;
     Ok(report)
 }

@@ -9,6 +9,7 @@ use cairn::archive::{self, BackupOptions, BackupSource, NoProgress};
 use cairn::backend::{Backend, LocalBackend, ObjectKind};
 use cairn::check::{check, CheckOptions};
 use cairn::crypto::KdfParams;
+use cairn::format::config::Config;
 use cairn::restore::{restore, NoRestoreProgress, RestoreOptions};
 use cairn::{ErrorKind, Repository};
 
@@ -110,6 +111,7 @@ fn backup_failing_at_each_write_leaves_a_checkable_repository() {
         Box::new(LocalBackend::new(&repo_dir)),
         b"pw",
         cheap_kdf(),
+        Config::generate().unwrap(),
         &cache,
     )
     .unwrap();
@@ -181,6 +183,7 @@ fn damaged_objects_are_reported_by_check() {
         Box::new(LocalBackend::new(&repo_dir)),
         b"pw",
         cheap_kdf(),
+        Config::generate().unwrap(),
         &cache,
     )
     .unwrap();

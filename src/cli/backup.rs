@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use cairn::archive::{self, BackupOptions, BackupSource, ExcludeMatcher};
+use cairn::format::config::Config;
 use cairn::{Error, Repository, SnapshotId};
 
 use super::{context, exit, output, progress, GlobalArgs};
@@ -56,7 +57,7 @@ fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
                 path.display()
             )
         })?;
-        let repo = context::init_repository(global, path.clone())?;
+        let repo = context::init_repository(global, path.clone(), Config::generate()?)?;
         if !global.quiet {
             eprintln!(
                 "created a new repository at {} (the default location)",

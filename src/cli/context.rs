@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use cairn::backend::LocalBackend;
 use cairn::crypto::KdfParams;
+use cairn::format::config::Config;
 use cairn::{Error, Repository};
 
 use super::GlobalArgs;
@@ -82,7 +83,7 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
 }
 
 /// Creates a repository at `path`.
-pub fn init_repository(global: &GlobalArgs, path: PathBuf) -> Result<Repository> {
+pub fn init_repository(global: &GlobalArgs, path: PathBuf, config: Config) -> Result<Repository> {
     let pw = password(global, true)?;
     if pw.is_empty() {
         return Err(Error::invalid_input("an empty password is not allowed").into());
@@ -91,6 +92,7 @@ pub fn init_repository(global: &GlobalArgs, path: PathBuf) -> Result<Repository>
         Box::new(LocalBackend::new(path.clone())),
         &pw,
         KdfParams::default(),
+        config,
         &cache_root(global),
     )
     .with_context(|| format!("cannot create a repository at {}", path.display()))?;

@@ -2,14 +2,29 @@
 
 use anyhow::Result;
 
+use cairn::format::config::Config;
+
 use super::{context, output, GlobalArgs};
 
 #[derive(clap::Args, Debug)]
-pub struct InitArgs {}
+pub struct InitArgs {
+    /// Target size of pack files in MiB (1 to 1024).
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    pub pack_size: u32,
+}
 
-pub fn run(global: &GlobalArgs, _args: &InitArgs) -> Result<i32> {
+pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
     let (path, _) = context::repo_location(global);
-    let repo = context::init_repository(global, path.clone())?;
+    let mut config = Config::generate()?;
+    if !(1..=1024).contains(&args.pack_size) {
+        return Err(cairn::Error::invalid_input(format!(
+            "--pack-size {} is out of range: give 1 to 1024 (MiB)",
+            args.pack_size
+        ))
+        .into());
+    }
+    config.pack_size = args.pack_size << 20;
+    let repo = context::init_repository(global, path.clone(), config)?;
     if global.json {
         output::print_json(&serde_json::json!({
             "repository": path.display().to_string(),

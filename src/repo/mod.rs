@@ -32,7 +32,7 @@ pub struct IndexedRepository {
 }
 
 impl Repository {
-    /// Creates a repository at an empty location, protected by `password`.
+    /// Creates a repository at an empty location with `config` (see [`Config::generate`]), protected by `password`.
     ///
     /// # Errors
     /// When the location is not empty or cannot be written.
@@ -40,8 +40,12 @@ impl Repository {
         backend: Box<dyn Backend>,
         password: &[u8],
         kdf: KdfParams,
+        config: Config,
         cache_root: &Path,
     ) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|e| Error::invalid_input(e.to_string()))?;
         if backend.has_config()? {
             return Err(Error::invalid_input(format!(
                 "{} already holds a cairn repository",
@@ -56,7 +60,6 @@ impl Repository {
             &KeyId::hash_of(&key_file).to_hex(),
             &key_file,
         )?;
-        let config = Config::generate()?;
         // The config is written last: until it exists the location is not a repository.
         backend.write(ObjectKind::Config, "config", &config.encode(&key)?)?;
         Ok(Repository {

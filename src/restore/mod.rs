@@ -64,7 +64,7 @@ struct Restorer<'a> {
     options: &'a RestoreOptions,
     progress: &'a dyn RestoreProgress,
     files: Vec<FileJob>,
-    links: Vec<(PathBuf, PathBuf, Node)>,
+    links: Vec<(PathBuf, PathBuf)>,
     link_sources: HashMap<(u64, u64), PathBuf>,
     // Applied after contents, deepest directories last in the list's reverse order.
     dirs: Vec<(PathBuf, Node)>,
@@ -159,7 +159,7 @@ impl Restorer<'_> {
                     if node.links > 1 {
                         let key = (node.device, node.inode);
                         if let Some(first) = self.link_sources.get(&key) {
-                            self.links.push((first.clone(), path, node));
+                            self.links.push((first.clone(), path));
                             continue;
                         }
                         self.link_sources.insert(key, path.clone());
@@ -254,10 +254,9 @@ impl Restorer<'_> {
     }
 
     fn finish(mut self) -> Result<RestoreStats> {
-        for (first, path, node) in std::mem::take(&mut self.links) {
+        for (first, path) in std::mem::take(&mut self.links) {
             fs::hard_link(&first, &path).map_err(io_err("cannot create hardlink", &path))?;
             self.stats.files += 1;
-            let _ = node;
         }
         for (path, node) in std::mem::take(&mut self.others) {
             if let Err(e) = metadata::apply(&path, &node) {
