@@ -58,7 +58,7 @@ impl<R: Read> Iterator for Chunks<R> {
         self.inner.next().map(|r| {
             r.map(|c| c.data).map_err(|e| match e {
                 fastcdc::v2020::Error::IoError(io) => {
-                    Error::new(ErrorKind::SourceIo, format!("read failed: {io}")).with_source(io)
+                    Error::new(ErrorKind::SourceIo, format!("read failed: {io}"))
                 }
                 other => Error::new(ErrorKind::SourceIo, format!("chunking failed: {other}")),
             })

@@ -58,13 +58,14 @@ impl Error {
 
     /// A storage failure while doing `what`.
     pub fn backend(what: impl Into<String>, err: std::io::Error) -> Self {
-        Self::new(ErrorKind::Backend, format!("{}: {err}", what.into())).with_source(err)
+        // The cause is in the message; attaching it as a source too would print it twice.
+        Self::new(ErrorKind::Backend, format!("{}: {err}", what.into()))
     }
 
     /// An I/O failure on `path` while doing `what`, of the given kind.
     pub fn io(kind: ErrorKind, what: &str, path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         let path = path.into();
-        Self::new(kind, format!("{what} {}: {err}", path.display())).with_source(err)
+        Self::new(kind, format!("{what} {}: {err}", path.display()))
     }
 
     /// Attach the underlying cause.

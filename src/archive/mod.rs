@@ -147,12 +147,12 @@ pub fn backup(
         hardlinks: Mutex::new(HashMap::new()),
         chunker: ChunkerParams::from_config(repo.repo().config()),
     };
-    let root = match source {
-        BackupSource::Paths(paths) => archiver.archive_paths(&paths, parent_tree.as_ref())?,
+    let root = crate::threads::run_in_pool(|| match source {
+        BackupSource::Paths(paths) => archiver.archive_paths(&paths, parent_tree.as_ref()),
         BackupSource::Stdin { name, reader } => {
-            archiver.archive_stdin(&name, reader, parent_tree.as_ref())?
+            archiver.archive_stdin(&name, reader, parent_tree.as_ref())
         }
-    };
+    })?;
     let stats = saver.finish()?;
     let c = &archiver.counters;
     let summary = Summary {

@@ -97,9 +97,11 @@ pub fn restore(
         others: Vec::new(),
         stats: RestoreStats::default(),
     };
-    r.plan_dir(root, target)?;
-    r.write_files()?;
-    r.finish()
+    crate::threads::run_in_pool(|| {
+        r.plan_dir(root, target)?;
+        r.write_files()?;
+        r.finish()
+    })
 }
 
 fn check_target(target: &Path, options: &RestoreOptions) -> Result<()> {
