@@ -29,6 +29,7 @@ pub struct SaveStats {
 struct State {
     data: PackWriter,
     tree: PackWriter,
+    // Blobs saved by this saver whose index file is not written yet (the on-disk index answers for the rest).
     seen: HashSet<BlobId>,
     pending: Vec<PackEntries>,
     pending_blobs: usize,
@@ -149,7 +150,16 @@ impl<'r> BlobSaver<'r> {
         let bytes = file.encode(repo.key())?;
         let name = IndexId::hash_of(&bytes).to_hex();
         repo.backend().write(ObjectKind::Index, &name, &bytes)?;
-        self.repo.index().insert_files(&[(name, file)])
+        let files = [(name, file)];
+        self.repo.index().insert_files(&files)?;
+        // Now in the on-disk index: forget them here so memory does not grow with the backup.
+        let mut state = self.lock();
+        for pack in &files[0].1.packs {
+            for blob in &pack.blobs {
+                state.seen.remove(&blob.id);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the pending packs and the index file that lists them. Call before saving a snapshot.
