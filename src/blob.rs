@@ -8,7 +8,8 @@ use crate::id::{BlobId, BlobType};
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
 
-fn aad(blob_type: BlobType, id: &BlobId) -> [u8; 13 + 1 + 32] {
+/// The additional authenticated data that binds a sealed blob to its type and id (FORMAT.md §6).
+pub fn aad(blob_type: BlobType, id: &BlobId) -> [u8; 13 + 1 + 32] {
     let mut out = [0u8; 46];
     out[..13].copy_from_slice(b"cairn blob v1");
     out[13] = blob_type.to_byte();

@@ -6,7 +6,8 @@ use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
 use crate::format::envelope::{self, EnvelopeKind};
 
-const KIND: EnvelopeKind = EnvelopeKind {
+/// The envelope of config (magic, version, seal AAD, size limit).
+pub const ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNCFG",
     version: 1,
     readable: &[1],
@@ -96,7 +97,7 @@ impl Config {
     /// When randomness is unavailable.
     pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
         let body = serde_json::to_vec(self).map_err(|e| Error::invalid_input(e.to_string()))?;
-        envelope::seal(key, &KIND, &body)
+        envelope::seal(key, &ENVELOPE, &body)
     }
 
     /// Opens and validates a config file.
@@ -104,7 +105,7 @@ impl Config {
     /// # Errors
     /// When the file is damaged, of an unknown version, or holds out-of-bounds values.
     pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Self> {
-        let (_, body) = envelope::open(key, &KIND, bytes)?;
+        let (_, body) = envelope::open(key, &ENVELOPE, bytes)?;
         let config: Config =
             serde_json::from_slice(&body).map_err(|e| Error::corrupted(format!("config: {e}")))?;
         config.validate()?;

@@ -7,7 +7,8 @@ use crate::format::pack::{BlobEntry, ENTRY_LEN};
 use crate::format::wire::{Reader, Writer};
 use crate::id::{IndexId, PackId};
 
-const KIND: EnvelopeKind = EnvelopeKind {
+/// The envelope of index files (magic, version, seal AAD, size limit).
+pub const ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNIDX",
     version: 1,
     readable: &[1],
@@ -48,7 +49,7 @@ impl IndexFile {
     /// # Errors
     /// When randomness is unavailable.
     pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
-        envelope::seal(key, &KIND, &self.encode_body())
+        envelope::seal(key, &ENVELOPE, &self.encode_body())
     }
 
     fn encode_body(&self) -> Vec<u8> {
@@ -72,7 +73,7 @@ impl IndexFile {
     /// # Errors
     /// When the file is damaged or of an unknown version.
     pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Self> {
-        let (_, body) = envelope::open(key, &KIND, bytes)?;
+        let (_, body) = envelope::open(key, &ENVELOPE, bytes)?;
         Self::decode_body(&body)
     }
 

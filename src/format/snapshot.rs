@@ -6,7 +6,8 @@ use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::format::envelope::{self, EnvelopeKind};
 
-const KIND: EnvelopeKind = EnvelopeKind {
+/// The envelope of snapshot files (magic, version, seal AAD, size limit).
+pub const ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNSNP",
     version: 1,
     readable: &[1],
@@ -81,7 +82,7 @@ impl Snapshot {
     /// When randomness is unavailable.
     pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
         let body = serde_json::to_vec(self).map_err(|e| Error::invalid_input(e.to_string()))?;
-        envelope::seal(key, &KIND, &body)
+        envelope::seal(key, &ENVELOPE, &body)
     }
 
     /// Opens and parses a snapshot file.
@@ -89,7 +90,7 @@ impl Snapshot {
     /// # Errors
     /// When the file is damaged or of an unknown version.
     pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Self> {
-        let (_, body) = envelope::open(key, &KIND, bytes)?;
+        let (_, body) = envelope::open(key, &ENVELOPE, bytes)?;
         Self::decode_body(&body)
     }
 
