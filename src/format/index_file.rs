@@ -132,4 +132,47 @@ mod tests {
             assert!(IndexFile::decode_body(&body[..cut]).is_err());
         }
     }
+
+    fn arb_entry() -> impl proptest::strategy::Strategy<Value = BlobEntry> {
+        use proptest::prelude::*;
+        (
+            any::<bool>(),
+            any::<[u8; 32]>(),
+            any::<u32>(),
+            41u32..u32::MAX,
+            0u32..(16 << 20),
+        )
+            .prop_map(|(tree, id, offset, length, raw_length)| BlobEntry {
+                blob_type: if tree { BlobType::Tree } else { BlobType::Data },
+                id: BlobId(id),
+                offset,
+                length,
+                raw_length,
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn body_round_trips(
+            supersedes in proptest::collection::vec(proptest::prelude::any::<[u8; 32]>(), 0..3),
+            packs in proptest::collection::vec(
+                (proptest::prelude::any::<[u8; 32]>(), proptest::collection::vec(arb_entry(), 0..5)),
+                0..4,
+            ),
+        ) {
+            let file = IndexFile {
+                supersedes: supersedes.into_iter().map(IndexId).collect(),
+                packs: packs
+                    .into_iter()
+                    .map(|(pack, blobs)| PackEntries { pack: PackId(pack), blobs })
+                    .collect(),
+            };
+            proptest::prop_assert_eq!(IndexFile::decode_body(&file.encode_body()).unwrap(), file);
+        }
+
+        #[test]
+        fn decode_body_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = IndexFile::decode_body(&bytes);
+        }
+    }
 }

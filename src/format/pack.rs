@@ -189,4 +189,43 @@ mod tests {
         assert!(decode_header(&key, sealed, 120).is_err());
         assert!(header_range(10, [0, 0, 0, 0]).is_err());
     }
+
+    proptest::proptest! {
+        /// Headers the writer would produce (consecutive blobs after the prefix) always decode to themselves.
+        #[test]
+        fn consecutive_layouts_round_trip(lengths in proptest::collection::vec(41u32..100_000, 0..20)) {
+            let mut offset = PREFIX_LEN as u32;
+            let entries: Vec<BlobEntry> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &length)| {
+                    let e = BlobEntry {
+                        blob_type: BlobType::Data,
+                        id: BlobId([i as u8; 32]),
+                        offset,
+                        length,
+                        raw_length: length - 41,
+                    };
+                    offset += length;
+                    e
+                })
+                .collect();
+            let mut w = Writer::new();
+            w.u32(entries.len() as u32);
+            for e in &entries {
+                e.encode_into(&mut w);
+            }
+            let plain = w.into_bytes();
+            proptest::prop_assert_eq!(decode_header_plaintext(&plain, offset as u64).unwrap(), entries.clone());
+            // A header that claims blobs past its own start is refused.
+            if !entries.is_empty() {
+                proptest::prop_assert!(decode_header_plaintext(&plain, offset as u64 - 1).is_err());
+            }
+        }
+
+        #[test]
+        fn header_plaintext_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), start in proptest::prelude::any::<u64>()) {
+            let _ = decode_header_plaintext(&bytes, start);
+        }
+    }
 }
