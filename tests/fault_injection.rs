@@ -1,7 +1,7 @@
 //! A backup interrupted at every storage write leaves a repository that passes `check`, has no
 //! half-visible snapshot, and accepts the next backup (FORMAT.md §11).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -100,21 +100,46 @@ fn backup_with(repo_dir: &Path, cache: &Path, src: &Path, budget: i64) -> cairn:
     .map(|_| ())
 }
 
+/// A source tree and an empty repository in a temporary directory.
+struct Fixture {
+    dir: tempfile::TempDir,
+    src: PathBuf,
+    repo_dir: PathBuf,
+    cache: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        make_tree(&src);
+        let repo_dir = dir.path().join("repo");
+        let cache = dir.path().join("cache");
+        Repository::init(
+            Box::new(LocalBackend::new(&repo_dir)),
+            b"pw",
+            cheap_kdf(),
+            Config::generate().unwrap(),
+            &cache,
+        )
+        .unwrap();
+        Fixture {
+            dir,
+            src,
+            repo_dir,
+            cache,
+        }
+    }
+}
+
 #[test]
 fn backup_failing_at_each_write_leaves_a_checkable_repository() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    make_tree(&src);
-    let repo_dir = dir.path().join("repo");
-    let cache = dir.path().join("cache");
-    Repository::init(
-        Box::new(LocalBackend::new(&repo_dir)),
-        b"pw",
-        cheap_kdf(),
-        Config::generate().unwrap(),
-        &cache,
-    )
-    .unwrap();
+    let Fixture {
+        dir,
+        src,
+        repo_dir,
+        cache,
+    } = Fixture::new();
 
     // A complete backup of this tree writes: data pack, tree pack, index file, snapshot.
     let mut completed_at = None;
@@ -174,19 +199,12 @@ fn backup_failing_at_each_write_leaves_a_checkable_repository() {
 
 #[test]
 fn damaged_objects_are_reported_by_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    make_tree(&src);
-    let repo_dir = dir.path().join("repo");
-    let cache = dir.path().join("cache");
-    Repository::init(
-        Box::new(LocalBackend::new(&repo_dir)),
-        b"pw",
-        cheap_kdf(),
-        Config::generate().unwrap(),
-        &cache,
-    )
-    .unwrap();
+    let Fixture {
+        dir: _keep_alive,
+        src,
+        repo_dir,
+        cache,
+    } = Fixture::new();
     backup_with(&repo_dir, &cache, &src, i64::MAX).unwrap();
     let backend = LocalBackend::new(&repo_dir);
     let packs = backend.list(ObjectKind::Pack).unwrap();

@@ -1,22 +1,11 @@
 //! Objects written by a future cairn (an unknown format version) are refused with a message that
 //! names the object and the version, never misread.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod common;
 
-fn cairn(repo: &Path, cache: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("CAIRN_PASSWORD", "versions")
-        .env("CAIRN_CACHE_DIR", cache)
-        .env_remove("CAIRN_REPO")
-        .env_remove("CAIRN_PASSWORD_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use std::path::Path;
+
+use common::Env;
 
 /// Rewrites the version field (bytes 8..10) of the only object in `dir` and renames it to its new hash.
 fn bump_version(dir: &Path) -> String {
@@ -31,32 +20,31 @@ fn bump_version(dir: &Path) -> String {
 
 #[test]
 fn unknown_versions_are_refused_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, cache) = (dir.path().join("r"), dir.path().join("c"));
-    let src = dir.path().join("src");
+    let env = Env::new();
+    let src = env.path("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("f"), b"data").unwrap();
-    assert!(cairn(&repo, &cache, &["init"]).status.success());
-    assert!(cairn(&repo, &cache, &["backup", src.to_str().unwrap()])
-        .status
-        .success());
+    env.init();
+    env.r_ok(&[std::ffi::OsStr::new("backup"), src.as_os_str()]);
 
-    let name = bump_version(&repo.join("snapshots"));
-    let out = cairn(&repo, &cache, &["snapshots"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let name = bump_version(&env.repo.join("snapshots"));
+    let out = env.r(&["snapshots"]);
+    out.assert_code(1);
     assert!(
-        stderr.contains(&name) && stderr.contains("version 2") && stderr.contains("upgrade cairn"),
-        "{stderr}"
+        out.stderr.contains(&name)
+            && out.stderr.contains("version 2")
+            && out.stderr.contains("upgrade cairn"),
+        "{}",
+        out.describe()
     );
 
-    bump_version(&repo.join("index"));
-    std::fs::remove_dir_all(&cache).unwrap();
-    let out = cairn(&repo, &cache, &["check"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    bump_version(&env.repo.join("index"));
+    env.remove_cache();
+    let out = env.r(&["check"]);
+    out.assert_code(1);
     assert!(
-        stderr.contains("index file") && stderr.contains("version 2"),
-        "{stderr}"
+        out.stderr.contains("index file") && out.stderr.contains("version 2"),
+        "{}",
+        out.describe()
     );
 }
