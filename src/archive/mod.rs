@@ -282,15 +282,15 @@ impl Archiver<'_, '_> {
     }
 
     fn archive_paths(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<TreeId> {
-        let trie = SourceTrie::build(paths);
-        let mut readable = 0;
+        let mut readable = Vec::with_capacity(paths.len());
         for p in paths {
             match std::fs::symlink_metadata(p) {
-                Ok(_) => readable += 1,
+                Ok(_) => readable.push(p.clone()),
                 Err(e) => self.record_error(p, &e),
             }
         }
-        if readable == 0 {
+        let trie = SourceTrie::build(&readable);
+        if readable.is_empty() {
             return Err(Error::invalid_input(
                 "none of the paths to back up exists or can be read; nothing was saved",
             ));
