@@ -38,10 +38,7 @@ fn contains_any(haystack: &str, needles: &[&str]) -> bool {
 
 #[test]
 fn wrong_password_exit_12_and_repository_untouched() {
-    let env = Env::new();
-    let src = small_tree(&env);
-    env.init();
-    env.backup_json(&[&src], &[]);
+    let (env, src) = backed_up_small_tree();
     let before = tree_listing(&env.repo);
     let target = env.path("restore-target");
     let wrong = [("CAIRN_PASSWORD", Some("not the password"))];
@@ -390,6 +387,15 @@ fn assert_no_silent_corruption(src: &Path, dst: &Path, out: &Output) {
     }
 }
 
+/// A repository holding one backup of `small_tree`.
+fn backed_up_small_tree() -> (Env, PathBuf) {
+    let env = Env::new();
+    let src = small_tree(&env);
+    env.init();
+    env.backup_json(&[&src], &[]);
+    (env, src)
+}
+
 fn damaged_restore(env: &Env, src: &Path, label: &str) -> Output {
     env.remove_cache();
     let dst = env.path(&format!("dst-{label}"));
@@ -401,10 +407,7 @@ fn damaged_restore(env: &Env, src: &Path, label: &str) -> Output {
 
 #[test]
 fn corrupted_pack_byte_flip_exit_4() {
-    let env = Env::new();
-    let src = small_tree(&env);
-    env.init();
-    env.backup_json(&[&src], &[]);
+    let (env, src) = backed_up_small_tree();
     check_layout(&env.repo);
     let pack = largest(&pack_files(&env.repo));
     let len = fs::metadata(&pack).unwrap().len();
@@ -422,10 +425,7 @@ fn corrupted_pack_byte_flip_exit_4() {
 
 #[test]
 fn truncated_pack_exit_4() {
-    let env = Env::new();
-    let src = small_tree(&env);
-    env.init();
-    env.backup_json(&[&src], &[]);
+    let (env, src) = backed_up_small_tree();
     let pack = largest(&pack_files(&env.repo));
     let len = fs::metadata(&pack).unwrap().len();
     fs::OpenOptions::new()
@@ -445,10 +445,7 @@ fn truncated_pack_exit_4() {
 
 #[test]
 fn missing_pack_exit_4() {
-    let env = Env::new();
-    let src = small_tree(&env);
-    env.init();
-    env.backup_json(&[&src], &[]);
+    let (env, src) = backed_up_small_tree();
     for p in pack_files(&env.repo) {
         fs::remove_file(p).unwrap();
     }
@@ -457,10 +454,7 @@ fn missing_pack_exit_4() {
 
 #[test]
 fn damaged_index_exit_4() {
-    let env = Env::new();
-    let src = small_tree(&env);
-    env.init();
-    env.backup_json(&[&src], &[]);
+    let (env, src) = backed_up_small_tree();
     let idx = files_under(&env.repo.join("index"));
     assert!(!idx.is_empty(), "backup wrote no index file");
     let victim = largest(&idx);
@@ -478,10 +472,7 @@ fn damaged_index_exit_4() {
 
 #[test]
 fn damaged_snapshot_file_exit_4() {
-    let env = Env::new();
-    let src = small_tree(&env);
-    env.init();
-    env.backup_json(&[&src], &[]);
+    let (env, _src) = backed_up_small_tree();
     let snaps = files_under(&env.repo.join("snapshots"));
     assert_eq!(snaps.len(), 1);
     let len = fs::metadata(&snaps[0]).unwrap().len();
