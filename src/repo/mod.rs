@@ -279,3 +279,74 @@ impl IndexedRepository {
         BlobSaver::new(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LocalBackend;
+
+    fn cheap() -> KdfParams {
+        KdfParams {
+            memory_kib: 8192,
+            time: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn any_key_file_opens_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let cache = dir.path().join("cache");
+        let repo = Repository::init(
+            Box::new(LocalBackend::new(&root)),
+            b"first",
+            cheap(),
+            Config::generate().unwrap(),
+            &cache,
+        )
+        .unwrap();
+        let second = KeyFile::wrap(repo.key(), b"second", cheap())
+            .unwrap()
+            .encode();
+        repo.backend()
+            .write(ObjectKind::Key, &KeyId::hash_of(&second).to_hex(), &second)
+            .unwrap();
+        for pw in [&b"first"[..], b"second"] {
+            let opened = Repository::open(Box::new(LocalBackend::new(&root)), pw, &cache).unwrap();
+            assert_eq!(opened.config(), repo.config());
+        }
+        let err = Repository::open(Box::new(LocalBackend::new(&root)), b"third", &cache)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::WrongPassword);
+        assert!(err.to_string().contains("2 key file(s)"), "{err}");
+    }
+
+    #[test]
+    fn init_refuses_an_existing_repository_and_a_bad_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let init = |config| {
+            Repository::init(
+                Box::new(LocalBackend::new(&root)),
+                b"pw",
+                cheap(),
+                config,
+                dir.path(),
+            )
+        };
+        let mut bad = Config::generate().unwrap();
+        bad.pack_size = 1;
+        assert_eq!(init(bad).err().unwrap().kind(), ErrorKind::InvalidInput);
+        assert!(
+            !root.join("config").exists(),
+            "a refused init must write nothing"
+        );
+        init(Config::generate().unwrap()).unwrap();
+        assert_eq!(
+            init(Config::generate().unwrap()).err().unwrap().kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+}
