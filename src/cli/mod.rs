@@ -57,6 +57,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository location (a directory). Default: a repository under your data directory.
     #[arg(
