@@ -5,11 +5,11 @@
 mod common;
 
 use common::compare::assert_trees_equal;
+use common::mounts::Mount;
 use common::*;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn os(args: &[&dyn AsRef<OsStr>]) -> Vec<OsString> {
     args.iter().map(|a| a.as_ref().to_os_string()).collect()
@@ -207,40 +207,21 @@ fn init_twice_is_refused_and_changes_nothing() {
 
 // ------------------------------------------------------- unreadable sources
 
-/// Bind-mounts a file whose read fails even for root; unmounts on drop.
-struct BindMount(PathBuf);
-
-impl BindMount {
-    fn unreadable_file_at(path: &Path) -> Option<BindMount> {
-        let victim = Path::new("/proc/sys/vm/drop_caches");
-        // Only useful if reading really fails for us.
-        if !victim.exists() || fs::read(victim).is_ok() {
-            return None;
-        }
-        fs::write(path, b"").unwrap();
-        let ok = Command::new("mount")
-            .arg("--bind")
-            .arg(victim)
-            .arg(path)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok && fs::read(path).is_err() {
-            Some(BindMount(path.to_path_buf()))
-        } else {
-            if ok {
-                let _ = Command::new("umount").arg(path).status();
-            }
-            let _ = fs::remove_file(path);
-            None
-        }
+/// Bind-mounts a file whose read fails even for root at `path`; unmounted on drop.
+fn unreadable_file_at(path: &Path) -> Option<Mount> {
+    let victim = Path::new("/proc/sys/vm/drop_caches");
+    // Only useful if reading really fails for us.
+    if !victim.exists() || fs::read(victim).is_ok() {
+        return None;
     }
-}
-
-impl Drop for BindMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+    fs::write(path, b"").unwrap();
+    let mount = Mount::bind(victim, path);
+    if mount.is_some() && fs::read(path).is_err() {
+        return mount;
     }
+    drop(mount);
+    let _ = fs::remove_file(path);
+    None
 }
 
 #[test]
@@ -249,7 +230,7 @@ fn unreadable_sources_still_save_snapshot_exit_3() {
     let src = env.path("src");
     write_file(&src.join("good.txt"), b"good data\n");
     write_file(&src.join("dir/also-good.bin"), &random_bytes(2, 100_000));
-    let mount = BindMount::unreadable_file_at(&src.join("dir/unreadable"));
+    let mount = unreadable_file_at(&src.join("dir/unreadable"));
     if mount.is_none() {
         println!("NOTE: could not bind-mount an unreadable file; only a missing source is tested");
     }

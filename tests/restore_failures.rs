@@ -2,31 +2,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use common::mounts::Mount;
 use common::{files_under, random_bytes, write_file, Env};
-
-/// A 2 MiB tmpfs mounted for the test's lifetime (needs root; `None` where mounting is refused).
-struct SmallFs(PathBuf);
-
-impl SmallFs {
-    fn mount(at: &Path) -> Option<SmallFs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallFs(at.to_path_buf()))
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn restore_onto_a_full_file_system_fails_cleanly() {
@@ -37,7 +14,7 @@ fn restore_onto_a_full_file_system_fails_cleanly() {
     env.init();
     env.r_ok(&[std::ffi::OsStr::new("backup"), src.as_os_str()]);
 
-    let Some(fs) = SmallFs::mount(&env.path("full")) else {
+    let Some(fs) = Mount::tmpfs(&env.path("full"), "2m") else {
         println!("NOTE: cannot mount a tmpfs here; the full-disk restore path is not exercised");
         return;
     };
