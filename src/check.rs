@@ -2,7 +2,7 @@
 //!
 //! Read-only: never modifies the repository.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rayon::prelude::*;
 
@@ -10,7 +10,7 @@ use crate::backend::ObjectKind;
 use crate::error::Result;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobType, PackId, TreeId};
-use crate::pack::{read_pack_header, PackReader};
+use crate::pack::{parse_pack_header, read_pack_header, PackReader};
 use crate::repo::IndexedRepository;
 
 /// What to verify.
@@ -51,58 +51,34 @@ impl CheckReport {
 pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let backend = repo.repo().backend();
-    let key = repo.repo().key();
 
-    // Packs: every header must open, and agree with the index.
+    // Packs: every header must open and agree with the index; with read_data every blob too.
     let packs = backend.list(ObjectKind::Pack)?;
-    let headers: Vec<(String, Result<Vec<crate::format::pack::BlobEntry>>)> = packs
+    let checked: Vec<PackCheck> = packs
         .par_iter()
-        .map(|(name, _)| {
-            let id = PackId::from_hex(name);
-            let entries = id.and_then(|id| {
-                if options.read_data {
-                    let bytes = backend.read(ObjectKind::Pack, name)?;
-                    if PackId::hash_of(&bytes) != id {
-                        return Err(crate::error::Error::corrupted(format!(
-                            "pack {name}: its content does not match its name"
-                        )));
-                    }
-                }
-                read_pack_header(backend, key, &id)
-            });
-            (name.clone(), entries)
-        })
+        .map(|(name, _)| check_pack(repo, name, options.read_data))
         .collect();
-    let mut pack_blobs: HashMap<PackId, usize> = HashMap::new();
-    for (name, entries) in &headers {
+    let mut listed: HashSet<PackId> = HashSet::new();
+    for pack in checked {
         report.packs += 1;
-        match entries {
-            Ok(e) => {
-                if let Ok(id) = PackId::from_hex(name) {
-                    pack_blobs.insert(id, e.len());
-                }
-            }
-            Err(e) => report.errors.push(e.to_string()),
-        }
+        report.blobs_verified += pack.blobs_verified;
+        report.errors.extend(pack.errors);
+        listed.extend(pack.id);
     }
     let mut indexed_packs: HashSet<PackId> = HashSet::new();
     repo.index().for_each(|loc| {
         indexed_packs.insert(loc.pack);
         Ok(())
     })?;
-    for pack in &indexed_packs {
-        if !pack_blobs.contains_key(pack) && !headers.iter().any(|(n, _)| *n == pack.to_hex()) {
-            report.errors.push(format!(
-                "pack {pack} is listed in the index but missing from the repository"
-            ));
-        }
+    for pack in indexed_packs.difference(&listed) {
+        report.errors.push(format!(
+            "pack {pack} is listed in the index but missing from the repository"
+        ));
     }
-    for pack in pack_blobs.keys() {
-        if !indexed_packs.contains(pack) {
-            report.notes.push(format!(
-                "pack {pack} is in no index file (left by an interrupted backup; harmless, a later prune removes it)"
-            ));
-        }
+    for pack in listed.difference(&indexed_packs) {
+        report.notes.push(format!(
+            "pack {pack} is in no index file (left by an interrupted backup; harmless, a later prune removes it)"
+        ));
     }
 
     // Snapshots and the trees they reference: every referenced blob must be indexed.
@@ -157,33 +133,66 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         }
     }
 
-    if options.read_data {
-        let reader = PackReader::new(backend, key);
-        let results: Vec<(u64, Vec<String>)> = headers
-            .par_iter()
-            .filter_map(|(name, entries)| {
-                Some((PackId::from_hex(name).ok()?, entries.as_ref().ok()?))
-            })
-            .map(|(pack, entries)| {
-                let mut errors = Vec::new();
-                let bytes = match backend.read(ObjectKind::Pack, &pack.to_hex()) {
-                    Ok(b) => b,
-                    Err(e) => return (0, vec![e.to_string()]),
-                };
-                let mut ok = 0;
-                for entry in entries.iter() {
-                    match reader.open_from(&pack, &bytes, 0, entry) {
-                        Ok(_) => ok += 1,
-                        Err(e) => errors.push(e.to_string()),
-                    }
-                }
-                (ok, errors)
-            })
-            .collect();
-        for (ok, errors) in results {
-            report.blobs_verified += ok;
-            report.errors.extend(errors);
+    Ok(report)
+}
+
+/// What checking one pack found.
+struct PackCheck {
+    /// The pack's id, when its name is one.
+    id: Option<PackId>,
+    blobs_verified: u64,
+    errors: Vec<String>,
+}
+
+/// Checks one pack: its header, and with `read_data` its hash and every blob, reading it once.
+fn check_pack(repo: &IndexedRepository, name: &str, read_data: bool) -> PackCheck {
+    let backend = repo.repo().backend();
+    let key = repo.repo().key();
+    let mut result = PackCheck {
+        id: None,
+        blobs_verified: 0,
+        errors: Vec::new(),
+    };
+    let id = match PackId::from_hex(name) {
+        Ok(id) => id,
+        Err(e) => {
+            result.errors.push(format!("data/{name}: {e}"));
+            return result;
+        }
+    };
+    result.id = Some(id);
+    if !read_data {
+        if let Err(e) = read_pack_header(backend, key, &id) {
+            result.errors.push(e.to_string());
+        }
+        return result;
+    }
+    let bytes = match backend.read(ObjectKind::Pack, name) {
+        Ok(b) => b,
+        Err(e) => {
+            result.errors.push(e.to_string());
+            return result;
+        }
+    };
+    if PackId::hash_of(&bytes) != id {
+        result
+            .errors
+            .push(format!("pack {name}: its content does not match its name"));
+    }
+    // Go on past a hash mismatch: opening each blob tells which of them are damaged.
+    let entries = match parse_pack_header(key, &id, &bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            result.errors.push(e.to_string());
+            return result;
+        }
+    };
+    let reader = PackReader::new(backend, key);
+    for entry in &entries {
+        match reader.open_from(&id, &bytes, entry) {
+            Ok(_) => result.blobs_verified += 1,
+            Err(e) => result.errors.push(e.to_string()),
         }
     }
-    Ok(report)
+    result
 }

@@ -231,4 +231,24 @@ fn damaged_objects_are_reported_by_check() {
         "errors should name pack {largest}: {:?}",
         report.errors
     );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("blob ") && e.contains("authentication failed")),
+        "errors should name the damaged blob, not only the pack: {:?}",
+        report.errors
+    );
+
+    // A pack that disappears is reported by the structural check.
+    std::fs::remove_file(&path).unwrap();
+    let report = check(&repo, CheckOptions { read_data: false }).unwrap();
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains(&largest) && e.contains("missing")),
+        "errors should say pack {largest} is missing: {:?}",
+        report.errors
+    );
 }

@@ -3,7 +3,7 @@
 use crate::backend::{Backend, ObjectKind};
 use crate::blob::open_blob;
 use crate::crypto::MasterKey;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::pack::{self, BlobEntry, TRAILER_LEN};
 use crate::id::PackId;
 
@@ -34,33 +34,43 @@ impl<'a> PackReader<'a> {
         open_blob(self.key, entry, &sealed).map_err(|e| e.context(format!("pack {name}")))
     }
 
-    /// Opens a blob from bytes of the pack already in memory (`pack_bytes` starts at `base`).
+    /// Opens a blob of a whole pack already in memory.
     ///
     /// # Errors
-    /// When the range is outside `pack_bytes` or the blob fails verification.
+    /// When the entry lies outside `pack_bytes` or the blob fails verification.
     pub fn open_from(
         &self,
         pack: &PackId,
         pack_bytes: &[u8],
-        base: u64,
         entry: &BlobEntry,
     ) -> Result<Vec<u8>> {
-        let start = (entry.offset as u64).checked_sub(base);
-        let range = start.and_then(|s| {
-            let s = s as usize;
-            s.checked_add(entry.length as usize).map(|e| s..e)
-        });
-        let sealed = range.and_then(|r| pack_bytes.get(r)).ok_or_else(|| {
-            crate::error::Error::corrupted(format!(
-                "pack {pack}: blob {} lies outside the bytes read",
-                entry.id
-            ))
-        })?;
+        let start = entry.offset as usize;
+        let sealed = start
+            .checked_add(entry.length as usize)
+            .and_then(|end| pack_bytes.get(start..end))
+            .ok_or_else(|| {
+                Error::corrupted(format!(
+                    "pack {pack}: blob {} lies outside the pack",
+                    entry.id
+                ))
+            })?;
         open_blob(self.key, entry, sealed).map_err(|e| e.context(format!("pack {pack}")))
     }
 }
 
-/// Reads and verifies the header of a stored pack (for rebuilding the index and for check).
+/// Where the sealed header of a pack of `len` bytes lies, from its first 10 and last 4 bytes.
+fn locate_header(len: u64, prefix: &[u8], trailer: &[u8]) -> Result<(u64, u64)> {
+    if len < (pack::PREFIX_LEN + TRAILER_LEN) as u64 {
+        return Err(Error::corrupted(format!(
+            "{len} bytes is too short for a pack"
+        )));
+    }
+    pack::check_prefix(prefix)?;
+    let trailer: [u8; 4] = trailer.try_into().unwrap_or_default();
+    pack::header_range(len, trailer)
+}
+
+/// Reads and verifies the header of a stored pack, fetching only its ends (index rebuild, check).
 ///
 /// # Errors
 /// When the pack is missing, truncated, or its header fails verification.
@@ -70,23 +80,28 @@ pub fn read_pack_header(
     pack: &PackId,
 ) -> Result<Vec<BlobEntry>> {
     let name = pack.to_hex();
-    let ctx = |e: crate::error::Error| e.context(format!("pack {name}"));
+    let ctx = |e: Error| e.context(format!("pack {name}"));
     let len = backend.size(ObjectKind::Pack, &name)?;
-    if len < (pack::PREFIX_LEN + TRAILER_LEN) as u64 {
-        return Err(ctx(crate::error::Error::corrupted(format!(
-            "{len} bytes is too short for a pack"
-        ))));
-    }
-    let prefix = backend.read_range(ObjectKind::Pack, &name, 0, pack::PREFIX_LEN as u64)?;
-    pack::check_prefix(&prefix).map_err(ctx)?;
-    let trailer = backend.read_range(
-        ObjectKind::Pack,
-        &name,
-        len - TRAILER_LEN as u64,
-        TRAILER_LEN as u64,
-    )?;
-    let trailer: [u8; 4] = trailer.as_slice().try_into().unwrap_or_default();
-    let (start, header_len) = pack::header_range(len, trailer).map_err(ctx)?;
+    let prefix_len = (pack::PREFIX_LEN as u64).min(len);
+    let prefix = backend.read_range(ObjectKind::Pack, &name, 0, prefix_len)?;
+    let trailer_start = len.saturating_sub(TRAILER_LEN as u64);
+    let trailer =
+        backend.read_range(ObjectKind::Pack, &name, trailer_start, len - trailer_start)?;
+    let (start, header_len) = locate_header(len, &prefix, &trailer).map_err(ctx)?;
     let sealed = backend.read_range(ObjectKind::Pack, &name, start, header_len)?;
     pack::decode_header(key, &sealed, start).map_err(ctx)
+}
+
+/// Verifies the header of a whole pack held in memory (check --read-data reads each pack once).
+///
+/// # Errors
+/// When the bytes are not a pack or the header fails verification.
+pub fn parse_pack_header(key: &MasterKey, pack: &PackId, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
+    let ctx = |e: Error| e.context(format!("pack {pack}"));
+    let len = bytes.len() as u64;
+    let prefix = &bytes[..bytes.len().min(pack::PREFIX_LEN)];
+    let trailer = &bytes[bytes.len().saturating_sub(TRAILER_LEN)..];
+    let (start, header_len) = locate_header(len, prefix, trailer).map_err(ctx)?;
+    let sealed = &bytes[start as usize..(start + header_len) as usize];
+    pack::decode_header(key, sealed, start).map_err(ctx)
 }
