@@ -61,14 +61,6 @@ impl Backend for FailingBackend {
     }
 }
 
-fn cheap_kdf() -> KdfParams {
-    KdfParams {
-        memory_kib: 8192,
-        time: 1,
-        parallelism: 1,
-    }
-}
-
 fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("sub")).unwrap();
     let mut x: u64 = 0x9e3779b97f4a7c15;
@@ -118,7 +110,7 @@ impl Fixture {
         Repository::init(
             Box::new(LocalBackend::new(&repo_dir)),
             b"pw",
-            cheap_kdf(),
+            KdfParams::MINIMUM,
             Config::generate().unwrap(),
             &cache,
         )

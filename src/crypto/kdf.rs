@@ -27,14 +27,22 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
+    /// The cheapest parameters a key file may hold (FORMAT.md §4): for tests, never for real keys.
+    pub const MINIMUM: KdfParams = KdfParams {
+        memory_kib: 8192,
+        time: 1,
+        parallelism: 1,
+    };
+
     /// Refuses parameters a hostile repository could use to exhaust memory or time.
     ///
     /// # Errors
     /// When a parameter is outside the bounds of FORMAT.md §4.
     pub fn validate(&self) -> Result<()> {
-        let ok = (8192..=4 * 1024 * 1024).contains(&self.memory_kib)
-            && (1..=64).contains(&self.time)
-            && (1..=64).contains(&self.parallelism)
+        let min = Self::MINIMUM;
+        let ok = (min.memory_kib..=4 * 1024 * 1024).contains(&self.memory_kib)
+            && (min.time..=64).contains(&self.time)
+            && (min.parallelism..=64).contains(&self.parallelism)
             && self.memory_kib >= 8 * self.parallelism;
         if ok {
             Ok(())
@@ -80,9 +88,8 @@ mod tests {
         };
         assert!(derive_wrapping_key(b"pw", &[0; 32], huge).is_err());
         let slow = KdfParams {
-            memory_kib: 8192,
             time: 1000,
-            parallelism: 1,
+            ..KdfParams::MINIMUM
         };
         assert!(slow.validate().is_err());
         assert!(KdfParams::default().validate().is_ok());

@@ -119,18 +119,10 @@ fn encode_header(params: KdfParams, salt: &[u8; SALT_LEN]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn cheap() -> KdfParams {
-        KdfParams {
-            memory_kib: 8192,
-            time: 1,
-            parallelism: 1,
-        }
-    }
-
     #[test]
     fn wrap_unwrap_round_trip() {
         let master = MasterKey::generate().unwrap();
-        let file = KeyFile::wrap(&master, b"secret", cheap()).unwrap();
+        let file = KeyFile::wrap(&master, b"secret", KdfParams::MINIMUM).unwrap();
         let bytes = file.encode();
         assert_eq!(bytes.len(), KEY_FILE_LEN);
         let parsed = KeyFile::decode(&bytes).unwrap();
@@ -144,7 +136,9 @@ mod tests {
     #[test]
     fn lowered_cost_is_detected() {
         let master = MasterKey::generate().unwrap();
-        let mut bytes = KeyFile::wrap(&master, b"pw", cheap()).unwrap().encode();
+        let mut bytes = KeyFile::wrap(&master, b"pw", KdfParams::MINIMUM)
+            .unwrap()
+            .encode();
         // Raise the time cost field (offset 15): the header is authenticated, so the password fails.
         bytes[15] = 2;
         let parsed = KeyFile::decode(&bytes).unwrap();
@@ -154,7 +148,9 @@ mod tests {
     #[test]
     fn refuses_unknown_version_and_truncation() {
         let master = MasterKey::generate().unwrap();
-        let mut bytes = KeyFile::wrap(&master, b"pw", cheap()).unwrap().encode();
+        let mut bytes = KeyFile::wrap(&master, b"pw", KdfParams::MINIMUM)
+            .unwrap()
+            .encode();
         assert!(KeyFile::decode(&bytes[..100]).is_err());
         bytes[8] = 9;
         let err = KeyFile::decode(&bytes).err().unwrap();

@@ -285,14 +285,6 @@ mod tests {
     use super::*;
     use crate::backend::LocalBackend;
 
-    fn cheap() -> KdfParams {
-        KdfParams {
-            memory_kib: 8192,
-            time: 1,
-            parallelism: 1,
-        }
-    }
-
     #[test]
     fn any_key_file_opens_the_repository() {
         let dir = tempfile::tempdir().unwrap();
@@ -301,12 +293,12 @@ mod tests {
         let repo = Repository::init(
             Box::new(LocalBackend::new(&root)),
             b"first",
-            cheap(),
+            KdfParams::MINIMUM,
             Config::generate().unwrap(),
             &cache,
         )
         .unwrap();
-        let second = KeyFile::wrap(repo.key(), b"second", cheap())
+        let second = KeyFile::wrap(repo.key(), b"second", KdfParams::MINIMUM)
             .unwrap()
             .encode();
         repo.backend()
@@ -331,7 +323,7 @@ mod tests {
             Repository::init(
                 Box::new(LocalBackend::new(&root)),
                 b"pw",
-                cheap(),
+                KdfParams::MINIMUM,
                 config,
                 dir.path(),
             )
