@@ -106,6 +106,10 @@ pub struct RestoreBar {
 }
 
 impl RestoreProgress for RestoreBar {
+    fn planned(&self, _files: u64, bytes: u64) {
+        self.bar.set_length(bytes);
+    }
+
     fn bytes(&self, n: u64) {
         self.bar.inc(n);
     }

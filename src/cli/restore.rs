@@ -31,7 +31,8 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
     let repo = repo.into_indexed()?;
     let bar = progress::RestoreBar {
-        bar: progress::byte_bar(progress::wanted(global), snap.summary.bytes_read),
+        // The length comes from the restore plan: the snapshot's bytes_read is only what that backup read.
+        bar: progress::byte_bar(progress::wanted(global), 0),
     };
     let options = RestoreOptions {
         overwrite: args.overwrite,

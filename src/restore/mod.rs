@@ -29,6 +29,8 @@ pub struct RestoreOptions {
 
 /// Progress callbacks.
 pub trait RestoreProgress: Sync {
+    /// The snapshot was walked: `files` regular files holding `bytes` of data will be written.
+    fn planned(&self, _files: u64, _bytes: u64) {}
     /// `n` more bytes of content written.
     fn bytes(&self, _n: u64) {}
     /// A non-fatal problem (metadata that could not be applied).
@@ -99,6 +101,8 @@ pub fn restore(
     };
     crate::threads::run_in_pool(|| {
         r.plan_dir(root, target)?;
+        let data_bytes = r.files.iter().map(|job| data_len(&job.node)).sum();
+        progress.planned(r.files.len() as u64, data_bytes);
         r.write_files()?;
         r.finish()
     })
@@ -274,6 +278,15 @@ impl Restorer<'_> {
         }
         Ok(self.stats)
     }
+}
+
+/// Bytes of a file that are written (its holes are not).
+fn data_len(node: &Node) -> u64 {
+    node.content
+        .iter()
+        .filter(|item| matches!(item, ContentItem::Data { .. }))
+        .map(ContentItem::len)
+        .sum()
 }
 
 /// With `--overwrite`, removes what stands where an entry of another kind must go.
