@@ -52,7 +52,7 @@ fn restore_announces_and_reports_the_bytes_it_writes() {
         .unwrap()
         .into_indexed()
         .unwrap();
-    let paths = archive::normalize_sources(&[src.clone()]).unwrap();
+    let paths = archive::normalize_sources(std::slice::from_ref(&src)).unwrap();
     let backup = || {
         archive::backup(
             &repo,
