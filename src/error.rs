@@ -26,11 +26,13 @@ pub enum ErrorKind {
 }
 
 /// The library error: a kind plus a lowercase message naming the object or path involved.
+///
+/// Causes (I/O errors, decoder failures) are folded into the message rather than kept as a
+/// `source`, so that `{:#}` chains never print them twice.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 /// Shorthand used throughout the crate.
@@ -42,7 +44,6 @@ impl Error {
         Error {
             kind,
             message: message.into(),
-            source: None,
         }
     }
 
@@ -56,22 +57,10 @@ impl Error {
         Self::new(ErrorKind::InvalidInput, what)
     }
 
-    /// A storage failure while doing `what`.
-    pub fn backend(what: impl Into<String>, err: std::io::Error) -> Self {
-        // The cause is in the message; attaching it as a source too would print it twice.
-        Self::new(ErrorKind::Backend, format!("{}: {err}", what.into()))
-    }
-
     /// An I/O failure on `path` while doing `what`, of the given kind.
     pub fn io(kind: ErrorKind, what: &str, path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         let path = path.into();
         Self::new(kind, format!("{what} {}: {err}", path.display()))
-    }
-
-    /// Attach the underlying cause.
-    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
-        self
     }
 
     /// Prefix the message with context (`context: message`), keeping the kind.
@@ -92,13 +81,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
-    }
-}
+impl std::error::Error for Error {}
 
 impl From<redb::Error> for Error {
     fn from(err: redb::Error) -> Self {

@@ -36,11 +36,6 @@ macro_rules! define_id {
                 })?;
                 Ok($name(out))
             }
-
-            /// The id of `bytes` under unkeyed BLAKE3 (storage object names).
-            pub fn hash_of(bytes: &[u8]) -> Self {
-                $name(*blake3::hash(bytes).as_bytes())
-            }
         }
 
         impl fmt::Debug for $name {
@@ -84,6 +79,20 @@ define_id!(
     /// A key file: unkeyed BLAKE3 of its bytes.
     KeyId
 );
+
+/// Storage objects are named by the unkeyed BLAKE3 of their bytes (FORMAT.md §3). Blob ids are
+/// keyed (`MasterKey::blob_id`), so `BlobId` deliberately has no `hash_of`.
+macro_rules! content_named {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// The name of an object with these bytes: unkeyed BLAKE3.
+            pub fn hash_of(bytes: &[u8]) -> Self {
+                $name(*blake3::hash(bytes).as_bytes())
+            }
+        }
+    )*};
+}
+content_named!(PackId, IndexId, SnapshotId, KeyId);
 
 /// Tree blobs are blobs; the alias documents intent where a tree is expected.
 pub type TreeId = BlobId;
@@ -133,8 +142,8 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        let id = BlobId::hash_of(b"x");
-        assert_eq!(BlobId::from_hex(&id.to_hex()).unwrap(), id);
+        let id = PackId::hash_of(b"x");
+        assert_eq!(PackId::from_hex(&id.to_hex()).unwrap(), id);
         assert_eq!(id.short().len(), 8);
         assert!(BlobId::from_hex("zz").is_err());
     }

@@ -18,30 +18,34 @@ pub struct NameCache {
 
 impl NameCache {
     fn user(&self, uid: u32) -> Vec<u8> {
-        let mut map = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(uid)
-            .or_insert_with(|| {
-                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name.into_bytes())
-                    .unwrap_or_default()
-            })
-            .clone()
+        cached(&self.users, uid, || {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
     }
 
     fn group(&self, gid: u32) -> Vec<u8> {
-        let mut map = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(gid)
-            .or_insert_with(|| {
-                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name.into_bytes())
-                    .unwrap_or_default()
-            })
-            .clone()
+        cached(&self.groups, gid, || {
+            nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+        })
     }
+}
+
+/// The name for `id` from `map`, looked up once; empty when the system has none.
+fn cached(
+    map: &Mutex<HashMap<u32, Vec<u8>>>,
+    id: u32,
+    lookup: impl FnOnce() -> Option<String>,
+) -> Vec<u8> {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(id)
+        .or_insert_with(|| lookup().map(String::into_bytes).unwrap_or_default())
+        .clone()
 }
 
 /// The node kind of a file type, `None` for types cairn does not know.

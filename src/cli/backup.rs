@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use cairn::archive::{self, BackupOptions, BackupSource, ExcludeMatcher};
+use cairn::backend::{Backend, LocalBackend};
 use cairn::format::config::Config;
 use cairn::{Error, Repository, SnapshotId};
 
@@ -50,20 +51,14 @@ pub struct BackupArgs {
 
 fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
     let (path, is_default) = context::repo_location(global);
-    if is_default && !path.join("config").exists() {
-        std::fs::create_dir_all(&path).with_context(|| {
-            format!(
-                "cannot create the default repository directory {}",
-                path.display()
-            )
-        })?;
+    if is_default && !LocalBackend::new(&path).has_config()? {
         let repo = context::init_repository(global, path.clone(), Config::generate()?)?;
         if !global.quiet {
             eprintln!(
                 "created a new repository at {} (the default location)",
                 path.display()
             );
-            eprintln!("keep the password safe: losing it loses the data, nobody can recover it");
+            eprintln!("{}", context::PASSWORD_WARNING);
         }
         return Ok(repo);
     }

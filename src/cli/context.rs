@@ -13,6 +13,10 @@ use cairn::{Error, Repository};
 
 use super::GlobalArgs;
 
+/// Said whenever a repository is created.
+pub const PASSWORD_WARNING: &str =
+    "keep the password safe: losing it loses the data, nobody can recover it";
+
 /// The default repository location: `<data dir>/cairn/repository`.
 pub fn default_repo() -> PathBuf {
     dirs::data_dir()

@@ -36,7 +36,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
             &repo.config().repo_id[..8],
             path.display()
         );
-        eprintln!("keep the password safe: without it nobody can recover the data");
+        eprintln!("{}", context::PASSWORD_WARNING);
     }
     Ok(super::exit::OK)
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::backend::{Backend, ObjectKind};
 use crate::crypto::MasterKey;
@@ -225,27 +225,6 @@ impl Index {
                 }
             ))),
         }
-    }
-
-    /// Number of blobs indexed.
-    ///
-    /// # Errors
-    /// When the cache cannot be read.
-    pub fn len(&self) -> Result<u64> {
-        let tx = self.db.begin_read()?;
-        match tx.open_table(BLOBS) {
-            Ok(t) => Ok(t.len()?),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Whether no blob is indexed.
-    ///
-    /// # Errors
-    /// When the cache cannot be read.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
     }
 
     /// Every indexed blob with its location, in id order (for check).

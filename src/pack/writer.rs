@@ -34,11 +34,6 @@ impl PackWriter {
         }
     }
 
-    /// Whether no blob is pending.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Adds a sealed blob; returns the finished pack when the target size is reached.
     ///
     /// # Errors
