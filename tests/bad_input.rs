@@ -468,6 +468,50 @@ fn damaged_snapshot_file_exit_4() {
     );
 }
 
+#[test]
+fn damaged_config_exit_4() {
+    let (env, _src) = backed_up_small_tree();
+    let config = env.repo.join("config");
+    let len = fs::metadata(&config).unwrap().len();
+    flip_byte(&config, len - 5);
+    let out = env.r(&["snapshots"]);
+    out.assert_code(exit::DAMAGED);
+    assert!(
+        out.stderr.contains("config"),
+        "error should name the config\n{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn damaged_key_files_are_told_apart_from_absurd_ones() {
+    let (env, _src) = backed_up_small_tree();
+    let key = files_under(&env.repo.join("keys")).pop().unwrap();
+    let original = fs::read(&key).unwrap();
+
+    // A flipped byte in the sealed master key cannot be told from a wrong password.
+    flip_byte(&key, original.len() as u64 - 3);
+    let out = env.r(&["snapshots"]);
+    out.assert_code(exit::WRONG_PASSWORD);
+    assert!(
+        out.stderr.contains("damaged"),
+        "the message should mention damaged key files\n{}",
+        out.describe()
+    );
+
+    // A key file asking for 4 TiB of Argon2 memory is refused before running it (offset 11: memory KiB).
+    let mut absurd = original.clone();
+    absurd[11..15].copy_from_slice(&u32::MAX.to_le_bytes());
+    fs::write(&key, &absurd).unwrap();
+    let out = env.r(&["snapshots"]);
+    out.assert_code(exit::DAMAGED);
+    assert!(
+        out.stderr.contains("key file") && out.stderr.contains("unreasonable"),
+        "{}",
+        out.describe()
+    );
+}
+
 // ------------------------------------------------------ restore target
 
 #[test]

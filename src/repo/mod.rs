@@ -113,7 +113,8 @@ impl Repository {
                     Error::new(
                         ErrorKind::WrongPassword,
                         format!(
-                            "wrong password: it opens none of the {} key file(s) of {}",
+                            // Authentication cannot tell a wrong password from a damaged key file.
+                            "wrong password: it opens none of the {} key file(s) of {} (if the password is right, the key files are damaged)",
                             keys.len(),
                             backend.location()
                         ),
