@@ -7,8 +7,7 @@ use std::ffi::OsStr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::compare::assert_trees_equal;
-use common::{random_bytes, restored_path, write_file, Env};
+use common::{random_bytes, write_file, Env};
 
 #[test]
 fn killed_backups_leave_a_consistent_repository() {
@@ -44,8 +43,6 @@ fn killed_backups_leave_a_consistent_repository() {
     // Every snapshot that exists, complete or from a backup that finished before the kill, restores exactly.
     for snap in env.snapshots_json() {
         let id = snap["id"].as_str().unwrap();
-        let target = env.path(&format!("restore-{}", &id[..8]));
-        env.restore(id, &target);
-        assert_trees_equal(&src, &restored_path(&target, &src));
+        env.assert_restores_exactly(id, &src, &format!("restore-{}", &id[..8]));
     }
 }

@@ -319,9 +319,7 @@ fn full_tree_roundtrip_is_exact() {
         "files_new should count the files of the tree: {b}"
     );
 
-    let dst = env.path("dst");
-    env.restore("latest", &dst);
-    assert_trees_equal(&src, &restored_path(&dst, &src));
+    env.assert_restores_exactly("latest", &src, "dst");
 }
 
 /// The comparer itself must detect differences (guards against a comparer
@@ -597,9 +595,7 @@ fn metadata_only_changes_are_captured_in_next_snapshot() {
         "metadata-only changes must not re-store file data: {b2}"
     );
 
-    let dst = env.path("dst");
-    env.restore("latest", &dst);
-    assert_trees_equal(&src, &restored_path(&dst, &src));
+    env.assert_restores_exactly("latest", &src, "dst");
 }
 
 /// Content rewritten in place with the same size and the mtime put back
@@ -650,7 +646,5 @@ fn device_nodes_roundtrip() {
     }
     env.init();
     env.backup_json(&[&src], &[]);
-    let dst = env.path("dst");
-    env.restore("latest", &dst);
-    assert_trees_equal(&src, &restored_path(&dst, &src));
+    env.assert_restores_exactly("latest", &src, "dst");
 }

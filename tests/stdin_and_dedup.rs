@@ -184,9 +184,7 @@ fn unchanged_rebackup_adds_almost_nothing() {
         "changing one 2 MiB file should add about 2 MiB, added {added3}: {b3}"
     );
 
-    let dst = env.path("dst");
-    env.restore("latest", &dst);
-    assert_trees_equal(&src, &restored_path(&dst, &src));
+    env.assert_restores_exactly("latest", &src, "dst");
 }
 
 #[test]
@@ -437,14 +435,12 @@ fn concurrent_backups_to_one_repository() {
     assert_eq!(snaps.len(), outs.len(), "{snaps:?}");
     for o in &outs {
         let id = o.json()["snapshot_id"].as_str().unwrap().to_string();
-        let dst = env.path(&format!("dst-{}", &id[..8]));
-        env.restore(&id, &dst);
         let paths = snaps
             .iter()
             .find(|s| s["id"].as_str() == Some(id.as_str()))
             .unwrap()["paths"]
             .clone();
         let src = std::path::PathBuf::from(paths[0].as_str().unwrap());
-        assert_trees_equal(&src, &restored_path(&dst, &src));
+        env.assert_restores_exactly(&id, &src, &format!("dst-{}", &id[..8]));
     }
 }

@@ -253,6 +253,13 @@ impl Env {
         ]);
     }
 
+    /// Restores `snap` into `<tmp>/<target_name>` and requires the restored copy of `src` to equal `src`.
+    pub fn assert_restores_exactly(&self, snap: &str, src: &Path, target_name: &str) {
+        let target = self.path(target_name);
+        self.restore(snap, &target);
+        compare::assert_trees_equal(src, &restored_path(&target, src));
+    }
+
     pub fn remove_cache(&self) {
         let c = self.cache_dir();
         if c.exists() {
