@@ -36,4 +36,4 @@ mod threads;
 pub use error::{Error, ErrorKind, Result};
 pub use format::snapshot::{Snapshot, Summary};
 pub use id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
-pub use repo::{IndexedRepository, Repository};
+pub use repo::{IndexedRepository, Repository, SnapshotFilter};

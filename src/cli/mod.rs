@@ -7,6 +7,7 @@ mod init;
 mod output;
 mod progress;
 mod restore;
+mod selection;
 mod snapshots;
 
 use std::path::PathBuf;
@@ -97,7 +98,7 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots.
     #[command(
-        after_help = "Examples:\n  cairn snapshots\n  cairn snapshots --json | jq '.[-1].time'"
+        after_help = "Examples:\n  cairn snapshots\n  cairn snapshots --host db1 --tag nightly\n  cairn snapshots --json | jq '.[-1].time'"
     )]
     Snapshots(snapshots::SnapshotsArgs),
     /// Restore a snapshot into a directory.

@@ -6,12 +6,13 @@ use anyhow::Result;
 
 use cairn::restore::{self, RestoreOptions};
 
-use super::{context, output, progress, GlobalArgs};
+use super::{context, output, progress, selection, GlobalArgs};
 
 pub const EXAMPLES: &str = "\
 Examples:
   cairn restore latest --target /tmp/restore        # writes /tmp/restore/<absolute source paths>
-  cairn restore 1a2b3c4d --target /srv/restore --overwrite";
+  cairn restore 1a2b3c4d --target /srv/restore --overwrite
+  cairn restore latest --host db1 --tag nightly --at \"2026-01-23 14:30\" --target /tmp/r";
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
@@ -24,11 +25,13 @@ pub struct RestoreArgs {
     /// Replace existing files in the target.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub filter: selection::FilterArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
     let repo = context::open_repository(global)?;
-    let (id, snap) = repo.find_snapshot(&args.snapshot)?;
+    let (id, snap) = repo.select_snapshot(&args.snapshot, &args.filter.to_filter()?)?;
     let repo = repo.into_indexed()?;
     let bar = progress::RestoreBar {
         // The length comes from the restore plan: the snapshot's bytes_read is only what that backup read.

@@ -2,14 +2,17 @@
 
 use anyhow::Result;
 
-use super::{context, output, GlobalArgs};
+use super::{context, output, selection, GlobalArgs};
 
 #[derive(clap::Args, Debug)]
-pub struct SnapshotsArgs {}
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: selection::FilterArgs,
+}
 
-pub fn run(global: &GlobalArgs, _args: &SnapshotsArgs) -> Result<i32> {
+pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
     let repo = context::open_repository(global)?;
-    let snapshots = repo.snapshots()?;
+    let snapshots = args.filter.to_filter()?.apply(repo.snapshots()?);
     if global.json {
         let list: Vec<serde_json::Value> = snapshots
             .iter()

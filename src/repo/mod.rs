@@ -1,8 +1,10 @@
 //! Opening and creating a repository: keys, config, snapshots, and typed access to the pieces (index, packs, blobs).
 
 mod saver;
+pub mod select;
 
 pub use saver::{BlobSaver, SaveStats};
+pub use select::SnapshotFilter;
 
 use std::path::{Path, PathBuf};
 
@@ -197,40 +199,21 @@ impl Repository {
     /// # Errors
     /// `InvalidInput` when nothing or several snapshots match.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-        let snapshots = self.snapshots()?;
-        if spec == "latest" {
-            return snapshots.into_iter().next_back().ok_or_else(|| {
-                Error::invalid_input(format!(
-                    "the repository {} has no snapshots yet",
-                    self.backend.location()
-                ))
-            });
-        }
-        let prefix = spec.to_ascii_lowercase();
-        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid_input(format!(
-                "{spec:?} is not a snapshot: give `latest` or a snapshot id (prefix) from `cairn snapshots`"
-            )));
-        }
-        let mut matches: Vec<_> = snapshots
-            .into_iter()
-            .filter(|(id, _)| id.to_hex().starts_with(&prefix))
-            .collect();
-        match matches.len() {
-            1 => Ok(matches.remove(0)),
-            0 => Err(Error::invalid_input(format!(
-                "no snapshot id starts with {spec:?}; list them with `cairn snapshots`"
-            ))),
-            _ => Err(Error::invalid_input(format!(
-                "{spec:?} matches {} snapshots ({}); give more characters",
-                matches.len(),
-                matches
-                    .iter()
-                    .map(|(id, _)| id.short())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
+        self.select_snapshot(spec, &SnapshotFilter::default())
+    }
+
+    /// Resolves `latest` or a unique id prefix among the snapshots that pass `filter`.
+    ///
+    /// # Errors
+    /// `InvalidInput` when nothing or several snapshots match.
+    pub fn select_snapshot(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        filter
+            .resolve(spec, self.snapshots()?)
+            .map_err(|e| e.context(format!("repository {}", self.backend.location())))
     }
 
     /// Stores a snapshot file; the last step of a backup.
