@@ -31,6 +31,18 @@ impl ChunkerParams {
         }
     }
 
+    /// The parameters for streams (standard input, dump commands): the config's stream sizes,
+    /// or its file sizes in configs written before stream sizes existed.
+    pub fn for_streams(config: &Config) -> Self {
+        let (min, avg, max) = config.stream_chunker_sizes();
+        ChunkerParams {
+            min: min as usize,
+            avg: avg as usize,
+            max: max as usize,
+            seed: config.chunker_seed,
+        }
+    }
+
     /// Splits `source` into chunks, reading it once; memory is bounded by `max`.
     pub fn chunks<R: Read>(&self, source: R) -> Chunks<R> {
         Chunks {

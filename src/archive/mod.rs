@@ -102,6 +102,8 @@ struct Archiver<'a, 'r> {
     // Files with several links, by (device, inode): read once, reused for every link.
     hardlinks: Mutex<HashMap<(u64, u64), Vec<ContentItem>>>,
     chunker: ChunkerParams,
+    // Streams (database dumps) use smaller chunks: their day-to-day edits are scattered.
+    stream_chunker: ChunkerParams,
 }
 
 /// Runs a backup and writes its snapshot.
@@ -146,6 +148,7 @@ pub fn backup(
         errors: Mutex::new(Vec::new()),
         hardlinks: Mutex::new(HashMap::new()),
         chunker: ChunkerParams::from_config(repo.repo().config()),
+        stream_chunker: ChunkerParams::for_streams(repo.repo().config()),
     };
     let root = crate::threads::run_in_pool(|| match source {
         BackupSource::Paths(paths) => archiver.archive_paths(&paths, parent_tree.as_ref()),
@@ -231,10 +234,10 @@ impl Archiver<'_, '_> {
             .push(error);
     }
 
-    fn content_reader(&self) -> ContentReader<'_, '_> {
+    fn content_reader(&self, chunker: ChunkerParams) -> ContentReader<'_, '_> {
         ContentReader {
             saver: self.saver,
-            chunker: self.chunker,
+            chunker,
             bytes_read: &self.counters.bytes_read,
             progress: self.progress,
         }
@@ -267,7 +270,7 @@ impl Archiver<'_, '_> {
         node.ctime = node.mtime;
         node.links = 1;
         // A stream is always read in full: it has no metadata that could prove it unchanged.
-        self.content_reader()
+        self.content_reader(self.stream_chunker)
             .read_stream(reader, &mut node.content)
             .map_err(|e| e.context("standard input"))?;
         node.size = node.content.iter().map(ContentItem::len).sum();
@@ -448,7 +451,7 @@ impl Archiver<'_, '_> {
         });
         let content = match cached {
             Some(c) => c,
-            None => match self.content_reader().read_file(path) {
+            None => match self.content_reader(self.chunker).read_file(path) {
                 Ok(c) => c,
                 Err(e) if e.kind() == ErrorKind::SourceIo => {
                     self.record_error(path, &e);

@@ -27,6 +27,10 @@ pub struct Config {
     pub chunker_avg: u32,
     /// FastCDC maximum chunk size.
     pub chunker_max: u32,
+    /// FastCDC sizes (min, avg, max) for streams: standard input and dump commands. Absent in
+    /// configs written by cairn 0.1, which chunk streams like files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_chunker: Option<[u32; 3]>,
     /// Secret gear-table seed.
     pub chunker_seed: u64,
     /// Target pack size in bytes.
@@ -46,6 +50,9 @@ impl Config {
             chunker_min: 512 * 1024,
             chunker_avg: 1024 * 1024,
             chunker_max: 8 * 1024 * 1024,
+            // 16/64/256 KiB: a day-to-day database dump stores about a fifth of what
+            // 512K/1M/8M stores (FORMAT.md §5 has the measurement).
+            stream_chunker: Some([16 * 1024, 64 * 1024, 256 * 1024]),
             chunker_seed: u64::from_le_bytes(crypto::random_array::<8>()?),
             pack_size: 32 * 1024 * 1024,
             zstd_level: 3,
@@ -57,19 +64,24 @@ impl Config {
     /// # Errors
     /// When a parameter is out of bounds.
     pub fn validate(&self) -> Result<()> {
-        let (min, avg, max) = (self.chunker_min, self.chunker_avg, self.chunker_max);
-        let chunker_ok = (64..=1 << 20).contains(&min)
-            && (256..=4 << 20).contains(&avg)
-            && (1024..=16 << 20).contains(&max)
-            && min <= avg
-            && avg <= max
-            && min % 2 == 0
-            && avg % 2 == 0
-            && max % 2 == 0;
-        if !chunker_ok {
-            return Err(Error::corrupted(format!(
-                "config: chunker sizes {min}/{avg}/{max} are out of bounds"
-            )));
+        let files = (self.chunker_min, self.chunker_avg, self.chunker_max);
+        for (what, (min, avg, max)) in [
+            ("chunker", files),
+            ("stream chunker", self.stream_chunker_sizes()),
+        ] {
+            let ok = (64..=1 << 20).contains(&min)
+                && (256..=4 << 20).contains(&avg)
+                && (1024..=16 << 20).contains(&max)
+                && min <= avg
+                && avg <= max
+                && min % 2 == 0
+                && avg % 2 == 0
+                && max % 2 == 0;
+            if !ok {
+                return Err(Error::corrupted(format!(
+                    "config: {what} sizes {min}/{avg}/{max} are out of bounds"
+                )));
+            }
         }
         if !(1 << 20..=1 << 30).contains(&self.pack_size) {
             return Err(Error::corrupted(format!(
@@ -89,6 +101,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// FastCDC sizes (min, avg, max) for streams; the file sizes when the config has none.
+    pub fn stream_chunker_sizes(&self) -> (u32, u32, u32) {
+        match self.stream_chunker {
+            Some([min, avg, max]) => (min, avg, max),
+            None => (self.chunker_min, self.chunker_avg, self.chunker_max),
+        }
     }
 
     /// The sealed config file.
@@ -127,5 +147,28 @@ mod tests {
         bad.chunker_max = 100 << 20;
         let bytes = bad.encode(&key).unwrap();
         assert!(Config::decode(&key, &bytes).is_err());
+        let mut bad_stream = config.clone();
+        bad_stream.stream_chunker = Some([1 << 20, 64 << 10, 256 << 10]);
+        let bytes = bad_stream.encode(&key).unwrap();
+        let err = Config::decode(&key, &bytes).unwrap_err().to_string();
+        assert!(err.contains("stream chunker sizes"), "{err}");
+    }
+
+    #[test]
+    fn configs_without_stream_sizes_chunk_streams_like_files() {
+        let key = MasterKey::generate().unwrap();
+        let mut config = Config::generate().unwrap();
+        assert_eq!(
+            config.stream_chunker_sizes(),
+            (16 << 10, 64 << 10, 256 << 10)
+        );
+        config.stream_chunker = None;
+        let body = serde_json::to_string(&config).unwrap();
+        assert!(!body.contains("stream_chunker"), "{body}");
+        let decoded = Config::decode(&key, &config.encode(&key).unwrap()).unwrap();
+        assert_eq!(
+            decoded.stream_chunker_sizes(),
+            (512 << 10, 1 << 20, 8 << 20)
+        );
     }
 }
