@@ -79,7 +79,9 @@ tool_cmd() {
         backup | rebackup) echo "$c backup $WORK/corpus" ;;
         restore) echo "$c restore latest $OUT" ;;
         check) echo "$c check --read-data" ;;
-        dump1 | dump2) echo "$c backup - --stdin-filename db.sql" ;;
+        # --force: rustic 0.11.4 otherwise takes a stdin file with a parent as unchanged and
+        # stores the previous day's dump (rustic-rs/rustic#1793, fixed in rustic_core#536).
+        dump1 | dump2) echo "$c backup --force - --stdin-filename db.sql" ;;
       esac ;;
   esac
 }
