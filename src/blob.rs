@@ -1,9 +1,40 @@
 //! Turning a blob plaintext into its sealed form and back (FORMAT.md §6): compress, seal, and verify on open.
 
+use std::cell::RefCell;
+
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::format::pack::BlobEntry;
 use crate::id::{BlobId, BlobType};
+
+thread_local! {
+    // zstd contexts are costly to create (ZSTD_createCCtx was 2% of a backup); each worker
+    // thread keeps one of each.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn compress(plaintext: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some((l, c)) if *l == level => c,
+            _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(plaintext)
+    })
+}
+
+fn decompress(body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let decompressor = match slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(body, raw_len)
+    })
+}
 
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
@@ -28,7 +59,7 @@ pub fn seal_blob(
     plaintext: &[u8],
     zstd_level: i32,
 ) -> Result<Vec<u8>> {
-    let compressed = zstd::bulk::compress(plaintext, zstd_level)
+    let compressed = compress(plaintext, zstd_level)
         .map_err(|e| Error::new(crate::error::ErrorKind::Other, format!("zstd: {e}")))?;
     let mut payload = Vec::with_capacity(1 + plaintext.len().min(compressed.len()));
     if compressed.len() < plaintext.len() {
@@ -54,8 +85,9 @@ pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<Ve
     let raw_len = entry.raw_length as usize;
     let plaintext = match *flag {
         COMPRESSION_NONE => body.to_vec(),
-        COMPRESSION_ZSTD => zstd::bulk::decompress(body, raw_len)
-            .map_err(|e| Error::corrupted(format!("{what}: zstd: {e}")))?,
+        COMPRESSION_ZSTD => {
+            decompress(body, raw_len).map_err(|e| Error::corrupted(format!("{what}: zstd: {e}")))?
+        }
         other => {
             return Err(Error::corrupted(format!(
                 "{what}: unknown compression {other}"
