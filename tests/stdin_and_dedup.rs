@@ -495,3 +495,39 @@ fn next_days_dump_from_stdin_stores_a_small_fraction() {
     env.restore("latest", &restored);
     assert_eq!(fs::read(restored.join("db.sql")).unwrap(), day2);
 }
+
+#[test]
+fn unchanged_directories_keep_their_tree_ids_and_a_change_renews_only_its_ancestors() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for dir in ["a/deep/er", "b/side", "c"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+        write_file(&src.join(dir).join("f.txt"), dir.as_bytes());
+    }
+    let first = env.backup_json(&[&src], &[]);
+    let second = env.backup_json(&[&src], &[]);
+    let s2 = &second["summary"];
+    assert_eq!(s2["files_unchanged"], 3, "{second}");
+    assert_eq!(s2["dirs_changed"], 0, "{second}");
+    assert_eq!(
+        s2["blobs_added"], 0,
+        "an unchanged tree stores nothing: {second}"
+    );
+    let trees: Vec<String> = env
+        .snapshots_json()
+        .iter()
+        .map(|s| s["tree"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(trees[0], trees[1], "same root tree for an unchanged source");
+    assert_eq!(second["parent"], first["snapshot_id"]);
+
+    // A new file two levels down changes a/deep/er, a/deep, a, src and the synthetic
+    // directories above src; b/side, b and c keep their trees.
+    write_file(&src.join("a/deep/er/g.txt"), b"new");
+    let third = env.backup_json(&[&src], &[]);
+    let s3 = &third["summary"];
+    assert_eq!(s3["files_new"], 1, "{third}");
+    assert_eq!(s3["dirs_unchanged"], 3, "b, b/side and c: {third}");
+    env.assert_restores_exactly("latest", &src, "restored");
+}

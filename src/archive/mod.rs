@@ -243,6 +243,23 @@ impl Archiver<'_, '_> {
         }
     }
 
+    /// The parent's tree id when the directory's entries are exactly the parent's (and its
+    /// blob is still indexed): an unchanged directory costs no encoding, hashing or storing.
+    fn reuse_or_store_tree(
+        &self,
+        mut tree: Tree,
+        parent_node: Option<&Node>,
+        parent_tree: Option<&Tree>,
+    ) -> Result<TreeId> {
+        if let (Some(old_id), Some(old_tree)) = (parent_node.and_then(|n| n.subtree), parent_tree) {
+            tree.sort();
+            if tree == *old_tree && self.saver.is_known(&old_id)? {
+                return Ok(old_id);
+            }
+        }
+        self.store_tree(tree)
+    }
+
     fn store_tree(&self, mut tree: Tree) -> Result<TreeId> {
         tree.sort();
         let bytes = tree.encode()?;
@@ -380,7 +397,7 @@ impl Archiver<'_, '_> {
                 } else {
                     Tree::default()
                 };
-                let id = self.store_tree(tree)?;
+                let id = self.reuse_or_store_tree(tree, parent_node, parent_sub.as_ref())?;
                 let counter = match parent_node.and_then(|n| n.subtree) {
                     None => &self.counters.dirs_new,
                     Some(old) if old == id => &self.counters.dirs_unchanged,
