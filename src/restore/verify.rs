@@ -64,3 +64,46 @@ pub fn file_matches(key: &MasterKey, path: &Path, content: &[ContentItem]) -> Re
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_chunk_hole_or_length_is_caught() {
+        let key = MasterKey::from_bytes(&[3u8; 64]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let chunk = b"some chunk of data".to_vec();
+        let content = [
+            ContentItem::Data {
+                id: key.blob_id(&chunk),
+                len: chunk.len() as u32,
+            },
+            ContentItem::Hole { len: 4 },
+        ];
+        let good = [chunk.clone(), vec![0; 4]].concat();
+        std::fs::write(&path, &good).unwrap();
+        file_matches(&key, &path, &content).unwrap();
+
+        let mut bad_chunk = good.clone();
+        bad_chunk[0] ^= 1;
+        std::fs::write(&path, &bad_chunk).unwrap();
+        let err = file_matches(&key, &path, &content).unwrap_err();
+        assert!(err.to_string().contains("at offset 0"), "{err}");
+
+        let mut bad_hole = good.clone();
+        bad_hole[chunk.len() + 2] = 9;
+        std::fs::write(&path, &bad_hole).unwrap();
+        let err = file_matches(&key, &path, &content).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("offset {}", chunk.len())),
+            "{err}"
+        );
+
+        std::fs::write(&path, [good.as_slice(), b"!"].concat()).unwrap();
+        assert!(file_matches(&key, &path, &content).is_err());
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert!(file_matches(&key, &path, &content).is_err());
+    }
+}
