@@ -9,7 +9,7 @@ use crate::id::BlobType;
 use crate::repo::IndexedRepository;
 
 /// Zeros written at once for holes.
-const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Writes the content of the file `node` to `out` and returns the bytes written.
 ///

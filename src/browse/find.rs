@@ -33,7 +33,7 @@ pub struct Found {
 
 #[derive(Debug)]
 enum Item {
-    Match(Match),
+    Match(Box<Match>),
     Below(Arc<Found>),
 }
 
@@ -109,10 +109,10 @@ impl<'a> Finder<'a> {
             {
                 let mut slim = node.clone();
                 slim.content = Vec::new();
-                found.push(Item::Match(Match {
+                found.push(Item::Match(Box::new(Match {
                     path: path.clone(),
                     node: slim,
-                }));
+                })));
             }
             if node.kind == NodeKind::Dir {
                 let sub = subtree_of(&node, &path)?;
