@@ -19,6 +19,26 @@ fn at(path: &Path) -> String {
     format!("latest:{}", path.display())
 }
 
+/// A new repository and the path of a source directory to fill.
+fn fresh() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    (env, src)
+}
+
+/// `restore SPEC --target TARGET EXTRA...`
+fn restore_args(spec: &str, target: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut args = vec![
+        "restore".into(),
+        spec.into(),
+        "--target".into(),
+        target.into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    args
+}
+
 fn small_tree(env: &Env) -> std::path::PathBuf {
     let src = env.path("src");
     write_file(&src.join("etc/passwd"), b"root:x:0:0\n");
@@ -34,8 +54,7 @@ fn small_tree(env: &Env) -> std::path::PathBuf {
 }
 
 fn setup() -> (Env, std::path::PathBuf) {
-    let env = Env::new();
-    env.init();
+    let (env, _) = fresh();
     let src = small_tree(&env);
     env.backup_json(&[&src], &[]);
     (env, src)
@@ -171,13 +190,7 @@ fn restore_of_one_path_with_filters_and_verification() {
     let (env, src) = setup();
     // A directory: its contents land in the target, which takes its metadata.
     let t1 = env.path("t1");
-    let v = env.r_json(&[
-        OsStr::new("restore"),
-        OsStr::new(&at(&src.join("srv"))),
-        OsStr::new("--target"),
-        t1.as_os_str(),
-        OsStr::new("--verify"),
-    ]);
+    let v = env.r_json(&restore_args(&at(&src.join("srv")), &t1, &["--verify"]));
     assert_eq!(v["verified"], 3, "{v}");
     assert_trees_equal(&src.join("srv"), &t1);
 
@@ -185,36 +198,26 @@ fn restore_of_one_path_with_filters_and_verification() {
     let t2 = env.path("t2");
     write_file(&t2.join("already-here"), b"x");
     let file = at(&src.join("etc/passwd"));
-    env.r_ok(&[
-        OsStr::new("restore"),
-        OsStr::new(&file),
-        OsStr::new("--target"),
-        t2.as_os_str(),
-    ]);
+    env.r_ok(&restore_args(&file, &t2, &[]));
     assert_eq!(fs::read(t2.join("passwd")).unwrap(), b"root:x:0:0\n");
     // ... but never over an existing file without --overwrite.
-    let again = env.r(&[
-        OsStr::new("restore"),
-        OsStr::new(&file),
-        OsStr::new("--target"),
-        t2.as_os_str(),
-    ]);
+    let again = env.r(&restore_args(&file, &t2, &[]));
     again.assert_code(exit::USAGE);
 
     // Include and exclude on a whole-snapshot restore.
     let t3 = env.path("t3");
-    env.r_ok(&[
-        OsStr::new("restore"),
-        OsStr::new("latest"),
-        OsStr::new("--target"),
-        t3.as_os_str(),
-        OsStr::new("--include"),
-        OsStr::new("*.txt"),
-        OsStr::new("--include"),
-        OsStr::new("/**/etc/ssh"),
-        OsStr::new("--exclude"),
-        OsStr::new("/**/srv/cache"),
-    ]);
+    env.r_ok(&restore_args(
+        "latest",
+        &t3,
+        &[
+            "--include",
+            "*.txt",
+            "--include",
+            "/**/etc/ssh",
+            "--exclude",
+            "/**/srv/cache",
+        ],
+    ));
     let restored: BTreeSet<String> = files_under(&t3)
         .iter()
         .map(|p| {
@@ -239,9 +242,7 @@ fn restore_of_one_path_with_filters_and_verification() {
 /// covered by the unit tests of restore::verify, since a real restore writes correct bytes).
 #[test]
 fn verify_covers_multi_chunk_and_sparse_files() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
+    let (env, src) = fresh();
     write_file(&src.join("big.bin"), &random_bytes(3, 5 << 20));
     {
         let f = fs::File::create(src.join("sparse.img")).unwrap();
@@ -249,13 +250,7 @@ fn verify_covers_multi_chunk_and_sparse_files() {
     }
     env.backup_json(&[&src], &[]);
     let t = env.path("t");
-    let v = env.r_json(&[
-        OsStr::new("restore"),
-        OsStr::new(&at(&src)),
-        OsStr::new("--target"),
-        t.as_os_str(),
-        OsStr::new("--verify"),
-    ]);
+    let v = env.r_json(&restore_args(&at(&src), &t, &["--verify"]));
     assert_eq!(v["verified"], 2, "{v}");
     assert_trees_equal(&src, &t);
 }
@@ -267,9 +262,7 @@ fn backup_at(env: &Env, src: &Path, time: &str) -> String {
 
 #[test]
 fn at_selects_the_snapshot_of_a_moment_and_find_shows_the_history() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
+    let (env, src) = fresh();
     let file = src.join("db.sql");
     let mut ids = Vec::new();
     for (i, time) in [
@@ -337,9 +330,7 @@ fn at_selects_the_snapshot_of_a_moment_and_find_shows_the_history() {
 
 #[test]
 fn find_searches_unchanged_subtrees_once() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
+    let (env, src) = fresh();
     for d in 0..20 {
         for f in 0..5 {
             write_file(
@@ -365,9 +356,7 @@ fn find_searches_unchanged_subtrees_once() {
 
 #[test]
 fn diff_reports_controlled_changes_without_reading_contents() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
+    let (env, src) = fresh();
     write_file(&src.join("same/untouched.txt"), b"same\n");
     write_file(&src.join("content.txt"), b"before\n");
     write_file(&src.join("meta.txt"), b"meta\n");
@@ -438,9 +427,7 @@ fn diff_reports_controlled_changes_without_reading_contents() {
 
 #[test]
 fn diff_never_reads_data_packs() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
+    let (env, src) = fresh();
     write_file(&src.join("f.bin"), &random_bytes(1, 2 << 20));
     let first = backup_at(&env, &src, "2026-03-01 10:00 UTC");
     write_file(&src.join("f.bin"), &random_bytes(2, 2 << 20));
@@ -459,9 +446,7 @@ fn diff_never_reads_data_packs() {
 /// small fraction of the repository, and a second look reads no tree from storage.
 #[test]
 fn cat_and_restore_of_one_file_read_a_small_fraction_of_the_repository() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
+    let (env, src) = fresh();
     let wanted = random_bytes(42, 10_000_000);
     write_file(&src.join("db/dump.sql"), &wanted);
     for d in 0..40 {
@@ -506,12 +491,7 @@ fn cat_and_restore_of_one_file_read_a_small_fraction_of_the_repository() {
     );
 
     let target = env.path("one");
-    let v = env.r_json(&[
-        OsStr::new("restore"),
-        OsStr::new(&spec),
-        OsStr::new("--target"),
-        target.as_os_str(),
-    ]);
+    let v = env.r_json(&restore_args(&spec, &target, &[]));
     let restored = v["repository_bytes_read"].as_u64().unwrap();
     assert!(
         restored < 10_000_000 + 2_000_000,
@@ -557,9 +537,7 @@ fn a_damaged_tree_cache_is_detected_and_replaced() {
 
 #[test]
 fn cat_into_a_closed_pipe_is_not_an_error() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
+    let (env, src) = fresh();
     write_file(&src.join("big.bin"), &random_bytes(5, 8 << 20));
     env.backup_json(&[&src], &[]);
     let mut cmd = env.command();

@@ -111,15 +111,7 @@ pub fn diff_trees(
     prefix: &[u8],
     each: &mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
 ) -> Result<DiffStats> {
-    let mut differ = Differ {
-        loader,
-        each,
-        stats: DiffStats::default(),
-    };
-    crate::threads::run_in_pool(|| {
-        differ.trees(old, new, prefix)?;
-        Ok(differ.stats)
-    })
+    run(loader, each, |differ| differ.trees(old, new, prefix))
 }
 
 /// Compares two entries found at the same path `path` (either may be absent).
@@ -133,13 +125,22 @@ pub fn diff_entries(
     path: &[u8],
     each: &mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
 ) -> Result<DiffStats> {
+    run(loader, each, |differ| differ.entries(old, new, path))
+}
+
+/// Runs a comparison on threads with deep stacks: it recurses once per directory level.
+fn run(
+    loader: &TreeLoader<'_>,
+    each: &mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
+    compare: impl FnOnce(&mut Differ<'_, '_>) -> Result<()> + Send,
+) -> Result<DiffStats> {
     let mut differ = Differ {
         loader,
         each,
         stats: DiffStats::default(),
     };
     crate::threads::run_in_pool(|| {
-        differ.entries(old, new, path)?;
+        compare(&mut differ)?;
         Ok(differ.stats)
     })
 }
