@@ -21,9 +21,11 @@
 pub mod archive;
 pub mod backend;
 pub mod blob;
+pub mod browse;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
+pub mod dump;
 pub mod error;
 pub mod format;
 pub mod id;

@@ -42,6 +42,8 @@ pub struct BackupOptions {
     pub one_file_system: bool,
     /// Parent snapshot to compare against (default: latest with the same host and paths).
     pub parent: Option<SnapshotId>,
+    /// The time recorded as the snapshot's (default: now), for imports and tests.
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Where the data comes from.
@@ -117,7 +119,7 @@ pub fn backup(
     progress: &dyn BackupProgress,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let start_time = chrono::Utc::now();
+    let start_time = options.time.unwrap_or_else(chrono::Utc::now);
     let host = match &options.host {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()

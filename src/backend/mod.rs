@@ -2,8 +2,10 @@
 //!
 //! Backends move bytes; they never interpret them. Remote services come later behind the same trait.
 
+mod counting;
 mod local;
 
+pub use counting::{CountingBackend, ReadCounter};
 pub use local::LocalBackend;
 
 use crate::error::Result;

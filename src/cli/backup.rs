@@ -7,6 +7,7 @@ use anyhow::Result;
 use cairn::archive::{self, BackupOptions, BackupSource, ExcludeMatcher};
 use cairn::backend::{Backend, LocalBackend};
 use cairn::format::config::Config;
+use cairn::repo::select::parse_point_in_time;
 use cairn::{Error, Repository, SnapshotId};
 
 use super::{context, exit, output, progress, GlobalArgs};
@@ -16,6 +17,7 @@ Examples:
   cairn backup /etc /var/www --tag nightly
   cairn backup ~/projects --exclude target --exclude '*.o' --exclude-file ~/.cairn-excludes
   pg_dump app | cairn backup --stdin --stdin-name app.sql
+  cairn backup /srv/import --time \"2026-01-23 14:30\"    # record an older snapshot time
 Exit code 3: the snapshot was saved but some entries could not be read (listed on stderr).";
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +49,10 @@ pub struct BackupArgs {
     /// Compare against this snapshot instead of the latest of the same host and paths.
     #[arg(long, value_name = "SNAP")]
     pub parent: Option<String>,
+    /// Record this as the snapshot time instead of now, e.g. "2026-01-23 14:30" (local time) or
+    /// "2026-01-23T14:30:00Z"; for imports of older data and for tests.
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
 }
 
 fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
@@ -83,6 +89,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<i32> {
         excludes: excludes.clone(),
         one_file_system: args.one_file_system,
         parent,
+        time: args.time.as_deref().map(parse_point_in_time).transpose()?,
     };
     let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0);
     let source = if args.stdin {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use zeroize::Zeroizing;
 
-use cairn::backend::LocalBackend;
+use cairn::backend::{CountingBackend, LocalBackend, ReadCounter};
 use cairn::crypto::KdfParams;
 use cairn::format::config::Config;
 use cairn::{Error, Repository};
@@ -112,4 +112,13 @@ pub fn open_repository(global: &GlobalArgs) -> Result<Repository> {
         &pw,
         &cache_root(global),
     )?)
+}
+
+/// Opens the repository named by the global options, counting the bytes read from storage.
+pub fn open_counted(global: &GlobalArgs) -> Result<(Repository, ReadCounter)> {
+    let (path, _) = repo_location(global);
+    let pw = password(global, false)?;
+    let (backend, counter) = CountingBackend::new(Box::new(LocalBackend::new(path)));
+    let repo = Repository::open(Box::new(backend), &pw, &cache_root(global))?;
+    Ok((repo, counter))
 }

@@ -1,14 +1,22 @@
 //! Command-line interface: global options, the command list, and the error-to-exit-code mapping.
 
 mod backup;
+mod cat;
 mod check;
 mod context;
+mod diff;
+mod dump;
+mod entry;
+mod find;
 mod init;
+mod locate;
+mod ls;
 mod output;
 mod progress;
 mod restore;
 mod selection;
 mod snapshots;
+mod stdout;
 
 use std::path::PathBuf;
 
@@ -41,6 +49,11 @@ Examples:
   pg_dump app | cairn -r /srv/backup backup --stdin --stdin-name app.sql
   cairn -r /srv/backup snapshots
   cairn -r /srv/backup restore latest --target /tmp/restore
+  cairn -r /srv/backup ls -l latest:/etc
+  cairn -r /srv/backup cat latest:/app.sql | psql app
+  cairn -r /srv/backup dump latest:/srv/www --format tar | ssh web2 tar -x -C /srv/www
+  cairn -r /srv/backup find '*.conf'
+  cairn -r /srv/backup diff 1a2b3c4d latest /etc
 
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
@@ -101,9 +114,24 @@ pub enum Command {
         after_help = "Examples:\n  cairn snapshots\n  cairn snapshots --host db1 --tag nightly\n  cairn snapshots --json | jq '.[-1].time'"
     )]
     Snapshots(snapshots::SnapshotsArgs),
-    /// Restore a snapshot into a directory.
+    /// Restore a snapshot, or one path of it, into a directory.
     #[command(after_help = restore::EXAMPLES)]
     Restore(restore::RestoreArgs),
+    /// List the entries of a directory in a snapshot.
+    #[command(after_help = ls::EXAMPLES)]
+    Ls(ls::LsArgs),
+    /// Write one file of a snapshot to standard output.
+    #[command(after_help = cat::EXAMPLES)]
+    Cat(cat::CatArgs),
+    /// Write a snapshot subtree to standard output as a tar archive.
+    #[command(after_help = dump::EXAMPLES)]
+    Dump(dump::DumpArgs),
+    /// Find entries matching a pattern across snapshots.
+    #[command(after_help = find::EXAMPLES)]
+    Find(find::FindArgs),
+    /// Compare two snapshots: added, removed and modified entries.
+    #[command(after_help = diff::EXAMPLES)]
+    Diff(diff::DiffArgs),
     /// Verify the repository: structure, and with --read-data every blob.
     #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data")]
     Check(check::CheckArgs),
@@ -129,6 +157,11 @@ pub fn main() -> i32 {
         Command::Snapshots(args) => snapshots::run(&cli.global, args),
         Command::Restore(args) => restore::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Ls(args) => ls::run(&cli.global, args),
+        Command::Cat(args) => cat::run(&cli.global, args),
+        Command::Dump(args) => dump::run(&cli.global, args),
+        Command::Find(args) => find::run(&cli.global, args),
+        Command::Diff(args) => diff::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -1,23 +1,28 @@
-//! `cairn restore`: a snapshot into a target directory.
+//! `cairn restore`: a snapshot, or one path of it, into a target directory.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use cairn::restore::{self, RestoreOptions};
+use cairn::archive::ExcludeMatcher;
+use cairn::restore::{self, RestoreOptions, RestoreRoot};
 
-use super::{context, output, progress, selection, GlobalArgs};
+use super::{locate, output, progress, selection, GlobalArgs};
 
 pub const EXAMPLES: &str = "\
 Examples:
   cairn restore latest --target /tmp/restore        # writes /tmp/restore/<absolute source paths>
+  cairn restore latest:/etc/nginx --target /tmp/nginx   # the contents of /etc/nginx land in /tmp/nginx
+  cairn restore latest:/etc/passwd --target /tmp    # one file: /tmp/passwd
+  cairn restore latest --include '*.conf' --exclude '/srv/cache/**' --target /tmp/r --verify
   cairn restore 1a2b3c4d --target /srv/restore --overwrite
-  cairn restore latest --host db1 --tag nightly --at \"2026-01-23 14:30\" --target /tmp/r";
+  cairn restore latest --host db1 --tag nightly --at \"2026-01-23 14:30\" --target /tmp/r
+Patterns with a `/` match the absolute path in the snapshot, others any entry name.";
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
-    /// `latest` or a unique snapshot id prefix.
-    #[arg(value_name = "SNAP")]
+    /// `latest` or a unique snapshot id prefix, optionally followed by `:PATH` to restore only that path.
+    #[arg(value_name = "SNAP[:PATH]")]
     pub snapshot: String,
     /// Directory to restore into (created if missing; must be empty unless --overwrite).
     #[arg(long, short = 't', value_name = "DIR")]
@@ -25,43 +30,78 @@ pub struct RestoreArgs {
     /// Replace existing files in the target.
     #[arg(long)]
     pub overwrite: bool,
+    /// Restore only entries matching GLOB and everything below them (repeatable).
+    #[arg(long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Leave out entries matching GLOB and everything below them (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read every written file back and check it against the snapshot's chunk ids.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub filter: selection::FilterArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
-    let repo = context::open_repository(global)?;
-    let (id, snap) = repo.select_snapshot(&args.snapshot, &args.filter.to_filter()?)?;
-    let repo = repo.into_indexed()?;
+    let options = RestoreOptions {
+        overwrite: args.overwrite,
+        include: if args.includes.is_empty() {
+            None
+        } else {
+            Some(ExcludeMatcher::new(&args.includes)?)
+        },
+        exclude: ExcludeMatcher::new(&args.excludes)?,
+        verify: args.verify,
+    };
+    let (opened, at) = locate::open_path(global, &args.snapshot, &args.filter)?;
     let bar = progress::RestoreBar {
         // The length comes from the restore plan: the snapshot's bytes_read is only what that backup read.
         bar: progress::byte_bar(progress::wanted(global), 0),
     };
-    let options = RestoreOptions {
-        overwrite: args.overwrite,
+    let root = match (&at.tree, &at.node) {
+        (Some(tree), dir) => RestoreRoot::Tree {
+            tree: *tree,
+            dir: dir.as_ref(),
+        },
+        (None, Some(node)) => RestoreRoot::Entry(node),
+        (None, None) => unreachable!("the snapshot root always has a tree"),
     };
-    let stats = restore::restore(&repo, &snap.tree_id(), &args.target, &options, &bar)?;
+    // The snapshot root's entries sit at `/name`; below it, paths continue from the located one.
+    let source: &[u8] = if at.node.is_none() { b"" } else { &at.path };
+    let stats = restore::restore_from(&opened.repo, root, source, &args.target, &options, &bar)?;
     bar.bar.finish_and_clear();
+    let id = opened.id;
     if global.json {
         output::print_json(&serde_json::json!({
             "snapshot_id": id.to_hex(),
+            "path": at.display(),
             "target": args.target.display().to_string(),
             "files": stats.files,
             "dirs": stats.dirs,
             "others": stats.others,
             "bytes": stats.bytes,
+            "verified": stats.verified,
             "warnings": stats.warnings,
+            "repository_bytes_read": opened.counter.get(),
         }))?;
     } else if !global.quiet {
         println!(
-            "restored snapshot {} to {}: {} files, {} dirs, {} other entries, {}",
+            "restored {} of snapshot {} to {}: {} files, {} dirs, {} other entries, {}{}",
+            at.display(),
             id.short(),
             args.target.display(),
             stats.files,
             stats.dirs,
             stats.others,
-            output::bytes(stats.bytes)
+            output::bytes(stats.bytes),
+            if args.verify {
+                format!(", {} files verified", stats.verified)
+            } else {
+                String::new()
+            }
         );
     }
+    locate::report_reads(global, &opened.counter);
     Ok(super::exit::OK)
 }

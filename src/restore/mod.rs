@@ -3,6 +3,7 @@
 //! Never writes bytes that failed verification: a damaged blob aborts the restore and removes the half-written file.
 
 mod metadata;
+mod verify;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -15,6 +16,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use crate::archive::ExcludeMatcher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::{BlobType, TreeId};
@@ -25,6 +27,29 @@ use crate::repo::IndexedRepository;
 pub struct RestoreOptions {
     /// Replace what exists in the target instead of refusing a non-empty target.
     pub overwrite: bool,
+    /// Restore only entries matching these patterns (and what lies below a matching directory);
+    /// `None` restores everything. Patterns match as in backup excludes: with a `/` against the
+    /// absolute path in the snapshot, without one against the entry name.
+    pub include: Option<ExcludeMatcher>,
+    /// Leave out entries matching these patterns, and everything below them.
+    pub exclude: ExcludeMatcher,
+    /// After writing each file, read it back and check every chunk against its id.
+    pub verify: bool,
+}
+
+/// What to restore: a tree's contents, or one entry.
+#[derive(Clone, Copy, Debug)]
+pub enum RestoreRoot<'a> {
+    /// The entries of `tree` land directly in the target; `dir` (when the tree is a directory
+    /// rather than the snapshot root) gives the target its metadata.
+    Tree {
+        /// The tree whose contents are restored.
+        tree: TreeId,
+        /// The directory entry holding it, if any.
+        dir: Option<&'a Node>,
+    },
+    /// One entry (file, symlink, ...) restored as `target/<its name>`.
+    Entry(&'a Node),
 }
 
 /// Progress callbacks.
@@ -52,6 +77,8 @@ pub struct RestoreStats {
     pub others: u64,
     /// Bytes of content written.
     pub bytes: u64,
+    /// Files read back and checked against the snapshot (with `verify`).
+    pub verified: u64,
     /// Problems that did not stop the restore.
     pub warnings: Vec<String>,
 }
@@ -85,7 +112,40 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &dyn RestoreProgress,
 ) -> Result<RestoreStats> {
-    check_target(target, options)?;
+    let root = RestoreRoot::Tree {
+        tree: *root,
+        dir: None,
+    };
+    restore_from(repo, root, b"", target, options, progress)
+}
+
+/// Restores `root`, which lies at the absolute path `source` of the snapshot (`b""` for the
+/// snapshot root; include and exclude patterns see paths below it), into `target`.
+///
+/// # Errors
+/// `InvalidInput` for a non-empty target (or, for one entry, an existing `target/<name>`)
+/// without `overwrite`; `Corrupted` when repository data is damaged; `Other` when `verify`
+/// finds a written file that differs from the snapshot.
+pub fn restore_from(
+    repo: &IndexedRepository,
+    root: RestoreRoot<'_>,
+    source: &[u8],
+    target: &Path,
+    options: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+) -> Result<RestoreStats> {
+    match root {
+        RestoreRoot::Tree { .. } => check_target(target, options)?,
+        RestoreRoot::Entry(node) => {
+            let path = target.join(OsStr::from_bytes(&node.name));
+            if !options.overwrite && fs::symlink_metadata(&path).is_ok() {
+                return Err(Error::invalid_input(format!(
+                    "{} exists; remove it or pass --overwrite",
+                    path.display()
+                )));
+            }
+        }
+    }
     fs::create_dir_all(target)
         .map_err(|e| Error::io(ErrorKind::Other, "cannot create", target, e))?;
     let mut r = Restorer {
@@ -100,7 +160,29 @@ pub fn restore(
         stats: RestoreStats::default(),
     };
     crate::threads::run_in_pool(|| {
-        r.plan_dir(root, target)?;
+        match root {
+            RestoreRoot::Tree { tree, dir } => {
+                let nodes = repo.load_tree(&tree)?.nodes;
+                r.plan_nodes(&tree, nodes, target, source, false)?;
+                if let Some(node) = dir {
+                    // The target takes the place of the directory: its metadata too, applied last.
+                    r.dirs.push((target.to_path_buf(), node.clone()));
+                }
+            }
+            RestoreRoot::Entry(node) => {
+                let parent = source
+                    .iter()
+                    .rposition(|&b| b == b'/')
+                    .map_or(&source[..0], |i| &source[..i]);
+                r.plan_nodes(
+                    &TreeId::default(),
+                    vec![node.clone()],
+                    target,
+                    parent,
+                    false,
+                )?;
+            }
+        }
         let data_bytes = r.files.iter().map(|job| data_len(&job.node)).sum();
         progress.planned(r.files.len() as u64, data_bytes);
         r.write_files()?;
@@ -135,30 +217,75 @@ fn io_err<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Erro
 }
 
 impl Restorer<'_> {
-    /// Walks a tree, creating directories and special files, and queueing regular files.
-    fn plan_dir(&mut self, tree_id: &TreeId, dir: &Path) -> Result<()> {
-        let tree = self.repo.load_tree(tree_id)?;
-        for node in tree.nodes {
+    /// Whether the entry at snapshot path `source` is restored, given whether an ancestor
+    /// already matched an include pattern.
+    fn wanted(&self, source: &Path, included: bool) -> (bool, bool) {
+        if self.options.exclude.is_excluded(source) {
+            return (false, false);
+        }
+        let included = included
+            || self
+                .options
+                .include
+                .as_ref()
+                .is_none_or(|m| m.is_excluded(source));
+        (true, included)
+    }
+
+    /// Plans the entries of one directory: creates directories and special files, queues
+    /// regular files. Returns whether anything was restored (a directory that only leads to
+    /// nothing included is removed again).
+    fn plan_nodes(
+        &mut self,
+        tree_id: &TreeId,
+        nodes: Vec<Node>,
+        dir: &Path,
+        source_dir: &[u8],
+        included: bool,
+    ) -> Result<bool> {
+        let mut kept = false;
+        for node in nodes {
             let path = dir.join(OsStr::from_bytes(&node.name));
+            let mut source = source_dir.to_vec();
+            source.push(b'/');
+            source.extend_from_slice(&node.name);
+            let (walk, included) = self.wanted(Path::new(OsStr::from_bytes(&source)), included);
+            if !walk || (!included && node.kind != NodeKind::Dir) {
+                continue;
+            }
             if self.options.overwrite {
                 clear_conflict(&path, node.kind)?;
             }
+            if node.kind != NodeKind::Dir {
+                kept = true;
+            }
             match node.kind {
                 NodeKind::Dir => {
-                    match fs::create_dir(&path) {
-                        Ok(()) => {}
+                    let created = match fs::create_dir(&path) {
+                        Ok(()) => true,
                         Err(e)
-                            if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                            if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() =>
+                        {
+                            false
+                        }
                         Err(e) => return Err(io_err("cannot create directory", &path)(e)),
-                    }
-                    self.stats.dirs += 1;
+                    };
                     let sub = node.subtree.ok_or_else(|| {
                         Error::corrupted(format!(
                             "tree {tree_id}: directory {} has no subtree",
                             path.display()
                         ))
                     })?;
-                    self.plan_dir(&sub, &path)?;
+                    let nodes = self.repo.load_tree(&sub)?.nodes;
+                    let inner = self.plan_nodes(&sub, nodes, &path, &source, included)?;
+                    if !included && !inner {
+                        if created {
+                            let _ = fs::remove_dir(&path);
+                        }
+                        continue;
+                    }
+                    kept = true;
+                    self.stats.dirs += 1;
                     self.dirs.push((path, node));
                 }
                 NodeKind::File => {
@@ -188,7 +315,7 @@ impl Restorer<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(kept)
     }
 
     fn warn(&mut self, message: String) {
@@ -204,6 +331,10 @@ impl Restorer<'_> {
                 let _ = fs::remove_file(&job.path);
             })?;
             bytes.fetch_add(written, Ordering::Relaxed);
+            if self.options.verify {
+                // Before metadata: a mode without read permission must not stop the check.
+                verify::file_matches(self.repo.repo().key(), &job.path, &job.node.content)?;
+            }
             if let Err(e) = metadata::apply(&job.path, &job.node) {
                 warnings.lock().unwrap_or_else(|p| p.into_inner()).push(e);
             }
@@ -211,6 +342,9 @@ impl Restorer<'_> {
         })?;
         self.stats.bytes += bytes.into_inner();
         self.stats.files += self.files.len() as u64;
+        if self.options.verify {
+            self.stats.verified += self.files.len() as u64;
+        }
         for w in warnings.into_inner().unwrap_or_else(|p| p.into_inner()) {
             self.warn(w);
         }

@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod mounts;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};

@@ -1,0 +1,96 @@
+//! Tree loading for browsing, with a local cache of sealed tree blobs so that a second `ls`,
+//! `find` or `diff` reads nothing from the repository but the index and snapshot lists.
+//!
+//! The cache holds blobs exactly as stored in packs (still encrypted), one file per blob at
+//! `<cache dir>/<repo id>/trees/<first 2 hex>/<hex blob id>`. A cached blob is opened and
+//! verified like one read from a pack (authenticated, bound to its id and type), so a damaged
+//! or planted cache file is detected, deleted and read again from the repository.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::backend::ObjectKind;
+use crate::blob::open_blob;
+use crate::error::Result;
+use crate::format::tree::Tree;
+use crate::id::{BlobType, TreeId};
+use crate::repo::IndexedRepository;
+
+/// Loads and decodes trees, through the local cache when one is given.
+pub struct TreeLoader<'a> {
+    repo: &'a IndexedRepository,
+    cache: Option<PathBuf>,
+}
+
+impl<'a> TreeLoader<'a> {
+    /// A loader that keeps sealed tree blobs under the repository's cache directory.
+    pub fn cached(repo: &'a IndexedRepository) -> Self {
+        TreeLoader {
+            repo,
+            cache: Some(repo.repo().cache_dir().join("trees")),
+        }
+    }
+
+    /// A loader that always reads from the repository.
+    pub fn uncached(repo: &'a IndexedRepository) -> Self {
+        TreeLoader { repo, cache: None }
+    }
+
+    /// The repository behind the loader.
+    pub fn repo(&self) -> &'a IndexedRepository {
+        self.repo
+    }
+
+    /// A decoded tree.
+    ///
+    /// # Errors
+    /// When the tree is not indexed, its pack is missing or damaged, or it does not decode.
+    pub fn load(&self, id: &TreeId) -> Result<Tree> {
+        let bytes = self.plaintext(id)?;
+        Tree::decode(&bytes).map_err(|e| e.context(format!("tree {id}")))
+    }
+
+    fn plaintext(&self, id: &TreeId) -> Result<Vec<u8>> {
+        let Some(dir) = &self.cache else {
+            return self.repo.read_blob(id, BlobType::Tree);
+        };
+        let loc = self.repo.index().locate(id, BlobType::Tree)?;
+        let key = self.repo.repo().key();
+        let path = cache_path(dir, id);
+        if let Ok(sealed) = fs::read(&path) {
+            match open_blob(key, &loc.entry, &sealed) {
+                Ok(plain) => return Ok(plain),
+                // Damaged or foreign: forget it and fetch the real one below.
+                Err(_) => {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let sealed = self.repo.repo().backend().read_range(
+            ObjectKind::Pack,
+            &loc.pack.to_hex(),
+            loc.entry.offset as u64,
+            loc.entry.length as u64,
+        )?;
+        let plain = open_blob(key, &loc.entry, &sealed)
+            .map_err(|e| e.context(format!("pack {}", loc.pack)))?;
+        // The cache only saves time: failing to write it is not an error.
+        let _ = store(&path, &sealed);
+        Ok(plain)
+    }
+}
+
+fn cache_path(dir: &Path, id: &TreeId) -> PathBuf {
+    let hex = id.to_hex();
+    dir.join(&hex[..2]).join(hex)
+}
+
+/// Writes atomically so a concurrent reader never sees half a file.
+fn store(path: &Path, sealed: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, sealed)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

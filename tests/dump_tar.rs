@@ -1,0 +1,176 @@
+//! `cairn dump --format tar` read back by the real GNU tar and bsdtar: the extracted tree must
+//! equal the source (content, types, modes, owners, nanosecond mtimes, xattrs, hardlinks, long
+//! and non-UTF-8 names).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::compare::{compare_trees_with, Options};
+use common::tree::{build_full_tree, is_root, name};
+use common::*;
+use filetime::FileTime;
+
+/// Adds what the shared tree lacks and tar encodes specially: a device node, a symlink target
+/// and a non-UTF-8 path both too long for ustar fields, a negative mtime.
+fn add_tar_extras(src: &Path) {
+    let dir = src.join("tar-extras");
+    fs::create_dir(&dir).unwrap();
+    let long_non_utf8 = [b"\xff-".as_slice(), &[b'n'; 150]].concat();
+    write_file(&dir.join(name(&long_non_utf8)), b"long non-utf8 name\n");
+    let target = "t".repeat(180);
+    std::os::unix::fs::symlink(&target, dir.join("long-target")).unwrap();
+    let old = dir.join("before-1970");
+    write_file(&old, b"old\n");
+    // Whole seconds: libarchive reads a fractional negative pax mtime (`-1.25`) as -1 s + 0.25 s,
+    // unlike GNU tar and POSIX, so the two tools cannot agree on one.
+    let t = FileTime::from_unix_time(-86_400 * 365, 0);
+    filetime::set_file_times(&old, t, t).unwrap();
+    if is_root() {
+        let dev = dir.join("null-device");
+        nix::sys::stat::mknod(
+            &dev,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+    }
+    let t = FileTime::from_unix_time(1_650_000_100, 5);
+    filetime::set_file_times(&dir, t, t).unwrap();
+    let t = FileTime::from_unix_time(1_650_000_000, 999_999_999);
+    filetime::set_file_times(src, t, t).unwrap();
+}
+
+fn require(tool: &str) -> PathBuf {
+    let path = Path::new("/usr/bin").join(tool);
+    assert!(
+        path.exists(),
+        "{tool} is needed for this test: apt-get install tar libarchive-tools"
+    );
+    path
+}
+
+fn extract(tool: &str, args: &[&str], archive: &Path, into: &Path) {
+    fs::create_dir_all(into).unwrap();
+    let out = Command::new(require(tool))
+        .args(args)
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn dump(env: &Env, spec: &OsStr, file: &Path) {
+    let out = env.r(&[
+        OsStr::new("dump"),
+        spec,
+        OsStr::new("--format"),
+        OsStr::new("tar"),
+    ]);
+    out.assert_success();
+    assert_eq!(out.stdout_bytes.len() % 512, 0, "tar is whole blocks");
+    fs::write(file, &out.stdout_bytes).unwrap();
+}
+
+fn gnu_tar(archive: &Path, into: &Path) {
+    extract(
+        "tar",
+        &["--xattrs", "--xattrs-include=*", "--same-owner", "-xpf"],
+        archive,
+        into,
+    );
+}
+
+fn bsdtar(archive: &Path, into: &Path) {
+    extract("bsdtar", &["-xpf"], archive, into);
+}
+
+fn assert_same(src: &Path, dst: &Path, options: Options, tool: &str) {
+    let differences = compare_trees_with(src, dst, options);
+    assert!(
+        differences.is_empty(),
+        "{tool} extracted {} differently from {} in {} ways:\n  {}",
+        dst.display(),
+        src.display(),
+        differences.len(),
+        differences.join("\n  ")
+    );
+}
+
+#[test]
+fn gnu_tar_and_bsdtar_extract_a_dump_identically_to_the_source() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    build_full_tree(&src, false);
+    add_tar_extras(&src);
+    env.backup_json(&[&src], &[]);
+
+    let archive = env.path("subtree.tar");
+    let mut spec = b"latest:".to_vec();
+    spec.extend_from_slice(src.as_os_str().as_bytes());
+    dump(&env, OsStr::from_bytes(&spec), &archive);
+
+    let owners = is_root();
+    gnu_tar(&archive, &env.path("gnu"));
+    let strict = Options {
+        root_mtime: true,
+        owners,
+    };
+    assert_same(&src, &env.path("gnu"), strict, "GNU tar");
+
+    bsdtar(&archive, &env.path("bsd"));
+    // bsdtar never changes the metadata of the directory it extracts into (the `./` member).
+    let below_root = Options {
+        root_mtime: false,
+        owners,
+    };
+    assert_same(&src, &env.path("bsd"), below_root, "bsdtar");
+}
+
+#[test]
+fn dumps_of_the_whole_snapshot_and_of_one_file() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    write_file(&src.join("a/file.txt"), b"alpha\n");
+    write_file(&src.join("b.bin"), &random_bytes(9, 3 << 20));
+    env.backup_json(&[&src], &[]);
+
+    // The whole snapshot: members carry the absolute paths without the leading `/`.
+    let whole = env.path("whole.tar");
+    dump(&env, OsStr::new("latest"), &whole);
+    gnu_tar(&whole, &env.path("whole"));
+    let options = Options {
+        root_mtime: true,
+        owners: is_root(),
+    };
+    assert_same(
+        &src,
+        &restored_path(&env.path("whole"), &src),
+        options,
+        "GNU tar",
+    );
+
+    // One file: one member named after it.
+    let one = env.path("one.tar");
+    let spec = format!("latest:{}/b.bin", src.display());
+    dump(&env, OsStr::new(&spec), &one);
+    bsdtar(&one, &env.path("one"));
+    assert_eq!(
+        fs::read(env.path("one/b.bin")).unwrap(),
+        fs::read(src.join("b.bin")).unwrap()
+    );
+    assert_eq!(fs::read_dir(env.path("one")).unwrap().count(), 1);
+}
