@@ -8,6 +8,7 @@ mod output;
 mod progress;
 mod restore;
 mod snapshots;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,8 @@ Examples:
   pg_dump app | cairn -r /srv/backup backup --stdin --stdin-name app.sql
   cairn -r /srv/backup snapshots
   cairn -r /srv/backup restore latest --target /tmp/restore
+  cairn -r /srv/backup sync --to s3://offsite-bucket/cairn
+  cairn -r s3://offsite-bucket/cairn -o endpoint=https://minio.example:9000 snapshots
 
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
@@ -59,7 +62,8 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Repository location (a directory). Default: a repository under your data directory.
+    /// Repository location: a directory, s3://BUCKET/PREFIX, sftp://USER@HOST:PORT/PATH,
+    /// webdav[s]://HOST:PORT/PATH or opendal:SCHEME. Default: a directory under your data directory.
     #[arg(
         short = 'r',
         long = "repo",
@@ -68,6 +72,13 @@ pub struct GlobalArgs {
         value_name = "REPO"
     )]
     pub repo: Option<PathBuf>,
+    /// Option of a remote repository's storage, passed to OpenDAL (repeatable): -o endpoint=URL -o region=R.
+    /// `-o timeout=SECONDS` and `-o retries=N` set cairn's request policy.
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Limit the upload bandwidth to remote storage (bytes per second; K, M, G suffixes: 10M).
+    #[arg(long, global = true, value_name = "RATE")]
+    pub limit_upload: Option<String>,
     /// Read the password from the first line of this file (else CAIRN_PASSWORD, else a prompt).
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -106,6 +117,9 @@ pub enum Command {
     /// Verify the repository: structure, and with --read-data every blob.
     #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data")]
     Check(check::CheckArgs),
+    /// Copy every object of the repository to another location (offsite copy), or from one.
+    #[command(after_help = sync::EXAMPLES)]
+    Sync(sync::SyncArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -128,6 +142,7 @@ pub fn main() -> i32 {
         Command::Snapshots(args) => snapshots::run(&cli.global, args),
         Command::Restore(args) => restore::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Sync(args) => sync::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
