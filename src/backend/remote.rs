@@ -343,8 +343,12 @@ impl Backend for RemoteBackend {
             Ok(buf) if buf.len() as u64 == len => Ok(buf.to_vec()),
             Ok(_) => Err(short()),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
-            Err(e) if e.kind() == DalKind::RangeNotSatisfied => Err(short()),
-            Err(e) => Err(self.error(e, "cannot read", &path)),
+            // Services report a range past the end differently (416, a short body): the size tells.
+            Err(e) => match self.op.stat(&path) {
+                Ok(meta) if meta.content_length() < end => Err(short()),
+                Err(s) if s.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
+                _ => Err(self.error(e, "cannot read", &path)),
+            },
         }
     }
 

@@ -1,6 +1,7 @@
 //! An S3 server inside the test process (the `s3s-fs` crate over a temporary directory), so the S3 tests
 //! run on any machine. It checks SigV4 signatures, and can fail a fraction of requests with `503 SlowDown`
 //! to prove that retries carry a command through a flaky service.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
