@@ -288,3 +288,66 @@ fn newest_snapshot_file(repo: &Path) -> std::path::PathBuf {
     files.sort();
     files.pop().unwrap().1
 }
+
+#[test]
+fn opendal_scheme_passes_options_through_and_keeps_the_layout() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let src = offsite::make_tree(&env.root(), 1);
+    // Any OpenDAL service by name, configured only by -o: here its S3 service, then its file system one.
+    let generic = Remote {
+        url: "opendal:s3".into(),
+        options: vec![
+            "bucket=cairn".into(),
+            "root=/generic".into(),
+            format!("endpoint={}", server.endpoint()),
+            "region=us-east-1".into(),
+        ],
+        vars: remote(&server, "").vars,
+    };
+    generic.on(&env, &["init"]).assert_success();
+    generic
+        .on(&env, &["backup", src.to_str().unwrap()])
+        .assert_success();
+    // The same repository through the s3:// form: same object names.
+    let same = remote(&server, "generic");
+    assert_eq!(snapshot_count(&env, &same), 1);
+
+    let dir = env.path("via-fs");
+    let fs = Remote {
+        url: "opendal:fs".into(),
+        options: vec![format!("root={}", dir.display())],
+        vars: Vec::new(),
+    };
+    fs.on(&env, &["init"]).assert_success();
+    fs.on(&env, &["backup", src.to_str().unwrap()])
+        .assert_success();
+    // Written by OpenDAL, read as a plain local directory: the layout of FORMAT.md §3 either way.
+    let args: Vec<std::ffi::OsString> = vec![
+        "-r".into(),
+        dir.into(),
+        "check".into(),
+        "--read-data".into(),
+    ];
+    env.cairn(&args).assert_success();
+
+    let unknown = Remote {
+        url: "opendal:nosuchservice".into(),
+        options: Vec::new(),
+        vars: Vec::new(),
+    };
+    let out = unknown.on(&env, &["snapshots"]);
+    out.assert_code(common::exit::USAGE);
+    assert!(
+        out.stderr.contains("s3, sftp, webdav"),
+        "lists the services built in: {}",
+        out.describe()
+    );
+    let out = env.cairn(&["-r", "s3://", "snapshots"]);
+    out.assert_code(common::exit::USAGE);
+    assert!(
+        out.stderr.contains("s3://BUCKET/PREFIX"),
+        "shows the accepted forms: {}",
+        out.describe()
+    );
+}

@@ -25,6 +25,9 @@ const THROTTLE_BURST_MIN: u64 = 8 << 20;
 /// the largest size FORMAT.md allows plus its header, so there the limit is an average over whole objects.
 const THROTTLE_BURST_WHOLE: u64 = (1 << 30) + (64 << 20);
 
+/// The services compiled in (Cargo features of the `opendal` dependency), for `opendal:SCHEME`.
+pub const BUILT_IN_SERVICES: [&str; 7] = ["s3", "sftp", "webdav", "gcs", "azblob", "fs", "memory"];
+
 /// A repository on an OpenDAL service.
 pub struct RemoteBackend {
     op: blocking::Operator,
@@ -56,8 +59,16 @@ impl RemoteBackend {
                 )
             })?;
         let op = Operator::via_iter(&scheme, config).map_err(|e| {
+            let hint = if e.kind() == DalKind::Unsupported {
+                format!(
+                    "this cairn is built with the OpenDAL services {}",
+                    BUILT_IN_SERVICES.join(", ")
+                )
+            } else {
+                "check the -o options".to_string()
+            };
             Error::invalid_input(format!(
-                "cannot configure {location} (OpenDAL service {scheme}): {e}; check the -o options"
+                "cannot configure {location} (OpenDAL service {scheme}): {e}; {hint}"
             ))
         })?;
         let multi_write = op.info().capability().write_can_multi;
