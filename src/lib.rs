@@ -33,6 +33,7 @@ pub mod index;
 pub mod pack;
 pub mod repo;
 pub mod restore;
+pub mod sync;
 mod threads;
 
 pub use error::{Error, ErrorKind, Result};

@@ -4,7 +4,7 @@ use std::fs::{self, File};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, ObjectKind};
+use super::{object_path, Backend, ObjectKind};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A repository rooted at a directory.
@@ -27,22 +27,7 @@ impl LocalBackend {
     }
 
     fn path(&self, kind: ObjectKind, name: &str) -> Result<PathBuf> {
-        // Names come from listings of possibly hostile storage: allow only plain hex-like names.
-        if kind != ObjectKind::Config
-            && (name.len() < 2 || !name.bytes().all(|b| b.is_ascii_alphanumeric()))
-        {
-            return Err(Error::corrupted(format!(
-                "{} name {name:?} is not a valid object name",
-                kind.label()
-            )));
-        }
-        Ok(match kind {
-            ObjectKind::Config => self.root.join("config"),
-            ObjectKind::Key => self.root.join("keys").join(name),
-            ObjectKind::Pack => self.root.join("data").join(&name[..2]).join(name),
-            ObjectKind::Index => self.root.join("index").join(name),
-            ObjectKind::Snapshot => self.root.join("snapshots").join(name),
-        })
+        Ok(self.root.join(object_path(kind, name)?))
     }
 
     fn open(&self, kind: ObjectKind, name: &str) -> Result<(File, PathBuf)> {
@@ -106,8 +91,13 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self) -> Result<()> {
-        if let Ok(mut entries) = fs::read_dir(&self.root) {
-            if entries.next().is_some() {
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            // The empty subdirectories of an interrupted `init` or `sync` do not make the directory foreign.
+            let is_layout = |e: &fs::DirEntry| {
+                SUBDIRS.iter().any(|s| e.file_name() == *s)
+                    && fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none())
+            };
+            if entries.flatten().any(|e| !is_layout(&e)) {
                 return Err(Error::invalid_input(format!(
                     "{} exists and is not empty; choose an empty or new directory for the repository",
                     self.root.display()
@@ -144,8 +134,7 @@ impl Backend for LocalBackend {
                 }
             }
             ObjectKind::Key | ObjectKind::Index | ObjectKind::Snapshot => {
-                let dir = self.path(kind, "00")?;
-                list_dir(dir.parent().unwrap_or(&self.root), &mut out)?;
+                list_dir(&self.root.join(kind.dir()), &mut out)?;
             }
         }
         out.sort();

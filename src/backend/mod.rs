@@ -1,14 +1,23 @@
 //! The storage trait every repository location implements: a flat store of immutable, named objects.
 //!
-//! Backends move bytes; they never interpret them. Remote services come later behind the same trait.
+//! Backends move bytes; they never interpret them. A local directory is served by [`LocalBackend`] (atomic
+//! writes by rename, fsync); every remote service by [`RemoteBackend`] over OpenDAL. Both lay objects out
+//! under the same names ([`object_path`], FORMAT.md §3), so a directory copied to a bucket is a repository.
 
 mod counting;
 mod local;
+pub mod location;
+mod remote;
 
 pub use counting::{CountingBackend, ReadCounter};
 pub use local::LocalBackend;
+pub use location::Location;
+pub use remote::RemoteBackend;
 
-use crate::error::Result;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
 
 /// The families of objects a repository holds (FORMAT.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +44,118 @@ impl ObjectKind {
             ObjectKind::Index => "index file",
             ObjectKind::Snapshot => "snapshot",
         }
+    }
+
+    /// The directory (with a trailing `/`) that holds objects of this kind; empty for the config.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "",
+            ObjectKind::Key => "keys/",
+            ObjectKind::Pack => "data/",
+            ObjectKind::Index => "index/",
+            ObjectKind::Snapshot => "snapshots/",
+        }
+    }
+}
+
+/// Every kind, in the order a copy must write them so that a reader never sees an object whose
+/// dependencies are missing: keys and config (the target becomes a repository), packs, index, snapshots.
+pub const WRITE_ORDER: [ObjectKind; 5] = [
+    ObjectKind::Key,
+    ObjectKind::Config,
+    ObjectKind::Pack,
+    ObjectKind::Index,
+    ObjectKind::Snapshot,
+];
+
+/// The path of an object relative to the repository root, `/`-separated (FORMAT.md §3).
+///
+/// # Errors
+/// `Corrupted` when `name` is not a plain alphanumeric object name (names come from listings of untrusted storage).
+pub fn object_path(kind: ObjectKind, name: &str) -> Result<String> {
+    if kind == ObjectKind::Config {
+        return Ok("config".to_string());
+    }
+    if name.len() < 2 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::corrupted(format!(
+            "{} name {name:?} is not a valid object name",
+            kind.label()
+        )));
+    }
+    Ok(match kind {
+        ObjectKind::Pack => format!("data/{}/{name}", &name[..2]),
+        _ => format!("{}{name}", kind.dir()),
+    })
+}
+
+/// How to reach a location: service options and the request policy of remote backends.
+#[derive(Clone, Debug)]
+pub struct BackendOptions {
+    /// `key=value` options passed through to the OpenDAL service (`-o`): `endpoint`, `region`, `key`, ...
+    pub service: BTreeMap<String, String>,
+    /// Requests in flight at most.
+    pub connections: usize,
+    /// Upload bandwidth limit in bytes per second.
+    pub upload_limit: Option<u64>,
+    /// Time one request attempt may take before it is abandoned and retried.
+    pub timeout: Duration,
+    /// Retries of a failed request (temporary failures only) before giving up.
+    pub retries: usize,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            service: BTreeMap::new(),
+            connections: 8,
+            upload_limit: None,
+            timeout: Duration::from_secs(300),
+            retries: 8,
+        }
+    }
+}
+
+impl BackendOptions {
+    /// Options from `-o key=value` pairs. The keys `timeout` (seconds) and `retries` set the request policy;
+    /// every other key goes to the OpenDAL service.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed option or value.
+    pub fn from_pairs<S: AsRef<str>>(pairs: &[S]) -> Result<Self> {
+        let mut service = location::parse_options(pairs)?;
+        let mut options = BackendOptions::default();
+        let number = |key: &str, value: &str| {
+            value.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                Error::invalid_input(format!("-o {key}={value}: give a positive whole number"))
+            })
+        };
+        if let Some(v) = service.remove("timeout") {
+            options.timeout = Duration::from_secs(number("timeout", &v)?);
+        }
+        if let Some(v) = service.remove("retries") {
+            options.retries = number("retries", &v)? as usize;
+        }
+        options.service = service;
+        Ok(options)
+    }
+}
+
+/// The backend for a location: [`LocalBackend`] for a directory, [`RemoteBackend`] for anything else.
+///
+/// # Errors
+/// `InvalidInput` when a remote service cannot be configured from the options.
+pub fn open(location: &Location, options: &BackendOptions) -> Result<Box<dyn Backend>> {
+    match location {
+        Location::Local(path) => {
+            if !options.service.is_empty() {
+                return Err(Error::invalid_input(format!(
+                    "-o options apply to remote repositories only, and {} is a local directory",
+                    path.display()
+                )));
+            }
+            Ok(Box::new(LocalBackend::new(path.clone())))
+        }
+        remote => Ok(Box::new(RemoteBackend::new(remote, options)?)),
     }
 }
 

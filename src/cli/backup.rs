@@ -58,7 +58,7 @@ pub struct BackupArgs {
 fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
     let (path, is_default) = context::repo_location(global);
     if is_default && !LocalBackend::new(&path).has_config()? {
-        let repo = context::init_repository(global, path.clone(), Config::generate()?)?;
+        let repo = context::init_repository(global, Config::generate()?)?;
         if !global.quiet {
             eprintln!(
                 "created a new repository at {} (the default location)",

@@ -1,12 +1,12 @@
 //! Resolving where the repository and cache are and what the password is, then opening the repository.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use zeroize::Zeroizing;
 
-use cairn::backend::{CountingBackend, LocalBackend, ReadCounter};
+use cairn::backend::{self, Backend, BackendOptions, CountingBackend, Location, ReadCounter};
 use cairn::crypto::KdfParams;
 use cairn::format::config::Config;
 use cairn::{Error, Repository};
@@ -31,6 +31,39 @@ pub fn repo_location(global: &GlobalArgs) -> (PathBuf, bool) {
         Some(r) => (r.clone(), false),
         None => (default_repo(), true),
     }
+}
+
+/// A location argument: a URL form when it is one, else a path (which need not be UTF-8).
+pub fn parse_location(arg: &Path) -> Result<Location> {
+    match arg.to_str() {
+        Some(text) => Ok(Location::parse(text)?),
+        None => Ok(Location::Local(arg.to_path_buf())),
+    }
+}
+
+/// Backend options from `-o`, `--limit-upload` and a connection count.
+pub fn backend_options(
+    options: &[String],
+    limit_upload: Option<&str>,
+    connections: usize,
+) -> Result<BackendOptions> {
+    let mut out = BackendOptions::from_pairs(options)?;
+    out.upload_limit = limit_upload
+        .map(backend::location::parse_rate)
+        .transpose()?;
+    out.connections = connections;
+    Ok(out)
+}
+
+/// The storage of the repository named by the global options.
+pub fn repo_backend(global: &GlobalArgs) -> Result<Box<dyn Backend>> {
+    let (path, _) = repo_location(global);
+    let options = backend_options(
+        &global.options,
+        global.limit_upload.as_deref(),
+        BackendOptions::default().connections,
+    )?;
+    Ok(backend::open(&parse_location(&path)?, &options)?)
 }
 
 /// The cache root.
@@ -86,39 +119,37 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
     Ok(first)
 }
 
-/// Creates a repository at `path`.
-pub fn init_repository(global: &GlobalArgs, path: PathBuf, config: Config) -> Result<Repository> {
+/// Creates a repository at the location named by the global options.
+pub fn init_repository(global: &GlobalArgs, config: Config) -> Result<Repository> {
+    let backend = repo_backend(global)?;
+    let location = backend.location();
     let pw = password(global, true)?;
     if pw.is_empty() {
         return Err(Error::invalid_input("an empty password is not allowed").into());
     }
     let repo = Repository::init(
-        Box::new(LocalBackend::new(path.clone())),
+        backend,
         &pw,
         KdfParams::default(),
         config,
         &cache_root(global),
     )
-    .with_context(|| format!("cannot create a repository at {}", path.display()))?;
+    .with_context(|| format!("cannot create a repository at {location}"))?;
     Ok(repo)
 }
 
 /// Opens the repository named by the global options.
 pub fn open_repository(global: &GlobalArgs) -> Result<Repository> {
-    let (path, _) = repo_location(global);
+    let backend = repo_backend(global)?;
     let pw = password(global, false)?;
-    Ok(Repository::open(
-        Box::new(LocalBackend::new(path)),
-        &pw,
-        &cache_root(global),
-    )?)
+    Ok(Repository::open(backend, &pw, &cache_root(global))?)
 }
 
 /// Opens the repository named by the global options, counting the bytes read from storage.
 pub fn open_counted(global: &GlobalArgs) -> Result<(Repository, ReadCounter)> {
-    let (path, _) = repo_location(global);
+    let backend = repo_backend(global)?;
     let pw = password(global, false)?;
-    let (backend, counter) = CountingBackend::new(Box::new(LocalBackend::new(path)));
+    let (backend, counter) = CountingBackend::new(backend);
     let repo = Repository::open(Box::new(backend), &pw, &cache_root(global))?;
     Ok((repo, counter))
 }

@@ -14,7 +14,6 @@ pub struct InitArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
-    let (path, _) = context::repo_location(global);
     let mut config = Config::generate()?;
     if !(1..=1024).contains(&args.pack_size) {
         return Err(cairn::Error::invalid_input(format!(
@@ -24,17 +23,18 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
         .into());
     }
     config.pack_size = args.pack_size << 20;
-    let repo = context::init_repository(global, path.clone(), config)?;
+    let repo = context::init_repository(global, config)?;
+    let location = repo.backend().location();
     if global.json {
         output::print_json(&serde_json::json!({
-            "repository": path.display().to_string(),
+            "repository": location,
             "id": repo.config().repo_id,
         }))?;
     } else if !global.quiet {
         eprintln!(
             "created cairn repository {} at {}",
             &repo.config().repo_id[..8],
-            path.display()
+            location
         );
         eprintln!("{}", context::PASSWORD_WARNING);
     }

@@ -17,6 +17,7 @@ mod restore;
 mod selection;
 mod snapshots;
 mod stdout;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -54,6 +55,8 @@ Examples:
   cairn -r /srv/backup dump latest:/srv/www --format tar | ssh web2 tar -x -C /srv/www
   cairn -r /srv/backup find '*.conf'
   cairn -r /srv/backup diff 1a2b3c4d latest /etc
+  cairn -r /srv/backup sync --to s3://offsite-bucket/cairn
+  cairn -r s3://offsite-bucket/cairn -o endpoint=https://minio.example:9000 snapshots
 
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
@@ -73,7 +76,8 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Repository location (a directory). Default: a repository under your data directory.
+    /// Repository location: a directory, s3://BUCKET/PREFIX, sftp://USER@HOST:PORT/PATH,
+    /// webdav[s]://HOST:PORT/PATH or opendal:SCHEME. Default: a directory under your data directory.
     #[arg(
         short = 'r',
         long = "repo",
@@ -82,6 +86,13 @@ pub struct GlobalArgs {
         value_name = "REPO"
     )]
     pub repo: Option<PathBuf>,
+    /// Option of a remote repository's storage, passed to OpenDAL (repeatable): -o endpoint=URL -o region=R.
+    /// `-o timeout=SECONDS` and `-o retries=N` set cairn's request policy.
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Limit the upload bandwidth to remote storage (bytes per second; K, M, G suffixes: 10M).
+    #[arg(long, global = true, value_name = "RATE")]
+    pub limit_upload: Option<String>,
     /// Read the password from the first line of this file (else CAIRN_PASSWORD, else a prompt).
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -135,6 +146,9 @@ pub enum Command {
     /// Verify the repository: structure, and with --read-data every blob.
     #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data")]
     Check(check::CheckArgs),
+    /// Copy every object of the repository to another location (offsite copy), or from one.
+    #[command(after_help = sync::EXAMPLES)]
+    Sync(sync::SyncArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -162,6 +176,7 @@ pub fn main() -> i32 {
         Command::Dump(args) => dump::run(&cli.global, args),
         Command::Find(args) => find::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
+        Command::Sync(args) => sync::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,402 @@
+//! A repository on remote storage through OpenDAL: S3, SFTP, WebDAV or any other OpenDAL service.
+//!
+//! Owns the tokio runtime its operator runs on, so the rest of cairn stays synchronous. Every request goes
+//! through OpenDAL's retry (exponential backoff with jitter), timeout and concurrency-limit layers, and
+//! writes through its throttle layer when an upload limit is set. Objects are always written whole.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opendal::blocking;
+use opendal::layers::{ConcurrentLimitLayer, RetryLayer, ThrottleLayer, TimeoutLayer};
+use opendal::options::{ListOptions, ReadOptions};
+use opendal::{EntryMode, ErrorKind as DalKind, Operator};
+
+use super::location::Location;
+use super::{object_path, Backend, BackendOptions, ObjectKind};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The smallest burst of the throttle layer: the largest piece of an object it lets through at once. Larger
+/// objects are written as a multipart upload of pieces this size (S3 parts must be at least 5 MiB).
+const THROTTLE_BURST_MIN: u64 = 8 << 20;
+
+/// The burst on services that take one write per object (WebDAV): it must hold the largest object, a pack of
+/// the largest size FORMAT.md allows plus its header, so there the limit is an average over whole objects.
+const THROTTLE_BURST_WHOLE: u64 = (1 << 30) + (64 << 20);
+
+/// The services compiled in (Cargo features of the `opendal` dependency), for `opendal:SCHEME`.
+pub const BUILT_IN_SERVICES: [&str; 7] = ["s3", "sftp", "webdav", "gcs", "azblob", "fs", "memory"];
+
+/// A repository on an OpenDAL service.
+pub struct RemoteBackend {
+    op: blocking::Operator,
+    location: String,
+    /// Services whose writes are not atomic (SFTP writes into the final file) write a temporary and rename.
+    write_by_rename: bool,
+    /// With an upload limit: the largest piece one write call may hand to the throttle layer.
+    throttle_burst: Option<usize>,
+    // Declared last: dropped after the operator whose requests run on it.
+    _runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl RemoteBackend {
+    /// Connects (lazily: no request is made yet) to a remote location.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the options do not configure a usable service; `Backend` when the runtime cannot start.
+    pub fn new(location: &Location, options: &BackendOptions) -> Result<Self> {
+        let (scheme, config) = service_config(location, &options.service)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.connections.clamp(2, 8))
+            .thread_name("cairn-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Backend,
+                    format!("cannot start the storage runtime: {e}"),
+                )
+            })?;
+        let op = Operator::via_iter(&scheme, config).map_err(|e| {
+            let hint = if e.kind() == DalKind::Unsupported {
+                format!(
+                    "this cairn is built with the OpenDAL services {}",
+                    BUILT_IN_SERVICES.join(", ")
+                )
+            } else {
+                "check the -o options".to_string()
+            };
+            Error::invalid_input(format!(
+                "cannot configure {location} (OpenDAL service {scheme}): {e}; {hint}"
+            ))
+        })?;
+        let multi_write = op.info().capability().write_can_multi;
+        let burst = options.upload_limit.map(|rate| {
+            let floor = if multi_write {
+                THROTTLE_BURST_MIN
+            } else {
+                THROTTLE_BURST_WHOLE
+            };
+            rate.max(floor).min(u32::MAX as u64)
+        });
+        let op = layered(op, options, burst);
+        let op = {
+            let _guard = runtime.enter();
+            blocking::Operator::new(op)
+                .map_err(|e| dal_error(e, "cannot start", &location.to_string()))?
+        };
+        Ok(RemoteBackend {
+            op,
+            location: location.to_string(),
+            write_by_rename: scheme == "sftp",
+            throttle_burst: burst.map(|b| b as usize),
+            _runtime: Arc::new(runtime),
+        })
+    }
+
+    fn where_(&self, path: &str) -> String {
+        format!("{}/{path}", self.location.trim_end_matches('/'))
+    }
+
+    fn error(&self, err: opendal::Error, what: &str, path: &str) -> Error {
+        dal_error(err, what, &self.where_(path))
+    }
+
+    fn missing(&self, kind: ObjectKind, name: &str, path: &str) -> Error {
+        Error::corrupted(format!(
+            "{} {name} is missing from the repository ({})",
+            kind.label(),
+            self.where_(path)
+        ))
+    }
+
+    fn put(&self, path: &str, bytes: &[u8]) -> std::result::Result<(), opendal::Error> {
+        match self.throttle_burst {
+            // The throttle layer refuses a single write larger than its burst: hand it exact pieces.
+            Some(burst) if bytes.len() > burst => {
+                let mut writer = self.op.writer_options(
+                    path,
+                    opendal::options::WriteOptions {
+                        chunk: Some(burst),
+                        ..Default::default()
+                    },
+                )?;
+                for piece in bytes.chunks(burst) {
+                    writer.write(piece.to_vec())?;
+                }
+                writer.close().map(|_| ())
+            }
+            _ => self.op.write(path, bytes.to_vec()).map(|_| ()),
+        }
+    }
+}
+
+/// The OpenDAL scheme and configuration map for a location, `-o` options passed through.
+fn service_config(
+    location: &Location,
+    options: &BTreeMap<String, String>,
+) -> Result<(String, BTreeMap<String, String>)> {
+    let mut config = options.clone();
+    let mut default = |key: &str, value: Option<String>| {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            config.entry(key.to_string()).or_insert(v);
+        }
+    };
+    let env = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok());
+    let scheme = match location {
+        Location::Local(path) => {
+            default("root", Some(path.display().to_string()));
+            "fs"
+        }
+        Location::S3 { bucket, prefix } => {
+            default("bucket", Some(bucket.clone()));
+            default("root", Some(format!("/{prefix}")));
+            default(
+                "endpoint",
+                env(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]),
+            );
+            default("region", env(&["AWS_REGION", "AWS_DEFAULT_REGION"]));
+            default("access_key_id", env(&["AWS_ACCESS_KEY_ID"]));
+            default("secret_access_key", env(&["AWS_SECRET_ACCESS_KEY"]));
+            default("session_token", env(&["AWS_SESSION_TOKEN"]));
+            // A custom endpoint (MinIO, Ceph, a test server) rarely cares about regions, but signing needs one.
+            let region = config
+                .contains_key("endpoint")
+                .then(|| "us-east-1".to_string());
+            config
+                .entry("region".into())
+                .or_insert_with(|| region.unwrap_or_default());
+            if config.get("region").is_some_and(String::is_empty) {
+                config.remove("region");
+            }
+            "s3"
+        }
+        Location::Sftp {
+            user,
+            host,
+            port,
+            path,
+        } => {
+            default("endpoint", Some(format!("ssh://{host}:{port}")));
+            default("user", Some(user.clone()));
+            default("root", Some(path.clone()));
+            "sftp"
+        }
+        Location::Webdav {
+            tls,
+            user,
+            authority,
+            path,
+        } => {
+            let http = if *tls { "https" } else { "http" };
+            default("endpoint", Some(format!("{http}://{authority}")));
+            default("root", Some(path.clone()));
+            default("username", Some(user.clone()));
+            default("password", env(&["CAIRN_WEBDAV_PASSWORD"]));
+            "webdav"
+        }
+        Location::OpenDal { scheme } => scheme.as_str(),
+    };
+    Ok((scheme.to_string(), config))
+}
+
+/// Wraps an operator in the layers every request goes through, innermost first.
+fn layered(op: Operator, options: &BackendOptions, throttle_burst: Option<u64>) -> Operator {
+    // Timeouts apply per attempt (innermost), so a stalled request is retried rather than fatal.
+    let op = op.layer(
+        TimeoutLayer::new()
+            .with_timeout(options.timeout)
+            .with_io_timeout(options.timeout),
+    );
+    let op = op.layer(ConcurrentLimitLayer::new(options.connections.max(1)));
+    // Throttling outside the timeout: waiting for upload quota is not a stalled request.
+    let op = match (options.upload_limit, throttle_burst) {
+        (Some(rate), Some(burst)) => {
+            let rate = rate.clamp(1, u32::MAX as u64) as u32;
+            op.layer(ThrottleLayer::new(rate, burst as u32))
+        }
+        _ => op,
+    };
+    op.layer(
+        RetryLayer::new()
+            .with_jitter()
+            .with_factor(2.0)
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(30))
+            .with_max_times(options.retries),
+    )
+}
+
+/// An OpenDAL error as a cairn error that says what failed, where, and what to try.
+fn dal_error(err: opendal::Error, what: &str, location: &str) -> Error {
+    let hint = match err.kind() {
+        DalKind::PermissionDenied => {
+            "; check the credentials (AWS_* variables, -o options, ssh key) and their permissions"
+        }
+        DalKind::ConfigInvalid => "; check the repository URL and -o options",
+        DalKind::RateLimited => "; the service is throttling requests, try again later or with fewer --connections",
+        _ if err.is_temporary() => {
+            "; the storage did not answer after retries: check the network and the server, then run the command again"
+        }
+        _ => "",
+    };
+    Error::new(
+        ErrorKind::Backend,
+        format!("{what} {location}: {err}{hint}"),
+    )
+}
+
+impl Backend for RemoteBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn has_config(&self) -> Result<bool> {
+        self.op
+            .exists("config")
+            .map_err(|e| self.error(e, "cannot access", "config"))
+    }
+
+    fn create(&self) -> Result<()> {
+        // Object stores have no directories to make: a location is empty when it holds no object at all.
+        let entries = match self.op.list_options(
+            "",
+            ListOptions {
+                recursive: true,
+                limit: Some(16),
+                ..Default::default()
+            },
+        ) {
+            Ok(e) => e,
+            Err(e) if e.kind() == DalKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.error(e, "cannot list", "")),
+        };
+        if entries
+            .iter()
+            .any(|e| e.metadata().mode() == EntryMode::FILE)
+        {
+            return Err(Error::invalid_input(format!(
+                "{} is not empty; choose an empty or new location for the repository",
+                self.location
+            )));
+        }
+        Ok(())
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+        if kind == ObjectKind::Config {
+            return match self.op.stat("config") {
+                Ok(meta) => Ok(vec![("config".to_string(), meta.content_length())]),
+                Err(e) if e.kind() == DalKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(self.error(e, "cannot access", "config")),
+            };
+        }
+        let dir = kind.dir();
+        let entries = match self.op.list_options(
+            dir,
+            ListOptions {
+                recursive: true,
+                ..Default::default()
+            },
+        ) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == DalKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(e, "cannot list", dir)),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.metadata().mode() != EntryMode::FILE {
+                continue;
+            }
+            let mut size = entry.metadata().content_length();
+            if size == 0 {
+                // Some listings (WebDAV without getcontentlength) leave sizes out: ask.
+                size = self
+                    .op
+                    .stat(entry.path())
+                    .map_err(|e| self.error(e, "cannot stat", entry.path()))?
+                    .content_length();
+            }
+            out.push((entry.name().to_string(), size));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        let path = object_path(kind, name)?;
+        match self.op.read(&path) {
+            Ok(buf) => Ok(buf.to_vec()),
+            Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
+            Err(e) => Err(self.error(e, "cannot read", &path)),
+        }
+    }
+
+    fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = object_path(kind, name)?;
+        let short = || {
+            Error::corrupted(format!(
+                "{} {name} is too short for bytes {offset}..{} (truncated?)",
+                kind.label(),
+                offset.saturating_add(len)
+            ))
+        };
+        let end = offset.checked_add(len).ok_or_else(short)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let options = ReadOptions {
+            range: (offset..end).into(),
+            ..Default::default()
+        };
+        match self.op.read_options(&path, options) {
+            Ok(buf) if buf.len() as u64 == len => Ok(buf.to_vec()),
+            Ok(_) => Err(short()),
+            Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
+            // Services report a range past the end differently (416, a short body): the size tells.
+            Err(e) => match self.op.stat(&path) {
+                Ok(meta) if meta.content_length() < end => Err(short()),
+                Err(s) if s.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
+                _ => Err(self.error(e, "cannot read", &path)),
+            },
+        }
+    }
+
+    fn size(&self, kind: ObjectKind, name: &str) -> Result<u64> {
+        let path = object_path(kind, name)?;
+        match self.op.stat(&path) {
+            Ok(meta) => Ok(meta.content_length()),
+            Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
+            Err(e) => Err(self.error(e, "cannot stat", &path)),
+        }
+    }
+
+    fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = object_path(kind, name)?;
+        if !self.write_by_rename {
+            return self
+                .put(&path, bytes)
+                .map_err(|e| self.error(e, "cannot write", &path));
+        }
+        let suffix = hex::encode(crate::crypto::random_array::<8>()?);
+        let tmp = format!("tmp/{name}.{suffix}");
+        let result = self
+            .put(&tmp, bytes)
+            .and_then(|()| self.op.rename(&tmp, &path));
+        if let Err(e) = result {
+            let _ = self.op.delete(&tmp);
+            return Err(self.error(e, "cannot write", &path));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        let path = object_path(kind, name)?;
+        match self.op.delete(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == DalKind::NotFound => Ok(()),
+            Err(e) => Err(self.error(e, "cannot remove", &path)),
+        }
+    }
+}

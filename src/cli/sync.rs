@@ -1,0 +1,197 @@
+//! `cairn sync`: copy the repository's objects to (`--to`) or from (`--from`) another location.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use cairn::backend::{self, Backend};
+use cairn::sync::{self, SyncOptions, SyncPlan, SyncProgress, SyncReport};
+
+use super::{context, exit, output, progress, GlobalArgs};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  cairn -r /srv/backup sync --to s3://offsite-bucket/cairn
+  cairn -r /srv/backup sync --to sftp://backup@vault.example:22/srv/cairn -O key=/root/.ssh/id_ed25519
+  cairn -r /srv/backup sync --to s3://offsite-bucket/cairn --delete --verify --json
+  cairn -r /srv/restore-copy sync --from s3://offsite-bucket/cairn
+No password is needed: objects are copied as they are and checked against their names.
+Exit code 0 only when the target holds every object of the source.";
+
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("direction").required(true))]
+pub struct SyncArgs {
+    /// Copy the repository (-r) to this location (a directory or a URL, like -r).
+    #[arg(long, value_name = "TARGET", group = "direction")]
+    pub to: Option<PathBuf>,
+    /// Copy this location's repository into the repository location (-r).
+    #[arg(long, value_name = "SOURCE", group = "direction")]
+    pub from: Option<PathBuf>,
+    /// Also remove from the target what the source no longer has (snapshots first, packs last).
+    #[arg(long)]
+    pub delete: bool,
+    /// Read back every object on the target, written or already present, and check it against its name.
+    #[arg(long)]
+    pub verify: bool,
+    /// Show what would be copied and deleted; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Objects transferred at once (and requests in flight per side).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
+    /// Option for the --to/--from location's storage, like -o for -r (repeatable).
+    #[arg(short = 'O', long = "peer-option", value_name = "KEY=VALUE")]
+    pub peer_options: Vec<String>,
+}
+
+struct SyncBar(indicatif::ProgressBar);
+
+impl SyncProgress for SyncBar {
+    fn start(&self, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+
+    fn transferred(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
+    let connections = usize::from(args.connections);
+    let (repo_path, _) = context::repo_location(global);
+    let open =
+        |path: &PathBuf, options: &[String], limit: Option<&str>| -> Result<Box<dyn Backend>> {
+            let options = context::backend_options(options, limit, connections)?;
+            let location = context::parse_location(path)?;
+            Ok(backend::open(&location, &options)?)
+        };
+    // The upload limit applies to whichever side is written.
+    let limit = global.limit_upload.as_deref();
+    let (source, target) = match (&args.to, &args.from) {
+        (Some(to), _) => (
+            open(&repo_path, &global.options, None)?,
+            open(to, &args.peer_options, limit)?,
+        ),
+        (None, Some(from)) => (
+            open(from, &args.peer_options, None)?,
+            open(&repo_path, &global.options, limit)?,
+        ),
+        (None, None) => unreachable!("clap requires --to or --from"),
+    };
+    let plan = sync::plan(source.as_ref(), target.as_ref())
+        .with_context(|| format!("cannot sync {} to {}", source.location(), target.location()))?;
+    if args.dry_run {
+        return print_plan(global, &plan, args.delete);
+    }
+    let options = SyncOptions {
+        delete: args.delete,
+        verify: args.verify,
+        connections,
+    };
+    let bar = SyncBar(progress::byte_bar(progress::wanted(global), 0));
+    let report = sync::execute(source.as_ref(), target.as_ref(), &plan, &options, &bar)?;
+    bar.0.finish_and_clear();
+    print_report(global, &report, source.location(), target.location())?;
+    Ok(if report.complete {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
+}
+
+fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32> {
+    let delete_list = if delete { &plan.extra[..] } else { &[] };
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "dry_run": true,
+            "copy": plan.copy,
+            "replace": plan.replace,
+            "present": plan.present.len(),
+            "delete": delete_list,
+            "extra_kept": if delete { 0 } else { plan.extra.len() },
+            "bytes_to_copy": plan.bytes_to_copy(),
+        }))?;
+        return Ok(exit::OK);
+    }
+    for o in &plan.copy {
+        println!(
+            "copy    {} {} ({})",
+            o.kind.label(),
+            o.name,
+            output::bytes(o.size)
+        );
+    }
+    for o in &plan.replace {
+        println!(
+            "replace {} {} ({})",
+            o.kind.label(),
+            o.name,
+            output::bytes(o.size)
+        );
+    }
+    for o in delete_list {
+        println!(
+            "delete  {} {} ({})",
+            o.kind.label(),
+            o.name,
+            output::bytes(o.size)
+        );
+    }
+    if !global.quiet {
+        eprintln!(
+            "dry run: would copy {} objects ({}), leave {} in place, delete {}",
+            plan.copy.len() + plan.replace.len(),
+            output::bytes(plan.bytes_to_copy()),
+            plan.present.len(),
+            delete_list.len()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn print_report(global: &GlobalArgs, report: &SyncReport, from: String, to: String) -> Result<()> {
+    if global.json {
+        let mut value = serde_json::to_value(report)?;
+        value["source"] = from.into();
+        value["target"] = to.into();
+        return output::print_json(&value);
+    }
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    if global.quiet {
+        return Ok(());
+    }
+    let secs = report.duration.as_secs_f64().max(1e-3);
+    eprintln!(
+        "{}: copied {} objects ({}, {}/s), {} replaced, {} already present, {} deleted{}{}",
+        if report.complete {
+            "complete"
+        } else {
+            "INCOMPLETE"
+        },
+        report.copied.objects,
+        output::bytes(report.copied.bytes),
+        output::bytes((report.copied.bytes as f64 / secs) as u64),
+        report.replaced.objects,
+        report.skipped.objects,
+        report.deleted.objects,
+        if report.verified.objects > 0 {
+            format!(", {} verified", report.verified.objects)
+        } else {
+            String::new()
+        },
+        if report.failed.objects > 0 {
+            format!(", {} FAILED", report.failed.objects)
+        } else {
+            String::new()
+        },
+    );
+    if report.extra.objects > 0 {
+        eprintln!(
+            "note: the target has {} objects the source lacks; --delete removes them",
+            report.extra.objects
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The contract every `Backend` keeps, run against each storage (local, in-process S3, the real servers).
+
+use cairn::backend::{Backend, ObjectKind};
+use cairn::ErrorKind;
+
+fn hash_name(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Exercises create, write, list, read, read_range, size, overwrite and remove on an empty location.
+pub fn run(b: &dyn Backend) {
+    assert!(
+        !b.has_config().unwrap(),
+        "{}: a new location has no config",
+        b.location()
+    );
+    b.create().unwrap();
+    assert!(b.list(ObjectKind::Pack).unwrap().is_empty());
+    assert!(b.list(ObjectKind::Config).unwrap().is_empty());
+
+    let pack: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let pack_name = hash_name(&pack);
+    let small = b"snapshot bytes".to_vec();
+    let small_name = hash_name(&small);
+    b.write(ObjectKind::Pack, &pack_name, &pack).unwrap();
+    b.write(ObjectKind::Snapshot, &small_name, &small).unwrap();
+    b.write(ObjectKind::Config, "config", b"cfg").unwrap();
+    b.write(ObjectKind::Key, &hash_name(b"key"), b"key")
+        .unwrap();
+
+    assert!(b.has_config().unwrap());
+    assert_eq!(
+        b.list(ObjectKind::Config).unwrap(),
+        vec![("config".to_string(), 3)]
+    );
+    assert_eq!(
+        b.list(ObjectKind::Pack).unwrap(),
+        vec![(pack_name.clone(), pack.len() as u64)]
+    );
+    assert_eq!(
+        b.list(ObjectKind::Snapshot).unwrap(),
+        vec![(small_name.clone(), small.len() as u64)]
+    );
+    assert_eq!(b.list(ObjectKind::Key).unwrap().len(), 1);
+    assert!(b.list(ObjectKind::Index).unwrap().is_empty());
+
+    assert_eq!(b.read(ObjectKind::Pack, &pack_name).unwrap(), pack);
+    assert_eq!(
+        b.read_range(ObjectKind::Pack, &pack_name, 1_000_000, 10)
+            .unwrap(),
+        &pack[1_000_000..1_000_010]
+    );
+    assert_eq!(
+        b.size(ObjectKind::Pack, &pack_name).unwrap(),
+        pack.len() as u64
+    );
+    let past_end = b.read_range(ObjectKind::Pack, &pack_name, pack.len() as u64 - 5, 10);
+    assert_eq!(
+        past_end.unwrap_err().kind(),
+        ErrorKind::Corrupted,
+        "a short read is damage, not a backend error"
+    );
+
+    let missing = hash_name(b"never written");
+    assert_eq!(
+        b.read(ObjectKind::Index, &missing).unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    assert_eq!(
+        b.size(ObjectKind::Index, &missing).unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    assert!(
+        b.read(ObjectKind::Index, "../config").is_err(),
+        "path-like names are refused"
+    );
+
+    // A rewrite (sync replacing a torn object) takes the new bytes whole.
+    b.write(ObjectKind::Snapshot, &small_name, b"other")
+        .unwrap();
+    assert_eq!(b.read(ObjectKind::Snapshot, &small_name).unwrap(), b"other");
+
+    b.remove(ObjectKind::Snapshot, &small_name).unwrap();
+    b.remove(ObjectKind::Snapshot, &small_name).unwrap();
+    assert!(b.list(ObjectKind::Snapshot).unwrap().is_empty());
+
+    let err = b.create().unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "create on a non-empty location: {err}"
+    );
+}

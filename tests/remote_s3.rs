@@ -1,0 +1,353 @@
+//! Repositories on S3 and sync to it, against an S3 server inside the test process (s3s-fs), so these
+//! run on any machine: the scenarios every storage passes, then the S3-only fault tests (torn and
+//! damaged objects, a killed sync, a server failing a fraction of requests, --delete).
+
+mod common;
+#[path = "common/offsite.rs"]
+mod offsite;
+#[path = "common/s3.rs"]
+mod s3;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::Env;
+use offsite::{report, Remote};
+
+fn remote(server: &s3::S3Server, prefix: &str) -> Remote {
+    Remote {
+        url: server.url(prefix),
+        options: Vec::new(),
+        vars: server
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
+}
+
+/// A local repository with one backup of a tree of `megabytes` MiB in 1 MiB packs.
+fn local_repo(env: &Env, megabytes: usize) -> std::path::PathBuf {
+    let src = offsite::make_tree(&env.root(), megabytes);
+    env.r_ok(&["init", "--pack-size", "1"]);
+    env.backup_json(&[&src], &[]);
+    src
+}
+
+fn first_pack(server: &s3::S3Server, prefix: &str) -> std::path::PathBuf {
+    let files = common::files_under(&server.object_file(prefix, "data"));
+    files.into_iter().next().expect("the target has packs")
+}
+
+#[test]
+fn repository_on_s3() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    offsite::repository_on_remote(&env, &remote(&server, "backups/repo"));
+}
+
+#[test]
+fn sync_local_to_s3_and_back() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    offsite::sync_round_trip(&env, &remote(&server, "offsite"));
+}
+
+#[test]
+fn options_on_the_command_line_instead_of_the_environment() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let r = Remote {
+        url: server.url("viaoptions"),
+        options: vec![
+            format!("endpoint={}", server.endpoint()),
+            "region=eu-west-1".into(),
+            format!("access_key_id={}", s3::ACCESS_KEY),
+            format!("secret_access_key={}", s3::SECRET_KEY),
+        ],
+        vars: [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), None))
+        .collect(),
+    };
+    r.on(&env, &["init"]).assert_success();
+    let out = r.on(&env, &["--json", "snapshots"]);
+    out.assert_success();
+    assert_eq!(out.json(), serde_json::json!([]));
+    // Without credentials the error names the location and says what to check, exit 1.
+    let bare = Remote {
+        options: vec![
+            format!("endpoint={}", server.endpoint()),
+            "retries=1".into(),
+        ],
+        ..r
+    };
+    let out = bare.on(&env, &["snapshots"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("s3://cairn/viaoptions"),
+        "{}",
+        out.describe()
+    );
+    // A location with no repository: exit 10, as for a local directory.
+    let empty = remote(&server, "nothing-here");
+    empty
+        .on(&env, &["snapshots"])
+        .assert_code(common::exit::NO_REPO);
+}
+
+#[test]
+fn torn_and_damaged_target_objects_are_replaced() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let src = local_repo(&env, 3);
+    let r = remote(&server, "torn");
+    report(&r.sync(&env, &env.repo, "--to", &[]));
+
+    // A torn upload: the object exists but is short. A plain sync sees the size and replaces it.
+    let pack = first_pack(&server, "torn");
+    let bytes = std::fs::read(&pack).unwrap();
+    std::fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
+    let v = report(&r.sync(&env, &env.repo, "--to", &[]));
+    assert_eq!(v["replaced"]["objects"], 1, "{v}");
+    assert_eq!(std::fs::read(&pack).unwrap(), bytes);
+
+    // Same size, flipped byte: only --verify reads it, and replaces it.
+    common::flip_byte(&pack, 100);
+    let quick = report(&r.sync(&env, &env.repo, "--to", &[]));
+    assert_eq!(quick["copied"]["objects"], 0);
+    let v = report(&r.sync(&env, &env.repo, "--to", &["--verify"]));
+    assert_eq!(v["replaced"]["objects"], 1, "{v}");
+    assert!(v["verified"]["objects"].as_u64().unwrap() > 3);
+    assert_eq!(std::fs::read(&pack).unwrap(), bytes);
+    r.on(&env, &["check", "--read-data"]).assert_success();
+    offsite::assert_remote_restores(&env, &r, &src, "after-repair");
+}
+
+#[test]
+fn a_killed_sync_resumes_and_never_shows_a_snapshot_early() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let src = local_repo(&env, 24);
+    let r = remote(&server, "killed");
+    // 24 MiB at 4 MiB/s over one connection takes several seconds: kill it after the first packs land.
+    let mut cmd = env.command();
+    cmd.args([
+        "-r",
+        env.repo_str(),
+        "sync",
+        "--to",
+        &r.url,
+        "--connections",
+        "1",
+        "--limit-upload",
+        "4M",
+    ]);
+    for (k, v) in &r.vars {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let packs_dir = server.object_file("killed", "data");
+    let started = Instant::now();
+    while common::files_under(&packs_dir).len() < 3 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let landed = common::files_under(&packs_dir).len();
+    let total = common::pack_files(&env.repo).len();
+    assert!(
+        landed >= 3 && landed < total,
+        "killed midway: {landed} of {total} packs"
+    );
+    assert!(
+        common::files_under(&server.object_file("killed", "snapshots")).is_empty(),
+        "no snapshot may appear before all packs and the index"
+    );
+    let out = r.on(&env, &["--json", "snapshots"]);
+    out.assert_success();
+    assert_eq!(
+        out.json(),
+        serde_json::json!([]),
+        "the partial copy is a valid, empty repository"
+    );
+
+    let v = report(&r.sync(&env, &env.repo, "--to", &["--verify"]));
+    assert!(
+        v["skipped"]["objects"].as_u64().unwrap() >= landed as u64,
+        "resumed, not restarted: {v}"
+    );
+    r.on(&env, &["check", "--read-data"]).assert_success();
+    offsite::assert_remote_restores(&env, &r, &src, "after-resume");
+}
+
+#[test]
+fn a_flaky_server_is_carried_through_by_retries() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let src = offsite::make_tree(&env.root(), 3);
+    let r = remote(&server, "flaky");
+    // Every third request fails with 503 SlowDown: backup, sync, check and restore still complete.
+    server.fail_every(3);
+    r.on(&env, &["init", "--pack-size", "1"]).assert_success();
+    r.on(&env, &["backup", src.to_str().unwrap()])
+        .assert_success();
+    let local = env.path("pulled");
+    report(&r.sync(&env, &local, "--from", &[]));
+    r.on(&env, &["check", "--read-data"]).assert_success();
+    offsite::assert_remote_restores(&env, &r, &src, "through-faults");
+    assert!(server.failures.load(std::sync::atomic::Ordering::Relaxed) > 10);
+    server.fail_every(0);
+    let args: Vec<std::ffi::OsString> = vec![
+        "-r".into(),
+        local.into(),
+        "check".into(),
+        "--read-data".into(),
+    ];
+    env.cairn(&args).assert_success();
+}
+
+#[test]
+fn delete_removes_what_the_source_dropped_snapshots_first() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let src = local_repo(&env, 2);
+    let r = remote(&server, "mirror");
+    report(&r.sync(&env, &env.repo, "--to", &[]));
+    // A second snapshot, synced, then dropped from the source (as `forget` would).
+    common::write_file(&src.join("later.txt"), b"added later");
+    env.backup_json(&[&src], &[]);
+    report(&r.sync(&env, &env.repo, "--to", &[]));
+    assert_eq!(snapshot_count(&env, &r), 2);
+    let newest = newest_snapshot_file(&env.repo);
+    std::fs::remove_file(&newest).unwrap();
+
+    let dry = r.sync(&env, &env.repo, "--to", &["--delete", "--dry-run"]);
+    dry.assert_success();
+    assert_eq!(
+        dry.json()["delete"].as_array().unwrap().len(),
+        1,
+        "{}",
+        dry.describe()
+    );
+    assert_eq!(snapshot_count(&env, &r), 2, "a dry run changes nothing");
+
+    let kept = report(&r.sync(&env, &env.repo, "--to", &[]));
+    assert_eq!(kept["extra"]["objects"], 1);
+    assert_eq!(snapshot_count(&env, &r), 2, "without --delete extras stay");
+    let v = report(&r.sync(&env, &env.repo, "--to", &["--delete"]));
+    assert_eq!(v["deleted"]["objects"], 1, "{v}");
+    assert_eq!(snapshot_count(&env, &r), 1);
+    r.on(&env, &["check"]).assert_success();
+}
+
+#[test]
+fn sync_refuses_a_different_repository_and_a_non_repository_source() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    local_repo(&env, 1);
+    let other = remote(&server, "other");
+    other.on(&env, &["init"]).assert_success();
+    let out = other.sync(&env, &env.repo, "--to", &[]);
+    out.assert_code(common::exit::USAGE);
+    assert!(
+        out.stderr.contains("different cairn repository"),
+        "{}",
+        out.describe()
+    );
+    let nothing = remote(&server, "nothing");
+    nothing
+        .sync(&env, &env.repo.join("missing"), "--to", &[])
+        .assert_code(common::exit::NO_REPO);
+}
+
+fn snapshot_count(env: &Env, r: &Remote) -> usize {
+    let out = r.on(env, &["--json", "snapshots"]);
+    out.assert_success();
+    out.json().as_array().unwrap().len()
+}
+
+fn newest_snapshot_file(repo: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = common::files_under(&repo.join("snapshots"))
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+        .collect();
+    files.sort();
+    files.pop().unwrap().1
+}
+
+#[test]
+fn opendal_scheme_passes_options_through_and_keeps_the_layout() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let src = offsite::make_tree(&env.root(), 1);
+    // Any OpenDAL service by name, configured only by -o: here its S3 service, then its file system one.
+    let generic = Remote {
+        url: "opendal:s3".into(),
+        options: vec![
+            "bucket=cairn".into(),
+            "root=/generic".into(),
+            format!("endpoint={}", server.endpoint()),
+            "region=us-east-1".into(),
+        ],
+        vars: remote(&server, "").vars,
+    };
+    generic.on(&env, &["init"]).assert_success();
+    generic
+        .on(&env, &["backup", src.to_str().unwrap()])
+        .assert_success();
+    // The same repository through the s3:// form: same object names.
+    let same = remote(&server, "generic");
+    assert_eq!(snapshot_count(&env, &same), 1);
+
+    let dir = env.path("via-fs");
+    let fs = Remote {
+        url: "opendal:fs".into(),
+        options: vec![format!("root={}", dir.display())],
+        vars: Vec::new(),
+    };
+    fs.on(&env, &["init"]).assert_success();
+    fs.on(&env, &["backup", src.to_str().unwrap()])
+        .assert_success();
+    // Written by OpenDAL, read as a plain local directory: the layout of FORMAT.md §3 either way.
+    let args: Vec<std::ffi::OsString> = vec![
+        "-r".into(),
+        dir.into(),
+        "check".into(),
+        "--read-data".into(),
+    ];
+    env.cairn(&args).assert_success();
+
+    let unknown = Remote {
+        url: "opendal:nosuchservice".into(),
+        options: Vec::new(),
+        vars: Vec::new(),
+    };
+    let out = unknown.on(&env, &["snapshots"]);
+    out.assert_code(common::exit::USAGE);
+    assert!(
+        out.stderr.contains("s3, sftp, webdav"),
+        "lists the services built in: {}",
+        out.describe()
+    );
+    let out = env.cairn(&["-r", "s3://", "snapshots"]);
+    out.assert_code(common::exit::USAGE);
+    assert!(
+        out.stderr.contains("s3://BUCKET/PREFIX"),
+        "shows the accepted forms: {}",
+        out.describe()
+    );
+}
