@@ -345,11 +345,12 @@ fn find_searches_unchanged_subtrees_once() {
     let found = env.r_json(&["find", "f3.txt"]);
     assert_eq!(found["matches"].as_array().unwrap().len(), 20 * 6);
     assert_eq!(found["snapshots_searched"], 6);
-    // One snapshot has 20 directories plus the root's path levels; six unchanged ones cost the same.
+    // The source's 21 trees are searched once; only the levels above it (whose mtimes other
+    // tests running in /tmp may change between backups) can differ per snapshot.
     let loaded = found["trees_loaded"].as_u64().unwrap();
     let depth = src.components().count() as u64;
     assert!(
-        loaded <= 20 + depth + 1,
+        loaded <= 21 + 6 * depth && loaded < 6 * 21,
         "{loaded} trees loaded for six identical snapshots"
     );
 }

@@ -65,7 +65,14 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
             dir: dir.as_ref(),
         },
         (None, Some(node)) => RestoreRoot::Entry(node),
-        (None, None) => unreachable!("the snapshot root always has a tree"),
+        (None, None) => {
+            return Err(cairn::Error::corrupted(format!(
+                "snapshot {}: {} names nothing",
+                opened.id.short(),
+                at.display()
+            ))
+            .into())
+        }
     };
     // The snapshot root's entries sit at `/name`; below it, paths continue from the located one.
     let source: &[u8] = if at.node.is_none() { b"" } else { &at.path };

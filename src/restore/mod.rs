@@ -174,6 +174,7 @@ pub fn restore_from(
                     .iter()
                     .rposition(|&b| b == b'/')
                     .map_or(&source[..0], |i| &source[..i]);
+                // A lone entry is never a directory, so no tree id is ever named in a message.
                 r.plan_nodes(
                     &TreeId::default(),
                     vec![node.clone()],
