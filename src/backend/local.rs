@@ -13,7 +13,15 @@ pub struct LocalBackend {
     root: PathBuf,
 }
 
-const SUBDIRS: [&str; 5] = ["keys", "data", "index", "snapshots", "tmp"];
+const SUBDIRS: [&str; 7] = [
+    "keys",
+    "data",
+    "index",
+    "snapshots",
+    "locks",
+    "pending",
+    "tmp",
+];
 
 impl LocalBackend {
     /// A backend for the directory `root` (which may not exist yet).
@@ -42,6 +50,8 @@ impl LocalBackend {
             ObjectKind::Pack => self.root.join("data").join(&name[..2]).join(name),
             ObjectKind::Index => self.root.join("index").join(name),
             ObjectKind::Snapshot => self.root.join("snapshots").join(name),
+            ObjectKind::Lease => self.root.join("locks").join(name),
+            ObjectKind::Pending => self.root.join("pending").join(name),
         })
     }
 
@@ -143,7 +153,11 @@ impl Backend for LocalBackend {
                     list_dir(&sub.path(), &mut out)?;
                 }
             }
-            ObjectKind::Key | ObjectKind::Index | ObjectKind::Snapshot => {
+            ObjectKind::Key
+            | ObjectKind::Index
+            | ObjectKind::Snapshot
+            | ObjectKind::Lease
+            | ObjectKind::Pending => {
                 let dir = self.path(kind, "00")?;
                 list_dir(dir.parent().unwrap_or(&self.root), &mut out)?;
             }

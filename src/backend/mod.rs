@@ -21,6 +21,10 @@ pub enum ObjectKind {
     Index,
     /// Snapshot files.
     Snapshot,
+    /// Leases of running backups and prunes (FORMAT.md §13).
+    Lease,
+    /// Pending-deletion records written by prune (FORMAT.md §13).
+    Pending,
 }
 
 impl ObjectKind {
@@ -32,6 +36,8 @@ impl ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Index => "index file",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Lease => "lease",
+            ObjectKind::Pending => "pending-deletion record",
         }
     }
 }

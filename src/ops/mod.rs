@@ -1,0 +1,7 @@
+//! Lifecycle commands built on the repository: forget, prune, repair. Each plans first and executes second.
+
+pub mod forget;
+pub mod lease;
+pub mod pending;
+
+pub mod retention;
