@@ -3,9 +3,11 @@
 mod backup;
 mod check;
 mod context;
+mod forget;
 mod init;
 mod output;
 mod progress;
+mod prune;
 mod restore;
 mod selection;
 mod snapshots;
@@ -107,6 +109,12 @@ pub enum Command {
     /// Verify the repository: structure, and with --read-data every blob.
     #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data")]
     Check(check::CheckArgs),
+    /// Remove snapshots by keep rules (per host and paths); --prune reclaims the space.
+    #[command(after_help = forget::EXAMPLES)]
+    Forget(forget::ForgetArgs),
+    /// Reclaim the space of data no snapshot references; safe while backups run.
+    #[command(after_help = prune::EXAMPLES)]
+    Prune(prune::PruneArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -129,6 +137,8 @@ pub fn main() -> i32 {
         Command::Snapshots(args) => snapshots::run(&cli.global, args),
         Command::Restore(args) => restore::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Forget(args) => forget::run(&cli.global, args),
+        Command::Prune(args) => prune::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -3,5 +3,6 @@
 pub mod forget;
 pub mod lease;
 pub mod pending;
+pub mod prune;
 
 pub mod retention;
