@@ -1,4 +1,4 @@
-//! Lease and pending-deletion bodies (FORMAT.md §13), decrypted JSON.
+//! Lease and pending-deletion bodies (FORMAT.md §12), decrypted JSON.
 #![no_main]
 
 use cairn::format::lifecycle::{Lease, PendingDeletion};

@@ -117,7 +117,7 @@ pub fn backup(
     progress: &dyn BackupProgress,
 ) -> Result<BackupOutcome> {
     // The lease comes before reading the pending-deletion records: a prune waits for every backup
-    // that may have missed its record (FORMAT.md §13).
+    // that may have missed its record (FORMAT.md §12).
     let lease = HeldLease::acquire(repo.repo(), LeaseKind::Backup)?;
     lease.hold_while(repo.repo(), |lease| {
         let condemned = crate::ops::pending::condemned_packs(repo.repo())?;

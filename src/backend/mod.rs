@@ -21,9 +21,9 @@ pub enum ObjectKind {
     Index,
     /// Snapshot files.
     Snapshot,
-    /// Leases of running backups and prunes (FORMAT.md §13).
+    /// Leases of running backups and prunes (FORMAT.md §12).
     Lease,
-    /// Pending-deletion records written by prune (FORMAT.md §13).
+    /// Pending-deletion records written by prune (FORMAT.md §12).
     Pending,
 }
 

@@ -1,4 +1,4 @@
-//! Lease and pending-deletion objects (FORMAT.md §13): what lets prune delete safely while backups run.
+//! Lease and pending-deletion objects (FORMAT.md §12): what lets prune delete safely while backups run.
 //!
 //! Both are sealed JSON bodies; decoders validate every id and time so callers never meet a malformed one.
 
@@ -99,7 +99,7 @@ impl Lease {
     }
 }
 
-/// Packs condemned by a prune at `time`; a later prune deletes them when it is safe (FORMAT.md §13).
+/// Packs condemned by a prune at `time`; a later prune deletes them when it is safe (FORMAT.md §12).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingDeletion {
     /// When the record was made, RFC 3339 (the pruning host's clock, taken before writing).

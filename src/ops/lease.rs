@@ -1,4 +1,4 @@
-//! Leases (FORMAT.md §13): a running backup or prune announces itself with an expiring object it refreshes.
+//! Leases (FORMAT.md §12): a running backup or prune announces itself with an expiring object it refreshes.
 //!
 //! A lease is never a lock that can go stale forever: a process that dies stops refreshing, and its lease
 //! stops counting once it has expired. Owns writing, refreshing, listing and releasing lease objects.

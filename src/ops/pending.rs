@@ -1,4 +1,4 @@
-//! Pending-deletion records (FORMAT.md §13): listing them, and the set of packs they condemn.
+//! Pending-deletion records (FORMAT.md §12): listing them, and the set of packs they condemn.
 
 use std::collections::HashSet;
 

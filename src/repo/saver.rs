@@ -39,7 +39,7 @@ struct State {
 /// Adds blobs to a repository; thread-safe so compression and sealing can run in parallel.
 pub struct BlobSaver<'r> {
     repo: &'r IndexedRepository,
-    // Packs whose blobs count as absent: condemned by a prune (FORMAT.md §13) or being repacked.
+    // Packs whose blobs count as absent: condemned by a prune (FORMAT.md §12) or being repacked.
     excluded: HashSet<PackId>,
     state: Mutex<State>,
 }

@@ -1,4 +1,4 @@
-//! Carries out a prune plan in the order FORMAT.md §13 requires: revive, repack, rewrite the index
+//! Carries out a prune plan in the order FORMAT.md §12 requires: revive, repack, rewrite the index
 //! without the packs about to go, delete them, then condemn what is newly unused.
 
 use std::collections::HashSet;

@@ -1,4 +1,4 @@
-//! `prune`: reclaims the space of blobs no snapshot references, safely while backups run (FORMAT.md §13).
+//! `prune`: reclaims the space of blobs no snapshot references, safely while backups run (FORMAT.md §12).
 //!
 //! Two phases, run by successive prunes: a prune *condemns* unused packs (and packs it repacked) in a
 //! pending-deletion record; a later prune *deletes* them once the record is ripe, after reviving any pack
@@ -94,7 +94,7 @@ impl PrunePlan {
 
 /// Plans a prune. The caller holds the exclusive prune lease.
 ///
-/// Listing order matters for safety: leases, then snapshots, then index files, then packs (FORMAT.md §13).
+/// Listing order matters for safety: leases, then snapshots, then index files, then packs (FORMAT.md §12).
 ///
 /// # Errors
 /// When listing or reading fails, or an index file, tree or pending record is damaged.
