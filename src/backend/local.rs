@@ -13,13 +13,14 @@ pub struct LocalBackend {
     root: PathBuf,
 }
 
-const SUBDIRS: [&str; 7] = [
+const SUBDIRS: [&str; 8] = [
     "keys",
     "data",
     "index",
     "snapshots",
     "locks",
     "pending",
+    "verified",
     "tmp",
 ];
 
@@ -52,6 +53,7 @@ impl LocalBackend {
             ObjectKind::Snapshot => self.root.join("snapshots").join(name),
             ObjectKind::Lease => self.root.join("locks").join(name),
             ObjectKind::Pending => self.root.join("pending").join(name),
+            ObjectKind::Verified => self.root.join("verified").join(name),
         })
     }
 
@@ -157,7 +159,8 @@ impl Backend for LocalBackend {
             | ObjectKind::Index
             | ObjectKind::Snapshot
             | ObjectKind::Lease
-            | ObjectKind::Pending => {
+            | ObjectKind::Pending
+            | ObjectKind::Verified => {
                 let dir = self.path(kind, "00")?;
                 list_dir(dir.parent().unwrap_or(&self.root), &mut out)?;
             }

@@ -25,6 +25,8 @@ pub enum ObjectKind {
     Lease,
     /// Pending-deletion records written by prune (FORMAT.md §12).
     Pending,
+    /// When check last verified each pack (FORMAT.md §12).
+    Verified,
 }
 
 impl ObjectKind {
@@ -38,6 +40,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Lease => "lease",
             ObjectKind::Pending => "pending-deletion record",
+            ObjectKind::Verified => "verification record",
         }
     }
 }

@@ -106,8 +106,10 @@ pub enum Command {
     /// Restore a snapshot into a directory.
     #[command(after_help = restore::EXAMPLES)]
     Restore(restore::RestoreArgs),
-    /// Verify the repository: structure, and with --read-data every blob.
-    #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data")]
+    /// Verify the repository: structure, and with --read-data every blob (or a rotating subset).
+    #[command(
+        after_help = "Examples:\n  cairn check\n  cairn check --read-data\n  cairn check --read-data-subset 10%   # run daily: all data verified every 10 days\n  cairn check --read-data-subset 2/7"
+    )]
     Check(check::CheckArgs),
     /// Remove snapshots by keep rules (per host and paths); --prune reclaims the space.
     #[command(after_help = forget::EXAMPLES)]

@@ -1,4 +1,5 @@
-//! Lease and pending-deletion objects (FORMAT.md §12): what lets prune delete safely while backups run.
+//! Lease, pending-deletion and verification objects (FORMAT.md §12): what lets prune delete safely while
+//! backups run, and lets `check` rotate its data subsets.
 //!
 //! Both are sealed JSON bodies; decoders validate every id and time so callers never meet a malformed one.
 
@@ -167,6 +168,68 @@ impl PendingDeletion {
     }
 }
 
+/// The envelope of verification records (`verified/*`).
+pub const VERIFIED_ENVELOPE: EnvelopeKind = EnvelopeKind {
+    magic: b"CAIRNVER",
+    version: 1,
+    readable: &[1],
+    aad: b"cairn verified v1",
+    what: "verification record",
+    max_len: 64 << 20,
+};
+
+/// When `check --read-data*` last verified each pack, so subsets rotate over the whole repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedPacks {
+    /// Hex pack id -> RFC 3339 time of its last complete verification.
+    pub packs: std::collections::BTreeMap<String, String>,
+}
+
+impl VerifiedPacks {
+    /// The sealed object.
+    ///
+    /// # Errors
+    /// When randomness is unavailable.
+    pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec(self).map_err(|e| Error::invalid_input(e.to_string()))?;
+        envelope::seal(key, &VERIFIED_ENVELOPE, &body)
+    }
+
+    /// Opens and parses a record.
+    ///
+    /// # Errors
+    /// When it is damaged or of an unknown version.
+    pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Self> {
+        let (_, body) = envelope::open(key, &VERIFIED_ENVELOPE, bytes)?;
+        Self::decode_body(&body)
+    }
+
+    /// Parses a decrypted body; exposed for fuzzing.
+    ///
+    /// # Errors
+    /// When the JSON is not a record, or a time or pack id is malformed.
+    pub fn decode_body(body: &[u8]) -> Result<Self> {
+        let record: VerifiedPacks = serde_json::from_slice(body)
+            .map_err(|e| Error::corrupted(format!("verification record: {e}")))?;
+        for (pack, time) in &record.packs {
+            PackId::from_hex(pack).map_err(|_| {
+                Error::corrupted(format!(
+                    "verification record: pack id {pack:?} is malformed"
+                ))
+            })?;
+            parse_time("verification record", time)?;
+        }
+        Ok(record)
+    }
+
+    /// Last verification of each pack (validated by decode).
+    pub fn times(&self) -> impl Iterator<Item = (PackId, DateTime<Utc>)> + '_ {
+        self.packs
+            .iter()
+            .filter_map(|(p, t)| Some((PackId::from_hex(p).ok()?, parse_time("", t).ok()?)))
+    }
+}
+
 fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -204,5 +267,13 @@ mod tests {
                 .is_err()
         );
         assert!(Lease::decode_body(b"{}").is_err());
+        let mut verified = VerifiedPacks::default();
+        verified
+            .packs
+            .insert(PackId([4; 32]).to_hex(), "2026-11-20T10:00:00Z".into());
+        let bytes = verified.encode(&key).unwrap();
+        assert_eq!(VerifiedPacks::decode(&key, &bytes).unwrap(), verified);
+        assert_eq!(verified.times().count(), 1);
+        assert!(VerifiedPacks::decode_body(br#"{"packs":{"00":"2026-11-20T10:00:00Z"}}"#).is_err());
     }
 }
