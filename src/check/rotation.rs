@@ -95,11 +95,14 @@ impl DataSelection {
     }
 }
 
+/// When each pack was last verified.
+pub type VerifiedTimes = BTreeMap<PackId, DateTime<Utc>>;
+
 /// The merged verification records of the repository and their object names.
 ///
 /// # Errors
 /// When listing fails. Unreadable records are skipped: they only steer the rotation.
-pub fn load(repo: &Repository) -> Result<(BTreeMap<PackId, DateTime<Utc>>, Vec<String>)> {
+pub fn load(repo: &Repository) -> Result<(VerifiedTimes, Vec<String>)> {
     let mut merged = BTreeMap::new();
     let mut names = Vec::new();
     for (name, _) in repo.backend().list(ObjectKind::Verified)? {

@@ -148,13 +148,10 @@ impl HeldLease {
         let (stop, stopped) = mpsc::channel::<()>();
         let held = &self;
         let result = std::thread::scope(|s| {
-            s.spawn(move || loop {
-                match stopped.recv_timeout(REFRESH_EVERY) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        // A failed refresh is retried; ensure_valid catches a lease that lapsed meanwhile.
-                        let _ = held.refresh(repo);
-                    }
-                    _ => break,
+            s.spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
+                    // A failed refresh is retried; ensure_valid catches a lease that lapsed meanwhile.
+                    let _ = held.refresh(repo);
                 }
             });
             let result = work(&self);
