@@ -30,6 +30,7 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod ops;
 pub mod pack;
 pub mod repo;
 pub mod restore;

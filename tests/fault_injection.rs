@@ -1,9 +1,9 @@
 //! A backup interrupted at every storage write leaves a repository that passes `check`, has no
 //! half-visible snapshot, and accepts the next backup (FORMAT.md §11).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 
 use cairn::archive::{self, BackupOptions, BackupSource, NoProgress};
 use cairn::backend::{Backend, LocalBackend, ObjectKind};
@@ -12,54 +12,7 @@ use cairn::crypto::KdfParams;
 use cairn::format::config::Config;
 use cairn::restore::{restore, NoRestoreProgress, RestoreOptions};
 use cairn::{ErrorKind, Repository};
-
-/// Lets `budget` writes through, then fails every later one, as a crash or full disk would.
-struct FailingBackend {
-    inner: LocalBackend,
-    budget: Arc<AtomicI64>,
-}
-
-impl Backend for FailingBackend {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn has_config(&self) -> cairn::Result<bool> {
-        self.inner.has_config()
-    }
-    fn create(&self) -> cairn::Result<()> {
-        self.inner.create()
-    }
-    fn list(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
-        self.inner.list(kind)
-    }
-    fn read(&self, kind: ObjectKind, name: &str) -> cairn::Result<Vec<u8>> {
-        self.inner.read(kind, name)
-    }
-    fn read_range(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> cairn::Result<Vec<u8>> {
-        self.inner.read_range(kind, name, offset, len)
-    }
-    fn size(&self, kind: ObjectKind, name: &str) -> cairn::Result<u64> {
-        self.inner.size(kind, name)
-    }
-    fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> cairn::Result<()> {
-        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
-            return Err(cairn::Error::new(
-                ErrorKind::Backend,
-                format!("injected failure writing {} {name}", kind.label()),
-            ));
-        }
-        self.inner.write(kind, name, bytes)
-    }
-    fn remove(&self, kind: ObjectKind, name: &str) -> cairn::Result<()> {
-        self.inner.remove(kind, name)
-    }
-}
+use common::failing::FailingBackend;
 
 fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -77,10 +30,7 @@ fn make_tree(root: &Path) {
 }
 
 fn backup_with(repo_dir: &Path, cache: &Path, src: &Path, budget: i64) -> cairn::Result<()> {
-    let backend = FailingBackend {
-        inner: LocalBackend::new(repo_dir),
-        budget: Arc::new(AtomicI64::new(budget)),
-    };
+    let backend = FailingBackend::new(LocalBackend::new(repo_dir), budget, false);
     let repo = Repository::open(Box::new(backend), b"pw", cache)?.into_indexed()?;
     let paths = archive::normalize_sources(&[src.to_path_buf()])?;
     archive::backup(
@@ -133,7 +83,7 @@ fn backup_failing_at_each_write_leaves_a_checkable_repository() {
         cache,
     } = Fixture::new();
 
-    // A complete backup of this tree writes: data pack, tree pack, index file, snapshot.
+    // A complete backup of this tree writes: its lease, data pack, tree pack, index file, snapshot.
     let mut completed_at = None;
     for budget in 0..10 {
         let result = backup_with(&repo_dir, &cache, &src, budget);
@@ -141,7 +91,7 @@ fn backup_failing_at_each_write_leaves_a_checkable_repository() {
             .unwrap()
             .into_indexed()
             .unwrap();
-        let report = check(&repo, CheckOptions { read_data: true }).unwrap();
+        let report = check(&repo, CheckOptions::read_data()).unwrap();
         assert!(
             report.is_ok(),
             "budget {budget}: check found {:?}",
@@ -184,8 +134,8 @@ fn backup_failing_at_each_write_leaves_a_checkable_repository() {
     }
     assert_eq!(
         completed_at,
-        Some(4),
-        "a backup of this tree should need exactly 4 writes"
+        Some(5),
+        "a backup of this tree should need exactly 5 writes"
     );
 }
 
@@ -211,12 +161,12 @@ fn damaged_objects_are_reported_by_check() {
         .unwrap()
         .into_indexed()
         .unwrap();
-    let structural = check(&repo, CheckOptions { read_data: false }).unwrap();
+    let structural = check(&repo, CheckOptions::default()).unwrap();
     assert!(
         structural.is_ok(),
         "a flipped data byte is only visible when reading data"
     );
-    let report = check(&repo, CheckOptions { read_data: true }).unwrap();
+    let report = check(&repo, CheckOptions::read_data()).unwrap();
     assert!(!report.is_ok());
     assert!(
         report.errors.iter().any(|e| e.contains(&largest)),
@@ -234,7 +184,7 @@ fn damaged_objects_are_reported_by_check() {
 
     // A pack that disappears is reported by the structural check.
     std::fs::remove_file(&path).unwrap();
-    let report = check(&repo, CheckOptions { read_data: false }).unwrap();
+    let report = check(&repo, CheckOptions::default()).unwrap();
     assert!(
         report
             .errors

@@ -6,7 +6,7 @@ mod sources;
 
 pub use sources::{normalize_sources, ExcludeMatcher};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -20,9 +20,11 @@ use rayon::prelude::*;
 
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::lifecycle::LeaseKind;
 use crate::format::snapshot::{Snapshot, SourceError, Summary};
 use crate::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
-use crate::id::{BlobType, SnapshotId, TreeId};
+use crate::id::{BlobType, PackId, SnapshotId, TreeId};
+use crate::ops::lease::HeldLease;
 use crate::repo::{BlobSaver, IndexedRepository};
 
 use content::ContentReader;
@@ -118,6 +120,23 @@ pub fn backup(
     options: &BackupOptions,
     progress: &dyn BackupProgress,
 ) -> Result<BackupOutcome> {
+    // The lease comes before reading the pending-deletion records: a prune waits for every backup
+    // that may have missed its record (FORMAT.md §12).
+    let lease = HeldLease::acquire(repo.repo(), LeaseKind::Backup)?;
+    lease.hold_while(repo.repo(), |lease| {
+        let condemned = crate::ops::pending::condemned_packs(repo.repo())?;
+        backup_leased(repo, source, options, progress, lease, condemned)
+    })
+}
+
+fn backup_leased(
+    repo: &IndexedRepository,
+    source: BackupSource<'_>,
+    options: &BackupOptions,
+    progress: &dyn BackupProgress,
+    lease: &HeldLease,
+    condemned: HashSet<PackId>,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     let start_time = options.time.unwrap_or_else(chrono::Utc::now);
     let host = match &options.host {
@@ -139,7 +158,7 @@ pub fn backup(
         Some((_, snap)) => Some(repo.load_tree(&snap.tree_id())?),
         None => None,
     };
-    let saver = repo.saver();
+    let saver = repo.saver_excluding(condemned);
     let archiver = Archiver {
         repo,
         saver: &saver,
@@ -191,6 +210,7 @@ pub fn backup(
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary,
     };
+    lease.ensure_valid()?;
     let snapshot_id = repo.repo().save_snapshot(&snapshot)?;
     Ok(BackupOutcome {
         snapshot_id,

@@ -13,7 +13,16 @@ pub struct LocalBackend {
     root: PathBuf,
 }
 
-const SUBDIRS: [&str; 5] = ["keys", "data", "index", "snapshots", "tmp"];
+const SUBDIRS: [&str; 8] = [
+    "keys",
+    "data",
+    "index",
+    "snapshots",
+    "locks",
+    "pending",
+    "verified",
+    "tmp",
+];
 
 impl LocalBackend {
     /// A backend for the directory `root` (which may not exist yet).
@@ -133,7 +142,12 @@ impl Backend for LocalBackend {
                     list_dir(&sub.path(), &mut out)?;
                 }
             }
-            ObjectKind::Key | ObjectKind::Index | ObjectKind::Snapshot => {
+            ObjectKind::Key
+            | ObjectKind::Index
+            | ObjectKind::Snapshot
+            | ObjectKind::Lease
+            | ObjectKind::Pending
+            | ObjectKind::Verified => {
                 list_dir(&self.root.join(kind.dir()), &mut out)?;
             }
         }

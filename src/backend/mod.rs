@@ -32,6 +32,12 @@ pub enum ObjectKind {
     Index,
     /// Snapshot files.
     Snapshot,
+    /// Leases of running backups and prunes (FORMAT.md §12).
+    Lease,
+    /// Pending-deletion records written by prune (FORMAT.md §12).
+    Pending,
+    /// When check last verified each pack (FORMAT.md §12).
+    Verified,
 }
 
 impl ObjectKind {
@@ -43,6 +49,9 @@ impl ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Index => "index file",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Lease => "lease",
+            ObjectKind::Pending => "pending-deletion record",
+            ObjectKind::Verified => "verification record",
         }
     }
 
@@ -54,12 +63,16 @@ impl ObjectKind {
             ObjectKind::Pack => "data/",
             ObjectKind::Index => "index/",
             ObjectKind::Snapshot => "snapshots/",
+            ObjectKind::Lease => "locks/",
+            ObjectKind::Pending => "pending/",
+            ObjectKind::Verified => "verified/",
         }
     }
 }
 
 /// Every kind, in the order a copy must write them so that a reader never sees an object whose
 /// dependencies are missing: keys and config (the target becomes a repository), packs, index, snapshots.
+/// Leases, pending-deletion and verification records are per-location bookkeeping and not copied.
 pub const WRITE_ORDER: [ObjectKind; 5] = [
     ObjectKind::Key,
     ObjectKind::Config,

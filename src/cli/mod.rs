@@ -8,11 +8,13 @@ mod diff;
 mod dump;
 mod entry;
 mod find;
+mod forget;
 mod init;
 mod locate;
 mod ls;
 mod output;
 mod progress;
+mod prune;
 mod restore;
 mod selection;
 mod snapshots;
@@ -143,12 +145,20 @@ pub enum Command {
     /// Compare two snapshots: added, removed and modified entries.
     #[command(after_help = diff::EXAMPLES)]
     Diff(diff::DiffArgs),
-    /// Verify the repository: structure, and with --read-data every blob.
-    #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data")]
-    Check(check::CheckArgs),
     /// Copy every object of the repository to another location (offsite copy), or from one.
     #[command(after_help = sync::EXAMPLES)]
     Sync(sync::SyncArgs),
+    /// Verify the repository: structure, and with --read-data every blob (or a rotating subset).
+    #[command(
+        after_help = "Examples:\n  cairn check\n  cairn check --read-data\n  cairn check --read-data-subset 10%   # run daily: all data verified every 10 days\n  cairn check --read-data-subset 2/7"
+    )]
+    Check(check::CheckArgs),
+    /// Remove snapshots by keep rules (per host and paths); --prune reclaims the space.
+    #[command(after_help = forget::EXAMPLES)]
+    Forget(forget::ForgetArgs),
+    /// Reclaim the space of data no snapshot references; safe while backups run.
+    #[command(after_help = prune::EXAMPLES)]
+    Prune(prune::PruneArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -177,6 +187,8 @@ pub fn main() -> i32 {
         Command::Find(args) => find::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
         Command::Sync(args) => sync::run(&cli.global, args),
+        Command::Forget(args) => forget::run(&cli.global, args),
+        Command::Prune(args) => prune::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod envelope;
 pub mod index_file;
 pub mod key;
+pub mod lifecycle;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -27,7 +27,7 @@ pub struct BlobLocation {
     pub entry: BlobEntry,
 }
 
-fn encode_location(pack: &PackId, e: &BlobEntry) -> [u8; 45] {
+pub(crate) fn encode_location(pack: &PackId, e: &BlobEntry) -> [u8; 45] {
     let mut out = [0u8; 45];
     out[..32].copy_from_slice(&pack.0);
     out[32] = e.blob_type.to_byte();
@@ -37,7 +37,7 @@ fn encode_location(pack: &PackId, e: &BlobEntry) -> [u8; 45] {
     out
 }
 
-fn decode_location(id: BlobId, v: &[u8; 45]) -> Result<BlobLocation> {
+pub(crate) fn decode_location(id: BlobId, v: &[u8; 45]) -> Result<BlobLocation> {
     let word = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
     let mut pack = [0u8; 32];
     pack.copy_from_slice(&v[..32]);

@@ -6,6 +6,7 @@ pub mod select;
 pub use saver::{BlobSaver, SaveStats};
 pub use select::SnapshotFilter;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::backend::{Backend, ObjectKind};
@@ -15,7 +16,7 @@ use crate::format::config::Config;
 use crate::format::key::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::id::{BlobId, BlobType, KeyId, SnapshotId, TreeId};
+use crate::id::{BlobId, BlobType, KeyId, PackId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::PackReader;
 
@@ -260,7 +261,12 @@ impl IndexedRepository {
 
     /// A writer for new blobs.
     pub fn saver(&self) -> BlobSaver<'_> {
-        BlobSaver::new(self)
+        BlobSaver::new(self, HashSet::new())
+    }
+
+    /// A writer for new blobs that stores again any blob indexed only in `excluded` packs.
+    pub fn saver_excluding(&self, excluded: HashSet<PackId>) -> BlobSaver<'_> {
+        BlobSaver::new(self, excluded)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::backend::ObjectKind;
 use crate::blob::seal_blob;
 use crate::error::Result;
 use crate::format::index_file::{IndexFile, PackEntries};
-use crate::id::{BlobId, BlobType, IndexId};
+use crate::id::{BlobId, BlobType, IndexId, PackId};
 use crate::pack::{FinishedPack, PackWriter};
 
 use super::IndexedRepository;
@@ -39,14 +39,17 @@ struct State {
 /// Adds blobs to a repository; thread-safe so compression and sealing can run in parallel.
 pub struct BlobSaver<'r> {
     repo: &'r IndexedRepository,
+    // Packs whose blobs count as absent: condemned by a prune (FORMAT.md §12) or being repacked.
+    excluded: HashSet<PackId>,
     state: Mutex<State>,
 }
 
 impl<'r> BlobSaver<'r> {
-    pub(super) fn new(repo: &'r IndexedRepository) -> Self {
+    pub(super) fn new(repo: &'r IndexedRepository, excluded: HashSet<PackId>) -> Self {
         let size = repo.repo().config().pack_size as usize;
         BlobSaver {
             repo,
+            excluded,
             state: Mutex::new(State {
                 data: PackWriter::new(BlobType::Data, size),
                 tree: PackWriter::new(BlobType::Tree, size),
@@ -71,7 +74,10 @@ impl<'r> BlobSaver<'r> {
         if self.lock().seen.contains(id) {
             return Ok(true);
         }
-        Ok(self.repo.index().lookup(id)?.is_some())
+        Ok(match self.repo.index().lookup(id)? {
+            Some(loc) => !self.excluded.contains(&loc.pack),
+            None => false,
+        })
     }
 
     /// Stores `plaintext` unless a blob with its id exists; returns its id and whether it was new.

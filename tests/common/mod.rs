@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod failing;
 pub mod mounts;
 pub mod tree;
 

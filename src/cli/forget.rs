@@ -1,0 +1,144 @@
+//! `cairn forget`: remove snapshots that no keep rule keeps, per group; optionally prune afterwards.
+
+use anyhow::Result;
+
+use cairn::ops::forget::{self, describe_group, ForgetPlan, GroupBy};
+use cairn::ops::retention::{parse_duration, system_local, KeepPolicy};
+
+use super::{context, exit, output, prune, selection, GlobalArgs};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  cairn forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
+  cairn forget --keep-last 3 --host db1 --prune
+  cairn forget --keep-within 30d --keep-tag release --group-by host,paths,tags
+  cairn forget --json --keep-daily 7 --dry-run | jq '.[].snapshots[] | select(.keep|not) | .id'
+
+Snapshots are grouped by host and source paths (change with --group-by) and each group gets the
+rules separately; a snapshot is kept when any rule keeps it. Calendar rules use the local time zone
+and keep the newest snapshot of each of the last N hours/days/ISO weeks/months/years that have one.
+A group is never emptied unless --allow-remove-all is given. forget only removes snapshot files;
+the space is reclaimed by prune (or --prune).";
+
+#[derive(clap::Args, Debug)]
+pub struct ForgetArgs {
+    /// Keep the newest N snapshots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// Likewise for days.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// Likewise for ISO weeks (Monday to Sunday).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// Likewise for months.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// Likewise for years.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every snapshot at most this much older than the group's newest (e.g. 30d, 1y6m, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within: Option<chrono::Duration>,
+    /// Keep every snapshot with this tag (repeat for several).
+    #[arg(long, value_name = "TAG")]
+    pub keep_tag: Vec<String>,
+    /// Group snapshots by these fields: any of host, paths, tags (empty: one group).
+    #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
+    pub group_by: String,
+    /// Print each group's decisions and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow removing every snapshot of a group.
+    #[arg(long)]
+    pub allow_remove_all: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub filter: selection::FilterArgs,
+    #[command(flatten)]
+    pub prune_options: prune::PruneTuning,
+}
+
+impl ForgetArgs {
+    fn policy(&self) -> KeepPolicy {
+        KeepPolicy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self.keep_within,
+            tags: self.keep_tag.clone(),
+        }
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: &ForgetArgs) -> Result<i32> {
+    let repo = context::open_repository(global)?;
+    let plan = forget::plan(
+        &repo,
+        &args.filter.to_filter()?,
+        GroupBy::parse(&args.group_by)?,
+        &args.policy(),
+        &system_local,
+    )?;
+    let removed = if args.dry_run {
+        0
+    } else {
+        forget::execute(&repo, &plan, args.allow_remove_all)?
+    };
+    report(global, &plan, args.dry_run, removed)?;
+    if args.prune && !args.dry_run {
+        return prune::prune_repository(global, &args.prune_options, false, repo);
+    }
+    Ok(exit::OK)
+}
+
+fn report(global: &GlobalArgs, plan: &ForgetPlan, dry_run: bool, removed: usize) -> Result<()> {
+    if global.json {
+        let groups: Vec<serde_json::Value> = plan
+            .groups
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "group": g.key,
+                    "snapshots": g.snapshots.iter().map(|d| serde_json::json!({
+                        "id": d.id.to_hex(),
+                        "time": d.snapshot.time,
+                        "keep": d.keep(),
+                        "reasons": d.reasons,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return output::print_json(&groups);
+    }
+    if global.quiet {
+        return Ok(());
+    }
+    for g in &plan.groups {
+        println!("group {}:", describe_group(&g.key));
+        for d in g.snapshots.iter().rev() {
+            println!(
+                "  {}  {}  {:<6}  {}",
+                d.id.short(),
+                output::local_time(&d.snapshot),
+                if d.keep() { "keep" } else { "remove" },
+                d.reasons.join(", ")
+            );
+        }
+    }
+    let total = plan.removals().count();
+    if dry_run {
+        println!("would remove {total} snapshot(s)");
+    } else {
+        println!("removed {removed} snapshot(s)");
+    }
+    Ok(())
+}

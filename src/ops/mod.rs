@@ -1,0 +1,8 @@
+//! Lifecycle commands built on the repository: forget, prune, repair. Each plans first and executes second.
+
+pub mod forget;
+pub mod lease;
+pub mod pending;
+pub mod prune;
+
+pub mod retention;

@@ -1,0 +1,69 @@
+//! Pending-deletion records (FORMAT.md §12): listing them, and the set of packs they condemn.
+
+use std::collections::HashSet;
+
+use crate::backend::ObjectKind;
+use crate::error::Result;
+use crate::format::lifecycle::PendingDeletion;
+use crate::id::{IndexId, PackId};
+use crate::repo::Repository;
+
+/// A record found in the repository.
+#[derive(Clone, Debug)]
+pub struct FoundRecord {
+    /// Object name.
+    pub name: String,
+    /// Content.
+    pub record: PendingDeletion,
+}
+
+/// Every pending-deletion record.
+///
+/// # Errors
+/// When one cannot be read or decoded: condemned packs must never be mistaken for live ones, so a damaged
+/// record stops backup and prune (remove it by hand; it only delays deletion).
+pub fn list(repo: &Repository) -> Result<Vec<FoundRecord>> {
+    let mut out = Vec::new();
+    for (name, _) in repo.backend().list(ObjectKind::Pending)? {
+        let bytes = match repo.backend().read(ObjectKind::Pending, &name) {
+            Ok(b) => b,
+            // Removed by a prune between list and read: its packs are gone or revived.
+            Err(_) if !exists(repo, &name)? => continue,
+            Err(e) => return Err(e),
+        };
+        let record = PendingDeletion::decode(repo.key(), &bytes)
+            .map_err(|e| e.context(format!("pending/{name}")))?;
+        out.push(FoundRecord { name, record });
+    }
+    Ok(out)
+}
+
+fn exists(repo: &Repository, name: &str) -> Result<bool> {
+    Ok(repo
+        .backend()
+        .list(ObjectKind::Pending)?
+        .iter()
+        .any(|(n, _)| n == name))
+}
+
+/// The packs that any record condemns: a backup must not reuse blobs found only there.
+///
+/// # Errors
+/// As [`list`].
+pub fn condemned_packs(repo: &Repository) -> Result<HashSet<PackId>> {
+    Ok(list(repo)?
+        .iter()
+        .flat_map(|r| r.record.pack_ids())
+        .collect())
+}
+
+/// Writes a record; returns its name.
+///
+/// # Errors
+/// When the write fails.
+pub fn write(repo: &Repository, record: &PendingDeletion) -> Result<String> {
+    let bytes = record.encode(repo.key())?;
+    let name = IndexId::hash_of(&bytes).to_hex();
+    repo.backend().write(ObjectKind::Pending, &name, &bytes)?;
+    Ok(name)
+}

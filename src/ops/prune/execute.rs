@@ -1,0 +1,194 @@
+//! Carries out a prune plan in the order FORMAT.md §12 requires: revive, repack, rewrite the index
+//! without the packs about to go, delete them, then condemn what is newly unused.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+
+use crate::backend::ObjectKind;
+use crate::error::{Error, Result};
+use crate::format::index_file::{IndexFile, PackEntries};
+use crate::format::lifecycle::PendingDeletion;
+use crate::id::{IndexId, PackId};
+use crate::ops::lease::HeldLease;
+use crate::ops::pending;
+use crate::pack::{parse_pack_header, PackReader};
+use crate::repo::{IndexedRepository, Repository};
+
+use super::usage::read_index_file;
+use super::PrunePlan;
+
+/// Blob entries per rewritten index file (as the saver writes them).
+const INDEX_FILE_BLOBS: usize = 100_000;
+
+/// What a prune did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneOutcome {
+    /// Packs deleted.
+    pub deleted_packs: u64,
+    /// Bytes those packs held.
+    pub bytes_freed: u64,
+    /// Packs whose referenced blobs were copied.
+    pub repacked_packs: u64,
+    /// Blobs copied.
+    pub repacked_blobs: u64,
+    /// Packs condemned by this prune's record.
+    pub condemned_packs: u64,
+    /// Condemned packs taken back.
+    pub revived_packs: u64,
+    /// Index files written to replace the old ones.
+    pub index_files_written: u64,
+    /// Old index files removed.
+    pub index_files_removed: u64,
+}
+
+/// Executes `plan` while `lease` (the prune lease) is held.
+///
+/// # Errors
+/// `Corrupted` when the plan found referenced blobs that are missing (nothing is changed then); any
+/// storage failure (the repository stays consistent at every step; rerun prune).
+pub fn execute(
+    repo: &IndexedRepository,
+    plan: &PrunePlan,
+    lease: &HeldLease,
+) -> Result<PruneOutcome> {
+    if !plan.missing.is_empty() {
+        return Err(Error::corrupted(format!(
+            "{} referenced blob(s) are in no index file, e.g. {}; prune deletes nothing in a damaged repository (run `cairn check`, then `cairn repair index`)",
+            plan.missing.len(),
+            plan.missing[0]
+        )));
+    }
+    let r = repo.repo();
+    let mut out = PruneOutcome::default();
+    let revived: HashSet<PackId> = plan.revive.iter().copied().collect();
+    out.revived_packs = revived.len() as u64;
+
+    // 1. Revive: a record that waits loses the packs a snapshot needs (written first, then the old one goes).
+    for rec in plan
+        .records
+        .iter()
+        .filter(|rec| !plan.ripe.contains(&rec.name))
+    {
+        let packs = rec.record.pack_ids();
+        if packs.iter().any(|p| revived.contains(p)) {
+            let kept: Vec<PackId> = packs.into_iter().filter(|p| !revived.contains(p)).collect();
+            if !kept.is_empty() {
+                pending::write(r, &PendingDeletion::new(rec.record.datetime(), &kept))?;
+            }
+            r.backend().remove(ObjectKind::Pending, &rec.name)?;
+        }
+    }
+
+    // 2. Repack: copy referenced blobs out of wasteful packs (their packs are condemned below, not deleted).
+    if !plan.repack.is_empty() {
+        let mut excluded: HashSet<PackId> = plan
+            .records
+            .iter()
+            .flat_map(|r| r.record.pack_ids())
+            .collect();
+        excluded.extend(plan.repack.iter().map(|(id, _)| *id));
+        let saver = repo.saver_excluding(excluded);
+        let reader = PackReader::new(r.backend(), r.key());
+        for (pack, _) in &plan.repack {
+            let bytes = r.backend().read(ObjectKind::Pack, &pack.to_hex())?;
+            let entries = parse_pack_header(r.key(), pack, &bytes)?;
+            let copied = entries
+                .par_iter()
+                .map(|e| {
+                    if !plan.usage.is_referenced(&e.id)? {
+                        return Ok(0);
+                    }
+                    let plain = reader.open_from(pack, &bytes, e)?;
+                    saver.save(e.blob_type, &plain)?;
+                    Ok(1)
+                })
+                .collect::<Result<Vec<u64>>>()?;
+            out.repacked_blobs += copied.iter().sum::<u64>();
+            out.repacked_packs += 1;
+        }
+        saver.finish()?;
+    }
+
+    // 3. Delete ripe packs: first the index stops naming them, then they go, then their records.
+    if !plan.delete.is_empty() {
+        lease.ensure_valid()?;
+        let doomed: HashSet<PackId> = plan.delete.iter().map(|(id, _)| *id).collect();
+        if plan
+            .delete
+            .iter()
+            .any(|(id, _)| plan.packs.get(id).is_some_and(|u| u.indexed))
+        {
+            out.index_files_written = rewrite_index(r, &plan.index_files, &doomed)?;
+            for name in &plan.index_files {
+                r.backend().remove(ObjectKind::Index, name)?;
+                out.index_files_removed += 1;
+            }
+        }
+        for (id, size) in &plan.delete {
+            r.backend().remove(ObjectKind::Pack, &id.to_hex())?;
+            out.deleted_packs += 1;
+            out.bytes_freed += size;
+        }
+    }
+    for name in &plan.ripe {
+        r.backend().remove(ObjectKind::Pending, name)?;
+    }
+
+    // 4. Condemn what no snapshot uses now; a later prune deletes it when the record is ripe.
+    let newly: Vec<PackId> = plan
+        .condemn
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(plan.repack.iter().map(|(id, _)| *id))
+        .collect();
+    if !newly.is_empty() {
+        pending::write(r, &PendingDeletion::new(chrono::Utc::now(), &newly))?;
+        out.condemned_packs = newly.len() as u64;
+    }
+    Ok(out)
+}
+
+/// Writes index files holding every entry of `index_files` except those of `doomed` packs; returns how many.
+fn rewrite_index(
+    repo: &Repository,
+    index_files: &[String],
+    doomed: &HashSet<PackId>,
+) -> Result<u64> {
+    let mut written = 0;
+    let mut seen: HashSet<PackId> = HashSet::new();
+    let mut batch: Vec<PackEntries> = Vec::new();
+    let mut blobs = 0;
+    let flush = |batch: &mut Vec<PackEntries>, written: &mut u64| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: std::mem::take(batch),
+        };
+        let bytes = file.encode(repo.key())?;
+        repo.backend().write(
+            ObjectKind::Index,
+            &IndexId::hash_of(&bytes).to_hex(),
+            &bytes,
+        )?;
+        *written += 1;
+        Ok(())
+    };
+    for name in index_files {
+        for pack in read_index_file(repo, name)?.packs {
+            if doomed.contains(&pack.pack) || !seen.insert(pack.pack) {
+                continue;
+            }
+            blobs += pack.blobs.len();
+            batch.push(pack);
+            if blobs >= INDEX_FILE_BLOBS {
+                flush(&mut batch, &mut written)?;
+                blobs = 0;
+            }
+        }
+    }
+    flush(&mut batch, &mut written)?;
+    Ok(written)
+}

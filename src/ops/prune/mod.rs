@@ -1,0 +1,206 @@
+//! `prune`: reclaims the space of blobs no snapshot references, safely while backups run (FORMAT.md §12).
+//!
+//! Two phases, run by successive prunes: a prune *condemns* unused packs (and packs it repacked) in a
+//! pending-deletion record; a later prune *deletes* them once the record is ripe, after reviving any pack
+//! that a snapshot written meanwhile needs. Plan first, execute second; `--dry-run` prints the plan.
+
+mod execute;
+mod usage;
+
+pub use execute::{execute, PruneOutcome};
+pub use usage::{read_index_file, PackUsage};
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::backend::ObjectKind;
+use crate::error::Result;
+use crate::format::lifecycle::LeaseKind;
+use crate::id::PackId;
+use crate::ops::{lease, pending};
+use crate::repo::Repository;
+
+use usage::Usage;
+
+/// How prune decides.
+#[derive(Clone, Copy, Debug)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this share of its bytes is unused (0.0..=1.0).
+    pub max_unused: f64,
+    /// A pending-deletion record is acted on only when at least this old.
+    pub grace: Duration,
+    /// How far the clocks of hosts sharing the repository may disagree.
+    pub clock_skew: Duration,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: 0.05,
+            grace: Duration::hours(1),
+            clock_skew: Duration::minutes(5),
+        }
+    }
+}
+
+/// What prune will do.
+pub struct PrunePlan {
+    /// Snapshots whose references were walked.
+    pub snapshots: usize,
+    /// Distinct blobs they reference.
+    pub referenced_blobs: u64,
+    /// Per pack: size and use.
+    pub packs: HashMap<PackId, PackUsage>,
+    /// Condemned packs deleted now (their record is ripe), with sizes.
+    pub delete: Vec<(PackId, u64)>,
+    /// Condemned packs that a snapshot needs after all: they leave their record.
+    pub revive: Vec<PackId>,
+    /// Packs with no referenced blob (including packs of interrupted backups), condemned now.
+    pub condemn: Vec<(PackId, u64)>,
+    /// Packs whose referenced blobs are copied to new packs, then condemned.
+    pub repack: Vec<(PackId, PackUsage)>,
+    /// Why records are not acted on yet.
+    pub waiting: Vec<String>,
+    /// Referenced blobs found nowhere: prune refuses to delete anything then.
+    pub missing: Vec<String>,
+    records: Vec<pending::FoundRecord>,
+    ripe: HashSet<String>,
+    index_files: Vec<String>,
+    usage: Usage,
+}
+
+impl PrunePlan {
+    /// Bytes that deleting the ripe packs frees now.
+    pub fn bytes_freed_now(&self) -> u64 {
+        self.delete.iter().map(|(_, s)| s).sum()
+    }
+
+    /// Bytes a later prune will free: condemned packs, and the unused part of repacked ones.
+    pub fn bytes_freed_later(&self) -> u64 {
+        self.condemn.iter().map(|(_, s)| s).sum::<u64>()
+            + self
+                .repack
+                .iter()
+                .map(|(_, u)| u.unused_bytes())
+                .sum::<u64>()
+    }
+
+    /// Total size of the packs.
+    pub fn bytes_total(&self) -> u64 {
+        self.packs.values().map(|u| u.size).sum()
+    }
+}
+
+/// Plans a prune. The caller holds the exclusive prune lease.
+///
+/// Listing order matters for safety: leases, then snapshots, then index files, then packs (FORMAT.md §12).
+///
+/// # Errors
+/// When listing or reading fails, or an index file, tree or pending record is damaged.
+pub fn plan(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
+    let now = Utc::now();
+    let leases = lease::list(repo)?;
+    let records = pending::list(repo)?;
+    let mut ripe = HashSet::new();
+    let mut waiting = Vec::new();
+    for r in &records {
+        match why_not_ripe(r.record.datetime(), &leases, now, options) {
+            None => {
+                ripe.insert(r.name.clone());
+            }
+            Some(why) => waiting.push(format!(
+                "{} pack(s) condemned at {} wait: {why}",
+                r.record.packs.len(),
+                r.record.time
+            )),
+        }
+    }
+    let condemned: HashSet<PackId> = records.iter().flat_map(|r| r.record.pack_ids()).collect();
+
+    let snapshots = repo.snapshots()?;
+    let index_files: Vec<String> = repo
+        .backend()
+        .list(ObjectKind::Index)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let mut packs: HashMap<PackId, PackUsage> = HashMap::new();
+    for (name, size) in repo.backend().list(ObjectKind::Pack)? {
+        if let Ok(id) = PackId::from_hex(&name) {
+            packs.insert(
+                id,
+                PackUsage {
+                    size,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    let usage = Usage::build(repo, &index_files, &mut packs, &condemned)?;
+    let walk = usage.walk(repo, &snapshots, &mut packs, &condemned)?;
+
+    let ripe_packs: HashSet<PackId> = records
+        .iter()
+        .filter(|r| ripe.contains(&r.name))
+        .flat_map(|r| r.record.pack_ids())
+        .collect();
+    let mut delete = Vec::new();
+    let mut condemn = Vec::new();
+    let mut repack = Vec::new();
+    for (id, u) in &packs {
+        if walk.revive.contains(id) {
+            continue;
+        }
+        if ripe_packs.contains(id) {
+            delete.push((*id, u.size));
+        } else if condemned.contains(id) {
+            // Waits in its record.
+        } else if u.used_blobs == 0 {
+            condemn.push((*id, u.size));
+        } else if u.unused_bytes() as f64 > options.max_unused * u.size as f64 {
+            repack.push((*id, *u));
+        }
+    }
+    delete.sort();
+    condemn.sort();
+    repack.sort_by_key(|(id, _)| *id);
+    let mut revive: Vec<PackId> = walk.revive.into_iter().collect();
+    revive.sort();
+    Ok(PrunePlan {
+        snapshots: snapshots.len(),
+        referenced_blobs: walk.referenced,
+        packs,
+        delete,
+        revive,
+        condemn,
+        repack,
+        waiting,
+        missing: walk.missing,
+        records,
+        ripe,
+        index_files,
+        usage,
+    })
+}
+
+/// Why a record made at `marked` cannot be acted on yet, or `None` when it can.
+fn why_not_ripe(
+    marked: DateTime<Utc>,
+    leases: &[lease::FoundLease],
+    now: DateTime<Utc>,
+    options: &PruneOptions,
+) -> Option<String> {
+    if now < marked + options.grace {
+        return Some(format!("grace period until {}", marked + options.grace));
+    }
+    // A backup that started before the record was surely visible may reuse its packs' blobs.
+    leases
+        .iter()
+        .find(|l| {
+            l.lease.kind == LeaseKind::Backup
+                && l.is_live(now, options.clock_skew)
+                && l.lease.start_time() <= marked + options.clock_skew
+        })
+        .map(|l| format!("{} may reuse its blobs", l.describe()))
+}

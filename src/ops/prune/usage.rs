@@ -1,0 +1,218 @@
+//! Which blobs the snapshots reference and where each one lives, kept in a temporary redb database so that
+//! prune's memory does not grow with the number of blobs (only with the number of packs).
+
+use std::collections::{HashMap, HashSet};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::backend::ObjectKind;
+use crate::crypto::SEAL_OVERHEAD;
+use crate::error::{Error, Result};
+use crate::format::index_file::IndexFile;
+use crate::format::pack::{ENTRY_LEN, PREFIX_LEN, TRAILER_LEN};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{ContentItem, NodeKind, Tree};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::index::{decode_location, encode_location, BlobLocation};
+use crate::pack::PackReader;
+use crate::repo::Repository;
+
+/// Blob id -> its best location: one in a live pack when there is one, else one in a condemned pack.
+const LOCATIONS: TableDefinition<[u8; 32], [u8; 45]> = TableDefinition::new("locations");
+/// Blob ids referenced by some snapshot (trees included); doubles as the visited set of the walk.
+const REFERENCED: TableDefinition<[u8; 32], ()> = TableDefinition::new("referenced");
+
+/// What prune knows of one pack.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PackUsage {
+    /// Size of the pack file.
+    pub size: u64,
+    /// Whether some index file lists it.
+    pub indexed: bool,
+    /// Blobs the index lists in it.
+    pub blobs: u64,
+    /// Sealed bytes of its blobs that a snapshot references (counted once per blob).
+    pub used_bytes: u64,
+    /// Number of those blobs.
+    pub used_blobs: u64,
+}
+
+impl PackUsage {
+    /// Bytes no snapshot needs: the size less the referenced blobs and the pack's own framing.
+    pub fn unused_bytes(&self) -> u64 {
+        let framing =
+            (PREFIX_LEN + TRAILER_LEN + SEAL_OVERHEAD + 4) as u64 + self.blobs * ENTRY_LEN as u64;
+        self.size.saturating_sub(self.used_bytes + framing)
+    }
+}
+
+/// The outcome of walking the snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct Walk {
+    /// Distinct blobs referenced.
+    pub referenced: u64,
+    /// Referenced blobs found in no index file (damage, or a concurrent repair), as messages.
+    pub missing: Vec<String>,
+    /// Condemned packs holding the only copy of a referenced blob: they must live on.
+    pub revive: HashSet<PackId>,
+}
+
+/// The temporary database.
+pub struct Usage {
+    db: Database,
+    _dir: tempfile::TempDir,
+}
+
+impl Usage {
+    /// Reads `index_files` one at a time into the location table; fills `packs[..].indexed`.
+    ///
+    /// # Errors
+    /// When an index file is damaged (prune must not guess) or the database fails.
+    pub fn build(
+        repo: &Repository,
+        index_files: &[String],
+        packs: &mut HashMap<PackId, PackUsage>,
+        condemned: &HashSet<PackId>,
+    ) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-prune-")
+            .tempdir()
+            .map_err(|e| {
+                Error::new(
+                    crate::ErrorKind::Other,
+                    format!("cannot create a temporary database: {e}"),
+                )
+            })?;
+        let db = Database::create(dir.path().join("usage.redb"))?;
+        let tx = db.begin_write()?;
+        {
+            let mut table = tx.open_table(LOCATIONS)?;
+            tx.open_table(REFERENCED)?;
+            for name in index_files {
+                let file = read_index_file(repo, name)?;
+                for pack in &file.packs {
+                    let Some(usage) = packs.get_mut(&pack.pack) else {
+                        continue; // missing pack: check reports it; nothing here can live in it
+                    };
+                    usage.indexed = true;
+                    usage.blobs = pack.blobs.len() as u64;
+                    let live = !condemned.contains(&pack.pack);
+                    for entry in &pack.blobs {
+                        let better = match table.get(entry.id.0)? {
+                            None => true,
+                            Some(old) => {
+                                live && condemned
+                                    .contains(&decode_location(entry.id, &old.value())?.pack)
+                            }
+                        };
+                        if better {
+                            table.insert(entry.id.0, encode_location(&pack.pack, entry))?;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(Usage { db, _dir: dir })
+    }
+
+    /// Walks every snapshot's trees, recording referenced blobs and the bytes each pack keeps alive.
+    ///
+    /// # Errors
+    /// When a tree cannot be read or decoded (prune stops rather than delete what it could not see).
+    pub fn walk(
+        &self,
+        repo: &Repository,
+        snapshots: &[(SnapshotId, Snapshot)],
+        packs: &mut HashMap<PackId, PackUsage>,
+        condemned: &HashSet<PackId>,
+    ) -> Result<Walk> {
+        let mut walk = Walk::default();
+        let reader = PackReader::new(repo.backend(), repo.key());
+        let tx = self.db.begin_write()?;
+        {
+            let locations = tx.open_table(LOCATIONS)?;
+            let mut referenced = tx.open_table(REFERENCED)?;
+            // Records a reference; returns the location when the blob is seen for the first time.
+            let mut mark = |id: BlobId,
+                            what: &dyn Fn() -> String,
+                            walk: &mut Walk|
+             -> Result<Option<BlobLocation>> {
+                if referenced.insert(id.0, ())?.is_some() {
+                    return Ok(None);
+                }
+                walk.referenced += 1;
+                let Some(raw) = locations.get(id.0)? else {
+                    walk.missing
+                        .push(format!("{}: blob {id} is in no index file", what()));
+                    return Ok(None);
+                };
+                let loc = decode_location(id, &raw.value())?;
+                if let Some(u) = packs.get_mut(&loc.pack) {
+                    u.used_bytes += u64::from(loc.entry.length);
+                    u.used_blobs += 1;
+                }
+                if condemned.contains(&loc.pack) {
+                    walk.revive.insert(loc.pack);
+                }
+                Ok(Some(loc))
+            };
+            for (snap_id, snap) in snapshots {
+                let mut stack = vec![(snap.tree_id(), "/".to_string())];
+                while let Some((tree_id, path)) = stack.pop() {
+                    let what = || format!("snapshot {} path {path}", snap_id.short());
+                    let Some(loc) = mark(tree_id, &what, &mut walk)? else {
+                        continue;
+                    };
+                    let bytes = reader
+                        .read_blob(&loc.pack, &loc.entry)
+                        .map_err(|e| e.context(what()))?;
+                    let tree = Tree::decode(&bytes).map_err(|e| e.context(what()))?;
+                    for node in &tree.nodes {
+                        let child = format!("{path}{}", String::from_utf8_lossy(&node.name));
+                        match node.kind {
+                            NodeKind::Dir => {
+                                stack.extend(node.subtree.map(|t| (t, format!("{child}/"))))
+                            }
+                            NodeKind::File => {
+                                for item in &node.content {
+                                    if let ContentItem::Data { id, .. } = item {
+                                        let what =
+                                            || format!("snapshot {} file {child}", snap_id.short());
+                                        mark(*id, &what, &mut walk)?;
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(walk)
+    }
+
+    /// Whether a snapshot references `id`.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub fn is_referenced(&self, id: &BlobId) -> Result<bool> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(REFERENCED)?.get(id.0)?.is_some())
+    }
+}
+
+/// Reads and verifies one index file.
+///
+/// # Errors
+/// When it is missing, damaged or does not match its name.
+pub fn read_index_file(repo: &Repository, name: &str) -> Result<IndexFile> {
+    let bytes = repo.backend().read(ObjectKind::Index, name)?;
+    if IndexId::hash_of(&bytes).to_hex() != name {
+        return Err(Error::corrupted(format!(
+            "index file {name}: its content does not match its name (damaged)"
+        )));
+    }
+    IndexFile::decode(repo.key(), &bytes).map_err(|e| e.context(format!("index file {name}")))
+}

@@ -1,0 +1,75 @@
+//! A fault-injecting backend: lets a budget of changes (writes, and removals when asked) through,
+//! then fails every later one, as a crash or a full disk would.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use cairn::backend::{Backend, LocalBackend, ObjectKind};
+use cairn::ErrorKind;
+
+pub struct FailingBackend {
+    pub inner: LocalBackend,
+    pub budget: Arc<AtomicI64>,
+    /// Whether removals spend the budget too (prune); backups only write.
+    pub count_removes: bool,
+}
+
+impl FailingBackend {
+    pub fn new(inner: LocalBackend, budget: i64, count_removes: bool) -> Self {
+        FailingBackend {
+            inner,
+            budget: Arc::new(AtomicI64::new(budget)),
+            count_removes,
+        }
+    }
+
+    fn spend(&self, what: &str, kind: ObjectKind, name: &str) -> cairn::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(cairn::Error::new(
+                ErrorKind::Backend,
+                format!("injected failure {what} {} {name}", kind.label()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for FailingBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn has_config(&self) -> cairn::Result<bool> {
+        self.inner.has_config()
+    }
+    fn create(&self) -> cairn::Result<()> {
+        self.inner.create()
+    }
+    fn list(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
+        self.inner.list(kind)
+    }
+    fn read(&self, kind: ObjectKind, name: &str) -> cairn::Result<Vec<u8>> {
+        self.inner.read(kind, name)
+    }
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> cairn::Result<Vec<u8>> {
+        self.inner.read_range(kind, name, offset, len)
+    }
+    fn size(&self, kind: ObjectKind, name: &str) -> cairn::Result<u64> {
+        self.inner.size(kind, name)
+    }
+    fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> cairn::Result<()> {
+        self.spend("writing", kind, name)?;
+        self.inner.write(kind, name, bytes)
+    }
+    fn remove(&self, kind: ObjectKind, name: &str) -> cairn::Result<()> {
+        if self.count_removes {
+            self.spend("removing", kind, name)?;
+        }
+        self.inner.remove(kind, name)
+    }
+}

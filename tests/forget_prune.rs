@@ -1,0 +1,195 @@
+//! `forget` and `prune` end to end: keep rules per group, refusal to empty a group, dry runs that change
+//! nothing, and two prunes that reclaim the space while every kept snapshot still restores exactly.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use common::{exit, files_under, random_bytes, tree_listing, write_file, Env};
+
+/// Prune flags that make a record ripe at once: safe here because nothing else runs.
+const NOW: [&str; 4] = ["--grace", "0h", "--clock-skew", "0h"];
+
+fn repo_bytes(env: &Env) -> u64 {
+    files_under(&env.repo.join("data"))
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum()
+}
+
+/// Backs up `src` after writing generation `g` of its content; returns the snapshot id.
+fn backup_generation(env: &Env, src: &Path, g: u64) -> String {
+    write_file(&src.join("stable.bin"), &random_bytes(1, 1_500_000));
+    write_file(&src.join("gen.bin"), &random_bytes(100 + g, 1_500_000));
+    let v = env.backup_json(&[src], &[]);
+    v["snapshot_id"].as_str().unwrap().to_string()
+}
+
+fn prune(env: &Env) -> serde_json::Value {
+    let mut args = vec!["prune"];
+    args.extend(NOW);
+    env.r_json(&args)
+}
+
+#[test]
+fn forget_and_two_prunes_reclaim_space_and_keep_snapshots_restorable() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    let mut ids = Vec::new();
+    for g in 0..4 {
+        ids.push(backup_generation(&env, &src, g));
+    }
+    let expected_last = tree_listing(&src);
+    let before = repo_bytes(&env);
+
+    let plan = env.r_json(&["forget", "--keep-last", "2", "--dry-run"]);
+    let decisions = plan[0]["snapshots"].as_array().unwrap();
+    let kept: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, vec![ids[2].as_str(), ids[3].as_str()]);
+    assert_eq!(decisions[3]["reasons"][0], "last 1");
+    assert_eq!(env.snapshots_json().len(), 4, "a dry run removes nothing");
+
+    env.r_ok(&["forget", "--keep-last", "2"]);
+    assert_eq!(env.snapshots_json().len(), 2);
+
+    // First prune condemns (nothing deleted yet), second deletes.
+    let first = prune(&env);
+    assert_eq!(first["outcome"]["deleted_packs"], 0, "{first}");
+    assert!(
+        first["condemn"].as_array().unwrap().len() + first["repack"].as_array().unwrap().len() > 0,
+        "{first}"
+    );
+    let second = prune(&env);
+    assert!(
+        second["outcome"]["deleted_packs"].as_u64().unwrap() > 0,
+        "{second}"
+    );
+    let after = repo_bytes(&env);
+    assert!(
+        after + 2_500_000 < before,
+        "prune should free two generations: {before} -> {after}"
+    );
+    assert!(
+        files_under(&env.repo.join("pending")).is_empty(),
+        "ripe records are removed"
+    );
+    assert!(
+        files_under(&env.repo.join("locks")).is_empty(),
+        "no lease is left behind"
+    );
+
+    env.r_ok(&["check", "--read-data"]);
+    let out = env.path("restore-last");
+    env.restore(&ids[3], &out);
+    assert_eq!(
+        tree_listing(&common::restored_path(&out, &src)),
+        expected_last
+    );
+    let out = env.path("restore-older");
+    env.restore(&ids[2], &out);
+    let restored = common::restored_path(&out, &src);
+    assert_eq!(
+        std::fs::read(restored.join("gen.bin")).unwrap(),
+        random_bytes(102, 1_500_000)
+    );
+
+    // A third prune has nothing left to do.
+    let third = prune(&env);
+    assert_eq!(third["delete"].as_array().unwrap().len(), 0, "{third}");
+    assert_eq!(third["condemn"].as_array().unwrap().len(), 0, "{third}");
+}
+
+#[test]
+fn prune_dry_run_changes_nothing_and_reports_what_it_would_free() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for g in 0..3 {
+        backup_generation(&env, &src, g);
+    }
+    env.r_ok(&["forget", "--keep-last", "1"]);
+    let listing = |env: &Env| {
+        let mut v: Vec<_> = files_under(&env.repo)
+            .into_iter()
+            .filter(|p| !p.starts_with(env.repo.join("locks")))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&env);
+    let mut args = vec!["prune", "--dry-run"];
+    args.extend(NOW);
+    let plan = env.r_json(&args);
+    assert_eq!(plan["dry_run"], true);
+    assert!(
+        plan["bytes_freed_later"].as_u64().unwrap() >= 2_900_000,
+        "{plan}"
+    );
+    assert_eq!(listing(&env), before);
+}
+
+#[test]
+fn forget_refuses_to_empty_a_group_unless_told() {
+    let env = Env::new();
+    env.init();
+    let a = env.path("a");
+    let b = env.path("b");
+    write_file(&a.join("f"), b"a");
+    write_file(&b.join("f"), b"b");
+    env.backup_json(&[&a], &["--tag", "keepme"]);
+    env.backup_json(&[&b], &[]);
+    // Group of b has no snapshot with the tag: forget must refuse and remove nothing.
+    let out = env.r(&["forget", "--keep-tag", "keepme"]);
+    out.assert_code(exit::USAGE);
+    assert!(
+        out.stderr.contains("refusing to remove all"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.snapshots_json().len(), 2);
+    // Selection filters narrow what forget considers.
+    env.r_ok(&[
+        OsStr::new("forget"),
+        OsStr::new("--keep-tag"),
+        OsStr::new("keepme"),
+        OsStr::new("--path"),
+        a.as_os_str(),
+    ]);
+    assert_eq!(env.snapshots_json().len(), 2);
+    env.r_ok(&["forget", "--keep-tag", "keepme", "--allow-remove-all"]);
+    let left = env.snapshots_json();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["tags"][0], "keepme");
+    // No rule at all empties every group, so it needs the flag as well.
+    env.r(&["forget"]).assert_code(exit::USAGE);
+}
+
+#[test]
+fn forget_groups_by_host_and_paths_and_prune_runs_after() {
+    let env = Env::new();
+    env.init();
+    let a = env.path("a");
+    write_file(&a.join("f"), &random_bytes(7, 100_000));
+    for host in ["h1", "h1", "h2"] {
+        env.backup_json(&[&a], &["--host", host]);
+    }
+    let mut args = vec!["forget", "--keep-last", "1", "--prune"];
+    args.extend(NOW);
+    let out = env.r_ok(&args);
+    assert!(out.stdout.contains("group host h1"), "{}", out.stdout);
+    assert!(out.stdout.contains("group host h2"), "{}", out.stdout);
+    assert!(out.stdout.contains("condemn"), "prune ran: {}", out.stdout);
+    let hosts: Vec<String> = env
+        .snapshots_json()
+        .iter()
+        .map(|s| s["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(hosts, vec!["h1", "h2"]);
+    env.r_ok(&["check"]);
+}
