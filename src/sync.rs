@@ -401,6 +401,18 @@ mod tests {
     use super::*;
     use crate::backend::LocalBackend;
 
+    /// Plans and runs one sync; the tests look at the report.
+    fn sync_with(source: &dyn Backend, target: &dyn Backend, options: &SyncOptions) -> SyncReport {
+        execute(
+            source,
+            target,
+            &plan(source, target).unwrap(),
+            options,
+            &NoSyncProgress,
+        )
+        .unwrap()
+    }
+
     fn object(bytes: &[u8]) -> String {
         blake3::hash(bytes).to_hex().to_string()
     }
@@ -429,14 +441,7 @@ mod tests {
             ],
         );
         let target = LocalBackend::new(dir.path().join("b"));
-        let report = execute(
-            &source,
-            &target,
-            &plan(&source, &target).unwrap(),
-            &SyncOptions::default(),
-            &NoSyncProgress,
-        )
-        .unwrap();
+        let report = sync_with(&source, &target, &SyncOptions::default());
         assert!(report.complete, "{report:?}");
         assert_eq!(report.copied.objects, 5);
         // A torn pack (short) and an extra snapshot on the target.
@@ -470,27 +475,13 @@ mod tests {
         target
             .write(ObjectKind::Pack, &object(b"pack two"), b"pack 2!!")
             .unwrap();
-        let quick = execute(
-            &source,
-            &target,
-            &plan(&source, &target).unwrap(),
-            &SyncOptions::default(),
-            &NoSyncProgress,
-        )
-        .unwrap();
+        let quick = sync_with(&source, &target, &SyncOptions::default());
         assert_eq!(quick.copied.objects, 0);
         let options = SyncOptions {
             verify: true,
             ..Default::default()
         };
-        let report = execute(
-            &source,
-            &target,
-            &plan(&source, &target).unwrap(),
-            &options,
-            &NoSyncProgress,
-        )
-        .unwrap();
+        let report = sync_with(&source, &target, &options);
         assert_eq!(report.replaced.objects, 1, "{report:?}");
         assert_eq!(
             target.read(ObjectKind::Pack, &object(b"pack two")).unwrap(),
@@ -532,14 +523,7 @@ mod tests {
         )
         .unwrap();
         let target = LocalBackend::new(dir.path().join("d"));
-        let report = execute(
-            &source,
-            &target,
-            &plan(&source, &target).unwrap(),
-            &SyncOptions::default(),
-            &NoSyncProgress,
-        )
-        .unwrap();
+        let report = sync_with(&source, &target, &SyncOptions::default());
         assert!(!report.complete);
         assert_eq!(report.failed.objects, 1);
         assert!(
