@@ -47,6 +47,15 @@ fn assert_every_snapshot_restores(env: &Env, expected: &BTreeMap<String, (PathBu
     }
 }
 
+/// Adds one to the counter when dropped, also while unwinding from a panic.
+struct CountOnDrop<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for CountOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn backups_from_two_hosts_and_prunes_run_concurrently_without_losing_data() {
     let env = Env::new();
@@ -57,6 +66,9 @@ fn backups_from_two_hosts_and_prunes_run_concurrently_without_losing_data() {
         for host in ["h1", "h2"] {
             let (env, expected, done) = (&env, &expected, &backups_done);
             s.spawn(move || {
+                // Counted even when a backup fails and the thread unwinds, so the prune loop ends
+                // and the failure is reported instead of the test hanging.
+                let _counted = CountOnDrop(done);
                 let src = env.path(&format!("src-{host}"));
                 for g in 0..8 {
                     write_generation(&src, g);
@@ -67,13 +79,13 @@ fn backups_from_two_hosts_and_prunes_run_concurrently_without_losing_data() {
                         .unwrap()
                         .insert(id, (src.clone(), tree_listing(&src)));
                 }
-                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
         }
         let (env, done) = (&env, &backups_done);
         s.spawn(move || {
             let mut rounds = 0;
-            while done.load(std::sync::atomic::Ordering::SeqCst) < 2 || rounds < 2 {
+            while (done.load(std::sync::atomic::Ordering::SeqCst) < 2 || rounds < 2) && rounds < 200
+            {
                 // No grace and no skew allowance: deletion happens as early as the protocol allows.
                 env.r_ok(&[
                     "forget",
@@ -166,4 +178,24 @@ fn a_prune_failing_at_any_change_leaves_a_repository_that_passes_check() {
     // matters is that each phase needed several changes and every state in between passed check.
     assert!(phases[0].0 >= 2, "{phases:?}");
     assert_every_snapshot_restores(&env, &expected);
+}
+
+#[test]
+fn an_index_file_removed_between_listing_and_reading_is_listed_again() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    write_generation(&src, 0);
+    env.backup_json(&[&src], &[]);
+    let backend = FailingBackend::new(LocalBackend::new(&env.repo), i64::MAX, false);
+    backend
+        .vanishing_index
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let fresh_cache = env.path("fresh-cache");
+    let repo = Repository::open(Box::new(backend), PASSWORD.as_bytes(), &fresh_cache)
+        .unwrap()
+        .into_indexed()
+        .expect("a vanished index file is not damage: the sync lists again");
+    let report = check(&repo, CheckOptions::default()).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }

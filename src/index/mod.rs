@@ -53,6 +53,41 @@ pub(crate) fn decode_location(id: BlobId, v: &[u8; 45]) -> Result<BlobLocation> 
     })
 }
 
+/// How many times a sync starts over because index files vanished under it.
+const SYNC_ATTEMPTS: usize = 10;
+
+enum SyncOutcome {
+    Done,
+    /// This listed index file was gone when read: list again.
+    Vanished(String),
+}
+
+/// Reads and verifies one index file; `None` when it no longer exists.
+fn read_index_file(
+    backend: &dyn Backend,
+    key: &MasterKey,
+    name: &str,
+) -> Result<Option<(String, IndexFile)>> {
+    let bytes = match backend.read(ObjectKind::Index, name) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let still_listed = backend
+                .list(ObjectKind::Index)?
+                .iter()
+                .any(|(listed, _)| listed == name);
+            return if still_listed { Err(e) } else { Ok(None) };
+        }
+    };
+    if IndexId::hash_of(&bytes).to_hex() != name {
+        return Err(Error::corrupted(format!(
+            "index file {name}: its content does not match its name (damaged)"
+        )));
+    }
+    let file =
+        IndexFile::decode(key, &bytes).map_err(|e| e.context(format!("index file {name}")))?;
+    Ok(Some((name.to_string(), file)))
+}
+
 /// The open index cache of one repository.
 pub struct Index {
     db: Database,
@@ -115,7 +150,34 @@ impl Index {
         }
     }
 
-    fn sync(&self, backend: &dyn Backend, key: &MasterKey) -> Result<()> {
+    /// Brings the cache up to date with the repository's index files again (after `open`, a
+    /// prune may have replaced some).
+    ///
+    /// # Errors
+    /// As [`Index::open`].
+    pub fn sync(&self, backend: &dyn Backend, key: &MasterKey) -> Result<()> {
+        // A prune may replace index files between our listing and our reads (FORMAT.md §12, step 6):
+        // the replacements are written before the old files go, so listing again finds them.
+        let mut attempts = 0;
+        loop {
+            match self.sync_once(backend, key)? {
+                SyncOutcome::Done => return Ok(()),
+                SyncOutcome::Vanished(name) => {
+                    attempts += 1;
+                    if attempts >= SYNC_ATTEMPTS {
+                        return Err(Error::new(
+                            ErrorKind::Backend,
+                            format!(
+                                "index files keep disappearing while they are read (last: {name}); another process is rewriting the index: run the command again when it has finished"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn sync_once(&self, backend: &dyn Backend, key: &MasterKey) -> Result<SyncOutcome> {
         let in_repo: HashSet<String> = backend
             .list(ObjectKind::Index)?
             .into_iter()
@@ -134,23 +196,17 @@ impl Index {
         missing.sort();
         // Decode in parallel, insert in batches so memory stays bounded for huge repositories.
         for batch in missing.chunks(64) {
-            let files: Vec<(String, IndexFile)> = batch
+            let read: Vec<Option<(String, IndexFile)>> = batch
                 .par_iter()
-                .map(|name| {
-                    let bytes = backend.read(ObjectKind::Index, name)?;
-                    if IndexId::hash_of(&bytes).to_hex() != **name {
-                        return Err(Error::corrupted(format!(
-                            "index file {name}: its content does not match its name (damaged)"
-                        )));
-                    }
-                    let file = IndexFile::decode(key, &bytes)
-                        .map_err(|e| e.context(format!("index file {name}")))?;
-                    Ok(((*name).clone(), file))
-                })
+                .map(|name| read_index_file(backend, key, name))
                 .collect::<Result<_>>()?;
+            if let Some(pos) = read.iter().position(Option::is_none) {
+                return Ok(SyncOutcome::Vanished(batch[pos].clone()));
+            }
+            let files: Vec<(String, IndexFile)> = read.into_iter().flatten().collect();
             self.insert_files(&files)?;
         }
-        Ok(())
+        Ok(SyncOutcome::Done)
     }
 
     fn cached_files(&self) -> Result<HashSet<String>> {

@@ -241,6 +241,14 @@ impl IndexedRepository {
         &self.index
     }
 
+    /// Re-reads the list of index files and updates the cache (FORMAT.md §12, backup step 3).
+    ///
+    /// # Errors
+    /// When an index file cannot be read or decoded.
+    pub fn refresh_index(&self) -> Result<()> {
+        self.index.sync(self.repo.backend(), self.repo.key())
+    }
+
     /// The verified plaintext of a blob.
     ///
     /// # Errors

@@ -1,7 +1,7 @@
 //! A fault-injecting backend: lets a budget of changes (writes, and removals when asked) through,
 //! then fails every later one, as a crash or a full disk would.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cairn::backend::{Backend, LocalBackend, ObjectKind};
@@ -12,6 +12,9 @@ pub struct FailingBackend {
     pub budget: Arc<AtomicI64>,
     /// Whether removals spend the budget too (prune); backups only write.
     pub count_removes: bool,
+    /// The next listing of index files names one that is gone by the time it is read, as when a
+    /// prune replaces index files between another process's listing and its reads.
+    pub vanishing_index: AtomicBool,
 }
 
 impl FailingBackend {
@@ -20,6 +23,7 @@ impl FailingBackend {
             inner,
             budget: Arc::new(AtomicI64::new(budget)),
             count_removes,
+            vanishing_index: AtomicBool::new(false),
         }
     }
 
@@ -45,7 +49,11 @@ impl Backend for FailingBackend {
         self.inner.create()
     }
     fn list(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
-        self.inner.list(kind)
+        let mut listed = self.inner.list(kind)?;
+        if kind == ObjectKind::Index && self.vanishing_index.swap(false, Ordering::SeqCst) {
+            listed.push(("ab".repeat(32), 100));
+        }
+        Ok(listed)
     }
     fn read(&self, kind: ObjectKind, name: &str) -> cairn::Result<Vec<u8>> {
         self.inner.read(kind, name)
