@@ -5,11 +5,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
 use nix::unistd::{lseek, Whence};
 use rayon::prelude::*;
 
-use crate::chunker::ChunkerParams;
+use crate::chunker::{ChunkerParams, Chunks};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::ContentItem;
 use crate::id::BlobType;
@@ -29,24 +30,47 @@ pub struct ContentReader<'a, 'r> {
 impl ContentReader<'_, '_> {
     /// Chunks and stores everything `source` yields.
     ///
+    /// The first batch is cut on the calling thread; a source longer than that (a big file, a
+    /// dump) is cut on a second thread while this one hashes, compresses and seals the previous
+    /// batch, so chunking overlaps the parallel work instead of leaving cores idle between
+    /// batches. Memory stays bounded by three batches.
+    ///
     /// # Errors
     /// `SourceIo` when reading fails; other kinds when the repository fails.
-    pub fn read_stream<R: Read>(&self, source: R, items: &mut Vec<ContentItem>) -> Result<()> {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut batch_bytes = 0;
-        for chunk in self.chunker.chunks(source) {
-            let chunk = chunk?;
-            batch_bytes += chunk.len();
-            batch.push(chunk);
-            if batch_bytes >= BATCH_BYTES {
-                self.store(&mut batch, items)?;
-                batch_bytes = 0;
-            }
+    pub fn read_stream<R: Read + Send>(
+        &self,
+        source: R,
+        items: &mut Vec<ContentItem>,
+    ) -> Result<()> {
+        let mut chunks = self.chunker.chunks(source);
+        let (first, more) = next_batch(&mut chunks)?;
+        if !more {
+            return self.store(first, items);
         }
-        self.store(&mut batch, items)
+        std::thread::scope(|s| {
+            let (send, batches) = mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(1);
+            s.spawn(move || loop {
+                let (batch, more) = match next_batch(&mut chunks) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        let _ = send.send(Err(e));
+                        return;
+                    }
+                };
+                // A closed channel means the consumer failed and stopped: stop reading too.
+                if send.send(Ok(batch)).is_err() || !more {
+                    return;
+                }
+            });
+            self.store(first, items)?;
+            for batch in batches {
+                self.store(batch?, items)?;
+            }
+            Ok(())
+        })
     }
 
-    fn store(&self, batch: &mut Vec<Vec<u8>>, items: &mut Vec<ContentItem>) -> Result<()> {
+    fn store(&self, batch: Vec<Vec<u8>>, items: &mut Vec<ContentItem>) -> Result<()> {
         let ids = batch
             .par_iter()
             .map(|chunk| self.saver.save(BlobType::Data, chunk).map(|(id, _)| id))
@@ -60,7 +84,6 @@ impl ContentReader<'_, '_> {
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             self.progress.bytes(chunk.len() as u64);
         }
-        batch.clear();
         Ok(())
     }
 
@@ -109,6 +132,21 @@ impl ContentReader<'_, '_> {
         }
         Ok(items)
     }
+}
+
+/// Cuts up to `BATCH_BYTES` of chunks; the flag says whether the source may hold more.
+fn next_batch<R: Read>(chunks: &mut Chunks<R>) -> Result<(Vec<Vec<u8>>, bool)> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for chunk in chunks.by_ref() {
+        let chunk = chunk?;
+        bytes += chunk.len();
+        batch.push(chunk);
+        if bytes >= BATCH_BYTES {
+            return Ok((batch, true));
+        }
+    }
+    Ok((batch, false))
 }
 
 /// The data regions of a file by SEEK_DATA/SEEK_HOLE, or `None` when the file system cannot tell.
