@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use nix::unistd::{lseek, Whence};
-use rayon::prelude::*;
 
 use crate::chunker::{ChunkerParams, Chunks};
 use crate::error::{Error, ErrorKind, Result};
@@ -71,10 +70,7 @@ impl ContentReader<'_, '_> {
     }
 
     fn store(&self, batch: Vec<Vec<u8>>, items: &mut Vec<ContentItem>) -> Result<()> {
-        let ids = batch
-            .par_iter()
-            .map(|chunk| self.saver.save(BlobType::Data, chunk).map(|(id, _)| id))
-            .collect::<Result<Vec<_>>>()?;
+        let ids = self.saver.save_many(BlobType::Data, &batch)?;
         for (id, chunk) in ids.into_iter().zip(batch.iter()) {
             items.push(ContentItem::Data {
                 id,

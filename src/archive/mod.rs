@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::lifecycle::LeaseKind;
 use crate::format::snapshot::{Snapshot, SourceError, Summary};
 use crate::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
-use crate::id::{BlobType, PackId, SnapshotId, TreeId};
+use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
 use crate::ops::lease::HeldLease;
 use crate::repo::{BlobSaver, IndexedRepository};
 
@@ -520,14 +520,14 @@ impl Archiver<'_, '_> {
     }
 
     fn all_indexed(&self, content: &[ContentItem]) -> Result<bool> {
-        for item in content {
-            if let ContentItem::Data { id, .. } = item {
-                if !self.saver.is_known(id)? {
-                    return Ok(false);
-                }
-            }
-        }
-        Ok(true)
+        let ids: Vec<BlobId> = content
+            .iter()
+            .filter_map(|item| match item {
+                ContentItem::Data { id, .. } => Some(*id),
+                ContentItem::Hole { .. } => None,
+            })
+            .collect();
+        Ok(self.saver.known_many(&ids)?.into_iter().all(|known| known))
     }
 }
 

@@ -246,6 +246,26 @@ impl Index {
         Ok(())
     }
 
+    /// Where each of `ids` is stored, if anywhere, in one read transaction: a batch of chunks
+    /// costs one transaction instead of one per chunk.
+    ///
+    /// # Errors
+    /// When the cache cannot be read or holds a malformed row.
+    pub fn lookup_many(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(BLOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; ids.len()]),
+            Err(e) => return Err(e.into()),
+        };
+        ids.iter()
+            .map(|id| match table.get(id.0)? {
+                Some(v) => Ok(Some(decode_location(*id, &v.value())?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     /// Where `id` is stored, if anywhere.
     ///
     /// # Errors

@@ -3,6 +3,8 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+
 use crate::backend::ObjectKind;
 use crate::blob::seal_blob;
 use crate::error::Result;
@@ -71,13 +73,33 @@ impl<'r> BlobSaver<'r> {
     /// # Errors
     /// When the index cannot be read.
     pub fn is_known(&self, id: &BlobId) -> Result<bool> {
-        if self.lock().seen.contains(id) {
-            return Ok(true);
+        Ok(self.known_many(std::slice::from_ref(id))?[0])
+    }
+
+    /// For each id, whether the blob is already stored (outside the excluded packs) or queued;
+    /// the index is asked once for all ids that are not queued.
+    ///
+    /// # Errors
+    /// When the index cannot be read.
+    pub fn known_many(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        let mut known: Vec<bool> = {
+            let state = self.lock();
+            ids.iter().map(|id| state.seen.contains(id)).collect()
+        };
+        let ask: Vec<BlobId> = ids
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| !**k)
+            .map(|(id, _)| *id)
+            .collect();
+        if ask.is_empty() {
+            return Ok(known);
         }
-        Ok(match self.repo.index().lookup(id)? {
-            Some(loc) => !self.excluded.contains(&loc.pack),
-            None => false,
-        })
+        let mut found = self.repo.index().lookup_many(&ask)?.into_iter();
+        for k in known.iter_mut().filter(|k| !**k) {
+            *k = matches!(found.next(), Some(Some(loc)) if !self.excluded.contains(&loc.pack));
+        }
+        Ok(known)
     }
 
     /// Stores `plaintext` unless a blob with its id exists; returns its id and whether it was new.
@@ -87,11 +109,35 @@ impl<'r> BlobSaver<'r> {
     /// # Errors
     /// When sealing or writing a pack fails.
     pub fn save(&self, blob_type: BlobType, plaintext: &[u8]) -> Result<(BlobId, bool)> {
-        let repo = self.repo.repo();
-        let id = repo.key().blob_id(plaintext);
+        let id = self.repo.repo().key().blob_id(plaintext);
         if self.is_known(&id)? {
             return Ok((id, false));
         }
+        Ok((id, self.store_new(blob_type, id, plaintext)?))
+    }
+
+    /// Stores a batch of blobs of one type in parallel and returns their ids in order: ids are
+    /// hashed in parallel, looked up in one index transaction, and only unknown blobs are
+    /// compressed and sealed.
+    ///
+    /// # Errors
+    /// When the index cannot be read, or sealing or writing a pack fails.
+    pub fn save_many(&self, blob_type: BlobType, blobs: &[Vec<u8>]) -> Result<Vec<BlobId>> {
+        let key = self.repo.repo().key();
+        let ids: Vec<BlobId> = blobs.par_iter().map(|b| key.blob_id(b)).collect();
+        let known = self.known_many(&ids)?;
+        blobs
+            .par_iter()
+            .zip(&ids)
+            .zip(&known)
+            .filter(|(_, known)| !**known)
+            .try_for_each(|((blob, id), _)| self.store_new(blob_type, *id, blob).map(|_| ()))?;
+        Ok(ids)
+    }
+
+    /// Seals and queues a blob the index does not have; false when another thread queued it first.
+    fn store_new(&self, blob_type: BlobType, id: BlobId, plaintext: &[u8]) -> Result<bool> {
+        let repo = self.repo.repo();
         let sealed = seal_blob(
             repo.key(),
             blob_type,
@@ -102,7 +148,7 @@ impl<'r> BlobSaver<'r> {
         let finished = {
             let mut state = self.lock();
             if !state.seen.insert(id) {
-                return Ok((id, false));
+                return Ok(false);
             }
             state.stats.blobs += 1;
             state.stats.bytes += sealed.len() as u64;
@@ -115,7 +161,7 @@ impl<'r> BlobSaver<'r> {
         if let Some(pack) = finished {
             self.store_pack(pack)?;
         }
-        Ok((id, true))
+        Ok(true)
     }
 
     fn store_pack(&self, pack: FinishedPack) -> Result<()> {
