@@ -3,7 +3,8 @@
 # in one run: the tools take turns (run 1: cairn, restic, rustic; run 2: ...), warm page cache,
 # each run in a fresh repository. Prints medians, ratios to cairn, peak memory and sizes.
 #
-# Usage: benches/compare.sh            (RUNS=3 DUMP_MB=512 TOOLS="cairn restic rustic")
+# Usage: benches/compare.sh            (RUNS=3 DUMP_MB=512 TOOLS="cairn restic rustic" STEPS="tree dumps")
+# STEPS=tree times backup, re-backup, restore, check and `cp -a`; STEPS=dumps only the dumps.
 # Work directory: $CAIRN_BENCH_DIR (default /var/tmp/cairn-bench); the corpus is built once.
 # Steps timed per tool: initial backup of the tree, unchanged re-backup, restore of the tree,
 # check --read-data, backup of day-1 and day-2 database dumps from stdin (and the bytes the
@@ -15,6 +16,7 @@ WORK=${CAIRN_BENCH_DIR:-/var/tmp/cairn-bench}
 RUNS=${RUNS:-3}
 DUMP_MB=${DUMP_MB:-512}
 TOOLS=${TOOLS:-cairn restic rustic}
+STEPS=${STEPS:-tree dumps}
 # A few system directories, about 2 GB and 60k entries on Debian 12; missing ones are skipped.
 CORPUS_DIRS=${CORPUS_DIRS:-/usr/share /usr/include /usr/lib/x86_64-linux-gnu /usr/lib/jvm /usr/lib/python3 /usr/lib/python3.11 /usr/lib/gcc}
 
@@ -107,17 +109,21 @@ run_tool() {
   rm -rf "$REPO" "$CACHE" "$OUT"
   export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RUSTIC_PASSWORD=bench
   $(tool_cmd "$tool" init) >>"$WORK/log/$tool.log" 2>&1
-  measure "$run" "$tool" backup
-  printf '%s\t%s\trepo_tree\t%s\t0\n' "$run" "$tool" "$(repo_bytes)" >>"$RESULTS"
-  measure "$run" "$tool" rebackup
-  measure "$run" "$tool" restore
-  rm -rf "$OUT"
-  measure "$run" "$tool" check
-  measure "$run" "$tool" dump1 "$WORK/dumps/day1.sql"
-  local before
-  before=$(repo_bytes)
-  measure "$run" "$tool" dump2 "$WORK/dumps/day2.sql"
-  printf '%s\t%s\tdump2_added\t%s\t0\n' "$run" "$tool" "$(($(repo_bytes) - before))" >>"$RESULTS"
+  if [[ " $STEPS " == *" tree "* ]]; then
+    measure "$run" "$tool" backup
+    printf '%s\t%s\trepo_tree\t%s\t0\n' "$run" "$tool" "$(repo_bytes)" >>"$RESULTS"
+    measure "$run" "$tool" rebackup
+    measure "$run" "$tool" restore
+    rm -rf "$OUT"
+    measure "$run" "$tool" check
+  fi
+  if [[ " $STEPS " == *" dumps "* ]]; then
+    measure "$run" "$tool" dump1 "$WORK/dumps/day1.sql"
+    local before
+    before=$(repo_bytes)
+    measure "$run" "$tool" dump2 "$WORK/dumps/day2.sql"
+    printf '%s\t%s\tdump2_added\t%s\t0\n' "$run" "$tool" "$(($(repo_bytes) - before))" >>"$RESULTS"
+  fi
   rm -rf "$REPO" "$CACHE"
 }
 
@@ -142,7 +148,7 @@ main() {
       log "run $run/$RUNS: $tool"
       run_tool "$run" "$tool"
     done
-    run_cp "$run"
+    if [[ " $STEPS " == *" tree "* ]]; then run_cp "$run"; fi
   done
   python3 "$ROOT/benches/summarize.py" "$RESULTS"
   log "raw results: $RESULTS"
