@@ -79,7 +79,10 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         match read_index_file(repo.repo(), &name) {
             Ok(file) => {
                 for pack in file.packs {
-                    index_entries.entry(pack.pack).or_default().extend(pack.blobs);
+                    index_entries
+                        .entry(pack.pack)
+                        .or_default()
+                        .extend(pack.blobs);
                 }
             }
             Err(e) => report.errors.push(format!(
@@ -253,9 +256,7 @@ impl Walker<'_> {
             Ok(loc) => loc,
             Err(e) => {
                 return Some(match self.damage.unindexed.get(id) {
-                    Some(pack) => format!(
-                        "{e}; pack {pack} holds it: run `cairn repair index`"
-                    ),
+                    Some(pack) => format!("{e}; pack {pack} holds it: run `cairn repair index`"),
                     None => e.to_string(),
                 })
             }

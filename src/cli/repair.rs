@@ -182,7 +182,11 @@ fn run_snapshots(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn report_snapshots(global: &GlobalArgs, report: &SnapshotRepairReport, dry_run: bool) -> Result<()> {
+fn report_snapshots(
+    global: &GlobalArgs,
+    report: &SnapshotRepairReport,
+    dry_run: bool,
+) -> Result<()> {
     if global.json {
         return output::print_json(&serde_json::json!({
             "dry_run": dry_run,
@@ -201,7 +205,11 @@ fn report_snapshots(global: &GlobalArgs, report: &SnapshotRepairReport, dry_run:
             (Some(id), false) => format!("repaired as {}", id.short()),
             (None, _) => "would be repaired".to_string(),
         };
-        let forgotten = if r.forgotten { ", original removed" } else { "" };
+        let forgotten = if r.forgotten {
+            ", original removed"
+        } else {
+            ""
+        };
         println!(
             "snapshot {}: {} path(s) lost, {what}{forgotten}",
             r.original.short(),
@@ -215,7 +223,11 @@ fn report_snapshots(global: &GlobalArgs, report: &SnapshotRepairReport, dry_run:
         "{} of {} snapshot(s) damaged{}",
         report.repairs.len(),
         report.snapshots,
-        if dry_run { "; nothing written (dry run)" } else { "" }
+        if dry_run {
+            "; nothing written (dry run)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -54,7 +54,9 @@ impl<'r> IndexWriter<'r> {
         self.blobs = 0;
         let bytes = file.encode(self.repo.key())?;
         let name = IndexId::hash_of(&bytes).to_hex();
-        self.repo.backend().write(ObjectKind::Index, &name, &bytes)?;
+        self.repo
+            .backend()
+            .write(ObjectKind::Index, &name, &bytes)?;
         self.written.push(name);
         Ok(())
     }

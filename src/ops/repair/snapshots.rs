@@ -208,9 +208,10 @@ impl Rewriter<'_, '_> {
             Some(loc) if loc.entry.blob_type != blob_type => {
                 Some(format!("blob {id} is indexed with the wrong type"))
             }
-            Some(loc) if !self.packs.contains(&loc.pack) => {
-                Some(format!("blob {id} is in pack {} which is missing", loc.pack))
-            }
+            Some(loc) if !self.packs.contains(&loc.pack) => Some(format!(
+                "blob {id} is in pack {} which is missing",
+                loc.pack
+            )),
             Some(_) => None,
         })
     }
