@@ -64,9 +64,9 @@ pub struct IndexArgs {
     /// Read the packs and print what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// How far the clocks of hosts using the repository may disagree (for the prune lease).
-    #[arg(long, value_name = "MINUTES", default_value_t = 5)]
-    pub clock_skew_minutes: i64,
+    /// How far the clocks of hosts using the repository may disagree (e.g. 5min, 1h; for the prune lease).
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = super::prune::parse_duration_arg)]
+    pub clock_skew: chrono::Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -99,11 +99,8 @@ impl RepairProgress for PackBar {
 }
 
 fn run_index(global: &GlobalArgs, args: &IndexArgs) -> Result<i32> {
-    let skew = chrono::Duration::try_minutes(args.clock_skew_minutes)
-        .filter(|d| *d >= chrono::Duration::zero())
-        .ok_or_else(|| cairn::Error::invalid_input("--clock-skew-minutes must be 0 or more"))?;
     let repo = context::open_repository(global)?;
-    let held = lease::acquire_exclusive(&repo, skew)?;
+    let held = lease::acquire_exclusive(&repo, args.clock_skew)?;
     let bar = PackBar(progress::count_bar(progress::wanted(global), "packs"));
     let (plan, outcome) = held.hold_while(&repo, |held| {
         let plan = repair::plan_index(&repo, &bar)?;
