@@ -212,6 +212,7 @@ fn backup_leased(
         parent: parent.map(|(id, _)| id.to_hex()),
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary,
+        repaired_from: None,
     };
     lease.ensure_valid()?;
     let snapshot_id = repo.repo().save_snapshot(&snapshot)?;

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::error::Result;
+use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
@@ -70,6 +71,26 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
     let mut report = CheckReport::default();
     let backend = repo.repo().backend();
 
+    // From the index files themselves: the cache keeps one location per blob, so a pack whose blobs all
+    // have copies elsewhere (after a repack) would look unindexed there. Read before the packs, whose
+    // headers are compared with these entries.
+    let mut index_entries: HashMap<PackId, Vec<BlobEntry>> = HashMap::new();
+    for (name, _) in backend.list(ObjectKind::Index)? {
+        match read_index_file(repo.repo(), &name) {
+            Ok(file) => {
+                for pack in file.packs {
+                    index_entries
+                        .entry(pack.pack)
+                        .or_default()
+                        .extend(pack.blobs);
+                }
+            }
+            Err(e) => report.errors.push(format!(
+                "{e}; its blobs may be missing from the index: run `cairn repair index`"
+            )),
+        }
+    }
+
     // Packs: every header must open and agree with the index; selected packs have every blob read too.
     let packs = backend.list(ObjectKind::Pack)?;
     let ids: Vec<PackId> = packs
@@ -88,7 +109,7 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         .collect();
     let checked: Vec<PackCheck> = packs
         .par_iter()
-        .map(|(name, _)| check_pack(repo, name, &chosen))
+        .map(|(name, _)| check_pack(repo, name, &chosen, &index_entries))
         .collect();
     let mut damage = Damage::default();
     let mut listed: HashSet<PackId> = HashSet::new();
@@ -106,6 +127,7 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
             report.packs_read += u64::from(pack.read);
         }
         damage.blobs.extend(pack.bad_blobs);
+        damage.unindexed.extend(pack.unindexed);
         report.errors.extend(pack.errors);
     }
     if options.read_data.reads_data() {
@@ -116,18 +138,10 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         }
     }
 
-    // From the index files themselves: the cache keeps one location per blob, so a pack whose blobs all
-    // have copies elsewhere (after a repack) would look unindexed there.
-    let mut indexed_packs: HashSet<PackId> = HashSet::new();
-    for (name, _) in backend.list(ObjectKind::Index)? {
-        match read_index_file(repo.repo(), &name) {
-            Ok(file) => indexed_packs.extend(file.packs.iter().map(|p| p.pack)),
-            Err(e) => report.errors.push(e.to_string()),
-        }
-    }
+    let indexed_packs: HashSet<PackId> = index_entries.keys().copied().collect();
     for pack in indexed_packs.difference(&listed) {
         report.errors.push(format!(
-            "pack {pack} is listed in the index but missing from the repository"
+            "pack {pack} is listed in the index but missing from the repository; `cairn repair index` drops it from the index, then `cairn repair snapshots` rewrites the snapshots that used it"
         ));
         damage
             .packs
@@ -171,8 +185,10 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
 struct Damage {
     /// Packs missing or unreadable, with why.
     packs: HashMap<PackId, String>,
-    /// Blobs that failed verification, with why.
+    /// Blobs that failed verification or whose index entry is wrong, with why.
     blobs: HashMap<BlobId, String>,
+    /// Blobs a pack header lists that no index file lists for that pack, with the pack.
+    unindexed: HashMap<BlobId, PackId>,
 }
 
 struct Walker<'a> {
@@ -238,7 +254,12 @@ impl Walker<'_> {
     fn blob_problem(&self, id: &BlobId, blob_type: BlobType) -> Option<String> {
         let loc = match self.repo.index().locate(id, blob_type) {
             Ok(loc) => loc,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => {
+                return Some(match self.damage.unindexed.get(id) {
+                    Some(pack) => format!("{e}; pack {pack} holds it: run `cairn repair index`"),
+                    None => e.to_string(),
+                })
+            }
         };
         if let Some(why) = self.damage.packs.get(&loc.pack) {
             return Some(format!(
@@ -263,11 +284,19 @@ struct PackCheck {
     unreadable: bool,
     blobs_verified: u64,
     bad_blobs: Vec<(BlobId, String)>,
+    /// Header entries no index file lists for this pack.
+    unindexed: Vec<(BlobId, PackId)>,
     errors: Vec<String>,
 }
 
-/// Checks one pack: its header, and when chosen its hash and every blob, reading it once.
-fn check_pack(repo: &IndexedRepository, name: &str, chosen: &HashSet<PackId>) -> PackCheck {
+/// Checks one pack: its header and the index entries naming it, and when chosen its hash and every
+/// blob, reading it once.
+fn check_pack(
+    repo: &IndexedRepository,
+    name: &str,
+    chosen: &HashSet<PackId>,
+    index: &HashMap<PackId, Vec<BlobEntry>>,
+) -> PackCheck {
     let backend = repo.repo().backend();
     let key = repo.repo().key();
     let mut result = PackCheck {
@@ -276,6 +305,7 @@ fn check_pack(repo: &IndexedRepository, name: &str, chosen: &HashSet<PackId>) ->
         unreadable: false,
         blobs_verified: 0,
         bad_blobs: Vec::new(),
+        unindexed: Vec::new(),
         errors: Vec::new(),
     };
     let id = match PackId::from_hex(name) {
@@ -292,8 +322,9 @@ fn check_pack(repo: &IndexedRepository, name: &str, chosen: &HashSet<PackId>) ->
         result
     };
     if !chosen.contains(&id) {
-        if let Err(e) = read_pack_header(backend, key, &id) {
-            return fail(result, e);
+        match read_pack_header(backend, key, &id) {
+            Ok(header) => compare_with_index(&mut result, &id, &header, index.get(&id)),
+            Err(e) => return fail(result, e),
         }
         return result;
     }
@@ -312,6 +343,7 @@ fn check_pack(repo: &IndexedRepository, name: &str, chosen: &HashSet<PackId>) ->
         Ok(e) => e,
         Err(e) => return fail(result, e),
     };
+    compare_with_index(&mut result, &id, &entries, index.get(&id));
     let reader = PackReader::new(backend, key);
     for entry in &entries {
         match reader.open_from(&id, &bytes, entry) {
@@ -323,4 +355,51 @@ fn check_pack(repo: &IndexedRepository, name: &str, chosen: &HashSet<PackId>) ->
         }
     }
     result
+}
+
+/// Compares a pack's header with the index entries naming the pack: every entry must agree in type,
+/// offset, length and raw length, and each side must list the same blobs. A pack no index file names
+/// is only noted by the caller (an interrupted backup leaves such packs); its blobs still count as
+/// unindexed, so a snapshot that needs one is told to run `repair index`.
+fn compare_with_index(
+    result: &mut PackCheck,
+    pack: &PackId,
+    header: &[BlobEntry],
+    indexed: Option<&Vec<BlobEntry>>,
+) {
+    let by_id: HashMap<BlobId, &BlobEntry> = header.iter().map(|e| (e.id, e)).collect();
+    let describe = |e: &BlobEntry| {
+        format!(
+            "{:?} at offset {} length {} raw length {}",
+            e.blob_type, e.offset, e.length, e.raw_length
+        )
+    };
+    let mut seen: HashSet<BlobId> = HashSet::new();
+    for entry in indexed.map(Vec::as_slice).unwrap_or_default() {
+        seen.insert(entry.id);
+        let problem = match by_id.get(&entry.id) {
+            Some(h) if *h == entry => continue,
+            Some(h) => format!(
+                "pack {pack}: the index entry of blob {} disagrees with the pack header (index: {}; header: {}); run `cairn repair index`",
+                entry.id,
+                describe(entry),
+                describe(h)
+            ),
+            None => format!(
+                "pack {pack}: the index lists blob {} but the pack header does not; run `cairn repair index`",
+                entry.id
+            ),
+        };
+        result.bad_blobs.push((entry.id, problem.clone()));
+        result.errors.push(problem);
+    }
+    for entry in header.iter().filter(|e| !seen.contains(&e.id)) {
+        result.unindexed.push((entry.id, *pack));
+        if indexed.is_some() {
+            result.errors.push(format!(
+                "pack {pack}: blob {} is in the pack header but missing from the index; run `cairn repair index`",
+                entry.id
+            ));
+        }
+    }
 }

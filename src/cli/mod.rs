@@ -15,6 +15,7 @@ mod ls;
 mod output;
 mod progress;
 mod prune;
+mod repair;
 mod restore;
 mod selection;
 mod snapshots;
@@ -159,6 +160,9 @@ pub enum Command {
     /// Reclaim the space of data no snapshot references; safe while backups run.
     #[command(after_help = prune::EXAMPLES)]
     Prune(prune::PruneArgs),
+    /// Rebuild the index from the packs, or rewrite snapshots that lost data.
+    #[command(after_help = repair::EXAMPLES)]
+    Repair(repair::RepairArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -189,6 +193,7 @@ pub fn main() -> i32 {
         Command::Sync(args) => sync::run(&cli.global, args),
         Command::Forget(args) => forget::run(&cli.global, args),
         Command::Prune(args) => prune::run(&cli.global, args),
+        Command::Repair(args) => repair::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,22 @@ pub fn byte_bar(show: bool, total: u64) -> ProgressBar {
     bar
 }
 
+/// A bar counting items (`what`: e.g. "packs"), hidden when not wanted; set its length when known.
+pub fn count_bar(show: bool, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ETA {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 /// Backup progress: bytes against a total counted by a background scan, files in the message.
 pub struct BackupBar {
     pub bar: ProgressBar,

@@ -43,7 +43,7 @@ pub struct PruneTuning {
     pub clock_skew: chrono::Duration,
 }
 
-fn parse_duration_arg(text: &str) -> Result<chrono::Duration, String> {
+pub(super) fn parse_duration_arg(text: &str) -> Result<chrono::Duration, String> {
     match text.strip_suffix("min") {
         Some(minutes) => minutes
             .parse::<i64>()

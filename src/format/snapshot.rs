@@ -73,6 +73,10 @@ pub struct Snapshot {
     pub program_version: String,
     /// Counters.
     pub summary: Summary,
+    /// For a snapshot written by `repair snapshots`: the hex id of the damaged snapshot it replaces.
+    /// Absent in every other snapshot (and in snapshots written before repair existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired_from: Option<String>,
 }
 
 impl Snapshot {
@@ -106,6 +110,10 @@ impl Snapshot {
         if let Some(parent) = &snap.parent {
             crate::id::SnapshotId::from_hex(parent)
                 .map_err(|_| Error::corrupted("snapshot: parent id is malformed"))?;
+        }
+        if let Some(original) = &snap.repaired_from {
+            crate::id::SnapshotId::from_hex(original)
+                .map_err(|_| Error::corrupted("snapshot: repaired_from id is malformed"))?;
         }
         chrono::DateTime::parse_from_rfc3339(&snap.time)
             .map_err(|e| Error::corrupted(format!("snapshot: time {:?}: {e}", snap.time)))?;
@@ -143,11 +151,39 @@ mod tests {
             parent: None,
             program_version: "cairn 0.1.0".into(),
             summary: Summary::default(),
+            repaired_from: None,
         };
         let bytes = snap.encode(&key).unwrap();
         assert_eq!(Snapshot::decode(&key, &bytes).unwrap(), snap);
         let other = MasterKey::generate().unwrap();
         assert!(Snapshot::decode(&other, &bytes).is_err());
         assert!(Snapshot::decode_body(b"{}").is_err());
+    }
+
+    #[test]
+    fn repaired_from_is_optional_and_checked() {
+        let key = MasterKey::generate().unwrap();
+        let mut snap = Snapshot {
+            time: "2026-11-20T10:00:00Z".into(),
+            host: "h".into(),
+            username: "u".into(),
+            paths: vec!["/etc".into()],
+            tags: vec![],
+            tree: "00".repeat(32),
+            parent: None,
+            program_version: "cairn 0.1.0".into(),
+            summary: Summary::default(),
+            repaired_from: None,
+        };
+        // Snapshots written before the field existed have no such key and stay readable.
+        let body = serde_json::to_vec(&snap).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("repaired_from"));
+        assert_eq!(Snapshot::decode_body(&body).unwrap(), snap);
+        snap.repaired_from = Some("11".repeat(32));
+        let bytes = snap.encode(&key).unwrap();
+        assert_eq!(Snapshot::decode(&key, &bytes).unwrap(), snap);
+        snap.repaired_from = Some("nope".into());
+        let body = serde_json::to_vec(&snap).unwrap();
+        assert!(Snapshot::decode_body(&body).is_err());
     }
 }

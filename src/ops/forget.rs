@@ -261,6 +261,7 @@ mod tests {
             parent: None,
             program_version: "cairn test".into(),
             summary: Summary::default(),
+            repaired_from: None,
         }
     }
 

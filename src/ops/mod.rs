@@ -1,8 +1,10 @@
 //! Lifecycle commands built on the repository: forget, prune, repair. Each plans first and executes second.
 
 pub mod forget;
+pub mod index_writer;
 pub mod lease;
 pub mod pending;
 pub mod prune;
+pub mod repair;
 
 pub mod retention;

@@ -7,9 +7,9 @@ use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::format::index_file::{IndexFile, PackEntries};
 use crate::format::lifecycle::PendingDeletion;
-use crate::id::{IndexId, PackId};
+use crate::id::PackId;
+use crate::ops::index_writer::IndexWriter;
 use crate::ops::lease::HeldLease;
 use crate::ops::pending;
 use crate::pack::{parse_pack_header, PackReader};
@@ -17,9 +17,6 @@ use crate::repo::{IndexedRepository, Repository};
 
 use super::usage::read_index_file;
 use super::PrunePlan;
-
-/// Blob entries per rewritten index file (as the saver writes them).
-const INDEX_FILE_BLOBS: usize = 100_000;
 
 /// What a prune did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -155,40 +152,15 @@ fn rewrite_index(
     index_files: &[String],
     doomed: &HashSet<PackId>,
 ) -> Result<u64> {
-    let mut written = 0;
     let mut seen: HashSet<PackId> = HashSet::new();
-    let mut batch: Vec<PackEntries> = Vec::new();
-    let mut blobs = 0;
-    let flush = |batch: &mut Vec<PackEntries>, written: &mut u64| -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let file = IndexFile {
-            supersedes: Vec::new(),
-            packs: std::mem::take(batch),
-        };
-        let bytes = file.encode(repo.key())?;
-        repo.backend().write(
-            ObjectKind::Index,
-            &IndexId::hash_of(&bytes).to_hex(),
-            &bytes,
-        )?;
-        *written += 1;
-        Ok(())
-    };
+    let mut writer = IndexWriter::new(repo);
     for name in index_files {
         for pack in read_index_file(repo, name)?.packs {
             if doomed.contains(&pack.pack) || !seen.insert(pack.pack) {
                 continue;
             }
-            blobs += pack.blobs.len();
-            batch.push(pack);
-            if blobs >= INDEX_FILE_BLOBS {
-                flush(&mut batch, &mut written)?;
-                blobs = 0;
-            }
+            writer.push(pack)?;
         }
     }
-    flush(&mut batch, &mut written)?;
-    Ok(written)
+    Ok(writer.finish()?.len() as u64)
 }
