@@ -3,13 +3,12 @@
 //!
 //! Changes nothing in the repository except the verification record that subset rotation needs.
 
+mod read_data;
 mod rotation;
 
 pub use rotation::DataSelection;
 
 use std::collections::{HashMap, HashSet};
-
-use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::error::Result;
@@ -17,7 +16,6 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
 use crate::ops::prune::read_index_file;
-use crate::pack::{parse_pack_header, read_pack_header, PackReader};
 use crate::repo::IndexedRepository;
 
 /// What to verify.
@@ -86,10 +84,7 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         .choose(&ids, &verified)
         .into_iter()
         .collect();
-    let checked: Vec<PackCheck> = packs
-        .par_iter()
-        .map(|(name, _)| check_pack(repo, name, &chosen))
-        .collect();
+    let checked = read_data::check_packs(repo, &packs, &chosen);
     let mut damage = Damage::default();
     let mut listed: HashSet<PackId> = HashSet::new();
     let now = chrono::Utc::now();
@@ -251,76 +246,4 @@ impl Walker<'_> {
             .get(id)
             .map(|why| format!("blob {id} is damaged ({why})"))
     }
-}
-
-/// What checking one pack found.
-struct PackCheck {
-    /// The pack's id, when its name is one.
-    id: Option<PackId>,
-    /// Whether its data was read.
-    read: bool,
-    /// Whether nothing of it can be read (missing, truncated, bad header).
-    unreadable: bool,
-    blobs_verified: u64,
-    bad_blobs: Vec<(BlobId, String)>,
-    errors: Vec<String>,
-}
-
-/// Checks one pack: its header, and when chosen its hash and every blob, reading it once.
-fn check_pack(repo: &IndexedRepository, name: &str, chosen: &HashSet<PackId>) -> PackCheck {
-    let backend = repo.repo().backend();
-    let key = repo.repo().key();
-    let mut result = PackCheck {
-        id: None,
-        read: false,
-        unreadable: false,
-        blobs_verified: 0,
-        bad_blobs: Vec::new(),
-        errors: Vec::new(),
-    };
-    let id = match PackId::from_hex(name) {
-        Ok(id) => id,
-        Err(e) => {
-            result.errors.push(format!("data/{name}: {e}"));
-            return result;
-        }
-    };
-    result.id = Some(id);
-    let fail = |mut result: PackCheck, e: crate::Error| {
-        result.unreadable = true;
-        result.errors.push(e.to_string());
-        result
-    };
-    if !chosen.contains(&id) {
-        if let Err(e) = read_pack_header(backend, key, &id) {
-            return fail(result, e);
-        }
-        return result;
-    }
-    result.read = true;
-    let bytes = match backend.read(ObjectKind::Pack, name) {
-        Ok(b) => b,
-        Err(e) => return fail(result, e),
-    };
-    if PackId::hash_of(&bytes) != id {
-        result
-            .errors
-            .push(format!("pack {name}: its content does not match its name"));
-    }
-    // Go on past a hash mismatch: opening each blob tells which of them are damaged.
-    let entries = match parse_pack_header(key, &id, &bytes) {
-        Ok(e) => e,
-        Err(e) => return fail(result, e),
-    };
-    let reader = PackReader::new(backend, key);
-    for entry in &entries {
-        match reader.open_from(&id, &bytes, entry) {
-            Ok(_) => result.blobs_verified += 1,
-            Err(e) => {
-                result.bad_blobs.push((entry.id, e.to_string()));
-                result.errors.push(e.to_string());
-            }
-        }
-    }
-    result
 }
