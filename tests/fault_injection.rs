@@ -233,7 +233,11 @@ fn read_data_finds_a_flipped_byte_among_many_packs() {
     assert!(packs.len() >= 6, "test setup: only {} packs", packs.len());
     packs.sort();
     // A data pack (the tree pack is small), so the damage lands in a file's content.
-    let (victim, _) = packs.iter().find(|(_, size)| *size > 500_000).unwrap().clone();
+    let (victim, _) = packs
+        .iter()
+        .find(|(_, size)| *size > 500_000)
+        .unwrap()
+        .clone();
     let repo = Repository::open(Box::new(backend), b"pw", &cache)
         .unwrap()
         .into_indexed()
@@ -249,10 +253,9 @@ fn read_data_finds_a_flipped_byte_among_many_packs() {
     let report = check(&repo, CheckOptions::read_data()).unwrap();
     assert_eq!(report.packs_read, packs.len() as u64);
     assert!(
-        report
-            .errors
-            .iter()
-            .any(|e| e.contains(&format!("pack {victim}: its content does not match its name"))),
+        report.errors.iter().any(|e| e.contains(&format!(
+            "pack {victim}: its content does not match its name"
+        ))),
         "{:?}",
         report.errors
     );

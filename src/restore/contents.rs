@@ -140,7 +140,10 @@ fn write_range(
         let mut entry = blob.entry;
         entry.offset -= range.offset as u32;
         let data = reader.open_from(&range.pack, &bytes, &entry).map_err(|e| {
-            let path = blob.targets.first().map_or(Path::new(""), |t| files[t.file].path);
+            let path = blob
+                .targets
+                .first()
+                .map_or(Path::new(""), |t| files[t.file].path);
             e.context(restoring(path))
         })?;
         for t in &blob.targets {

@@ -21,8 +21,8 @@ use crate::archive::ExcludeMatcher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::{BlobType, TreeId};
-use contents::OutFile;
 use crate::repo::IndexedRepository;
+use contents::OutFile;
 
 /// How to restore.
 #[derive(Clone, Debug, Default)]
@@ -338,7 +338,12 @@ impl Restorer<'_> {
         let out: Vec<OutFile<'_>> = self
             .files
             .iter()
-            .map(|job| OutFile::new(&job.path, job.node.content.iter().map(ContentItem::len).sum()))
+            .map(|job| {
+                OutFile::new(
+                    &job.path,
+                    job.node.content.iter().map(ContentItem::len).sum(),
+                )
+            })
             .collect();
         let written = contents::write_contents(self.repo, &plan, &out, self.progress)?;
         let warnings = Mutex::new(Vec::new());

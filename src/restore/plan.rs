@@ -100,13 +100,10 @@ pub fn plan_reads<'a>(
             Ok(l) => l,
             Err(e) => return Err(e.context(context(targets.first().map_or(0, |t| t.file)))),
         };
-        by_pack
-            .entry(location.pack)
-            .or_default()
-            .push(PlannedBlob {
-                entry: location.entry,
-                targets,
-            });
+        by_pack.entry(location.pack).or_default().push(PlannedBlob {
+            entry: location.entry,
+            targets,
+        });
     }
     let mut packs: Vec<(PackId, Vec<PlannedBlob>)> = by_pack.into_iter().collect();
     let sealed = |blobs: &[PlannedBlob]| blobs.iter().map(|b| b.entry.length as u64).sum::<u64>();
@@ -168,7 +165,10 @@ mod tests {
     }
 
     fn data(n: u8) -> ContentItem {
-        ContentItem::Data { id: id(n), len: 100 }
+        ContentItem::Data {
+            id: id(n),
+            len: 100,
+        }
     }
 
     fn plan_for(files: &[Vec<ContentItem>], locations: &[BlobLocation]) -> ReadPlan {
@@ -190,7 +190,7 @@ mod tests {
         ];
         let plan = plan_for(&files, &[at(7, 10, 120, 1), at(7, 130, 120, 2)]);
         assert_eq!(plan.blobs, 2);
-        assert_eq!(plan.bytes_written, 500);
+        assert_eq!(plan.bytes_written, 400);
         // Adjacent blobs of one pack: one read.
         assert_eq!(plan.ranges.len(), 1);
         let range = &plan.ranges[0];
