@@ -72,6 +72,14 @@ impl<'a> OutFile<'a> {
             .map_err(io_err("cannot open", self.path))
     }
 
+    /// Creates the file if no write did (it holds no data: empty, or holes only).
+    pub fn ensure_exists(&self) -> Result<()> {
+        if self.created.get().is_none() {
+            drop(self.open()?);
+        }
+        Ok(())
+    }
+
     /// Whether the file exists but misses some of its content.
     fn incomplete(&self) -> bool {
         self.created.get().is_some() && self.pending.load(Ordering::Relaxed) > 0

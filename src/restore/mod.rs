@@ -351,8 +351,7 @@ impl Restorer<'_> {
             .par_iter()
             .zip(&out)
             .try_for_each(|(job, file)| -> Result<()> {
-                // Files without data were not touched by any write yet.
-                drop(file.open()?);
+                file.ensure_exists()?;
                 if self.options.verify {
                     // Before metadata: a mode without read permission must not stop the check.
                     verify::file_matches(self.repo.repo().key(), &job.path, &job.node.content)?;
