@@ -1,5 +1,5 @@
 //! The stages around the per-chunk hot path: pack writing, index lookups (hit and miss), tree
-//! encoding and decoding, and an end-to-end backup and restore of a generated tree through the
+//! encoding and decoding, restore's read planning, and an end-to-end backup and restore of a generated tree through the
 //! library (a local repository in a temporary directory, page cache warm).
 //!
 //! `cargo bench --bench stages` (about two minutes); one group: `cargo bench --bench stages -- index`.
@@ -15,9 +15,9 @@ use cairn::format::config::Config;
 use cairn::format::index_file::{IndexFile, PackEntries};
 use cairn::format::pack::BlobEntry;
 use cairn::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
-use cairn::index::Index;
+use cairn::index::{BlobLocation, Index};
 use cairn::pack::PackWriter;
-use cairn::restore::{self, NoRestoreProgress, RestoreOptions};
+use cairn::restore::{self, plan, NoRestoreProgress, RestoreOptions};
 use cairn::{BlobId, BlobType, PackId, Repository};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 
@@ -154,6 +154,55 @@ fn bench_tree(c: &mut Criterion) {
     group.finish();
 }
 
+/// Restore's read plan for 100k files (a system tree's worth) of one to three chunks, a tenth of the
+/// chunks shared between files, spread over 2,000 packs: dedup, grouping by pack, range merging.
+fn bench_restore_plan(c: &mut Criterion) {
+    const FILES: u32 = 100_000;
+    let files: Vec<Vec<ContentItem>> = (0..FILES)
+        .map(|f| {
+            (0..1 + f % 3)
+                .map(|k| {
+                    let n = f * 3 + k;
+                    ContentItem::Data {
+                        id: fake_id(if n % 10 == 0 { n % 1000 } else { n }),
+                        len: 4000,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let locate = |ids: &[BlobId]| -> cairn::Result<Vec<cairn::Result<BlobLocation>>> {
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let n = u32::from_le_bytes(id.0[..4].try_into().unwrap());
+                Ok(BlobLocation {
+                    pack: PackId(*blake3::hash(&(n % 2000).to_le_bytes()).as_bytes()),
+                    entry: BlobEntry {
+                        blob_type: BlobType::Data,
+                        id: *id,
+                        offset: (n / 2000) % 8000 * 4096,
+                        length: 4096,
+                        raw_length: 4000,
+                    },
+                })
+            })
+            .collect())
+    };
+    let mut group = c.benchmark_group("restore plan");
+    group.throughput(Throughput::Elements(u64::from(FILES)));
+    group.sample_size(20);
+    group.bench_function("plan 100k files", |b| {
+        b.iter(|| {
+            black_box(
+                plan::plan_reads(files.iter().map(Vec::as_slice), locate, |f| f.to_string())
+                    .unwrap(),
+            )
+        })
+    });
+    group.finish();
+}
+
 /// 600 files of mixed sizes (1 KiB to 1 MiB), text-like and random, 64 MiB in all.
 fn generate_source(root: &Path) -> u64 {
     let mut total = 0;
@@ -247,6 +296,7 @@ criterion_group!(
     bench_pack_writing,
     bench_index,
     bench_tree,
+    bench_restore_plan,
     bench_end_to_end
 );
 criterion_main!(stages);

@@ -194,3 +194,91 @@ fn damaged_objects_are_reported_by_check() {
         report.errors
     );
 }
+
+/// `check --read-data` verifies the packs one after another with all threads on each pack's blobs:
+/// in a repository of many small packs, a byte flipped in one of them is found, named with its pack
+/// and the file it damages, and every other pack still counts as verified.
+#[test]
+fn read_data_finds_a_flipped_byte_among_many_packs() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for i in 0..12u64 {
+        let mut x = 0x9e3779b97f4a7c15 ^ (i + 1);
+        let noise: Vec<u8> = (0..700_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join(format!("f{i:02}.bin")), &noise).unwrap();
+    }
+    let repo_dir = dir.path().join("repo");
+    let cache = dir.path().join("cache");
+    let mut config = Config::generate().unwrap();
+    config.pack_size = 1 << 20;
+    Repository::init(
+        Box::new(LocalBackend::new(&repo_dir)),
+        b"pw",
+        KdfParams::MINIMUM,
+        config,
+        &cache,
+    )
+    .unwrap();
+    backup_with(&repo_dir, &cache, &src, i64::MAX).unwrap();
+    let backend = LocalBackend::new(&repo_dir);
+    let mut packs = backend.list(ObjectKind::Pack).unwrap();
+    assert!(packs.len() >= 6, "test setup: only {} packs", packs.len());
+    packs.sort();
+    // A data pack (the tree pack is small), so the damage lands in a file's content.
+    let (victim, _) = packs
+        .iter()
+        .find(|(_, size)| *size > 500_000)
+        .unwrap()
+        .clone();
+    let repo = Repository::open(Box::new(backend), b"pw", &cache)
+        .unwrap()
+        .into_indexed()
+        .unwrap();
+    let clean = check(&repo, CheckOptions::read_data()).unwrap();
+    assert!(clean.is_ok(), "{:?}", clean.errors);
+    assert_eq!(clean.packs_read, packs.len() as u64);
+
+    let path = repo_dir.join("data").join(&victim[..2]).join(&victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let report = check(&repo, CheckOptions::read_data()).unwrap();
+    assert_eq!(report.packs_read, packs.len() as u64);
+    assert!(
+        report.errors.iter().any(|e| e.contains(&format!(
+            "pack {victim}: its content does not match its name"
+        ))),
+        "{:?}",
+        report.errors
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains(&victim) && e.contains("authentication failed")),
+        "the damaged blob is named with its pack: {:?}",
+        report.errors
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("file /") && e.contains(".bin")),
+        "the damaged file is named: {:?}",
+        report.errors
+    );
+    assert_eq!(
+        report.blobs_verified + 1,
+        clean.blobs_verified,
+        "exactly one blob is damaged: {:?}",
+        report.errors
+    );
+}

@@ -3,13 +3,12 @@
 //!
 //! Changes nothing in the repository except the verification record that subset rotation needs.
 
+mod read_data;
 mod rotation;
 
 pub use rotation::DataSelection;
 
 use std::collections::{HashMap, HashSet};
-
-use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::error::Result;
@@ -18,7 +17,6 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
 use crate::ops::prune::read_index_file;
-use crate::pack::{parse_pack_header, read_pack_header, PackReader};
 use crate::repo::IndexedRepository;
 
 /// What to verify.
@@ -107,10 +105,7 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         .choose(&ids, &verified)
         .into_iter()
         .collect();
-    let checked: Vec<PackCheck> = packs
-        .par_iter()
-        .map(|(name, _)| check_pack(repo, name, &chosen, &index_entries))
-        .collect();
+    let checked = read_data::check_packs(repo, &packs, &chosen, &index_entries);
     let mut damage = Damage::default();
     let mut listed: HashSet<PackId> = HashSet::new();
     let now = chrono::Utc::now();
@@ -271,135 +266,5 @@ impl Walker<'_> {
             .blobs
             .get(id)
             .map(|why| format!("blob {id} is damaged ({why})"))
-    }
-}
-
-/// What checking one pack found.
-struct PackCheck {
-    /// The pack's id, when its name is one.
-    id: Option<PackId>,
-    /// Whether its data was read.
-    read: bool,
-    /// Whether nothing of it can be read (missing, truncated, bad header).
-    unreadable: bool,
-    blobs_verified: u64,
-    bad_blobs: Vec<(BlobId, String)>,
-    /// Header entries no index file lists for this pack.
-    unindexed: Vec<(BlobId, PackId)>,
-    errors: Vec<String>,
-}
-
-/// Checks one pack: its header and the index entries naming it, and when chosen its hash and every
-/// blob, reading it once.
-fn check_pack(
-    repo: &IndexedRepository,
-    name: &str,
-    chosen: &HashSet<PackId>,
-    index: &HashMap<PackId, Vec<BlobEntry>>,
-) -> PackCheck {
-    let backend = repo.repo().backend();
-    let key = repo.repo().key();
-    let mut result = PackCheck {
-        id: None,
-        read: false,
-        unreadable: false,
-        blobs_verified: 0,
-        bad_blobs: Vec::new(),
-        unindexed: Vec::new(),
-        errors: Vec::new(),
-    };
-    let id = match PackId::from_hex(name) {
-        Ok(id) => id,
-        Err(e) => {
-            result.errors.push(format!("data/{name}: {e}"));
-            return result;
-        }
-    };
-    result.id = Some(id);
-    let fail = |mut result: PackCheck, e: crate::Error| {
-        result.unreadable = true;
-        result.errors.push(e.to_string());
-        result
-    };
-    if !chosen.contains(&id) {
-        match read_pack_header(backend, key, &id) {
-            Ok(header) => compare_with_index(&mut result, &id, &header, index.get(&id)),
-            Err(e) => return fail(result, e),
-        }
-        return result;
-    }
-    result.read = true;
-    let bytes = match backend.read(ObjectKind::Pack, name) {
-        Ok(b) => b,
-        Err(e) => return fail(result, e),
-    };
-    if PackId::hash_of(&bytes) != id {
-        result
-            .errors
-            .push(format!("pack {name}: its content does not match its name"));
-    }
-    // Go on past a hash mismatch: opening each blob tells which of them are damaged.
-    let entries = match parse_pack_header(key, &id, &bytes) {
-        Ok(e) => e,
-        Err(e) => return fail(result, e),
-    };
-    compare_with_index(&mut result, &id, &entries, index.get(&id));
-    let reader = PackReader::new(backend, key);
-    for entry in &entries {
-        match reader.open_from(&id, &bytes, entry) {
-            Ok(_) => result.blobs_verified += 1,
-            Err(e) => {
-                result.bad_blobs.push((entry.id, e.to_string()));
-                result.errors.push(e.to_string());
-            }
-        }
-    }
-    result
-}
-
-/// Compares a pack's header with the index entries naming the pack: every entry must agree in type,
-/// offset, length and raw length, and each side must list the same blobs. A pack no index file names
-/// is only noted by the caller (an interrupted backup leaves such packs); its blobs still count as
-/// unindexed, so a snapshot that needs one is told to run `repair index`.
-fn compare_with_index(
-    result: &mut PackCheck,
-    pack: &PackId,
-    header: &[BlobEntry],
-    indexed: Option<&Vec<BlobEntry>>,
-) {
-    let by_id: HashMap<BlobId, &BlobEntry> = header.iter().map(|e| (e.id, e)).collect();
-    let describe = |e: &BlobEntry| {
-        format!(
-            "{:?} at offset {} length {} raw length {}",
-            e.blob_type, e.offset, e.length, e.raw_length
-        )
-    };
-    let mut seen: HashSet<BlobId> = HashSet::new();
-    for entry in indexed.map(Vec::as_slice).unwrap_or_default() {
-        seen.insert(entry.id);
-        let problem = match by_id.get(&entry.id) {
-            Some(h) if *h == entry => continue,
-            Some(h) => format!(
-                "pack {pack}: the index entry of blob {} disagrees with the pack header (index: {}; header: {}); run `cairn repair index`",
-                entry.id,
-                describe(entry),
-                describe(h)
-            ),
-            None => format!(
-                "pack {pack}: the index lists blob {} but the pack header does not; run `cairn repair index`",
-                entry.id
-            ),
-        };
-        result.bad_blobs.push((entry.id, problem.clone()));
-        result.errors.push(problem);
-    }
-    for entry in header.iter().filter(|e| !seen.contains(&e.id)) {
-        result.unindexed.push((entry.id, *pack));
-        if indexed.is_some() {
-            result.errors.push(format!(
-                "pack {pack}: blob {} is in the pack header but missing from the index; run `cairn repair index`",
-                entry.id
-            ));
-        }
     }
 }

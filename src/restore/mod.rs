@@ -1,17 +1,18 @@
 //! Restore: snapshot -> trees -> index -> pack ranges -> files, then metadata, directories last.
+//! Contents are read by pack (`plan`, `contents`): each needed range once, each blob opened once.
 //!
 //! Never writes bytes that failed verification: a damaged blob aborts the restore and removes the half-written file.
 
+mod contents;
 mod metadata;
+pub mod plan;
 mod verify;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -21,6 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::{BlobType, TreeId};
 use crate::repo::IndexedRepository;
+use contents::OutFile;
 
 /// How to restore.
 #[derive(Clone, Debug, Default)]
@@ -212,7 +214,7 @@ fn check_target(target: &Path, options: &RestoreOptions) -> Result<()> {
     }
 }
 
-fn io_err<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+pub(crate) fn io_err<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     let what = what.to_string();
     move |e| Error::io(ErrorKind::Other, &what, path, e)
 }
@@ -324,24 +326,42 @@ impl Restorer<'_> {
         self.stats.warnings.push(message);
     }
 
+    /// Writes every file's contents, reading by pack (see `plan`), then per file verifies (with
+    /// `verify`) and applies metadata: after all contents, so no later write changes an mtime.
     fn write_files(&mut self) -> Result<()> {
-        let bytes = AtomicU64::new(0);
+        let index = self.repo.index();
+        let plan = plan::plan_reads(
+            self.files.iter().map(|job| job.node.content.as_slice()),
+            |ids| index.locate_many(ids, BlobType::Data),
+            |i| format!("restoring {}", self.files[i].path.display()),
+        )?;
+        let out: Vec<OutFile<'_>> = self
+            .files
+            .iter()
+            .map(|job| {
+                OutFile::new(
+                    &job.path,
+                    job.node.content.iter().map(ContentItem::len).sum(),
+                )
+            })
+            .collect();
+        let written = contents::write_contents(self.repo, &plan, &out, self.progress)?;
         let warnings = Mutex::new(Vec::new());
-        self.files.par_iter().try_for_each(|job| -> Result<()> {
-            let written = self.write_file(job).inspect_err(|_| {
-                let _ = fs::remove_file(&job.path);
+        self.files
+            .par_iter()
+            .zip(&out)
+            .try_for_each(|(job, file)| -> Result<()> {
+                file.ensure_exists()?;
+                if self.options.verify {
+                    // Before metadata: a mode without read permission must not stop the check.
+                    verify::file_matches(self.repo.repo().key(), &job.path, &job.node.content)?;
+                }
+                if let Err(e) = metadata::apply(&job.path, &job.node) {
+                    warnings.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                }
+                Ok(())
             })?;
-            bytes.fetch_add(written, Ordering::Relaxed);
-            if self.options.verify {
-                // Before metadata: a mode without read permission must not stop the check.
-                verify::file_matches(self.repo.repo().key(), &job.path, &job.node.content)?;
-            }
-            if let Err(e) = metadata::apply(&job.path, &job.node) {
-                warnings.lock().unwrap_or_else(|p| p.into_inner()).push(e);
-            }
-            Ok(())
-        })?;
-        self.stats.bytes += bytes.into_inner();
+        self.stats.bytes += written;
         self.stats.files += self.files.len() as u64;
         if self.options.verify {
             self.stats.verified += self.files.len() as u64;
@@ -350,48 +370,6 @@ impl Restorer<'_> {
             self.warn(w);
         }
         Ok(())
-    }
-
-    fn write_file(&self, job: &FileJob) -> Result<u64> {
-        let path = &job.path;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(io_err("cannot create", path))?;
-        let mut written = 0u64;
-        let mut pos = 0u64;
-        for item in &job.node.content {
-            match *item {
-                ContentItem::Data { id, len } => {
-                    let data = self
-                        .repo
-                        .read_blob(&id, BlobType::Data)
-                        .map_err(|e| e.context(format!("restoring {}", path.display())))?;
-                    if data.len() != len as usize {
-                        return Err(Error::corrupted(format!(
-                            "restoring {}: blob {id} has {} bytes, the tree says {len}",
-                            path.display(),
-                            data.len()
-                        )));
-                    }
-                    file.write_all(&data)
-                        .map_err(io_err("cannot write", path))?;
-                    written += len as u64;
-                    self.progress.bytes(len as u64);
-                }
-                ContentItem::Hole { len } => {
-                    file.seek(SeekFrom::Current(len as i64))
-                        .map_err(io_err("cannot seek in", path))?;
-                }
-            }
-            pos += item.len();
-        }
-        // Trailing holes: extend without writing so they stay holes.
-        file.set_len(pos)
-            .map_err(io_err("cannot set length of", path))?;
-        Ok(written)
     }
 
     fn finish(mut self) -> Result<RestoreStats> {

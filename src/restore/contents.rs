@@ -1,0 +1,180 @@
+//! Writing file contents by a [`ReadPlan`]: each range of a pack read once, each blob in it opened once and
+//! written at every offset that needs it, ranges in parallel. Memory stays near threads x one range.
+//!
+//! A file is created at its full length by the first write to it (or afterwards, when it holds no data),
+//! so holes are never written and stay holes. Never writes bytes that failed verification; on failure,
+//! every file left incomplete is removed.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::plan::{ReadPlan, ReadRange};
+use super::{io_err, RestoreProgress};
+use crate::backend::ObjectKind;
+use crate::error::{Error, Result};
+use crate::pack::PackReader;
+use crate::repo::IndexedRepository;
+
+/// One file being restored.
+pub struct OutFile<'a> {
+    path: &'a Path,
+    /// Its length, holes included.
+    len: u64,
+    /// Set once the file exists at full length; an error message when it could not be created.
+    created: OnceLock<std::result::Result<(), String>>,
+    /// Blob writes still to come.
+    pending: AtomicUsize,
+}
+
+impl<'a> OutFile<'a> {
+    /// A file to restore at `path`, `len` bytes long.
+    pub fn new(path: &'a Path, len: u64) -> Self {
+        OutFile {
+            path,
+            len,
+            created: OnceLock::new(),
+            pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// The file open for writing, created (truncated, at full length) by the first caller.
+    pub fn open(&self) -> Result<File> {
+        let mut fresh = None;
+        let created = self.created.get_or_init(|| {
+            let made = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(self.path)
+                .map_err(io_err("cannot create", self.path))
+                .and_then(|f| {
+                    // Extending without writing leaves every hole, trailing ones too, a hole.
+                    f.set_len(self.len)
+                        .map_err(io_err("cannot set length of", self.path))?;
+                    Ok(f)
+                });
+            made.map(|f| fresh = Some(f)).map_err(|e| e.to_string())
+        });
+        if let Some(f) = fresh {
+            return Ok(f);
+        }
+        if let Err(message) = created {
+            return Err(Error::new(crate::error::ErrorKind::Other, message.clone()));
+        }
+        OpenOptions::new()
+            .write(true)
+            .open(self.path)
+            .map_err(io_err("cannot open", self.path))
+    }
+
+    /// Creates the file if no write did (it holds no data: empty, or holes only).
+    pub fn ensure_exists(&self) -> Result<()> {
+        if self.created.get().is_none() {
+            drop(self.open()?);
+        }
+        Ok(())
+    }
+
+    /// Whether the file exists but misses some of its content.
+    fn incomplete(&self) -> bool {
+        self.created.get().is_some() && self.pending.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Writes every blob of `plan` into `files` (indexed as in the plan); returns the bytes written.
+/// On failure, removes every file that was created but is incomplete.
+///
+/// # Errors
+/// `Corrupted` when a pack is missing, short or a blob fails verification; I/O errors naming the file.
+pub fn write_contents(
+    repo: &IndexedRepository,
+    plan: &ReadPlan,
+    files: &[OutFile<'_>],
+    progress: &dyn RestoreProgress,
+) -> Result<u64> {
+    for range in &plan.ranges {
+        for blob in &range.blobs {
+            for t in &blob.targets {
+                files[t.file].pending.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let written = AtomicU64::new(0);
+    let result = plan.ranges.par_iter().try_for_each(|range| {
+        let n = write_range(repo, range, files, progress)?;
+        written.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    });
+    if let Err(e) = result {
+        files.par_iter().filter(|f| f.incomplete()).for_each(|f| {
+            let _ = std::fs::remove_file(f.path);
+        });
+        return Err(e);
+    }
+    Ok(written.into_inner())
+}
+
+/// Reads one range and writes each of its blobs everywhere it goes.
+fn write_range(
+    repo: &IndexedRepository,
+    range: &ReadRange,
+    files: &[OutFile<'_>],
+    progress: &dyn RestoreProgress,
+) -> Result<u64> {
+    // Errors name the first file the range serves: the one a user would look for.
+    let first = |r: &ReadRange| {
+        r.blobs
+            .first()
+            .and_then(|b| b.targets.first())
+            .map_or(Path::new(""), |t| files[t.file].path)
+    };
+    let restoring = |path: &Path| format!("restoring {}", path.display());
+    let name = range.pack.to_hex();
+    let bytes = repo
+        .repo()
+        .backend()
+        .read_range(ObjectKind::Pack, &name, range.offset, range.length)
+        .map_err(|e| e.context(restoring(first(range))))?;
+    let reader = PackReader::new(repo.repo().backend(), repo.repo().key());
+    let mut written = 0;
+    // Consecutive blobs mostly go to the same file: keep the last one open.
+    let mut open: Option<(usize, File)> = None;
+    for blob in &range.blobs {
+        let mut entry = blob.entry;
+        entry.offset -= range.offset as u32;
+        let data = reader.open_from(&range.pack, &bytes, &entry).map_err(|e| {
+            let path = blob
+                .targets
+                .first()
+                .map_or(Path::new(""), |t| files[t.file].path);
+            e.context(restoring(path))
+        })?;
+        for t in &blob.targets {
+            let out = &files[t.file];
+            if data.len() != t.len as usize {
+                return Err(Error::corrupted(format!(
+                    "{}: blob {} has {} bytes, the tree says {}",
+                    restoring(out.path),
+                    entry.id,
+                    data.len(),
+                    t.len
+                )));
+            }
+            let file = match &open {
+                Some((i, f)) if *i == t.file => f,
+                _ => &open.insert((t.file, out.open()?)).1,
+            };
+            file.write_all_at(&data, t.offset)
+                .map_err(io_err("cannot write", out.path))?;
+            out.pending.fetch_sub(1, Ordering::Relaxed);
+            written += u64::from(t.len);
+            progress.bytes(u64::from(t.len));
+        }
+    }
+    Ok(written)
+}
