@@ -16,16 +16,7 @@ use common::failing::FailingBackend;
 
 fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("sub")).unwrap();
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let noise: Vec<u8> = (0..3_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(root.join("big.bin"), &noise).unwrap();
+    std::fs::write(root.join("big.bin"), common::random_bytes(0, 3_000_000)).unwrap();
     std::fs::write(root.join("sub/small.txt"), b"hello").unwrap();
 }
 
@@ -203,17 +194,9 @@ fn read_data_finds_a_flipped_byte_among_many_packs() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     for i in 0..12u64 {
-        let mut x = 0x9e3779b97f4a7c15 ^ (i + 1);
-        let noise: Vec<u8> = (0..700_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
         std::fs::create_dir_all(&src).unwrap();
-        std::fs::write(src.join(format!("f{i:02}.bin")), &noise).unwrap();
+        let noise = common::random_bytes(i + 1, 700_000);
+        std::fs::write(src.join(format!("f{i:02}.bin")), noise).unwrap();
     }
     let repo_dir = dir.path().join("repo");
     let cache = dir.path().join("cache");
