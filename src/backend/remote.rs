@@ -363,7 +363,8 @@ impl Backend for RemoteBackend {
         };
         let mut shards: Vec<String> = entries
             .iter()
-            .filter(|e| e.metadata().mode() == EntryMode::DIR)
+            // SFTP and WebDAV list the directory itself too.
+            .filter(|e| e.metadata().mode() == EntryMode::DIR && e.path() != dir)
             .map(|e| e.name().trim_end_matches('/').to_string())
             .filter(|name| super::is_shard_name(name))
             .collect();
