@@ -6,16 +6,26 @@
 //! repository is refused. Kinds are written keys, config, packs, index, snapshots, and a kind starts only
 //! when the previous one is complete, so a target interrupted at any moment never shows a snapshot whose
 //! data is missing. Deletions (snapshots first, packs last) run only after every copy succeeded.
+//!
+//! Memory: an object is copied whole (read, checked against its name, written), so each transfer holds one
+//! object, once. Transfers run `connections` at a time within [`MEMORY_BUDGET`] bytes in flight; an object
+//! larger than the budget runs alone. Streaming was not chosen: an object must be checked whole before any
+//! of it reaches the target (a damaged source object is never spread), and WebDAV takes objects in one
+//! request anyway.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::backend::{Backend, ObjectKind, WRITE_ORDER};
+use crate::backend::{self, Backend, ObjectKind, WRITE_ORDER};
 use crate::error::{Error, ErrorKind, Result};
+use crate::threads::{for_each_bounded as parallel, map_bounded};
+
+/// Bytes of objects a sync holds in memory at most (unless a single object is larger): 8 connections of
+/// default 32 MiB packs fit, and larger packs (up to 1 GiB, FORMAT.md §5) lower the number in flight instead.
+pub const MEMORY_BUDGET: u64 = 256 << 20;
 
 /// What a sync should do beyond copying what is missing.
 #[derive(Clone, Debug)]
@@ -138,12 +148,14 @@ pub struct NoSyncProgress;
 
 impl SyncProgress for NoSyncProgress {}
 
-/// Lists both sides and decides what to copy, replace and delete.
+/// Lists both sides and decides what to copy, replace and delete. Both sides are listed at the same time,
+/// every kind at once, and packs shard by shard ([`backend::list_concurrently`]), with up to
+/// `connections` listing requests per side.
 ///
 /// # Errors
 /// `NotARepository` when the source holds none; `InvalidInput` when the target holds a different repository
 /// or unrelated files; `Backend` when a listing fails.
-pub fn plan(source: &dyn Backend, target: &dyn Backend) -> Result<SyncPlan> {
+pub fn plan(source: &dyn Backend, target: &dyn Backend, connections: usize) -> Result<SyncPlan> {
     if !source.has_config()? {
         return Err(Error::new(
             ErrorKind::NotARepository,
@@ -153,11 +165,28 @@ pub fn plan(source: &dyn Backend, target: &dyn Backend) -> Result<SyncPlan> {
             ),
         ));
     }
+    let sides = [source, target];
+    let jobs: Vec<(usize, ObjectKind)> = (0..sides.len())
+        .flat_map(|side| WRITE_ORDER.map(|kind| (side, kind)))
+        .collect();
+    // Packs take one thread per side that fans out on its own; the small kinds share the rest.
+    let mut listings = map_bounded(&jobs, jobs.len(), |&(side, kind)| {
+        backend::list_concurrently(sides[side], kind, connections)
+    })
+    .into_iter();
+    let ours_by_kind: Vec<_> = listings
+        .by_ref()
+        .take(WRITE_ORDER.len())
+        .collect::<Result<_>>()?;
+    let theirs_by_kind: Vec<_> = listings.collect::<Result<_>>()?;
     let mut plan = SyncPlan::default();
     let mut extras = Vec::new();
-    for kind in WRITE_ORDER {
-        let theirs: BTreeMap<String, u64> = target.list(kind)?.into_iter().collect();
-        let ours = source.list(kind)?;
+    for ((kind, ours), theirs) in WRITE_ORDER
+        .into_iter()
+        .zip(ours_by_kind)
+        .zip(theirs_by_kind)
+    {
+        let theirs: BTreeMap<String, u64> = theirs.into_iter().collect();
         for (name, size) in &ours {
             let object = Object {
                 kind,
@@ -254,6 +283,9 @@ pub fn execute(
             .push(format!("{} {}: {err}", object.kind.label(), object.name));
     };
     progress.start(plan.bytes_to_copy());
+    let budget = MemoryBudget::new(MEMORY_BUDGET);
+    let copy =
+        |object: &Object| copy_one(source, target, object, options.verify, progress, &budget);
     let mut stopped = false;
     for kind in WRITE_ORDER {
         let of_kind = |list: &[Object]| -> Vec<Object> {
@@ -271,33 +303,33 @@ pub fn execute(
                 lock(&report).skipped.add(object.size);
                 return;
             }
-            match target
+            let held = budget.hold(object.size);
+            let checked = target
                 .read(object.kind, &object.name)
-                .and_then(|b| check_content(object, &b))
-            {
+                .and_then(|b| check_content(object, &b));
+            drop(held);
+            match checked {
                 Ok(()) => {
                     let mut r = lock(&report);
                     r.skipped.add(object.size);
                     r.verified.add(object.size);
                 }
-                Err(e) if e.kind() == ErrorKind::Corrupted => {
-                    match copy_one(source, target, object, options.verify, progress) {
-                        Ok(()) => {
-                            let mut r = lock(&report);
-                            r.copied.add(object.size);
-                            r.replaced.add(object.size);
-                            r.verified.add(object.size);
-                        }
-                        Err(e) => record_failure(&report, object, e),
+                Err(e) if e.kind() == ErrorKind::Corrupted => match copy(object) {
+                    Ok(()) => {
+                        let mut r = lock(&report);
+                        r.copied.add(object.size);
+                        r.replaced.add(object.size);
+                        r.verified.add(object.size);
                     }
-                }
+                    Err(e) => record_failure(&report, object, e),
+                },
                 Err(e) => record_failure(&report, object, e),
             }
         });
         parallel(
             &jobs,
             options.connections,
-            |(object, replaces)| match copy_one(source, target, object, options.verify, progress) {
+            |(object, replaces)| match copy(object) {
                 Ok(()) => {
                     let mut r = lock(&report);
                     r.copied.add(object.size);
@@ -336,20 +368,24 @@ pub fn execute(
 }
 
 /// Reads one object from the source, checks it against its name, writes it, and with `verify` reads it back.
+/// The object is held once: the target takes the bytes, and the read-back is compared by hash.
 fn copy_one(
     source: &dyn Backend,
     target: &dyn Backend,
     object: &Object,
     verify: bool,
     progress: &dyn SyncProgress,
+    budget: &MemoryBudget,
 ) -> Result<()> {
+    let _held = budget.hold(object.size);
     let bytes = source.read(object.kind, &object.name)?;
     check_content(object, &bytes).map_err(|e| e.context("on the source, not copied"))?;
-    target.write(object.kind, &object.name, &bytes)?;
-    progress.transferred(bytes.len() as u64);
+    let written = (bytes.len(), blake3::hash(&bytes));
+    target.write_owned(object.kind, &object.name, bytes)?;
+    progress.transferred(written.0 as u64);
     if verify {
         let back = target.read(object.kind, &object.name)?;
-        if back != bytes {
+        if (back.len(), blake3::hash(&back)) != written {
             return Err(Error::corrupted(format!(
                 "read back from {} differs from what was written",
                 target.location()
@@ -357,6 +393,50 @@ fn copy_one(
         }
     }
     Ok(())
+}
+
+/// Bytes of objects in memory across transfer threads, bounded: a transfer waits until its object fits.
+struct MemoryBudget {
+    limit: u64,
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+/// Bytes taken from a [`MemoryBudget`], given back when dropped.
+struct Held<'a> {
+    budget: &'a MemoryBudget,
+    bytes: u64,
+}
+
+impl MemoryBudget {
+    fn new(limit: u64) -> Self {
+        MemoryBudget {
+            limit,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits until `size` more bytes fit; an object larger than the whole budget waits until it is alone.
+    fn hold(&self, size: u64) -> Held<'_> {
+        let bytes = size.min(self.limit);
+        let mut used = lock(&self.used);
+        while *used > 0 && *used + bytes > self.limit {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += bytes;
+        Held {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        *lock(&self.budget.used) -= self.bytes;
+        self.budget.freed.notify_all();
+    }
 }
 
 /// Whether `bytes` are the object: its size, and (for every kind but the config) the BLAKE3 hash its name is.
@@ -376,22 +456,6 @@ fn check_content(object: &Object, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `work` on every item with at most `threads` at a time.
-fn parallel<T: Sync>(items: &[T], threads: usize, work: impl Fn(&T) + Sync) {
-    let next = AtomicUsize::new(0);
-    let worker = || {
-        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-            work(item);
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..threads.clamp(1, items.len().max(1)) {
-            scope.spawn(worker);
-        }
-        worker();
-    });
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -406,7 +470,7 @@ mod tests {
         execute(
             source,
             target,
-            &plan(source, target).unwrap(),
+            &plan(source, target, 4).unwrap(),
             options,
             &NoSyncProgress,
         )
@@ -451,7 +515,7 @@ mod tests {
         target
             .write(ObjectKind::Snapshot, &object(b"old"), b"old")
             .unwrap();
-        let plan2 = plan(&source, &target).unwrap();
+        let plan2 = plan(&source, &target, 4).unwrap();
         assert_eq!(plan2.replace.len(), 1);
         assert_eq!(plan2.extra.len(), 1);
         let options = SyncOptions {
@@ -499,14 +563,14 @@ mod tests {
             .write(ObjectKind::Config, "config", b"other config")
             .unwrap();
         assert_eq!(
-            plan(&source, &other).unwrap_err().kind(),
+            plan(&source, &other, 4).unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
         let foreign = LocalBackend::new(dir.path().join("c"));
         std::fs::create_dir_all(dir.path().join("c")).unwrap();
         std::fs::write(dir.path().join("c/notes.txt"), b"mine").unwrap();
         assert_eq!(
-            plan(&source, &foreign).unwrap_err().kind(),
+            plan(&source, &foreign, 4).unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
 

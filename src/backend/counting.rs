@@ -59,6 +59,14 @@ impl Backend for CountingBackend {
         self.inner.list(kind)
     }
 
+    fn pack_shards(&self) -> Result<Option<Vec<String>>> {
+        self.inner.pack_shards()
+    }
+
+    fn list_pack_shard(&self, shard: &str) -> Result<Vec<(String, u64)>> {
+        self.inner.list_pack_shard(shard)
+    }
+
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let bytes = self.inner.read(kind, name)?;
         self.counter.add(bytes.len());
@@ -77,6 +85,10 @@ impl Backend for CountingBackend {
 
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         self.inner.write(kind, name, bytes)
+    }
+
+    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.inner.write_owned(kind, name, bytes)
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {

@@ -130,16 +130,8 @@ impl Backend for LocalBackend {
                 }
             }
             ObjectKind::Pack => {
-                let data = self.root.join("data");
-                let subdirs = match fs::read_dir(&data) {
-                    Ok(d) => d,
-                    Err(e) if e.kind() == IoKind::NotFound => return Ok(out),
-                    Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot list", &data, e)),
-                };
-                for sub in subdirs {
-                    let sub =
-                        sub.map_err(|e| Error::io(ErrorKind::Backend, "cannot list", &data, e))?;
-                    list_dir(&sub.path(), &mut out)?;
+                for shard in self.pack_shards()?.unwrap_or_default() {
+                    out.extend(self.list_pack_shard(&shard)?);
                 }
             }
             ObjectKind::Key
@@ -151,6 +143,39 @@ impl Backend for LocalBackend {
                 list_dir(&self.root.join(kind.dir()), &mut out)?;
             }
         }
+        out.sort();
+        Ok(out)
+    }
+
+    fn pack_shards(&self) -> Result<Option<Vec<String>>> {
+        let data = self.root.join("data");
+        let entries = match fs::read_dir(&data) {
+            Ok(d) => d,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot list", &data, e)),
+        };
+        let mut shards = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::io(ErrorKind::Backend, "cannot list", &data, e))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if let Some(name) = entry
+                    .file_name()
+                    .to_str()
+                    .filter(|n| super::is_shard_name(n))
+                {
+                    shards.push(name.to_string());
+                }
+            }
+        }
+        shards.sort();
+        Ok(Some(shards))
+    }
+
+    fn list_pack_shard(&self, shard: &str) -> Result<Vec<(String, u64)>> {
+        super::check_shard(shard)?;
+        let mut out = Vec::new();
+        list_dir(&self.root.join("data").join(shard), &mut out)?;
         out.sort();
         Ok(out)
     }

@@ -8,6 +8,7 @@ mod counting;
 mod local;
 pub mod location;
 mod remote;
+mod ssh;
 
 pub use counting::{CountingBackend, ReadCounter};
 pub use local::LocalBackend;
@@ -99,6 +100,51 @@ pub fn object_path(kind: ObjectKind, name: &str) -> Result<String> {
         ObjectKind::Pack => format!("data/{}/{name}", &name[..2]),
         _ => format!("{}{name}", kind.dir()),
     })
+}
+
+/// Whether a directory below `data/` can be a shard: a plain alphanumeric name. Anything else is not part of
+/// the layout and is ignored, like files that are not objects.
+fn is_shard_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Refuses a shard name that is not a plain directory name (shard names come from listings of untrusted storage).
+fn check_shard(shard: &str) -> Result<()> {
+    if !is_shard_name(shard) {
+        return Err(Error::corrupted(format!(
+            "data/{shard:?} is not a valid pack directory name"
+        )));
+    }
+    Ok(())
+}
+
+/// Names and sizes of all objects of `kind`, sorted, like [`Backend::list`]; packs are listed one shard per
+/// request with up to `connections` shards at once when the backend splits them ([`Backend::pack_shards`]).
+/// A listing is a sequence of pages (1000 keys each on S3) that one request cannot fetch in parallel, so
+/// this is what makes listing a large repository take the time of its largest shard rather than of all.
+///
+/// # Errors
+/// When a listing fails (the first failure is returned).
+pub fn list_concurrently(
+    backend: &dyn Backend,
+    kind: ObjectKind,
+    connections: usize,
+) -> Result<Vec<(String, u64)>> {
+    let shards = match kind {
+        ObjectKind::Pack => backend.pack_shards()?,
+        _ => None,
+    };
+    let Some(shards) = shards else {
+        return backend.list(kind);
+    };
+    let results =
+        crate::threads::map_bounded(&shards, connections, |shard| backend.list_pack_shard(shard));
+    let mut all = Vec::new();
+    for listed in results {
+        all.extend(listed?);
+    }
+    all.sort();
+    Ok(all)
 }
 
 /// How to reach a location: service options and the request policy of remote backends.
@@ -220,6 +266,35 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// When the storage refuses the write.
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()>;
+
+    /// [`Backend::write`] of bytes the caller gives up, so a backend that must own what it sends (OpenDAL's
+    /// buffers) takes them without a copy: a pack in flight is then held once, not twice.
+    ///
+    /// # Errors
+    /// When the storage refuses the write.
+    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.write(kind, name, &bytes)
+    }
+
+    /// The shards of `data/` (the `xx` of `data/xx/`, FORMAT.md §3) that hold packs, so that
+    /// [`list_concurrently`] can list them side by side; `None` when the backend lists packs in one go.
+    ///
+    /// # Errors
+    /// When listing fails.
+    fn pack_shards(&self) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
+    /// Names and sizes of the packs in one shard named by [`Backend::pack_shards`].
+    ///
+    /// # Errors
+    /// When listing fails; `Corrupted` when `shard` is not a shard name.
+    fn list_pack_shard(&self, shard: &str) -> Result<Vec<(String, u64)>> {
+        check_shard(shard)?;
+        let mut packs = self.list(ObjectKind::Pack)?;
+        packs.retain(|(name, _)| name.starts_with(shard));
+        Ok(packs)
+    }
 
     /// Removes an object (absent is not an error).
     ///

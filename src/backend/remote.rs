@@ -11,7 +11,7 @@ use std::time::Duration;
 use opendal::blocking;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, ThrottleLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions};
-use opendal::{EntryMode, ErrorKind as DalKind, Operator};
+use opendal::{Buffer, EntryMode, ErrorKind as DalKind, Operator};
 
 use super::location::Location;
 use super::{object_path, Backend, BackendOptions, ObjectKind};
@@ -36,8 +36,14 @@ pub struct RemoteBackend {
     write_by_rename: bool,
     /// With an upload limit: the largest piece one write call may hand to the throttle layer.
     throttle_burst: Option<usize>,
-    // Declared last: dropped after the operator whose requests run on it.
+    /// Whether packs are listed shard by shard: only where the service has no recursive listing of its own
+    /// (SFTP, WebDAV), so OpenDAL walks `data/xx/` one request at a time anyway. A native recursive listing
+    /// (S3: pages of 1000 keys) costs fewer requests than 256 shard listings; on moto each costs ~20 ms.
+    shard_listing: bool,
+    // Declared after the operator: dropped after the operator whose requests run on it.
     _runtime: Arc<tokio::runtime::Runtime>,
+    // Declared last: stops leftover ssh masters once the connections above are closed.
+    _ssh_masters: Option<super::ssh::MasterGuard>,
 }
 
 impl RemoteBackend {
@@ -72,6 +78,7 @@ impl RemoteBackend {
             ))
         })?;
         let multi_write = op.info().capability().write_can_multi;
+        let shard_listing = !op.info().capability().list_with_recursive;
         let burst = options.upload_limit.map(|rate| {
             let floor = if multi_write {
                 THROTTLE_BURST_MIN
@@ -91,7 +98,9 @@ impl RemoteBackend {
             location: location.to_string(),
             write_by_rename: scheme == "sftp",
             throttle_burst: burst.map(|b| b as usize),
+            shard_listing,
             _runtime: Arc::new(runtime),
+            _ssh_masters: (scheme == "sftp").then(super::ssh::MasterGuard::adopt),
         })
     }
 
@@ -111,7 +120,9 @@ impl RemoteBackend {
         ))
     }
 
-    fn put(&self, path: &str, bytes: &[u8]) -> std::result::Result<(), opendal::Error> {
+    /// Writes `bytes` whole. They are owned so that OpenDAL (and its retries) send them without a copy;
+    /// the throttled pieces below are slices of the same allocation.
+    fn put(&self, path: &str, bytes: Buffer) -> std::result::Result<(), opendal::Error> {
         match self.throttle_burst {
             // The throttle layer refuses a single write larger than its burst: hand it exact pieces.
             Some(burst) if bytes.len() > burst => {
@@ -122,13 +133,66 @@ impl RemoteBackend {
                         ..Default::default()
                     },
                 )?;
-                for piece in bytes.chunks(burst) {
-                    writer.write(piece.to_vec())?;
+                for start in (0..bytes.len()).step_by(burst) {
+                    writer.write(bytes.slice(start..(start + burst).min(bytes.len())))?;
                 }
                 writer.close().map(|_| ())
             }
-            _ => self.op.write(path, bytes.to_vec()).map(|_| ()),
+            _ => self.op.write(path, bytes).map(|_| ()),
         }
+    }
+
+    /// Writes one object: in place where writes are atomic, else to `tmp/` and renamed.
+    fn put_object(&self, kind: ObjectKind, name: &str, bytes: Buffer) -> Result<()> {
+        let path = object_path(kind, name)?;
+        if !self.write_by_rename {
+            return self
+                .put(&path, bytes)
+                .map_err(|e| self.error(e, "cannot write", &path));
+        }
+        let suffix = hex::encode(crate::crypto::random_array::<8>()?);
+        let tmp = format!("tmp/{name}.{suffix}");
+        let result = self
+            .put(&tmp, bytes)
+            .and_then(|()| self.op.rename(&tmp, &path));
+        if let Err(e) = result {
+            let _ = self.op.delete(&tmp);
+            return Err(self.error(e, "cannot write", &path));
+        }
+        Ok(())
+    }
+
+    /// Names and sizes of the files below `dir` (recursively), sorted.
+    fn list_files(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let entries = match self.op.list_options(
+            dir,
+            ListOptions {
+                recursive: true,
+                ..Default::default()
+            },
+        ) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == DalKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(e, "cannot list", dir)),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.metadata().mode() != EntryMode::FILE {
+                continue;
+            }
+            let mut size = entry.metadata().content_length();
+            if size == 0 {
+                // Some listings (WebDAV without getcontentlength) leave sizes out: ask.
+                size = self
+                    .op
+                    .stat(entry.path())
+                    .map_err(|e| self.error(e, "cannot stat", entry.path()))?
+                    .content_length();
+            }
+            out.push((entry.name().to_string(), size));
+        }
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -292,42 +356,48 @@ impl Backend for RemoteBackend {
                 Err(e) => Err(self.error(e, "cannot access", "config")),
             };
         }
-        let dir = kind.dir();
-        let entries = match self.op.list_options(
-            dir,
-            ListOptions {
-                recursive: true,
-                ..Default::default()
-            },
-        ) {
+        self.list_files(kind.dir())
+    }
+
+    fn pack_shards(&self) -> Result<Option<Vec<String>>> {
+        if !self.shard_listing {
+            return Ok(None);
+        }
+        // One request (a delimited listing on S3) names the shards; each is then listed on its own.
+        let dir = ObjectKind::Pack.dir();
+        let entries = match self.op.list(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == DalKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == DalKind::NotFound => return Ok(Some(Vec::new())),
             Err(e) => return Err(self.error(e, "cannot list", dir)),
         };
-        let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if entry.metadata().mode() != EntryMode::FILE {
-                continue;
-            }
-            let mut size = entry.metadata().content_length();
-            if size == 0 {
-                // Some listings (WebDAV without getcontentlength) leave sizes out: ask.
-                size = self
-                    .op
-                    .stat(entry.path())
-                    .map_err(|e| self.error(e, "cannot stat", entry.path()))?
-                    .content_length();
-            }
-            out.push((entry.name().to_string(), size));
-        }
-        out.sort();
-        Ok(out)
+        let mut shards: Vec<String> = entries
+            .iter()
+            // SFTP and WebDAV list the directory itself too.
+            .filter(|e| e.metadata().mode() == EntryMode::DIR && e.path() != dir)
+            .map(|e| e.name().trim_end_matches('/').to_string())
+            .filter(|name| super::is_shard_name(name))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        Ok(Some(shards))
+    }
+
+    fn list_pack_shard(&self, shard: &str) -> Result<Vec<(String, u64)>> {
+        super::check_shard(shard)?;
+        self.list_files(&format!("{}{shard}/", ObjectKind::Pack.dir()))
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let path = object_path(kind, name)?;
-        match self.op.read(&path) {
-            Ok(buf) => Ok(buf.to_vec()),
+        // Into one growing vector as the body arrives: collecting OpenDAL's buffer and then flattening it
+        // would hold the object twice at the end.
+        let mut out = Vec::new();
+        match self
+            .op
+            .reader(&path)
+            .and_then(|r| r.read_into(&mut out, ..))
+        {
+            Ok(_) => Ok(out),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
             Err(e) => Err(self.error(e, "cannot read", &path)),
         }
@@ -373,22 +443,11 @@ impl Backend for RemoteBackend {
     }
 
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
-        let path = object_path(kind, name)?;
-        if !self.write_by_rename {
-            return self
-                .put(&path, bytes)
-                .map_err(|e| self.error(e, "cannot write", &path));
-        }
-        let suffix = hex::encode(crate::crypto::random_array::<8>()?);
-        let tmp = format!("tmp/{name}.{suffix}");
-        let result = self
-            .put(&tmp, bytes)
-            .and_then(|()| self.op.rename(&tmp, &path));
-        if let Err(e) = result {
-            let _ = self.op.delete(&tmp);
-            return Err(self.error(e, "cannot write", &path));
-        }
-        Ok(())
+        self.put_object(kind, name, Buffer::from(bytes.to_vec()))
+    }
+
+    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.put_object(kind, name, bytes.into())
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {

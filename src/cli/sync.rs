@@ -78,7 +78,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
         ),
         (None, None) => unreachable!("clap requires --to or --from"),
     };
-    let plan = sync::plan(source.as_ref(), target.as_ref())
+    let plan = sync::plan(source.as_ref(), target.as_ref(), connections)
         .with_context(|| format!("cannot sync {} to {}", source.location(), target.location()))?;
     if args.dry_run {
         return print_plan(global, &plan, args.delete);

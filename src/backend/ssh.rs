@@ -1,0 +1,121 @@
+//! The `ssh` control masters behind OpenDAL's SFTP service: cairn adopts them and stops any still running
+//! once its last SFTP backend is gone. It never touches an ssh process it did not start.
+//!
+//! Why: the `openssh` crate starts each connection as `ssh -M -f -o ControlPersist=yes`, which forks into
+//! the background and lives until someone sends it `-O exit`. Only the crate's `Session` destructor does,
+//! and that destructor runs inside a task of the SFTP client; a connection abandoned while it is being set
+//! up (OpenDAL's 10 s pool timeout, a request timeout) has no `Session` yet, so its master outlives cairn.
+//! On Linux cairn becomes a child subreaper, so daemonized masters are re-parented to it rather than to
+//! init: they are then known to be cairn's own, and are stopped when the last SFTP backend is dropped.
+
+use std::sync::Mutex;
+
+/// SFTP backends alive in this process.
+static LIVE: Mutex<usize> = Mutex::new(0);
+
+/// Held by each SFTP backend; dropped after its operator and runtime, when its connections are closed.
+pub(super) struct MasterGuard(());
+
+impl MasterGuard {
+    pub(super) fn adopt() -> Self {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if *live == 0 {
+            become_subreaper();
+        }
+        *live += 1;
+        MasterGuard(())
+    }
+}
+
+impl Drop for MasterGuard {
+    fn drop(&mut self) {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        if *live == 0 {
+            stop_masters();
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn become_subreaper() {
+    // Best effort: without it, masters that leak go back to being init's, as before.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn become_subreaper() {}
+
+/// Stops the `ssh -M` processes that are children of cairn (adopted masters), reaps them and removes
+/// their control directories.
+#[cfg(target_os = "linux")]
+fn stop_masters() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    for (pid, args) in ssh_children(nix::unistd::getpid().as_raw()) {
+        let pid = Pid::from_raw(pid);
+        let master = args.iter().any(|a| a == "-M");
+        if master {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+        // Reap it (and any master that already exited after its `-O exit`), waiting briefly for the TERM.
+        for _ in 0..50 {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if master => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => break,
+            }
+        }
+        let control = args
+            .iter()
+            .position(|a| a == "-S")
+            .and_then(|i| args.get(i + 1))
+            .map(std::path::PathBuf::from);
+        if let Some(dir) = control.as_deref().and_then(std::path::Path::parent) {
+            if master
+                && dir
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".ssh-connection"))
+            {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_masters() {}
+
+/// `(pid, argv)` of every `ssh` process whose parent is `parent`.
+#[cfg(target_os = "linux")]
+fn ssh_children(parent: i32) -> Vec<(i32, Vec<String>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses, so split after the last ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = tail
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid != Some(parent) || !head.ends_with("(ssh") {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        out.push((pid, args));
+    }
+    out
+}
