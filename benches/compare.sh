@@ -92,6 +92,9 @@ tool_cmd() {
 measure() {
   local run=$1 tool=$2 step=$3 input=${4:-/dev/null} cmd
   cmd=$(tool_cmd "$tool" "$step")
+  # Start from no dirty pages: otherwise the writeback of the previous step's output (a restore,
+  # `cp -a`) throttles this one, and restore times swing 4 s to 22 s with the order of the steps.
+  sync
   if ! /usr/bin/time -f '%e %M' -o "$WORK/time.out" $cmd <"$input" >>"$WORK/log/$tool.log" 2>&1; then
     log "$tool $step failed; see $WORK/log/$tool.log"
     tail -5 "$WORK/log/$tool.log" >&2
@@ -130,6 +133,7 @@ run_tool() {
 run_cp() {
   local run=$1
   rm -rf "$WORK/cp-out"
+  sync
   /usr/bin/time -f '%e %M' -o "$WORK/time.out" cp -a "$WORK/corpus" "$WORK/cp-out"
   read -r secs kib <"$WORK/time.out"
   printf '%s\tcp\trestore\t%s\t%s\n' "$run" "$secs" "$kib" >>"$RESULTS"
