@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cairn::backend::LocalBackend;
+use cairn::backend::{LocalBackend, ObjectKind};
 use cairn::check::{check, CheckOptions};
-use cairn::ops::{lease, prune};
+use cairn::ops::{lease, pending, prune};
 use cairn::Repository;
 use common::failing::FailingBackend;
 use common::{random_bytes, restored_path, tree_listing, write_file, Env, PASSWORD};
@@ -188,9 +188,7 @@ fn an_index_file_removed_between_listing_and_reading_is_listed_again() {
     write_generation(&src, 0);
     env.backup_json(&[&src], &[]);
     let backend = FailingBackend::new(LocalBackend::new(&env.repo), i64::MAX, false);
-    backend
-        .vanishing_index
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    *backend.vanishing.lock().unwrap() = Some(ObjectKind::Index);
     let fresh_cache = env.path("fresh-cache");
     let repo = Repository::open(Box::new(backend), PASSWORD.as_bytes(), &fresh_cache)
         .unwrap()
@@ -198,4 +196,27 @@ fn an_index_file_removed_between_listing_and_reading_is_listed_again() {
         .expect("a vanished index file is not damage: the sync lists again");
     let report = check(&repo, CheckOptions::default()).unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+#[test]
+fn a_pending_record_rewritten_between_listing_and_reading_is_still_found() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for g in 0..2 {
+        write_generation(&src, g);
+        env.backup_json(&[&src], &[]);
+    }
+    // The first snapshot's unique file leaves packs with nothing referenced: prune condemns them.
+    env.r_ok(&["forget", "--keep-last", "1"]);
+    env.r_ok(&["prune", "-q"]);
+    let real = common::files_under(&env.repo.join("pending")).len();
+    assert_eq!(real, 1, "test setup: one pending-deletion record");
+    let backend = FailingBackend::new(LocalBackend::new(&env.repo), i64::MAX, false);
+    *backend.vanishing.lock().unwrap() = Some(ObjectKind::Pending);
+    let repo = Repository::open(Box::new(backend), PASSWORD.as_bytes(), &env.cache_dir()).unwrap();
+    // A backup that missed the rewritten record would take its condemned packs for live ones.
+    let records = pending::list(&repo).unwrap();
+    assert_eq!(records.len(), real, "the record is found by listing again");
+    assert!(!pending::condemned_packs(&repo).unwrap().is_empty());
 }

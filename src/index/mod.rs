@@ -78,13 +78,7 @@ fn read_index_file(
             return if still_listed { Err(e) } else { Ok(None) };
         }
     };
-    if IndexId::hash_of(&bytes).to_hex() != name {
-        return Err(Error::corrupted(format!(
-            "index file {name}: its content does not match its name (damaged)"
-        )));
-    }
-    let file =
-        IndexFile::decode(key, &bytes).map_err(|e| e.context(format!("index file {name}")))?;
+    let file = decode_index_file(key, name, &bytes)?;
     Ok(Some((name.to_string(), file)))
 }
 
@@ -107,6 +101,19 @@ fn typed_location(
             }
         ))),
     }
+}
+
+/// Verifies an index file's bytes against its name, then decodes them.
+///
+/// # Errors
+/// `Corrupted` when the bytes do not match the name or do not decode.
+pub fn decode_index_file(key: &MasterKey, name: &str, bytes: &[u8]) -> Result<IndexFile> {
+    if IndexId::hash_of(bytes).to_hex() != name {
+        return Err(Error::corrupted(format!(
+            "index file {name}: its content does not match its name (damaged)"
+        )));
+    }
+    IndexFile::decode(key, bytes).map_err(|e| e.context(format!("index file {name}")))
 }
 
 /// The open index cache of one repository.
@@ -292,16 +299,7 @@ impl Index {
     /// # Errors
     /// When the cache cannot be read or holds a malformed row.
     pub fn lookup(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(BLOBS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        match table.get(id.0)? {
-            Some(v) => Ok(Some(decode_location(*id, &v.value())?)),
-            None => Ok(None),
-        }
+        Ok(self.lookup_many(std::slice::from_ref(id))?.pop().flatten())
     }
 
     /// Where `id` is stored, or a `Corrupted` error saying it is missing.
@@ -323,24 +321,12 @@ impl Index {
         ids: &[BlobId],
         blob_type: BlobType,
     ) -> Result<Vec<Result<BlobLocation>>> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(BLOBS) {
-            Ok(t) => Some(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let found = match &table {
-                Some(table) => match table.get(id.0)? {
-                    Some(v) => Some(decode_location(*id, &v.value())?),
-                    None => None,
-                },
-                None => None,
-            };
-            out.push(typed_location(id, blob_type, found));
-        }
-        Ok(out)
+        Ok(self
+            .lookup_many(ids)?
+            .into_iter()
+            .zip(ids)
+            .map(|(found, id)| typed_location(id, blob_type, found))
+            .collect())
     }
 
     /// Every indexed blob with its location, in id order (for check).

@@ -1,8 +1,8 @@
 //! A fault-injecting backend: lets a budget of changes (writes, and removals when asked) through,
 //! then fails every later one, as a crash or a full disk would.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cairn::backend::{Backend, LocalBackend, ObjectKind};
 use cairn::ErrorKind;
@@ -12,9 +12,10 @@ pub struct FailingBackend {
     pub budget: Arc<AtomicI64>,
     /// Whether removals spend the budget too (prune); backups only write.
     pub count_removes: bool,
-    /// The next listing of index files names one that is gone by the time it is read, as when a
-    /// prune replaces index files between another process's listing and its reads.
-    pub vanishing_index: AtomicBool,
+    /// The next listing of this kind shows, instead of the real objects, one that is gone by the
+    /// time it is read: what a reader sees when a prune replaces objects (writing the new ones
+    /// before removing the old) between the reader's listing and its reads.
+    pub vanishing: Mutex<Option<ObjectKind>>,
 }
 
 impl FailingBackend {
@@ -23,7 +24,7 @@ impl FailingBackend {
             inner,
             budget: Arc::new(AtomicI64::new(budget)),
             count_removes,
-            vanishing_index: AtomicBool::new(false),
+            vanishing: Mutex::new(None),
         }
     }
 
@@ -49,11 +50,13 @@ impl Backend for FailingBackend {
         self.inner.create()
     }
     fn list(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
-        let mut listed = self.inner.list(kind)?;
-        if kind == ObjectKind::Index && self.vanishing_index.swap(false, Ordering::SeqCst) {
-            listed.push(("ab".repeat(32), 100));
+        let mut vanishing = self.vanishing.lock().unwrap();
+        if *vanishing == Some(kind) {
+            *vanishing = None;
+            return Ok(vec![("ab".repeat(32), 100)]);
         }
-        Ok(listed)
+        drop(vanishing);
+        self.inner.list(kind)
     }
     fn read(&self, kind: ObjectKind, name: &str) -> cairn::Result<Vec<u8>> {
         self.inner.read(kind, name)

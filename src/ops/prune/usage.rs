@@ -12,7 +12,7 @@ use crate::format::index_file::IndexFile;
 use crate::format::pack::{ENTRY_LEN, PREFIX_LEN, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
-use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::id::{BlobId, PackId, SnapshotId};
 use crate::index::{decode_location, encode_location, BlobLocation};
 use crate::pack::PackReader;
 use crate::repo::Repository;
@@ -209,10 +209,5 @@ impl Usage {
 /// When it is missing, damaged or does not match its name.
 pub fn read_index_file(repo: &Repository, name: &str) -> Result<IndexFile> {
     let bytes = repo.backend().read(ObjectKind::Index, name)?;
-    if IndexId::hash_of(&bytes).to_hex() != name {
-        return Err(Error::corrupted(format!(
-            "index file {name}: its content does not match its name (damaged)"
-        )));
-    }
-    IndexFile::decode(repo.key(), &bytes).map_err(|e| e.context(format!("index file {name}")))
+    crate::index::decode_index_file(repo.key(), name, &bytes)
 }
