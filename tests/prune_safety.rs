@@ -220,3 +220,53 @@ fn a_pending_record_rewritten_between_listing_and_reading_is_still_found() {
     assert_eq!(records.len(), real, "the record is found by listing again");
     assert!(!pending::condemned_packs(&repo).unwrap().is_empty());
 }
+
+#[test]
+fn the_blob_table_on_disk_plans_the_same_prune_as_the_one_in_memory() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    let mut expected = BTreeMap::new();
+    for g in 0..4 {
+        write_generation(&src, g);
+        let v = env.backup_json(&[&src], &[]);
+        expected.insert(
+            v["snapshot_id"].as_str().unwrap().to_string(),
+            (src.clone(), tree_listing(&src)),
+        );
+    }
+    env.r_ok(&["forget", "--keep-last", "2"]);
+    let repo = Repository::open(
+        Box::new(LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+        &env.cache_dir(),
+    )
+    .unwrap();
+    let in_memory = prune::PruneOptions {
+        grace: chrono::Duration::zero(),
+        clock_skew: chrono::Duration::zero(),
+        max_unused: 0.0,
+        ..Default::default()
+    };
+    let on_disk = prune::PruneOptions {
+        memory_blobs: 0,
+        ..in_memory
+    };
+    let held = lease::acquire_exclusive(&repo, in_memory.clock_skew).unwrap();
+    let a = prune::plan(&repo, &in_memory).unwrap();
+    let b = prune::plan(&repo, &on_disk).unwrap();
+    assert!(a.referenced_blobs > 0);
+    assert_eq!(a.referenced_blobs, b.referenced_blobs);
+    assert_eq!(a.condemn, b.condemn);
+    assert!(!b.repack.is_empty(), "test setup: some pack is partly used");
+    let ids = |p: &prune::PrunePlan| p.repack.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    assert_eq!(ids(&a), ids(&b));
+    assert!(b.missing.is_empty(), "{:?}", b.missing);
+    // The on-disk table also drives the repack: its copies keep every snapshot whole.
+    let repo = repo.into_indexed().unwrap();
+    held.hold_while(repo.repo(), |held| prune::execute(&repo, &b, held))
+        .unwrap();
+    let report = check(&repo, CheckOptions::read_data()).unwrap();
+    assert!(report.is_ok(), "{:?}", report.errors);
+    assert_every_snapshot_restores(&env, &expected);
+}

@@ -65,6 +65,7 @@ impl PruneTuning {
             max_unused: self.max_unused / 100.0,
             grace: self.grace,
             clock_skew: self.clock_skew,
+            ..PruneOptions::default()
         })
     }
 }

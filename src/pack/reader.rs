@@ -1,7 +1,7 @@
 //! Reads blobs back out of packs: one range per blob, opened and verified against its id.
 
 use crate::backend::{Backend, ObjectKind};
-use crate::blob::open_blob;
+use crate::blob::{authenticate_blob, open_blob};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::format::pack::{self, BlobEntry, TRAILER_LEN};
@@ -44,18 +44,39 @@ impl<'a> PackReader<'a> {
         pack_bytes: &[u8],
         entry: &BlobEntry,
     ) -> Result<Vec<u8>> {
-        let start = entry.offset as usize;
-        let sealed = start
-            .checked_add(entry.length as usize)
-            .and_then(|end| pack_bytes.get(start..end))
-            .ok_or_else(|| {
-                Error::corrupted(format!(
-                    "pack {pack}: blob {} lies outside the pack",
-                    entry.id
-                ))
-            })?;
+        let sealed = sealed_slice(pack, pack_bytes, entry)?;
         open_blob(self.key, entry, sealed).map_err(|e| e.context(format!("pack {pack}")))
     }
+
+    /// The sealed bytes of a blob of a whole pack already in memory, authenticated but not opened.
+    ///
+    /// # Errors
+    /// When the entry lies outside `pack_bytes` or the seal does not authenticate.
+    pub fn sealed_from<'p>(
+        &self,
+        pack: &PackId,
+        pack_bytes: &'p [u8],
+        entry: &BlobEntry,
+    ) -> Result<&'p [u8]> {
+        let sealed = sealed_slice(pack, pack_bytes, entry)?;
+        authenticate_blob(self.key, entry, sealed)
+            .map_err(|e| e.context(format!("pack {pack}")))?;
+        Ok(sealed)
+    }
+}
+
+/// Where `entry` lies in a whole pack, or a `Corrupted` error naming the pack.
+fn sealed_slice<'p>(pack: &PackId, pack_bytes: &'p [u8], entry: &BlobEntry) -> Result<&'p [u8]> {
+    let start = entry.offset as usize;
+    start
+        .checked_add(entry.length as usize)
+        .and_then(|end| pack_bytes.get(start..end))
+        .ok_or_else(|| {
+            Error::corrupted(format!(
+                "pack {pack}: blob {} lies outside the pack",
+                entry.id
+            ))
+        })
 }
 
 /// Where the sealed header of a pack of `len` bytes lies, from its first 10 and last 4 bytes.

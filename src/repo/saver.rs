@@ -145,6 +145,36 @@ impl<'r> BlobSaver<'r> {
             plaintext,
             repo.config().zstd_level,
         )?;
+        self.queue_sealed(blob_type, id, plaintext.len() as u32, &sealed)
+    }
+
+    /// Queues a blob that is already sealed (prune's repack copies blobs this way: the seal binds
+    /// only the type and id, not the pack, so it stays valid in a new pack). The caller has
+    /// authenticated `sealed`; false when the blob is already stored or queued.
+    ///
+    /// # Errors
+    /// When the index cannot be read or writing a pack fails.
+    pub fn save_sealed(
+        &self,
+        blob_type: BlobType,
+        id: BlobId,
+        raw_length: u32,
+        sealed: &[u8],
+    ) -> Result<bool> {
+        if self.is_known(&id)? {
+            return Ok(false);
+        }
+        self.queue_sealed(blob_type, id, raw_length, sealed)
+    }
+
+    fn queue_sealed(
+        &self,
+        blob_type: BlobType,
+        id: BlobId,
+        raw_length: u32,
+        sealed: &[u8],
+    ) -> Result<bool> {
+        let repo = self.repo.repo();
         let finished = {
             let mut state = self.lock();
             if !state.seen.insert(id) {
@@ -156,7 +186,7 @@ impl<'r> BlobSaver<'r> {
                 BlobType::Data => &mut state.data,
                 BlobType::Tree => &mut state.tree,
             };
-            writer.add(repo.key(), id, plaintext.len() as u32, &sealed)?
+            writer.add(repo.key(), id, raw_length, sealed)?
         };
         if let Some(pack) = finished {
             self.store_pack(pack)?;

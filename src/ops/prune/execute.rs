@@ -96,8 +96,9 @@ pub fn execute(
                     if !plan.usage.is_referenced(&e.id)? {
                         return Ok(0);
                     }
-                    let plain = reader.open_from(pack, &bytes, e)?;
-                    saver.save(e.blob_type, &plain)?;
+                    // Copied sealed, as is: recompressing would cost most of the prune's time.
+                    let sealed = reader.sealed_from(pack, &bytes, e)?;
+                    saver.save_sealed(e.blob_type, e.id, e.raw_length, sealed)?;
                     Ok(1)
                 })
                 .collect::<Result<Vec<u64>>>()?;

@@ -4,6 +4,7 @@
 //! pending-deletion record; a later prune *deletes* them once the record is ripe, after reviving any pack
 //! that a snapshot written meanwhile needs. Plan first, execute second; `--dry-run` prints the plan.
 
+mod blob_table;
 mod execute;
 mod usage;
 
@@ -32,6 +33,9 @@ pub struct PruneOptions {
     pub grace: Duration,
     /// How far the clocks of hosts sharing the repository may disagree.
     pub clock_skew: Duration,
+    /// Index entries up to which the blob table is kept in memory; above, it goes to a temporary
+    /// database on disk (default [`blob_table::MEMORY_BLOBS`]).
+    pub memory_blobs: u64,
 }
 
 impl Default for PruneOptions {
@@ -40,6 +44,7 @@ impl Default for PruneOptions {
             max_unused: 0.05,
             grace: Duration::hours(1),
             clock_skew: Duration::minutes(5),
+            memory_blobs: blob_table::MEMORY_BLOBS,
         }
     }
 }
@@ -119,12 +124,7 @@ pub fn plan(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
     let condemned: HashSet<PackId> = records.iter().flat_map(|r| r.record.pack_ids()).collect();
 
     let snapshots = repo.snapshots()?;
-    let index_files: Vec<String> = repo
-        .backend()
-        .list(ObjectKind::Index)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let index_listing = repo.backend().list(ObjectKind::Index)?;
     let mut packs: HashMap<PackId, PackUsage> = HashMap::new();
     for (name, size) in repo.backend().list(ObjectKind::Pack)? {
         if let Ok(id) = PackId::from_hex(&name) {
@@ -137,8 +137,15 @@ pub fn plan(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
             );
         }
     }
-    let usage = Usage::build(repo, &index_files, &mut packs, &condemned)?;
+    let mut usage = Usage::build(
+        repo,
+        &index_listing,
+        &mut packs,
+        &condemned,
+        options.memory_blobs,
+    )?;
     let walk = usage.walk(repo, &snapshots, &mut packs, &condemned)?;
+    let index_files = index_listing.into_iter().map(|(name, _)| name).collect();
 
     let ripe_packs: HashSet<PackId> = records
         .iter()

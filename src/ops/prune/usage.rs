@@ -1,9 +1,9 @@
-//! Which blobs the snapshots reference and where each one lives, kept in a temporary redb database so that
-//! prune's memory does not grow with the number of blobs (only with the number of packs).
+//! Which blobs the snapshots reference and where each one lives, and what that makes of each pack:
+//! the index files are read into prune's blob table, then every snapshot's trees are walked.
 
 use std::collections::{HashMap, HashSet};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase};
 
 use crate::backend::ObjectKind;
 use crate::crypto::SEAL_OVERHEAD;
@@ -13,14 +13,11 @@ use crate::format::pack::{ENTRY_LEN, PREFIX_LEN, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
 use crate::id::{BlobId, PackId, SnapshotId};
-use crate::index::{decode_location, encode_location, BlobLocation};
+use crate::index::BlobLocation;
 use crate::pack::PackReader;
 use crate::repo::Repository;
 
-/// Blob id -> its best location: one in a live pack when there is one, else one in a condemned pack.
-const LOCATIONS: TableDefinition<[u8; 32], [u8; 45]> = TableDefinition::new("locations");
-/// Blob ids referenced by some snapshot (trees included); doubles as the visited set of the walk.
-const REFERENCED: TableDefinition<[u8; 32], ()> = TableDefinition::new("referenced");
+use super::blob_table::{BlobTable, DiskTable, Mark, MemoryTable, LOCATIONS, REFERENCED};
 
 /// What prune knows of one pack.
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,23 +54,46 @@ pub struct Walk {
     pub revive: HashSet<PackId>,
 }
 
-/// The temporary database.
+/// Where the blob table lives (see [`super::blob_table::MEMORY_BLOBS`]).
+enum Store {
+    Memory(MemoryTable),
+    Disk {
+        db: Database,
+        _dir: tempfile::TempDir,
+    },
+}
+
+/// The blob table of one prune.
 pub struct Usage {
-    db: Database,
-    _dir: tempfile::TempDir,
+    store: Store,
 }
 
 impl Usage {
-    /// Reads `index_files` one at a time into the location table; fills `packs[..].indexed`.
+    /// Reads `index_files` (names and sizes) one at a time into the blob table; fills
+    /// `packs[..].indexed`. The table is in memory when the index files hold at most
+    /// `memory_blobs` entries, else in a temporary database.
     ///
     /// # Errors
     /// When an index file is damaged (prune must not guess) or the database fails.
     pub fn build(
         repo: &Repository,
-        index_files: &[String],
+        index_files: &[(String, u64)],
         packs: &mut HashMap<PackId, PackUsage>,
         condemned: &HashSet<PackId>,
+        memory_blobs: u64,
     ) -> Result<Self> {
+        // Index files are not compressed: their size bounds the number of entries from above.
+        let entries: u64 = index_files
+            .iter()
+            .map(|(_, size)| size / ENTRY_LEN as u64)
+            .sum();
+        if entries <= memory_blobs {
+            let mut table = MemoryTable::with_capacity(entries as usize);
+            fill(repo, index_files, packs, condemned, &mut table)?;
+            return Ok(Usage {
+                store: Store::Memory(table),
+            });
+        }
         let dir = tempfile::Builder::new()
             .prefix("cairn-prune-")
             .tempdir()
@@ -86,34 +106,16 @@ impl Usage {
         let db = Database::create(dir.path().join("usage.redb"))?;
         let tx = db.begin_write()?;
         {
-            let mut table = tx.open_table(LOCATIONS)?;
-            tx.open_table(REFERENCED)?;
-            for name in index_files {
-                let file = read_index_file(repo, name)?;
-                for pack in &file.packs {
-                    let Some(usage) = packs.get_mut(&pack.pack) else {
-                        continue; // missing pack: check reports it; nothing here can live in it
-                    };
-                    usage.indexed = true;
-                    usage.blobs = pack.blobs.len() as u64;
-                    let live = !condemned.contains(&pack.pack);
-                    for entry in &pack.blobs {
-                        let better = match table.get(entry.id.0)? {
-                            None => true,
-                            Some(old) => {
-                                live && condemned
-                                    .contains(&decode_location(entry.id, &old.value())?.pack)
-                            }
-                        };
-                        if better {
-                            table.insert(entry.id.0, encode_location(&pack.pack, entry))?;
-                        }
-                    }
-                }
-            }
+            let mut table = DiskTable {
+                locations: tx.open_table(LOCATIONS)?,
+                referenced: tx.open_table(REFERENCED)?,
+            };
+            fill(repo, index_files, packs, condemned, &mut table)?;
         }
         tx.commit()?;
-        Ok(Usage { db, _dir: dir })
+        Ok(Usage {
+            store: Store::Disk { db, _dir: dir },
+        })
     }
 
     /// Walks every snapshot's trees, recording referenced blobs and the bytes each pack keeps alive.
@@ -121,76 +123,27 @@ impl Usage {
     /// # Errors
     /// When a tree cannot be read or decoded (prune stops rather than delete what it could not see).
     pub fn walk(
-        &self,
+        &mut self,
         repo: &Repository,
         snapshots: &[(SnapshotId, Snapshot)],
         packs: &mut HashMap<PackId, PackUsage>,
         condemned: &HashSet<PackId>,
     ) -> Result<Walk> {
-        let mut walk = Walk::default();
-        let reader = PackReader::new(repo.backend(), repo.key());
-        let tx = self.db.begin_write()?;
-        {
-            let locations = tx.open_table(LOCATIONS)?;
-            let mut referenced = tx.open_table(REFERENCED)?;
-            // Records a reference; returns the location when the blob is seen for the first time.
-            let mut mark = |id: BlobId,
-                            what: &dyn Fn() -> String,
-                            walk: &mut Walk|
-             -> Result<Option<BlobLocation>> {
-                if referenced.insert(id.0, ())?.is_some() {
-                    return Ok(None);
-                }
-                walk.referenced += 1;
-                let Some(raw) = locations.get(id.0)? else {
-                    walk.missing
-                        .push(format!("{}: blob {id} is in no index file", what()));
-                    return Ok(None);
-                };
-                let loc = decode_location(id, &raw.value())?;
-                if let Some(u) = packs.get_mut(&loc.pack) {
-                    u.used_bytes += u64::from(loc.entry.length);
-                    u.used_blobs += 1;
-                }
-                if condemned.contains(&loc.pack) {
-                    walk.revive.insert(loc.pack);
-                }
-                Ok(Some(loc))
-            };
-            for (snap_id, snap) in snapshots {
-                let mut stack = vec![(snap.tree_id(), "/".to_string())];
-                while let Some((tree_id, path)) = stack.pop() {
-                    let what = || format!("snapshot {} path {path}", snap_id.short());
-                    let Some(loc) = mark(tree_id, &what, &mut walk)? else {
-                        continue;
+        match &mut self.store {
+            Store::Memory(table) => walk(repo, snapshots, packs, condemned, table),
+            Store::Disk { db, .. } => {
+                let tx = db.begin_write()?;
+                let walk = {
+                    let mut table = DiskTable {
+                        locations: tx.open_table(LOCATIONS)?,
+                        referenced: tx.open_table(REFERENCED)?,
                     };
-                    let bytes = reader
-                        .read_blob(&loc.pack, &loc.entry)
-                        .map_err(|e| e.context(what()))?;
-                    let tree = Tree::decode(&bytes).map_err(|e| e.context(what()))?;
-                    for node in &tree.nodes {
-                        let child = format!("{path}{}", String::from_utf8_lossy(&node.name));
-                        match node.kind {
-                            NodeKind::Dir => {
-                                stack.extend(node.subtree.map(|t| (t, format!("{child}/"))))
-                            }
-                            NodeKind::File => {
-                                for item in &node.content {
-                                    if let ContentItem::Data { id, .. } = item {
-                                        let what =
-                                            || format!("snapshot {} file {child}", snap_id.short());
-                                        mark(*id, &what, &mut walk)?;
-                                    }
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
+                    walk(repo, snapshots, packs, condemned, &mut table)?
+                };
+                tx.commit()?;
+                Ok(walk)
             }
         }
-        tx.commit()?;
-        Ok(walk)
     }
 
     /// Whether a snapshot references `id`.
@@ -198,9 +151,113 @@ impl Usage {
     /// # Errors
     /// When the database fails.
     pub fn is_referenced(&self, id: &BlobId) -> Result<bool> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(REFERENCED)?.get(id.0)?.is_some())
+        match &self.store {
+            Store::Memory(table) => Ok(table.is_referenced(id)),
+            Store::Disk { db, .. } => {
+                let tx = db.begin_read()?;
+                Ok(tx.open_table(REFERENCED)?.get(id.0)?.is_some())
+            }
+        }
     }
+}
+
+/// Records every entry of the index files in `table`, keeping for each blob a location in a live
+/// pack when there is one.
+fn fill(
+    repo: &Repository,
+    index_files: &[(String, u64)],
+    packs: &mut HashMap<PackId, PackUsage>,
+    condemned: &HashSet<PackId>,
+    table: &mut impl BlobTable,
+) -> Result<()> {
+    for (name, _) in index_files {
+        let file = read_index_file(repo, name)?;
+        for pack in &file.packs {
+            let Some(usage) = packs.get_mut(&pack.pack) else {
+                continue; // missing pack: check reports it; nothing here can live in it
+            };
+            usage.indexed = true;
+            usage.blobs = pack.blobs.len() as u64;
+            let live = !condemned.contains(&pack.pack);
+            for entry in &pack.blobs {
+                let better = match table.pack_of(&entry.id)? {
+                    None => true,
+                    Some(old) => live && condemned.contains(&old),
+                };
+                if better {
+                    table.put(&pack.pack, entry)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The walk of [`Usage::walk`] over either table.
+fn walk(
+    repo: &Repository,
+    snapshots: &[(SnapshotId, Snapshot)],
+    packs: &mut HashMap<PackId, PackUsage>,
+    condemned: &HashSet<PackId>,
+    table: &mut impl BlobTable,
+) -> Result<Walk> {
+    let mut walk = Walk::default();
+    let reader = PackReader::new(repo.backend(), repo.key());
+    // Records a reference; returns the location when the blob is seen for the first time.
+    let mut mark =
+        |id: BlobId, what: &dyn Fn() -> String, walk: &mut Walk| -> Result<Option<BlobLocation>> {
+            let loc = match table.mark(id)? {
+                Mark::Seen => return Ok(None),
+                Mark::Missing => {
+                    walk.referenced += 1;
+                    walk.missing
+                        .push(format!("{}: blob {id} is in no index file", what()));
+                    return Ok(None);
+                }
+                Mark::First(loc) => loc,
+            };
+            walk.referenced += 1;
+            if let Some(u) = packs.get_mut(&loc.pack) {
+                u.used_bytes += u64::from(loc.entry.length);
+                u.used_blobs += 1;
+            }
+            if condemned.contains(&loc.pack) {
+                walk.revive.insert(loc.pack);
+            }
+            Ok(Some(loc))
+        };
+    for (snap_id, snap) in snapshots {
+        let mut stack = vec![(snap.tree_id(), "/".to_string())];
+        while let Some((tree_id, path)) = stack.pop() {
+            let what = || format!("snapshot {} path {path}", snap_id.short());
+            let Some(loc) = mark(tree_id, &what, &mut walk)? else {
+                continue;
+            };
+            let bytes = reader
+                .read_blob(&loc.pack, &loc.entry)
+                .map_err(|e| e.context(what()))?;
+            let tree = Tree::decode(&bytes).map_err(|e| e.context(what()))?;
+            for node in &tree.nodes {
+                let child = || format!("{path}{}", String::from_utf8_lossy(&node.name));
+                match node.kind {
+                    NodeKind::Dir => {
+                        stack.extend(node.subtree.map(|t| (t, format!("{}/", child()))))
+                    }
+                    NodeKind::File => {
+                        for item in &node.content {
+                            if let ContentItem::Data { id, .. } = item {
+                                let what =
+                                    || format!("snapshot {} file {}", snap_id.short(), child());
+                                mark(*id, &what, &mut walk)?;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(walk)
 }
 
 /// Reads and verifies one index file.
