@@ -270,3 +270,46 @@ fn the_blob_table_on_disk_plans_the_same_prune_as_the_one_in_memory() {
     assert!(report.is_ok(), "{:?}", report.errors);
     assert_every_snapshot_restores(&env, &expected);
 }
+
+#[test]
+fn a_damaged_blob_in_a_pack_to_repack_stops_prune_before_it_condemns_anything() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for g in 0..4 {
+        write_generation(&src, g);
+        env.backup_json(&[&src], &[]);
+    }
+    env.r_ok(&["forget", "--keep-last", "2"]);
+    let repo = Repository::open(
+        Box::new(LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+        &env.cache_dir(),
+    )
+    .unwrap();
+    let options = prune::PruneOptions {
+        max_unused: 0.0,
+        ..Default::default()
+    };
+    let plan = prune::plan(&repo, &options).unwrap();
+    let (victim, _) = plan.repack.first().expect("test setup: a pack to repack");
+    // One flipped byte in every blob of that pack: whichever blob repack copies fails its seal.
+    let entries = cairn::pack::read_pack_header(repo.backend(), repo.key(), victim).unwrap();
+    let hex = victim.to_hex();
+    let path = env.repo.join("data").join(&hex[..2]).join(&hex);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for e in &entries {
+        bytes[e.offset as usize + e.length as usize / 2] ^= 0x01;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = env.r(&["prune", "--max-unused", "0"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    let stderr = &out.stderr;
+    assert!(stderr.contains(&hex), "names the damaged pack: {stderr}");
+    assert!(
+        common::files_under(&env.repo.join("pending")).is_empty(),
+        "nothing condemned after a failed repack"
+    );
+    assert!(path.exists(), "the damaged pack is kept for repair");
+}
