@@ -15,7 +15,12 @@ use crate::ops::pending;
 use crate::pack::{parse_pack_header, PackReader};
 use crate::repo::{IndexedRepository, Repository};
 
+use crate::threads::map_bounded;
+
 use super::usage::read_index_file;
+
+/// Pack removals sent at once.
+const REMOVALS_IN_FLIGHT: usize = 8;
 use super::PrunePlan;
 
 /// What a prune did.
@@ -123,10 +128,16 @@ pub fn execute(
                 out.index_files_removed += 1;
             }
         }
-        for (id, size) in &plan.delete {
-            r.backend().remove(ObjectKind::Pack, &id.to_hex())?;
+        // Several removals in flight: on remote storage each is a round trip. A pack whose removal
+        // fails stays unindexed, so a later prune condemns and deletes it again.
+        let removed = map_bounded(&plan.delete, REMOVALS_IN_FLIGHT, |(id, size)| {
+            r.backend()
+                .remove(ObjectKind::Pack, &id.to_hex())
+                .map(|()| *size)
+        });
+        for size in removed {
+            out.bytes_freed += size?;
             out.deleted_packs += 1;
-            out.bytes_freed += size;
         }
     }
     for name in &plan.ripe {

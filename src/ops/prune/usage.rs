@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
 use redb::{Database, ReadableDatabase};
 
 use crate::backend::ObjectKind;
@@ -18,6 +19,10 @@ use crate::pack::PackReader;
 use crate::repo::Repository;
 
 use super::blob_table::{BlobTable, DiskTable, Mark, MemoryTable, LOCATIONS, REFERENCED};
+
+/// Trees read and decoded at once by the walk: enough to keep every thread busy, few enough that
+/// their plaintexts take little memory.
+const TREES_PER_BATCH: usize = 256;
 
 /// What prune knows of one pack.
 #[derive(Clone, Copy, Debug, Default)]
@@ -228,31 +233,45 @@ fn walk(
         };
     for (snap_id, snap) in snapshots {
         let mut stack = vec![(snap.tree_id(), "/".to_string())];
-        while let Some((tree_id, path)) = stack.pop() {
-            let what = || format!("snapshot {} path {path}", snap_id.short());
-            let Some(loc) = mark(tree_id, &what, &mut walk)? else {
-                continue;
-            };
-            let bytes = reader
-                .read_blob(&loc.pack, &loc.entry)
-                .map_err(|e| e.context(what()))?;
-            let tree = Tree::decode(&bytes).map_err(|e| e.context(what()))?;
-            for node in &tree.nodes {
-                let child = || format!("{path}{}", String::from_utf8_lossy(&node.name));
-                match node.kind {
-                    NodeKind::Dir => {
-                        stack.extend(node.subtree.map(|t| (t, format!("{}/", child()))))
-                    }
-                    NodeKind::File => {
-                        for item in &node.content {
-                            if let ContentItem::Data { id, .. } = item {
-                                let what =
-                                    || format!("snapshot {} file {}", snap_id.short(), child());
-                                mark(*id, &what, &mut walk)?;
+        while !stack.is_empty() {
+            // Trees first seen are read and decoded in parallel, a bounded batch at a time; marking
+            // stays sequential, in the table.
+            let batch = stack.split_off(stack.len().saturating_sub(TREES_PER_BATCH));
+            let mut todo = Vec::with_capacity(batch.len());
+            for (tree_id, path) in batch {
+                let what = || format!("snapshot {} path {path}", snap_id.short());
+                if let Some(loc) = mark(tree_id, &what, &mut walk)? {
+                    todo.push((loc, path));
+                }
+            }
+            let trees: Vec<Result<Tree>> = todo
+                .par_iter()
+                .map(|(loc, path)| {
+                    let what = || format!("snapshot {} path {path}", snap_id.short());
+                    let bytes = reader
+                        .read_blob(&loc.pack, &loc.entry)
+                        .map_err(|e| e.context(what()))?;
+                    Tree::decode(&bytes).map_err(|e| e.context(what()))
+                })
+                .collect();
+            for ((_, path), tree) in todo.iter().zip(trees) {
+                for node in &tree?.nodes {
+                    let child = || format!("{path}{}", String::from_utf8_lossy(&node.name));
+                    match node.kind {
+                        NodeKind::Dir => {
+                            stack.extend(node.subtree.map(|t| (t, format!("{}/", child()))))
+                        }
+                        NodeKind::File => {
+                            for item in &node.content {
+                                if let ContentItem::Data { id, .. } = item {
+                                    let what =
+                                        || format!("snapshot {} file {}", snap_id.short(), child());
+                                    mark(*id, &what, &mut walk)?;
+                                }
                             }
                         }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
         }
