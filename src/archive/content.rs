@@ -22,6 +22,7 @@ const BATCH_BYTES: usize = 16 << 20;
 pub struct ContentReader<'a, 'r> {
     pub(crate) saver: &'a BlobSaver<'r>,
     pub(crate) chunker: ChunkerParams,
+    pub(crate) zstd_level: i32,
     pub(crate) bytes_read: &'a AtomicU64,
     pub(crate) progress: &'a dyn super::BackupProgress,
 }
@@ -70,7 +71,9 @@ impl ContentReader<'_, '_> {
     }
 
     fn store(&self, batch: Vec<Vec<u8>>, items: &mut Vec<ContentItem>) -> Result<()> {
-        let ids = self.saver.save_many(BlobType::Data, &batch)?;
+        let ids = self
+            .saver
+            .save_many(BlobType::Data, &batch, self.zstd_level)?;
         for (id, chunk) in ids.into_iter().zip(batch.iter()) {
             items.push(ContentItem::Data {
                 id,

@@ -260,10 +260,11 @@ impl Archiver<'_, '_> {
             .push(error);
     }
 
-    fn content_reader(&self, chunker: ChunkerParams) -> ContentReader<'_, '_> {
+    fn content_reader(&self, chunker: ChunkerParams, zstd_level: i32) -> ContentReader<'_, '_> {
         ContentReader {
             saver: self.saver,
             chunker,
+            zstd_level,
             bytes_read: &self.counters.bytes_read,
             progress: self.progress,
         }
@@ -313,7 +314,8 @@ impl Archiver<'_, '_> {
         node.ctime = node.mtime;
         node.links = 1;
         // A stream is always read in full: it has no metadata that could prove it unchanged.
-        self.content_reader(self.stream_chunker)
+        let level = self.saver.config().zstd_level_for_streams();
+        self.content_reader(self.stream_chunker, level)
             .read_stream(reader, &mut node.content)
             .map_err(|e| e.context("standard input"))?;
         node.size = node.content.iter().map(ContentItem::len).sum();
@@ -494,7 +496,10 @@ impl Archiver<'_, '_> {
         });
         let content = match cached {
             Some(c) => c,
-            None => match self.content_reader(self.chunker).read_file(path) {
+            None => match self
+                .content_reader(self.chunker, self.saver.config().zstd_level)
+                .read_file(path)
+            {
                 Ok(c) => c,
                 Err(e) if e.kind() == ErrorKind::SourceIo => {
                     self.record_error(path, &e);

@@ -1,5 +1,6 @@
 //! Opening and creating a repository: keys, config, snapshots, and typed access to the pieces (index, packs, blobs).
 
+mod pack_upload;
 mod saver;
 pub mod select;
 
@@ -8,6 +9,7 @@ pub use select::SnapshotFilter;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::backend::{Backend, ObjectKind};
 use crate::crypto::{KdfParams, MasterKey};
@@ -22,7 +24,7 @@ use crate::pack::PackReader;
 
 /// An open repository: storage, master key and config.
 pub struct Repository {
-    backend: Box<dyn Backend>,
+    backend: Arc<dyn Backend>,
     key: MasterKey,
     config: Config,
     cache_root: PathBuf,
@@ -66,7 +68,7 @@ impl Repository {
         // The config is written last: until it exists the location is not a repository.
         backend.write(ObjectKind::Config, "config", &config.encode(&key)?)?;
         Ok(Repository {
-            backend,
+            backend: Arc::from(backend),
             key,
             config,
             cache_root: cache_root.to_path_buf(),
@@ -129,7 +131,7 @@ impl Repository {
         };
         let config = Config::decode(&key, &backend.read(ObjectKind::Config, "config")?)?;
         Ok(Repository {
-            backend,
+            backend: Arc::from(backend),
             key,
             config,
             cache_root: cache_root.to_path_buf(),
@@ -139,6 +141,11 @@ impl Repository {
     /// The storage.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// The storage, shared with threads that outlive a borrow (the pack writer).
+    pub(crate) fn shared_backend(&self) -> Arc<dyn Backend> {
+        Arc::clone(&self.backend)
     }
 
     /// The master key.

@@ -12,6 +12,7 @@ use crate::format::index_file::{IndexFile, PackEntries};
 use crate::id::{BlobId, BlobType, IndexId, PackId};
 use crate::pack::{FinishedPack, PackWriter};
 
+use super::pack_upload::PackUploader;
 use super::IndexedRepository;
 
 /// Index entries gathered before an index file is written mid-backup (bounds memory and lost work).
@@ -44,6 +45,7 @@ pub struct BlobSaver<'r> {
     // Packs whose blobs count as absent: condemned by a prune (FORMAT.md §12) or being repacked.
     excluded: HashSet<PackId>,
     state: Mutex<State>,
+    uploader: PackUploader,
 }
 
 impl<'r> BlobSaver<'r> {
@@ -52,6 +54,7 @@ impl<'r> BlobSaver<'r> {
         BlobSaver {
             repo,
             excluded,
+            uploader: PackUploader::new(repo.repo().shared_backend()),
             state: Mutex::new(State {
                 data: PackWriter::new(BlobType::Data, size),
                 tree: PackWriter::new(BlobType::Tree, size),
@@ -66,6 +69,11 @@ impl<'r> BlobSaver<'r> {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic elsewhere cannot leave State half-updated in a way that matters: recover it.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration of the repository written to (chunker sizes, compression levels).
+    pub fn config(&self) -> &crate::format::config::Config {
+        self.repo.repo().config()
     }
 
     /// Whether the blob is already stored or queued.
@@ -113,16 +121,22 @@ impl<'r> BlobSaver<'r> {
         if self.is_known(&id)? {
             return Ok((id, false));
         }
-        Ok((id, self.store_new(blob_type, id, plaintext)?))
+        let level = self.repo.repo().config().zstd_level;
+        Ok((id, self.store_new(blob_type, id, plaintext, level)?))
     }
 
     /// Stores a batch of blobs of one type in parallel and returns their ids in order: ids are
     /// hashed in parallel, looked up in one index transaction, and only unknown blobs are
-    /// compressed and sealed.
+    /// compressed (at `zstd_level`) and sealed.
     ///
     /// # Errors
     /// When the index cannot be read, or sealing or writing a pack fails.
-    pub fn save_many(&self, blob_type: BlobType, blobs: &[Vec<u8>]) -> Result<Vec<BlobId>> {
+    pub fn save_many(
+        &self,
+        blob_type: BlobType,
+        blobs: &[Vec<u8>],
+        zstd_level: i32,
+    ) -> Result<Vec<BlobId>> {
         let key = self.repo.repo().key();
         let ids: Vec<BlobId> = blobs.par_iter().map(|b| key.blob_id(b)).collect();
         let known = self.known_many(&ids)?;
@@ -131,19 +145,26 @@ impl<'r> BlobSaver<'r> {
             .zip(&ids)
             .zip(&known)
             .filter(|(_, known)| !**known)
-            .try_for_each(|((blob, id), _)| self.store_new(blob_type, *id, blob).map(|_| ()))?;
+            .try_for_each(|((blob, id), _)| {
+                self.store_new(blob_type, *id, blob, zstd_level).map(|_| ())
+            })?;
         Ok(ids)
     }
 
     /// Seals and queues a blob the index does not have; false when another thread queued it first.
-    fn store_new(&self, blob_type: BlobType, id: BlobId, plaintext: &[u8]) -> Result<bool> {
-        let repo = self.repo.repo();
+    fn store_new(
+        &self,
+        blob_type: BlobType,
+        id: BlobId,
+        plaintext: &[u8],
+        zstd_level: i32,
+    ) -> Result<bool> {
         let sealed = seal_blob(
-            repo.key(),
+            self.repo.repo().key(),
             blob_type,
             &id,
             plaintext,
-            repo.config().zstd_level,
+            zstd_level,
         )?;
         self.queue_sealed(blob_type, id, plaintext.len() as u32, &sealed)
     }
@@ -195,20 +216,33 @@ impl<'r> BlobSaver<'r> {
     }
 
     fn store_pack(&self, pack: FinishedPack) -> Result<()> {
-        self.repo
-            .repo()
-            .backend()
-            .write(ObjectKind::Pack, &pack.id.to_hex(), &pack.bytes)?;
+        self.uploader.submit(pack)?;
+        self.record_stored(self.uploader.stored())
+    }
+
+    /// Queues the entries of packs now stored for the next index file (never before the pack is
+    /// stored: FORMAT.md §11), writing that file when enough entries wait.
+    fn record_stored(&self, stored: Vec<Result<PackEntries>>) -> Result<()> {
+        let mut first_error = None;
         let flush = {
             let mut state = self.lock();
-            state.stats.packs += 1;
-            state.pending_blobs += pack.entries.len();
-            state.pending.push(PackEntries {
-                pack: pack.id,
-                blobs: pack.entries,
-            });
+            for result in stored {
+                match result {
+                    Ok(entries) => {
+                        state.stats.packs += 1;
+                        state.pending_blobs += entries.blobs.len();
+                        state.pending.push(entries);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
             state.pending_blobs >= INDEX_FLUSH_BLOBS
         };
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         if flush {
             self.write_index()?;
         }
@@ -255,8 +289,9 @@ impl<'r> BlobSaver<'r> {
             (state.data.finish(key)?, state.tree.finish(key)?)
         };
         for pack in [data, tree].into_iter().flatten() {
-            self.store_pack(pack)?;
+            self.uploader.submit(pack)?;
         }
+        self.record_stored(self.uploader.finish())?;
         self.write_index()?;
         Ok(self.lock().stats)
     }
