@@ -268,7 +268,10 @@ fn check_run_while_backups_forgets_and_prunes_run_reports_no_damage() {
         s.spawn(move || {
             let mut rounds = 0;
             while done.load(Ordering::SeqCst) < 2 && rounds < 200 {
-                checks.lock().unwrap().push(env.r(&["check", "--read-data"]));
+                checks
+                    .lock()
+                    .unwrap()
+                    .push(env.r(&["check", "--read-data"]));
                 rounds += 1;
             }
         });

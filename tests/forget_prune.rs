@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use common::{exit, files_under, random_bytes, tree_listing, write_file, Env};
@@ -93,7 +93,10 @@ fn forget_and_two_prunes_reclaim_space_and_keep_snapshots_restorable() {
         .iter()
         .map(|p| p.parent().unwrap().to_path_buf())
         .collect();
-    assert_eq!(shards, holding_packs, "every shard directory left holds a pack");
+    assert_eq!(
+        shards, holding_packs,
+        "every shard directory left holds a pack"
+    );
 
     env.r_ok(&["check", "--read-data"]);
     let out = env.path("restore-last");

@@ -478,9 +478,20 @@ fn repair_snapshots_before_repair_index_refuses_while_packs_hold_the_data() {
         );
         assert!(out.stderr.contains("changed nothing"), "{}", out.describe());
     }
-    assert_eq!(env.snapshots_json(), snapshots_before, "no snapshot written or removed");
-    assert_eq!(common::pack_files(&env.repo), packs_before, "no tree written");
-    assert!(files_under(&env.repo.join("locks")).is_empty(), "the lease is released");
+    assert_eq!(
+        env.snapshots_json(),
+        snapshots_before,
+        "no snapshot written or removed"
+    );
+    assert_eq!(
+        common::pack_files(&env.repo),
+        packs_before,
+        "no tree written"
+    );
+    assert!(
+        files_under(&env.repo.join("locks")).is_empty(),
+        "the lease is released"
+    );
 
     env.r_ok(&["repair", "index"]);
     let done = env.r_json(&["repair", "snapshots", "--forget"]);

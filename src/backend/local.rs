@@ -285,7 +285,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path().join("repo"));
         b.create().unwrap();
-        let (first, second) = (format!("ab{}", "01".repeat(31)), format!("ab{}", "02".repeat(31)));
+        let (first, second) = (
+            format!("ab{}", "01".repeat(31)),
+            format!("ab{}", "02".repeat(31)),
+        );
         b.write(ObjectKind::Pack, &first, b"one").unwrap();
         b.write(ObjectKind::Pack, &second, b"two").unwrap();
         let shard = dir.path().join("repo/data/ab");

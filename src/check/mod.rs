@@ -81,6 +81,7 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
     let times_before = verified.clone();
     let mut carry = Carry::default();
     let mut restarts: Vec<String> = Vec::new();
+    let mut last_ids = Vec::new();
     for _ in 0..settle::ATTEMPTS {
         let Pass {
             mut report,
@@ -96,6 +97,7 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         match vanished {
             Some((kind, name)) => {
                 restarts.push(format!("{} {name}", kind.label()));
+                last_ids = ids;
                 // Pack data is immutable: what verified stays verified, and the rerun reads headers only.
                 for (id, blobs) in verified_now {
                     carry.packs.insert(id);
@@ -119,9 +121,9 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         }
     }
     if options.read_data.reads_data() {
-        // The packs read meanwhile were verified all the same.
-        let ids: Vec<PackId> = verified.keys().copied().collect();
-        let _ = rotation::save(repo.repo(), &verified, &ids, &records);
+        // The packs read meanwhile were verified all the same; the error below matters more than
+        // a failure to record them.
+        let _ = rotation::save(repo.repo(), &verified, &last_ids, &records);
     }
     Err(Error::new(
         ErrorKind::Backend,

@@ -34,7 +34,10 @@ impl Listed {
     ///
     /// # Errors
     /// When the storage cannot be listed.
-    pub(super) fn vanished(&self, repo: &IndexedRepository) -> Result<Option<(ObjectKind, String)>> {
+    pub(super) fn vanished(
+        &self,
+        repo: &IndexedRepository,
+    ) -> Result<Option<(ObjectKind, String)>> {
         for (kind, names) in &self.objects {
             let now: HashSet<String> = repo
                 .repo()
