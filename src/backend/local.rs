@@ -254,7 +254,13 @@ impl Backend for LocalBackend {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(ErrorKind::Backend, "cannot write", &path, e));
         }
-        sync_dir(&dir)
+        sync_dir(&dir)?;
+        if kind == ObjectKind::Pack {
+            // The shard directory itself may be new (created now, or again after a removal emptied
+            // it): its entry in `data/` must be durable too, or a crash could lose the pack.
+            sync_dir(dir.parent().unwrap_or(&self.root))?;
+        }
+        Ok(())
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {
