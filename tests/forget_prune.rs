@@ -3,8 +3,9 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{exit, files_under, random_bytes, tree_listing, write_file, Env};
 
@@ -82,6 +83,19 @@ fn forget_and_two_prunes_reclaim_space_and_keep_snapshots_restorable() {
     assert!(
         files_under(&env.repo.join("locks")).is_empty(),
         "no lease is left behind"
+    );
+    // Regression: the shard directories of deleted packs stayed behind, empty.
+    let shards: BTreeSet<PathBuf> = std::fs::read_dir(env.repo.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let holding_packs: BTreeSet<PathBuf> = common::pack_files(&env.repo)
+        .iter()
+        .map(|p| p.parent().unwrap().to_path_buf())
+        .collect();
+    assert_eq!(
+        shards, holding_packs,
+        "every shard directory left holds a pack"
     );
 
     env.r_ok(&["check", "--read-data"]);

@@ -447,3 +447,80 @@ fn repairs_interrupted_at_every_write_add_no_problem() {
     let repaired = snaps[1]["id"].as_str().unwrap();
     assert_eq!(restore_listing(&env, repaired, &src, "restored"), surviving);
 }
+
+/// Regression: `repair snapshots` run before `repair index` dropped files whose blobs were still in
+/// packs that no index file named. It must refuse, change nothing, and say what to run first.
+#[test]
+fn repair_snapshots_before_repair_index_refuses_while_packs_hold_the_data() {
+    let env = Env::new();
+    let (src, _) = two_backups(&env);
+    let expected = tree_listing(&src);
+    for name in index_files(&env) {
+        std::fs::remove_file(env.repo.join("index").join(&name)).unwrap();
+    }
+    // A pack whose header cannot be read holds nothing recoverable: it must not stop the search.
+    let garbage = env.repo.join("data").join("ab").join("ab".repeat(32));
+    write_file(&garbage, b"not a pack at all, far too short");
+    let packs_before = common::pack_files(&env.repo);
+    let snapshots_before = env.snapshots_json();
+
+    for args in [
+        &["repair", "snapshots", "--dry-run"][..],
+        &["repair", "snapshots", "--forget"][..],
+    ] {
+        let out = env.r(args);
+        out.assert_code(exit::USAGE);
+        assert!(
+            out.stderr
+                .contains("run `cairn repair index` first, then `cairn repair snapshots` again"),
+            "{}",
+            out.describe()
+        );
+        assert!(out.stderr.contains("changed nothing"), "{}", out.describe());
+    }
+    assert_eq!(
+        env.snapshots_json(),
+        snapshots_before,
+        "no snapshot written or removed"
+    );
+    assert_eq!(
+        common::pack_files(&env.repo),
+        packs_before,
+        "no tree written"
+    );
+    assert!(
+        files_under(&env.repo.join("locks")).is_empty(),
+        "the lease is released"
+    );
+
+    env.r_ok(&["repair", "index"]);
+    let done = env.r_json(&["repair", "snapshots", "--forget"]);
+    assert_eq!(done["damaged"], 0, "{done}");
+    std::fs::remove_file(&garbage).unwrap();
+    assert_check_passes(&env);
+    assert_eq!(restore_listing(&env, "latest", &src, "restored"), expected);
+}
+
+/// When the lost blobs are in no existing pack, `repair snapshots` needs no `repair index` first: the
+/// search for them finds nothing and the repair goes ahead.
+#[test]
+fn repair_snapshots_before_repair_index_proceeds_when_the_data_is_gone() {
+    let env = Env::new();
+    let (src, data_pack) = two_backups(&env);
+    std::fs::remove_file(&data_pack).unwrap();
+    let done = env.r_json(&["repair", "snapshots"]);
+    let repairs = done["repairs"].as_array().unwrap();
+    assert_eq!(repairs.len(), 1, "{done}");
+    let removed: Vec<&str> = repairs[0]["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = ["lose/b.bin", "lose/deep/c.txt"]
+        .iter()
+        .map(|l| format!("{}/{l}", src.display()))
+        .collect();
+    assert_eq!(removed, expected, "{done}");
+    assert!(done["trees_written"].as_u64().unwrap() > 0, "{done}");
+}

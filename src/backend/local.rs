@@ -73,6 +73,24 @@ fn list_dir(dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
     Ok(())
 }
 
+/// How many times a write recreates a pack shard directory that a removal emptied and removed under it.
+const RENAME_ATTEMPTS: usize = 10;
+
+/// Renames `tmp` to `path` in `dir`, recreating `dir` when it vanished after the writer created it: the
+/// removal of a shard's last pack removes the shard directory, also while another process writes a new
+/// pack there.
+fn rename_into(tmp: &Path, path: &Path, dir: &Path) -> std::io::Result<()> {
+    for _ in 1..RENAME_ATTEMPTS {
+        match fs::rename(tmp, path) {
+            // The temporary is still there, so the directory is what was missing (it may be back
+            // already, recreated by another writer).
+            Err(e) if e.kind() == IoKind::NotFound && tmp.exists() => fs::create_dir_all(dir)?,
+            done => return done,
+        }
+    }
+    fs::rename(tmp, path)
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -230,28 +248,94 @@ impl Backend for LocalBackend {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
-            fs::rename(&tmp, &path)
+            rename_into(&tmp, &path, &dir)
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(ErrorKind::Backend, "cannot write", &path, e));
         }
-        sync_dir(&dir)
+        sync_dir(&dir)?;
+        if kind == ObjectKind::Pack {
+            // The shard directory itself may be new (created now, or again after a removal emptied
+            // it): its entry in `data/` must be durable too, or a crash could lose the pack.
+            sync_dir(dir.parent().unwrap_or(&self.root))?;
+        }
+        Ok(())
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {
         let path = self.path(kind, name)?;
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(ErrorKind::Backend, "cannot remove", &path, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot remove", &path, e)),
         }
+        if kind == ObjectKind::Pack {
+            // Prune would otherwise leave empty shard directories behind. `remove_dir` removes only an
+            // empty directory, atomically, so a pack another process renamed in meanwhile keeps it; a
+            // writer that finds it gone recreates it (`rename_into`). Failing to remove it is harmless.
+            if let Some(shard) = path.parent() {
+                let _ = fs::remove_dir(shard);
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_the_last_pack_of_a_shard_removes_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        let (first, second) = (
+            format!("ab{}", "01".repeat(31)),
+            format!("ab{}", "02".repeat(31)),
+        );
+        b.write(ObjectKind::Pack, &first, b"one").unwrap();
+        b.write(ObjectKind::Pack, &second, b"two").unwrap();
+        let shard = dir.path().join("repo/data/ab");
+        b.remove(ObjectKind::Pack, &first).unwrap();
+        assert!(shard.is_dir(), "a shard that still holds a pack stays");
+        b.remove(ObjectKind::Pack, &second).unwrap();
+        assert!(!shard.exists(), "the emptied shard is removed");
+        assert!(dir.path().join("repo/data").is_dir());
+        assert!(b.list(ObjectKind::Pack).unwrap().is_empty());
+        // Removing a pack that is already gone is not an error, and a shard is created again on write.
+        b.remove(ObjectKind::Pack, &second).unwrap();
+        b.write(ObjectKind::Pack, &first, b"again").unwrap();
+        assert_eq!(b.read(ObjectKind::Pack, &first).unwrap(), b"again");
+        // Other kinds keep their directories.
+        b.write(ObjectKind::Index, &first, b"index").unwrap();
+        b.remove(ObjectKind::Index, &first).unwrap();
+        assert!(dir.path().join("repo/index").is_dir());
+    }
+
+    /// A writer whose shard directory is removed (its last pack deleted by another process) between
+    /// creating the directory and renaming the pack into it still succeeds.
+    #[test]
+    fn writes_racing_the_removal_of_their_shard_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..2u8 {
+                let b = &b;
+                s.spawn(move || {
+                    for i in 0..300u32 {
+                        let name = format!("cd{t:02x}{i:08x}{}", "0".repeat(52));
+                        b.write(ObjectKind::Pack, &name, b"pack").unwrap();
+                        b.remove(ObjectKind::Pack, &name).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(b.list(ObjectKind::Pack).unwrap().is_empty());
+        assert!(!dir.path().join("repo/data/cd").exists());
+    }
 
     #[test]
     fn write_read_list_remove() {

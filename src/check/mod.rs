@@ -5,13 +5,14 @@
 
 mod read_data;
 mod rotation;
+mod settle;
 
 pub use rotation::DataSelection;
 
 use std::collections::{HashMap, HashSet};
 
 use crate::backend::ObjectKind;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
@@ -63,18 +64,152 @@ impl CheckReport {
 
 /// Checks the repository.
 ///
+/// Safe while backups, forgets and prunes run: a problem is reported only if, when the check lists the
+/// repository again, nothing it listed has vanished; otherwise it starts over (FORMAT.md §12, Check).
+///
 /// # Errors
-/// Only when the storage cannot be listed; damage is reported in the report.
+/// When the storage cannot be listed, or objects kept vanishing while the check read them (a prune kept
+/// working through every attempt): then nothing is known to be damaged and the check can be run again.
+/// Damage is reported in the report.
 pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckReport> {
+    let (mut verified, records) = if options.read_data.reads_data() {
+        rotation::load(repo.repo())?
+    } else {
+        Default::default()
+    };
+    // Every attempt chooses from the times as loaded, so a rerun keeps the first attempt's choice.
+    let times_before = verified.clone();
+    let mut carry = Carry::default();
+    let mut restarts: Vec<String> = Vec::new();
+    let mut last_ids = Vec::new();
+    for _ in 0..settle::ATTEMPTS {
+        let Pass {
+            mut report,
+            listed,
+            ids,
+            verified_now,
+        } = check_once(repo, options, &times_before, &mut verified, &carry.packs)?;
+        let vanished = if report.is_ok() {
+            None
+        } else {
+            listed.vanished(repo)?
+        };
+        match vanished {
+            Some((kind, name)) => {
+                restarts.push(format!("{} {name}", kind.label()));
+                last_ids = ids;
+                // Pack data is immutable: what verified stays verified, and the rerun reads headers only.
+                for (id, blobs) in verified_now {
+                    carry.packs.insert(id);
+                    carry.packs_read += 1;
+                    carry.blobs_verified += blobs;
+                }
+            }
+            None => {
+                report.packs_read += carry.packs_read;
+                report.blobs_verified += carry.blobs_verified;
+                if !restarts.is_empty() {
+                    report.notes.push(format!(
+                        "check started over {} time(s) because objects it listed were removed while it read them (a prune or forget ran meanwhile), first {}",
+                        restarts.len(),
+                        restarts[0]
+                    ));
+                }
+                save_rotation(repo, options, &verified, &ids, &records, &mut report);
+                return Ok(report);
+            }
+        }
+    }
+    if options.read_data.reads_data() {
+        // The packs read meanwhile were verified all the same; the error below matters more than
+        // a failure to record them.
+        let _ = rotation::save(repo.repo(), &verified, &last_ids, &records);
+    }
+    Err(Error::new(
+        ErrorKind::Backend,
+        format!(
+            "check found problems {} times, each time after objects it had listed were removed while it ran (last: {}); a prune or forget is running: nothing is known to be damaged, run `cairn check` again when it has finished",
+            settle::ATTEMPTS,
+            restarts.last().map(String::as_str).unwrap_or_default()
+        ),
+    ))
+}
+
+/// What earlier attempts of one check verified: pack data is immutable, so a rerun does not read it again.
+#[derive(Default)]
+struct Carry {
+    /// Packs whose every blob verified.
+    packs: HashSet<PackId>,
+    packs_read: u64,
+    blobs_verified: u64,
+}
+
+fn save_rotation(
+    repo: &IndexedRepository,
+    options: CheckOptions,
+    verified: &rotation::VerifiedTimes,
+    ids: &[PackId],
+    records: &[String],
+    report: &mut CheckReport,
+) {
+    if options.read_data.reads_data() {
+        if let Err(e) = rotation::save(repo.repo(), verified, ids, records) {
+            report
+                .notes
+                .push(format!("could not record which packs were verified: {e}"));
+        }
+    }
+}
+
+/// What one pass over the repository found and relied on.
+struct Pass {
+    report: CheckReport,
+    /// Every object it listed, to tell afterwards whether some vanished under it.
+    listed: settle::Listed,
+    /// The packs listed.
+    ids: Vec<PackId>,
+    /// Packs whose data this pass read and verified, with their blob counts.
+    verified_now: Vec<(PackId, u64)>,
+}
+
+/// One pass over the repository; packs in `already_read` have only their header checked.
+fn check_once(
+    repo: &IndexedRepository,
+    options: CheckOptions,
+    times_before: &rotation::VerifiedTimes,
+    verified: &mut rotation::VerifiedTimes,
+    already_read: &HashSet<PackId>,
+) -> Result<Pass> {
     let mut report = CheckReport::default();
+    let mut listed_objects = settle::Listed::default();
     let backend = repo.repo().backend();
 
+    // Snapshots first: a backup writes its index files before its snapshot, so every blob a listed
+    // snapshot needs is in an index file that the index refresh below reads (or in a prune's
+    // replacement of it).
+    let snapshots = load_snapshots(repo, &mut report, &mut listed_objects)?;
+    let index_files: Vec<String> = backend
+        .list(ObjectKind::Index)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    listed_objects.remember(ObjectKind::Index, index_files.iter().cloned());
+    match repo.refresh_index() {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::Corrupted => report.errors.push(format!(
+            "{e}; its blobs may be missing from the index: run `cairn repair index`"
+        )),
+        Err(e) => return Err(e),
+    }
+    // The cache may hold index files listed after ours: they must stay too for its locations to hold.
+    listed_objects.remember(ObjectKind::Index, repo.index().files()?);
+
     // From the index files themselves: the cache keeps one location per blob, so a pack whose blobs all
-    // have copies elsewhere (after a repack) would look unindexed there. Read before the packs, whose
-    // headers are compared with these entries.
+    // have copies elsewhere (after a repack) would look unindexed there. Read before the packs are
+    // listed: a backup writes a pack before the index file naming it, so every pack named is listed.
     let mut index_entries: HashMap<PackId, Vec<BlobEntry>> = HashMap::new();
-    for (name, _) in backend.list(ObjectKind::Index)? {
-        match read_index_file(repo.repo(), &name) {
+    for name in &index_files {
+        match read_index_file(repo.repo(), name) {
             Ok(file) => {
                 for pack in file.packs {
                     index_entries
@@ -91,24 +226,22 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
 
     // Packs: every header must open and agree with the index; selected packs have every blob read too.
     let packs = backend.list(ObjectKind::Pack)?;
+    listed_objects.remember(ObjectKind::Pack, packs.iter().map(|(n, _)| n.clone()));
     let ids: Vec<PackId> = packs
         .iter()
         .filter_map(|(n, _)| PackId::from_hex(n).ok())
         .collect();
-    let (mut verified, records) = if options.read_data.reads_data() {
-        rotation::load(repo.repo())?
-    } else {
-        Default::default()
-    };
     let chosen: HashSet<PackId> = options
         .read_data
-        .choose(&ids, &verified)
+        .choose(&ids, times_before)
         .into_iter()
+        .filter(|id| !already_read.contains(id))
         .collect();
     let checked = read_data::check_packs(repo, &packs, &chosen, &index_entries);
     let mut damage = Damage::default();
     let mut listed: HashSet<PackId> = HashSet::new();
     let now = chrono::Utc::now();
+    let mut verified_now = Vec::new();
     for pack in checked {
         report.packs += 1;
         report.blobs_verified += pack.blobs_verified;
@@ -118,19 +251,13 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
                 damage.packs.insert(id, pack.errors[0].clone());
             } else if pack.read && pack.errors.is_empty() {
                 verified.insert(id, now);
+                verified_now.push((id, pack.blobs_verified));
             }
             report.packs_read += u64::from(pack.read);
         }
         damage.blobs.extend(pack.bad_blobs);
         damage.unindexed.extend(pack.unindexed);
         report.errors.extend(pack.errors);
-    }
-    if options.read_data.reads_data() {
-        if let Err(e) = rotation::save(repo.repo(), &verified, &ids, &records) {
-            report
-                .notes
-                .push(format!("could not record which packs were verified: {e}"));
-        }
     }
 
     let indexed_packs: HashSet<PackId> = index_entries.keys().copied().collect();
@@ -148,14 +275,6 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         ));
     }
 
-    // Snapshots and the trees they reference: every referenced blob must be indexed and undamaged.
-    let snapshots = match repo.repo().snapshots() {
-        Ok(s) => s,
-        Err(e) => {
-            report.errors.push(e.to_string());
-            Vec::new()
-        }
-    };
     report.snapshots = snapshots.len() as u64;
     // A first walk shares trees between snapshots (fast); when it finds problems, a second walk per
     // snapshot names every snapshot and path they affect.
@@ -172,7 +291,44 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
         walk.run(&snapshots, false);
     }
     report.errors.extend(walk.problems);
-    Ok(report)
+    Ok(Pass {
+        report,
+        listed: listed_objects,
+        ids,
+        verified_now,
+    })
+}
+
+/// Every listed snapshot, oldest first. One that cannot be read is reported and the others are still
+/// checked (one damaged snapshot file must not hide damage elsewhere).
+///
+/// # Errors
+/// When the storage cannot be listed.
+fn load_snapshots(
+    repo: &IndexedRepository,
+    report: &mut CheckReport,
+    listed: &mut settle::Listed,
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let names: Vec<String> = repo
+        .repo()
+        .backend()
+        .list(ObjectKind::Snapshot)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    listed.remember(ObjectKind::Snapshot, names.iter().cloned());
+    let mut out = Vec::new();
+    for name in names {
+        let loaded = SnapshotId::from_hex(&name)
+            .map_err(|_| Error::corrupted(format!("snapshots/{name}: not a snapshot name")))
+            .and_then(|id| Ok((id, repo.repo().load_snapshot(&id)?)));
+        match loaded {
+            Ok(found) => out.push(found),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    out.sort_by(|a, b| a.1.datetime().cmp(&b.1.datetime()).then(a.0.cmp(&b.0)));
+    Ok(out)
 }
 
 /// Damage found in the packs, looked up while walking the snapshots.

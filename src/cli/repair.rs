@@ -41,7 +41,8 @@ Examples:
 For each snapshot referencing blobs that are not in the index or whose pack is gone, writes a new
 snapshot without the files that cannot be restored (a directory whose listing is lost becomes empty),
 tagged `repaired` and naming the original. The original is kept unless --forget. Run `repair index`
-first when index files or packs were lost. File data is not read: use `check --read-data` for that.";
+first when index files or packs were lost: when a pack still holds data the index does not lead to,
+repair snapshots changes nothing and says so. File data is not read: use `check --read-data` for that.";
 
 #[derive(clap::Args, Debug)]
 pub struct RepairArgs {

@@ -237,6 +237,15 @@ impl Index {
         Ok(SyncOutcome::Done)
     }
 
+    /// The names of the index files the cache holds: `check` compares them with a later listing to tell
+    /// whether a prune replaced them while it read (FORMAT.md §12, Check).
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn files(&self) -> Result<HashSet<String>> {
+        self.cached_files()
+    }
+
     fn cached_files(&self) -> Result<HashSet<String>> {
         let tx = self.db.begin_read()?;
         let table = match tx.open_table(FILES) {

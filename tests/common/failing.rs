@@ -1,7 +1,7 @@
 //! A fault-injecting backend: lets a budget of changes (writes, and removals when asked) through,
 //! then fails every later one, as a crash or a full disk would.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cairn::backend::{Backend, LocalBackend, ObjectKind};
@@ -14,9 +14,20 @@ pub struct FailingBackend {
     pub count_removes: bool,
     /// The next listing of this kind shows, instead of the real objects, one that is gone by the
     /// time it is read: what a reader sees when a prune replaces objects (writing the new ones
-    /// before removing the old) between the reader's listing and its reads.
-    pub vanishing: Mutex<Option<ObjectKind>>,
+    /// before removing the old) between the reader's listing and its reads. Shared, so a test can
+    /// arm it after the backend went into a repository.
+    pub vanishing: Arc<Mutex<Option<ObjectKind>>>,
+    /// Keeps `vanishing` armed: every other listing of that kind shows the object that is gone, the
+    /// listings between show the real ones (a reader listing again sees it vanish, every time).
+    pub vanishing_repeats: bool,
+    vanishing_shown: AtomicBool,
+    /// Runs once, just before the first read of this kind: to change the repository (run a prune)
+    /// between a reader's listing and its reads.
+    pub before_first_read: Arc<Mutex<Option<(ObjectKind, Hook)>>>,
 }
+
+/// Work run inside a read, see [`FailingBackend::before_first_read`].
+pub type Hook = Box<dyn FnOnce() + Send>;
 
 impl FailingBackend {
     pub fn new(inner: LocalBackend, budget: i64, count_removes: bool) -> Self {
@@ -24,7 +35,24 @@ impl FailingBackend {
             inner,
             budget: Arc::new(AtomicI64::new(budget)),
             count_removes,
-            vanishing: Mutex::new(None),
+            vanishing: Arc::new(Mutex::new(None)),
+            vanishing_repeats: false,
+            vanishing_shown: AtomicBool::new(false),
+            before_first_read: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Runs the hook armed for `kind`, once; other readers go on meanwhile.
+    fn run_hook(&self, kind: ObjectKind) {
+        let hook = {
+            let mut armed = self.before_first_read.lock().unwrap();
+            match armed.as_ref() {
+                Some((k, _)) if *k == kind => armed.take().map(|(_, hook)| hook),
+                _ => None,
+            }
+        };
+        if let Some(hook) = hook {
+            hook();
         }
     }
 
@@ -52,13 +80,19 @@ impl Backend for FailingBackend {
     fn list(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
         let mut vanishing = self.vanishing.lock().unwrap();
         if *vanishing == Some(kind) {
-            *vanishing = None;
-            return Ok(vec![("ab".repeat(32), 100)]);
+            if !self.vanishing_repeats {
+                *vanishing = None;
+                return Ok(vec![("ab".repeat(32), 100)]);
+            }
+            if !self.vanishing_shown.fetch_xor(true, Ordering::SeqCst) {
+                return Ok(vec![("ab".repeat(32), 100)]);
+            }
         }
         drop(vanishing);
         self.inner.list(kind)
     }
     fn read(&self, kind: ObjectKind, name: &str) -> cairn::Result<Vec<u8>> {
+        self.run_hook(kind);
         self.inner.read(kind, name)
     }
     fn read_range(
@@ -68,9 +102,11 @@ impl Backend for FailingBackend {
         offset: u64,
         len: u64,
     ) -> cairn::Result<Vec<u8>> {
+        self.run_hook(kind);
         self.inner.read_range(kind, name, offset, len)
     }
     fn size(&self, kind: ObjectKind, name: &str) -> cairn::Result<u64> {
+        self.run_hook(kind);
         self.inner.size(kind, name)
     }
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> cairn::Result<()> {

@@ -2,18 +2,26 @@
 //! files that cannot be restored (a directory whose tree is lost becomes empty), reusing every intact
 //! subtree by id. Keeps the damaged original unless asked to forget it, and then only after the new one
 //! is written. Reads no file data: damage inside a stored data blob is `check --read-data`'s to find.
+//!
+//! Must never drop a file whose blobs an existing pack still holds: when the index does not lead to such
+//! a pack, it refuses before writing anything and asks for `repair index` first (FORMAT.md §12, Repair).
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
+
 use crate::backend::ObjectKind;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::lifecycle::LeaseKind;
+use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
-use crate::id::{BlobType, PackId, SnapshotId, TreeId};
+use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
 use crate::ops::lease::HeldLease;
 use crate::ops::pending;
-use crate::repo::{BlobSaver, IndexedRepository};
+use crate::ops::prune::read_index_file;
+use crate::pack::read_pack_header;
+use crate::repo::{IndexedRepository, Repository};
 
 /// The tag every snapshot written by `repair snapshots` carries.
 pub const REPAIRED_TAG: &str = "repaired";
@@ -116,13 +124,12 @@ fn repair_leased(
         .iter()
         .filter_map(|(n, _)| PackId::from_hex(n).ok())
         .collect();
-    let saver = (!options.dry_run).then(|| repo.saver_excluding(condemned));
     let mut rewriter = Rewriter {
         repo,
         packs,
-        saver: saver.as_ref(),
         memo: HashMap::new(),
-        trees_written: 0,
+        new_trees: Vec::new(),
+        missing: HashSet::new(),
     };
     let repaired_before: HashMap<String, SnapshotId> = snapshots
         .iter()
@@ -158,15 +165,20 @@ fn repair_leased(
             removed: root.removed,
         });
     }
-    report.trees_written = rewriter.trees_written;
+    // Nothing is written yet: a blob the index cannot give may still be in a pack, and then the
+    // index needs repairing, not the snapshots.
+    refuse_if_held(r, &rewriter.packs, &rewriter.missing)?;
     if options.dry_run {
         return Ok(report);
     }
 
     // Trees and their index before any snapshot that names them (FORMAT.md §11).
-    if let Some(saver) = &saver {
-        saver.finish()?;
+    let saver = repo.saver_excluding(condemned);
+    for (_, bytes) in &rewriter.new_trees {
+        let (_, new) = saver.save(BlobType::Tree, bytes)?;
+        report.trees_written += u64::from(new);
     }
+    saver.finish()?;
     if let Some(lease) = lease {
         lease.ensure_valid()?;
     }
@@ -191,29 +203,32 @@ struct Repaired {
     removed: Vec<RemovedPath>,
 }
 
-struct Rewriter<'a, 'r> {
+struct Rewriter<'a> {
     repo: &'a IndexedRepository,
     packs: HashSet<PackId>,
-    saver: Option<&'a BlobSaver<'r>>,
     // Trees are shared between snapshots and directories: each is examined once.
     memo: HashMap<TreeId, Repaired>,
-    trees_written: u64,
+    /// Rewritten trees, stored only once the whole plan is known to be safe.
+    new_trees: Vec<(TreeId, Vec<u8>)>,
+    /// Blobs judged lost because the index does not lead to an existing pack holding them.
+    missing: HashSet<BlobId>,
 }
 
-impl Rewriter<'_, '_> {
+impl Rewriter<'_> {
     /// Why a referenced blob cannot be read, if it cannot.
-    fn lost(&self, id: &TreeId, blob_type: BlobType) -> Result<Option<String>> {
-        Ok(match self.repo.index().lookup(id)? {
-            None => Some(format!("blob {id} is not in the index")),
+    fn lost(&mut self, id: &TreeId, blob_type: BlobType) -> Result<Option<String>> {
+        let why = match self.repo.index().lookup(id)? {
+            None => format!("blob {id} is not in the index"),
             Some(loc) if loc.entry.blob_type != blob_type => {
-                Some(format!("blob {id} is indexed with the wrong type"))
+                return Ok(Some(format!("blob {id} is indexed with the wrong type")))
             }
-            Some(loc) if !self.packs.contains(&loc.pack) => Some(format!(
-                "blob {id} is in pack {} which is missing",
-                loc.pack
-            )),
-            Some(_) => None,
-        })
+            Some(loc) if !self.packs.contains(&loc.pack) => {
+                format!("blob {id} is in pack {} which is missing", loc.pack)
+            }
+            Some(_) => return Ok(None),
+        };
+        self.missing.insert(*id);
+        Ok(Some(why))
     }
 
     /// Repairs the tree `id` found at `path` (ends with `/`); removed paths are made absolute there.
@@ -303,16 +318,77 @@ impl Rewriter<'_, '_> {
         Ok(Repaired { id, removed })
     }
 
-    /// Stores a rewritten tree (on a dry run only computes its id).
+    /// The id of a rewritten tree; its bytes are kept to be stored after the walk.
     fn save(&mut self, tree: &Tree) -> Result<TreeId> {
         let bytes = tree.encode()?;
-        match self.saver {
-            Some(saver) => {
-                let (id, new) = saver.save(BlobType::Tree, &bytes)?;
-                self.trees_written += u64::from(new);
-                Ok(id)
-            }
-            None => Ok(self.repo.repo().key().blob_id(&bytes)),
+        let id = self.repo.repo().key().blob_id(&bytes);
+        self.new_trees.push((id, bytes));
+        Ok(id)
+    }
+}
+
+/// Refuses when an existing pack holds a blob the walk found missing: either an index file names it in
+/// a pack the local index does not point to (the index still names a lost pack first), or the pack is in
+/// no index file (its index file was lost, or a backup was interrupted). Dropping the files that use such
+/// a blob would lose data `repair index` recovers.
+///
+/// # Errors
+/// `InvalidInput` naming a held blob and its pack; storage errors reading index files or pack headers.
+fn refuse_if_held(
+    repo: &Repository,
+    packs: &HashSet<PackId>,
+    missing: &HashSet<BlobId>,
+) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut held: Vec<(BlobId, PackId)> = Vec::new();
+    let mut named: HashSet<PackId> = HashSet::new();
+    for (name, _) in repo.backend().list(ObjectKind::Index)? {
+        // An index file that cannot be read names nothing: its packs' headers are read below.
+        let Ok(file) = read_index_file(repo, &name) else {
+            continue;
+        };
+        for pack in file.packs.into_iter().filter(|p| packs.contains(&p.pack)) {
+            named.insert(pack.pack);
+            held.extend(
+                pack.blobs
+                    .iter()
+                    .filter(|b| missing.contains(&b.id))
+                    .map(|b| (b.id, pack.pack)),
+            );
         }
+    }
+    let mut unnamed: Vec<&PackId> = packs.iter().filter(|p| !named.contains(*p)).collect();
+    unnamed.sort();
+    let headers: Vec<(PackId, Result<Vec<BlobEntry>>)> = unnamed
+        .par_iter()
+        .map(|id| (**id, read_pack_header(repo.backend(), repo.key(), id)))
+        .collect();
+    for (pack, header) in headers {
+        match header {
+            Ok(entries) => held.extend(
+                entries
+                    .iter()
+                    .filter(|b| missing.contains(&b.id))
+                    .map(|b| (b.id, pack)),
+            ),
+            // Damaged: `repair index` leaves it out too, so nothing in it can be recovered.
+            Err(e) if e.kind() == ErrorKind::Corrupted => {}
+            Err(e) => {
+                return Err(e.context(format!(
+                    "repair snapshots changed nothing: pack {pack} (in no index file) could not be read to tell whether it holds blobs the snapshots need; fix the cause and run it again"
+                )))
+            }
+        }
+    }
+    held.sort();
+    held.dedup_by_key(|(blob, _)| *blob);
+    match held.first() {
+        None => Ok(()),
+        Some((blob, pack)) => Err(Error::invalid_input(format!(
+            "repair snapshots changed nothing: {} blob(s) it would drop are still in packs the index does not lead to (e.g. blob {blob} in pack {pack}); run `cairn repair index` first, then `cairn repair snapshots` again",
+            held.len()
+        ))),
     }
 }
