@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cairn::archive::{BackupProgress, ExcludeMatcher};
 use cairn::format::snapshot::SourceError;
+use cairn::ops::prune::{PruneProgress, PruneStep};
 use cairn::restore::RestoreProgress;
 
 /// Whether bars should be drawn.
@@ -132,5 +133,41 @@ impl RestoreProgress for RestoreBar {
 
     fn warning(&self, message: &str) {
         self.bar.suspend(|| eprintln!("warning: {message}"));
+    }
+}
+
+/// Prune progress: one count bar, relabelled at each step.
+pub struct PruneBar {
+    bar: ProgressBar,
+}
+
+impl PruneBar {
+    pub fn new(show: bool) -> Self {
+        PruneBar {
+            bar: count_bar(show, "{msg}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl PruneProgress for PruneBar {
+    fn step(&self, step: PruneStep, total: u64) {
+        let what = match step {
+            PruneStep::IndexFiles => "index files read",
+            PruneStep::Snapshots => "snapshots walked",
+            PruneStep::Repack => "packs repacked",
+            PruneStep::Delete => "packs deleted",
+        };
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+        self.bar.reset_eta();
+        self.bar.set_message(what);
+    }
+
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
     }
 }

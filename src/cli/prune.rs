@@ -7,6 +7,7 @@ use cairn::ops::prune::{self, PruneOptions, PrunePlan};
 use cairn::ops::retention::parse_duration;
 use cairn::Repository;
 
+use super::progress::{self, PruneBar};
 use super::{context, exit, output, GlobalArgs};
 
 pub const EXAMPLES: &str = "\
@@ -87,12 +88,14 @@ pub fn prune_repository(
     let repo = repo.into_indexed()?;
     let r = repo.repo();
     held.hold_while(r, |held| {
-        let plan = prune::plan(r, &options)?;
+        let bar = PruneBar::new(progress::wanted(global));
+        let plan = prune::plan_with_progress(r, &options, &bar)?;
         if dry_run {
             report(global, &plan, None);
             return Ok(());
         }
-        let outcome = prune::execute(&repo, &plan, held)?;
+        let outcome = prune::execute_with_progress(&repo, &plan, held, &bar)?;
+        bar.finish();
         report(global, &plan, Some(&outcome));
         Ok(())
     })?;

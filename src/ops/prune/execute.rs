@@ -21,7 +21,7 @@ use super::usage::read_index_file;
 
 /// Pack removals sent at once.
 const REMOVALS_IN_FLIGHT: usize = 8;
-use super::PrunePlan;
+use super::{NoProgress, PrunePlan, PruneProgress, PruneStep};
 
 /// What a prune did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +54,19 @@ pub fn execute(
     plan: &PrunePlan,
     lease: &HeldLease,
 ) -> Result<PruneOutcome> {
+    execute_with_progress(repo, plan, lease, &NoProgress)
+}
+
+/// [`execute`], telling `progress` how it advances.
+///
+/// # Errors
+/// As [`execute`].
+pub fn execute_with_progress(
+    repo: &IndexedRepository,
+    plan: &PrunePlan,
+    lease: &HeldLease,
+    progress: &dyn PruneProgress,
+) -> Result<PruneOutcome> {
     if !plan.missing.is_empty() {
         return Err(Error::corrupted(format!(
             "{} referenced blob(s) are in no index file, e.g. {}; prune deletes nothing in a damaged repository (run `cairn check`, then `cairn repair index`)",
@@ -84,6 +97,7 @@ pub fn execute(
 
     // 2. Repack: copy referenced blobs out of wasteful packs (their packs are condemned below, not deleted).
     if !plan.repack.is_empty() {
+        progress.step(PruneStep::Repack, plan.repack.len() as u64);
         let mut excluded: HashSet<PackId> = plan
             .records
             .iter()
@@ -109,6 +123,7 @@ pub fn execute(
                 .collect::<Result<Vec<u64>>>()?;
             out.repacked_blobs += copied.iter().sum::<u64>();
             out.repacked_packs += 1;
+            progress.advance(1);
         }
         saver.finish()?;
     }
@@ -130,10 +145,11 @@ pub fn execute(
         }
         // Several removals in flight: on remote storage each is a round trip. A pack whose removal
         // fails stays unindexed, so a later prune condemns and deletes it again.
+        progress.step(PruneStep::Delete, plan.delete.len() as u64);
         let removed = map_bounded(&plan.delete, REMOVALS_IN_FLIGHT, |(id, size)| {
-            r.backend()
-                .remove(ObjectKind::Pack, &id.to_hex())
-                .map(|()| *size)
+            let removed = r.backend().remove(ObjectKind::Pack, &id.to_hex());
+            progress.advance(1);
+            removed.map(|()| *size)
         });
         for size in removed {
             out.bytes_freed += size?;

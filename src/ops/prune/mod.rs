@@ -8,7 +8,7 @@ mod blob_table;
 mod execute;
 mod usage;
 
-pub use execute::{execute, PruneOutcome};
+pub use execute::{execute, execute_with_progress, PruneOutcome};
 pub use usage::{read_index_file, PackUsage};
 
 use std::collections::{HashMap, HashSet};
@@ -48,6 +48,32 @@ impl Default for PruneOptions {
         }
     }
 }
+
+/// The steps of a prune that take time in proportion to the repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneStep {
+    /// Reading the index files (counted in files).
+    IndexFiles,
+    /// Walking each snapshot's trees (counted in snapshots).
+    Snapshots,
+    /// Copying the used blobs out of wasteful packs (counted in packs).
+    Repack,
+    /// Removing the packs of ripe records (counted in packs).
+    Delete,
+}
+
+/// Told how a prune advances; every method does nothing by default.
+pub trait PruneProgress: Sync {
+    /// A step starts with `total` items to go.
+    fn step(&self, _step: PruneStep, _total: u64) {}
+    /// `n` more items of the current step are done.
+    fn advance(&self, _n: u64) {}
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl PruneProgress for NoProgress {}
 
 /// What prune will do.
 pub struct PrunePlan {
@@ -104,6 +130,18 @@ impl PrunePlan {
 /// # Errors
 /// When listing or reading fails, or an index file, tree or pending record is damaged.
 pub fn plan(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
+    plan_with_progress(repo, options, &NoProgress)
+}
+
+/// [`plan`], telling `progress` how it advances.
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_with_progress(
+    repo: &Repository,
+    options: &PruneOptions,
+    progress: &dyn PruneProgress,
+) -> Result<PrunePlan> {
     let now = Utc::now();
     let leases = lease::list(repo)?;
     let records = pending::list(repo)?;
@@ -143,8 +181,9 @@ pub fn plan(repo: &Repository, options: &PruneOptions) -> Result<PrunePlan> {
         &mut packs,
         &condemned,
         options.memory_blobs,
+        progress,
     )?;
-    let walk = usage.walk(repo, &snapshots, &mut packs, &condemned)?;
+    let walk = usage.walk(repo, &snapshots, &mut packs, &condemned, progress)?;
     let index_files = index_listing.into_iter().map(|(name, _)| name).collect();
 
     let ripe_packs: HashSet<PackId> = records

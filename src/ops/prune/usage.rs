@@ -19,6 +19,7 @@ use crate::pack::PackReader;
 use crate::repo::Repository;
 
 use super::blob_table::{BlobTable, DiskTable, Mark, MemoryTable, LOCATIONS, REFERENCED};
+use super::{PruneProgress, PruneStep};
 
 /// Trees read and decoded at once by the walk: enough to keep every thread busy, few enough that
 /// their plaintexts take little memory.
@@ -86,7 +87,9 @@ impl Usage {
         packs: &mut HashMap<PackId, PackUsage>,
         condemned: &HashSet<PackId>,
         memory_blobs: u64,
+        progress: &dyn PruneProgress,
     ) -> Result<Self> {
+        progress.step(PruneStep::IndexFiles, index_files.len() as u64);
         // Index files are not compressed: their size bounds the number of entries from above.
         let entries: u64 = index_files
             .iter()
@@ -94,7 +97,7 @@ impl Usage {
             .sum();
         if entries <= memory_blobs {
             let mut table = MemoryTable::with_capacity(entries as usize);
-            fill(repo, index_files, packs, condemned, &mut table)?;
+            fill(repo, index_files, packs, condemned, &mut table, progress)?;
             return Ok(Usage {
                 store: Store::Memory(table),
             });
@@ -115,7 +118,7 @@ impl Usage {
                 locations: tx.open_table(LOCATIONS)?,
                 referenced: tx.open_table(REFERENCED)?,
             };
-            fill(repo, index_files, packs, condemned, &mut table)?;
+            fill(repo, index_files, packs, condemned, &mut table, progress)?;
         }
         tx.commit()?;
         Ok(Usage {
@@ -133,9 +136,11 @@ impl Usage {
         snapshots: &[(SnapshotId, Snapshot)],
         packs: &mut HashMap<PackId, PackUsage>,
         condemned: &HashSet<PackId>,
+        progress: &dyn PruneProgress,
     ) -> Result<Walk> {
+        progress.step(PruneStep::Snapshots, snapshots.len() as u64);
         match &mut self.store {
-            Store::Memory(table) => walk(repo, snapshots, packs, condemned, table),
+            Store::Memory(table) => walk(repo, snapshots, packs, condemned, table, progress),
             Store::Disk { db, .. } => {
                 let tx = db.begin_write()?;
                 let walk = {
@@ -143,7 +148,7 @@ impl Usage {
                         locations: tx.open_table(LOCATIONS)?,
                         referenced: tx.open_table(REFERENCED)?,
                     };
-                    walk(repo, snapshots, packs, condemned, &mut table)?
+                    walk(repo, snapshots, packs, condemned, &mut table, progress)?
                 };
                 tx.commit()?;
                 Ok(walk)
@@ -174,9 +179,11 @@ fn fill(
     packs: &mut HashMap<PackId, PackUsage>,
     condemned: &HashSet<PackId>,
     table: &mut impl BlobTable,
+    progress: &dyn PruneProgress,
 ) -> Result<()> {
     for (name, _) in index_files {
         let file = read_index_file(repo, name)?;
+        progress.advance(1);
         for pack in &file.packs {
             let Some(usage) = packs.get_mut(&pack.pack) else {
                 continue; // missing pack: check reports it; nothing here can live in it
@@ -205,6 +212,7 @@ fn walk(
     packs: &mut HashMap<PackId, PackUsage>,
     condemned: &HashSet<PackId>,
     table: &mut impl BlobTable,
+    progress: &dyn PruneProgress,
 ) -> Result<Walk> {
     let mut walk = Walk::default();
     let reader = PackReader::new(repo.backend(), repo.key());
@@ -275,6 +283,7 @@ fn walk(
                 }
             }
         }
+        progress.advance(1);
     }
     Ok(walk)
 }
