@@ -125,8 +125,9 @@ pub fn backup(
     let lease = HeldLease::acquire(repo.repo(), LeaseKind::Backup)?;
     lease.hold_while(repo.repo(), |lease| {
         let condemned = crate::ops::pending::condemned_packs(repo.repo())?;
-        // The index was read before the lease existed: a prune may since have deleted packs and
-        // removed their record, so only an index listed after the records were read is trusted.
+        // Only an index listed after the records were read is trusted: one read earlier may name
+        // packs a prune has deleted since, their record gone too. The CLI opens the index without
+        // reading it (`into_indexed_unsynced`), so this is its only listing.
         repo.refresh_index()?;
         backup_leased(repo, source, options, progress, lease, condemned)
     })

@@ -82,7 +82,8 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<i32> {
         Some(spec) => Some(repo.find_snapshot(spec)?.0),
         None => None,
     };
-    let repo = repo.into_indexed()?;
+    // archive::backup brings the index up to date once it holds its lease (FORMAT.md §12).
+    let repo = repo.into_indexed_unsynced()?;
     let options = BackupOptions {
         host: args.host.clone(),
         tags: args.tags.clone(),

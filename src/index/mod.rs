@@ -134,6 +134,15 @@ impl Index {
         Ok(index)
     }
 
+    /// Opens (or creates) the cache without bringing it up to date: the caller calls
+    /// [`Index::sync`] before the first lookup.
+    ///
+    /// # Errors
+    /// When the cache cannot be created or opened.
+    pub fn open_unsynced(cache_dir: &Path) -> Result<Self> {
+        Self::open_db(cache_dir)
+    }
+
     fn open_db(cache_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(cache_dir).map_err(|e| {
             Error::io(

@@ -172,6 +172,17 @@ impl Repository {
         Ok(IndexedRepository { repo: self, index })
     }
 
+    /// The repository with its index cache open but not yet brought up to date, for a caller that
+    /// calls [`IndexedRepository::refresh_index`] before any lookup (a backup does, once it holds
+    /// its lease: listing the index files earlier would only be repeated).
+    ///
+    /// # Errors
+    /// When the cache cannot be opened.
+    pub fn into_indexed_unsynced(self) -> Result<IndexedRepository> {
+        let index = Index::open_unsynced(&self.cache_dir())?;
+        Ok(IndexedRepository { repo: self, index })
+    }
+
     /// All snapshots, oldest first.
     ///
     /// # Errors
