@@ -7,6 +7,10 @@
 //! up (OpenDAL's 10 s pool timeout, a request timeout) has no `Session` yet, so its master outlives cairn.
 //! On Linux cairn becomes a child subreaper, so daemonized masters are re-parented to it rather than to
 //! init: they are then known to be cairn's own, and are stopped when the last SFTP backend is dropped.
+//!
+//! A cairn killed by SIGINT, SIGTERM or SIGHUP runs no destructor, so once an SFTP backend exists a thread
+//! waits for those signals, stops the masters, and lets the signal end cairn as it would have. SIGKILL
+//! cannot be caught: its masters are init's and live on (`ssh -O exit` on their control socket stops them).
 
 use std::sync::Mutex;
 
@@ -22,6 +26,7 @@ impl MasterGuard {
         if *live == 0 {
             become_subreaper();
         }
+        watch_signals();
         *live += 1;
         MasterGuard(())
     }
@@ -45,6 +50,35 @@ fn become_subreaper() {
 
 #[cfg(not(target_os = "linux"))]
 fn become_subreaper() {}
+
+/// Starts (once per process) the thread that stops the masters when cairn is told to end by a signal.
+#[cfg(target_os = "linux")]
+fn watch_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static WATCHING: std::sync::Once = std::sync::Once::new();
+    WATCHING.call_once(|| {
+        // Best effort, like the subreaper: without the thread a killed cairn leaks masters, as before.
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("cairn-signals".into())
+            .spawn(move || {
+                let Some(signal) = signals.forever().next() else {
+                    return;
+                };
+                // Twice: the connection pool may have been starting a master while the first pass ran.
+                stop_masters();
+                stop_masters();
+                // End by the same signal (default action), so the exit status says what happened.
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            });
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn watch_signals() {}
 
 /// Stops the `ssh -M` processes that are children of cairn (adopted masters), reaps them and removes
 /// their control directories.
