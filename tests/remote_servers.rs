@@ -201,6 +201,12 @@ fn sftp_masters_stop_when_cairn_is_killed_by_a_signal() {
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(signal as i32), "{signal}: {status:?}");
+        // An `ssh -O exit` that a connection's destructor started may still be on its way out; a master
+        // left behind stays (ControlPersist=yes).
+        let started = Instant::now();
+        while !ssh_pids_naming(&state).is_empty() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let left = ssh_processes_naming(&state);
         for pid in ssh_pids_naming(&state) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
