@@ -45,9 +45,8 @@ pub fn load_all(repo: &IndexedRepository, root: &TreeId) -> Result<HashMap<TreeI
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
         let ranges = merge(locations);
-        let loaded = crate::threads::map_bounded(&ranges, READS_IN_FLIGHT, |range| {
-            read_range(repo, range)
-        });
+        let loaded =
+            crate::threads::map_bounded(&ranges, READS_IN_FLIGHT, |range| read_range(repo, range));
         let mut next = Vec::new();
         for batch in loaded {
             for (id, tree) in batch? {
