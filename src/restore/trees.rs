@@ -114,3 +114,44 @@ fn read_range(repo: &IndexedRepository, range: &TreeRange) -> Result<Vec<(TreeId
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::BlobId;
+
+    fn at(pack: u8, offset: u32, length: u32, n: u8) -> BlobLocation {
+        BlobLocation {
+            pack: PackId([pack; 32]),
+            entry: BlobEntry {
+                blob_type: BlobType::Tree,
+                id: BlobId([n; 32]),
+                offset,
+                length,
+                raw_length: length,
+            },
+        }
+    }
+
+    #[test]
+    fn neighbours_of_a_pack_share_a_read_and_others_get_their_own() {
+        let gap = MAX_GAP as u32;
+        let ranges = merge(vec![
+            at(2, 0, 50, 5),          // another pack: its own range, sorted after pack 1
+            at(1, 300, 100, 2),       // given out of order: sorted by offset
+            at(1, 0, 100, 1),         // first of pack 1
+            at(1, 400 + gap, 100, 3), // after a gap too long: a new range
+            at(1, 500 + gap, 100, 4), // adjacent: the same range
+        ]);
+        let shape: Vec<(u8, u64, u64, usize)> = ranges
+            .iter()
+            .map(|r| (r.pack.0[0], r.offset, r.length, r.blobs.len()))
+            .collect();
+        let gap = u64::from(gap);
+        assert_eq!(
+            shape,
+            vec![(1, 0, 400, 2), (1, 400 + gap, 200, 2), (2, 0, 50, 1)]
+        );
+        assert_eq!(ranges[0].blobs[1].id, BlobId([2; 32]));
+    }
+}
