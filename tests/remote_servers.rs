@@ -133,6 +133,112 @@ fn sftp_leaves_no_ssh_master_behind() {
     assert!(left.is_empty(), "after sync: {left:?}");
 }
 
+/// Pids of the `ssh` processes whose command line names `dir`, to stop what a failing test leaves behind.
+fn ssh_pids_naming(dir: &std::path::Path) -> Vec<i32> {
+    let dir = dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with("ssh ") && cmdline.contains(&dir) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Regression (issue "offsite"): a cairn ended by SIGTERM or SIGINT in the middle of a sync to SFTP left its
+/// `ssh -M` control masters running (ControlPersist=yes), since no destructor runs when a signal kills it.
+#[test]
+fn sftp_masters_stop_when_cairn_is_killed_by_a_signal() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let Some(data) = server_var("CAIRN_TEST_SFTP_DATA") else {
+        return;
+    };
+    let env = Env::new();
+    let src = offsite::make_tree(&env.root(), 16);
+    env.r_ok(&["init", "--pack-size", "1"]);
+    env.backup_json(&[&src], &[]);
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let Some(r) = sftp(&format!("signal{}", signal as i32)) else {
+            return;
+        };
+        let state = env.home().join(format!(".local/state-{signal}"));
+        let remote_packs = std::path::Path::new(&data)
+            .join(r.url.rsplit('/').next().unwrap())
+            .join("data");
+        // 16 MiB at 1 MiB/s takes long enough to be caught with connections (masters) open.
+        let mut cmd = env.command();
+        cmd.args(["-r", env.repo_str(), "sync", "--to", &r.url])
+            .args(["--connections", "4", "--limit-upload", "1M"])
+            .env("XDG_STATE_HOME", &state);
+        for o in &r.options {
+            cmd.args(["-O", o]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while (common::files_under(&remote_packs).is_empty() || ssh_pids_naming(&state).is_empty())
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !ssh_pids_naming(&state).is_empty(),
+            "the sync opened no ssh connection within a minute"
+        );
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(signal as i32), "{signal}: {status:?}");
+        // An `ssh -O exit` that a connection's destructor started may still be on its way out; a master
+        // left behind stays (ControlPersist=yes).
+        let started = Instant::now();
+        while !ssh_pids_naming(&state).is_empty() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let left = ssh_processes_naming(&state);
+        for pid in ssh_pids_naming(&state) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        assert!(left.is_empty(), "after {signal}: {left:?}");
+    }
+}
+
+/// Regression (issue "offsite"): `sync --connections 64` to SFTP failed objects, because OpenDAL opens one
+/// ssh connection per request in flight and sshd drops those beyond `MaxStartups` (10 at once by
+/// default) before the SSH greeting, which OpenDAL does not retry.
+#[test]
+fn sftp_sync_with_more_connections_than_sshd_starts_at_once() {
+    let Some(r) = sftp("connections64") else {
+        return;
+    };
+    let env = Env::new();
+    let src = offsite::make_tree(&env.root(), 40);
+    env.r_ok(&["init", "--pack-size", "1"]);
+    env.backup_json(&[&src], &[]);
+    let out = r.sync(&env, &env.repo, "--to", &["--connections", "64"]);
+    out.assert_success();
+    let report = offsite::report(&out);
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(report["failed"]["objects"], 0, "{report}");
+    assert!(
+        report["copied"]["objects"].as_u64().unwrap() > 40,
+        "{report}"
+    );
+    offsite::assert_remote_restores(&env, &r, &src, "after-64");
+}
+
 macro_rules! server_tests {
     ($server:ident) => {
         mod $server {

@@ -25,6 +25,28 @@ const THROTTLE_BURST_MIN: u64 = 8 << 20;
 /// the largest size FORMAT.md allows plus its header, so there the limit is an average over whole objects.
 const THROTTLE_BURST_WHOLE: u64 = (1 << 30) + (64 << 20);
 
+/// First and longest pause before a request whose SFTP connection was refused is tried again: a
+/// connection is authenticated in well under a second, after which the server takes the next one.
+const REFUSED_PAUSE_MIN: Duration = Duration::from_millis(100);
+const REFUSED_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// Whether an OpenDAL error is an `ssh` connection closed by the server before the SSH greeting
+/// (`kex_exchange_identification: ...`, `ssh_exchange_identification` before OpenSSH 8.0): what sshd does
+/// to connections beyond `MaxStartups`. The `openssh` crate passes ssh's message on as the error's source.
+fn refused_before_greeting(err: &opendal::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        let message = e.to_string();
+        if message.contains("kex_exchange_identification")
+            || message.contains("ssh_exchange_identification")
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The services compiled in (Cargo features of the `opendal` dependency), for `opendal:SCHEME`.
 pub const BUILT_IN_SERVICES: [&str; 7] = ["s3", "sftp", "webdav", "gcs", "azblob", "fs", "memory"];
 
@@ -40,6 +62,9 @@ pub struct RemoteBackend {
     /// (SFTP, WebDAV), so OpenDAL walks `data/xx/` one request at a time anyway. A native recursive listing
     /// (S3: pages of 1000 keys) costs fewer requests than 256 shard listings; on moto each costs ~20 ms.
     shard_listing: bool,
+    /// On SFTP, how often a request whose new ssh connection the server closed before its greeting
+    /// (sshd's MaxStartups) is tried again; 0 elsewhere.
+    refused_retries: usize,
     // Declared after the operator: dropped after the operator whose requests run on it.
     _runtime: Arc<tokio::runtime::Runtime>,
     // Declared last: stops leftover ssh masters once the connections above are closed.
@@ -99,9 +124,39 @@ impl RemoteBackend {
             write_by_rename: scheme == "sftp",
             throttle_burst: burst.map(|b| b as usize),
             shard_listing,
+            refused_retries: if scheme == "sftp" { options.retries } else { 0 },
             _runtime: Arc::new(runtime),
             _ssh_masters: (scheme == "sftp").then(super::ssh::MasterGuard::adopt),
         })
+    }
+
+    /// Runs one request, and on SFTP again after a pause while the server refuses new connections.
+    ///
+    /// Why: OpenDAL's SFTP service opens one `ssh` connection per request in flight, and sshd drops
+    /// connections beyond `MaxStartups` (default 10 unauthenticated at once, then at random) before the
+    /// SSH greeting. OpenDAL reports that as a permanent error, so its retry layer gives up at once and
+    /// `--connections 64` failed objects. Only that failure is retried here: a wrong key or host key fails
+    /// as before, without waiting.
+    fn again<T>(
+        &self,
+        mut request: impl FnMut() -> std::result::Result<T, opendal::Error>,
+    ) -> std::result::Result<T, opendal::Error> {
+        let mut pause = REFUSED_PAUSE_MIN;
+        let mut attempt = 0;
+        loop {
+            match request() {
+                Err(e) if attempt < self.refused_retries && refused_before_greeting(&e) => {
+                    attempt += 1;
+                    // Jitter spreads the retries of many refused connections over the pause.
+                    let jitter = crate::crypto::random_array::<2>()
+                        .map(|b| u16::from_le_bytes(b) as u32)
+                        .unwrap_or(0);
+                    std::thread::sleep(pause / 2 + pause / 2 * jitter / u32::from(u16::MAX));
+                    pause = (pause * 2).min(REFUSED_PAUSE_MAX);
+                }
+                result => return result,
+            }
+        }
     }
 
     fn where_(&self, path: &str) -> String {
@@ -147,14 +202,14 @@ impl RemoteBackend {
         let path = object_path(kind, name)?;
         if !self.write_by_rename {
             return self
-                .put(&path, bytes)
+                .again(|| self.put(&path, bytes.clone()))
                 .map_err(|e| self.error(e, "cannot write", &path));
         }
         let suffix = hex::encode(crate::crypto::random_array::<8>()?);
         let tmp = format!("tmp/{name}.{suffix}");
         let result = self
-            .put(&tmp, bytes)
-            .and_then(|()| self.op.rename(&tmp, &path));
+            .again(|| self.put(&tmp, bytes.clone()))
+            .and_then(|()| self.again(|| self.op.rename(&tmp, &path)));
         if let Err(e) = result {
             let _ = self.op.delete(&tmp);
             return Err(self.error(e, "cannot write", &path));
@@ -164,13 +219,15 @@ impl RemoteBackend {
 
     /// Names and sizes of the files below `dir` (recursively), sorted.
     fn list_files(&self, dir: &str) -> Result<Vec<(String, u64)>> {
-        let entries = match self.op.list_options(
-            dir,
-            ListOptions {
-                recursive: true,
-                ..Default::default()
-            },
-        ) {
+        let entries = match self.again(|| {
+            self.op.list_options(
+                dir,
+                ListOptions {
+                    recursive: true,
+                    ..Default::default()
+                },
+            )
+        }) {
             Ok(entries) => entries,
             Err(e) if e.kind() == DalKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.error(e, "cannot list", dir)),
@@ -184,8 +241,7 @@ impl RemoteBackend {
             if size == 0 {
                 // Some listings (WebDAV without getcontentlength) leave sizes out: ask.
                 size = self
-                    .op
-                    .stat(entry.path())
+                    .again(|| self.op.stat(entry.path()))
                     .map_err(|e| self.error(e, "cannot stat", entry.path()))?
                     .content_length();
             }
@@ -317,21 +373,22 @@ impl Backend for RemoteBackend {
     }
 
     fn has_config(&self) -> Result<bool> {
-        self.op
-            .exists("config")
+        self.again(|| self.op.exists("config"))
             .map_err(|e| self.error(e, "cannot access", "config"))
     }
 
     fn create(&self) -> Result<()> {
         // Object stores have no directories to make: a location is empty when it holds no object at all.
-        let entries = match self.op.list_options(
-            "",
-            ListOptions {
-                recursive: true,
-                limit: Some(16),
-                ..Default::default()
-            },
-        ) {
+        let entries = match self.again(|| {
+            self.op.list_options(
+                "",
+                ListOptions {
+                    recursive: true,
+                    limit: Some(16),
+                    ..Default::default()
+                },
+            )
+        }) {
             Ok(e) => e,
             Err(e) if e.kind() == DalKind::NotFound => Vec::new(),
             Err(e) => return Err(self.error(e, "cannot list", "")),
@@ -350,7 +407,7 @@ impl Backend for RemoteBackend {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
         if kind == ObjectKind::Config {
-            return match self.op.stat("config") {
+            return match self.again(|| self.op.stat("config")) {
                 Ok(meta) => Ok(vec![("config".to_string(), meta.content_length())]),
                 Err(e) if e.kind() == DalKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(self.error(e, "cannot access", "config")),
@@ -365,7 +422,7 @@ impl Backend for RemoteBackend {
         }
         // One request (a delimited listing on S3) names the shards; each is then listed on its own.
         let dir = ObjectKind::Pack.dir();
-        let entries = match self.op.list(dir) {
+        let entries = match self.again(|| self.op.list(dir)) {
             Ok(entries) => entries,
             Err(e) if e.kind() == DalKind::NotFound => return Ok(Some(Vec::new())),
             Err(e) => return Err(self.error(e, "cannot list", dir)),
@@ -392,11 +449,12 @@ impl Backend for RemoteBackend {
         // Into one growing vector as the body arrives: collecting OpenDAL's buffer and then flattening it
         // would hold the object twice at the end.
         let mut out = Vec::new();
-        match self
-            .op
-            .reader(&path)
-            .and_then(|r| r.read_into(&mut out, ..))
-        {
+        match self.again(|| {
+            out.clear();
+            self.op
+                .reader(&path)
+                .and_then(|r| r.read_into(&mut out, ..))
+        }) {
             Ok(_) => Ok(out),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
             Err(e) => Err(self.error(e, "cannot read", &path)),
@@ -420,12 +478,12 @@ impl Backend for RemoteBackend {
             range: (offset..end).into(),
             ..Default::default()
         };
-        match self.op.read_options(&path, options) {
+        match self.again(|| self.op.read_options(&path, options.clone())) {
             Ok(buf) if buf.len() as u64 == len => Ok(buf.to_vec()),
             Ok(_) => Err(short()),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
             // Services report a range past the end differently (416, a short body): the size tells.
-            Err(e) => match self.op.stat(&path) {
+            Err(e) => match self.again(|| self.op.stat(&path)) {
                 Ok(meta) if meta.content_length() < end => Err(short()),
                 Err(s) if s.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
                 _ => Err(self.error(e, "cannot read", &path)),
@@ -435,7 +493,7 @@ impl Backend for RemoteBackend {
 
     fn size(&self, kind: ObjectKind, name: &str) -> Result<u64> {
         let path = object_path(kind, name)?;
-        match self.op.stat(&path) {
+        match self.again(|| self.op.stat(&path)) {
             Ok(meta) => Ok(meta.content_length()),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
             Err(e) => Err(self.error(e, "cannot stat", &path)),
@@ -452,7 +510,7 @@ impl Backend for RemoteBackend {
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {
         let path = object_path(kind, name)?;
-        match self.op.delete(&path) {
+        match self.again(|| self.op.delete(&path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == DalKind::NotFound => Ok(()),
             Err(e) => Err(self.error(e, "cannot remove", &path)),

@@ -7,6 +7,10 @@
 //! up (OpenDAL's 10 s pool timeout, a request timeout) has no `Session` yet, so its master outlives cairn.
 //! On Linux cairn becomes a child subreaper, so daemonized masters are re-parented to it rather than to
 //! init: they are then known to be cairn's own, and are stopped when the last SFTP backend is dropped.
+//!
+//! A cairn killed by SIGINT, SIGTERM or SIGHUP runs no destructor, so once an SFTP backend exists a thread
+//! waits for those signals, stops the masters, and lets the signal end cairn as it would have. SIGKILL
+//! cannot be caught: its masters are init's and live on (`ssh -O exit` on their control socket stops them).
 
 use std::sync::Mutex;
 
@@ -22,6 +26,7 @@ impl MasterGuard {
         if *live == 0 {
             become_subreaper();
         }
+        watch_signals();
         *live += 1;
         MasterGuard(())
     }
@@ -46,20 +51,57 @@ fn become_subreaper() {
 #[cfg(not(target_os = "linux"))]
 fn become_subreaper() {}
 
-/// Stops the `ssh -M` processes that are children of cairn (adopted masters), reaps them and removes
-/// their control directories.
+/// Starts (once per process) the thread that stops the masters when cairn is told to end by a signal.
 #[cfg(target_os = "linux")]
-fn stop_masters() {
+fn watch_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static WATCHING: std::sync::Once = std::sync::Once::new();
+    WATCHING.call_once(|| {
+        // Best effort, like the subreaper: without the thread a killed cairn leaks masters, as before.
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("cairn-signals".into())
+            .spawn(move || {
+                let Some(signal) = signals.forever().next() else {
+                    return;
+                };
+                // Until no master shows up for a while: requests failing on the stopped connections make
+                // the pool start new ones, and a master being started is found only once it exists.
+                let started = std::time::Instant::now();
+                let mut quiet = 0;
+                while quiet < 5 && started.elapsed() < std::time::Duration::from_secs(3) {
+                    quiet = if stop_masters() == 0 { quiet + 1 } else { 0 };
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                // End by the same signal (default action), so the exit status says what happened.
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            });
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn watch_signals() {}
+
+/// Stops the `ssh -M` processes below cairn (adopted masters, and masters still being started), reaps
+/// those that are its children and removes their control directories. Returns how many it stopped.
+#[cfg(target_os = "linux")]
+fn stop_masters() -> usize {
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::Pid;
-    for (pid, args) in ssh_children(nix::unistd::getpid().as_raw()) {
+    let mut stopped = 0;
+    for (pid, args) in ssh_descendants(nix::unistd::getpid().as_raw()) {
         let pid = Pid::from_raw(pid);
         let master = args.iter().any(|a| a == "-M");
         if master {
             let _ = kill(pid, Signal::SIGTERM);
+            stopped += 1;
         }
         // Reap it (and any master that already exited after its `-O exit`), waiting briefly for the TERM.
+        // A grandchild is not ours to reap: waitpid fails at once for it.
         for _ in 0..50 {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) if master => {
@@ -83,15 +125,20 @@ fn stop_masters() {
             }
         }
     }
+    stopped
 }
 
 #[cfg(not(target_os = "linux"))]
-fn stop_masters() {}
+fn stop_masters() -> usize {
+    0
+}
 
-/// `(pid, argv)` of every `ssh` process whose parent is `parent`.
+/// `(pid, argv)` of every `ssh` process descending from `root`. Descendants, not only children: a master
+/// started with `-f` forks after authenticating, and until the `ssh` that forked it exits, its parent is
+/// that `ssh`, not cairn.
 #[cfg(target_os = "linux")]
-fn ssh_children(parent: i32) -> Vec<(i32, Vec<String>)> {
-    let mut out = Vec::new();
+fn ssh_descendants(root: i32) -> Vec<(i32, Vec<String>)> {
+    let mut processes = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -103,14 +150,34 @@ fn ssh_children(parent: i32) -> Vec<(i32, Vec<String>)> {
         let Some((head, tail)) = stat.rsplit_once(')') else {
             continue;
         };
-        let ppid = tail
+        let Some(ppid) = tail
             .split_whitespace()
             .nth(1)
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid != Some(parent) || !head.ends_with("(ssh") {
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        processes.push((pid, ppid, head.ends_with("(ssh")));
+    }
+    let mut below = std::collections::HashSet::from([root]);
+    // Parents may be listed after their children: repeat until no process joins.
+    loop {
+        let before = below.len();
+        for (pid, ppid, _) in &processes {
+            if below.contains(ppid) {
+                below.insert(*pid);
+            }
+        }
+        if below.len() == before {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for (pid, _, is_ssh) in processes {
+        if pid == root || !is_ssh || !below.contains(&pid) {
             continue;
         }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args = cmdline
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())

@@ -36,7 +36,9 @@ pub struct SyncArgs {
     /// Show what would be copied and deleted; change nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-    /// Objects transferred at once (and requests in flight per side).
+    /// Objects transferred at once (and requests in flight per side). On SFTP each request in flight
+    /// is its own ssh connection; connections the server refuses while too many start at once (sshd's
+    /// MaxStartups, 10 by default) are retried after a pause, so more than about 8 rarely helps there.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub connections: u16,
     /// Option for the --to/--from location's storage, like -o for -r (repeatable).

@@ -6,6 +6,7 @@
 mod contents;
 mod metadata;
 pub mod plan;
+mod trees;
 mod verify;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::archive::ExcludeMatcher;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{ContentItem, Node, NodeKind};
+use crate::format::tree::{ContentItem, Node, NodeKind, Tree};
 use crate::id::{BlobType, TreeId};
 use crate::repo::IndexedRepository;
 use contents::OutFile;
@@ -94,6 +95,8 @@ struct Restorer<'a> {
     repo: &'a IndexedRepository,
     options: &'a RestoreOptions,
     progress: &'a dyn RestoreProgress,
+    /// Every tree below the root, loaded before planning ([`trees::load_all`]); emptied once planned.
+    trees: HashMap<TreeId, Tree>,
     files: Vec<FileJob>,
     links: Vec<(PathBuf, PathBuf)>,
     link_sources: HashMap<(u64, u64), PathBuf>,
@@ -154,6 +157,7 @@ pub fn restore_from(
         repo,
         options,
         progress,
+        trees: HashMap::new(),
         files: Vec::new(),
         links: Vec::new(),
         link_sources: HashMap::new(),
@@ -164,8 +168,10 @@ pub fn restore_from(
     crate::threads::run_in_pool(|| {
         match root {
             RestoreRoot::Tree { tree, dir } => {
-                let nodes = repo.load_tree(&tree)?.nodes;
+                r.trees = trees::load_all(repo, &tree)?;
+                let nodes = r.tree_nodes(&tree)?;
                 r.plan_nodes(&tree, nodes, target, source, false)?;
+                r.trees = HashMap::new();
                 if let Some(node) = dir {
                     // The target takes the place of the directory: its metadata too, applied last.
                     r.dirs.push((target.to_path_buf(), node.clone()));
@@ -279,7 +285,7 @@ impl Restorer<'_> {
                             path.display()
                         ))
                     })?;
-                    let nodes = self.repo.load_tree(&sub)?.nodes;
+                    let nodes = self.tree_nodes(&sub)?;
                     let inner = self.plan_nodes(&sub, nodes, &path, &source, included)?;
                     if !included && !inner {
                         if created {
@@ -319,6 +325,15 @@ impl Restorer<'_> {
             }
         }
         Ok(kept)
+    }
+
+    /// The entries of a tree, from those loaded before planning. A copy: identical directories share
+    /// one tree, which planning visits once per place.
+    fn tree_nodes(&self, id: &TreeId) -> Result<Vec<Node>> {
+        match self.trees.get(id) {
+            Some(tree) => Ok(tree.nodes.clone()),
+            None => Ok(self.repo.load_tree(id)?.nodes),
+        }
     }
 
     fn warn(&mut self, message: String) {
