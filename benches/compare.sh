@@ -6,6 +6,8 @@
 # Usage: benches/compare.sh            (RUNS=3 DUMP_MB=512 TOOLS="cairn restic rustic" STEPS="tree dumps")
 # STEPS=tree times backup, re-backup, restore, check and `cp -a`; STEPS=dumps only the dumps.
 # Work directory: $CAIRN_BENCH_DIR (default /var/tmp/cairn-bench); the corpus is built once.
+# Restores and `cp -a` write under $RESTORE_DIR (default the work directory); RESTORE_DIR=/dev/shm
+# times them without the disk's writeback, which otherwise decides most of their time.
 # Steps timed per tool: initial backup of the tree, unchanged re-backup, restore of the tree,
 # check --read-data, backup of day-1 and day-2 database dumps from stdin (and the bytes the
 # day-2 dump adds to the repository). `cp -a` of the tree is timed as the restore yardstick.
@@ -13,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=${CAIRN_BENCH_DIR:-/var/tmp/cairn-bench}
+RESTORE_DIR=${RESTORE_DIR:-$WORK}
 RUNS=${RUNS:-3}
 DUMP_MB=${DUMP_MB:-512}
 TOOLS=${TOOLS:-cairn restic rustic}
@@ -108,7 +111,7 @@ repo_bytes() { du -sb "$REPO" | cut -f1; }
 
 run_tool() {
   local run=$1 tool=$2
-  REPO=$WORK/repo-$tool CACHE=$WORK/cache-$tool OUT=$WORK/restore-$tool
+  REPO=$WORK/repo-$tool CACHE=$WORK/cache-$tool OUT=$RESTORE_DIR/restore-$tool
   rm -rf "$REPO" "$CACHE" "$OUT"
   export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RUSTIC_PASSWORD=bench
   $(tool_cmd "$tool" init) >>"$WORK/log/$tool.log" 2>&1
@@ -132,12 +135,12 @@ run_tool() {
 
 run_cp() {
   local run=$1
-  rm -rf "$WORK/cp-out"
+  rm -rf "$RESTORE_DIR/cp-out"
   sync
-  /usr/bin/time -f '%e %M' -o "$WORK/time.out" cp -a "$WORK/corpus" "$WORK/cp-out"
+  /usr/bin/time -f '%e %M' -o "$WORK/time.out" cp -a "$WORK/corpus" "$RESTORE_DIR/cp-out"
   read -r secs kib <"$WORK/time.out"
   printf '%s\tcp\trestore\t%s\t%s\n' "$run" "$secs" "$kib" >>"$RESULTS"
-  rm -rf "$WORK/cp-out"
+  rm -rf "$RESTORE_DIR/cp-out"
 }
 
 main() {
