@@ -369,3 +369,34 @@ fn device_nodes_roundtrip() {
     env.backup_json(&[&src], &[]);
     env.assert_restores_exactly("latest", &src, "dst");
 }
+
+/// Files whose chunks lie in several packs are finished by whichever thread writes their last
+/// chunk, which then applies their metadata through the open file: read-only and setuid modes,
+/// xattrs and mtimes must come out exact all the same, and a mode without write permission must
+/// not stop a later chunk from being written.
+#[test]
+fn files_spread_over_many_packs_get_exact_metadata_after_their_last_write() {
+    let env = Env::new();
+    env.r_ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    let with_xattrs = xattrs_supported(&env.root());
+    for (i, mode) in [0o400, 0o444, 0o4755, 0o600, 0o2711, 0o644]
+        .into_iter()
+        .enumerate()
+    {
+        let path = src.join(format!("f{i}.bin"));
+        write_file(&path, &random_bytes(100 + i as u64, 4 << 20));
+        if with_xattrs {
+            xattr::set(&path, "user.k", format!("value {i}").as_bytes()).unwrap();
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        let mtime = FileTime::from_unix_time(1_600_000_000 + i as i64, 123_456_789);
+        filetime::set_file_mtime(&path, mtime).unwrap();
+    }
+    env.backup_json(&[&src], &[]);
+    assert!(
+        pack_files(&env.repo).len() >= 12,
+        "test setup: the chunks must spread over many packs"
+    );
+    env.assert_restores_exactly("latest", &src, "dst");
+}

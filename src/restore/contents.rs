@@ -1,8 +1,9 @@
 //! Writing file contents by a [`ReadPlan`]: each range of a pack read once, each blob in it opened once and
 //! written at every offset that needs it, ranges in parallel. Memory stays near threads x one range.
 //!
-//! A file is created at its full length by the first write to it (or afterwards, when it holds no data),
-//! so holes are never written and stay holes. Never writes bytes that failed verification; on failure,
+//! A file is created by the first write to it (or afterwards, when it holds no data) and extended to its
+//! full length then when it ends in a hole, so holes are never written and stay holes. With the last
+//! write to a file, its metadata is applied through the open handle (unless `--verify` must read it first). Never writes bytes that failed verification; on failure,
 //! every file left incomplete is removed.
 
 use std::fs::{File, OpenOptions};
@@ -14,9 +15,10 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::plan::{ReadPlan, ReadRange};
-use super::{io_err, RestoreProgress};
+use super::{io_err, metadata, RestoreProgress};
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
+use crate::format::tree::{ContentItem, Node};
 use crate::pack::PackReader;
 use crate::repo::IndexedRepository;
 
@@ -25,21 +27,38 @@ pub struct OutFile<'a> {
     path: &'a Path,
     /// Its length, holes included.
     len: u64,
+    /// Whether writing its data leaves it shorter than `len` (it ends in a hole), so its length
+    /// must be set: for every other file the last write sets it, and an `ftruncate` per file is
+    /// a syscall per file saved.
+    needs_length: bool,
     /// Set once the file exists at full length; an error message when it could not be created.
     created: OnceLock<std::result::Result<(), String>>,
     /// Blob writes still to come.
     pending: AtomicUsize,
+    /// Metadata to apply through the open file right after its last write, if any.
+    metadata: Option<&'a Node>,
+    /// Set when that was done: a warning message when some of it failed.
+    metadata_applied: OnceLock<std::result::Result<(), String>>,
 }
 
 impl<'a> OutFile<'a> {
-    /// A file to restore at `path`, `len` bytes long.
-    pub fn new(path: &'a Path, len: u64) -> Self {
+    /// A file to restore at `path` with `content`; `metadata`, when given, is applied through the
+    /// open file as soon as its last blob is written.
+    pub fn new(path: &'a Path, content: &[ContentItem], metadata: Option<&'a Node>) -> Self {
         OutFile {
             path,
-            len,
+            len: content.iter().map(ContentItem::len).sum(),
+            needs_length: matches!(content.last(), Some(ContentItem::Hole { .. })),
             created: OnceLock::new(),
             pending: AtomicUsize::new(0),
+            metadata,
+            metadata_applied: OnceLock::new(),
         }
+    }
+
+    /// What applying the metadata after the last write gave, if it was done.
+    pub fn metadata_applied(&self) -> Option<&std::result::Result<(), String>> {
+        self.metadata_applied.get()
     }
 
     /// The file open for writing, created (truncated, at full length) by the first caller.
@@ -54,8 +73,10 @@ impl<'a> OutFile<'a> {
                 .map_err(io_err("cannot create", self.path))
                 .and_then(|f| {
                     // Extending without writing leaves every hole, trailing ones too, a hole.
-                    f.set_len(self.len)
-                        .map_err(io_err("cannot set length of", self.path))?;
+                    if self.needs_length {
+                        f.set_len(self.len)
+                            .map_err(io_err("cannot set length of", self.path))?;
+                    }
                     Ok(f)
                 });
             made.map(|f| fresh = Some(f)).map_err(|e| e.to_string())
@@ -171,7 +192,13 @@ fn write_range(
             };
             file.write_all_at(&data, t.offset)
                 .map_err(io_err("cannot write", out.path))?;
-            out.pending.fetch_sub(1, Ordering::Relaxed);
+            // The last write: no later one can change the mtime set now.
+            if out.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                if let Some(node) = out.metadata {
+                    let applied = metadata::apply_to_open_file(file, out.path, node);
+                    let _ = out.metadata_applied.set(applied);
+                }
+            }
             written += u64::from(t.len);
             progress.bytes(u64::from(t.len));
         }

@@ -354,10 +354,9 @@ impl Restorer<'_> {
             .files
             .iter()
             .map(|job| {
-                OutFile::new(
-                    &job.path,
-                    job.node.content.iter().map(ContentItem::len).sum(),
-                )
+                // With --verify, metadata waits until the file is checked (its mode may forbid reading).
+                let metadata = (!self.options.verify).then_some(&job.node);
+                OutFile::new(&job.path, &job.node.content, metadata)
             })
             .collect();
         let written = contents::write_contents(self.repo, &plan, &out, self.progress)?;
@@ -366,6 +365,15 @@ impl Restorer<'_> {
             .par_iter()
             .zip(&out)
             .try_for_each(|(job, file)| -> Result<()> {
+                if let Some(applied) = file.metadata_applied() {
+                    if let Err(e) = applied {
+                        warnings
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(e.clone());
+                    }
+                    return Ok(());
+                }
                 file.ensure_exists()?;
                 if self.options.verify {
                     // Before metadata: a mode without read permission must not stop the check.
