@@ -39,9 +39,10 @@ pub struct PlannedBlob {
     pub targets: Vec<Target>,
 }
 
-/// Bytes of a pack read at once, and the blobs among them that are needed (in pack order).
+/// Bytes of a pack read at once, and the blobs among them that are needed (in pack order), each
+/// with what the reader needs to know of it (`T`).
 #[derive(Clone, Debug)]
-pub struct ReadRange {
+pub struct PackRange<T> {
     /// The pack.
     pub pack: PackId,
     /// First byte read.
@@ -49,7 +50,32 @@ pub struct ReadRange {
     /// Bytes read.
     pub length: u64,
     /// The needed blobs inside, by offset.
-    pub blobs: Vec<PlannedBlob>,
+    pub blobs: Vec<T>,
+}
+
+/// A range of file contents to read: its blobs with the places they go.
+pub type ReadRange = PackRange<PlannedBlob>;
+
+/// Adds the blob at `entry` of `pack` (blobs come sorted by pack, then offset) to the last range of
+/// `out` when it lies less than [`MAX_GAP`] after it and the range stays within [`MAX_RANGE`], else
+/// starts a new range: reading a small gap costs less than another request.
+pub fn push_merged<T>(out: &mut Vec<PackRange<T>>, pack: PackId, entry: &BlobEntry, item: T) {
+    let start = u64::from(entry.offset);
+    let end = start + u64::from(entry.length);
+    if let Some(last) = out.last_mut().filter(|r| r.pack == pack) {
+        let last_end = last.offset + last.length;
+        if start >= last_end && start - last_end < MAX_GAP && end - last.offset <= MAX_RANGE {
+            last.length = end - last.offset;
+            last.blobs.push(item);
+            return;
+        }
+    }
+    out.push(PackRange {
+        pack,
+        offset: start,
+        length: end - start,
+        blobs: vec![item],
+    });
 }
 
 /// Everything a restore reads.
@@ -123,22 +149,8 @@ pub fn plan_reads<'a>(
 /// Appends the ranges covering `blobs` (sorted by offset) of `pack` to `out`.
 fn merge_ranges(pack: PackId, blobs: Vec<PlannedBlob>, out: &mut Vec<ReadRange>) {
     for blob in blobs {
-        let start = blob.entry.offset as u64;
-        let end = start + blob.entry.length as u64;
-        if let Some(last) = out.last_mut().filter(|r| r.pack == pack) {
-            let last_end = last.offset + last.length;
-            if start >= last_end && start - last_end < MAX_GAP && end - last.offset <= MAX_RANGE {
-                last.length = end - last.offset;
-                last.blobs.push(blob);
-                continue;
-            }
-        }
-        out.push(ReadRange {
-            pack,
-            offset: start,
-            length: end - start,
-            blobs: vec![blob],
-        });
+        let entry = blob.entry;
+        push_merged(out, pack, &entry, blob);
     }
 }
 

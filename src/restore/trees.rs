@@ -8,26 +8,18 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::plan::{MAX_GAP, MAX_RANGE};
+use super::plan::{push_merged, PackRange};
 use crate::backend::ObjectKind;
 use crate::error::Result;
 use crate::format::pack::BlobEntry;
 use crate::format::tree::{NodeKind, Tree};
-use crate::id::{BlobType, PackId, TreeId};
+use crate::id::{BlobType, TreeId};
 use crate::index::BlobLocation;
 use crate::pack::PackReader;
 use crate::repo::IndexedRepository;
 
 /// Range reads of trees in flight: the default number of connections of a remote backend.
 pub const READS_IN_FLIGHT: usize = 8;
-
-/// Neighbouring tree blobs of one pack, read in one request.
-struct TreeRange {
-    pack: PackId,
-    offset: u64,
-    length: u64,
-    blobs: Vec<BlobEntry>,
-}
 
 /// Every tree reachable from `root` (itself included), decoded.
 ///
@@ -64,37 +56,20 @@ pub fn load_all(repo: &IndexedRepository, root: &TreeId) -> Result<HashMap<TreeI
     Ok(trees)
 }
 
-/// Groups tree locations by pack and merges those lying within [`MAX_GAP`] of each other, as the
-/// read plan of file contents does.
-fn merge(mut locations: Vec<BlobLocation>) -> Vec<TreeRange> {
+/// Groups tree locations by pack and merges neighbours, as the read plan of file contents does.
+fn merge(mut locations: Vec<BlobLocation>) -> Vec<PackRange<BlobEntry>> {
     locations.sort_by_key(|l| (l.pack, l.entry.offset));
-    let mut out: Vec<TreeRange> = Vec::new();
+    let mut out = Vec::new();
     for BlobLocation { pack, entry } in locations {
-        let start = u64::from(entry.offset);
-        let end = start + u64::from(entry.length);
-        if let Some(last) = out.last_mut() {
-            let last_end = last.offset + last.length;
-            if last.pack == pack
-                && start >= last_end
-                && start - last_end < MAX_GAP
-                && end - last.offset <= MAX_RANGE
-            {
-                last.length = end - last.offset;
-                last.blobs.push(entry);
-                continue;
-            }
-        }
-        out.push(TreeRange {
-            pack,
-            offset: start,
-            length: end - start,
-            blobs: vec![entry],
-        });
+        push_merged(&mut out, pack, &entry, entry);
     }
     out
 }
 
-fn read_range(repo: &IndexedRepository, range: &TreeRange) -> Result<Vec<(TreeId, Tree)>> {
+fn read_range(
+    repo: &IndexedRepository,
+    range: &PackRange<BlobEntry>,
+) -> Result<Vec<(TreeId, Tree)>> {
     let bytes = repo.repo().backend().read_range(
         ObjectKind::Pack,
         &range.pack.to_hex(),
@@ -118,7 +93,8 @@ fn read_range(repo: &IndexedRepository, range: &TreeRange) -> Result<Vec<(TreeId
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::BlobId;
+    use crate::id::{BlobId, PackId};
+    use crate::restore::plan::MAX_GAP;
 
     fn at(pack: u8, offset: u32, length: u32, n: u8) -> BlobLocation {
         BlobLocation {
