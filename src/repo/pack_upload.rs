@@ -42,8 +42,8 @@ impl PackUploader {
     /// Queues `pack` for writing, starting the writer thread if needed.
     ///
     /// # Errors
-    /// When the thread cannot be started, or the writer stopped after a failed write (the failure
-    /// itself is returned by [`PackUploader::stored`] or [`PackUploader::finish`]).
+    /// When the thread cannot be started, or the writer stopped after a failed write: that write's
+    /// error (taken from what [`PackUploader::stored`] would return).
     pub fn submit(&self, pack: FinishedPack) -> Result<()> {
         let packs = {
             let mut running = self.lock();
@@ -53,13 +53,17 @@ impl PackUploader {
             running.as_ref().map(|r| r.packs.clone())
         };
         // Sent outside the lock: a full channel blocks this worker only, not those collecting results.
-        match packs.map(|p| p.send(pack)) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(Error::new(
+        if let Some(Ok(())) = packs.map(|p| p.send(pack)) {
+            return Ok(());
+        }
+        // The writer stops only after a failed write, whose error waits among the results.
+        let failure = self.stored().into_iter().find_map(|r| r.err());
+        Err(failure.unwrap_or_else(|| {
+            Error::new(
                 ErrorKind::Backend,
                 "the pack writer stopped after a failed write",
-            )),
-        }
+            )
+        }))
     }
 
     fn start(&self) -> Result<Running> {
@@ -176,10 +180,14 @@ mod tests {
         std::fs::write(dir.path().join("missing"), b"a file, not a directory").unwrap();
         let uploader = PackUploader::new(Arc::new(backend));
         uploader.submit(pack(1)).unwrap();
-        // The writer ends after its failure, so the next hand-over finds nobody to take it.
-        assert!(uploader.submit(pack(2)).is_err());
-        let results = uploader.finish();
-        assert_eq!(results.len(), 1, "only the first pack reached the writer");
-        assert!(results[0].is_err(), "the failure is reported");
+        // The writer ends after its failure, so the next hand-over finds nobody to take it and
+        // returns the failure itself, not a message about the writer.
+        let err = uploader.submit(pack(2)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+        assert!(!err.to_string().contains("pack writer"), "{err}");
+        assert!(
+            uploader.finish().is_empty(),
+            "the failure was reported once"
+        );
     }
 }
