@@ -9,6 +9,9 @@ mod conformance;
 #[path = "common/offsite.rs"]
 mod offsite;
 
+use std::cell::RefCell;
+use std::sync::{RwLock, RwLockReadGuard};
+
 use cairn::backend::{self, BackendOptions, Location};
 use common::Env;
 use offsite::Remote;
@@ -36,7 +39,26 @@ fn unique(base: &str, test: &str) -> String {
     )
 }
 
+/// The SFTP tests share one sshd. The test that floods it with more connections than its
+/// `MaxStartups` runs alone (write lock); the others hold a read lock for as long as their thread
+/// lives, or the refusals the flood provokes would fail their connections too.
+static SSHD: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    static SSHD_SHARED: RefCell<Option<RwLockReadGuard<'static, ()>>> = const { RefCell::new(None) };
+}
+
+/// A remote on the test sshd, shared with the other SFTP tests until this test's thread ends.
 fn sftp(test: &str) -> Option<Remote> {
+    SSHD_SHARED.with_borrow_mut(|guard| {
+        if guard.is_none() {
+            *guard = Some(SSHD.read().unwrap_or_else(|p| p.into_inner()));
+        }
+    });
+    sftp_remote(test)
+}
+
+fn sftp_remote(test: &str) -> Option<Remote> {
     let url = server_var("CAIRN_TEST_SFTP_URL")?;
     let key = server_var("CAIRN_TEST_SFTP_KEY")?;
     Some(Remote {
@@ -220,7 +242,8 @@ fn sftp_masters_stop_when_cairn_is_killed_by_a_signal() {
 /// default) before the SSH greeting, which OpenDAL does not retry.
 #[test]
 fn sftp_sync_with_more_connections_than_sshd_starts_at_once() {
-    let Some(r) = sftp("connections64") else {
+    let _alone = SSHD.write().unwrap_or_else(|p| p.into_inner());
+    let Some(r) = sftp_remote("connections64") else {
         return;
     };
     let env = Env::new();

@@ -30,21 +30,37 @@ const THROTTLE_BURST_WHOLE: u64 = (1 << 30) + (64 << 20);
 const REFUSED_PAUSE_MIN: Duration = Duration::from_millis(100);
 const REFUSED_PAUSE_MAX: Duration = Duration::from_secs(2);
 
-/// Whether an OpenDAL error is an `ssh` connection closed by the server before the SSH greeting
-/// (`kex_exchange_identification: ...`, `ssh_exchange_identification` before OpenSSH 8.0): what sshd does
-/// to connections beyond `MaxStartups`. The `openssh` crate passes ssh's message on as the error's source.
-fn refused_before_greeting(err: &opendal::Error) -> bool {
+/// Retries of a request whose ssh connection failed to start for a reason ssh did not pass on: the
+/// `ssh -M` master behind a new connection reports only "failed to connect", the same words for a
+/// refusal past `MaxStartups` (seen when two cairn processes start connections at once) and for a
+/// wrong key. Five retries (about 1.5–3 s in all) ride out a refusal and delay a real error little.
+const UNEXPLAINED_CONNECT_RETRIES: usize = 5;
+
+/// Why a new ssh connection failed, as far as an OpenDAL error tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnectFailure {
+    /// Closed by the server before the SSH greeting (`kex_exchange_identification: ...`,
+    /// `ssh_exchange_identification` before OpenSSH 8.0): what sshd does to connections beyond
+    /// `MaxStartups`. The `openssh` crate passes ssh's message on as the error's source.
+    Refused,
+    /// The master could not connect and said no more.
+    Unexplained,
+}
+
+fn connect_failure(err: &opendal::Error) -> Option<ConnectFailure> {
+    let mut unexplained = false;
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(e) = source {
         let message = e.to_string();
         if message.contains("kex_exchange_identification")
             || message.contains("ssh_exchange_identification")
         {
-            return true;
+            return Some(ConnectFailure::Refused);
         }
+        unexplained |= message.contains("failed to connect to the remote host");
         source = e.source();
     }
-    false
+    unexplained.then_some(ConnectFailure::Unexplained)
 }
 
 /// The services compiled in (Cargo features of the `opendal` dependency), for `opendal:SCHEME`.
@@ -145,7 +161,7 @@ impl RemoteBackend {
         let mut attempt = 0;
         loop {
             match request() {
-                Err(e) if attempt < self.refused_retries && refused_before_greeting(&e) => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     attempt += 1;
                     // Jitter spreads the retries of many refused connections over the pause.
                     let jitter = crate::crypto::random_array::<2>()
@@ -153,9 +169,27 @@ impl RemoteBackend {
                         .unwrap_or(0);
                     std::thread::sleep(pause / 2 + pause / 2 * jitter / u32::from(u16::MAX));
                     pause = (pause * 2).min(REFUSED_PAUSE_MAX);
+                    // A signal during the pause: a new try would start a master nobody stops.
+                    if super::ssh::stopping() {
+                        return Err(e);
+                    }
                 }
                 result => return result,
             }
+        }
+    }
+
+    /// Whether a request that failed with `e` after `attempt` retries is tried again.
+    fn may_retry(&self, e: &opendal::Error, attempt: usize) -> bool {
+        if super::ssh::stopping() {
+            return false;
+        }
+        match connect_failure(e) {
+            Some(ConnectFailure::Refused) => attempt < self.refused_retries,
+            Some(ConnectFailure::Unexplained) => {
+                attempt < self.refused_retries.min(UNEXPLAINED_CONNECT_RETRIES)
+            }
+            None => false,
         }
     }
 
@@ -515,5 +549,37 @@ impl Backend for RemoteBackend {
             Err(e) if e.kind() == DalKind::NotFound => Ok(()),
             Err(e) => Err(self.error(e, "cannot remove", &path)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssh_error(source: &str) -> opendal::Error {
+        opendal::Error::new(opendal::ErrorKind::Unexpected, "ssh error")
+            .set_source(anyhow::anyhow!(source.to_string()))
+    }
+
+    #[test]
+    fn connection_failures_are_told_apart_by_what_ssh_said() {
+        assert_eq!(
+            connect_failure(&ssh_error(
+                "kex_exchange_identification: Connection closed by remote host"
+            )),
+            Some(ConnectFailure::Refused)
+        );
+        assert_eq!(
+            connect_failure(&ssh_error("failed to connect to the remote host")),
+            Some(ConnectFailure::Unexplained)
+        );
+        assert_eq!(connect_failure(&ssh_error("No such file")), None);
+        assert_eq!(
+            connect_failure(&opendal::Error::new(
+                opendal::ErrorKind::NotFound,
+                "not found"
+            )),
+            None
+        );
     }
 }

@@ -17,6 +17,15 @@ use std::sync::Mutex;
 /// SFTP backends alive in this process.
 static LIVE: Mutex<usize> = Mutex::new(0);
 
+/// Set once a signal told cairn to end: from then on no failed connection is tried again, or a retry
+/// would start a master after the masters were stopped.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether cairn is ending on a signal (see [`STOPPING`]).
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Held by each SFTP backend; dropped after its operator and runtime, when its connections are closed.
 pub(super) struct MasterGuard(());
 
@@ -67,6 +76,7 @@ fn watch_signals() {
                 let Some(signal) = signals.forever().next() else {
                     return;
                 };
+                STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
                 // Until no master shows up for a while: requests failing on the stopped connections make
                 // the pool start new ones, and a master being started is found only once it exists.
                 let started = std::time::Instant::now();
