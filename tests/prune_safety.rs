@@ -47,6 +47,24 @@ fn assert_every_snapshot_restores(env: &Env, expected: &BTreeMap<String, (PathBu
     }
 }
 
+/// A repository holding four generations of a source tree, the two oldest forgotten (so prune has
+/// packs to condemn and to repack); returns what each snapshot holds.
+fn four_backups_two_kept(env: &Env) -> BTreeMap<String, (PathBuf, Listing)> {
+    env.init();
+    let src = env.path("src");
+    let mut expected = BTreeMap::new();
+    for g in 0..4 {
+        write_generation(&src, g);
+        let v = env.backup_json(&[&src], &[]);
+        expected.insert(
+            v["snapshot_id"].as_str().unwrap().to_string(),
+            (src.clone(), tree_listing(&src)),
+        );
+    }
+    env.r_ok(&["forget", "--keep-last", "2"]);
+    expected
+}
+
 /// Adds one to the counter when dropped, also while unwinding from a panic.
 struct CountOnDrop<'a>(&'a std::sync::atomic::AtomicUsize);
 
@@ -132,18 +150,7 @@ fn prune_with_budget(env: &Env, budget: i64) -> cairn::Result<prune::PruneOutcom
 #[test]
 fn a_prune_failing_at_any_change_leaves_a_repository_that_passes_check() {
     let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    let mut expected = BTreeMap::new();
-    for g in 0..4 {
-        write_generation(&src, g);
-        let v = env.backup_json(&[&src], &[]);
-        expected.insert(
-            v["snapshot_id"].as_str().unwrap().to_string(),
-            (src.clone(), tree_listing(&src)),
-        );
-    }
-    env.r_ok(&["forget", "--keep-last", "2"]);
+    let expected = four_backups_two_kept(&env);
 
     // Phase one (condemn and repack), then phase two (delete): each interrupted at every change in turn.
     let mut phases = Vec::new();
@@ -224,18 +231,7 @@ fn a_pending_record_rewritten_between_listing_and_reading_is_still_found() {
 #[test]
 fn the_blob_table_on_disk_plans_the_same_prune_as_the_one_in_memory() {
     let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    let mut expected = BTreeMap::new();
-    for g in 0..4 {
-        write_generation(&src, g);
-        let v = env.backup_json(&[&src], &[]);
-        expected.insert(
-            v["snapshot_id"].as_str().unwrap().to_string(),
-            (src.clone(), tree_listing(&src)),
-        );
-    }
-    env.r_ok(&["forget", "--keep-last", "2"]);
+    let expected = four_backups_two_kept(&env);
     let repo = Repository::open(
         Box::new(LocalBackend::new(&env.repo)),
         PASSWORD.as_bytes(),
@@ -274,13 +270,7 @@ fn the_blob_table_on_disk_plans_the_same_prune_as_the_one_in_memory() {
 #[test]
 fn a_damaged_blob_in_a_pack_to_repack_stops_prune_before_it_condemns_anything() {
     let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    for g in 0..4 {
-        write_generation(&src, g);
-        env.backup_json(&[&src], &[]);
-    }
-    env.r_ok(&["forget", "--keep-last", "2"]);
+    four_backups_two_kept(&env);
     let repo = Repository::open(
         Box::new(LocalBackend::new(&env.repo)),
         PASSWORD.as_bytes(),
