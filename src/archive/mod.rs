@@ -193,6 +193,7 @@ fn backup_leased(
         bytes_read: c.bytes_read.load(Ordering::Relaxed),
         bytes_added: stats.bytes,
         blobs_added: stats.blobs,
+        total_bytes: None,
         duration_secs: started.elapsed().as_secs_f64(),
         errors: archiver
             .errors

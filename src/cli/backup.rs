@@ -117,7 +117,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<i32> {
     })
 }
 
-fn report(global: &GlobalArgs, id: &SnapshotId, snap: &cairn::Snapshot) -> Result<()> {
+pub fn report(global: &GlobalArgs, id: &SnapshotId, snap: &cairn::Snapshot) -> Result<()> {
     let s = &snap.summary;
     if global.json {
         return output::print_json(&serde_json::json!({

@@ -82,6 +82,9 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
     if let Ok(pw) = std::env::var("CAIRN_PASSWORD") {
         return Ok(Zeroizing::new(pw.into_bytes()));
     }
+    if let Some(argv) = &global.password_command {
+        return password_from_command(argv);
+    }
     if let Some(file) = &global.password_file {
         let text = Zeroizing::new(std::fs::read(file).map_err(|e| {
             Error::invalid_input(format!(
@@ -117,6 +120,37 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
         }
     }
     Ok(first)
+}
+
+/// The first line a password command prints; it must exit 0.
+fn password_from_command(argv: &[String]) -> Result<Zeroizing<Vec<u8>>> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::invalid_input("the password command is empty"))?;
+    let output = std::process::Command::new(program)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            Error::invalid_input(format!("cannot run the password command {program:?}: {e}"))
+        })?;
+    let text = Zeroizing::new(output.stdout);
+    if !output.status.success() {
+        return Err(Error::invalid_input(format!(
+            "the password command {program:?} failed ({}); no password",
+            output.status
+        ))
+        .into());
+    }
+    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    if first.is_empty() {
+        return Err(Error::invalid_input(format!(
+            "the password command {program:?} printed no password"
+        ))
+        .into());
+    }
+    Ok(Zeroizing::new(first.to_vec()))
 }
 
 /// Creates a repository at the location named by the global options.

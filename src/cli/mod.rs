@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod context;
 mod diff;
+mod drill;
 mod dump;
 mod entry;
 mod find;
@@ -13,12 +14,16 @@ mod init;
 mod locate;
 mod ls;
 mod output;
+mod plan;
+mod planned;
 mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod run;
 mod selection;
 mod snapshots;
+mod status;
 mod stdout;
 mod sync;
 
@@ -99,6 +104,9 @@ pub struct GlobalArgs {
     /// Read the password from the first line of this file (else CAIRN_PASSWORD, else a prompt).
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Set by `cairn run` from the plan's `password_command` (argv, no shell): its first output line.
+    #[arg(skip)]
+    pub password_command: Option<Vec<String>>,
     /// Local cache directory (index database).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -163,6 +171,18 @@ pub enum Command {
     /// Rebuild the index from the packs, or rewrite snapshots that lost data.
     #[command(after_help = repair::EXAMPLES)]
     Repair(repair::RepairArgs),
+    /// Check, show or install the nightly plan file (see `cairn run`).
+    #[command(after_help = plan::EXAMPLES)]
+    Plan(plan::PlanArgs),
+    /// Run the nightly plan: backup, retention, check, offsite, drill, each when due.
+    #[command(after_help = run::EXAMPLES)]
+    Run(run::RunArgs),
+    /// Monitoring: age and size of the newest snapshots and the plan's last steps (exit 0-3 as a Nagios plugin).
+    #[command(after_help = status::EXAMPLES)]
+    Status(status::StatusArgs),
+    /// Restore drill: restore a snapshot to scratch, re-hash it, run checks, measure RTO and RPO.
+    #[command(after_help = drill::EXAMPLES)]
+    Drill(drill::DrillArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -179,7 +199,18 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let result = match &cli.command {
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_code_for(&err)
+        }
+    }
+}
+
+/// Runs one parsed command line (`cairn run` calls this for its steps).
+fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+    match &cli.command {
         Command::Init(args) => init::run(&cli.global, args),
         Command::Backup(args) => backup::run(&cli.global, args),
         Command::Snapshots(args) => snapshots::run(&cli.global, args),
@@ -194,16 +225,14 @@ pub fn main() -> i32 {
         Command::Forget(args) => forget::run(&cli.global, args),
         Command::Prune(args) => prune::run(&cli.global, args),
         Command::Repair(args) => repair::run(&cli.global, args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            exit_code_for(&err)
-        }
+        Command::Plan(args) => plan::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Status(args) => status::run(&cli.global, args),
+        Command::Drill(args) => drill::run(&cli.global, args),
     }
 }
 
+/// The exit code for an error, from the library error kind it carries.
 fn exit_code_for(err: &anyhow::Error) -> i32 {
     let kind = err
         .chain()

@@ -46,6 +46,10 @@ pub struct Summary {
     pub bytes_added: u64,
     /// Blobs added.
     pub blobs_added: u64,
+    /// Logical size of the snapshot's contents: every regular file and stream, reused ones included.
+    /// Absent in snapshots written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
     /// Wall time of the backup in seconds.
     pub duration_secs: f64,
     /// Entries that could not be read.

@@ -9,6 +9,8 @@ pub mod plan;
 mod trees;
 mod verify;
 
+pub use verify::file_matches;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;

@@ -1,0 +1,294 @@
+//! `cairn drill`: a restore drill with the plan's checks and targets, its report, and its record
+//! in the plan's state file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use cairn::drill::{self, DrillCheck, DrillOptions, DrillReport, Verdict};
+use cairn::plan::units::{describe_span, parse_span};
+use cairn::plan::{span_of, Attempt, Outcome, Plan, SnapshotChoice, State};
+use cairn::ErrorKind;
+
+use super::planned::{global_for, state_path, PlanFileArg};
+use super::{context, exit_code_for, output, progress, GlobalArgs};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  cairn drill                                  # the latest snapshot, checks and targets from the plan
+  cairn drill --random-within 30d --json > drill-report.json
+  cairn drill 1a2b3c4d --scratch /var/tmp/drills --keep
+  cairn drill --check 'sqlite3 {root}/srv/app/app.db \"PRAGMA integrity_check\"' --max-rto 1h
+Exit codes: 0 pass, 1 RTO or RPO target missed, 2 a file differs from the snapshot, a check
+failed, or repository data is damaged (other cairn errors keep their usual codes).";
+
+/// Longest a drill check may run unless the plan says otherwise.
+const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DrillArgs {
+    /// The snapshot to drill: `latest` (default) or an id.
+    #[arg(value_name = "SNAP", conflicts_with = "random_within")]
+    pub snapshot: Option<String>,
+    /// Drill a random snapshot among those newer than SPAN (e.g. 30d).
+    #[arg(long, value_name = "SPAN")]
+    pub random_within: Option<String>,
+    /// Directory in which the scratch restore is made (default: the plan's, else the temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Keep the restored tree afterwards (its path is in the report).
+    #[arg(long)]
+    pub keep: bool,
+    /// A check to run on the restored tree, through `sh -c`; `{root}` is the restore directory (repeatable, added to the plan's).
+    #[arg(long = "check", value_name = "COMMAND")]
+    pub checks: Vec<String>,
+    /// RTO target (restore start to all checks passing), e.g. 30min.
+    #[arg(long, value_name = "SPAN")]
+    pub max_rto: Option<String>,
+    /// RPO target (age of the snapshot), e.g. 26h.
+    #[arg(long, value_name = "SPAN")]
+    pub max_rpo: Option<String>,
+    #[command(flatten)]
+    pub plan: PlanFileArg,
+}
+
+pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
+    let plan = args.plan.optional()?;
+    let global = match &plan {
+        Some((_, p)) => global_for(global, p),
+        None => global.clone(),
+    };
+    let attempt = drill_attempt(&global, args, plan.as_ref().map(|(_, p)| p));
+    if let Some((path, plan)) = &plan {
+        let state_file = state_path(plan, path)?;
+        let mut state = State::load(&state_file)?;
+        state.note("drill", attempt.clone());
+        state.save(&state_file)?;
+    }
+    Ok(attempt.exit_code)
+}
+
+/// Runs a drill and prints its report; the attempt (exit code, report as details) is for the
+/// plan's state file. `cairn run` calls this for its drill step.
+pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Attempt {
+    let started = Utc::now();
+    let (outcome, code, message, details) = match drill_once(global, args, plan) {
+        Ok(report) => {
+            if let Err(e) = print_report(global, &report) {
+                eprintln!("error: cannot print the drill report: {e:#}");
+            }
+            let outcome = if report.verdict == Verdict::Failed {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            };
+            let message = (report.verdict != Verdict::Pass).then(|| summary_line(&report));
+            let details = serde_json::to_value(&report).unwrap_or_default();
+            (outcome, report.verdict.exit_code(), message, details)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let damaged = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<cairn::Error>())
+                .is_some_and(|c| c.kind() == ErrorKind::Corrupted);
+            // Damaged data is a failed drill (2); other errors keep cairn's codes.
+            let code = if damaged {
+                Verdict::Failed.exit_code()
+            } else {
+                exit_code_for(&e)
+            };
+            let message = Some(format!("{e:#}"));
+            (Outcome::Failed, code, message, serde_json::Value::Null)
+        }
+    };
+    Attempt {
+        started,
+        duration_secs: (Utc::now() - started).num_milliseconds() as f64 / 1000.0,
+        outcome,
+        exit_code: code,
+        message,
+        details,
+    }
+}
+
+fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Result<DrillReport> {
+    let section = plan.and_then(|p| p.drill.clone()).unwrap_or_default();
+    let choice = match (&args.random_within, &args.snapshot) {
+        (Some(span), _) => {
+            SnapshotChoice::RandomWithin(parse_span(span).map_err(cairn::Error::invalid_input)?)
+        }
+        (None, Some(snap)) => SnapshotChoice::parse(snap).map_err(cairn::Error::invalid_input)?,
+        (None, None) => match &section.snapshot {
+            Some(s) => SnapshotChoice::parse(s).map_err(cairn::Error::invalid_input)?,
+            None => SnapshotChoice::Latest,
+        },
+    };
+    let span_arg = |v: &Option<String>| -> Result<Option<Duration>> {
+        Ok(v.as_deref()
+            .map(parse_span)
+            .transpose()
+            .map_err(cairn::Error::invalid_input)?)
+    };
+    let mut checks = Vec::new();
+    if let Some(p) = plan {
+        for d in &p.dumps {
+            if let Some(verify) = &d.verify {
+                checks.push(DrillCheck {
+                    name: format!("dump /{}", d.path.trim_start_matches('/')),
+                    argv: verify.clone(),
+                    file: Some(d.path.clone()),
+                });
+            }
+        }
+    }
+    for (i, argv) in section.checks.iter().enumerate() {
+        checks.push(DrillCheck {
+            name: format!("check #{}", i + 1),
+            argv: argv.clone(),
+            file: None,
+        });
+    }
+    for (i, command) in args.checks.iter().enumerate() {
+        checks.push(DrillCheck {
+            name: format!("--check #{}", i + 1),
+            argv: vec!["sh".into(), "-c".into(), command.clone()],
+            file: None,
+        });
+    }
+    let options = DrillOptions {
+        choice,
+        scratch_parent: args
+            .scratch
+            .clone()
+            .or(section.scratch.clone())
+            .unwrap_or_else(std::env::temp_dir),
+        keep: args.keep,
+        checks,
+        check_timeout: span_of(&section.check_timeout).unwrap_or(DEFAULT_CHECK_TIMEOUT),
+        max_rto: span_arg(&args.max_rto)?.or(span_of(&section.max_rto)),
+        max_rpo: span_arg(&args.max_rpo)?.or(span_of(&section.max_rpo)),
+    };
+    let repo = context::open_repository(global)?.into_indexed()?;
+    let chosen = drill::choose_snapshot(&repo, &options.choice, Utc::now())?;
+    if !global.quiet && !global.json {
+        eprintln!(
+            "drilling snapshot {} of {} ({})",
+            chosen.0.short(),
+            chosen.1.time,
+            options.choice.describe()
+        );
+    }
+    let bar = progress::RestoreBar {
+        bar: progress::byte_bar(progress::wanted(global), 0),
+    };
+    let report = drill::drill(&repo, chosen, &options, &bar)?;
+    bar.bar.finish_and_clear();
+    Ok(report)
+}
+
+fn summary_line(r: &DrillReport) -> String {
+    let failed_checks = r
+        .checks
+        .iter()
+        .filter(|c| c.error.is_some() || !c.run.passed())
+        .count();
+    let mut parts = Vec::new();
+    if r.mismatch_count > 0 {
+        parts.push(format!(
+            "{} entries differ from the snapshot",
+            r.mismatch_count
+        ));
+    }
+    if failed_checks > 0 {
+        parts.push(format!("{failed_checks} checks failed"));
+    }
+    parts.extend(r.targets_missed.iter().cloned());
+    if parts.is_empty() {
+        "passed".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
+    if global.json {
+        return output::print_json(r);
+    }
+    let secs = |s: f64| describe_span(Duration::from_secs_f64(s.max(0.0)));
+    println!(
+        "drill of snapshot {} ({}), chosen: {}",
+        &r.snapshot_id[..8],
+        r.snapshot_time,
+        r.chosen
+    );
+    println!(
+        "RPO {} (snapshot age at drill start){}",
+        secs(r.rpo_secs),
+        r.max_rpo_secs
+            .map(|m| format!(", target {}", secs(m)))
+            .unwrap_or_default()
+    );
+    println!(
+        "RTO {:.1}s: restore {:.1}s, verify {:.1}s, checks {:.1}s{}",
+        r.rto_secs,
+        r.phases.restore_secs,
+        r.phases.verify_secs,
+        r.phases.checks_secs,
+        r.max_rto_secs
+            .map(|m| format!(", target {}", secs(m)))
+            .unwrap_or_default()
+    );
+    println!(
+        "verified {} files, {} against the snapshot; {} differ",
+        r.files_verified,
+        output::bytes(r.bytes_verified),
+        r.mismatch_count
+    );
+    for m in &r.mismatches {
+        println!("  differs: {}: {}", m.path, m.problem);
+    }
+    for c in &r.checks {
+        let state = match &c.error {
+            Some(e) => format!("could not run: {e}"),
+            None if c.run.passed() => "ok".into(),
+            None => format!("FAILED, {}", c.run.describe_end()),
+        };
+        println!(
+            "check {} ({:.1}s): {} — {}",
+            c.name,
+            c.run.duration_secs,
+            c.run.command.join(" "),
+            state
+        );
+        if !c.run.passed() && !c.run.output_tail.is_empty() {
+            for line in c
+                .run
+                .output_tail
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                println!("    | {line}");
+            }
+        }
+    }
+    if r.kept {
+        println!("restored tree kept at {}", r.scratch.display());
+    }
+    println!(
+        "{}: {}",
+        match r.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::TargetMissed => "TARGET MISSED",
+            Verdict::Failed => "FAILED",
+        },
+        summary_line(r)
+    );
+    Ok(())
+}

@@ -1,0 +1,458 @@
+//! `cairn run`: the cron/systemd entry point. Runs the plan's steps in order (backup, retention,
+//! check, offsite, drill), each only when due, between the plan's hooks; records every attempt in
+//! the state file and writes the Prometheus textfile.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use clap::Parser;
+
+use cairn::plan::hooks::run_command;
+use cairn::plan::state::RunRecord;
+use cairn::plan::{is_due, span_of, Attempt, Outcome, Plan, State, Step};
+
+use super::planned::{global_for, state_path, PlanFileArg};
+use super::{dispatch, drill, exit, exit_code_for, output, Cli, GlobalArgs};
+
+mod backup_step;
+mod lock;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  cairn run                                   # every step that is due, as the timer does
+  cairn run --dry-run                         # what would run, and why
+  cairn run --only backup,offsite --force     # these steps now, due or not
+  cairn run --plan /etc/cairn/db.toml --json
+Exit code: 0 when every step that ran succeeded (or a before hook exited 75 to skip the run);
+otherwise the exit code of the first step that failed (see `cairn --help`).";
+
+/// Exit code of a `before` hook that asks to skip the run (EX_TEMPFAIL).
+const SKIP_CODE: i32 = 75;
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub plan: PlanFileArg,
+    /// Run only these steps (comma-separated: backup,retention,check,offsite,drill).
+    #[arg(long, value_name = "STEPS", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Run the selected steps even when not due.
+    #[arg(long)]
+    pub force: bool,
+    /// Say what would run and why; run nothing, not even hooks.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// One step's work, as the runner sees it.
+struct StepResult {
+    code: i32,
+    message: Option<String>,
+    details: serde_json::Value,
+}
+
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
+    let (plan_path, plan) = args.plan.required()?;
+    let only: BTreeSet<Step> = args
+        .only
+        .iter()
+        .map(|s| Step::parse(s))
+        .collect::<cairn::Result<_>>()?;
+    let state_file = state_path(&plan, &plan_path)?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock::RunLock::acquire(&state_file)?)
+    };
+    let mut state = State::load(&state_file)?;
+    state.repository = plan.repository.location.clone();
+    // Steps print their usual output; with --json only the run's report goes to stdout.
+    let mut step_global = global_for(global, &plan);
+    if global.json {
+        step_global.json = false;
+        step_global.quiet = true;
+    }
+    let runner = Runner {
+        global,
+        step_global,
+        plan: &plan,
+        plan_path: &plan_path,
+        state_file: &state_file,
+        run_id: hex::encode(cairn::crypto::random_array::<8>()?),
+    };
+    let started = Utc::now();
+    let clock = Instant::now();
+    let todo = runner.schedule(&state, &only, args.force);
+    if args.dry_run {
+        return runner.print_dry_run(&todo);
+    }
+    let before = runner.hooks("before", &plan.hooks.before, "started", 0, None);
+    let mut ran = Vec::new();
+    let mut failed: Vec<(String, i32)> = Vec::new();
+    let mut snapshot_id = None;
+    let skipped = match before {
+        HookVerdict::Skip => true,
+        HookVerdict::Fail(code) => {
+            failed.push(("before hook".into(), code));
+            false
+        }
+        HookVerdict::Go => {
+            for (key, step, due) in &todo {
+                if !due.due {
+                    runner.say(&format!("{key}: not due ({})", due.reason));
+                    continue;
+                }
+                runner.say(&format!("== {key} ({})", due.reason));
+                let attempt = runner.run_step(*step, key);
+                if attempt.outcome == Outcome::Failed {
+                    failed.push((key.clone(), attempt.exit_code));
+                }
+                if *step == Step::Backup {
+                    snapshot_id = attempt
+                        .details
+                        .get("snapshot_id")
+                        .and_then(|v| v.as_str())
+                        .map(String::from);
+                }
+                ran.push(key.clone());
+                // Saved after every step: a crash later keeps what already happened.
+                state.note(key, attempt);
+                state.save(&state_file)?;
+            }
+            false
+        }
+    };
+    let code = failed.first().map(|(_, c)| *c).unwrap_or(exit::OK);
+    let status = match (skipped, failed.is_empty()) {
+        (true, _) => "skipped",
+        (false, true) => "ok",
+        (false, false) => "failed",
+    };
+    if !failed.is_empty() {
+        runner.hooks(
+            "on_failure",
+            &plan.hooks.on_failure,
+            status,
+            code,
+            snapshot_id.as_deref(),
+        );
+    }
+    runner.hooks(
+        "finally",
+        &plan.hooks.finally,
+        status,
+        code,
+        snapshot_id.as_deref(),
+    );
+    let record = RunRecord {
+        run_id: runner.run_id.clone(),
+        attempt: Attempt {
+            started,
+            duration_secs: clock.elapsed().as_secs_f64(),
+            outcome: if failed.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+            exit_code: code,
+            message: (!failed.is_empty()).then(|| {
+                let names: Vec<&str> = failed.iter().map(|(k, _)| k.as_str()).collect();
+                format!("failed: {}", names.join(", "))
+            }),
+            details: serde_json::json!({ "status": status }),
+        },
+        ran: ran.clone(),
+        failed: failed.iter().map(|(k, _)| k.clone()).collect(),
+    };
+    state.last_run = Some(record.clone());
+    state.save(&state_file)?;
+    if let Some(prom) = &plan.monitor.prometheus_file {
+        let text = cairn::monitor::render::prometheus(&state, None);
+        cairn::plan::state::write_atomically(prom, text.as_bytes())
+            .with_context(|| format!("cannot write the Prometheus file {}", prom.display()))?;
+    }
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "run_id": record.run_id,
+            "status": status,
+            "exit_code": code,
+            "ran": ran,
+            "failed": record.failed,
+            "state_file": state_file,
+            "steps": ran.iter().map(|k| (k.clone(), state.record(k))).collect::<std::collections::BTreeMap<_, _>>(),
+        }))?;
+    } else if !global.quiet {
+        println!("run {}: {status}", record.run_id);
+    }
+    Ok(code)
+}
+
+enum HookVerdict {
+    Go,
+    Skip,
+    Fail(i32),
+}
+
+struct Runner<'a> {
+    global: &'a GlobalArgs,
+    step_global: GlobalArgs,
+    plan: &'a Plan,
+    plan_path: &'a Path,
+    state_file: &'a PathBuf,
+    run_id: String,
+}
+
+impl Runner<'_> {
+    fn say(&self, text: &str) {
+        if !self.global.quiet && !self.global.json {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Every configured step (offsite once per target), with whether it is due.
+    fn schedule(
+        &self,
+        state: &State,
+        only: &BTreeSet<Step>,
+        force: bool,
+    ) -> Vec<(String, Step, cairn::plan::Due)> {
+        let p = self.plan;
+        let now = Utc::now();
+        let mut out = Vec::new();
+        let mut add = |key: String, step: Step, every: &Option<String>| {
+            if !only.is_empty() && !only.contains(&step) {
+                return;
+            }
+            let mut due = is_due(span_of(every), state.last_success(&key), now);
+            if force && !due.due {
+                due.due = true;
+                due.reason = format!("forced; {}", due.reason);
+            }
+            out.push((key, step, due));
+        };
+        if p.backup.is_some() || !p.dumps.is_empty() {
+            add("backup".into(), Step::Backup, &None);
+        }
+        if let Some(r) = &p.retention {
+            add("retention".into(), Step::Retention, &r.every);
+        }
+        if let Some(c) = &p.check {
+            add("check".into(), Step::Check, &c.every);
+        }
+        for o in &p.offsite {
+            add(format!("offsite.{}", o.name), Step::Offsite, &o.every);
+        }
+        if let Some(d) = &p.drill {
+            // Without `every`, drills run only when asked for (`--only drill` or `cairn drill`).
+            if d.every.is_some() || only.contains(&Step::Drill) {
+                add("drill".into(), Step::Drill, &d.every);
+            }
+        }
+        out
+    }
+
+    fn print_dry_run(&self, todo: &[(String, Step, cairn::plan::Due)]) -> Result<i32> {
+        if self.global.json {
+            let steps: Vec<_> = todo
+                .iter()
+                .map(|(k, _, d)| serde_json::json!({"step": k, "due": d.due, "reason": d.reason}))
+                .collect();
+            output::print_json(&serde_json::json!({ "dry_run": true, "steps": steps }))?;
+        } else {
+            for (key, _, due) in todo {
+                let verb = if due.due { "would run" } else { "not due" };
+                println!("{key}: {verb} ({})", due.reason);
+            }
+            println!("state file: {}", self.state_file.display());
+        }
+        Ok(exit::OK)
+    }
+
+    fn run_step(&self, step: Step, key: &str) -> Attempt {
+        let started = Utc::now();
+        let clock = Instant::now();
+        let result = match step {
+            Step::Backup => backup_step::run(&self.step_global, self.plan),
+            Step::Retention => self.retention(),
+            Step::Check => self.check(),
+            Step::Offsite => self.offsite(key.trim_start_matches("offsite.")),
+            Step::Drill => self.drill(),
+        };
+        let (outcome, r) = match result {
+            Ok(r) if r.code == exit::OK => (Outcome::Ok, r),
+            Ok(r) if r.code == exit::PARTIAL && step == Step::Backup => (Outcome::Partial, r),
+            Ok(r) => (Outcome::Failed, r),
+            Err(e) => {
+                eprintln!("error: {key}: {e:#}");
+                (
+                    Outcome::Failed,
+                    StepResult {
+                        code: exit_code_for(&e),
+                        message: Some(format!("{e:#}")),
+                        details: serde_json::Value::Null,
+                    },
+                )
+            }
+        };
+        let message = r.message.or_else(|| {
+            (outcome == Outcome::Failed).then(|| format!("{key} ended with exit code {}", r.code))
+        });
+        Attempt {
+            started,
+            duration_secs: clock.elapsed().as_secs_f64(),
+            outcome,
+            exit_code: r.code,
+            message,
+            details: r.details,
+        }
+    }
+
+    /// Runs a cairn command line in this process with the plan's global options.
+    fn command(&self, args: &[String]) -> Result<StepResult> {
+        let argv = std::iter::once("cairn".to_string()).chain(args.iter().cloned());
+        let mut cli = Cli::try_parse_from(argv)
+            .with_context(|| format!("internal: cannot parse `cairn {}`", args.join(" ")))?;
+        cli.global = self.step_global.clone();
+        let code = dispatch(&cli)?;
+        Ok(StepResult {
+            code,
+            message: None,
+            details: serde_json::json!({ "command": args }),
+        })
+    }
+
+    fn retention(&self) -> Result<StepResult> {
+        let r = self
+            .plan
+            .retention
+            .as_ref()
+            .context("no [retention] in the plan")?;
+        let mut args = vec!["forget".to_string()];
+        for (flag, value) in [
+            ("--keep-last", r.keep_last),
+            ("--keep-hourly", r.keep_hourly),
+            ("--keep-daily", r.keep_daily),
+            ("--keep-weekly", r.keep_weekly),
+            ("--keep-monthly", r.keep_monthly),
+            ("--keep-yearly", r.keep_yearly),
+        ] {
+            if let Some(n) = value {
+                args.extend([flag.to_string(), n.to_string()]);
+            }
+        }
+        if let Some(w) = &r.keep_within {
+            args.extend(["--keep-within".to_string(), w.clone()]);
+        }
+        if r.prune {
+            args.push("--prune".into());
+        }
+        self.command(&args)
+    }
+
+    fn check(&self) -> Result<StepResult> {
+        let c = self.plan.check.as_ref().context("no [check] in the plan")?;
+        let mut args = vec!["check".to_string()];
+        match c.read_data.as_deref() {
+            Some("all") => args.push("--read-data".into()),
+            Some(subset) => args.extend(["--read-data-subset".to_string(), subset.to_string()]),
+            None => {}
+        }
+        self.command(&args)
+    }
+
+    fn offsite(&self, name: &str) -> Result<StepResult> {
+        let o = self
+            .plan
+            .offsite
+            .iter()
+            .find(|o| o.name == name)
+            .context("no such [[offsite]] in the plan")?;
+        let mut args = vec!["sync".to_string(), "--to".to_string(), o.location.clone()];
+        if o.delete {
+            args.push("--delete".into());
+        }
+        for (k, v) in &o.options {
+            args.extend(["--peer-option".to_string(), format!("{k}={v}")]);
+        }
+        self.command(&args)
+    }
+
+    fn drill(&self) -> Result<StepResult> {
+        let a = drill::drill_attempt(
+            &self.step_global,
+            &drill::DrillArgs::default(),
+            Some(self.plan),
+        );
+        Ok(StepResult {
+            code: a.exit_code,
+            message: a.message,
+            details: a.details,
+        })
+    }
+
+    /// Runs the hooks of `event`; `before` decides whether the run goes on.
+    fn hooks(
+        &self,
+        event: &str,
+        list: &[Vec<String>],
+        status: &str,
+        code: i32,
+        snapshot: Option<&str>,
+    ) -> HookVerdict {
+        let timeout =
+            span_of(&self.plan.hooks.timeout).unwrap_or(std::time::Duration::from_secs(600));
+        let env = vec![
+            ("CAIRN_EVENT".to_string(), event.to_string()),
+            ("CAIRN_STATUS".to_string(), status.to_string()),
+            ("CAIRN_EXIT_CODE".to_string(), code.to_string()),
+            (
+                "CAIRN_SNAPSHOT_ID".to_string(),
+                snapshot.unwrap_or("").to_string(),
+            ),
+            ("CAIRN_RUN_ID".to_string(), self.run_id.clone()),
+            (
+                "CAIRN_PLAN".to_string(),
+                self.plan_path.display().to_string(),
+            ),
+            (
+                "CAIRN_REPO".to_string(),
+                self.plan.repository.location.clone(),
+            ),
+        ];
+        for argv in list {
+            let result = run_command(argv, &env, timeout);
+            let (ok, skip, what) = match &result {
+                Ok(r) => (r.passed(), r.exit_code == Some(SKIP_CODE), r.describe_end()),
+                Err(e) => (false, false, e.to_string()),
+            };
+            if ok {
+                continue;
+            }
+            if event == "before" && skip {
+                self.say(&format!("before hook {argv:?} exited 75: run skipped"));
+                return HookVerdict::Skip;
+            }
+            eprintln!("error: {event} hook {argv:?}: {what}");
+            if let Ok(r) = &result {
+                for line in r
+                    .output_tail
+                    .lines()
+                    .rev()
+                    .take(10)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    eprintln!("    | {line}");
+                }
+            }
+            if event == "before" {
+                return HookVerdict::Fail(exit::ERROR);
+            }
+        }
+        HookVerdict::Go
+    }
+}

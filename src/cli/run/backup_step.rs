@@ -1,0 +1,57 @@
+//! The backup step of `cairn run`: the plan's paths into one snapshot, with the figures the
+//! state file and `status --offline` need.
+
+use anyhow::Result;
+
+use cairn::archive::{self, BackupOptions, BackupSource, ExcludeMatcher};
+use cairn::plan::Plan;
+
+use super::StepResult;
+use crate::cli::{backup, context, exit, progress, GlobalArgs};
+
+pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
+    let section = plan.backup.clone().unwrap_or_default();
+    let mut patterns = section.excludes.clone();
+    for file in &section.exclude_files {
+        patterns.extend(ExcludeMatcher::patterns_from_file(file)?);
+    }
+    let excludes = ExcludeMatcher::new(&patterns)?;
+    let repo = context::open_repository(global)?.into_indexed_unsynced()?;
+    let options = BackupOptions {
+        host: section.host.clone(),
+        tags: section.tags.clone(),
+        excludes: excludes.clone(),
+        one_file_system: section.one_file_system,
+        parent: None,
+        time: None,
+    };
+    let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0);
+    let paths = archive::normalize_sources(&section.paths)?;
+    bar.scan(paths.clone(), excludes);
+    let outcome = archive::backup(&repo, BackupSource::Paths(paths), &options, &bar)?;
+    bar.bar.finish_and_clear();
+    backup::report(global, &outcome.snapshot_id, &outcome.snapshot)?;
+    let snap = &outcome.snapshot;
+    let previous_total = match &snap.parent {
+        Some(parent) => repo.repo().find_snapshot(parent)?.1.summary.total_bytes,
+        None => None,
+    };
+    let code = if snap.summary.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    };
+    Ok(StepResult {
+        code,
+        message: (code == exit::PARTIAL)
+            .then(|| format!("{} entries could not be read", snap.summary.errors.len())),
+        details: serde_json::json!({
+            "snapshot_id": outcome.snapshot_id.to_hex(),
+            "snapshot_time": snap.time,
+            "group": format!("{}:{}", snap.host, snap.paths.join(",")),
+            "total_bytes": snap.summary.total_bytes,
+            "bytes_added": snap.summary.bytes_added,
+            "previous_total_bytes": previous_total,
+        }),
+    })
+}

@@ -1,0 +1,161 @@
+//! `cairn status`: a monitoring check with plugin exit codes (0 OK, 1 WARNING, 2 CRITICAL,
+//! 3 UNKNOWN). Every failure to find the facts is UNKNOWN, never a cairn error code, because a
+//! monitoring system reads 2 as CRITICAL.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use cairn::monitor::{self, render, StatusReport, Thresholds};
+use cairn::plan::units::{parse_size, parse_span};
+use cairn::plan::{size_of, span_of, Plan, State};
+
+use super::planned::{global_for, state_path, PlanFileArg};
+use super::{context, output, GlobalArgs};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  cairn status                                   # thresholds from the plan file, if there is one
+  cairn status --format nagios --warn-age 26h --crit-age 50h --min-size 1G
+  cairn status --offline --format nagios         # from the plan's state file, without the password
+  cairn status --format prometheus > /var/lib/node_exporter/textfile/cairn.prom
+Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the repository or state file could not be read).";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Lines for people.
+    Text,
+    /// A monitoring-plugin line with perfdata.
+    Nagios,
+    /// The report as JSON.
+    Json,
+    /// Prometheus text format (the state file's figures and the status level).
+    Prometheus,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Output format (--json is the same as --format json).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// WARNING when the newest snapshot of a group is older (default: plan, else 26h).
+    #[arg(long, value_name = "SPAN")]
+    pub warn_age: Option<String>,
+    /// CRITICAL when it is older (default: plan, else 50h).
+    #[arg(long, value_name = "SPAN")]
+    pub crit_age: Option<String>,
+    /// CRITICAL when the newest snapshot is smaller (e.g. 1G).
+    #[arg(long, value_name = "SIZE")]
+    pub min_size: Option<String>,
+    /// WARNING when the newest snapshot is smaller than the previous by more than PERCENT.
+    #[arg(long, value_name = "PERCENT")]
+    pub max_shrink: Option<f64>,
+    /// Answer from the plan's state file only: no repository access, no password.
+    #[arg(long)]
+    pub offline: bool,
+    /// The state file to read (default: the plan's).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub plan: PlanFileArg,
+}
+
+pub fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<i32> {
+    let format = if global.json {
+        Format::Json
+    } else {
+        args.format
+    };
+    let (report, state) = match gather(global, args) {
+        Ok(found) => found,
+        Err(e) => (StatusReport::unknown("status", format!("{e:#}")), None),
+    };
+    match format {
+        Format::Text => print!("{}", render::text(&report)),
+        Format::Nagios => print!("{}", render::nagios(&report)),
+        Format::Json => output::print_json(&report)?,
+        Format::Prometheus => print!(
+            "{}",
+            render::prometheus(&state.unwrap_or_default(), Some(&report))
+        ),
+    }
+    Ok(report.level.exit_code())
+}
+
+fn gather(global: &GlobalArgs, args: &StatusArgs) -> Result<(StatusReport, Option<State>)> {
+    let plan = args.plan.optional()?;
+    let plan_ref = plan.as_ref().map(|(_, p)| p);
+    let thresholds = thresholds(args, plan_ref)?;
+    let state_file = match (&args.state_file, &plan) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some((path, p))) => Some(state_path(p, path)?),
+        (None, None) => None,
+    };
+    let state = state_file.as_deref().map(State::load).transpose()?;
+    let offsite: Vec<String> = plan_ref
+        .map(|p| p.offsite.iter().map(|o| o.name.clone()).collect())
+        .unwrap_or_default();
+    let now = Utc::now();
+    if args.offline {
+        let state = state.ok_or_else(|| {
+            cairn::Error::invalid_input(
+                "--offline reads the plan's state file: give --plan or --state-file",
+            )
+        })?;
+        let groups: Vec<_> = monitor::group_from_state(&state).into_iter().collect();
+        let report = monitor::evaluate(
+            "state file",
+            &groups,
+            Some(&state),
+            &offsite,
+            &thresholds,
+            now,
+        );
+        return Ok((report, Some(state)));
+    }
+    let global = match plan_ref {
+        Some(p) => global_for(global, p),
+        None => global.clone(),
+    };
+    let repo = context::open_repository(&global)?;
+    let groups = monitor::groups_from_snapshots(&repo.snapshots()?);
+    let report = monitor::evaluate(
+        "repository",
+        &groups,
+        state.as_ref(),
+        &offsite,
+        &thresholds,
+        now,
+    );
+    Ok((report, state))
+}
+
+fn thresholds(args: &StatusArgs, plan: Option<&Plan>) -> Result<Thresholds> {
+    let invalid = cairn::Error::invalid_input;
+    let span = |v: &Option<String>| -> Result<_> {
+        Ok(v.as_deref().map(parse_span).transpose().map_err(invalid)?)
+    };
+    let (plan_warn, plan_crit) = plan
+        .map(Plan::age_thresholds)
+        .unwrap_or((cairn::plan::DEFAULT_WARN_AGE, cairn::plan::DEFAULT_CRIT_AGE));
+    let m = plan.map(|p| p.monitor.clone()).unwrap_or_default();
+    let th = Thresholds {
+        warn_age: span(&args.warn_age)?.unwrap_or(plan_warn),
+        crit_age: span(&args.crit_age)?.unwrap_or(plan_crit),
+        min_size: match &args.min_size {
+            Some(s) => Some(parse_size(s).map_err(invalid)?),
+            None => size_of(&m.min_size),
+        },
+        max_shrink: args.max_shrink.or(m.max_shrink),
+        check_max_age: span_of(&m.check_max_age),
+        offsite_max_age: span_of(&m.offsite_max_age),
+        drill_max_age: span_of(&m.drill_max_age),
+    };
+    if th.warn_age > th.crit_age {
+        return Err(
+            cairn::Error::invalid_input("the warning age is longer than the critical age").into(),
+        );
+    }
+    Ok(th)
+}

@@ -1,0 +1,406 @@
+//! `cairn status`: judging the newest snapshots and the plan's last steps against thresholds,
+//! with the monitoring-plugin levels (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). The facts come
+//! from the repository (snapshots) or, offline, from the plan's state file; rendering is in [`render`].
+
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::format::snapshot::Snapshot;
+use crate::id::SnapshotId;
+use crate::plan::state::{Outcome, State};
+use crate::plan::units::describe_span;
+
+/// A monitoring-plugin level; the order is severity, except that UNKNOWN ranks below CRITICAL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// All good.
+    Ok,
+    /// Needs a look.
+    Warning,
+    /// Needs action now.
+    Critical,
+    /// Could not tell.
+    Unknown,
+}
+
+impl Level {
+    /// The plugin exit code.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Critical => 2,
+            Level::Unknown => 3,
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Unknown => 2,
+            Level::Critical => 3,
+        }
+    }
+
+    /// The worse of two levels.
+    pub fn worst(self, other: Level) -> Level {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// `OK`, `WARNING`, `CRITICAL`, `UNKNOWN`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// What `status` compares against.
+#[derive(Clone, Debug)]
+pub struct Thresholds {
+    /// Newest snapshot older: WARNING.
+    pub warn_age: Duration,
+    /// Newest snapshot older: CRITICAL.
+    pub crit_age: Duration,
+    /// Newest snapshot smaller: CRITICAL.
+    pub min_size: Option<u64>,
+    /// Newest snapshot smaller than the previous by more than this percentage: WARNING.
+    pub max_shrink: Option<f64>,
+    /// Last successful check older: WARNING.
+    pub check_max_age: Option<Duration>,
+    /// Last successful offsite copy older: WARNING.
+    pub offsite_max_age: Option<Duration>,
+    /// Last passing drill older: WARNING.
+    pub drill_max_age: Option<Duration>,
+}
+
+/// The newest snapshots of one group (same host and paths).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GroupFacts {
+    /// `host:/path1,/path2`.
+    pub label: String,
+    /// Snapshots in the group.
+    pub snapshots: usize,
+    /// The newest snapshot's id, when known.
+    pub newest_id: Option<String>,
+    /// Its time.
+    #[serde(serialize_with = "crate::plan::state::rfc3339::serialize")]
+    pub newest_time: DateTime<Utc>,
+    /// Its logical size, when recorded.
+    pub newest_bytes: Option<u64>,
+    /// Bytes it added to the repository.
+    pub newest_added: Option<u64>,
+    /// The previous snapshot's logical size, when there is one that recorded it.
+    pub previous_bytes: Option<u64>,
+}
+
+/// One judged fact.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Finding {
+    /// What was judged (`backup db1:/srv`, `check`, `offsite s3`, `drill`).
+    pub subject: String,
+    /// The verdict.
+    pub level: Level,
+    /// Why, in a sentence.
+    pub message: String,
+}
+
+/// A number for graphs (nagios perfdata, JSON).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Metric {
+    /// Label, e.g. `age_db1`.
+    pub label: String,
+    /// Value in base units.
+    pub value: f64,
+    /// `s`, `B` or empty.
+    pub unit: &'static str,
+    /// Warning threshold.
+    pub warn: Option<f64>,
+    /// Critical threshold.
+    pub crit: Option<f64>,
+}
+
+/// Everything `status` found.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StatusReport {
+    /// The worst level of all findings.
+    pub level: Level,
+    /// Where the facts came from: `repository` or `state file`.
+    pub source: String,
+    /// One per group and per plan step judged.
+    pub findings: Vec<Finding>,
+    /// Numbers for graphs.
+    pub metrics: Vec<Metric>,
+}
+
+impl StatusReport {
+    /// A report of one UNKNOWN finding (the facts could not be read).
+    pub fn unknown(source: &str, message: String) -> Self {
+        StatusReport {
+            level: Level::Unknown,
+            source: source.into(),
+            findings: vec![Finding {
+                subject: "status".into(),
+                level: Level::Unknown,
+                message,
+            }],
+            metrics: Vec::new(),
+        }
+    }
+}
+
+/// Groups snapshots by host and paths and takes the newest two of each.
+pub fn groups_from_snapshots(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<GroupFacts> {
+    type Dated<'a> = (DateTime<Utc>, &'a SnapshotId, &'a Snapshot);
+    let mut groups: BTreeMap<(String, Vec<String>), Vec<Dated<'_>>> = BTreeMap::new();
+    for (id, s) in snapshots {
+        let Ok(time) = DateTime::parse_from_rfc3339(&s.time) else {
+            continue;
+        };
+        groups
+            .entry((s.host.clone(), s.paths.clone()))
+            .or_default()
+            .push((time.with_timezone(&Utc), id, s));
+    }
+    groups
+        .into_iter()
+        .map(|((host, paths), mut list)| {
+            list.sort_by_key(|(t, _, _)| std::cmp::Reverse(*t));
+            let (time, id, newest) = list[0];
+            GroupFacts {
+                label: format!("{host}:{}", paths.join(",")),
+                snapshots: list.len(),
+                newest_id: Some(id.to_hex()),
+                newest_time: time,
+                newest_bytes: newest.summary.total_bytes,
+                newest_added: Some(newest.summary.bytes_added),
+                previous_bytes: list.get(1).and_then(|(_, _, s)| s.summary.total_bytes),
+            }
+        })
+        .collect()
+}
+
+/// The backup group as the state file remembers it (for `--offline`).
+pub fn group_from_state(state: &State) -> Option<GroupFacts> {
+    let last = state.last_success("backup")?;
+    let d = &last.details;
+    let time = d
+        .get("snapshot_time")
+        .and_then(|t| t.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(last.started);
+    Some(GroupFacts {
+        label: d
+            .get("group")
+            .and_then(|g| g.as_str())
+            .unwrap_or("backup")
+            .to_string(),
+        snapshots: 1,
+        newest_id: d
+            .get("snapshot_id")
+            .and_then(|v| v.as_str())
+            .map(String::from),
+        newest_time: time,
+        newest_bytes: d.get("total_bytes").and_then(|v| v.as_u64()),
+        newest_added: d.get("bytes_added").and_then(|v| v.as_u64()),
+        previous_bytes: d.get("previous_total_bytes").and_then(|v| v.as_u64()),
+    })
+}
+
+/// Judges the groups, and the plan steps recorded in `state`, at `now`.
+/// `offsite_names` are the plan's offsite targets (each judged on its own).
+pub fn evaluate(
+    source: &str,
+    groups: &[GroupFacts],
+    state: Option<&State>,
+    offsite_names: &[String],
+    th: &Thresholds,
+    now: DateTime<Utc>,
+) -> StatusReport {
+    let mut findings = Vec::new();
+    let mut metrics = Vec::new();
+    if groups.is_empty() {
+        findings.push(Finding {
+            subject: "backup".into(),
+            level: Level::Critical,
+            message: "no snapshot at all".into(),
+        });
+    }
+    for g in groups {
+        judge_group(g, th, now, &mut findings, &mut metrics);
+    }
+    if let Some(state) = state {
+        judge_steps(state, offsite_names, th, now, &mut findings, &mut metrics);
+    }
+    let level = findings.iter().fold(Level::Ok, |l, f| l.worst(f.level));
+    StatusReport {
+        level,
+        source: source.into(),
+        findings,
+        metrics,
+    }
+}
+
+fn age_of(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (now - t).to_std().unwrap_or(Duration::ZERO)
+}
+
+fn judge_group(
+    g: &GroupFacts,
+    th: &Thresholds,
+    now: DateTime<Utc>,
+    findings: &mut Vec<Finding>,
+    metrics: &mut Vec<Metric>,
+) {
+    let age = age_of(g.newest_time, now);
+    let subject = format!("backup {}", g.label);
+    let mut level = Level::Ok;
+    let mut why = vec![format!("newest snapshot {} ago", describe_span(age))];
+    if age >= th.crit_age {
+        level = Level::Critical;
+        why.push(format!("older than {}", describe_span(th.crit_age)));
+    } else if age >= th.warn_age {
+        level = Level::Warning;
+        why.push(format!("older than {}", describe_span(th.warn_age)));
+    }
+    if let Some(bytes) = g.newest_bytes {
+        why.push(format!("{bytes} bytes"));
+        if let Some(min) = th.min_size.filter(|&m| bytes < m) {
+            level = level.worst(Level::Critical);
+            why.push(format!("smaller than the minimum {min} bytes"));
+        }
+        if let (Some(max), Some(prev)) = (th.max_shrink, g.previous_bytes.filter(|&p| p > 0)) {
+            let shrink = 100.0 * (prev as f64 - bytes as f64) / prev as f64;
+            if shrink > max {
+                level = level.worst(Level::Warning);
+                why.push(format!(
+                    "{shrink:.1}% smaller than the previous snapshot ({prev} bytes; at most {max}% allowed)"
+                ));
+            }
+        }
+    } else if th.min_size.is_some() || th.max_shrink.is_some() {
+        why.push("size not recorded (snapshot written by an older cairn)".into());
+    }
+    findings.push(Finding {
+        subject,
+        level,
+        message: why.join(", "),
+    });
+    let tag = metric_tag(&g.label);
+    metrics.push(Metric {
+        label: format!("age_{tag}"),
+        value: age.as_secs_f64().round(),
+        unit: "s",
+        warn: Some(th.warn_age.as_secs_f64()),
+        crit: Some(th.crit_age.as_secs_f64()),
+    });
+    if let Some(bytes) = g.newest_bytes {
+        metrics.push(Metric {
+            label: format!("size_{tag}"),
+            value: bytes as f64,
+            unit: "B",
+            warn: None,
+            crit: th.min_size.map(|m| m as f64),
+        });
+    }
+}
+
+fn judge_steps(
+    state: &State,
+    offsite_names: &[String],
+    th: &Thresholds,
+    now: DateTime<Utc>,
+    findings: &mut Vec<Finding>,
+    metrics: &mut Vec<Metric>,
+) {
+    let mut keys: Vec<(String, String, Option<Duration>)> =
+        vec![("check".into(), "check".into(), th.check_max_age)];
+    for name in offsite_names {
+        keys.push((
+            format!("offsite.{name}"),
+            format!("offsite {name}"),
+            th.offsite_max_age,
+        ));
+    }
+    keys.push(("drill".into(), "drill".into(), th.drill_max_age));
+    for (key, subject, max_age) in keys {
+        let record = state.record(&key);
+        let last_ok = record.and_then(|r| r.last_success.as_ref());
+        let last = record.and_then(|r| r.last_attempt.as_ref());
+        if last.is_none() && max_age.is_none() {
+            continue;
+        }
+        let mut level = Level::Ok;
+        let mut why = Vec::new();
+        match last_ok {
+            Some(a) => {
+                let age = age_of(a.ended(), now);
+                why.push(format!("last success {} ago", describe_span(age)));
+                metrics.push(Metric {
+                    label: format!("{}_age", metric_tag(&key)),
+                    value: age.as_secs_f64().round(),
+                    unit: "s",
+                    warn: max_age.map(|m| m.as_secs_f64()),
+                    crit: None,
+                });
+                if let Some(max) = max_age.filter(|&m| age >= m) {
+                    level = Level::Warning;
+                    why.push(format!("older than {}", describe_span(max)));
+                }
+            }
+            None => {
+                level = Level::Warning;
+                why.push("never succeeded".into());
+            }
+        }
+        if let Some(a) = last.filter(|a| a.outcome == Outcome::Failed) {
+            // A drill that found damage is as bad as a missing backup.
+            let failed = if key == "drill" && a.exit_code == 2 {
+                Level::Critical
+            } else {
+                Level::Warning
+            };
+            level = level.worst(failed);
+            why.push(format!(
+                "last attempt failed {} ago: {}",
+                describe_span(age_of(a.started, now)),
+                a.message.as_deref().unwrap_or("no message")
+            ));
+        }
+        findings.push(Finding {
+            subject,
+            level,
+            message: why.join(", "),
+        });
+    }
+}
+
+/// A label safe in perfdata and metric names: letters, digits and `_`.
+pub fn metric_tag(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    while out.contains("__") {
+        out = out.replace("__", "_");
+    }
+    out.trim_matches('_').to_string()
+}
+
+#[cfg(test)]
+mod tests;

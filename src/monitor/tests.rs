@@ -1,0 +1,182 @@
+//! Unit tests of the status verdicts and their renderings.
+
+use super::*;
+use crate::plan::state::Attempt;
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn hours_ago(h: i64) -> DateTime<Utc> {
+    now() - chrono::Duration::hours(h)
+}
+
+fn thresholds() -> Thresholds {
+    Thresholds {
+        warn_age: Duration::from_secs(26 * 3600),
+        crit_age: Duration::from_secs(50 * 3600),
+        min_size: Some(1000),
+        max_shrink: Some(20.0),
+        check_max_age: Some(Duration::from_secs(8 * 86_400)),
+        offsite_max_age: Some(Duration::from_secs(2 * 86_400)),
+        drill_max_age: None,
+    }
+}
+
+fn group(age_h: i64, bytes: Option<u64>, previous: Option<u64>) -> GroupFacts {
+    GroupFacts {
+        label: "db1:/srv".into(),
+        snapshots: 2,
+        newest_id: Some("ab".repeat(32)),
+        newest_time: hours_ago(age_h),
+        newest_bytes: bytes,
+        newest_added: Some(10),
+        previous_bytes: previous,
+    }
+}
+
+fn attempt(outcome: Outcome, started: DateTime<Utc>, exit_code: i32) -> Attempt {
+    Attempt {
+        started,
+        duration_secs: 30.0,
+        outcome,
+        exit_code,
+        message: (outcome == Outcome::Failed).then(|| "it broke".to_string()),
+        details: serde_json::json!({"rto_secs": 42.5, "rpo_secs": 3600}),
+    }
+}
+
+fn level_of(groups: &[GroupFacts], state: Option<&State>) -> (Level, StatusReport) {
+    let r = evaluate(
+        "repository",
+        groups,
+        state,
+        &["s3".into()],
+        &thresholds(),
+        now(),
+    );
+    (r.level, r)
+}
+
+#[test]
+fn age_thresholds_give_ok_warning_critical() {
+    assert_eq!(level_of(&[group(3, Some(5000), None)], None).0, Level::Ok);
+    assert_eq!(
+        level_of(&[group(30, Some(5000), None)], None).0,
+        Level::Warning
+    );
+    assert_eq!(
+        level_of(&[group(60, Some(5000), None)], None).0,
+        Level::Critical
+    );
+    assert_eq!(level_of(&[], None).0, Level::Critical);
+}
+
+#[test]
+fn a_small_or_shrunken_snapshot_is_flagged() {
+    let (level, r) = level_of(&[group(3, Some(500), None)], None);
+    assert_eq!(level, Level::Critical);
+    assert!(r.findings[0].message.contains("minimum 1000"));
+    let (level, r) = level_of(&[group(3, Some(5000), Some(10_000))], None);
+    assert_eq!(level, Level::Warning);
+    assert!(
+        r.findings[0].message.contains("50.0% smaller"),
+        "{:?}",
+        r.findings
+    );
+    assert_eq!(
+        level_of(&[group(3, Some(9000), Some(10_000))], None).0,
+        Level::Ok
+    );
+}
+
+#[test]
+fn steps_from_the_state_file_are_judged() {
+    let mut state = State::default();
+    state.note("check", attempt(Outcome::Ok, hours_ago(24), 0));
+    state.note("offsite.s3", attempt(Outcome::Ok, hours_ago(72), 0));
+    let (level, r) = level_of(&[group(3, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Warning);
+    let offsite = r
+        .findings
+        .iter()
+        .find(|f| f.subject == "offsite s3")
+        .unwrap();
+    assert_eq!(offsite.level, Level::Warning);
+    assert!(offsite.message.contains("older than 2d 0h"));
+
+    // A drill that found damage (exit code 2) is critical.
+    state.note("offsite.s3", attempt(Outcome::Ok, hours_ago(1), 0));
+    state.note("drill", attempt(Outcome::Failed, hours_ago(2), 2));
+    let (level, r) = level_of(&[group(3, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Critical);
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.subject == "drill" && f.message.contains("it broke")));
+}
+
+#[test]
+fn unknown_ranks_between_warning_and_critical() {
+    assert_eq!(Level::Warning.worst(Level::Unknown), Level::Unknown);
+    assert_eq!(Level::Unknown.worst(Level::Critical), Level::Critical);
+    assert_eq!(Level::Critical.worst(Level::Unknown), Level::Critical);
+}
+
+#[test]
+fn nagios_output_has_one_status_line_and_perfdata() {
+    let (_, r) = level_of(&[group(30, Some(5000), None)], None);
+    let text = render::nagios(&r);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("CAIRN WARNING - backup db1:/srv: newest snapshot 30h 0min ago"),
+        "{first}"
+    );
+    assert!(
+        first.contains("| 'age_db1_srv'=108000s;93600;180000;0; 'size_db1_srv'=5000B;;1000;0;"),
+        "{first}"
+    );
+}
+
+#[test]
+fn prometheus_output_names_steps_and_drill_figures() {
+    let mut state = State::default();
+    let mut backup = attempt(Outcome::Ok, hours_ago(1), 0);
+    backup.details = serde_json::json!({
+        "total_bytes": 5000, "bytes_added": 10,
+        "dumps": [{"path": "/db/a\"b.dump", "bytes": 77}]
+    });
+    state.note("backup", backup);
+    state.note("drill", attempt(Outcome::Ok, hours_ago(2), 0));
+    let text = render::prometheus(&state, None);
+    for line in [
+        "cairn_last_success_timestamp_seconds{step=\"backup\"} 1795258800",
+        "cairn_snapshot_bytes 5000",
+        "cairn_dump_bytes{path=\"/db/a\\\"b.dump\"} 77",
+        "cairn_drill_rto_seconds 42.5",
+        "cairn_drill_rpo_seconds 3600",
+        "# TYPE cairn_build_info gauge",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_state_file_stands_in_for_the_repository_offline() {
+    let mut state = State::default();
+    let mut backup = attempt(Outcome::Ok, hours_ago(5), 0);
+    backup.details = serde_json::json!({
+        "snapshot_id": "cd".repeat(32), "snapshot_time": hours_ago(5).to_rfc3339(),
+        "group": "db1:/srv", "total_bytes": 800, "previous_total_bytes": 900
+    });
+    state.note("backup", backup);
+    let g = group_from_state(&state).unwrap();
+    assert_eq!(g.label, "db1:/srv");
+    assert_eq!((g.newest_bytes, g.previous_bytes), (Some(800), Some(900)));
+    assert_eq!(level_of(&[g], None).0, Level::Critical);
+}

@@ -1,0 +1,461 @@
+//! The plan file: a strict TOML description of the nightly job (sources, dumps, retention, checks,
+//! offsite copies, monitoring thresholds, drills, hooks). Unknown keys are errors, and every value
+//! is checked when the file is loaded, so `cairn plan validate` catches a typo before 2 a.m. does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::units::{parse_size, parse_span};
+use crate::error::{Error, Result};
+
+/// The whole plan file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Where the repository is and how to open it.
+    pub repository: RepositorySection,
+    /// File-system sources of the backup step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSection>,
+    /// Dump commands whose output goes into the same snapshot (`[[dump]]`).
+    #[serde(default, rename = "dump", skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<DumpSection>,
+    /// Which snapshots to keep; the rest are forgotten and pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSection>,
+    /// Repository verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckSection>,
+    /// Offsite copies (`[[offsite]]`).
+    #[serde(default, rename = "offsite", skip_serializing_if = "Vec::is_empty")]
+    pub offsite: Vec<OffsiteSection>,
+    /// Thresholds of `cairn status` and where results are written.
+    #[serde(default)]
+    pub monitor: MonitorSection,
+    /// Restore drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSection>,
+    /// Commands run around `cairn run`.
+    #[serde(default)]
+    pub hooks: HooksSection,
+}
+
+/// `[repository]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySection {
+    /// A directory, `s3://...`, `sftp://...`, `webdav://...` or `opendal:...`, as `-r` takes.
+    pub location: String,
+    /// Storage options, as `-o KEY=VALUE` takes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// A command whose first line of output is the password (argv, no shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<Vec<String>>,
+    /// A file whose first line is the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Local cache directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Upload bandwidth limit, as `--limit-upload` takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_upload: Option<String>,
+}
+
+/// `[backup]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    /// Files and directories to back up.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Exclude patterns, as `--exclude` takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
+    /// Files of exclude patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Stay on the file system of each source.
+    #[serde(default)]
+    pub one_file_system: bool,
+    /// Tags of the snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Host name recorded instead of this machine's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// `[[dump]]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpSection {
+    /// Path of the dump in the snapshot, e.g. `dumps/app.dump`.
+    pub path: String,
+    /// The command (argv, no shell) whose standard output is the dump.
+    pub command: Vec<String>,
+    /// Longest the command may run, e.g. `2h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Fewest bytes a good dump has (default 1): a shorter one fails the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_bytes: Option<String>,
+    /// Drill check of the restored dump (argv; `{file}` is its path), e.g. `pg_restore --list {file}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Vec<String>>,
+}
+
+/// `[retention]`: the keep policy of `cairn forget`, then a prune.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// How often (default: every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Keep the newest N snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// ... days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// ... weeks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// ... months.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// ... years.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Keep everything newer than this, as `--keep-within` takes (`30d`, `1y6m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+    /// Prune after forgetting (default true).
+    #[serde(default = "yes")]
+    pub prune: bool,
+}
+
+/// `[check]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    /// How often (default: every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Read this part of the data too: `5%`, `1/7`, or `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data: Option<String>,
+}
+
+/// `[[offsite]]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsiteSection {
+    /// A short name for status and state (`s3`, `nas`).
+    pub name: String,
+    /// Where the copy goes, as `sync --to` takes.
+    pub location: String,
+    /// Storage options of the target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// How often (default: every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Delete from the target what the repository no longer has (default true).
+    #[serde(default = "yes")]
+    pub delete: bool,
+}
+
+/// `[monitor]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSection {
+    /// Newest snapshot older than this: WARNING (default 26h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_age: Option<String>,
+    /// Newest snapshot older than this: CRITICAL (default 50h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit_age: Option<String>,
+    /// Newest snapshot smaller than this: CRITICAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<String>,
+    /// Newest snapshot smaller than the previous by more than this percentage: WARNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_shrink: Option<f64>,
+    /// Last successful check older than this: WARNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_max_age: Option<String>,
+    /// Last successful offsite copy older than this: WARNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite_max_age: Option<String>,
+    /// Last passing drill older than this: WARNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_max_age: Option<String>,
+    /// The state file (default: under the user's state directory, named after the plan file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<PathBuf>,
+    /// A Prometheus textfile written after every run (node_exporter's textfile collector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_file: Option<PathBuf>,
+}
+
+/// `[drill]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillSection {
+    /// How often `cairn run` drills (default: never; `cairn drill` runs one any time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Which snapshot: `latest` (default), a snapshot id, or `random-within 30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Where scratch restores go (default: the system's temporary directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PathBuf>,
+    /// Longest acceptable time from restore start to all checks passing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rto: Option<String>,
+    /// Oldest acceptable snapshot at drill time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rpo: Option<String>,
+    /// Commands run on the restored tree (argv; `{root}` is the restore directory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Vec<String>>,
+    /// Longest one check may run (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_timeout: Option<String>,
+}
+
+/// `[hooks]`: lists of commands (argv, no shell).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksSection {
+    /// Before any step; exit code 75 skips the run cleanly, another failure fails it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<Vec<String>>,
+    /// After a run in which a step failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Vec<String>>,
+    /// After every run, whatever happened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<Vec<String>>,
+    /// Longest one hook may run (default 10min).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Default age thresholds of the newest snapshot: a nightly backup may be a couple of hours late.
+pub const DEFAULT_WARN_AGE: Duration = Duration::from_secs(26 * 3600);
+/// See [`DEFAULT_WARN_AGE`]: two nights missed.
+pub const DEFAULT_CRIT_AGE: Duration = Duration::from_secs(50 * 3600);
+
+impl Plan {
+    /// Reads and validates the plan at `path`.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the file, the key and what is wrong (TOML syntax, unknown keys, bad values).
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid_input(format!("cannot read the plan file {}: {e}", path.display()))
+        })?;
+        Self::parse(&text).map_err(|e| e.context(format!("plan file {}", path.display())))
+    }
+
+    /// Parses and validates plan text.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the key and what is wrong.
+    pub fn parse(text: &str) -> Result<Plan> {
+        let plan: Plan = toml::from_str(text)
+            .map_err(|e| Error::invalid_input(e.to_string().trim().to_string()))?;
+        plan.validate().map_err(Error::invalid_input)?;
+        Ok(plan)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let span = |key: &str, v: &Option<String>| -> Result<(), String> {
+            v.as_deref()
+                .map(|t| parse_span(t).map(drop).map_err(|e| format!("{key}: {e}")))
+                .unwrap_or(Ok(()))
+        };
+        let argv = |key: &str, v: &[String]| -> Result<(), String> {
+            if v.first().is_none_or(|a| a.is_empty()) {
+                return Err(format!(
+                    "{key}: a command is a non-empty list, e.g. [\"pg_dump\", \"app\"]"
+                ));
+            }
+            Ok(())
+        };
+        let r = &self.repository;
+        if r.location.trim().is_empty() {
+            return Err("[repository] location is empty".into());
+        }
+        if r.password_command.is_some() && r.password_file.is_some() {
+            return Err("[repository] give password_command or password_file, not both".into());
+        }
+        if let Some(c) = &r.password_command {
+            argv("[repository] password_command", c)?;
+        }
+        if let Some(rate) = &r.limit_upload {
+            parse_size(rate).map_err(|e| format!("[repository] limit_upload: {e}"))?;
+        }
+        if let Some(b) = &self.backup {
+            if b.paths.is_empty() && self.dumps.is_empty() {
+                return Err(
+                    "[backup] paths is empty and there is no [[dump]]: nothing to back up".into(),
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, d) in self.dumps.iter().enumerate() {
+            let key = format!("[[dump]] #{} ({})", i + 1, d.path);
+            let trimmed = d.path.trim_matches('/');
+            if trimmed.is_empty()
+                || trimmed
+                    .split('/')
+                    .any(|p| p.is_empty() || p == "." || p == "..")
+            {
+                return Err(format!(
+                    "{key}: path must be a relative file path such as dumps/app.dump"
+                ));
+            }
+            if !seen.insert(trimmed.to_string()) {
+                return Err(format!("{key}: another dump has the same path"));
+            }
+            argv(&format!("{key} command"), &d.command)?;
+            span(&format!("{key} timeout"), &d.timeout)?;
+            if let Some(m) = &d.min_bytes {
+                parse_size(m).map_err(|e| format!("{key} min_bytes: {e}"))?;
+            }
+            if let Some(v) = &d.verify {
+                argv(&format!("{key} verify"), v)?;
+            }
+        }
+        if let Some(k) = &self.retention {
+            span("[retention] every", &k.every)?;
+            if let Some(w) = &k.keep_within {
+                crate::ops::retention::parse_duration(w)
+                    .map_err(|e| format!("[retention] keep_within: {e}"))?;
+            }
+            let keeps = [
+                k.keep_last,
+                k.keep_hourly,
+                k.keep_daily,
+                k.keep_weekly,
+                k.keep_monthly,
+                k.keep_yearly,
+            ];
+            if keeps.iter().all(|k| k.unwrap_or(0) == 0) && k.keep_within.is_none() {
+                return Err(
+                    "[retention] keeps nothing: set at least one keep_* (e.g. keep_daily = 7)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(c) = &self.check {
+            span("[check] every", &c.every)?;
+            if let Some(sel) = &c.read_data {
+                if sel != "all" {
+                    crate::check::DataSelection::parse_subset(sel)
+                        .map_err(|e| format!("[check] read_data: {e}"))?;
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for o in &self.offsite {
+            if o.name.is_empty()
+                || !o
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "[[offsite]] name {:?}: use letters, digits, - and _",
+                    o.name
+                ));
+            }
+            if !names.insert(&o.name) {
+                return Err(format!("[[offsite]] name {:?} is used twice", o.name));
+            }
+            span(&format!("[[offsite]] {} every", o.name), &o.every)?;
+        }
+        let m = &self.monitor;
+        for (key, v) in [
+            ("warn_age", &m.warn_age),
+            ("crit_age", &m.crit_age),
+            ("check_max_age", &m.check_max_age),
+            ("offsite_max_age", &m.offsite_max_age),
+            ("drill_max_age", &m.drill_max_age),
+        ] {
+            span(&format!("[monitor] {key}"), v)?;
+        }
+        if let Some(s) = &m.min_size {
+            parse_size(s).map_err(|e| format!("[monitor] min_size: {e}"))?;
+        }
+        if let Some(p) = m.max_shrink {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!(
+                    "[monitor] max_shrink {p}: a percentage from 0 to 100"
+                ));
+            }
+        }
+        let (warn, crit) = self.age_thresholds();
+        if warn > crit {
+            return Err("[monitor] warn_age is longer than crit_age".into());
+        }
+        if let Some(d) = &self.drill {
+            span("[drill] every", &d.every)?;
+            span("[drill] max_rto", &d.max_rto)?;
+            span("[drill] max_rpo", &d.max_rpo)?;
+            span("[drill] check_timeout", &d.check_timeout)?;
+            if let Some(s) = &d.snapshot {
+                super::SnapshotChoice::parse(s).map_err(|e| format!("[drill] snapshot: {e}"))?;
+            }
+            for (i, c) in d.checks.iter().enumerate() {
+                argv(&format!("[drill] checks #{}", i + 1), c)?;
+            }
+        }
+        span("[hooks] timeout", &self.hooks.timeout)?;
+        for (key, list) in [
+            ("before", &self.hooks.before),
+            ("on_failure", &self.hooks.on_failure),
+            ("finally", &self.hooks.finally),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                argv(&format!("[hooks] {key} #{}", i + 1), c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The WARNING and CRITICAL ages of the newest snapshot.
+    pub fn age_thresholds(&self) -> (Duration, Duration) {
+        let get =
+            |v: &Option<String>, d| v.as_deref().and_then(|t| parse_span(t).ok()).unwrap_or(d);
+        (
+            get(&self.monitor.warn_age, DEFAULT_WARN_AGE),
+            get(&self.monitor.crit_age, DEFAULT_CRIT_AGE),
+        )
+    }
+}
+
+/// A validated span field (validation happened in [`Plan::load`]); `None` when absent.
+pub fn span_of(v: &Option<String>) -> Option<Duration> {
+    v.as_deref().and_then(|t| parse_span(t).ok())
+}
+
+/// A validated size field; `None` when absent.
+pub fn size_of(v: &Option<String>) -> Option<u64> {
+    v.as_deref().and_then(|t| parse_size(t).ok())
+}

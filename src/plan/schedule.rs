@@ -1,0 +1,90 @@
+//! When a step is due: its `every` span has passed since its last success.
+//!
+//! A nightly timer fires at about the same time each day, and a run takes a varying time, so
+//! "every 1d" must not skip a night because yesterday's success ended a minute later than today's
+//! run starts. A step is therefore due once `every` minus a slack has passed, the slack being a
+//! twentieth of `every`, at most one hour.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::state::Attempt;
+use super::units::describe_span;
+
+/// Largest slack subtracted from a step's interval.
+const MAX_SLACK: Duration = Duration::from_secs(3600);
+
+/// Whether a step runs now, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Due {
+    /// It runs.
+    pub due: bool,
+    /// Why, for the run's output and `--dry-run`.
+    pub reason: String,
+}
+
+/// Whether a step with interval `every` (`None`: every run) and last success `last` is due at `now`.
+pub fn is_due(every: Option<Duration>, last: Option<&Attempt>, now: DateTime<Utc>) -> Due {
+    let Some(every) = every else {
+        return Due {
+            due: true,
+            reason: "runs every time".into(),
+        };
+    };
+    let Some(last) = last else {
+        return Due {
+            due: true,
+            reason: "never succeeded before".into(),
+        };
+    };
+    let since = (now - last.started).to_std().unwrap_or(Duration::ZERO);
+    let slack = (every / 20).min(MAX_SLACK);
+    let due = since + slack >= every;
+    Due {
+        due,
+        reason: format!(
+            "last success {} ago, every {}",
+            describe_span(since),
+            describe_span(every)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::state::Outcome;
+
+    fn at(hours_ago: f64, now: DateTime<Utc>) -> Attempt {
+        Attempt {
+            started: now - chrono::Duration::seconds((hours_ago * 3600.0) as i64),
+            duration_secs: 60.0,
+            outcome: Outcome::Ok,
+            exit_code: 0,
+            message: None,
+            details: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_daily_step_runs_each_night_even_a_little_early() {
+        let now = Utc::now();
+        let day = Some(Duration::from_secs(86_400));
+        assert!(is_due(day, Some(&at(23.5, now)), now).due);
+        assert!(is_due(day, Some(&at(24.0, now)), now).due);
+        assert!(!is_due(day, Some(&at(12.0, now)), now).due);
+        assert!(is_due(day, None, now).due);
+        assert!(is_due(None, Some(&at(0.1, now)), now).due);
+    }
+
+    #[test]
+    fn a_weekly_step_waits_most_of_a_week() {
+        let now = Utc::now();
+        let week = Some(Duration::from_secs(7 * 86_400));
+        assert!(!is_due(week, Some(&at(6.0 * 24.0, now)), now).due);
+        assert!(is_due(week, Some(&at(7.0 * 24.0 - 0.5, now)), now).due);
+        let d = is_due(week, Some(&at(48.0, now)), now);
+        assert!(d.reason.contains("2d 0h ago"), "{}", d.reason);
+    }
+}
