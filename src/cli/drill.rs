@@ -217,6 +217,12 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
     if global.json {
         return output::print_json(r);
     }
+    if global.quiet {
+        if r.verdict != Verdict::Pass {
+            eprintln!("drill: {}", summary_line(r));
+        }
+        return Ok(());
+    }
     let secs = |s: f64| describe_span(Duration::from_secs_f64(s.max(0.0)));
     println!(
         "drill of snapshot {} ({}), chosen: {}",
