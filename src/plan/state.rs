@@ -199,18 +199,26 @@ impl State {
             &mut bytes,
         )
         .map_err(|e| Error::io(ErrorKind::Other, "cannot read the state file", path, e))?;
+        State::decode(&bytes).map_err(bad)
+    }
+
+    /// Decodes the bytes of a state file.
+    ///
+    /// # Errors
+    /// A message saying what is wrong: not JSON, another version, a field of the wrong type.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<State, String> {
         if bytes.len() as u64 > MAX_STATE_LEN {
-            return Err(bad(format!("larger than {MAX_STATE_LEN} bytes")));
+            return Err(format!("larger than {MAX_STATE_LEN} bytes"));
         }
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
+            serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
         let version = value.get("version").and_then(|v| v.as_u64());
         if version != Some(u64::from(STATE_VERSION)) {
-            return Err(bad(format!(
+            return Err(format!(
                 "version {version:?}, this cairn reads version {STATE_VERSION}"
-            )));
+            ));
         }
-        serde_json::from_value(value).map_err(|e| bad(format!("unreadable ({e})")))
+        serde_json::from_value(value).map_err(|e| format!("unreadable ({e})"))
     }
 
     /// Writes the state to `path` atomically, creating its directory.
@@ -248,9 +256,9 @@ pub mod rfc3339 {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// Serializes `t` with milliseconds and `Z`.
+    /// Serializes `t` with as many fraction digits as it needs and `Z`.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
     }
 
     /// Reads any RFC 3339 time.
