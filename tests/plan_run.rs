@@ -431,6 +431,21 @@ fn plan_files_are_strict_and_explain_what_is_wrong() {
         p.cairn(&["run"]).assert_code(2);
     }
     assert!(p.env.snapshots_json().is_empty());
+    // --only names steps the plan has.
+    fs::write(
+        &p.plan,
+        plan.replace("[check]\nevery = \"1w\"\nread_data = \"50%\"\n", ""),
+    )
+    .unwrap();
+    let out = p.cairn(&["run", "--only", "check"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("--only check: the plan"),
+        "{}",
+        out.describe()
+    );
+    p.cairn(&["run", "--only", "backups"]).assert_code(2);
+    assert!(p.env.snapshots_json().is_empty());
     fs::write(&p.plan, &plan).unwrap();
     let show = p.cairn(&["--json", "plan", "show"]);
     show.assert_success();

@@ -86,6 +86,14 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
     let started = Utc::now();
     let clock = Instant::now();
     let todo = runner.schedule(&state, &only, args.force);
+    if let Some(missing) = only.iter().find(|s| !todo.iter().any(|(_, t, _)| t == *s)) {
+        return Err(cairn::Error::invalid_input(format!(
+            "--only {}: the plan {} has no such step (add its section to the plan)",
+            missing.name(),
+            plan_path.display()
+        ))
+        .into());
+    }
     if args.dry_run {
         return runner.print_dry_run(&todo);
     }
