@@ -495,3 +495,52 @@ fn a_second_run_of_the_same_plan_refuses_to_start() {
     assert!(first.wait().unwrap().success());
     assert_eq!(p.env.snapshots_json().len(), 1);
 }
+
+#[test]
+fn plan_dumps_go_into_the_snapshot_are_drilled_and_a_failing_one_fails_the_run() {
+    let p = PlanEnv::new(
+        r#"
+[[dump]]
+path = "dumps/app.sql"
+command = ["sh", "-c", "echo 'hello from the dump'; echo 'dumping' >&2"]
+min_bytes = "10"
+verify = ["grep", "-q", "hello from the dump", "{file}"]
+"#,
+    );
+    p.cairn(&["run"]).assert_success();
+    let cat = p.env.r(&["cat", "latest:/dumps/app.sql"]);
+    cat.assert_success();
+    assert_eq!(cat.stdout, "hello from the dump\n");
+    let state = p.state();
+    let backup = &step(&state, "backup")["last_success"]["details"];
+    assert_eq!(backup["dumps"][0]["path"], "/dumps/app.sql");
+    assert_eq!(backup["dumps"][0]["bytes"], 20);
+    assert!(backup["total_bytes"].as_u64().unwrap() > 200_000);
+    let drill = &step(&state, "drill")["last_success"]["details"];
+    assert_eq!(drill["checks"][0]["name"], "dump /dumps/app.sql");
+    assert_eq!(drill["checks"][0]["exit_code"], 0);
+    let prom = fs::read_to_string(&p.prom).unwrap();
+    assert!(
+        prom.contains("cairn_dump_bytes{path=\"/dumps/app.sql\"} 20"),
+        "{prom}"
+    );
+    assert!(prom.contains("cairn_snapshot_bytes "), "{prom}");
+
+    // A dump that fails: no snapshot, the run fails with the dump's exit code, hooks are told.
+    let plan = fs::read_to_string(&p.plan).unwrap();
+    fs::write(
+        &p.plan,
+        plan.replace("echo 'dumping' >&2\"", "echo 'dumping' >&2; exit 3\""),
+    )
+    .unwrap();
+    let before = p.env.snapshots_json().len();
+    let out = p.cairn(&["run", "--only", "backup"]);
+    out.assert_code(5);
+    assert_eq!(p.env.snapshots_json().len(), before);
+    assert!(p.hooks().contains("on_failure failed 5"), "{}", p.hooks());
+    let state = p.state();
+    assert_eq!(step(&state, "backup")["last_attempt"]["outcome"], "failed");
+    assert_eq!(step(&state, "backup")["last_attempt"]["exit_code"], 5);
+    // The previous good backup is still the last success.
+    assert!(step(&state, "backup")["last_success"]["details"]["snapshot_id"].is_string());
+}

@@ -13,22 +13,8 @@ use std::cell::RefCell;
 use std::sync::{RwLock, RwLockReadGuard};
 
 use cairn::backend::{self, BackendOptions, Location};
-use common::Env;
+use common::{server_var, Env};
 use offsite::Remote;
-
-/// A variable the start script exports, or `None` (the test is skipped) when the servers are not running.
-fn server_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var_os("CAIRN_TEST_SERVERS").is_some() => {
-            panic!("CAIRN_TEST_SERVERS is set but {name} is not: did tests/servers/start.sh run?")
-        }
-        Err(_) => {
-            eprintln!("skipped: {name} is not set (start the servers with tests/servers/start.sh)");
-            None
-        }
-    }
-}
 
 /// A fresh location below a server's base URL for one test.
 fn unique(base: &str, test: &str) -> String {

@@ -1,10 +1,12 @@
 //! Backup: walk the sources, compare with the parent snapshot, feed contents through the saver, write trees and the snapshot last.
 
+mod command;
 mod content;
 mod metadata;
 mod sources;
 
-pub use sources::{normalize_sources, ExcludeMatcher};
+pub use command::{DumpCommand, STDERR_TAIL};
+pub use sources::{normalize_sources, stream_path_parts, ExcludeMatcher};
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -21,7 +23,7 @@ use rayon::prelude::*;
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::lifecycle::LeaseKind;
-use crate::format::snapshot::{Snapshot, SourceError, Summary};
+use crate::format::snapshot::{DumpRecord, Snapshot, SourceError, Summary};
 use crate::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
 use crate::ops::lease::HeldLease;
@@ -48,7 +50,7 @@ pub struct BackupOptions {
     pub time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Where the data comes from.
+/// Where the data comes from: the simple cases (see [`BackupSources`] for any mix).
 pub enum BackupSource<'a> {
     /// File system paths (made absolute).
     Paths(Vec<PathBuf>),
@@ -61,6 +63,78 @@ pub enum BackupSource<'a> {
     },
 }
 
+/// Everything one backup stores: any number of file-system paths and any number of streams, side by
+/// side in one snapshot.
+///
+/// ```
+/// use cairn::archive::{BackupSources, DumpCommand, StreamSource};
+/// let sources = BackupSources {
+///     paths: vec!["/etc".into()],
+///     streams: vec![
+///         StreamSource::command("dumps/app.dump", DumpCommand::new(["pg_dump", "--format=custom", "app"])),
+///         StreamSource::reader("notes.txt", Box::new(std::io::Cursor::new(b"hello".to_vec()))),
+///     ],
+/// };
+/// assert_eq!(sources.streams[0].path, "dumps/app.dump");
+/// ```
+#[derive(Default)]
+pub struct BackupSources<'a> {
+    /// File system paths (absolute and normalized: see [`normalize_sources`]).
+    pub paths: Vec<PathBuf>,
+    /// Streams, each stored as one file.
+    pub streams: Vec<StreamSource<'a>>,
+}
+
+/// One stream of a backup: where it goes in the snapshot and where its bytes come from.
+pub struct StreamSource<'a> {
+    /// Its path in the snapshot: `app.dump` is stored as `/app.dump`, `dumps/app.dump` as
+    /// `/dumps/app.dump` below a synthetic directory. It must not collide with another source.
+    pub path: String,
+    /// The bytes.
+    pub input: StreamInput<'a>,
+}
+
+/// Where a stream's bytes come from.
+pub enum StreamInput<'a> {
+    /// A reader (standard input), stored as it is, however short.
+    Reader(Box<dyn Read + Send + 'a>),
+    /// A command's standard output; the snapshot is written only if the command succeeds.
+    Command(DumpCommand),
+}
+
+impl<'a> StreamSource<'a> {
+    /// A stream read from `reader`.
+    pub fn reader(path: impl Into<String>, reader: Box<dyn Read + Send + 'a>) -> Self {
+        StreamSource {
+            path: path.into(),
+            input: StreamInput::Reader(reader),
+        }
+    }
+
+    /// A stream produced by a dump command.
+    pub fn command(path: impl Into<String>, command: DumpCommand) -> Self {
+        StreamSource {
+            path: path.into(),
+            input: StreamInput::Command(command),
+        }
+    }
+}
+
+impl<'a> From<BackupSource<'a>> for BackupSources<'a> {
+    fn from(source: BackupSource<'a>) -> Self {
+        match source {
+            BackupSource::Paths(paths) => BackupSources {
+                paths,
+                streams: Vec::new(),
+            },
+            BackupSource::Stdin { name, reader } => BackupSources {
+                paths: Vec::new(),
+                streams: vec![StreamSource::reader(name, reader)],
+            },
+        }
+    }
+}
+
 /// Progress callbacks (the library never draws; the CLI does).
 pub trait BackupProgress: Sync {
     /// `n` more bytes of content were read.
@@ -69,6 +143,8 @@ pub trait BackupProgress: Sync {
     fn entry(&self, _path: &Path) {}
     /// A source could not be read; the backup goes on.
     fn warning(&self, _error: &SourceError) {}
+    /// A dump command whose output goes to `path` (e.g. `/app.dump`) wrote `line` to its standard error.
+    fn command_stderr(&self, _path: &str, _line: &str) {}
 }
 
 /// A progress sink that ignores everything.
@@ -93,6 +169,8 @@ struct Counters {
     dirs_changed: AtomicU64,
     dirs_unchanged: AtomicU64,
     bytes_read: AtomicU64,
+    // Logical size of every regular file and stream stored (Summary::total_bytes).
+    total_bytes: AtomicU64,
 }
 
 struct Archiver<'a, 'r> {
@@ -108,18 +186,28 @@ struct Archiver<'a, 'r> {
     chunker: ChunkerParams,
     // Streams (database dumps) use smaller chunks: their day-to-day edits are scattered.
     stream_chunker: ChunkerParams,
+    // Streams by the index their trie node holds; each is taken once, when archived.
+    streams: Mutex<Vec<Option<StreamSource<'a>>>>,
+    dumps: Mutex<Vec<DumpRecord>>,
 }
 
 /// Runs a backup and writes its snapshot.
 ///
+/// `source` is a [`BackupSource`] or a [`BackupSources`]. The snapshot is written last, and only if
+/// every dump command succeeded.
+///
 /// # Errors
 /// When the repository fails or no source can be read at all; unreadable entries are only recorded.
-pub fn backup(
+/// `InvalidInput` when a stream's path is invalid or collides with another source;
+/// [`ErrorKind::CommandFailed`] when a dump command fails (nothing of the backup is then referenced:
+/// the packs already written are unreferenced data a prune removes).
+pub fn backup<'s>(
     repo: &IndexedRepository,
-    source: BackupSource<'_>,
+    source: impl Into<BackupSources<'s>>,
     options: &BackupOptions,
     progress: &dyn BackupProgress,
 ) -> Result<BackupOutcome> {
+    let source = source.into();
     // The lease comes before reading the pending-deletion records: a prune waits for every backup
     // that may have missed its record (FORMAT.md §12).
     let lease = HeldLease::acquire(repo.repo(), LeaseKind::Backup)?;
@@ -135,7 +223,7 @@ pub fn backup(
 
 fn backup_leased(
     repo: &IndexedRepository,
-    source: BackupSource<'_>,
+    source: BackupSources<'_>,
     options: &BackupOptions,
     progress: &dyn BackupProgress,
     lease: &HeldLease,
@@ -149,14 +237,23 @@ fn backup_leased(
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into()),
     };
-    let paths: Vec<String> = match &source {
-        BackupSource::Paths(p) => {
-            let mut v: Vec<String> = p.iter().map(|p| p.display().to_string()).collect();
-            v.sort();
-            v
-        }
-        BackupSource::Stdin { name, .. } => vec![format!("/{name}")],
-    };
+    let BackupSources {
+        paths: sources,
+        streams,
+    } = source;
+    // Checked here, before anything is written: stream paths are valid and collide with nothing.
+    let mut trie = SourceTrie::build(&sources);
+    let mut paths: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
+    for (i, stream) in streams.iter().enumerate() {
+        trie.add_stream(&stream.path, i)?;
+        paths.push(format!("/{}", stream_path_parts(&stream.path)?.join("/")));
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(Error::invalid_input(
+            "nothing to back up: give paths, standard input or a dump command",
+        ));
+    }
     let parent = find_parent(repo, options, &host, &paths)?;
     let parent_tree = match &parent {
         Some((_, snap)) => Some(repo.load_tree(&snap.tree_id())?),
@@ -174,13 +271,11 @@ fn backup_leased(
         hardlinks: Mutex::new(HashMap::new()),
         chunker: ChunkerParams::from_config(repo.repo().config()),
         stream_chunker: ChunkerParams::for_streams(repo.repo().config()),
+        streams: Mutex::new(streams.into_iter().map(Some).collect()),
+        dumps: Mutex::new(Vec::new()),
     };
-    let root = crate::threads::run_in_pool(|| match source {
-        BackupSource::Paths(paths) => archiver.archive_paths(&paths, parent_tree.as_ref()),
-        BackupSource::Stdin { name, reader } => {
-            archiver.archive_stdin(&name, reader, parent_tree.as_ref())
-        }
-    })?;
+    let root =
+        crate::threads::run_in_pool(|| archiver.archive_sources(&sources, parent_tree.as_ref()))?;
     let stats = saver.finish()?;
     let c = &archiver.counters;
     let summary = Summary {
@@ -193,10 +288,14 @@ fn backup_leased(
         bytes_read: c.bytes_read.load(Ordering::Relaxed),
         bytes_added: stats.bytes,
         blobs_added: stats.blobs,
-        total_bytes: None,
+        total_bytes: Some(c.total_bytes.load(Ordering::Relaxed)),
         duration_secs: started.elapsed().as_secs_f64(),
         errors: archiver
             .errors
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+        dumps: archiver
+            .dumps
             .into_inner()
             .unwrap_or_else(|p| p.into_inner()),
     };
@@ -249,6 +348,19 @@ fn now_timestamp() -> Timestamp {
     }
 }
 
+/// An entry with no file behind it (a stream, a directory above streams): owned by the user running
+/// the backup, dated now.
+fn synthetic_node(name: &[u8], kind: NodeKind, mode: u32) -> Node {
+    let mut node = Node::new(name.to_vec(), kind);
+    node.mode = mode;
+    node.uid = nix::unistd::geteuid().as_raw();
+    node.gid = nix::unistd::getegid().as_raw();
+    node.mtime = now_timestamp();
+    node.ctime = node.mtime;
+    node.links = 1;
+    node
+}
+
 impl Archiver<'_, '_> {
     fn record_error(&self, path: &Path, err: &dyn std::fmt::Display) {
         let error = SourceError {
@@ -295,55 +407,30 @@ impl Archiver<'_, '_> {
         Ok(self.saver.save(BlobType::Tree, &bytes)?.0)
     }
 
-    fn archive_stdin(
-        &self,
-        name: &str,
-        reader: Box<dyn Read + Send + '_>,
-        parent: Option<&Tree>,
-    ) -> Result<TreeId> {
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-            return Err(Error::invalid_input(format!(
-                "--stdin-name {name:?} must be a plain file name (no '/')"
-            )));
-        }
-        let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-        node.mode = 0o644;
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
-        node.uid = uid;
-        node.gid = gid;
-        node.mtime = now_timestamp();
-        node.ctime = node.mtime;
-        node.links = 1;
-        // A stream is always read in full: it has no metadata that could prove it unchanged.
-        let level = self.saver.config().zstd_level_for_streams();
-        self.content_reader(self.stream_chunker, level)
-            .read_stream(reader, &mut node.content)
-            .map_err(|e| e.context("standard input"))?;
-        node.size = node.content.iter().map(ContentItem::len).sum();
-        let previous = parent.and_then(|p| p.find(name.as_bytes()));
-        let counter = match previous {
-            None => &self.counters.files_new,
-            Some(old) if old.content == node.content => &self.counters.files_unchanged,
-            Some(_) => &self.counters.files_changed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.store_tree(Tree { nodes: vec![node] })
-    }
-
-    fn archive_paths(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<TreeId> {
-        let mut readable = Vec::with_capacity(paths.len());
-        for p in paths {
+    /// Archives the readable paths and every stream under the synthetic directories from `/`.
+    fn archive_sources(&self, sources: &[PathBuf], parent: Option<&Tree>) -> Result<TreeId> {
+        let mut readable = Vec::with_capacity(sources.len());
+        for p in sources {
             match std::fs::symlink_metadata(p) {
                 Ok(_) => readable.push(p.clone()),
                 Err(e) => self.record_error(p, &e),
             }
         }
-        let trie = SourceTrie::build(&readable);
-        if readable.is_empty() {
+        let mut trie = SourceTrie::build(&readable);
+        let streams: Vec<String> = self
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| s.as_ref().map(|s| s.path.clone()).unwrap_or_default())
+            .collect();
+        if readable.is_empty() && streams.is_empty() {
             return Err(Error::invalid_input(
                 "none of the paths to back up exists or can be read; nothing was saved",
             ));
+        }
+        for (i, path) in streams.iter().enumerate() {
+            trie.add_stream(path, i)?;
         }
         self.archive_trie(&trie, Path::new("/"), parent)
     }
@@ -356,13 +443,19 @@ impl Archiver<'_, '_> {
             let parent_node = parent.and_then(|t| t.find(name));
             let node = if child.is_source {
                 self.archive_entry(&path, name, parent_node, None)?
+            } else if let Some(index) = child.stream {
+                Some(self.archive_stream(&path, name, index, parent_node)?)
             } else {
-                let meta = match std::fs::symlink_metadata(&path) {
-                    Ok(m) => m,
-                    Err(_) => continue, // the source below it is missing; already recorded
+                // A directory above a path source has the real directory's metadata; one only
+                // above streams has none to copy.
+                let mut node = match std::fs::symlink_metadata(&path) {
+                    Ok(meta) if child.holds_paths() => {
+                        node_from(name, &path, &meta, NodeKind::Dir, &self.names)
+                            .map_err(|e| Error::io(ErrorKind::SourceIo, "cannot read", &path, e))?
+                    }
+                    _ if child.holds_streams() => synthetic_node(name, NodeKind::Dir, 0o755),
+                    _ => continue, // the source below it is missing; already recorded
                 };
-                let mut node = node_from(name, &path, &meta, NodeKind::Dir, &self.names)
-                    .map_err(|e| Error::io(ErrorKind::SourceIo, "cannot read", &path, e))?;
                 let parent_sub = self.parent_subtree(parent_node)?;
                 node.subtree = Some(self.archive_trie(child, &path, parent_sub.as_ref())?);
                 Some(node)
@@ -370,6 +463,60 @@ impl Archiver<'_, '_> {
             nodes.extend(node);
         }
         self.store_tree(Tree { nodes })
+    }
+
+    /// Stores stream number `index` as the file `path`; a dump command that fails fails the backup.
+    fn archive_stream(
+        &self,
+        path: &Path,
+        name: &[u8],
+        index: usize,
+        parent_node: Option<&Node>,
+    ) -> Result<Node> {
+        let shown = path.display().to_string();
+        let source = self
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(index)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::new(ErrorKind::Other, format!("stream {shown} taken twice")))?;
+        self.progress.entry(path);
+        let mut node = synthetic_node(name, NodeKind::File, 0o644);
+        // A stream is always read in full: it has no metadata that could prove it unchanged.
+        let level = self.saver.config().zstd_level_for_streams();
+        let reader = self.content_reader(self.stream_chunker, level);
+        match source.input {
+            StreamInput::Reader(input) => reader
+                .read_stream(input, &mut node.content)
+                .map_err(|e| e.context(format!("stream {shown}")))?,
+            StreamInput::Command(command) => {
+                let record = command::run_dump(
+                    &command,
+                    &shown,
+                    |out| {
+                        reader.read_stream(out, &mut node.content)?;
+                        Ok(node.content.iter().map(ContentItem::len).sum())
+                    },
+                    &|line| self.progress.command_stderr(&shown, line),
+                )?;
+                self.dumps
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(record);
+            }
+        }
+        node.size = node.content.iter().map(ContentItem::len).sum();
+        self.counters
+            .total_bytes
+            .fetch_add(node.size, Ordering::Relaxed);
+        let counter = match parent_node {
+            None => &self.counters.files_new,
+            Some(old) if old.content == node.content => &self.counters.files_unchanged,
+            Some(_) => &self.counters.files_changed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(node)
     }
 
     fn parent_subtree(&self, parent_node: Option<&Node>) -> Result<Option<Tree>> {
@@ -415,6 +562,11 @@ impl Archiver<'_, '_> {
         };
         match kind {
             NodeKind::File if !self.fill_file(path, &mut node, parent_node)? => return Ok(None),
+            NodeKind::File => {
+                self.counters
+                    .total_bytes
+                    .fetch_add(node.size, Ordering::Relaxed);
+            }
             NodeKind::Dir => {
                 let root_device = root_device.unwrap_or(meta.dev());
                 let descend = !self.options.one_file_system || meta.dev() == root_device;

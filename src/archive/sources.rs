@@ -44,6 +44,26 @@ pub fn normalize_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 pub struct SourceTrie {
     pub(super) children: BTreeMap<Vec<u8>, SourceTrie>,
     pub(super) is_source: bool,
+    /// The index of the stream stored at this node, for a stream.
+    pub(super) stream: Option<usize>,
+}
+
+/// A stream's path in the snapshot as its components (`dumps/app.dump` or `/dumps/app.dump`).
+///
+/// # Errors
+/// `InvalidInput` when the path is empty or has an empty, `.` or `..` component or a NUL byte.
+pub fn stream_path_parts(path: &str) -> Result<Vec<&str>> {
+    let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let bad = parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0'));
+    if bad {
+        return Err(Error::invalid_input(format!(
+            "stream name {path:?} is not a valid path in the snapshot: give a file name such as \
+             app.dump, or a relative path such as dumps/app.dump (no empty, '.' or '..' parts)"
+        )));
+    }
+    Ok(parts)
 }
 
 impl SourceTrie {
@@ -77,6 +97,42 @@ impl SourceTrie {
             node.is_source = true;
         }
         root
+    }
+
+    /// Whether a path source is at or below this node.
+    pub fn holds_paths(&self) -> bool {
+        self.is_source || self.children.values().any(SourceTrie::holds_paths)
+    }
+
+    /// Whether a stream is at or below this node.
+    pub fn holds_streams(&self) -> bool {
+        self.stream.is_some() || self.children.values().any(SourceTrie::holds_streams)
+    }
+
+    /// Adds stream number `index` at `path` (see [`stream_path_parts`]), below synthetic directories.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the path is invalid or collides with a source path or another stream
+    /// (equal to one, inside one, or holding one).
+    pub fn add_stream(&mut self, path: &str, index: usize) -> Result<()> {
+        let collision = || {
+            Error::invalid_input(format!(
+                "stream name {path:?} collides with another path or stream of this backup \
+                 (the same path, or one inside the other): give it another name"
+            ))
+        };
+        let mut node = self;
+        for part in stream_path_parts(path)? {
+            if node.is_source || node.stream.is_some() {
+                return Err(collision());
+            }
+            node = node.children.entry(part.as_bytes().to_vec()).or_default();
+        }
+        if node.is_source || node.stream.is_some() || !node.children.is_empty() {
+            return Err(collision());
+        }
+        node.stream = Some(index);
+        Ok(())
     }
 }
 
@@ -175,5 +231,32 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(out, vec![PathBuf::from("/a"), PathBuf::from("/x/y")]);
+    }
+
+    #[test]
+    fn streams_go_below_synthetic_dirs_and_never_collide() {
+        let mut trie = SourceTrie::build(&[PathBuf::from("/srv/www")]);
+        trie.add_stream("app.dump", 0).unwrap();
+        trie.add_stream("/dumps/a.sql", 1).unwrap();
+        trie.add_stream("srv/b.sql", 2).unwrap();
+        assert_eq!(trie.children[&b"app.dump".to_vec()].stream, Some(0));
+        assert_eq!(
+            trie.children[&b"dumps".to_vec()].children[&b"a.sql".to_vec()].stream,
+            Some(1)
+        );
+        for clash in [
+            "app.dump",
+            "srv/www",
+            "srv/www/x",
+            "srv",
+            "dumps",
+            "app.dump/x",
+        ] {
+            let err = trie.add_stream(clash, 9).unwrap_err();
+            assert!(err.to_string().contains("collides"), "{clash}: {err}");
+        }
+        for bad in ["", "/", "a//b", "./a", "a/..", "a/"] {
+            assert!(trie.add_stream(bad, 9).is_err(), "{bad:?} accepted");
+        }
     }
 }

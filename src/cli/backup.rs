@@ -1,10 +1,11 @@
-//! `cairn backup`: paths or standard input into a new snapshot.
+//! `cairn backup`: paths, standard input and dump commands into a new snapshot.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use cairn::archive::{self, BackupOptions, BackupSource, ExcludeMatcher};
+use cairn::archive::DumpCommand;
+use cairn::archive::{self, BackupOptions, BackupSources, ExcludeMatcher, StreamSource};
 use cairn::backend::{Backend, LocalBackend};
 use cairn::format::config::Config;
 use cairn::repo::select::parse_point_in_time;
@@ -17,20 +18,47 @@ Examples:
   cairn backup /etc /var/www --tag nightly
   cairn backup ~/projects --exclude target --exclude '*.o' --exclude-file ~/.cairn-excludes
   pg_dump app | cairn backup --stdin --stdin-name app.sql
+  cairn backup --command \"pg_dump --format=custom app\" --stdin-name app.dump
+  cairn backup /etc --command-argv '[\"pg_dump\",\"--format=custom\",\"app\"]' --stdin-name dumps/app.dump \\
+      --command \"mysqldump --single-transaction shop\" --stdin-name dumps/shop.sql --command-timeout 2h
   cairn backup /srv/import --time \"2026-01-23 14:30\"    # record an older snapshot time
-Exit code 3: the snapshot was saved but some entries could not be read (listed on stderr).";
+
+Dump commands: each --command (run by `sh -c`) or --command-argv (a JSON array: program and
+arguments, no shell) is paired, in command-line order, with the next --stdin-name, the path of its
+output in the snapshot. Its standard output is stored as it streams (no temporary file); its stderr
+is shown and its last 4 KiB kept in the snapshot summary. The snapshot is written only if every
+command exits 0 and writes at least --min-bytes; otherwise nothing is saved and cairn exits with 5.
+Exit code 3: the snapshot was saved but some entries could not be read (listed on stderr).
+Exit code 5: a dump command failed (status, signal, timeout or too little output): no snapshot.";
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
     /// Files and directories to back up (stored under their absolute paths).
-    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    #[arg(
+        value_name = "PATH",
+        required_unless_present_any = ["stdin", "commands", "command_argv"]
+    )]
     pub paths: Vec<PathBuf>,
     /// Read the data from standard input instead of paths.
     #[arg(long, conflicts_with = "paths", requires = "stdin_name")]
     pub stdin: bool,
-    /// File name of the standard-input data in the snapshot.
+    /// Path in the snapshot of the standard-input data or of a command's output, e.g. app.dump
+    /// (/app.dump) or dumps/app.dump; one per --stdin, --command and --command-argv, in that order.
     #[arg(long, value_name = "NAME")]
-    pub stdin_name: Option<String>,
+    pub stdin_name: Vec<String>,
+    /// Back up the standard output of COMMAND, run by `sh -c` (repeatable; needs a --stdin-name).
+    #[arg(long = "command", value_name = "COMMAND")]
+    pub commands: Vec<String>,
+    /// Like --command, without a shell: a JSON array of program and arguments,
+    /// e.g. '["pg_dump","--format=custom","app"]' (repeatable).
+    #[arg(long, value_name = "JSON_ARRAY")]
+    pub command_argv: Vec<String>,
+    /// A command writing fewer bytes than SIZE fails the backup (K, M, G suffixes; 0 accepts empty output).
+    #[arg(long, value_name = "SIZE", default_value = "1", value_parser = parse_size)]
+    pub min_bytes: u64,
+    /// Stop a command still running after DURATION (e.g. 30s, 10min, 2h) and fail the backup.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub command_timeout: Option<std::time::Duration>,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
@@ -71,7 +99,9 @@ fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
     context::open_repository(global)
 }
 
-pub fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<i32> {
+pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -> Result<i32> {
+    // Checked before the repository is opened: a typo must not cost a password prompt.
+    let stream_specs = streams(args, matches)?;
     let mut patterns = args.excludes.clone();
     for file in &args.exclude_file {
         patterns.extend(ExcludeMatcher::patterns_from_file(file)?);
@@ -92,23 +122,22 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<i32> {
         parent,
         time: args.time.as_deref().map(parse_point_in_time).transpose()?,
     };
-    let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0);
-    let source = if args.stdin {
-        let name = args
-            .stdin_name
-            .clone()
-            .ok_or_else(|| Error::invalid_input("--stdin needs --stdin-name NAME"))?;
-        BackupSource::Stdin {
-            name,
-            reader: Box::new(std::io::stdin()),
-        }
-    } else {
-        let paths = archive::normalize_sources(&args.paths)?;
-        bar.scan(paths.clone(), excludes);
-        BackupSource::Paths(paths)
+    let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
+    let paths = archive::normalize_sources(&args.paths)?;
+    bar.scan(paths.clone(), excludes);
+    let sources = BackupSources {
+        paths,
+        streams: stream_specs
+            .into_iter()
+            .map(|(name, input)| match input {
+                None => StreamSource::reader(name, Box::new(std::io::stdin())),
+                Some(command) => StreamSource::command(name, command),
+            })
+            .collect(),
     };
-    let outcome = archive::backup(&repo, source, &options, &bar)?;
+    let outcome = archive::backup(&repo, sources, &options, &bar);
     bar.bar.finish_and_clear();
+    let outcome = outcome?;
     report(global, &outcome.snapshot_id, &outcome.snapshot)?;
     Ok(if outcome.snapshot.summary.errors.is_empty() {
         exit::OK
@@ -153,5 +182,128 @@ pub fn report(global: &GlobalArgs, id: &SnapshotId, snap: &cairn::Snapshot) -> R
         s.blobs_added,
         s.duration_secs
     );
+    for d in &s.dumps {
+        println!(
+            "dump {}: `{}` exited {}, wrote {} in {:.1}s",
+            d.path,
+            DumpCommand::new(d.command.clone()).display(),
+            d.exit_code,
+            output::bytes(d.bytes),
+            d.duration_secs
+        );
+    }
     Ok(())
+}
+
+/// The streams of the command line in order: `(name, None)` for standard input, `(name, Some(command))`
+/// for a dump command. Each `--stdin`, `--command` and `--command-argv` takes the next `--stdin-name`.
+fn streams(
+    args: &BackupArgs,
+    matches: &clap::ArgMatches,
+) -> Result<Vec<(String, Option<DumpCommand>)>> {
+    let indices = |id: &str| -> Vec<usize> {
+        matches
+            .indices_of(id)
+            .map(Iterator::collect)
+            .unwrap_or_default()
+    };
+    let configure = |c: DumpCommand| c.timeout(args.command_timeout).min_bytes(args.min_bytes);
+    let mut inputs: Vec<(usize, Option<DumpCommand>)> = Vec::new();
+    if args.stdin {
+        inputs.extend(indices("stdin").first().map(|&i| (i, None)));
+    }
+    for (i, script) in indices("commands").into_iter().zip(&args.commands) {
+        inputs.push((i, Some(configure(DumpCommand::shell(script)))));
+    }
+    for (i, json) in indices("command_argv").into_iter().zip(&args.command_argv) {
+        inputs.push((i, Some(configure(DumpCommand::new(parse_argv(json)?)))));
+    }
+    inputs.sort_by_key(|(i, _)| *i);
+    if inputs.len() < args.stdin_name.len() {
+        return Err(Error::invalid_input(format!(
+            "--stdin-name {:?} names nothing: each --stdin-name names the output of one --stdin, \
+             --command or --command-argv, in order ({} given, {} names)",
+            args.stdin_name[inputs.len()],
+            inputs.len(),
+            args.stdin_name.len()
+        ))
+        .into());
+    }
+    if let Some((_, input)) = inputs.get(args.stdin_name.len()) {
+        let what = match input {
+            None => "--stdin".to_string(),
+            Some(c) => format!("the command `{}`", c.display()),
+        };
+        return Err(Error::invalid_input(format!(
+            "{what} has no --stdin-name: give each --stdin, --command and --command-argv a \
+             --stdin-name, in order (e.g. --command \"pg_dump app\" --stdin-name app.sql)"
+        ))
+        .into());
+    }
+    Ok(args
+        .stdin_name
+        .iter()
+        .cloned()
+        .zip(inputs.into_iter().map(|(_, c)| c))
+        .collect())
+}
+
+/// `--command-argv`: a JSON array of at least one string.
+fn parse_argv(json: &str) -> Result<Vec<String>> {
+    match serde_json::from_str::<Vec<String>>(json) {
+        Ok(argv) if !argv.is_empty() => Ok(argv),
+        _ => Err(Error::invalid_input(format!(
+            "--command-argv {json:?} is not a JSON array of strings holding the program and its \
+             arguments, e.g. '[\"pg_dump\",\"--format=custom\",\"app\"]'"
+        ))
+        .into()),
+    }
+}
+
+/// `--min-bytes`: bytes, optionally with K, M or G (powers of 1024).
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let (number, scale) = match t.strip_suffix(['K', 'k', 'M', 'm', 'G', 'g']) {
+        Some(n) => {
+            let scale = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+                Some('K') => 1u64 << 10,
+                Some('M') => 1 << 20,
+                _ => 1 << 30,
+            };
+            (n, scale)
+        }
+        None => (t, 1),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            format!("{text:?}: expected a number of bytes, optionally with K, M or G, e.g. 1K")
+        })
+}
+
+/// `--command-timeout`: a sum of `<n>d`, `<n>h`, `<n>min`, `<n>s`, e.g. `90s`, `1h30min`.
+fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let bad = || format!("{text:?}: expected a duration such as 30s, 10min, 2h or 1h30min");
+    let mut rest = text.trim();
+    let mut total = 0u64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, secs) = [("min", 60), ("d", 86_400), ("h", 3_600), ("s", 1)]
+            .into_iter()
+            .find(|(u, _)| rest.starts_with(u))
+            .ok_or_else(bad)?;
+        rest = &rest[unit.len()..];
+        total = n
+            .checked_mul(secs)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(bad)?;
+    }
+    if total == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }

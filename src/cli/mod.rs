@@ -29,7 +29,7 @@ mod sync;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cairn::ErrorKind;
 
@@ -45,6 +45,8 @@ pub mod exit {
     pub const PARTIAL: i32 = 3;
     /// Repository data is damaged: corrupt, tampered or missing objects.
     pub const DAMAGED: i32 = 4;
+    /// A dump command of a backup failed: no snapshot was written.
+    pub const COMMAND_FAILED: i32 = 5;
     /// No repository at the given location.
     pub const NO_REPOSITORY: i32 = 10;
     /// The password opens no key of the repository.
@@ -56,6 +58,7 @@ Examples:
   cairn -r /srv/backup init
   cairn -r /srv/backup backup /etc /home --exclude '*.tmp' --tag nightly
   pg_dump app | cairn -r /srv/backup backup --stdin --stdin-name app.sql
+  cairn -r /srv/backup backup /etc --command \"pg_dump --format=custom app\" --stdin-name app.dump
   cairn -r /srv/backup snapshots
   cairn -r /srv/backup restore latest --target /tmp/restore
   cairn -r /srv/backup ls -l latest:/etc
@@ -68,7 +71,8 @@ Examples:
 
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
-unreadable, 4 repository data damaged, 10 no repository, 12 wrong password.";
+unreadable, 4 repository data damaged, 5 a dump command failed (no snapshot written),
+10 no repository, 12 wrong password.";
 
 /// Content-addressed, deduplicating, encrypted backups.
 #[derive(Parser, Debug)]
@@ -187,7 +191,11 @@ pub enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    // The matches are kept: `backup` pairs its streams with their names by command-line position.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -199,7 +207,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match dispatch(&cli) {
+    match dispatch(&cli, &matches) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -209,10 +217,13 @@ pub fn main() -> i32 {
 }
 
 /// Runs one parsed command line (`cairn run` calls this for its steps).
-fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Init(args) => init::run(&cli.global, args),
-        Command::Backup(args) => backup::run(&cli.global, args),
+        Command::Backup(args) => match matches.subcommand_matches("backup") {
+            Some(m) => backup::run(&cli.global, args, m),
+            None => Ok(exit::ERROR),
+        },
         Command::Snapshots(args) => snapshots::run(&cli.global, args),
         Command::Restore(args) => restore::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
@@ -243,6 +254,7 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
         Some(ErrorKind::NotARepository) => exit::NO_REPOSITORY,
         Some(ErrorKind::Corrupted) => exit::DAMAGED,
         Some(ErrorKind::InvalidInput) => exit::USAGE,
+        Some(ErrorKind::CommandFailed) => exit::COMMAND_FAILED,
         _ => exit::ERROR,
     }
 }

@@ -53,14 +53,16 @@ pub struct BackupBar {
     pub bar: ProgressBar,
     files: std::sync::atomic::AtomicU64,
     verbose: bool,
+    quiet: bool,
 }
 
 impl BackupBar {
-    pub fn new(show: bool, verbose: bool) -> Self {
+    pub fn new(show: bool, verbose: bool, quiet: bool) -> Self {
         BackupBar {
             bar: byte_bar(show, 0),
             files: Default::default(),
             verbose,
+            quiet,
         }
     }
 
@@ -114,6 +116,14 @@ impl BackupProgress for BackupBar {
     fn warning(&self, error: &SourceError) {
         self.bar
             .suspend(|| eprintln!("warning: {}: {}", error.path, error.message));
+    }
+
+    fn command_stderr(&self, path: &str, line: &str) {
+        // Passed on as the command wrote it, prefixed with whose it is; the tail is kept in the
+        // summary (and in the error when the command fails) even under --quiet.
+        if !self.quiet {
+            self.bar.suspend(|| eprintln!("[{path}] {line}"));
+        }
     }
 }
 

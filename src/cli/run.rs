@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cairn::plan::hooks::run_command;
 use cairn::plan::state::RunRecord;
@@ -321,10 +321,12 @@ impl Runner<'_> {
     /// Runs a cairn command line in this process with the plan's global options.
     fn command(&self, args: &[String]) -> Result<StepResult> {
         let argv = std::iter::once("cairn".to_string()).chain(args.iter().cloned());
-        let mut cli = Cli::try_parse_from(argv)
+        let matches = Cli::command()
+            .try_get_matches_from(argv)
             .with_context(|| format!("internal: cannot parse `cairn {}`", args.join(" ")))?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
         cli.global = self.step_global.clone();
-        let code = dispatch(&cli)?;
+        let code = dispatch(&cli, &matches)?;
         Ok(StepResult {
             code,
             message: None,

@@ -46,14 +46,35 @@ pub struct Summary {
     pub bytes_added: u64,
     /// Blobs added.
     pub blobs_added: u64,
-    /// Logical size of the snapshot's contents: every regular file and stream, reused ones included.
-    /// Absent in snapshots written before it existed.
+    /// Logical size of the snapshot's contents: every regular file's size (files reused from the
+    /// parent included) plus every stream's bytes. Absent in snapshots written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
     /// Wall time of the backup in seconds.
     pub duration_secs: f64,
     /// Entries that could not be read.
     pub errors: Vec<SourceError>,
+    /// The dump commands whose output is in the snapshot (FORMAT.md §10); absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<DumpRecord>,
+}
+
+/// One dump command of a backup: what ran, and how it ended (a snapshot exists only if every one
+/// exited 0 with enough output, so `exit_code` is 0 in every stored record today).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DumpRecord {
+    /// The path of its output in the snapshot, e.g. `/app.dump`.
+    pub path: String,
+    /// The program and its arguments (`["sh", "-c", SCRIPT]` for a shell command).
+    pub command: Vec<String>,
+    /// Its exit status.
+    pub exit_code: i32,
+    /// Bytes it wrote to standard output (all stored).
+    pub bytes: u64,
+    /// Wall time from start to exit, in seconds.
+    pub duration_secs: f64,
+    /// The last 4 KiB of its standard error, lossy UTF-8.
+    pub stderr: String,
 }
 
 /// The decoded body of a snapshot file.
@@ -189,5 +210,38 @@ mod tests {
         snap.repaired_from = Some("nope".into());
         let body = serde_json::to_vec(&snap).unwrap();
         assert!(Snapshot::decode_body(&body).is_err());
+    }
+
+    #[test]
+    fn dumps_and_total_bytes_are_optional() {
+        // A body as cairn wrote it before `dumps` and `total_bytes` existed.
+        let old = format!(
+            r#"{{"time":"2026-11-20T10:00:00Z","host":"h","username":"u","paths":["/app.dump"],
+            "tags":[],"tree":"{}","parent":null,"program_version":"cairn 0.1.0","summary":
+            {{"files_new":1,"files_changed":0,"files_unchanged":0,"dirs_new":0,"dirs_changed":0,
+            "dirs_unchanged":0,"bytes_read":12,"bytes_added":90,"blobs_added":2,
+            "duration_secs":0.25,"errors":[]}}}}"#,
+            "00".repeat(32)
+        );
+        let mut snap = Snapshot::decode_body(old.as_bytes()).unwrap();
+        assert_eq!(snap.summary.total_bytes, None);
+        assert!(snap.summary.dumps.is_empty());
+        // Without dumps or a total the keys are omitted again.
+        let body = String::from_utf8(serde_json::to_vec(&snap).unwrap()).unwrap();
+        assert!(
+            !body.contains("dumps") && !body.contains("total_bytes"),
+            "{body}"
+        );
+        snap.summary.total_bytes = Some(12);
+        snap.summary.dumps.push(DumpRecord {
+            path: "/app.dump".into(),
+            command: vec!["pg_dump".into(), "app".into()],
+            exit_code: 0,
+            bytes: 12,
+            duration_secs: 0.5,
+            stderr: "warning\n".into(),
+        });
+        let body = serde_json::to_vec(&snap).unwrap();
+        assert_eq!(Snapshot::decode_body(&body).unwrap(), snap);
     }
 }

@@ -26,6 +26,7 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const PARTIAL: i32 = 3;
     pub const DAMAGED: i32 = 4;
+    pub const COMMAND_FAILED: i32 = 5;
     pub const NO_REPO: i32 = 10;
     pub const WRONG_PASSWORD: i32 = 12;
 }
@@ -369,6 +370,21 @@ fn run_command(mut cmd: Command, stdin: Option<&[u8]>, desc: String) -> Output {
         );
     }
     out
+}
+
+/// A variable `tests/servers/start.sh` exports, or `None` (the test is skipped) when the servers are
+/// not running; with `CAIRN_TEST_SERVERS=1` set, a missing one is a failure.
+pub fn server_var(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) => Some(v),
+        Err(_) if std::env::var_os("CAIRN_TEST_SERVERS").is_some() => {
+            panic!("CAIRN_TEST_SERVERS is set but {name} is not: did tests/servers/start.sh run?")
+        }
+        Err(_) => {
+            eprintln!("skipped: {name} is not set (start the servers with tests/servers/start.sh)");
+            None
+        }
+    }
 }
 
 /// Check the shape of `cairn --json backup` output from the contract.

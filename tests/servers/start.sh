@@ -5,6 +5,7 @@
 #   - Debian's OpenSSH sshd, unprivileged (user nobody), key auth only       -> SFTP
 #   - Debian's nginx with the WebDAV modules, basic auth cairn:cairn          -> WebDAV
 #   - moto_server from PyPI moto[server], bucket "cairn", any credentials     -> S3
+#   - the machine's PostgreSQL (Debian's postgresql package), trust auth      -> dump commands (tests/postgres.rs)
 # Server programs are unpacked from Debian packages into STATE_DIR (no system service is installed or
 # started) and moto goes into a venv there, so a second run reuses them. Writes STATE_DIR/env, to be
 # sourced before `cargo test`; stop everything with tests/servers/stop.sh STATE_DIR.
@@ -101,9 +102,44 @@ start_moto() {
   echo "export CAIRN_TEST_MOTO_ENDPOINT=http://127.0.0.1:$PORT" >> "$S/env"
 }
 
+start_postgres() {
+  local D=$S/postgres PORT BIN RUN_AS
+  # Debian installs server programs per major version; take the newest.
+  BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -x "$BIN/initdb" ] || { echo "PostgreSQL is not installed: apt-get install postgresql" >&2; exit 1; }
+  PORT=$(free_port)
+  # postgres refuses to run as root: run it as the package's user (or nobody), owning its files.
+  RUN_AS=postgres; id -u "$RUN_AS" >/dev/null 2>&1 || RUN_AS=nobody
+  mkdir -p "$D"
+  chown "$RUN_AS" "$D"
+  chmod 755 "$D"
+  as_pg() { setpriv --reuid="$(id -u "$RUN_AS")" --regid="$(id -g "$RUN_AS")" --clear-groups "$@"; }
+  if [ ! -f "$D/data/PG_VERSION" ]; then
+    rm -rf "$D/data"
+    as_pg "$BIN/initdb" -D "$D/data" -U cairn -A trust -E UTF8 --locale=C.UTF-8 --no-sync > "$D/initdb.log" 2>&1 \
+      || { cat "$D/initdb.log" >&2; exit 1; }
+  fi
+  # Loopback only, socket inside STATE_DIR (not /run/postgresql), durability off: test data.
+  setsid setpriv --reuid="$(id -u "$RUN_AS")" --regid="$(id -g "$RUN_AS")" --clear-groups \
+    "$BIN/postgres" -D "$D/data" -p "$PORT" -k "$D" -c listen_addresses=127.0.0.1 \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off > "$D/log" 2>&1 < /dev/null &
+  echo $! > "$D/pid"
+  wait_tcp "$PORT"
+  for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.2; done
+  "$BIN/pg_isready" -h 127.0.0.1 -p "$PORT" >&2 || { cat "$D/log" >&2; exit 1; }
+  # cairn-specific names: PGHOST and friends would leak into every other test's environment.
+  {
+    echo "export CAIRN_TEST_PG_HOST=127.0.0.1"
+    echo "export CAIRN_TEST_PG_PORT=$PORT"
+    echo "export CAIRN_TEST_PG_USER=cairn"
+    echo "export CAIRN_TEST_PG_BIN=$BIN"
+  } >> "$S/env"
+}
+
 : > "$S/env"
 start_sshd
 start_webdav
 start_moto
+start_postgres
 echo "export CAIRN_TEST_SERVERS=1" >> "$S/env"
 cat "$S/env"

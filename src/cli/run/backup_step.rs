@@ -1,10 +1,12 @@
-//! The backup step of `cairn run`: the plan's paths into one snapshot, with the figures the
-//! state file and `status --offline` need.
+//! The backup step of `cairn run`: the plan's paths and dumps into one snapshot, with the figures
+//! the state file and `status --offline` need.
 
 use anyhow::Result;
 
-use cairn::archive::{self, BackupOptions, BackupSource, ExcludeMatcher};
-use cairn::plan::Plan;
+use cairn::archive::{
+    self, BackupOptions, BackupSources, DumpCommand, ExcludeMatcher, StreamSource,
+};
+use cairn::plan::{size_of, span_of, Plan};
 
 use super::StepResult;
 use crate::cli::{backup, context, exit, progress, GlobalArgs};
@@ -25,10 +27,23 @@ pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
         parent: None,
         time: None,
     };
-    let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0);
+    let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
     let paths = archive::normalize_sources(&section.paths)?;
-    bar.scan(paths.clone(), excludes);
-    let outcome = archive::backup(&repo, BackupSource::Paths(paths), &options, &bar)?;
+    if !paths.is_empty() {
+        bar.scan(paths.clone(), excludes);
+    }
+    let streams = plan
+        .dumps
+        .iter()
+        .map(|d| {
+            let command = DumpCommand::new(d.command.clone())
+                .timeout(span_of(&d.timeout))
+                .min_bytes(size_of(&d.min_bytes).unwrap_or(1));
+            StreamSource::command(d.path.clone(), command)
+        })
+        .collect();
+    let sources = BackupSources { paths, streams };
+    let outcome = archive::backup(&repo, sources, &options, &bar)?;
     bar.bar.finish_and_clear();
     backup::report(global, &outcome.snapshot_id, &outcome.snapshot)?;
     let snap = &outcome.snapshot;
@@ -52,6 +67,9 @@ pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
             "total_bytes": snap.summary.total_bytes,
             "bytes_added": snap.summary.bytes_added,
             "previous_total_bytes": previous_total,
+            "dumps": snap.summary.dumps.iter().map(|d| serde_json::json!({
+                "path": d.path, "bytes": d.bytes, "duration_secs": d.duration_secs,
+            })).collect::<Vec<_>>(),
         }),
     })
 }
