@@ -68,6 +68,9 @@ Examples:
   cairn -r /srv/backup diff 1a2b3c4d latest /etc
   cairn -r /srv/backup sync --to s3://offsite-bucket/cairn
   cairn -r s3://offsite-bucket/cairn -o endpoint=https://minio.example:9000 snapshots
+  cairn run --plan /etc/cairn/plan.toml      # the nightly job: backup, retention, check, offsite, drill
+  cairn status --format nagios --offline     # monitoring, exit 0-3
+  cairn drill --random-within 30d            # restore drill: RTO, RPO, checks
 
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
