@@ -10,6 +10,7 @@ mod entry;
 mod find;
 mod forget;
 mod init;
+mod key;
 mod locate;
 mod ls;
 mod output;
@@ -60,6 +61,8 @@ Examples:
   cairn -r /srv/backup diff 1a2b3c4d latest /etc
   cairn -r /srv/backup sync --to s3://offsite-bucket/cairn
   cairn -r s3://offsite-bucket/cairn -o endpoint=https://minio.example:9000 snapshots
+  cairn -r /srv/backup key add --label 'second admin'
+  cairn -r /srv/backup key export --paper > recovery.txt
 
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
@@ -163,6 +166,9 @@ pub enum Command {
     /// Rebuild the index from the packs, or rewrite snapshots that lost data.
     #[command(after_help = repair::EXAMPLES)]
     Repair(repair::RepairArgs),
+    /// Manage passwords (key files) and the printable recovery key.
+    #[command(after_help = key::EXAMPLES)]
+    Key(key::KeyArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -194,6 +200,7 @@ pub fn main() -> i32 {
         Command::Forget(args) => forget::run(&cli.global, args),
         Command::Prune(args) => prune::run(&cli.global, args),
         Command::Repair(args) => repair::run(&cli.global, args),
+        Command::Key(args) => key::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
