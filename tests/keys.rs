@@ -7,6 +7,9 @@ mod common;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use cairn::backend::LocalBackend;
+use cairn::crypto::KdfParams;
+use common::failing::FailingBackend;
 use common::{exit, Env, Output};
 
 fn pw_file(env: &Env, name: &str, password: &str) -> PathBuf {
@@ -359,4 +362,27 @@ fn out_groups(page: &str) -> String {
         .filter(|l| !l.starts_with('#'))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `key passwd` interrupted at each of its two changes: before the new key file is written
+/// nothing changed; between the write and the removal both passwords open the repository.
+#[test]
+fn an_interrupted_password_change_never_leaves_zero_keys() {
+    let env = Env::new();
+    env.init();
+    for (budget, files, new_opens) in [(0, 1, false), (1, 2, true)] {
+        let backend = FailingBackend::new(LocalBackend::new(&env.repo), budget, true);
+        let repo =
+            cairn::Repository::open(Box::new(backend), env.password.as_bytes(), &env.cache_dir())
+                .unwrap();
+        let err = cairn::ops::keys::change_password(&repo, b"new secret", KdfParams::MINIMUM, None)
+            .err()
+            .expect("the injected failure must surface");
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert_eq!(key_files(&env.repo), files, "budget {budget}");
+        env.r_ok(&["snapshots"]);
+        let out = as_user(&env, "new secret", &[OsStr::new("snapshots")]);
+        assert_eq!(out.code == 0, new_opens, "{}", out.describe());
+    }
+    env.r_ok(&["check"]);
 }
