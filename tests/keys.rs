@@ -240,6 +240,22 @@ fn a_damaged_key_file_is_listed_as_unusable_and_does_not_count() {
     let mine = current(&keys);
     env.r(&["key", "remove", &mine]).assert_code(exit::USAGE);
     env.r_ok(&["key", "remove", "00000000"]);
+
+    // Damaged metadata (the last bytes are its tag) makes a key unusable for others to count on,
+    // but the key the password just opened stays the last usable one: never removed.
+    let path = env.repo.join("keys").join(&mine);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let keys = keys_json(&env, &env.password.clone());
+    assert!(
+        keys[0]["problem"].as_str().unwrap().contains("metadata"),
+        "{keys:?}"
+    );
+    assert_eq!(keys[0]["usable"], true);
+    env.r(&["key", "remove", &mine]).assert_code(exit::USAGE);
+    assert_eq!(key_files(&env.repo), 1);
 }
 
 #[test]

@@ -32,9 +32,10 @@ pub struct KeyInfo {
 impl KeyInfo {
     /// Whether this file can open the repository as far as can be told without its password: it
     /// decodes, and (version 2) its metadata authenticates under this repository's key. A version 1
-    /// file carries nothing to check it against, so one that decodes counts as usable.
+    /// file carries nothing to check it against, so one that decodes counts as usable. The file
+    /// the password in use opened is usable whatever its metadata says: it just opened.
     pub fn usable(&self) -> bool {
-        self.problem.is_none()
+        self.current || self.problem.is_none()
     }
 }
 
