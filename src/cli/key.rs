@@ -224,21 +224,22 @@ fn export(global: &GlobalArgs, paper: bool) -> Result<i32> {
 }
 
 fn import(global: &GlobalArgs, file: &std::path::Path, new: &NewKeyArgs) -> Result<i32> {
-    let mut text = zeroize::Zeroizing::new(String::new());
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
     if file.as_os_str() == "-" {
         std::io::stdin()
             .take(cairn::format::paper::MAX_TEXT as u64 + 1)
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("cannot read the recovery key from standard input")?;
     } else {
-        let bytes = std::fs::read(file).map_err(|e| {
+        *bytes = std::fs::read(file).map_err(|e| {
             Error::invalid_input(format!(
                 "cannot read the recovery key file {}: {e}",
                 file.display()
             ))
         })?;
-        *text = String::from_utf8_lossy(&bytes).into_owned();
     }
+    // Non-UTF-8 bytes become U+FFFD, which the parser names as a wrong character in its group.
+    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
     let recovery = RecoveryKey::parse(&text)?;
     let metadata = KeyMetadata::new(new.label.clone())?;
     let backend = context::repo_backend(global)?;
