@@ -37,23 +37,41 @@ pub struct KeyArgs {
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// List the key files: id, which one your password opened, KDF costs, who made it and when.
+    #[command(
+        after_help = "Examples:\n  cairn key list\n  cairn key list --json | jq '.[] | select(.current) | .id'"
+    )]
     List,
     /// Add a password: a new key file wrapping the same repository keys.
+    #[command(
+        after_help = "Examples:\n  cairn key add --label 'offsite admin'\n  cairn key add --new-password-file /root/pw2 --label cron"
+    )]
     Add(NewKeyArgs),
     /// Remove a key file (refused for the last usable one).
+    #[command(
+        after_help = "Example:\n  cairn key remove 1a2b3c4d      # an id prefix from `cairn key list`"
+    )]
     Remove {
         /// Key id, or a unique prefix of it (see `cairn key list`).
         id: String,
     },
     /// Change the password of the key your password opened (new key file first, then the old one removed).
+    #[command(
+        after_help = "Examples:\n  cairn key passwd\n  CAIRN_PASSWORD_FILE=/root/old cairn key passwd --new-password-file /root/new"
+    )]
     Passwd(NewKeyArgs),
     /// Print the recovery key: the repository keys as groups of characters to print and keep.
+    #[command(
+        after_help = "Example:\n  cairn key export --paper | lpr     # anyone holding the page can read every backup"
+    )]
     Export {
         /// Printable text with a check character per group (the only form for now).
         #[arg(long)]
         paper: bool,
     },
     /// Give a repository a new password from its recovery key (when every password is lost).
+    #[command(
+        after_help = "Examples:\n  cairn -r /srv/backup key import recovery.txt\n  cairn -r /srv/backup key import - --new-password-file /root/pw < recovery.txt"
+    )]
     Import {
         /// File holding the recovery key, or - for standard input.
         file: PathBuf,
