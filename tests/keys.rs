@@ -392,8 +392,7 @@ fn an_interrupted_password_change_never_leaves_zero_keys() {
             cairn::Repository::open(Box::new(backend), env.password.as_bytes(), &env.cache_dir())
                 .unwrap();
         let err = cairn::ops::keys::change_password(&repo, b"new secret", KdfParams::MINIMUM, None)
-            .err()
-            .expect("the injected failure must surface");
+            .expect_err("the injected failure must surface");
         assert!(err.to_string().contains("injected failure"), "{err}");
         assert_eq!(key_files(&env.repo), files, "budget {budget}");
         env.r_ok(&["snapshots"]);
