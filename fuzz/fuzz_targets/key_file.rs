@@ -1,10 +1,11 @@
-//! Key files (FORMAT.md §4): `KeyFile::decode` must never panic on any bytes.
+//! Key files (FORMAT.md §4): `KeyFile::decode` must never panic on any bytes, version 1 or 2.
 //! `unwrap_key` is not called: it runs Argon2id (tens of MiB, slow) and the
 //! point here is the parser and its bounds check, which run before any KDF.
+//! `metadata` is called with a fixed key: opening the sealed metadata must fail cleanly.
 #![no_main]
 
-use cairn::crypto::KdfParams;
-use cairn::format::key::{KeyFile, KEY_FILE_LEN};
+use cairn::crypto::{KdfParams, MasterKey};
+use cairn::format::key::{KeyFile, V1_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
         assert!((1..=64).contains(&parallelism));
         assert!(memory_kib >= 8 * parallelism);
         // A decoded key file is exactly its input.
-        assert_eq!(data.len(), KEY_FILE_LEN);
+        if file.version == 1 {
+            assert_eq!(data.len(), V1_LEN);
+        }
+        assert!(data.len() <= 64 * 1024);
         assert_eq!(file.encode(), data);
+        let _ = file.metadata(&MasterKey::from_bytes(&[7; 64]));
     }
 });

@@ -86,24 +86,51 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
         return password_from_command(argv);
     }
     if let Some(file) = &global.password_file {
-        let text = Zeroizing::new(std::fs::read(file).map_err(|e| {
-            Error::invalid_input(format!(
-                "cannot read the password file {}: {e}",
-                file.display()
-            ))
-        })?);
-        let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
-        let first = first.strip_suffix(b"\r").unwrap_or(first);
-        return Ok(Zeroizing::new(first.to_vec()));
+        return read_password_file(file);
     }
+    prompt_password(
+        "repository password: ",
+        confirm,
+        "no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or use --password-file",
+    )
+}
+
+/// A new password for a key file: the first line of `file`, else asked twice on the terminal.
+pub fn new_password(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let pw = match file {
+        Some(f) => read_password_file(f)?,
+        None => prompt_password(
+            "new password: ",
+            true,
+            "no new password given: use --new-password-file FILE (first line), or run on a terminal",
+        )?,
+    };
+    if pw.is_empty() {
+        return Err(
+            Error::invalid_input("an empty password is not allowed; nothing was written").into(),
+        );
+    }
+    Ok(pw)
+}
+
+fn read_password_file(file: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let text = Zeroizing::new(std::fs::read(file).map_err(|e| {
+        Error::invalid_input(format!(
+            "cannot read the password file {}: {e}",
+            file.display()
+        ))
+    })?);
+    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    Ok(Zeroizing::new(first.to_vec()))
+}
+
+fn prompt_password(prompt: &str, confirm: bool, no_terminal: &str) -> Result<Zeroizing<Vec<u8>>> {
     if !std::io::stderr().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
-        return Err(Error::invalid_input(
-            "no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or use --password-file",
-        )
-        .into());
+        return Err(Error::invalid_input(no_terminal).into());
     }
     let first = Zeroizing::new(
-        rpassword::prompt_password("repository password: ")
+        rpassword::prompt_password(prompt)
             .context("cannot read the password from the terminal")?
             .into_bytes(),
     );
@@ -115,7 +142,7 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
         );
         if *first != *again {
             return Err(
-                Error::invalid_input("the two passwords differ; nothing was created").into(),
+                Error::invalid_input("the two passwords differ; nothing was written").into(),
             );
         }
     }

@@ -11,6 +11,7 @@ mod entry;
 mod find;
 mod forget;
 mod init;
+mod key;
 mod locate;
 mod ls;
 mod output;
@@ -71,6 +72,8 @@ Examples:
   cairn run --plan /etc/cairn/plan.toml      # the nightly job: backup, retention, check, offsite, drill
   cairn status --format nagios --offline     # monitoring, exit 0-3
   cairn drill --random-within 30d            # restore drill: RTO, RPO, checks
+  cairn -r /srv/backup key add --label 'second admin'
+  cairn -r /srv/backup key export --paper > recovery.txt
 
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
@@ -190,6 +193,9 @@ pub enum Command {
     /// Restore drill: restore a snapshot to scratch, re-hash it, run checks, measure RTO and RPO.
     #[command(after_help = drill::EXAMPLES)]
     Drill(drill::DrillArgs),
+    /// Manage passwords (key files) and the printable recovery key.
+    #[command(after_help = key::EXAMPLES)]
+    Key(key::KeyArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -243,6 +249,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Drill(args) => drill::run(&cli.global, args),
+        Command::Key(args) => key::run(&cli.global, args),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod index_file;
 pub mod key;
 pub mod lifecycle;
 pub mod pack;
+pub mod paper;
 pub mod snapshot;
 pub mod tree;
 pub mod wire;

@@ -2,6 +2,7 @@
 
 pub mod forget;
 pub mod index_writer;
+pub mod keys;
 pub mod lease;
 pub mod pending;
 pub mod prune;

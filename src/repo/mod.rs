@@ -15,7 +15,7 @@ use crate::backend::{Backend, ObjectKind};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
-use crate::format::key::KeyFile;
+use crate::format::key::{KeyFile, KeyMetadata};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::id::{BlobId, BlobType, KeyId, PackId, SnapshotId, TreeId};
@@ -28,6 +28,8 @@ pub struct Repository {
     key: MasterKey,
     config: Config,
     cache_root: PathBuf,
+    /// Name of the key file the password opened; `None` when opened with a recovery key.
+    opened_key: Option<String>,
 }
 
 /// A repository whose index is loaded: what reading and writing blobs needs.
@@ -59,12 +61,9 @@ impl Repository {
         }
         backend.create()?;
         let key = MasterKey::generate()?;
-        let key_file = KeyFile::wrap(&key, password, kdf)?.encode();
-        backend.write(
-            ObjectKind::Key,
-            &KeyId::hash_of(&key_file).to_hex(),
-            &key_file,
-        )?;
+        let key_file = KeyFile::wrap(&key, password, kdf, &KeyMetadata::new(None)?)?.encode();
+        let key_name = KeyId::hash_of(&key_file).to_hex();
+        backend.write(ObjectKind::Key, &key_name, &key_file)?;
         // The config is written last: until it exists the location is not a repository.
         backend.write(ObjectKind::Config, "config", &config.encode(&key)?)?;
         Ok(Repository {
@@ -72,6 +71,7 @@ impl Repository {
             key,
             config,
             cache_root: cache_root.to_path_buf(),
+            opened_key: Some(key_name),
         })
     }
 
@@ -80,16 +80,7 @@ impl Repository {
     /// # Errors
     /// `NotARepository` when there is none; `WrongPassword` when no key file opens; `Corrupted` for damaged keys or config.
     pub fn open(backend: Box<dyn Backend>, password: &[u8], cache_root: &Path) -> Result<Self> {
-        if !backend.has_config()? {
-            return Err(Error::new(
-                ErrorKind::NotARepository,
-                format!(
-                    "there is no cairn repository at {}; create one with `cairn init -r {}`",
-                    backend.location(),
-                    backend.location()
-                ),
-            ));
-        }
+        require_config(backend.as_ref())?;
         let keys = backend.list(ObjectKind::Key)?;
         if keys.is_empty() {
             return Err(Error::corrupted(format!(
@@ -103,13 +94,13 @@ impl Repository {
             let bytes = backend.read(ObjectKind::Key, name)?;
             match KeyFile::decode(&bytes).and_then(|k| k.unwrap_key(password)) {
                 Ok(k) => {
-                    key = Some(k);
+                    key = Some((k, name.clone()));
                     break;
                 }
                 Err(e) => last_error = Some(e.context(format!("key file {name}"))),
             }
         }
-        let key = match key {
+        let (key, opened_key) = match key {
             Some(k) => k,
             None => {
                 let e = last_error
@@ -135,7 +126,45 @@ impl Repository {
             key,
             config,
             cache_root: cache_root.to_path_buf(),
+            opened_key: Some(opened_key),
         })
+    }
+
+    /// Opens the repository at `backend` with its keys themselves (a recovery key), no key file
+    /// involved: how a repository whose every password is lost is opened again.
+    ///
+    /// # Errors
+    /// `NotARepository` when there is none; `InvalidInput` when the config does not open with
+    /// `key` (the key belongs to another repository).
+    pub fn open_with_key(
+        backend: Box<dyn Backend>,
+        key: MasterKey,
+        cache_root: &Path,
+    ) -> Result<Self> {
+        require_config(backend.as_ref())?;
+        let bytes = backend.read(ObjectKind::Config, "config")?;
+        let config = Config::decode(&key, &bytes).map_err(|e| {
+            if e.kind() == ErrorKind::Corrupted {
+                Error::invalid_input(format!(
+                    "the key does not open the config of {}: it belongs to another repository (or the config is damaged)",
+                    backend.location()
+                ))
+            } else {
+                e
+            }
+        })?;
+        Ok(Repository {
+            backend: Arc::from(backend),
+            key,
+            config,
+            cache_root: cache_root.to_path_buf(),
+            opened_key: None,
+        })
+    }
+
+    /// Name of the key file the password opened (`None` when opened with [`Repository::open_with_key`]).
+    pub fn opened_key(&self) -> Option<&str> {
+        self.opened_key.as_deref()
     }
 
     /// The storage.
@@ -248,6 +277,20 @@ impl Repository {
     }
 }
 
+fn require_config(backend: &dyn Backend) -> Result<()> {
+    if backend.has_config()? {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::NotARepository,
+        format!(
+            "there is no cairn repository at {}; create one with `cairn init -r {}`",
+            backend.location(),
+            backend.location()
+        ),
+    ))
+}
+
 impl IndexedRepository {
     /// The repository.
     pub fn repo(&self) -> &Repository {
@@ -314,7 +357,8 @@ mod tests {
             &cache,
         )
         .unwrap();
-        let second = KeyFile::wrap(repo.key(), b"second", KdfParams::MINIMUM)
+        let meta = KeyMetadata::new(None).unwrap();
+        let second = KeyFile::wrap(repo.key(), b"second", KdfParams::MINIMUM, &meta)
             .unwrap()
             .encode();
         repo.backend()

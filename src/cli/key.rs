@@ -1,0 +1,278 @@
+//! `cairn key`: list, add, remove and re-password key files; export and import the recovery key.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use cairn::crypto::KdfParams;
+use cairn::format::key::KeyMetadata;
+use cairn::format::paper::RecoveryKey;
+use cairn::ops::keys::{self, short, KeyInfo};
+use cairn::Error;
+
+use super::{context, output, GlobalArgs};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  cairn key list
+  cairn key add --label 'offsite admin'            # asks for the new password twice
+  cairn key add --new-password-file /root/pw2 --label cron
+  cairn key remove 1a2b3c4d
+  cairn key passwd                                 # new password for the key you opened
+  cairn key export --paper > recovery.txt          # print it, store it in a safe, delete the file
+  cairn -r /srv/backup key import recovery.txt     # every password lost: a new one from the paper
+
+Several passwords may open one repository; each is a key file under keys/. Removing the last
+usable key is refused. The recovery key printed by `export --paper` opens the repository without
+any password: whoever holds it can read every backup.";
+
+#[derive(clap::Args, Debug)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List the key files: id, which one your password opened, KDF costs, who made it and when.
+    #[command(
+        after_help = "Examples:\n  cairn key list\n  cairn key list --json | jq '.[] | select(.current) | .id'"
+    )]
+    List,
+    /// Add a password: a new key file wrapping the same repository keys.
+    #[command(
+        after_help = "Examples:\n  cairn key add --label 'offsite admin'\n  cairn key add --new-password-file /root/pw2 --label cron"
+    )]
+    Add(NewKeyArgs),
+    /// Remove a key file (refused for the last usable one).
+    #[command(
+        after_help = "Example:\n  cairn key remove 1a2b3c4d      # an id prefix from `cairn key list`"
+    )]
+    Remove {
+        /// Key id, or a unique prefix of it (see `cairn key list`).
+        id: String,
+    },
+    /// Change the password of the key your password opened (new key file first, then the old one removed).
+    #[command(
+        after_help = "Examples:\n  cairn key passwd\n  CAIRN_PASSWORD_FILE=/root/old cairn key passwd --new-password-file /root/new"
+    )]
+    Passwd(NewKeyArgs),
+    /// Print the recovery key: the repository keys as groups of characters to print and keep.
+    #[command(
+        after_help = "Example:\n  cairn key export --paper | lpr     # anyone holding the page can read every backup"
+    )]
+    Export {
+        /// Printable text with a check character per group (the only form for now).
+        #[arg(long)]
+        paper: bool,
+    },
+    /// Give a repository a new password from its recovery key (when every password is lost).
+    #[command(
+        after_help = "Examples:\n  cairn -r /srv/backup key import recovery.txt\n  cairn -r /srv/backup key import - --new-password-file /root/pw < recovery.txt"
+    )]
+    Import {
+        /// File holding the recovery key, or - for standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        new: NewKeyArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NewKeyArgs {
+    /// Read the new password from the first line of this file (else it is asked twice on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+    /// Free text stored with the key (readable by password holders only), e.g. who it is for.
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: &KeyArgs) -> Result<i32> {
+    match &args.command {
+        KeyCommand::List => list(global),
+        KeyCommand::Add(new) => add(global, new),
+        KeyCommand::Remove { id } => remove(global, id),
+        KeyCommand::Passwd(new) => passwd(global, new),
+        KeyCommand::Export { paper } => export(global, *paper),
+        KeyCommand::Import { file, new } => import(global, file, new),
+    }
+}
+
+fn info_json(k: &KeyInfo) -> serde_json::Value {
+    let meta = k.metadata.as_ref();
+    serde_json::json!({
+        "id": k.name,
+        "short_id": short(&k.name),
+        "current": k.current,
+        "version": k.file.map(|f| f.0),
+        "kdf": k.file.map(|(_, p)| serde_json::json!({
+            "algorithm": "argon2id",
+            "memory_kib": p.memory_kib,
+            "time": p.time,
+            "parallelism": p.parallelism,
+        })),
+        "created": meta.map(|m| &m.created),
+        "host": meta.map(|m| &m.host),
+        "user": meta.map(|m| &m.user),
+        "label": meta.and_then(|m| m.label.as_ref()),
+        "usable": k.usable(),
+        "problem": k.problem,
+    })
+}
+
+fn list(global: &GlobalArgs) -> Result<i32> {
+    let repo = context::open_repository(global)?;
+    let keys = keys::list_keys(&repo)?;
+    if global.json {
+        output::print_json(&keys.iter().map(info_json).collect::<Vec<_>>())?;
+        return Ok(super::exit::OK);
+    }
+    println!(
+        "  {:<8}  {:<3}  {:<16}  {:<20}  {:<12}  {:<12}  label",
+        "id", "ver", "kdf", "created", "host", "user"
+    );
+    for k in &keys {
+        let kdf = k.file.map_or("-".to_string(), |(_, p)| {
+            format!("{}M/{}t/{}p", p.memory_kib / 1024, p.time, p.parallelism)
+        });
+        let version = k.file.map_or("-".to_string(), |f| f.0.to_string());
+        let m = k.metadata.as_ref();
+        let field = |f: fn(&KeyMetadata) -> Option<&str>| m.and_then(f).unwrap_or("-").to_string();
+        println!(
+            "{} {:<8}  {:<3}  {:<16}  {:<20}  {:<12}  {:<12}  {}",
+            if k.current { '*' } else { ' ' },
+            short(&k.name),
+            version,
+            kdf,
+            field(|m| Some(&m.created)),
+            field(|m| Some(&m.host)),
+            field(|m| Some(&m.user)),
+            field(|m| m.label.as_deref()),
+        );
+        if let Some(p) = &k.problem {
+            println!("    unusable: {p}");
+        }
+    }
+    if !global.quiet {
+        println!(
+            "{} key file(s); * marks the one your password opened; version 1 files carry no metadata",
+            keys.len()
+        );
+    }
+    Ok(super::exit::OK)
+}
+
+fn add(global: &GlobalArgs, new: &NewKeyArgs) -> Result<i32> {
+    let repo = context::open_repository(global)?;
+    let metadata = KeyMetadata::new(new.label.clone())?;
+    let password = context::new_password(new.new_password_file.as_deref())?;
+    let name = keys::add_key(&repo, &password, KdfParams::default(), &metadata)?;
+    report(global, "added", &name, None)
+}
+
+fn remove(global: &GlobalArgs, id: &str) -> Result<i32> {
+    let repo = context::open_repository(global)?;
+    let name = keys::find_key(&keys::list_keys(&repo)?, id)?;
+    let removed = keys::remove_key(&repo, &name)?;
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "removed": removed.name,
+            "was_current": removed.was_current,
+            "remaining": removed.remaining,
+        }))?;
+    } else if !global.quiet {
+        eprintln!("removed key {}", short(&removed.name));
+        if removed.was_current {
+            eprintln!(
+                "it was the key your password opened: that password no longer opens the repository; use the password of another key ({})",
+                removed.remaining.iter().map(|n| short(n)).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(super::exit::OK)
+}
+
+fn passwd(global: &GlobalArgs, new: &NewKeyArgs) -> Result<i32> {
+    let repo = context::open_repository(global)?;
+    let password = context::new_password(new.new_password_file.as_deref())?;
+    let (name, old) =
+        keys::change_password(&repo, &password, KdfParams::default(), new.label.clone())?;
+    report(global, "changed the password: new key", &name, Some(&old))
+}
+
+fn report(global: &GlobalArgs, what: &str, name: &str, replaced: Option<&str>) -> Result<i32> {
+    if global.json {
+        output::print_json(&serde_json::json!({ "added": name, "removed": replaced }))?;
+    } else if !global.quiet {
+        match replaced {
+            Some(old) => eprintln!("{what} {} replaces key {}", short(name), short(old)),
+            None => eprintln!("{what} key {}", short(name)),
+        }
+    }
+    Ok(super::exit::OK)
+}
+
+fn export(global: &GlobalArgs, paper: bool) -> Result<i32> {
+    if !paper {
+        return Err(Error::invalid_input(
+            "give --paper: the printable recovery key is the only export form",
+        )
+        .into());
+    }
+    let repo = context::open_repository(global)?;
+    let recovery = keys::recovery_key(&repo)?;
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "repository": repo.config().repo_id,
+            "recovery_key": recovery.groups_text().as_str(),
+        }))?;
+    } else {
+        let created = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        print!(
+            "{}",
+            recovery
+                .to_text(&repo.backend().location(), &created)
+                .as_str()
+        );
+    }
+    Ok(super::exit::OK)
+}
+
+fn import(global: &GlobalArgs, file: &std::path::Path, new: &NewKeyArgs) -> Result<i32> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .take(cairn::format::paper::MAX_TEXT as u64 + 1)
+            .read_to_end(&mut bytes)
+            .context("cannot read the recovery key from standard input")?;
+    } else {
+        *bytes = std::fs::read(file).map_err(|e| {
+            Error::invalid_input(format!(
+                "cannot read the recovery key file {}: {e}",
+                file.display()
+            ))
+        })?;
+    }
+    // Non-UTF-8 bytes become U+FFFD, which the parser names as a wrong character in its group.
+    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+    let recovery = RecoveryKey::parse(&text)?;
+    let metadata = KeyMetadata::new(new.label.clone())?;
+    let backend = context::repo_backend(global)?;
+    let location = backend.location();
+    // The key is checked against the repository before a password is asked, so a wrong page costs nothing.
+    let repo = keys::open_with_recovery_key(backend, &recovery, &context::cache_root(global))?;
+    let password = context::new_password(new.new_password_file.as_deref())?;
+    let name = keys::add_key(&repo, &password, KdfParams::default(), &metadata)?;
+    if global.json {
+        output::print_json(&serde_json::json!({ "added": name, "removed": null }))?;
+    } else if !global.quiet {
+        eprintln!(
+            "recovered {location}: added key {}; open the repository with the new password",
+            short(&name)
+        );
+    }
+    Ok(super::exit::OK)
+}
