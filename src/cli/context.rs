@@ -15,7 +15,8 @@ use super::GlobalArgs;
 
 /// Said whenever a repository is created.
 pub const PASSWORD_WARNING: &str =
-    "keep the password safe: losing it loses the data, nobody can recover it";
+    "keep the password safe: losing it loses the data, unless you print a recovery key now \
+     (cairn key export --paper) and keep it somewhere safe";
 
 /// The default repository location: `<data dir>/cairn/repository`.
 pub fn default_repo() -> PathBuf {
