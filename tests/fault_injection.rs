@@ -265,3 +265,67 @@ fn read_data_finds_a_flipped_byte_among_many_packs() {
         report.errors
     );
 }
+
+/// Collects what a dump command writes to stderr, as the CLI would show it.
+#[derive(Default)]
+struct StderrLines(std::sync::Mutex<Vec<String>>);
+
+impl archive::BackupProgress for StderrLines {
+    fn command_stderr(&self, path: &str, line: &str) {
+        self.0.lock().unwrap().push(format!("[{path}] {line}"));
+    }
+}
+
+/// Storage failing while a dump command still writes: the backup fails with the storage error, the
+/// command and everything in its process group are ended (not left blocked on a full pipe), no
+/// snapshot appears, and `check` accepts what was written.
+#[test]
+fn storage_failing_during_a_dump_ends_the_command() {
+    let fx = Fixture::new();
+    let pids = fx.dir.path().join("pids");
+    // Endless output; a second process in the group shows that the whole group is ended. The
+    // timeout only bounds the test should the storage error never reach the reader.
+    let script = format!(
+        "echo starting >&2; echo $$ > '{0}'; sleep 600 & echo $! >> '{0}'; exec cat /dev/urandom",
+        pids.display()
+    );
+    let command =
+        archive::DumpCommand::shell(&script).timeout(Some(std::time::Duration::from_secs(600)));
+    // The lease is the one write let through: every pack write fails.
+    let backend = FailingBackend::new(LocalBackend::new(&fx.repo_dir), 1, false);
+    let repo = Repository::open(Box::new(backend), b"pw", &fx.cache)
+        .unwrap()
+        .into_indexed()
+        .unwrap();
+    let sources = archive::BackupSources {
+        paths: archive::normalize_sources(std::slice::from_ref(&fx.src)).unwrap(),
+        streams: vec![archive::StreamSource::command(
+            "dumps/endless.dump",
+            command,
+        )],
+    };
+    let progress = StderrLines::default();
+    let err = archive::backup(&repo, sources, &BackupOptions::default(), &progress)
+        .expect_err("the backup must fail");
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains("storing the output of"), "{err}");
+    assert_eq!(
+        *progress.0.lock().unwrap(),
+        ["[/dumps/endless.dump] starting"]
+    );
+    for pid in std::fs::read_to_string(&pids).unwrap().split_whitespace() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().chars().next());
+        assert!(
+            matches!(state, None | Some(Some('Z' | 'X'))),
+            "process {pid} of the dump outlived the failed backup: {stat}"
+        );
+    }
+    let repo =
+        Repository::open(Box::new(LocalBackend::new(&fx.repo_dir)), b"pw", &fx.cache).unwrap();
+    assert!(repo.snapshots().unwrap().is_empty());
+    let report = check(&repo.into_indexed().unwrap(), CheckOptions::default()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}

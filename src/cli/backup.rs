@@ -19,8 +19,8 @@ Examples:
   cairn backup ~/projects --exclude target --exclude '*.o' --exclude-file ~/.cairn-excludes
   pg_dump app | cairn backup --stdin --stdin-name app.sql
   cairn backup --command \"pg_dump --format=custom app\" --stdin-name app.dump
-  cairn backup /etc --command-argv '[\"pg_dump\",\"--format=custom\",\"app\"]' --stdin-name dumps/app.dump \\
-      --command \"mysqldump --single-transaction shop\" --stdin-name dumps/shop.sql --command-timeout 2h
+  cairn backup /etc --command-argv '[\"pg_dump\",\"--format=custom\",\"app\"]' \\
+      --stdin-name dumps/app.dump --command-timeout 2h
   cairn backup /srv/import --time \"2026-01-23 14:30\"    # record an older snapshot time
 
 Dump commands: each --command (run by `sh -c`) or --command-argv (a JSON array: program and
@@ -43,7 +43,8 @@ pub struct BackupArgs {
     #[arg(long, conflicts_with = "paths", requires = "stdin_name")]
     pub stdin: bool,
     /// Path in the snapshot of the standard-input data or of a command's output, e.g. app.dump
-    /// (/app.dump) or dumps/app.dump; one per --stdin, --command and --command-argv, in that order.
+    /// (/app.dump) or dumps/app.dump. Each --stdin, --command and --command-argv takes the next
+    /// one, in command-line order.
     #[arg(long, value_name = "NAME")]
     pub stdin_name: Vec<String>,
     /// Back up the standard output of COMMAND, run by `sh -c` (repeatable; needs a --stdin-name).

@@ -138,7 +138,7 @@ pub enum Command {
         after_help = "Example:\n  CAIRN_PASSWORD_FILE=/root/.cairn-pw cairn -r /srv/backup init"
     )]
     Init(init::InitArgs),
-    /// Back up files and directories, or a stream from standard input.
+    /// Back up files and directories, standard input, and the output of dump commands.
     #[command(after_help = backup::EXAMPLES)]
     Backup(backup::BackupArgs),
     /// List snapshots.

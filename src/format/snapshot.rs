@@ -26,6 +26,10 @@ pub struct SourceError {
 }
 
 /// Counters of one backup run.
+///
+/// `total_bytes` is the logical size of the snapshot's contents: every regular file's size (files
+/// reused from the parent included) plus every stream's bytes; `None` in snapshots written before
+/// it existed (unknown, not 0).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Files not in the parent snapshot.
@@ -46,8 +50,6 @@ pub struct Summary {
     pub bytes_added: u64,
     /// Blobs added.
     pub blobs_added: u64,
-    /// Logical size of the snapshot's contents: every regular file's size (files reused from the
-    /// parent included) plus every stream's bytes. Absent in snapshots written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
     /// Wall time of the backup in seconds.

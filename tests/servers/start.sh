@@ -126,7 +126,7 @@ start_postgres() {
   echo $! > "$D/pid"
   wait_tcp "$PORT"
   for _ in $(seq 100); do "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.2; done
-  "$BIN/pg_isready" -h 127.0.0.1 -p "$PORT" >&2 || { cat "$D/log" >&2; exit 1; }
+  "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" || { echo "PostgreSQL did not start:" >&2; cat "$D/log" >&2; exit 1; }
   # cairn-specific names: PGHOST and friends would leak into every other test's environment.
   {
     echo "export CAIRN_TEST_PG_HOST=127.0.0.1"
