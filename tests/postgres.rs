@@ -260,3 +260,86 @@ fn pg_dump_of_a_missing_database_leaves_no_snapshot() {
     assert!(env.snapshots_json().is_empty());
     env.r_ok(&["check"]);
 }
+
+#[test]
+fn a_nightly_plan_dumps_postgres_and_its_drill_restores_the_dump_into_a_new_database() {
+    let Some(pg) = Pg::from_env() else { return };
+    let env = Env::new();
+    env.init();
+    let db = pg.fresh_db("cairn_plan");
+    fill(&pg, &db);
+    let drilled = format!("cairn_drilled_{}", std::process::id());
+    pg.sql("postgres", &format!("DROP DATABASE IF EXISTS {drilled}"));
+    let plan = env.path("plan.toml");
+    let state = env.path("state.json");
+    // The drill's check is a real restore: a new database from the restored dump, then a row count.
+    let drill_check = format!(
+        "{bin}/createdb {drilled} && {bin}/pg_restore --no-owner -d {drilled} {{root}}/db/app.dump \
+         && test \"$({bin}/psql -X -At -d {drilled} -c 'SELECT count(*) FROM customers')\" = 3000",
+        bin = pg.bin
+    );
+    std::fs::write(
+        &plan,
+        format!(
+            r#"
+[repository]
+location = "{repo}"
+password_command = ["printf", "%s\n", "{password}"]
+
+[[dump]]
+path = "db/app.dump"
+command = ["{pg_dump}", "--format=custom", "{db}"]
+timeout = "10min"
+min_bytes = "10K"
+verify = ["{pg_restore}", "--list", "{{file}}"]
+
+[monitor]
+state_file = "{state}"
+min_size = "10K"
+
+[drill]
+every = "1w"
+max_rto = "1h"
+checks = [["sh", "-c", {check}]]
+"#,
+            repo = env.repo_str(),
+            password = env.password,
+            pg_dump = pg.program("pg_dump"),
+            pg_restore = pg.program("pg_restore"),
+            state = state.display(),
+            check = serde_json::to_string(&drill_check).unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut vars: Vec<(&str, Option<&str>)> = pg.vars().map(|(k, v)| (k, Some(v))).to_vec();
+    vars.push(("CAIRN_PASSWORD", None));
+    let plan_arg = plan.to_str().unwrap();
+    let out = env.run(&["--json", "run", "--plan", plan_arg], None, &vars);
+    out.assert_success();
+    assert_eq!(out.json()["ran"], serde_json::json!(["backup", "drill"]));
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let drill = &state["steps"]["drill"]["last_success"]["details"];
+    assert_eq!(drill["verdict"], "pass", "{drill:#}");
+    assert_eq!(drill["checks"][0]["name"], "dump /db/app.dump");
+    assert!(drill["checks"][0]["output_tail"]
+        .as_str()
+        .unwrap()
+        .contains("TABLE DATA"));
+    assert_eq!(drill["checks"][1]["exit_code"], 0, "{drill:#}");
+    // The drill's database holds what the source does, table by table.
+    assert_same_tables(&pg, &db, &drilled);
+    let status = env.run(
+        &["status", "--plan", plan_arg, "--format", "nagios"],
+        None,
+        &vars,
+    );
+    status.assert_success();
+    assert!(
+        status.stdout.starts_with("CAIRN OK - "),
+        "{}",
+        status.describe()
+    );
+    for name in [&db, &drilled] {
+        pg.sql("postgres", &format!("DROP DATABASE {name}"));
+    }
+}
