@@ -37,6 +37,7 @@ pub mod pack;
 pub mod plan;
 pub mod repo;
 pub mod restore;
+pub mod signals;
 pub mod sync;
 mod threads;
 

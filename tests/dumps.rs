@@ -425,3 +425,68 @@ fn help_documents_dump_commands_and_exit_code_5() {
         out.stdout
     );
 }
+
+/// A dump command runs in a process group of its own, so a Ctrl-C on the terminal reaches only
+/// cairn: cairn must end the dump itself when a signal ends it, even one that writes nothing.
+#[test]
+fn a_signal_that_ends_cairn_ends_the_dump_too() {
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let env = Env::new();
+        env.init();
+        let pid_file = env.path("quiet.pid");
+        // Writes nothing for a long time, like a pg_dump waiting for a lock.
+        let script = format!("echo $$ > '{}'; sleep 300", pid_file.display());
+        let mut cmd = env.command();
+        cmd.args([
+            "-r",
+            env.repo_str(),
+            "backup",
+            "--command",
+            &script,
+            "--stdin-name",
+            "quiet.dump",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        let mut cairn = cmd.spawn().unwrap();
+        let started = std::time::Instant::now();
+        while !pid_file.exists() || fs::read_to_string(&pid_file).unwrap().trim().is_empty() {
+            assert!(started.elapsed().as_secs() < 30, "the dump never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let shell = fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        let cairn_pid = nix::unistd::Pid::from_raw(cairn.id() as i32);
+        nix::sys::signal::kill(cairn_pid, signal).unwrap();
+        let status = cairn.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(signal as i32),
+            "{signal}: cairn ended by {status}"
+        );
+        // The shell and its sleep are gone (or zombies nobody runs).
+        let state = process_state(&shell);
+        assert!(
+            matches!(state, None | Some('Z') | Some('X')),
+            "{signal}: the dump {shell} outlived cairn (state {state:?})"
+        );
+        let group_left: Vec<String> = fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or("");
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.get(2) == Some(&shell.as_str()) && fields.first() != Some(&"Z")
+            })
+            .collect();
+        assert!(
+            group_left.is_empty(),
+            "{signal}: left in the dump's group: {group_left:?}"
+        );
+        assert!(env.snapshots_json().is_empty());
+    }
+}

@@ -249,6 +249,8 @@ struct ChildGuard<'c> {
     child: &'c mut Child,
     pgid: Pid,
     reaped: bool,
+    // Ends the group if cairn is killed by a signal; dropped before the leader is reaped.
+    on_signal: Option<crate::signals::GroupGuard>,
 }
 
 impl<'c> ChildGuard<'c> {
@@ -259,6 +261,7 @@ impl<'c> ChildGuard<'c> {
             child,
             pgid,
             reaped: false,
+            on_signal: Some(crate::signals::end_group_on_termination(pgid.as_raw())),
         }
     }
 
@@ -282,6 +285,7 @@ impl<'c> ChildGuard<'c> {
         }
         // Before reaping: once the leader is reaped its pid may name another process group.
         done.set();
+        self.on_signal = None;
         let status = self.child.wait();
         self.reaped = status.is_ok();
         status
@@ -292,6 +296,7 @@ impl Drop for ChildGuard<'_> {
     fn drop(&mut self) {
         if !self.reaped {
             self.kill(Signal::SIGKILL);
+            self.on_signal = None;
             let _ = self.child.wait();
         }
     }

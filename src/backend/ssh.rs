@@ -8,8 +8,8 @@
 //! On Linux cairn becomes a child subreaper, so daemonized masters are re-parented to it rather than to
 //! init: they are then known to be cairn's own, and are stopped when the last SFTP backend is dropped.
 //!
-//! A cairn killed by SIGINT, SIGTERM or SIGHUP runs no destructor, so once an SFTP backend exists a thread
-//! waits for those signals, stops the masters, and lets the signal end cairn as it would have. SIGKILL
+//! A cairn killed by SIGINT, SIGTERM or SIGHUP runs no destructor, so once an SFTP backend exists the
+//! process-wide signal watcher ([`crate::signals`]) stops the masters before the signal ends cairn. SIGKILL
 //! cannot be caught: its masters are init's and live on (`ssh -O exit` on their control socket stops them).
 
 use std::sync::Mutex;
@@ -17,13 +17,10 @@ use std::sync::Mutex;
 /// SFTP backends alive in this process.
 static LIVE: Mutex<usize> = Mutex::new(0);
 
-/// Set once a signal told cairn to end: from then on no failed connection is tried again, or a retry
+/// Whether cairn is ending on a signal: from then on no failed connection is tried again, or a retry
 /// would start a master after the masters were stopped.
-static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether cairn is ending on a signal (see [`STOPPING`]).
 pub fn stopping() -> bool {
-    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+    crate::signals::stopping()
 }
 
 /// Held by each SFTP backend; dropped after its operator and runtime, when its connections are closed.
@@ -60,36 +57,22 @@ fn become_subreaper() {
 #[cfg(not(target_os = "linux"))]
 fn become_subreaper() {}
 
-/// Starts (once per process) the thread that stops the masters when cairn is told to end by a signal.
+/// Has the process-wide signal watcher stop the masters when cairn is told to end by a signal.
 #[cfg(target_os = "linux")]
 fn watch_signals() {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    static WATCHING: std::sync::Once = std::sync::Once::new();
-    WATCHING.call_once(|| {
-        // Best effort, like the subreaper: without the thread a killed cairn leaks masters, as before.
-        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
-            return;
-        };
-        let _ = std::thread::Builder::new()
-            .name("cairn-signals".into())
-            .spawn(move || {
-                let Some(signal) = signals.forever().next() else {
-                    return;
-                };
-                STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
-                // Until no master shows up for a while: requests failing on the stopped connections make
-                // the pool start new ones, and a master being started is found only once it exists.
-                let started = std::time::Instant::now();
-                let mut quiet = 0;
-                while quiet < 5 && started.elapsed() < std::time::Duration::from_secs(3) {
-                    quiet = if stop_masters() == 0 { quiet + 1 } else { 0 };
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                // End by the same signal (default action), so the exit status says what happened.
-                let _ = signal_hook::low_level::emulate_default_handler(signal);
-                std::process::exit(128 + signal);
-            });
-    });
+    crate::signals::on_termination(stop_masters_until_quiet);
+}
+
+/// Stops masters until none shows up for a while: requests failing on the stopped connections make
+/// the pool start new ones, and a master being started is found only once it exists.
+#[cfg(target_os = "linux")]
+fn stop_masters_until_quiet() {
+    let started = std::time::Instant::now();
+    let mut quiet = 0;
+    while quiet < 5 && started.elapsed() < std::time::Duration::from_secs(3) {
+        quiet = if stop_masters() == 0 { quiet + 1 } else { 0 };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::Serialize;
 
@@ -129,12 +130,16 @@ pub fn run_command(
     })
     .collect();
     let group = Pid::from_raw(child.id() as i32);
+    let on_signal = crate::signals::end_group_on_termination(group.as_raw());
     let mut timed_out = false;
     let mut term_sent: Option<Instant> = None;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
+    loop {
+        // WNOWAIT leaves the leader a zombie, so the group id stays ours until it is reaped below.
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(group), flags) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 return Err(Error::new(
                     ErrorKind::Other,
@@ -156,11 +161,18 @@ pub fn run_command(
             }
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
     if timed_out {
         // Whatever the command left behind in its group goes too.
         let _ = killpg(group, Signal::SIGKILL);
     }
+    drop(on_signal);
+    let status = child.wait().map_err(|e| {
+        Error::new(
+            ErrorKind::Other,
+            format!("cannot wait for {program:?}: {e}"),
+        )
+    })?;
     for r in readers {
         let _ = r.join();
     }
