@@ -5,6 +5,8 @@
 //! On a signal the watcher ends those groups and runs the cleanups, then lets the signal end cairn
 //! as it would have. SIGKILL cannot be caught.
 
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -50,12 +52,20 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Ends the process group `pgid` (a child started with `process_group(0)`, not yet reaped) if a
-/// terminating signal arrives while the guard lives.
-pub fn end_group_on_termination(pgid: i32) -> GroupGuard {
-    GROUPS.lock().unwrap_or_else(|p| p.into_inner()).push(pgid);
+/// Spawns `command` as the leader of a process group of its own, ended if a terminating signal
+/// arrives while the guard lives. The watcher runs before the spawn, and the group is listed under
+/// the lock the watcher takes, so a signal arriving at any moment either finds the group listed or
+/// comes before the child exists. Drop the guard before reaping the child.
+///
+/// # Errors
+/// Whatever `spawn` returns.
+pub fn spawn_group(command: &mut Command) -> std::io::Result<(Child, GroupGuard)> {
     watch();
-    GroupGuard(pgid)
+    let mut groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
+    let child = command.process_group(0).spawn()?;
+    let pgid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    groups.push(pgid);
+    Ok((child, GroupGuard(pgid)))
 }
 
 /// Starts the watcher thread, once per process.

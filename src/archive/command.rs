@@ -10,7 +10,6 @@
 //! and keeps the pipes open is beyond reach: the backup then waits for it.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -127,16 +126,16 @@ pub(super) fn run_dump(
     if command.argv.is_empty() {
         return Err(failure("the command is empty".into(), ""));
     }
-    let mut child = Command::new(&command.argv[0])
+    let mut spawn = Command::new(&command.argv[0]);
+    spawn
         .args(&command.argv[1..])
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
+        .stderr(Stdio::piped());
+    let (mut child, on_signal) = crate::signals::spawn_group(&mut spawn)
         .map_err(|e| failure(format!("could not be started ({e})"), ""))?;
-    let mut guard = ChildGuard::new(&mut child);
+    let mut guard = ChildGuard::new(&mut child, on_signal);
     let (Some(mut stdout), Some(stderr)) = (guard.child.stdout.take(), guard.child.stderr.take())
     else {
         return Err(failure("has no output pipes".into(), ""));
@@ -254,14 +253,14 @@ struct ChildGuard<'c> {
 }
 
 impl<'c> ChildGuard<'c> {
-    fn new(child: &'c mut Child) -> Self {
-        // `process_group(0)` made the child the leader of a group named by its pid.
+    fn new(child: &'c mut Child, on_signal: crate::signals::GroupGuard) -> Self {
+        // `spawn_group` made the child the leader of a group named by its pid.
         let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
         ChildGuard {
             child,
             pgid,
             reaped: false,
-            on_signal: Some(crate::signals::end_group_on_termination(pgid.as_raw())),
+            on_signal: Some(on_signal),
         }
     }
 

@@ -3,7 +3,7 @@
 //! and the tail of its output kept for reports.
 
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,22 +82,21 @@ pub fn run_command(
         .split_first()
         .ok_or_else(|| Error::invalid_input("an empty command"))?;
     let started = Instant::now();
-    let mut child = Command::new(program)
+    let mut spawn = Command::new(program);
+    spawn
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         // A hook has no business with the repository password.
         .env_remove("CAIRN_PASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("cannot start {program:?}: {e} (is it installed and on PATH?)"),
-            )
-        })?;
+        .stderr(Stdio::piped());
+    let (mut child, on_signal) = crate::signals::spawn_group(&mut spawn).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("cannot start {program:?}: {e} (is it installed and on PATH?)"),
+        )
+    })?;
     let tail = Arc::new(Mutex::new(Vec::new()));
     let readers: Vec<_> = [
         child
@@ -130,7 +129,6 @@ pub fn run_command(
     })
     .collect();
     let group = Pid::from_raw(child.id() as i32);
-    let on_signal = crate::signals::end_group_on_termination(group.as_raw());
     let mut timed_out = false;
     let mut term_sent: Option<Instant> = None;
     loop {
