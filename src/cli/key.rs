@@ -1,4 +1,5 @@
-//! `cairn key`: list, add, remove and re-password key files; export and import the recovery key.
+//! `cairn key`: list, add, remove and re-password key files; rotate the data key; export and
+//! import the recovery key.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ Examples:
   cairn key add --new-password-file /root/pw2 --label cron
   cairn key remove 1a2b3c4d
   cairn key passwd                                 # new password for the key you opened
+  cairn key rotate --remove-other-keys             # new data key; other passwords stop working
   cairn key export --paper > recovery.txt          # print it, store it in a safe, delete the file
   cairn -r /srv/backup key import recovery.txt     # every password lost: a new one from the paper
 
@@ -59,6 +61,23 @@ pub enum KeyCommand {
         after_help = "Examples:\n  cairn key passwd\n  CAIRN_PASSWORD_FILE=/root/old cairn key passwd --new-password-file /root/new"
     )]
     Passwd(NewKeyArgs),
+    /// Make a new data key for new backups (a new epoch); only your password keeps working.
+    #[command(after_help = "\
+Examples:
+  cairn key rotate                          # when yours is the only key file
+  cairn key rotate --remove-other-keys      # removes every other key file
+  cairn key add --label ops                 # then give the others new passwords
+  cairn key export --paper > recovery.txt   # and print a new recovery key
+
+Objects written from now on are sealed with the new data key: someone who kept an old key file,
+password or recovery key cannot read them. Existing backups stay as they are (readable with the
+old keys, which every new key file keeps). `cairn prune` seals the blobs it repacks again under
+the new key. Id key and chunker seed do not change, so new backups deduplicate against old ones.")]
+    Rotate {
+        /// Remove every other key file (their passwords stop opening the repository).
+        #[arg(long)]
+        remove_other_keys: bool,
+    },
     /// Print the recovery key: the repository keys as groups of characters to print and keep.
     #[command(
         after_help = "Example:\n  cairn key export --paper | lpr     # anyone holding the page can read every backup"
@@ -96,6 +115,7 @@ pub fn run(global: &GlobalArgs, args: &KeyArgs) -> Result<i32> {
         KeyCommand::Add(new) => add(global, new),
         KeyCommand::Remove { id } => remove(global, id),
         KeyCommand::Passwd(new) => passwd(global, new),
+        KeyCommand::Rotate { remove_other_keys } => rotate(global, *remove_other_keys),
         KeyCommand::Export { paper } => export(global, *paper),
         KeyCommand::Import { file, new } => import(global, file, new),
     }
@@ -108,6 +128,7 @@ fn info_json(k: &KeyInfo) -> serde_json::Value {
         "short_id": short(&k.name),
         "current": k.current,
         "version": k.file.map(|f| f.0),
+        "epoch": k.epoch,
         "kdf": k.file.map(|(_, p)| serde_json::json!({
             "algorithm": "argon2id",
             "memory_kib": p.memory_kib,
@@ -201,6 +222,45 @@ fn passwd(global: &GlobalArgs, new: &NewKeyArgs) -> Result<i32> {
     let (name, old) =
         keys::change_password(&repo, &password, KdfParams::default(), new.label.clone())?;
     report(global, "changed the password: new key", &name, Some(&old))
+}
+
+fn rotate(global: &GlobalArgs, remove_other_keys: bool) -> Result<i32> {
+    let backend = context::repo_backend(global)?;
+    let password = context::password(global, false)?;
+    let repo = cairn::Repository::open(backend, &password, &context::cache_root(global))?;
+    let done = keys::rotate(&repo, &password, KdfParams::default(), remove_other_keys)?;
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "key": done.key,
+            "epoch": done.epoch,
+            "resumed": done.resumed,
+            "removed_others": done.removed_others,
+            "removed_own": done.removed_own,
+        }))?;
+    } else if !global.quiet {
+        let shorts = |v: &[String]| v.iter().map(|n| short(n)).collect::<Vec<_>>().join(", ");
+        if done.resumed {
+            eprintln!(
+                "finished an interrupted rotation: key {} is at epoch {}",
+                short(&done.key),
+                done.epoch
+            );
+        } else {
+            eprintln!(
+                "rotated: new backups are sealed with data-key epoch {}; your password opens key {}",
+                done.epoch,
+                short(&done.key)
+            );
+        }
+        if !done.removed_others.is_empty() {
+            eprintln!(
+                "removed the other key files: {} (give those people new passwords with `cairn key add`)",
+                shorts(&done.removed_others)
+            );
+        }
+        eprintln!("print a new recovery key (`cairn key export --paper`): older ones cannot read new backups");
+    }
+    Ok(super::exit::OK)
 }
 
 fn report(global: &GlobalArgs, what: &str, name: &str, replaced: Option<&str>) -> Result<i32> {

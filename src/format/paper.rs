@@ -48,7 +48,7 @@ impl RecoveryKey {
         .map_err(|_| Error::corrupted("config: repo_id is not hexadecimal"))?;
         Ok(RecoveryKey {
             repo_prefix,
-            key: MasterKey::from_bytes(&key.to_bytes()),
+            key: key.clone(),
         })
     }
 
@@ -294,7 +294,7 @@ mod tests {
         let (repo_id, rk) = sample();
         let text = rk.to_text("/srv/backup", "2026-11-21");
         let back = RecoveryKey::parse(&text).unwrap();
-        assert_eq!(*back.key.to_bytes(), *rk.key.to_bytes());
+        assert!(back.key == rk.key);
         assert!(back.belongs_to(&repo_id));
         assert!(!back.belongs_to(&"0".repeat(64)));
         let groups = rk.groups_text();
@@ -304,7 +304,7 @@ mod tests {
             .replace('0', "o")
             .replace('1', "l");
         let back = RecoveryKey::parse(&mangled).unwrap();
-        assert_eq!(*back.key.to_bytes(), *rk.key.to_bytes());
+        assert!(back.key == rk.key);
     }
 
     #[test]
