@@ -281,4 +281,7 @@ fn prune_after_rotation_reseals_what_it_repacks() {
     }
     env.r_ok(&["check", "--read-data"]);
     env.assert_restores_exactly("latest", &src, "restored");
+    // Regression: a fully used version 2 pack (4 bytes more prefix) is not taken for a wasteful one.
+    let again = env.r_json(&["prune", "--max-unused", "0", "--dry-run"]);
+    assert_eq!(again["repack"].as_array().unwrap().len(), 0, "{again}");
 }

@@ -290,6 +290,21 @@ mod tests {
     }
 
     #[test]
+    fn a_rotated_keyring_round_trips_whole() {
+        let key = MasterKey::generate()
+            .unwrap()
+            .with_new_epoch()
+            .unwrap()
+            .with_new_epoch()
+            .unwrap();
+        let repo_id = hex::encode(crate::crypto::random_array::<32>().unwrap());
+        let rk = RecoveryKey::new(&repo_id, &key).unwrap();
+        let back = RecoveryKey::parse(&rk.to_text("/srv/backup", "2026-11-21")).unwrap();
+        assert_eq!(back.key.epochs(), vec![0, 1, 2]);
+        assert!(back.key == key);
+    }
+
+    #[test]
     fn round_trip_tolerates_case_spaces_and_breaks() {
         let (repo_id, rk) = sample();
         let text = rk.to_text("/srv/backup", "2026-11-21");
