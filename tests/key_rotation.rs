@@ -231,14 +231,7 @@ fn an_interrupted_rotation_is_finished_by_a_rerun() {
 #[test]
 fn prune_after_rotation_reseals_what_it_repacks() {
     let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    write_file(&src.join("keep.bin"), &random_bytes(10, 300_000));
-    write_file(&src.join("drop.bin"), &random_bytes(11, 300_000));
-    env.backup_json(&[&src], &[]);
-    std::fs::remove_file(src.join("drop.bin")).unwrap();
-    env.backup_json(&[&src], &[]);
-    env.r_ok(&["forget", "--keep-last", "1"]);
+    let src = one_snapshot_and_a_half_used_pack(&env);
     env.r_ok(&["key", "rotate"]);
     let before: HashSet<PathBuf> = common::pack_files(&env.repo).into_iter().collect();
 
@@ -284,4 +277,168 @@ fn prune_after_rotation_reseals_what_it_repacks() {
     // Regression: a fully used version 2 pack (4 bytes more prefix) is not taken for a wasteful one.
     let again = env.r_json(&["prune", "--max-unused", "0", "--dry-run"]);
     assert_eq!(again["repack"].as_array().unwrap().len(), 0, "{again}");
+}
+
+/// A source backed up twice, a file removed in between, the first snapshot forgotten: the data
+/// pack is half unused.
+fn one_snapshot_and_a_half_used_pack(env: &Env) -> PathBuf {
+    env.init();
+    let src = env.path("src");
+    write_file(&src.join("keep.bin"), &random_bytes(10, 300_000));
+    write_file(&src.join("drop.bin"), &random_bytes(11, 300_000));
+    env.backup_json(&[&src], &[]);
+    std::fs::remove_file(src.join("drop.bin")).unwrap();
+    env.backup_json(&[&src], &[]);
+    env.r_ok(&["forget", "--keep-last", "1"]);
+    src
+}
+
+/// Objects of every kind in epoch 0: two snapshots (the second the first's child), a pending
+/// record with a condemned pack, a verification record. Returns the source.
+fn repository_with_every_kind(env: &Env) -> PathBuf {
+    let src = one_snapshot_and_a_half_used_pack(env);
+    env.r_ok(&["prune", "--max-unused", "0"]);
+    write_file(&src.join("new.txt"), b"third\n");
+    env.backup_json(&[&src], &[]);
+    env.r_ok(&["check", "--read-data"]);
+    for dir in ["pending", "verified", "index", "snapshots"] {
+        assert!(
+            !common::files_under(&env.repo.join(dir)).is_empty(),
+            "{dir}"
+        );
+    }
+    src
+}
+
+/// Every object of `dir` is of `epoch`.
+fn all_of_epoch(repo: &Path, dir: &str, epoch: u32) -> bool {
+    common::files_under(&repo.join(dir))
+        .iter()
+        .all(|p| version_and_epoch(p).1 == epoch)
+}
+
+/// `key rotate --reencrypt` leaves no index file, snapshot or record of epoch 0, repacks and
+/// condemns every epoch-0 pack, and keeps the chain of parents.
+#[test]
+fn reencrypt_seals_every_older_object_again() {
+    let env = Env::new();
+    let src = repository_with_every_kind(&env);
+    let old_pending = common::files_under(&env.repo.join("pending"));
+    let out = env.r_json(&["key", "rotate", "--reencrypt"]);
+    assert_eq!(out["epoch"], 1, "{out}");
+    let re = &out["reencrypted"];
+    assert_eq!(re["snapshots"].as_array().unwrap().len(), 2, "{out}");
+    assert!(
+        re["prune"]["repacked_packs"].as_u64().unwrap() >= 2,
+        "{out}"
+    );
+    for dir in ["index", "snapshots", "pending", "verified"] {
+        assert!(all_of_epoch(&env.repo, dir, 1), "{dir} after --reencrypt");
+    }
+    assert!(
+        old_pending.iter().all(|p| !p.exists()),
+        "old records replaced"
+    );
+    // Every epoch-0 pack is condemned now; the rest are epoch 1.
+    let repo = Repository::open(
+        Box::new(LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+        &env.cache_dir(),
+    )
+    .unwrap();
+    let condemned = cairn::ops::pending::condemned_packs(&repo).unwrap();
+    for p in common::pack_files(&env.repo) {
+        let id = PackId::from_hex(&common::file_name_str(&p)).unwrap();
+        assert!(
+            version_and_epoch(&p).1 == 1 || condemned.contains(&id),
+            "{} is epoch 0 and not condemned",
+            p.display()
+        );
+    }
+    // The parent link follows the rewritten ids.
+    let snaps = env.snapshots_json();
+    assert_eq!(snaps.len(), 2);
+    let ids: Vec<&str> = snaps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(
+        snaps
+            .iter()
+            .any(|s| s["parent"].as_str().is_some_and(|p| ids.contains(&p))),
+        "{snaps:?}"
+    );
+    env.r_ok(&["check", "--read-data"]);
+    env.assert_restores_exactly("latest", &src, "restored");
+    // Nothing older is left to do: a second run changes nothing.
+    let again = env.r_json(&["key", "rotate", "--reencrypt-only"]);
+    assert_eq!(
+        again["reencrypted"]["snapshots"].as_array().unwrap().len(),
+        0,
+        "{again}"
+    );
+    assert_eq!(
+        again["reencrypted"]["prune"]["repacked_packs"], 0,
+        "{again}"
+    );
+}
+
+/// Re-encryption interrupted at each of its changes in turn (a fresh copy of the repository each
+/// time): the repository checks and restores after the interruption, and `key rotate
+/// --reencrypt-only` then finishes the job.
+#[test]
+fn an_interrupted_reencryption_loses_nothing_and_a_rerun_finishes_it() {
+    let env = Env::new();
+    let src = repository_with_every_kind(&env);
+    env.r_ok(&["key", "rotate"]);
+    let template = env.path("template");
+    copy_dir(&env.repo, &template);
+    let mut interruptions = 0;
+    for budget in 0..200 {
+        std::fs::remove_dir_all(&env.repo).unwrap();
+        copy_dir(&template, &env.repo);
+        env.remove_cache();
+        let backend = FailingBackend::new(LocalBackend::new(&env.repo), budget, true);
+        let repo =
+            Repository::open(Box::new(backend), PASSWORD.as_bytes(), &env.cache_dir()).unwrap();
+        let options = cairn::ops::prune::PruneOptions::default();
+        let result =
+            cairn::ops::lease::acquire_exclusive(&repo, options.clock_skew).and_then(|held| {
+                let repo = repo.into_indexed()?;
+                held.hold_while(repo.repo(), |held| {
+                    cairn::ops::reencrypt::reencrypt(&repo, held, &options)
+                })
+            });
+        if result.is_ok() {
+            break;
+        }
+        let e = result.unwrap_err();
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        interruptions += 1;
+        // A crashed run's lease would block the rerun until it expires: let it expire.
+        for lease in common::files_under(&env.repo.join("locks")) {
+            std::fs::remove_file(lease).unwrap();
+        }
+        env.r_ok(&["check"]);
+        env.assert_restores_exactly("latest", &src, &format!("restored-{budget}"));
+        let rerun = env.r_json(&["key", "rotate", "--reencrypt-only"]);
+        assert_eq!(rerun["epoch"], 1, "{rerun}");
+        for dir in ["index", "snapshots", "pending", "verified"] {
+            assert!(
+                all_of_epoch(&env.repo, dir, 1),
+                "{dir} after the rerun, budget {budget}"
+            );
+        }
+        env.r_ok(&["check", "--read-data"]);
+        env.assert_restores_exactly("latest", &src, &format!("rerun-{budget}"));
+    }
+    // Lease, packs, index files, record, index files, snapshots, records: more than ten changes.
+    assert!(interruptions >= 10, "only {interruptions} interruptions");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

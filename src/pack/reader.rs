@@ -93,6 +93,22 @@ fn locate_header(len: u64, prefix: &[u8], trailer: &[u8]) -> Result<(PackPrefix,
     Ok((prefix, start, header_len))
 }
 
+/// The prefix of a stored pack (its epoch), from its first 14 bytes; nothing is authenticated.
+///
+/// # Errors
+/// When the pack is missing or does not start like a pack.
+pub fn read_pack_prefix(backend: &dyn Backend, pack: &PackId) -> Result<PackPrefix> {
+    let name = pack.to_hex();
+    let len = backend.size(ObjectKind::Pack, &name)?;
+    let bytes = backend.read_range(
+        ObjectKind::Pack,
+        &name,
+        0,
+        (PREFIX_LEN_WITH_EPOCH as u64).min(len),
+    )?;
+    PackPrefix::decode(&bytes).map_err(|e| e.context(format!("pack {name}")))
+}
+
 /// Reads and verifies the header of a stored pack, fetching only its ends (index rebuild, check).
 ///
 /// # Errors
