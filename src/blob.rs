@@ -79,7 +79,7 @@ pub fn seal_blob(
 /// `Corrupted` when authentication fails or the payload is empty.
 pub fn authenticate_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<()> {
     let what = format!("blob {}", entry.id);
-    let payload = key.open(&aad(entry.blob_type, &entry.id), sealed, &what)?;
+    let payload = key.open_any_epoch(&aad(entry.blob_type, &entry.id), sealed, &what)?;
     match payload.first() {
         Some(&COMPRESSION_NONE | &COMPRESSION_ZSTD) => Ok(()),
         Some(other) => Err(Error::corrupted(format!(
@@ -94,8 +94,24 @@ pub fn authenticate_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> R
 /// # Errors
 /// `Corrupted` when authentication, decompression, the length or the id check fails.
 pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    open_verified(key, entry, sealed).map(|(plaintext, _)| plaintext)
+}
+
+/// Opens a sealed blob of an older epoch, proves it as [`open_blob`] does, and seals its payload
+/// again under the newest epoch, compressed as it was (FORMAT.md §15: prune's repack and
+/// re-encryption never recompress).
+///
+/// # Errors
+/// As [`open_blob`]; when randomness is unavailable.
+pub fn reseal_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    let (_, payload) = open_verified(key, entry, sealed)?;
+    key.seal(&aad(entry.blob_type, &entry.id), &payload)
+}
+
+/// The verified plaintext and the payload (compression flag and body) it came from.
+fn open_verified(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let what = format!("blob {}", entry.id);
-    let payload = key.open(&aad(entry.blob_type, &entry.id), sealed, &what)?;
+    let payload = key.open_any_epoch(&aad(entry.blob_type, &entry.id), sealed, &what)?;
     let (flag, body) = payload
         .split_first()
         .ok_or_else(|| Error::corrupted(format!("{what}: empty payload")))?;
@@ -122,7 +138,7 @@ pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<Ve
             "{what}: content does not match its id"
         )));
     }
-    Ok(plaintext)
+    Ok((plaintext, payload))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Objects written by a future cairn (an unknown format version) are refused with a message that
-//! names the object and the version, never misread.
+//! names the object and the version, never misread. Version 2 (a data-key epoch, FORMAT.md §15)
+//! is known, so the future here is version 3.
 
 mod common;
 
@@ -7,11 +8,11 @@ use std::path::Path;
 
 use common::Env;
 
-/// Rewrites the version field (bytes 8..10) of the only object in `dir` and renames it to its new hash.
+/// Rewrites the version field (bytes 8..10, to 3) of the only object in `dir` and renames it to its new hash.
 fn bump_version(dir: &Path) -> String {
     let entry = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap();
     let mut bytes = std::fs::read(entry.path()).unwrap();
-    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
     std::fs::remove_file(entry.path()).unwrap();
     let name = blake3::hash(&bytes).to_hex().to_string();
     std::fs::write(dir.join(&name), &bytes).unwrap();
@@ -32,7 +33,7 @@ fn unknown_versions_are_refused_clearly() {
     out.assert_code(1);
     assert!(
         out.stderr.contains(&name)
-            && out.stderr.contains("version 2")
+            && out.stderr.contains("version 3")
             && out.stderr.contains("upgrade cairn"),
         "{}",
         out.describe()
@@ -43,7 +44,7 @@ fn unknown_versions_are_refused_clearly() {
     let out = env.r(&["check"]);
     out.assert_code(1);
     assert!(
-        out.stderr.contains("index file") && out.stderr.contains("version 2"),
+        out.stderr.contains("index file") && out.stderr.contains("version 3"),
         "{}",
         out.describe()
     );

@@ -12,6 +12,12 @@ pub fn key() -> &'static MasterKey {
     KEY.get_or_init(|| MasterKey::from_bytes(&[7u8; 64]))
 }
 
+/// The fixed key after one rotation: epochs 0 and 1, so version 2 objects are exercised too.
+pub fn rotated_key() -> &'static MasterKey {
+    static KEY: OnceLock<MasterKey> = OnceLock::new();
+    KEY.get_or_init(|| key().with_new_epoch().expect("randomness for the fuzz key"))
+}
+
 /// A little-endian u32 at `at`, if the input is long enough.
 pub fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))

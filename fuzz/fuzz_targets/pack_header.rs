@@ -1,6 +1,8 @@
-//! Pack headers (FORMAT.md §7). Input: `header_start u64 LE || header plaintext`.
-//! Also `header_range(pack_len, trailer)` with `pack_len` = the same first 8 bytes and `trailer`
-//! the next 4. Whatever is accepted must satisfy the invariants readers rely on.
+//! Pack headers (FORMAT.md §7, §15). Input: `header_start u64 LE || header plaintext`, the blob
+//! area starting after a version 1 or 2 prefix (by the parity of the first byte).
+//! Also `header_range(pack_len, prefix_len, trailer)` with `pack_len` = the same first 8 bytes and
+//! `trailer` the next 4, and `PackPrefix::decode` of the input itself. Whatever is accepted must
+//! satisfy the invariants readers rely on.
 #![no_main]
 
 #[path = "common.rs"]
@@ -8,7 +10,8 @@ mod common;
 
 use cairn::crypto::SEAL_OVERHEAD;
 use cairn::format::pack::{
-    decode_header_plaintext, header_range, ENTRY_LEN, MAX_PACK_LEN, PREFIX_LEN, TRAILER_LEN,
+    decode_header_plaintext, header_range, PackPrefix, ENTRY_LEN, MAX_PACK_LEN, PREFIX_LEN,
+    PREFIX_LEN_WITH_EPOCH, TRAILER_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +21,18 @@ fuzz_target!(|data: &[u8]| {
         None => (u64::MAX, data),
     };
 
-    if let Ok(entries) = decode_header_plaintext(plain, header_start) {
+    let prefix_len = if data.first().is_some_and(|b| b % 2 == 0) {
+        PREFIX_LEN
+    } else {
+        PREFIX_LEN_WITH_EPOCH
+    };
+    if let Ok(prefix) = PackPrefix::decode(data) {
+        assert!(prefix.len == PREFIX_LEN || prefix.len == PREFIX_LEN_WITH_EPOCH);
+        assert!(prefix.len <= data.len());
+        assert_eq!(PackPrefix::decode(&prefix.encode()).unwrap(), prefix);
+    }
+
+    if let Ok(entries) = decode_header_plaintext(plain, prefix_len as u64, header_start) {
         assert_eq!(plain.len(), 4 + entries.len() * ENTRY_LEN);
         let mut ranges: Vec<(u64, u64)> = entries
             .iter()
@@ -29,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
             })
             .collect();
         ranges.sort_unstable();
-        let mut previous_end = PREFIX_LEN as u64;
+        let mut previous_end = prefix_len as u64;
         for (start, end) in ranges {
             assert!(start >= previous_end, "overlapping or before the prefix");
             assert!(end <= header_start, "past the header");
@@ -39,11 +53,11 @@ fuzz_target!(|data: &[u8]| {
 
     if let (Some(pack_len), Some(trailer)) = (common::u64_at(data, 0), data.get(8..12)) {
         let trailer: [u8; 4] = trailer.try_into().unwrap();
-        if let Ok((start, len)) = header_range(pack_len, trailer) {
+        if let Ok((start, len)) = header_range(pack_len, prefix_len, trailer) {
             assert!(pack_len <= MAX_PACK_LEN);
             assert_eq!(len, u32::from_le_bytes(trailer) as u64);
             assert!(len >= SEAL_OVERHEAD as u64);
-            assert!(start >= PREFIX_LEN as u64, "header overlaps the prefix");
+            assert!(start >= prefix_len as u64, "header overlaps the prefix");
             assert_eq!(start + len + TRAILER_LEN as u64, pack_len);
         }
     }

@@ -1,6 +1,7 @@
 //! Config, index and snapshot bodies past authentication: the input (after a selector byte) is
 //! sealed under the fixed key as the body of that kind of object, then decoded through the
 //! public `decode(key, bytes)` of the type, so the envelope and the body decoder both run.
+//! Bit 3 of the selector seals under a rotated key (epoch 1): version 2 envelopes (§15).
 //! Whatever decodes must re-encode and decode to an equal value.
 #![no_main]
 
@@ -17,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    let key = common::key();
+    let key = if selector & 8 == 0 {
+        common::key()
+    } else {
+        common::rotated_key()
+    };
     match selector % 3 {
         0 => {
             let bytes = envelope::seal(key, &cairn::format::config::ENVELOPE, body).unwrap();

@@ -4,7 +4,7 @@
 //! Changes nothing in the repository except the verification record that subset rotation needs.
 
 mod read_data;
-mod rotation;
+pub(crate) mod rotation;
 mod settle;
 
 pub use rotation::DataSelection;

@@ -1,4 +1,5 @@
-//! `cairn key`: list, add, remove and re-password key files; export and import the recovery key.
+//! `cairn key`: list, add, remove and re-password key files; rotate the data key; export and
+//! import the recovery key.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -10,6 +11,9 @@ use cairn::crypto::KdfParams;
 use cairn::format::key::KeyMetadata;
 use cairn::format::paper::RecoveryKey;
 use cairn::ops::keys::{self, short, KeyInfo};
+use cairn::ops::lease;
+use cairn::ops::prune::PruneOptions;
+use cairn::ops::reencrypt;
 use cairn::Error;
 
 use super::{context, output, GlobalArgs};
@@ -21,6 +25,7 @@ Examples:
   cairn key add --new-password-file /root/pw2 --label cron
   cairn key remove 1a2b3c4d
   cairn key passwd                                 # new password for the key you opened
+  cairn key rotate --remove-other-keys             # new data key; other passwords stop working
   cairn key export --paper > recovery.txt          # print it, store it in a safe, delete the file
   cairn -r /srv/backup key import recovery.txt     # every password lost: a new one from the paper
 
@@ -59,6 +64,36 @@ pub enum KeyCommand {
         after_help = "Examples:\n  cairn key passwd\n  CAIRN_PASSWORD_FILE=/root/old cairn key passwd --new-password-file /root/new"
     )]
     Passwd(NewKeyArgs),
+    /// Make a new data key for new backups (a new epoch); only your password keeps working.
+    #[command(after_help = "\
+Examples:
+  cairn key rotate                          # when yours is the only key file
+  cairn key rotate --remove-other-keys      # removes every other key file
+  cairn key add --label ops                 # then give the others new passwords
+  cairn key export --paper > recovery.txt   # and print a new recovery key
+  cairn key rotate --reencrypt              # also seal every existing object again
+  cairn key rotate --reencrypt-only         # finish an interrupted --reencrypt, no new epoch
+
+Objects written from now on are sealed with the new data key: someone who kept an old key file,
+password or recovery key cannot read them. Existing backups stay as they are (readable with the
+old keys, which every new key file keeps). `cairn prune` seals the blobs it repacks again under
+the new key. Id key and chunker seed do not change, so new backups deduplicate against old ones.
+
+--reencrypt then writes every object of an older epoch again under the new key, as a prune would
+(it takes the prune lease; backups may run): packs are repacked and condemned (a later `cairn
+prune` deletes them after its grace period), index files, snapshots and records are replaced.
+Snapshots get new ids. An interruption loses nothing; `--reencrypt-only` finishes the job.")]
+    Rotate {
+        /// Remove every other key file (their passwords stop opening the repository).
+        #[arg(long)]
+        remove_other_keys: bool,
+        /// After rotating, seal every object of an older epoch again under the new key.
+        #[arg(long, conflicts_with = "reencrypt_only")]
+        reencrypt: bool,
+        /// Seal every object of an older epoch again under the newest key, without a new epoch.
+        #[arg(long, conflicts_with = "remove_other_keys")]
+        reencrypt_only: bool,
+    },
     /// Print the recovery key: the repository keys as groups of characters to print and keep.
     #[command(
         after_help = "Example:\n  cairn key export --paper | lpr     # anyone holding the page can read every backup"
@@ -96,6 +131,11 @@ pub fn run(global: &GlobalArgs, args: &KeyArgs) -> Result<i32> {
         KeyCommand::Add(new) => add(global, new),
         KeyCommand::Remove { id } => remove(global, id),
         KeyCommand::Passwd(new) => passwd(global, new),
+        KeyCommand::Rotate {
+            remove_other_keys,
+            reencrypt,
+            reencrypt_only,
+        } => rotate(global, *remove_other_keys, *reencrypt, *reencrypt_only),
         KeyCommand::Export { paper } => export(global, *paper),
         KeyCommand::Import { file, new } => import(global, file, new),
     }
@@ -108,6 +148,7 @@ fn info_json(k: &KeyInfo) -> serde_json::Value {
         "short_id": short(&k.name),
         "current": k.current,
         "version": k.file.map(|f| f.0),
+        "epoch": k.epoch,
         "kdf": k.file.map(|(_, p)| serde_json::json!({
             "algorithm": "argon2id",
             "memory_kib": p.memory_kib,
@@ -201,6 +242,97 @@ fn passwd(global: &GlobalArgs, new: &NewKeyArgs) -> Result<i32> {
     let (name, old) =
         keys::change_password(&repo, &password, KdfParams::default(), new.label.clone())?;
     report(global, "changed the password: new key", &name, Some(&old))
+}
+
+fn rotate(
+    global: &GlobalArgs,
+    remove_other_keys: bool,
+    reencrypt: bool,
+    reencrypt_only: bool,
+) -> Result<i32> {
+    let password = context::password(global, false)?;
+    let open = || -> Result<cairn::Repository> {
+        let backend = context::repo_backend(global)?;
+        Ok(cairn::Repository::open(
+            backend,
+            &password,
+            &context::cache_root(global),
+        )?)
+    };
+    let done = if reencrypt_only {
+        None
+    } else {
+        let repo = open()?;
+        let done = keys::rotate(&repo, &password, KdfParams::default(), remove_other_keys)?;
+        if !global.json {
+            report_rotation(global, &done);
+        }
+        Some(done)
+    };
+    let reencrypted = if reencrypt || reencrypt_only {
+        // Opened again: the password now opens the key file holding the new epoch.
+        let repo = open()?;
+        let held = lease::acquire_exclusive(&repo, PruneOptions::default().clock_skew)?;
+        let repo = repo.into_indexed()?;
+        let r = repo.repo();
+        let done = held
+            .hold_while(r, |held| {
+                reencrypt::reencrypt(&repo, held, &PruneOptions::default())
+            })
+            .context("re-encryption stopped; what was done is valid: run `cairn key rotate --reencrypt-only` to finish")?;
+        if !global.json && !global.quiet {
+            eprintln!(
+                "re-encrypted under epoch {}: {} pack(s) repacked ({} blobs) and condemned (a later `cairn prune` deletes them), {} index file(s), {} snapshot(s) (new ids), {} pending and {} verification record(s) written again",
+                done.epoch,
+                done.prune.repacked_packs,
+                done.prune.repacked_blobs,
+                done.index_files_replaced,
+                done.snapshots.len(),
+                done.pending_records,
+                done.verified_records
+            );
+        }
+        Some(done)
+    } else {
+        None
+    };
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "key": done.as_ref().map(|d| &d.key),
+            "epoch": done.as_ref().map(|d| d.epoch).or(reencrypted.as_ref().map(|r| r.epoch)),
+            "resumed": done.as_ref().map(|d| d.resumed),
+            "removed_others": done.as_ref().map(|d| &d.removed_others),
+            "removed_own": done.as_ref().map(|d| &d.removed_own),
+            "reencrypted": reencrypted,
+        }))?;
+    }
+    Ok(super::exit::OK)
+}
+
+fn report_rotation(global: &GlobalArgs, done: &keys::Rotation) {
+    if !global.quiet {
+        let shorts = |v: &[String]| v.iter().map(|n| short(n)).collect::<Vec<_>>().join(", ");
+        if done.resumed {
+            eprintln!(
+                "finished an interrupted rotation: key {} is at epoch {}",
+                short(&done.key),
+                done.epoch
+            );
+        } else {
+            eprintln!(
+                "rotated: new backups are sealed with data-key epoch {}; your password opens key {}",
+                done.epoch,
+                short(&done.key)
+            );
+        }
+        if !done.removed_others.is_empty() {
+            eprintln!(
+                "removed the other key files: {} (give those people new passwords with `cairn key add`)",
+                shorts(&done.removed_others)
+            );
+        }
+        eprintln!("print a new recovery key (`cairn key export --paper`): older ones cannot read new backups");
+    }
 }
 
 fn report(global: &GlobalArgs, what: &str, name: &str, replaced: Option<&str>) -> Result<i32> {

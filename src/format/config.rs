@@ -9,8 +9,6 @@ use crate::format::envelope::{self, EnvelopeKind};
 /// The envelope of config (magic, version, seal AAD, size limit).
 pub const ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNCFG",
-    version: 1,
-    readable: &[1],
     aad: b"cairn config v1",
     what: "config",
     max_len: 1 << 20,

@@ -10,8 +10,6 @@ use crate::id::{IndexId, PackId};
 /// The envelope of index files (magic, version, seal AAD, size limit).
 pub const ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNIDX",
-    version: 1,
-    readable: &[1],
     aad: b"cairn index v1",
     what: "index file",
     max_len: 256 << 20,

@@ -131,13 +131,15 @@ impl KeyFile {
             return Err(Error::invalid_input("key metadata is too long"));
         }
         json.resize(json.len().div_ceil(METADATA_PAD) * METADATA_PAD, 0);
+        // Sealed under the newest epoch, which the file names in the clear: opening picks the
+        // key file of the highest epoch a password opens by trying files in that order (§15).
         let sealed = master.seal(&metadata_aad(&header), &json)?;
         Ok(KeyFile {
             version: VERSION,
             params,
             salt,
             sealed_key,
-            sealed_metadata: Some((0, sealed)),
+            sealed_metadata: Some((master.newest_epoch(), sealed)),
         })
     }
 
@@ -145,7 +147,7 @@ impl KeyFile {
     ///
     /// # Errors
     /// `WrongPassword` when authentication fails; `Corrupted` for bad parameters or a malformed
-    /// keyring; `UnsupportedVersion` for a keyring with data-key epochs this build does not know.
+    /// keyring.
     pub fn unwrap_key(&self, password: &[u8]) -> Result<MasterKey> {
         let header = encode_header(self.version, self.params, &self.salt);
         let wrapping = crypto::derive_wrapping_key(password, &self.salt, self.params)?;
@@ -173,17 +175,20 @@ impl KeyFile {
         let Some((epoch, sealed)) = &self.sealed_metadata else {
             return Ok(None);
         };
-        if *epoch != 0 {
-            return Err(unknown_epoch(*epoch));
-        }
         let header = encode_header(self.version, self.params, &self.salt);
-        let mut plain = master.open(&metadata_aad(&header), sealed, "key file metadata")?;
+        let mut plain = master.open(*epoch, &metadata_aad(&header), sealed, "key file metadata")?;
         while plain.last() == Some(&0) {
             plain.pop();
         }
         serde_json::from_slice(&plain)
             .map(Some)
             .map_err(|e| Error::corrupted(format!("key file metadata: {e}")))
+    }
+
+    /// The newest data-key epoch of the file's keyring, as its metadata epoch says in the clear
+    /// (0 for a version 1 file). Only an ordering hint until the file is opened.
+    pub fn epoch_hint(&self) -> u32 {
+        self.sealed_metadata.as_ref().map_or(0, |(epoch, _)| *epoch)
     }
 
     /// The file's bytes.
@@ -244,14 +249,18 @@ impl KeyFile {
     }
 }
 
-/// Keyring plaintext (§4): id key, epoch count, (epoch, data key) pairs. This build has one epoch.
+/// Keyring plaintext (§4): id key, epoch count, (epoch, data key) pairs, oldest first.
 pub(crate) fn encode_keyring(master: &MasterKey) -> Zeroizing<Vec<u8>> {
-    let bytes = master.to_bytes();
-    let mut out = Zeroizing::new(Vec::with_capacity(32 + 2 + EPOCH_ENTRY_LEN));
-    out.extend_from_slice(&bytes[32..]);
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&bytes[..32]);
+    let epochs: Vec<(u32, &[u8; 32])> = master.data_keys().collect();
+    let mut out = Zeroizing::new(Vec::with_capacity(32 + 2 + EPOCH_ENTRY_LEN * epochs.len()));
+    out.extend_from_slice(master.id_key());
+    // A keyring never holds more than MAX_EPOCHS: read_keyring refuses more, and rotation adds one
+    // to a keyring that was read.
+    out.extend_from_slice(&(epochs.len() as u16).to_le_bytes());
+    for (epoch, key) in epochs {
+        out.extend_from_slice(&epoch.to_le_bytes());
+        out.extend_from_slice(key);
+    }
     out
 }
 
@@ -265,7 +274,7 @@ fn decode_keyring(plain: &[u8]) -> Result<MasterKey> {
 /// Reads a keyring (§4) from `r`; shared with the recovery key (§4, Recovery key), which embeds one.
 ///
 /// # Errors
-/// `Corrupted` when malformed; `UnsupportedVersion` for an epoch this build does not know.
+/// `Corrupted` when malformed: no epoch, more than [`MAX_EPOCHS`], epochs not strictly increasing.
 pub(crate) fn read_keyring(r: &mut Reader<'_>) -> Result<MasterKey> {
     let id_key = Zeroizing::new(r.array::<32>()?);
     let count = r.u16()? as usize;
@@ -274,34 +283,16 @@ pub(crate) fn read_keyring(r: &mut Reader<'_>) -> Result<MasterKey> {
             "{count} data-key epochs (a keyring holds 1 to {MAX_EPOCHS})"
         )));
     }
-    let mut data_key = None;
-    let mut previous: Option<u32> = None;
+    let mut epochs: Vec<(u32, Zeroizing<[u8; 32]>)> = Vec::with_capacity(count);
     for _ in 0..count {
         let epoch = r.u32()?;
         let key = Zeroizing::new(r.array::<32>()?);
-        if previous.is_some_and(|p| epoch <= p) {
+        if epochs.last().is_some_and(|(p, _)| epoch <= *p) {
             return Err(r.error("data-key epochs are not strictly increasing"));
         }
-        if epoch != 0 {
-            return Err(unknown_epoch(epoch));
-        }
-        previous = Some(epoch);
-        data_key = Some(key);
+        epochs.push((epoch, key));
     }
-    let data_key = data_key.ok_or_else(|| r.error("no data key"))?;
-    let mut bytes = Zeroizing::new([0u8; MASTER_KEY_LEN]);
-    bytes[..32].copy_from_slice(data_key.as_ref());
-    bytes[32..].copy_from_slice(id_key.as_ref());
-    Ok(MasterKey::from_bytes(&bytes))
-}
-
-fn unknown_epoch(epoch: u32) -> Error {
-    Error::new(
-        ErrorKind::UnsupportedVersion,
-        format!(
-                "data-key epoch {epoch} is not supported by this cairn (it knows epoch 0 only: the repository's keys were rotated by a newer cairn); upgrade cairn"
-        ),
-    )
+    MasterKey::from_keyring(&id_key, &epochs)
 }
 
 fn metadata_aad(header: &[u8]) -> Vec<u8> {
@@ -347,7 +338,7 @@ mod tests {
         assert_eq!(parsed, file);
         assert_eq!(parsed.encode(), bytes);
         let opened = parsed.unwrap_key(b"secret").unwrap();
-        assert_eq!(*opened.to_bytes(), *master.to_bytes());
+        assert!(opened == master);
         assert_eq!(parsed.metadata(&master).unwrap(), Some(meta()));
         let err = parsed.unwrap_key(b"wrong").err().unwrap();
         assert_eq!(err.kind(), ErrorKind::WrongPassword);
@@ -400,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unknown_version_truncation_and_unknown_epochs() {
+    fn refuses_unknown_version_truncation_and_bad_keyrings() {
         let master = MasterKey::generate().unwrap();
         let mut bytes = KeyFile::wrap(&master, b"pw", KdfParams::MINIMUM, &meta())
             .unwrap()
@@ -416,15 +407,36 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
 
         let mut ring = encode_keyring(&master).to_vec();
+        // Any epoch number reads; several must be strictly increasing.
         ring[34..38].copy_from_slice(&3u32.to_le_bytes());
-        let err = decode_keyring(&ring).err().unwrap();
-        assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
-        assert!(err.to_string().contains("epoch 3"), "{err}");
+        assert_eq!(decode_keyring(&ring).unwrap().epochs(), vec![3]);
+        let rotated = master.with_new_epoch().unwrap();
+        let mut two = encode_keyring(&rotated).to_vec();
+        assert!(decode_keyring(&two).unwrap() == rotated);
+        two[34 + 36..38 + 36].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(
+            decode_keyring(&two).err().unwrap().kind(),
+            ErrorKind::Corrupted
+        );
         ring[32..34].copy_from_slice(&0u16.to_le_bytes());
         assert_eq!(
             decode_keyring(&ring).err().unwrap().kind(),
             ErrorKind::Corrupted
         );
+    }
+
+    #[test]
+    fn rotated_keyring_round_trips_and_names_its_newest_epoch() {
+        let master = MasterKey::generate().unwrap().with_new_epoch().unwrap();
+        let file = KeyFile::wrap(&master, b"pw", KdfParams::MINIMUM, &meta()).unwrap();
+        let parsed = KeyFile::decode(&file.encode()).unwrap();
+        assert_eq!(parsed.epoch_hint(), 1);
+        assert!(parsed.unwrap_key(b"pw").unwrap() == master);
+        assert_eq!(parsed.metadata(&master).unwrap(), Some(meta()));
+        // A keyring from before the rotation cannot read metadata sealed under epoch 1.
+        let old = MasterKey::from_bytes(&master.to_bytes());
+        let e = parsed.metadata(&old).unwrap_err();
+        assert!(e.to_string().contains("epoch 1"), "{e}");
     }
 
     #[test]

@@ -14,8 +14,6 @@ use crate::id::PackId;
 /// The envelope of lease objects (`locks/*`).
 pub const LEASE_ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNLSE",
-    version: 1,
-    readable: &[1],
     aad: b"cairn lease v1",
     what: "lease",
     max_len: 64 << 10,
@@ -24,8 +22,6 @@ pub const LEASE_ENVELOPE: EnvelopeKind = EnvelopeKind {
 /// The envelope of pending-deletion records (`pending/*`).
 pub const PENDING_ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNDEL",
-    version: 1,
-    readable: &[1],
     aad: b"cairn pending deletion v1",
     what: "pending-deletion record",
     max_len: 64 << 20,
@@ -171,8 +167,6 @@ impl PendingDeletion {
 /// The envelope of verification records (`verified/*`).
 pub const VERIFIED_ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNVER",
-    version: 1,
-    readable: &[1],
     aad: b"cairn verified v1",
     what: "verification record",
     max_len: 64 << 20,

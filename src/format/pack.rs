@@ -1,4 +1,8 @@
-//! Pack layout (FORMAT.md §7): header magic, sealed blobs, a sealed header listing them, and its length.
+//! Pack layout (FORMAT.md §7, §15): magic, version, (version 2) the data-key epoch, sealed blobs,
+//! a sealed header listing them, and its length.
+//!
+//! A pack has one epoch: its blobs and header are sealed under that epoch's data key. Epoch 0
+//! packs are written as version 1, so unrotated repositories stay readable by older builds.
 
 use crate::crypto::{MasterKey, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
@@ -7,10 +11,14 @@ use crate::id::{BlobId, BlobType};
 
 /// Magic at the start of a pack.
 pub const MAGIC: &[u8; 8] = b"CAIRNPAK";
-/// Version written.
-pub const VERSION: u16 = 1;
-/// Bytes before the first blob.
+/// Version of epoch-0 packs (no epoch field).
+pub const VERSION_EPOCH_0: u16 = 1;
+/// Version of packs that name their epoch.
+pub const VERSION_WITH_EPOCH: u16 = 2;
+/// Bytes before the first blob of a version 1 pack.
 pub const PREFIX_LEN: usize = 8 + 2;
+/// Bytes before the first blob of a version 2 pack (the epoch follows the version).
+pub const PREFIX_LEN_WITH_EPOCH: usize = PREFIX_LEN + 4;
 /// Bytes of the trailing header length.
 pub const TRAILER_LEN: usize = 4;
 /// Bytes of one blob entry in pack headers and index files.
@@ -18,6 +26,63 @@ pub const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
 /// Largest pack accepted.
 pub const MAX_PACK_LEN: u64 = 1 << 30;
 const HEADER_AAD: &[u8] = b"cairn pack header v1";
+const HEADER_AAD_WITH_EPOCH: &[u8] = b"cairn pack header v2";
+
+/// What the first bytes of a pack say: its data-key epoch and where its blob area starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackPrefix {
+    /// The epoch whose data key sealed the pack (0 for version 1).
+    pub epoch: u32,
+    /// Length of the prefix: the first blob starts here.
+    pub len: usize,
+}
+
+impl PackPrefix {
+    /// The prefix a pack sealed under `epoch` is written with.
+    pub fn for_epoch(epoch: u32) -> Self {
+        let len = if epoch == 0 {
+            PREFIX_LEN
+        } else {
+            PREFIX_LEN_WITH_EPOCH
+        };
+        PackPrefix { epoch, len }
+    }
+
+    /// The prefix's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.len);
+        if self.epoch == 0 {
+            w.bytes(MAGIC).u16(VERSION_EPOCH_0);
+        } else {
+            w.bytes(MAGIC).u16(VERSION_WITH_EPOCH).u32(self.epoch);
+        }
+        w.into_bytes()
+    }
+
+    /// Parses the first bytes of a pack (at least [`PREFIX_LEN_WITH_EPOCH`] when there are that many).
+    ///
+    /// # Errors
+    /// When the magic or version is wrong, or a version 2 prefix is cut short.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "pack");
+        match read_header(&mut r, MAGIC, &[VERSION_EPOCH_0, VERSION_WITH_EPOCH])? {
+            VERSION_EPOCH_0 => Ok(Self::for_epoch(0)),
+            _ => Ok(PackPrefix {
+                epoch: r.u32()?,
+                len: PREFIX_LEN_WITH_EPOCH,
+            }),
+        }
+    }
+
+    /// The AAD of the sealed header: version 2 binds the epoch, so it cannot be changed in the clear.
+    fn header_aad(&self) -> Vec<u8> {
+        if self.len == PREFIX_LEN {
+            HEADER_AAD.to_vec()
+        } else {
+            [HEADER_AAD_WITH_EPOCH, &self.epoch.to_le_bytes()].concat()
+        }
+    }
+}
 
 /// Where one blob lives inside a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,44 +132,53 @@ impl BlobEntry {
     }
 }
 
-/// The bytes that start every pack.
-pub fn prefix() -> Vec<u8> {
-    let mut w = Writer::with_capacity(PREFIX_LEN);
-    w.bytes(MAGIC).u16(VERSION);
-    w.into_bytes()
-}
-
-/// The sealed header plus the trailing length, to append after the blobs.
+/// The sealed header plus the trailing length, to append after the blobs of a pack that starts
+/// with `prefix`; sealed under the data key of `prefix.epoch`.
 ///
 /// # Errors
-/// When randomness is unavailable.
-pub fn encode_trailer(key: &MasterKey, entries: &[BlobEntry]) -> Result<Vec<u8>> {
+/// When randomness is unavailable, or the key's newest epoch is not the prefix's (a pack has one
+/// epoch: its header is sealed with the key that sealed its blobs).
+pub fn encode_trailer(
+    key: &MasterKey,
+    prefix: PackPrefix,
+    entries: &[BlobEntry],
+) -> Result<Vec<u8>> {
+    if key.newest_epoch() != prefix.epoch {
+        return Err(Error::new(
+            crate::error::ErrorKind::Other,
+            format!(
+                "internal: a pack of epoch {} cannot be sealed under epoch {}",
+                prefix.epoch,
+                key.newest_epoch()
+            ),
+        ));
+    }
     let mut w = Writer::with_capacity(4 + entries.len() * ENTRY_LEN);
     w.u32(entries.len() as u32);
     for e in entries {
         e.encode_into(&mut w);
     }
-    let sealed = key.seal(HEADER_AAD, &w.into_bytes())?;
+    let sealed = key.seal(&prefix.header_aad(), &w.into_bytes())?;
     let mut out = sealed;
     let len = out.len() as u32;
     out.extend_from_slice(&len.to_le_bytes());
     Ok(out)
 }
 
-/// Where the sealed header sits, from the pack's total length and its last 4 bytes.
+/// Where the sealed header sits, from the pack's total length, its prefix length and its last 4 bytes.
 ///
 /// # Errors
 /// When the length points outside the pack.
-pub fn header_range(pack_len: u64, trailer: [u8; 4]) -> Result<(u64, u64)> {
+pub fn header_range(pack_len: u64, prefix_len: usize, trailer: [u8; 4]) -> Result<(u64, u64)> {
     let header_len = u32::from_le_bytes(trailer) as u64;
-    let min = (PREFIX_LEN + TRAILER_LEN + SEAL_OVERHEAD) as u64;
+    let min = (prefix_len + TRAILER_LEN + SEAL_OVERHEAD) as u64;
     if pack_len < min || pack_len > MAX_PACK_LEN {
         return Err(Error::corrupted(format!(
             "pack is {pack_len} bytes: not a possible pack length"
         )));
     }
     if header_len < SEAL_OVERHEAD as u64
-        || header_len > pack_len - (PREFIX_LEN + TRAILER_LEN) as u64
+        || header_len > pack_len - (prefix_len + TRAILER_LEN) as u64
     {
         return Err(Error::corrupted(format!(
             "pack header length {header_len} does not fit a pack of {pack_len} bytes"
@@ -113,20 +187,31 @@ pub fn header_range(pack_len: u64, trailer: [u8; 4]) -> Result<(u64, u64)> {
     Ok((pack_len - TRAILER_LEN as u64 - header_len, header_len))
 }
 
-/// Opens and checks a sealed header found at `header_start`.
+/// Opens and checks a sealed header found at `header_start` of a pack that starts with `prefix`.
 ///
 /// # Errors
-/// When authentication fails or an entry lies outside the blob area or overlaps another.
-pub fn decode_header(key: &MasterKey, sealed: &[u8], header_start: u64) -> Result<Vec<BlobEntry>> {
-    let plain = key.open(HEADER_AAD, sealed, "pack header")?;
-    decode_header_plaintext(&plain, header_start)
+/// When the keyring lacks the pack's epoch, authentication fails, or an entry lies outside the
+/// blob area or overlaps another.
+pub fn decode_header(
+    key: &MasterKey,
+    prefix: PackPrefix,
+    sealed: &[u8],
+    header_start: u64,
+) -> Result<Vec<BlobEntry>> {
+    let plain = key.open(prefix.epoch, &prefix.header_aad(), sealed, "pack header")?;
+    decode_header_plaintext(&plain, prefix.len as u64, header_start)
 }
 
-/// Parses a header plaintext; exposed for fuzzing.
+/// Parses a header plaintext whose blobs lie between `blob_start` and `header_start`; exposed
+/// for fuzzing.
 ///
 /// # Errors
 /// As [`decode_header`], minus authentication.
-pub fn decode_header_plaintext(plain: &[u8], header_start: u64) -> Result<Vec<BlobEntry>> {
+pub fn decode_header_plaintext(
+    plain: &[u8],
+    blob_start: u64,
+    header_start: u64,
+) -> Result<Vec<BlobEntry>> {
     let mut r = Reader::new(plain, "pack header");
     let count = r.count(ENTRY_LEN)?;
     let mut entries = Vec::with_capacity(count);
@@ -139,7 +224,7 @@ pub fn decode_header_plaintext(plain: &[u8], header_start: u64) -> Result<Vec<Bl
         .map(|e| (e.offset as u64, e.offset as u64 + e.length as u64))
         .collect();
     ranges.sort_unstable();
-    let mut end_of_previous = PREFIX_LEN as u64;
+    let mut end_of_previous = blob_start;
     for (start, end) in ranges {
         if start < end_of_previous || end > header_start {
             return Err(Error::corrupted(format!(
@@ -149,15 +234,6 @@ pub fn decode_header_plaintext(plain: &[u8], header_start: u64) -> Result<Vec<Bl
         end_of_previous = end;
     }
     Ok(entries)
-}
-
-/// Checks the 10 bytes at the start of a pack.
-///
-/// # Errors
-/// When the magic or version is wrong.
-pub fn check_prefix(bytes: &[u8]) -> Result<()> {
-    let mut r = Reader::new(bytes, "pack");
-    read_header(&mut r, MAGIC, &[VERSION]).map(|_| ())
 }
 
 #[cfg(test)]
@@ -175,19 +251,61 @@ mod tests {
             raw_length: 10,
         };
         let entries = vec![e(10, 60), e(70, 50)];
-        let trailer = encode_trailer(&key, &entries).unwrap();
+        let prefix = PackPrefix::for_epoch(0);
+        let trailer = encode_trailer(&key, prefix, &entries).unwrap();
         let total = 120 + trailer.len() as u64;
         let last4: [u8; 4] = trailer[trailer.len() - 4..].try_into().unwrap();
-        let (start, len) = header_range(total, last4).unwrap();
+        let (start, len) = header_range(total, prefix.len, last4).unwrap();
         assert_eq!(start, 120);
         let sealed = &trailer[..len as usize];
-        assert_eq!(decode_header(&key, sealed, start).unwrap(), entries);
+        assert_eq!(decode_header(&key, prefix, sealed, start).unwrap(), entries);
         // Overlapping entries are refused.
         let bad = vec![e(10, 60), e(50, 50)];
-        let trailer = encode_trailer(&key, &bad).unwrap();
+        let trailer = encode_trailer(&key, prefix, &bad).unwrap();
         let sealed = &trailer[..trailer.len() - 4];
-        assert!(decode_header(&key, sealed, 120).is_err());
-        assert!(header_range(10, [0, 0, 0, 0]).is_err());
+        assert!(decode_header(&key, prefix, sealed, 120).is_err());
+        assert!(header_range(10, PREFIX_LEN, [0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn version_2_names_its_epoch_and_binds_it() {
+        let old = MasterKey::generate().unwrap();
+        let key = old.with_new_epoch().unwrap();
+        let prefix = PackPrefix::for_epoch(1);
+        let bytes = prefix.encode();
+        assert_eq!(bytes.len(), PREFIX_LEN_WITH_EPOCH);
+        assert_eq!(&bytes[8..10], &2u16.to_le_bytes());
+        assert_eq!(PackPrefix::decode(&bytes).unwrap(), prefix);
+        assert!(PackPrefix::decode(&bytes[..12]).is_err());
+        assert_eq!(
+            PackPrefix::decode(&PackPrefix::for_epoch(0).encode())
+                .unwrap()
+                .len,
+            PREFIX_LEN
+        );
+        let entries = vec![BlobEntry {
+            blob_type: BlobType::Tree,
+            id: BlobId([1; 32]),
+            offset: 14,
+            length: 60,
+            raw_length: 10,
+        }];
+        // A pack's header is sealed under its own epoch only.
+        assert!(encode_trailer(&key, PackPrefix::for_epoch(0), &entries).is_err());
+        let trailer = encode_trailer(&key, prefix, &entries).unwrap();
+        let sealed = &trailer[..trailer.len() - 4];
+        assert_eq!(decode_header(&key, prefix, sealed, 74).unwrap(), entries);
+        // A blob may not start inside the longer prefix; a changed epoch fails authentication;
+        // a keyring without epoch 1 refuses by name.
+        let early = PackPrefix { epoch: 1, len: 15 };
+        assert!(decode_header(&key, early, sealed, 74).is_err());
+        let lied = PackPrefix {
+            epoch: 0,
+            len: PREFIX_LEN_WITH_EPOCH,
+        };
+        assert!(decode_header(&key, lied, sealed, 74).is_err());
+        let e = decode_header(&old, prefix, sealed, 74).unwrap_err();
+        assert!(e.to_string().contains("epoch 1"), "{e}");
     }
 
     proptest::proptest! {
@@ -216,16 +334,18 @@ mod tests {
                 e.encode_into(&mut w);
             }
             let plain = w.into_bytes();
-            proptest::prop_assert_eq!(decode_header_plaintext(&plain, offset as u64).unwrap(), entries.clone());
-            // A header that claims blobs past its own start is refused.
+            let blob_start = PREFIX_LEN as u64;
+            proptest::prop_assert_eq!(decode_header_plaintext(&plain, blob_start, offset as u64).unwrap(), entries.clone());
+            // A header that claims blobs past its own start, or inside a longer prefix, is refused.
             if !entries.is_empty() {
-                proptest::prop_assert!(decode_header_plaintext(&plain, offset as u64 - 1).is_err());
+                proptest::prop_assert!(decode_header_plaintext(&plain, blob_start, offset as u64 - 1).is_err());
+                proptest::prop_assert!(decode_header_plaintext(&plain, blob_start + 1, offset as u64).is_err());
             }
         }
 
         #[test]
         fn header_plaintext_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), start in proptest::prelude::any::<u64>()) {
-            let _ = decode_header_plaintext(&bytes, start);
+            let _ = decode_header_plaintext(&bytes, PREFIX_LEN as u64, start);
         }
     }
 }

@@ -9,8 +9,6 @@ use crate::format::envelope::{self, EnvelopeKind};
 /// The envelope of snapshot files (magic, version, seal AAD, size limit).
 pub const ENVELOPE: EnvelopeKind = EnvelopeKind {
     magic: b"CAIRNSNP",
-    version: 1,
-    readable: &[1],
     aad: b"cairn snapshot v1",
     what: "snapshot",
     max_len: 64 << 20,

@@ -1,5 +1,6 @@
-//! Key management (FORMAT.md §4): list, add, remove and re-password the key files of a repository,
-//! and recover a repository whose passwords are all lost from its recovery key.
+//! Key management (FORMAT.md §4, §15): list, add, remove and re-password the key files of a
+//! repository, rotate its data key, and recover a repository whose passwords are all lost from
+//! its recovery key.
 //!
 //! Every change writes the new key file before it removes anything, and never removes the last
 //! key file that can open the repository.
@@ -23,6 +24,9 @@ pub struct KeyInfo {
     pub current: bool,
     /// Format version and KDF parameters; `None` when the file does not decode.
     pub file: Option<(u16, KdfParams)>,
+    /// The newest data-key epoch of its keyring as the file states it in the clear (0 for
+    /// version 1); `None` when the file does not decode.
+    pub epoch: Option<u32>,
     /// Metadata (version 2 files whose metadata opens with this repository's key).
     pub metadata: Option<KeyMetadata>,
     /// Why the file cannot open the repository, if it cannot (damaged, foreign, unknown version).
@@ -59,6 +63,7 @@ pub fn list_keys(repo: &Repository) -> Result<Vec<KeyInfo>> {
             name,
             current,
             file: None,
+            epoch: None,
             metadata: None,
             problem: None,
         };
@@ -66,6 +71,7 @@ pub fn list_keys(repo: &Repository) -> Result<Vec<KeyInfo>> {
             Err(e) => info.problem = Some(e.to_string()),
             Ok(file) => {
                 info.file = Some((file.version, file.params));
+                info.epoch = Some(file.epoch_hint());
                 match file.metadata(repo.key()) {
                     Ok(m) => info.metadata = m,
                     Err(e) => info.problem = Some(e.to_string()),
@@ -195,6 +201,137 @@ pub fn change_password(
     Ok((new, old.to_string()))
 }
 
+/// What [`rotate`] did.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    /// The key file of the current password whose keyring holds the new epoch.
+    pub key: String,
+    /// The epoch new objects are sealed with from now on.
+    pub epoch: u32,
+    /// Whether this run finished an interrupted rotation (no new epoch was made).
+    pub resumed: bool,
+    /// Key files of other passwords that were removed.
+    pub removed_others: Vec<String>,
+    /// Older key files of the current password that were removed.
+    pub removed_own: Vec<String>,
+}
+
+/// Gives the repository a new data-key epoch (FORMAT.md §15, `key rotate`): writes a key file for
+/// `password` (the one that opened `repo`) whose keyring adds a fresh data key, then removes the
+/// other key files (only with `remove_other_keys`), then the old file of this password.
+///
+/// When `repo` was opened by a file of a newer epoch than some other file that `password` also
+/// opens, an earlier rotation was interrupted after its first step: this run finishes it instead of
+/// making another epoch.
+///
+/// # Errors
+/// `InvalidInput` when the repository was not opened with a password, or other key files exist
+/// and `remove_other_keys` is false (the message lists them; nothing is written); a storage failure
+/// (rerun: the repository opens with `password` at every step).
+pub fn rotate(
+    repo: &Repository,
+    password: &[u8],
+    params: KdfParams,
+    remove_other_keys: bool,
+) -> Result<Rotation> {
+    let current = repo.opened_key().ok_or_else(|| {
+        Error::invalid_input(
+            "the repository was not opened with a password; `key rotate` rewrites the key file of \
+             the password in use: open it with one",
+        )
+    })?;
+    let keys = list_keys(repo)?;
+    let epoch = repo.key().newest_epoch();
+    let mut own = Vec::new();
+    let mut others = Vec::new();
+    for k in keys.iter().filter(|k| k.name != current) {
+        // Only a file of an older epoch can be this password's leftover; trying the password on
+        // it costs one KDF run.
+        if k.epoch.is_some_and(|e| e < epoch) && opens_with(repo, &k.name, password) {
+            own.push(k);
+        } else {
+            others.push(k);
+        }
+    }
+    if !others.is_empty() && !remove_other_keys {
+        let list: Vec<String> = others.iter().map(|k| describe(k)).collect();
+        return Err(Error::invalid_input(format!(
+            "other key files exist: {}. Rotating leaves them able to read everything written before \
+             the rotation only if they are removed; give --remove-other-keys to remove them (add new \
+             passwords afterwards with `cairn key add`), or remove them first with `cairn key remove`. \
+             Nothing was written",
+            list.join("; ")
+        )));
+    }
+    let resumed = !own.is_empty();
+    let (key, epoch) = if resumed {
+        (current.to_string(), epoch)
+    } else {
+        let label = keys
+            .iter()
+            .find(|k| k.name == current)
+            .and_then(|k| k.metadata.as_ref())
+            .and_then(|m| m.label.clone());
+        let rotated = repo.key().with_new_epoch()?;
+        let bytes = KeyFile::wrap(&rotated, password, params, &KeyMetadata::new(label)?)?.encode();
+        let name = KeyId::hash_of(&bytes).to_hex();
+        repo.backend().write(ObjectKind::Key, &name, &bytes)?;
+        (name, rotated.newest_epoch())
+    };
+    // Step 2: the others first, this password's old file last, so that until the end the
+    // password opens the new file (newest epoch first, §15) and a rerun finishes the job.
+    let mut removed_others = Vec::new();
+    for k in &others {
+        repo.backend().remove(ObjectKind::Key, &k.name)?;
+        removed_others.push(k.name.clone());
+    }
+    let mut removed_own = Vec::new();
+    let stale = own.iter().map(|k| k.name.as_str());
+    let stale: Vec<&str> = if resumed {
+        stale.collect()
+    } else {
+        stale.chain(std::iter::once(current)).collect()
+    };
+    for name in stale {
+        repo.backend().remove(ObjectKind::Key, name)?;
+        removed_own.push(name.to_string());
+    }
+    Ok(Rotation {
+        key,
+        epoch,
+        resumed,
+        removed_others,
+        removed_own,
+    })
+}
+
+/// Whether `password` opens the key file `name` (a damaged or absent file does not).
+fn opens_with(repo: &Repository, name: &str, password: &[u8]) -> bool {
+    repo.backend()
+        .read(ObjectKind::Key, name)
+        .and_then(|bytes| KeyFile::decode(&bytes))
+        .and_then(|file| file.unwrap_key(password))
+        .is_ok()
+}
+
+/// `id (label, host, user, created)` of a key file, for messages.
+fn describe(k: &KeyInfo) -> String {
+    match &k.metadata {
+        Some(m) => format!(
+            "{} (label {}, {}@{}, created {})",
+            short(&k.name),
+            m.label.as_deref().unwrap_or("-"),
+            m.user,
+            m.host,
+            m.created
+        ),
+        None => match &k.problem {
+            Some(p) => format!("{} (unusable: {p})", short(&k.name)),
+            None => format!("{} (version 1, no metadata)", short(&k.name)),
+        },
+    }
+}
+
 /// The recovery key of an open repository (FORMAT.md §4, Recovery key).
 ///
 /// # Errors
@@ -216,7 +353,7 @@ pub fn open_with_recovery_key(
 ) -> Result<Repository> {
     let location = backend.location();
     let prefix = hex::encode(recovery.repo_prefix);
-    let key = crate::crypto::MasterKey::from_bytes(&recovery.key.to_bytes());
+    let key = recovery.key.clone();
     let repo = Repository::open_with_key(backend, key, cache_root)
         .map_err(|e| e.context(format!("recovery key of repository {prefix}")))?;
     if !recovery.belongs_to(&repo.config().repo_id) {

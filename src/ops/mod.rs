@@ -6,6 +6,7 @@ pub mod keys;
 pub mod lease;
 pub mod pending;
 pub mod prune;
+pub mod reencrypt;
 pub mod repair;
 
 pub mod retention;

@@ -3,5 +3,5 @@
 mod reader;
 mod writer;
 
-pub use reader::{parse_pack_header, read_pack_header, PackReader};
+pub use reader::{parse_pack, parse_pack_header, read_pack_header, read_pack_prefix, PackReader};
 pub use writer::{FinishedPack, PackWriter};

@@ -4,7 +4,7 @@ use crate::backend::{Backend, ObjectKind};
 use crate::blob::{authenticate_blob, open_blob};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
-use crate::format::pack::{self, BlobEntry, TRAILER_LEN};
+use crate::format::pack::{self, BlobEntry, PackPrefix, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
 use crate::id::PackId;
 
 /// Reads and opens blobs of a repository's packs.
@@ -79,16 +79,34 @@ fn sealed_slice<'p>(pack: &PackId, pack_bytes: &'p [u8], entry: &BlobEntry) -> R
         })
 }
 
-/// Where the sealed header of a pack of `len` bytes lies, from its first 10 and last 4 bytes.
-fn locate_header(len: u64, prefix: &[u8], trailer: &[u8]) -> Result<(u64, u64)> {
+/// The prefix of a pack of `len` bytes and where its sealed header lies, from its first (up to
+/// 14) and last 4 bytes.
+fn locate_header(len: u64, prefix: &[u8], trailer: &[u8]) -> Result<(PackPrefix, u64, u64)> {
     if len < (pack::PREFIX_LEN + TRAILER_LEN) as u64 {
         return Err(Error::corrupted(format!(
             "{len} bytes is too short for a pack"
         )));
     }
-    pack::check_prefix(prefix)?;
+    let prefix = PackPrefix::decode(prefix)?;
     let trailer: [u8; 4] = trailer.try_into().unwrap_or_default();
-    pack::header_range(len, trailer)
+    let (start, header_len) = pack::header_range(len, prefix.len, trailer)?;
+    Ok((prefix, start, header_len))
+}
+
+/// The prefix of a stored pack (its epoch), from its first 14 bytes; nothing is authenticated.
+///
+/// # Errors
+/// When the pack is missing or does not start like a pack.
+pub fn read_pack_prefix(backend: &dyn Backend, pack: &PackId) -> Result<PackPrefix> {
+    let name = pack.to_hex();
+    let len = backend.size(ObjectKind::Pack, &name)?;
+    let bytes = backend.read_range(
+        ObjectKind::Pack,
+        &name,
+        0,
+        (PREFIX_LEN_WITH_EPOCH as u64).min(len),
+    )?;
+    PackPrefix::decode(&bytes).map_err(|e| e.context(format!("pack {name}")))
 }
 
 /// Reads and verifies the header of a stored pack, fetching only its ends (index rebuild, check).
@@ -103,14 +121,14 @@ pub fn read_pack_header(
     let name = pack.to_hex();
     let ctx = |e: Error| e.context(format!("pack {name}"));
     let len = backend.size(ObjectKind::Pack, &name)?;
-    let prefix_len = (pack::PREFIX_LEN as u64).min(len);
+    let prefix_len = (PREFIX_LEN_WITH_EPOCH as u64).min(len);
     let prefix = backend.read_range(ObjectKind::Pack, &name, 0, prefix_len)?;
     let trailer_start = len.saturating_sub(TRAILER_LEN as u64);
     let trailer =
         backend.read_range(ObjectKind::Pack, &name, trailer_start, len - trailer_start)?;
-    let (start, header_len) = locate_header(len, &prefix, &trailer).map_err(ctx)?;
+    let (prefix, start, header_len) = locate_header(len, &prefix, &trailer).map_err(ctx)?;
     let sealed = backend.read_range(ObjectKind::Pack, &name, start, header_len)?;
-    pack::decode_header(key, &sealed, start).map_err(ctx)
+    pack::decode_header(key, prefix, &sealed, start).map_err(ctx)
 }
 
 /// Verifies the header of a whole pack held in memory (check --read-data reads each pack once).
@@ -118,11 +136,25 @@ pub fn read_pack_header(
 /// # Errors
 /// When the bytes are not a pack or the header fails verification.
 pub fn parse_pack_header(key: &MasterKey, pack: &PackId, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
+    parse_pack(key, pack, bytes).map(|(_, entries)| entries)
+}
+
+/// The prefix (epoch) and verified header of a whole pack held in memory (prune's repack needs
+/// the epoch to know whether a blob must be sealed again).
+///
+/// # Errors
+/// When the bytes are not a pack or the header fails verification.
+pub fn parse_pack(
+    key: &MasterKey,
+    pack: &PackId,
+    bytes: &[u8],
+) -> Result<(PackPrefix, Vec<BlobEntry>)> {
     let ctx = |e: Error| e.context(format!("pack {pack}"));
     let len = bytes.len() as u64;
-    let prefix = &bytes[..bytes.len().min(pack::PREFIX_LEN)];
+    let prefix = &bytes[..bytes.len().min(PREFIX_LEN_WITH_EPOCH)];
     let trailer = &bytes[bytes.len().saturating_sub(TRAILER_LEN)..];
-    let (start, header_len) = locate_header(len, prefix, trailer).map_err(ctx)?;
+    let (prefix, start, header_len) = locate_header(len, prefix, trailer).map_err(ctx)?;
     let sealed = &bytes[start as usize..(start + header_len) as usize];
-    pack::decode_header(key, sealed, start).map_err(ctx)
+    let entries = pack::decode_header(key, prefix, sealed, start).map_err(ctx)?;
+    Ok((prefix, entries))
 }

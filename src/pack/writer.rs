@@ -2,7 +2,7 @@
 
 use crate::crypto::MasterKey;
 use crate::error::Result;
-use crate::format::pack::{self, BlobEntry, PREFIX_LEN};
+use crate::format::pack::{self, BlobEntry, PackPrefix};
 use crate::id::{BlobId, BlobType, PackId};
 
 /// A complete pack ready to store.
@@ -21,6 +21,8 @@ pub struct PackWriter {
     target_size: usize,
     buf: Vec<u8>,
     entries: Vec<BlobEntry>,
+    /// The prefix of the pack being filled: the epoch of the key that sealed its first blob.
+    prefix: PackPrefix,
 }
 
 impl PackWriter {
@@ -31,10 +33,12 @@ impl PackWriter {
             target_size,
             buf: Vec::new(),
             entries: Vec::new(),
+            prefix: PackPrefix::for_epoch(0),
         }
     }
 
-    /// Adds a sealed blob; returns the finished pack when the target size is reached.
+    /// Adds a blob sealed under `key`'s newest epoch; returns the finished pack when the target
+    /// size is reached.
     ///
     /// # Errors
     /// When sealing the header fails.
@@ -46,9 +50,10 @@ impl PackWriter {
         sealed: &[u8],
     ) -> Result<Option<FinishedPack>> {
         if self.buf.is_empty() {
+            self.prefix = PackPrefix::for_epoch(key.newest_epoch());
             self.buf
-                .reserve(self.target_size.min(sealed.len() * 4 + PREFIX_LEN));
-            self.buf.extend_from_slice(&pack::prefix());
+                .reserve(self.target_size.min(sealed.len() * 4 + self.prefix.len));
+            self.buf.extend_from_slice(&self.prefix.encode());
         }
         self.entries.push(BlobEntry {
             blob_type: self.blob_type,
@@ -74,7 +79,7 @@ impl PackWriter {
         }
         let entries = std::mem::take(&mut self.entries);
         let mut bytes = std::mem::take(&mut self.buf);
-        bytes.extend_from_slice(&pack::encode_trailer(key, &entries)?);
+        bytes.extend_from_slice(&pack::encode_trailer(key, self.prefix, &entries)?);
         Ok(Some(FinishedPack {
             id: PackId::hash_of(&bytes),
             bytes,

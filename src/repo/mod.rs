@@ -89,12 +89,23 @@ impl Repository {
             )));
         }
         let mut last_error = None;
-        let mut key = None;
+        // Decoding runs no KDF. Files are tried newest epoch first (§15): a crash in `key rotate`
+        // leaves two files of one password, and the rotated one must win, without running the
+        // KDF on every file.
+        let mut files = Vec::with_capacity(keys.len());
         for (name, _) in &keys {
             let bytes = backend.read(ObjectKind::Key, name)?;
-            match KeyFile::decode(&bytes).and_then(|k| k.unwrap_key(password)) {
+            match KeyFile::decode(&bytes) {
+                Ok(file) => files.push((name, file)),
+                Err(e) => last_error = Some(e.context(format!("key file {name}"))),
+            }
+        }
+        files.sort_by_key(|(_, file)| std::cmp::Reverse(file.epoch_hint()));
+        let mut key = None;
+        for (name, file) in &files {
+            match file.unwrap_key(password) {
                 Ok(k) => {
-                    key = Some((k, name.clone()));
+                    key = Some((k, (*name).clone()));
                     break;
                 }
                 Err(e) => last_error = Some(e.context(format!("key file {name}"))),

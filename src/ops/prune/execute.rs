@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
+use crate::blob::reseal_blob;
 use crate::error::{Error, Result};
 use crate::format::lifecycle::PendingDeletion;
 use crate::id::PackId;
 use crate::ops::index_writer::IndexWriter;
 use crate::ops::lease::HeldLease;
 use crate::ops::pending;
-use crate::pack::{parse_pack_header, PackReader};
+use crate::pack::{parse_pack, PackReader};
 use crate::repo::{IndexedRepository, Repository};
 
 use crate::threads::map_bounded;
@@ -108,7 +109,9 @@ pub fn execute_with_progress(
         let reader = PackReader::new(r.backend(), r.key());
         for (pack, _) in &plan.repack {
             let bytes = r.backend().read(ObjectKind::Pack, &pack.to_hex())?;
-            let entries = parse_pack_header(r.key(), pack, &bytes)?;
+            let (prefix, entries) = parse_pack(r.key(), pack, &bytes)?;
+            // A pack has one epoch (FORMAT.md §15): blobs of an older one are sealed again.
+            let reseal = prefix.epoch != r.key().newest_epoch();
             let copied = entries
                 .par_iter()
                 .map(|e| {
@@ -117,7 +120,13 @@ pub fn execute_with_progress(
                     }
                     // Copied sealed, as is: recompressing would cost most of the prune's time.
                     let sealed = reader.sealed_from(pack, &bytes, e)?;
-                    saver.save_sealed(e.blob_type, e.id, e.raw_length, sealed)?;
+                    if reseal {
+                        let resealed = reseal_blob(r.key(), e, sealed)
+                            .map_err(|err| err.context(format!("pack {pack}")))?;
+                        saver.save_sealed(e.blob_type, e.id, e.raw_length, &resealed)?;
+                    } else {
+                        saver.save_sealed(e.blob_type, e.id, e.raw_length, sealed)?;
+                    }
                     Ok(1)
                 })
                 .collect::<Result<Vec<u64>>>()?;

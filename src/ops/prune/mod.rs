@@ -20,6 +20,7 @@ use crate::error::Result;
 use crate::format::lifecycle::LeaseKind;
 use crate::id::PackId;
 use crate::ops::{lease, pending};
+use crate::pack::read_pack_prefix as pack_prefix;
 use crate::repo::Repository;
 
 use usage::Usage;
@@ -36,6 +37,9 @@ pub struct PruneOptions {
     /// Index entries up to which the blob table is kept in memory; above, it goes to a temporary
     /// database on disk (default [`blob_table::MEMORY_BLOBS`]).
     pub memory_blobs: u64,
+    /// Also repack every used pack of an older data-key epoch than the key's newest, whatever its
+    /// unused share (`key rotate --reencrypt`, FORMAT.md §15); costs one small read per pack.
+    pub reencrypt: bool,
 }
 
 impl Default for PruneOptions {
@@ -45,6 +49,7 @@ impl Default for PruneOptions {
             grace: Duration::hours(1),
             clock_skew: Duration::minutes(5),
             memory_blobs: blob_table::MEMORY_BLOBS,
+            reencrypt: false,
         }
     }
 }
@@ -204,7 +209,10 @@ pub fn plan_with_progress(
             // Waits in its record.
         } else if u.used_blobs == 0 {
             condemn.push((*id, u.size));
-        } else if u.unused_bytes() as f64 > options.max_unused * u.size as f64 {
+        } else if u.unused_bytes() as f64 > options.max_unused * u.size as f64
+            || (options.reencrypt
+                && pack_prefix(repo.backend(), id)?.epoch < repo.key().newest_epoch())
+        {
             repack.push((*id, *u));
         }
     }

@@ -10,7 +10,7 @@ use crate::backend::ObjectKind;
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{Error, Result};
 use crate::format::index_file::IndexFile;
-use crate::format::pack::{ENTRY_LEN, PREFIX_LEN, TRAILER_LEN};
+use crate::format::pack::{ENTRY_LEN, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
 use crate::id::{BlobId, PackId, SnapshotId};
@@ -43,8 +43,11 @@ pub struct PackUsage {
 impl PackUsage {
     /// Bytes no snapshot needs: the size less the referenced blobs and the pack's own framing.
     pub fn unused_bytes(&self) -> u64 {
-        let framing =
-            (PREFIX_LEN + TRAILER_LEN + SEAL_OVERHEAD + 4) as u64 + self.blobs * ENTRY_LEN as u64;
+        // The longer prefix of version 2 packs (§15): the pack's version is not known here, and
+        // counting 4 bytes too many for a version 1 pack only rounds its waste down, whereas too
+        // few would make a fully used version 2 pack look wasteful to `--max-unused 0` forever.
+        let framing = (PREFIX_LEN_WITH_EPOCH + TRAILER_LEN + SEAL_OVERHEAD + 4) as u64
+            + self.blobs * ENTRY_LEN as u64;
         self.size.saturating_sub(self.used_bytes + framing)
     }
 }
