@@ -269,17 +269,8 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
             c.run.command.join(" "),
             state
         );
-        if !c.run.passed() && !c.run.output_tail.is_empty() {
-            for line in c
-                .run
-                .output_tail
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
+        if !c.run.passed() {
+            for line in c.run.last_lines(10) {
                 println!("    | {line}");
             }
         }

@@ -447,15 +447,7 @@ impl Runner<'_> {
             }
             eprintln!("error: {event} hook {argv:?}: {what}");
             if let Ok(r) = &result {
-                for line in r
-                    .output_tail
-                    .lines()
-                    .rev()
-                    .take(10)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                {
+                for line in r.last_lines(10) {
                     eprintln!("    | {line}");
                 }
             }

@@ -44,6 +44,12 @@ impl CommandRun {
         self.exit_code == Some(0) && !self.timed_out
     }
 
+    /// The last `n` lines of its output, oldest first.
+    pub fn last_lines(&self, n: usize) -> Vec<&str> {
+        let lines: Vec<&str> = self.output_tail.lines().collect();
+        lines[lines.len().saturating_sub(n)..].to_vec()
+    }
+
     /// One line saying how it ended: `exit code 3`, `killed by signal 9`, `timed out after 10s`.
     pub fn describe_end(&self) -> String {
         if self.timed_out {
@@ -216,6 +222,7 @@ mod tests {
         assert!(run.passed());
         assert!(run.output_tail.len() <= OUTPUT_TAIL);
         assert!(run.output_tail.ends_with("100000\n"));
+        assert_eq!(run.last_lines(2), ["99999", "100000"]);
     }
 
     #[test]
