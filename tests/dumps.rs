@@ -374,7 +374,7 @@ fn dump_usage_errors_exit_2_before_anything_runs() {
                 "--command-timeout",
                 "5m",
             ],
-            "expected a duration",
+            "write min for minutes",
         ),
         (
             vec![
@@ -385,7 +385,7 @@ fn dump_usage_errors_exit_2_before_anything_runs() {
                 "--min-bytes",
                 "lots",
             ],
-            "expected a number of bytes",
+            "expected a size",
         ),
     ];
     for (args, expected) in cases {

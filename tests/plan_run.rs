@@ -417,6 +417,11 @@ fn plan_files_are_strict_and_explain_what_is_wrong() {
             ),
             "warn_age is longer",
         ),
+        // Validated by the parser that uses it: a zero rate passed validation, then failed the run.
+        (
+            plan.replace("\n[backup]", "limit_upload = \"0\"\n\n[backup]"),
+            "limit_upload",
+        ),
     ] {
         fs::write(&p.plan, &edit).unwrap();
         let out = p.cairn(&["plan", "validate"]);
@@ -543,4 +548,31 @@ verify = ["grep", "-q", "hello from the dump", "{file}"]
     assert_eq!(step(&state, "backup")["last_attempt"]["exit_code"], 5);
     // The previous good backup is still the last success.
     assert!(step(&state, "backup")["last_success"]["details"]["snapshot_id"].is_string());
+}
+
+#[test]
+fn a_damaged_state_file_stops_the_run_and_makes_offline_status_unknown() {
+    let p = PlanEnv::new("");
+    fs::create_dir_all(p.state.parent().unwrap()).unwrap();
+    let damaged: &[u8] = b"{\"version\": 1, \"steps\": 7";
+    fs::write(&p.state, damaged).unwrap();
+    let run = p.cairn(&["run"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("move it away"), "{}", run.describe());
+    assert!(
+        p.env.snapshots_json().is_empty(),
+        "nothing runs on an unreadable state"
+    );
+    assert!(!p.hooks().contains("before"), "{}", p.hooks());
+    let status = p.cairn(&["status", "--offline", "--format", "nagios"]);
+    status.assert_code(3);
+    assert!(
+        status
+            .stdout
+            .starts_with("CAIRN UNKNOWN - status: state file"),
+        "{}",
+        status.describe()
+    );
+    // The damaged file is left as it was, for a person to look at.
+    assert_eq!(fs::read(&p.state).unwrap(), damaged);
 }

@@ -261,50 +261,17 @@ fn parse_argv(json: &str) -> Result<Vec<String>> {
     }
 }
 
-/// `--min-bytes`: bytes, optionally with K, M or G (powers of 1024).
+/// `--min-bytes`: the sizes plan files take (`512`, `64K`, `10M`, `2G`).
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let (number, scale) = match t.strip_suffix(['K', 'k', 'M', 'm', 'G', 'g']) {
-        Some(n) => {
-            let scale = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-                Some('K') => 1u64 << 10,
-                Some('M') => 1 << 20,
-                _ => 1 << 30,
-            };
-            (n, scale)
-        }
-        None => (t, 1),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| {
-            format!("{text:?}: expected a number of bytes, optionally with K, M or G, e.g. 1K")
-        })
+    cairn::plan::units::parse_size(text)
 }
 
-/// `--command-timeout`: a sum of `<n>d`, `<n>h`, `<n>min`, `<n>s`, e.g. `90s`, `1h30min`.
+/// `--command-timeout`: the spans plan files take (`90s`, `10min`, `1h30min`), but not zero.
 fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
-    let bad = || format!("{text:?}: expected a duration such as 30s, 10min, 2h or 1h30min");
-    let mut rest = text.trim();
-    let mut total = 0u64;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let (unit, secs) = [("min", 60), ("d", 86_400), ("h", 3_600), ("s", 1)]
-            .into_iter()
-            .find(|(u, _)| rest.starts_with(u))
-            .ok_or_else(bad)?;
-        rest = &rest[unit.len()..];
-        total = n
-            .checked_mul(secs)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(bad)?;
+    match cairn::plan::units::parse_span(text)? {
+        d if d.is_zero() => Err(format!(
+            "{text:?}: a timeout of zero would stop every command at once"
+        )),
+        d => Ok(d),
     }
-    if total == 0 {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs(total))
 }

@@ -308,7 +308,9 @@ impl Plan {
             argv("[repository] password_command", c)?;
         }
         if let Some(rate) = &r.limit_upload {
-            parse_size(rate).map_err(|e| format!("[repository] limit_upload: {e}"))?;
+            // The parser `--limit-upload` uses, so a plan that validates also runs.
+            crate::backend::location::parse_rate(rate)
+                .map_err(|e| format!("[repository] limit_upload: {e}"))?;
         }
         if let Some(b) = &self.backup {
             if b.paths.is_empty() && self.dumps.is_empty() {
