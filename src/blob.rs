@@ -26,13 +26,17 @@ fn compress(plaintext: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
-fn decompress(body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+/// Decompresses `body` into `out` (cleared first). zstd writes into the spare capacity only, so a
+/// frame cannot grow `out` past what [`open_into`] reserved; its length check rejects any other size.
+fn decompress_into(body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(raw_len);
     DECOMPRESSOR.with_borrow_mut(|slot| {
         let decompressor = match slot {
             Some(d) => d,
             None => slot.insert(zstd::bulk::Decompressor::new()?),
         };
-        decompressor.decompress(body, raw_len)
+        decompressor.decompress_to_buffer(body, out).map(|_| ())
     })
 }
 
@@ -108,37 +112,92 @@ pub fn reseal_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<
     key.seal(&aad(entry.blob_type, &entry.id), &payload)
 }
 
-/// The verified plaintext and the payload (compression flag and body) it came from.
-fn open_verified(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    let what = format!("blob {}", entry.id);
-    let payload = key.open_any_epoch(&aad(entry.blob_type, &entry.id), sealed, &what)?;
+/// Proves a sealed blob is the plaintext `entry` names, as [`open_blob`] does, without keeping the
+/// plaintext: `check --read-data` verifies every blob this way, each thread reusing its buffers.
+///
+/// # Errors
+/// As [`open_blob`].
+pub fn verify_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<()> {
+    thread_local! {
+        static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with_borrow_mut(|(payload, plain)| {
+        let result = open_into(key, entry, sealed, payload, plain).map(|_| ());
+        // One huge blob must not pin its buffers for the rest of the run.
+        for buffer in [payload, plain] {
+            if buffer.capacity() > SCRATCH_KEEP {
+                *buffer = Vec::new();
+            }
+        }
+        result
+    })
+}
+
+/// Largest buffer a thread keeps between blobs (a chunk is at most 8 MiB; trees may be larger).
+const SCRATCH_KEEP: usize = 16 << 20;
+
+/// Where [`open_into`] left the plaintext.
+enum Opened {
+    /// In the payload after its flag byte (stored uncompressed).
+    InPayload,
+    /// In the plaintext buffer (decompressed).
+    InPlain,
+}
+
+/// Opens a sealed blob into `payload` (flag and body) and, when compressed, `plain`, then proves the
+/// plaintext is the one `entry` names (length and id).
+fn open_into(
+    key: &MasterKey,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    payload: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+) -> Result<Opened> {
+    let what = || format!("blob {}", entry.id);
+    key.open_any_epoch_into(&aad(entry.blob_type, &entry.id), sealed, payload, what)?;
     let (flag, body) = payload
         .split_first()
-        .ok_or_else(|| Error::corrupted(format!("{what}: empty payload")))?;
+        .ok_or_else(|| Error::corrupted(format!("{}: empty payload", what())))?;
     let raw_len = entry.raw_length as usize;
-    let plaintext = match *flag {
-        COMPRESSION_NONE => body.to_vec(),
+    let (opened, plaintext) = match *flag {
+        COMPRESSION_NONE => (Opened::InPayload, body),
         COMPRESSION_ZSTD => {
-            decompress(body, raw_len).map_err(|e| Error::corrupted(format!("{what}: zstd: {e}")))?
+            decompress_into(body, raw_len, plain)
+                .map_err(|e| Error::corrupted(format!("{}: zstd: {e}", what())))?;
+            (Opened::InPlain, plain.as_slice())
         }
         other => {
             return Err(Error::corrupted(format!(
-                "{what}: unknown compression {other}"
+                "{}: unknown compression {other}",
+                what()
             )))
         }
     };
     if plaintext.len() != raw_len {
         return Err(Error::corrupted(format!(
-            "{what}: {} bytes after decompression, index says {raw_len}",
+            "{}: {} bytes after decompression, index says {raw_len}",
+            what(),
             plaintext.len()
         )));
     }
-    if key.blob_id(&plaintext) != entry.id {
+    if key.blob_id(plaintext) != entry.id {
         return Err(Error::corrupted(format!(
-            "{what}: content does not match its id"
+            "{}: content does not match its id",
+            what()
         )));
     }
-    Ok((plaintext, payload))
+    Ok(opened)
+}
+
+/// The verified plaintext and the payload (compression flag and body) it came from.
+fn open_verified(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut payload = Vec::new();
+    let mut plain = Vec::new();
+    match open_into(key, entry, sealed, &mut payload, &mut plain)? {
+        Opened::InPayload => plain.extend_from_slice(&payload[1..]),
+        Opened::InPlain => {}
+    }
+    Ok((plain, payload))
 }
 
 #[cfg(test)]

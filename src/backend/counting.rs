@@ -73,6 +73,12 @@ impl Backend for CountingBackend {
         Ok(bytes)
     }
 
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.read_into(kind, name, buf)?;
+        self.counter.add(buf.len());
+        Ok(())
+    }
+
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let bytes = self.inner.read_range(kind, name, offset, len)?;
         self.counter.add(bytes.len());

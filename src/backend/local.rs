@@ -199,11 +199,17 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        let (mut file, path) = self.open(kind, name)?;
         let mut out = Vec::new();
-        file.read_to_end(&mut out)
-            .map_err(|e| Error::io(ErrorKind::Backend, "cannot read", &path, e))?;
+        self.read_into(kind, name, &mut out)?;
         Ok(out)
+    }
+
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+        let (mut file, path) = self.open(kind, name)?;
+        buf.clear();
+        file.read_to_end(buf)
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot read", &path, e))?;
+        Ok(())
     }
 
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {

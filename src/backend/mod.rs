@@ -249,6 +249,17 @@ pub trait Backend: Send + Sync {
     /// When the object is missing or unreadable.
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
 
+    /// [`Backend::read`] into `buf` (cleared first), reusing its capacity: reading one pack after
+    /// another into the same buffers spares the kernel from zeroing fresh pages for each (a tenth
+    /// of `check --read-data`'s CPU time went there).
+    ///
+    /// # Errors
+    /// As [`Backend::read`].
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read(kind, name)?;
+        Ok(())
+    }
+
     /// `len` bytes at `offset` of an object; fewer bytes than asked is a `Corrupted` error.
     ///
     /// # Errors

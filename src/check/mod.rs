@@ -237,7 +237,14 @@ fn check_once(
         .into_iter()
         .filter(|id| !already_read.contains(id))
         .collect();
-    let checked = read_data::check_packs(repo, &packs, &chosen, &index_entries);
+    // The snapshot walk needs no pack data unless packs are damaged: it runs beside the pack
+    // reads (its tree loads and index lookups were a serial fifth of `check --read-data`), and
+    // runs again below only to name what damage found there affects.
+    let no_damage = Damage::default();
+    let (checked, first_walk) = rayon::join(
+        || read_data::check_packs(repo, &packs, &chosen, &index_entries),
+        || Walker::new(repo, &no_damage).run(&snapshots, true),
+    );
     let mut damage = Damage::default();
     let mut listed: HashSet<PackId> = HashSet::new();
     let now = chrono::Utc::now();
@@ -276,21 +283,13 @@ fn check_once(
     }
 
     report.snapshots = snapshots.len() as u64;
-    // A first walk shares trees between snapshots (fast); when it finds problems, a second walk per
-    // snapshot names every snapshot and path they affect.
-    let mut walk = Walker {
-        repo,
-        damage: &damage,
-        problems: Vec::new(),
-        trees: 0,
-    };
-    walk.run(&snapshots, true);
-    report.trees = walk.trees;
-    if !walk.problems.is_empty() {
-        walk.problems.clear();
-        walk.run(&snapshots, false);
+    // The first walk shares trees between snapshots (fast); when it or the packs found problems, a
+    // second walk per snapshot, knowing the damage, names every snapshot and path they affect.
+    report.trees = first_walk.trees;
+    if !first_walk.problems.is_empty() || !damage.is_empty() {
+        let walk = Walker::new(repo, &damage).run(&snapshots, false);
+        report.errors.extend(walk.problems);
     }
-    report.errors.extend(walk.problems);
     Ok(Pass {
         report,
         listed: listed_objects,
@@ -342,6 +341,12 @@ struct Damage {
     unindexed: HashMap<BlobId, PackId>,
 }
 
+impl Damage {
+    fn is_empty(&self) -> bool {
+        self.packs.is_empty() && self.blobs.is_empty()
+    }
+}
+
 struct Walker<'a> {
     repo: &'a IndexedRepository,
     damage: &'a Damage,
@@ -349,8 +354,18 @@ struct Walker<'a> {
     trees: u64,
 }
 
-impl Walker<'_> {
-    fn run(&mut self, snapshots: &[(SnapshotId, Snapshot)], share_trees: bool) {
+impl<'a> Walker<'a> {
+    fn new(repo: &'a IndexedRepository, damage: &'a Damage) -> Self {
+        Walker {
+            repo,
+            damage,
+            problems: Vec::new(),
+            trees: 0,
+        }
+    }
+
+    /// Walks every snapshot; with `share_trees`, a tree shared by several is visited once.
+    fn run(mut self, snapshots: &[(SnapshotId, Snapshot)], share_trees: bool) -> Self {
         let mut seen: HashSet<TreeId> = HashSet::new();
         for (id, snap) in snapshots {
             if !share_trees {
@@ -399,6 +414,7 @@ impl Walker<'_> {
                 }
             }
         }
+        self
     }
 
     /// Why a referenced blob cannot be restored, if it cannot.

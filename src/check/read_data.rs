@@ -76,15 +76,20 @@ pub(super) fn check_packs(
         .enumerate()
         .filter_map(|(i, (name, _))| id_of(name).map(|id| (i, id)))
         .collect();
-    let load = |id: &PackId| repo.repo().backend().read(ObjectKind::Pack, &id.to_hex());
-    let mut next = read.first().map(|(_, id)| load(id));
+    // Two buffers take turns: one is verified while the next pack is read into the other.
+    let load = |id: &PackId, buf: &mut Vec<u8>| {
+        repo.repo()
+            .backend()
+            .read_into(ObjectKind::Pack, &id.to_hex(), buf)
+    };
+    let (mut current, mut following) = (Vec::new(), Vec::new());
+    let mut loaded = read.first().map(|(_, id)| load(id, &mut current));
     for (k, (i, id)) in read.iter().enumerate() {
-        let bytes = next.take().unwrap_or_else(|| load(id));
-        // Reading the next pack overlaps verifying this one.
-        let (following, checked) = rayon::join(
-            || read.get(k + 1).map(|(_, id)| load(id)),
-            || match bytes {
-                Ok(bytes) => verify_pack(repo, id, &bytes, index),
+        let this = loaded.take().unwrap_or_else(|| load(id, &mut current));
+        let (next, checked) = rayon::join(
+            || read.get(k + 1).map(|(_, id)| load(id, &mut following)),
+            || match this {
+                Ok(()) => verify_pack(repo, id, &current, index),
                 Err(e) => {
                     let mut result = PackCheck::new(Some(*id));
                     result.read = true;
@@ -92,7 +97,8 @@ pub(super) fn check_packs(
                 }
             },
         );
-        next = following;
+        loaded = next;
+        std::mem::swap(&mut current, &mut following);
         results[*i] = Some(checked);
     }
     results.into_iter().flatten().collect()
@@ -147,7 +153,7 @@ fn verify_pack(
         || {
             entries
                 .par_iter()
-                .map(|entry| reader.open_from(id, bytes, entry).err())
+                .map(|entry| reader.verify_from(id, bytes, entry).err())
                 .collect::<Vec<_>>()
         },
     );

@@ -6,8 +6,8 @@ mod kdf;
 
 pub use kdf::{derive_wrapping_key, KdfParams};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
@@ -216,25 +216,50 @@ impl MasterKey {
     /// # Errors
     /// `Corrupted` when no data key of the keyring opens it.
     pub fn open_any_epoch(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-        let mut first_error = None;
+        let mut out = Vec::new();
+        self.open_any_epoch_into(aad, sealed, &mut out, || what.to_string())?;
+        Ok(out)
+    }
+
+    /// [`MasterKey::open_any_epoch`] into `out` (cleared first, its capacity reused), for loops
+    /// over many blobs: no allocation once `out` is large enough, and `what` is only called to
+    /// name the message in an error.
+    ///
+    /// # Errors
+    /// `Corrupted` when no data key of the keyring opens it; `out` is then empty.
+    pub fn open_any_epoch_into(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+        what: impl Fn() -> String,
+    ) -> Result<()> {
+        out.clear();
+        let (nonce, ciphertext, tag) =
+            split_sealed(sealed).ok_or_else(|| too_short(&what(), sealed))?;
         for key in self.data.iter().rev() {
-            match open_with(&key.cipher, aad, sealed, what) {
-                Ok(plain) => return Ok(plain),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            out.extend_from_slice(ciphertext);
+            // Poly1305 is checked before anything is decrypted: a failure leaves ciphertext only.
+            if key
+                .cipher
+                .decrypt_in_place_detached(nonce, aad, out, tag)
+                .is_ok()
+            {
+                return Ok(());
             }
+            out.clear();
         }
-        let e = first_error.expect("a keyring holds at least one data key");
-        if self.data.len() == 1 {
-            return Err(e);
-        }
-        Err(Error::corrupted(format!(
-            "{what}: authentication failed under every data-key epoch of this keyring ({}): \
-             the bytes were altered or belong elsewhere, or they were sealed under an epoch made \
-             after this key file was written",
-            self.epoch_list()
-        )))
+        Err(if self.data.len() == 1 {
+            not_authentic(&what())
+        } else {
+            Error::corrupted(format!(
+                "{}: authentication failed under every data-key epoch of this keyring ({}): \
+                 the bytes were altered or belong elsewhere, or they were sealed under an epoch made \
+                 after this key file was written",
+                what(),
+                self.epoch_list()
+            ))
+        })
     }
 
     fn epoch_list(&self) -> String {
@@ -286,20 +311,35 @@ pub(crate) fn open_with(
     sealed: &[u8],
     what: &str,
 ) -> Result<Vec<u8>> {
-    if sealed.len() < SEAL_OVERHEAD {
-        return Err(Error::corrupted(format!(
-            "{what}: {} bytes is too short for a sealed message",
-            sealed.len()
-        )));
-    }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let (nonce, ciphertext, tag) = split_sealed(sealed).ok_or_else(|| too_short(what, sealed))?;
+    let mut out = ciphertext.to_vec();
     cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
-        .map_err(|_| {
-            Error::corrupted(format!(
-                "{what}: authentication failed (the bytes were altered or belong elsewhere)"
-            ))
-        })
+        .decrypt_in_place_detached(nonce, aad, &mut out, tag)
+        .map_err(|_| not_authentic(what))?;
+    Ok(out)
+}
+
+/// `nonce || ciphertext || tag`, or `None` when too short to hold a nonce and a tag.
+fn split_sealed(sealed: &[u8]) -> Option<(&XNonce, &[u8], &Tag)> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    Some((XNonce::from_slice(nonce), ciphertext, Tag::from_slice(tag)))
+}
+
+fn too_short(what: &str, sealed: &[u8]) -> Error {
+    Error::corrupted(format!(
+        "{what}: {} bytes is too short for a sealed message",
+        sealed.len()
+    ))
+}
+
+fn not_authentic(what: &str) -> Error {
+    Error::corrupted(format!(
+        "{what}: authentication failed (the bytes were altered or belong elsewhere)"
+    ))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Reads blobs back out of packs: one range per blob, opened and verified against its id.
 
 use crate::backend::{Backend, ObjectKind};
-use crate::blob::{authenticate_blob, open_blob};
+use crate::blob::{authenticate_blob, open_blob, verify_blob};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::format::pack::{self, BlobEntry, PackPrefix, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
@@ -46,6 +46,16 @@ impl<'a> PackReader<'a> {
     ) -> Result<Vec<u8>> {
         let sealed = sealed_slice(pack, pack_bytes, entry)?;
         open_blob(self.key, entry, sealed).map_err(|e| e.context(format!("pack {pack}")))
+    }
+
+    /// Proves a blob of a whole pack already in memory is intact, as [`PackReader::open_from`]
+    /// does, without keeping its plaintext.
+    ///
+    /// # Errors
+    /// When the entry lies outside `pack_bytes` or the blob fails verification.
+    pub fn verify_from(&self, pack: &PackId, pack_bytes: &[u8], entry: &BlobEntry) -> Result<()> {
+        let sealed = sealed_slice(pack, pack_bytes, entry)?;
+        verify_blob(self.key, entry, sealed).map_err(|e| e.context(format!("pack {pack}")))
     }
 
     /// The sealed bytes of a blob of a whole pack already in memory, authenticated but not opened.
