@@ -16,13 +16,16 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-fn compress(plaintext: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+/// Compresses `plaintext` into `out` (cleared first, its capacity reused).
+fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
     COMPRESSOR.with_borrow_mut(|slot| {
         let compressor = match slot {
             Some((l, c)) if *l == level => c,
             _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
         };
-        compressor.compress(plaintext)
+        compressor.compress_to_buffer(plaintext, out).map(|_| ())
     })
 }
 
@@ -63,17 +66,24 @@ pub fn seal_blob(
     plaintext: &[u8],
     zstd_level: i32,
 ) -> Result<Vec<u8>> {
-    let compressed = compress(plaintext, zstd_level)
-        .map_err(|e| Error::new(crate::error::ErrorKind::Other, format!("zstd: {e}")))?;
-    let mut payload = Vec::with_capacity(1 + plaintext.len().min(compressed.len()));
-    if compressed.len() < plaintext.len() {
-        payload.push(COMPRESSION_ZSTD);
-        payload.extend_from_slice(&compressed);
-    } else {
-        payload.push(COMPRESSION_NONE);
-        payload.extend_from_slice(plaintext);
+    thread_local! {
+        // Compressed bodies are copied once, into the sealed blob: this buffer is reused.
+        static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    key.seal(&aad(blob_type, id), &payload)
+    COMPRESSED.with_borrow_mut(|compressed| {
+        compress_into(plaintext, zstd_level, compressed)
+            .map_err(|e| Error::new(crate::error::ErrorKind::Other, format!("zstd: {e}")))?;
+        let aad = aad(blob_type, id);
+        let sealed = if compressed.len() < plaintext.len() {
+            key.seal_parts(&aad, &[&[COMPRESSION_ZSTD], compressed])
+        } else {
+            key.seal_parts(&aad, &[&[COMPRESSION_NONE], plaintext])
+        };
+        if compressed.capacity() > SCRATCH_KEEP {
+            *compressed = Vec::new();
+        }
+        sealed
+    })
 }
 
 /// Proves a sealed blob is intact as written (its seal authenticates under its type and id)

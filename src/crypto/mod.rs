@@ -6,7 +6,7 @@ mod kdf;
 
 pub use kdf::{derive_wrapping_key, KdfParams};
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -194,6 +194,15 @@ impl MasterKey {
         seal_with(&self.newest().cipher, aad, plaintext)
     }
 
+    /// [`MasterKey::seal`] of the concatenation of `parts`, built in the one buffer it returns:
+    /// a blob's flag byte and compressed body are sealed without being joined first.
+    ///
+    /// # Errors
+    /// When the OS gives no nonce.
+    pub fn seal_parts(&self, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
+        seal_parts_with(&self.newest().cipher, aad, parts)
+    }
+
     /// The plaintext of a message sealed under the data key of `epoch`, or a corruption error
     /// naming `what`.
     ///
@@ -288,19 +297,22 @@ pub(crate) fn seal_with(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let nonce = random_array::<NONCE_LEN>()?;
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+    seal_parts_with(cipher, aad, &[plaintext])
+}
+
+/// `nonce || ciphertext of the concatenated parts || tag`, encrypted in place in one allocation.
+fn seal_parts_with(cipher: &XChaCha20Poly1305, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(SEAL_OVERHEAD + len);
+    out.extend_from_slice(&random_array::<NONCE_LEN>()?);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    let (nonce, message) = out.split_at_mut(NONCE_LEN);
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, message)
         .map_err(|_| Error::new(crate::error::ErrorKind::Other, "encryption failed"))?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 

@@ -4,4 +4,4 @@ mod reader;
 mod writer;
 
 pub use reader::{parse_pack, parse_pack_header, read_pack_header, read_pack_prefix, PackReader};
-pub use writer::{FinishedPack, PackWriter};
+pub use writer::{ClosedPack, FinishedPack, PackWriter};

@@ -15,6 +15,24 @@ pub struct FinishedPack {
     pub entries: Vec<BlobEntry>,
 }
 
+/// A complete pack not yet named: hashing 32 MiB takes milliseconds, so the saver names a pack
+/// after it releases the lock its workers share, not while holding it.
+pub struct ClosedPack {
+    bytes: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+impl ClosedPack {
+    /// The pack with its name, the hash of its bytes.
+    pub fn named(self) -> FinishedPack {
+        FinishedPack {
+            id: PackId::hash_of(&self.bytes),
+            bytes: self.bytes,
+            entries: self.entries,
+        }
+    }
+}
+
 /// Accumulates sealed blobs of one type.
 pub struct PackWriter {
     blob_type: BlobType,
@@ -48,7 +66,7 @@ impl PackWriter {
         id: BlobId,
         raw_length: u32,
         sealed: &[u8],
-    ) -> Result<Option<FinishedPack>> {
+    ) -> Result<Option<ClosedPack>> {
         if self.buf.is_empty() {
             self.prefix = PackPrefix::for_epoch(key.newest_epoch());
             self.buf
@@ -73,17 +91,13 @@ impl PackWriter {
     ///
     /// # Errors
     /// When sealing the header fails.
-    pub fn finish(&mut self, key: &MasterKey) -> Result<Option<FinishedPack>> {
+    pub fn finish(&mut self, key: &MasterKey) -> Result<Option<ClosedPack>> {
         if self.entries.is_empty() {
             return Ok(None);
         }
         let entries = std::mem::take(&mut self.entries);
         let mut bytes = std::mem::take(&mut self.buf);
         bytes.extend_from_slice(&pack::encode_trailer(key, self.prefix, &entries)?);
-        Ok(Some(FinishedPack {
-            id: PackId::hash_of(&bytes),
-            bytes,
-            entries,
-        }))
+        Ok(Some(ClosedPack { bytes, entries }))
     }
 }

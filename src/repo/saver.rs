@@ -210,7 +210,7 @@ impl<'r> BlobSaver<'r> {
             writer.add(repo.key(), id, raw_length, sealed)?
         };
         if let Some(pack) = finished {
-            self.store_pack(pack)?;
+            self.store_pack(pack.named())?;
         }
         Ok(true)
     }
@@ -289,7 +289,7 @@ impl<'r> BlobSaver<'r> {
             (state.data.finish(key)?, state.tree.finish(key)?)
         };
         for pack in [data, tree].into_iter().flatten() {
-            self.uploader.submit(pack)?;
+            self.uploader.submit(pack.named())?;
         }
         self.record_stored(self.uploader.finish())?;
         self.write_index()?;
