@@ -400,3 +400,64 @@ fn files_spread_over_many_packs_get_exact_metadata_after_their_last_write() {
     );
     env.assert_restores_exactly("latest", &src, "dst");
 }
+
+/// A restore plans and writes files a batch at a time, so its memory does not grow with the size of
+/// the snapshot. With batches of two files, hardlinks whose names fall in different batches, files
+/// sharing their contents, directory times, xattrs and the sparse file must still come back exact.
+#[test]
+fn a_restore_written_in_batches_of_two_files_is_exact() {
+    use cairn::backend::LocalBackend;
+    use cairn::restore::{restore, RestoreOptions, RestoreProgress};
+    use cairn::Repository;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Default)]
+    struct Batches {
+        announced: AtomicU64,
+        files: AtomicU64,
+    }
+    impl RestoreProgress for Batches {
+        fn planned(&self, files: u64, _bytes: u64) {
+            self.announced.fetch_add(1, Ordering::SeqCst);
+            self.files.fetch_add(files, Ordering::SeqCst);
+        }
+    }
+
+    let env = Env::new();
+    let src = env.path("src");
+    build_full_tree(&src, true);
+    env.init();
+    env.backup_json(&[&src], &[]);
+    let repo = Repository::open(
+        Box::new(LocalBackend::new(&env.repo)),
+        env.password.as_bytes(),
+        &env.cache_dir(),
+    )
+    .unwrap()
+    .into_indexed()
+    .unwrap();
+    let snapshots = repo.repo().snapshots().unwrap();
+    let target = env.path("dst");
+    let options = RestoreOptions {
+        files_per_batch: Some(2),
+        ..Default::default()
+    };
+    let batches = Batches::default();
+    let stats = restore(
+        &repo,
+        &snapshots[0].1.tree_id(),
+        &target,
+        &options,
+        &batches,
+    )
+    .unwrap();
+    assert_trees_equal(&src, &restored_path(&target, &src));
+    let announced = batches.announced.load(Ordering::SeqCst);
+    let planned = batches.files.load(Ordering::SeqCst);
+    assert!(
+        announced as f64 >= planned as f64 / 2.0 && planned >= 20,
+        "{planned} files should have been announced two at a time, got {announced} batches"
+    );
+    // Hardlinks are made after all batches from the first name written: they count as files too.
+    assert!(stats.files >= planned, "{stats:?}");
+}

@@ -20,8 +20,8 @@ struct Recorder {
 
 impl RestoreProgress for Recorder {
     fn planned(&self, files: u64, bytes: u64) {
-        self.planned_files.store(files, Ordering::SeqCst);
-        self.planned_bytes.store(bytes, Ordering::SeqCst);
+        self.planned_files.fetch_add(files, Ordering::SeqCst);
+        self.planned_bytes.fetch_add(bytes, Ordering::SeqCst);
     }
     fn bytes(&self, n: u64) {
         self.written.fetch_add(n, Ordering::SeqCst);

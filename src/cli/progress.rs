@@ -134,7 +134,7 @@ pub struct RestoreBar {
 
 impl RestoreProgress for RestoreBar {
     fn planned(&self, _files: u64, bytes: u64) {
-        self.bar.set_length(bytes);
+        self.bar.inc_length(bytes);
     }
 
     fn bytes(&self, n: u64) {

@@ -53,6 +53,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
         },
         exclude: ExcludeMatcher::new(&args.excludes)?,
         verify: args.verify,
+        files_per_batch: None,
     };
     let (opened, at) = locate::open_path(global, &args.snapshot, &args.filter)?;
     let bar = progress::RestoreBar {

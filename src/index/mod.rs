@@ -153,7 +153,7 @@ impl Index {
             )
         })?;
         let path: PathBuf = cache_dir.join("index.redb");
-        match Database::create(&path) {
+        match cached_db(&path) {
             Ok(db) => Ok(Index {
                 db,
                 _private_dir: None,
@@ -169,7 +169,7 @@ impl Index {
                             format!("cannot create a private index cache: {e}"),
                         )
                     })?;
-                let db = Database::create(dir.path().join("index.redb"))?;
+                let db = cached_db(&dir.path().join("index.redb"))?;
                 Ok(Index {
                     db,
                     _private_dir: Some(dir),
@@ -179,7 +179,7 @@ impl Index {
             Err(redb::DatabaseError::Storage(_)) | Err(redb::DatabaseError::UpgradeRequired(_)) => {
                 let _ = std::fs::remove_file(&path);
                 Ok(Index {
-                    db: Database::create(&path)?,
+                    db: cached_db(&path)?,
                     _private_dir: None,
                 })
             }
@@ -364,4 +364,15 @@ impl Index {
         }
         Ok(())
     }
+}
+/// Memory redb may keep for pages it has read or will write. Its default, 1 GiB, let a restore or a
+/// check of a snapshot of 300,000 small files grow by about 100 MiB of cached index pages; the
+/// operating system's page cache keeps the file's pages near anyway.
+pub(crate) const DB_CACHE_BYTES: usize = 32 << 20;
+
+/// Creates or opens a redb database with the cache bounded to [`DB_CACHE_BYTES`].
+pub(crate) fn cached_db(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(path)
 }

@@ -1,5 +1,7 @@
 //! Restore: snapshot -> trees -> index -> pack ranges -> files, then metadata, directories last.
-//! Contents are read by pack (`plan`, `contents`): each needed range once, each blob opened once.
+//! Files are planned and written a batch at a time (memory holds one batch, whatever the snapshot's
+//! size); within a batch contents are read by pack (`plan`, `contents`): each needed range once, each
+//! blob opened once.
 //!
 //! Never writes bytes that failed verification: a damaged blob aborts the restore and removes the half-written file.
 
@@ -22,7 +24,7 @@ use rayon::prelude::*;
 
 use crate::archive::ExcludeMatcher;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{ContentItem, Node, NodeKind, Tree};
+use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::{BlobType, TreeId};
 use crate::repo::IndexedRepository;
 use contents::OutFile;
@@ -40,6 +42,9 @@ pub struct RestoreOptions {
     pub exclude: ExcludeMatcher,
     /// After writing each file, read it back and check every chunk against its id.
     pub verify: bool,
+    /// Files planned and written together; `None` is 32,768. Smaller batches hold less in memory
+    /// and read a blob shared by files of several batches once per batch.
+    pub files_per_batch: Option<usize>,
 }
 
 /// What to restore: a tree's contents, or one entry.
@@ -59,7 +64,8 @@ pub enum RestoreRoot<'a> {
 
 /// Progress callbacks.
 pub trait RestoreProgress: Sync {
-    /// The snapshot was walked: `files` regular files holding `bytes` of data will be written.
+    /// `files` more regular files holding `bytes` of data will be written. Called once per batch
+    /// of files (a batch holds up to 32,768 files; a smaller restore is announced whole at once).
     fn planned(&self, _files: u64, _bytes: u64) {}
     /// `n` more bytes of content written.
     fn bytes(&self, _n: u64) {}
@@ -97,16 +103,25 @@ struct Restorer<'a> {
     repo: &'a IndexedRepository,
     options: &'a RestoreOptions,
     progress: &'a dyn RestoreProgress,
-    /// Every tree below the root, loaded before planning ([`trees::load_all`]); emptied once planned.
-    trees: HashMap<TreeId, Tree>,
+    /// Every tree below the root, fetched before planning ([`trees::load_all`]).
+    trees: Option<trees::TreeStore>,
+    /// Files planned and not yet written: at most one batch ([`BATCH_FILES`], [`BATCH_ITEMS`]).
     files: Vec<FileJob>,
+    /// Content items of the files in `files`.
+    batch_items: usize,
     links: Vec<(PathBuf, PathBuf)>,
     link_sources: HashMap<(u64, u64), PathBuf>,
     // Applied after contents, deepest directories last in the list's reverse order.
     dirs: Vec<(PathBuf, Node)>,
-    others: Vec<(PathBuf, Node)>,
     stats: RestoreStats,
 }
+
+/// Files written per batch: the files of a snapshot are planned and written a batch at a time, so
+/// memory holds one batch's jobs and read plan (about a kilobyte per file), whatever the snapshot's
+/// size. Each batch reads its blobs by pack; a blob shared by files of two batches is read twice.
+const BATCH_FILES: usize = 32 * 1024;
+/// Content items (chunks and holes) per batch: a batch of a few huge files ends early.
+const BATCH_ITEMS: usize = 256 * 1024;
 
 /// Restores the tree `root` into `target` (the snapshot's absolute paths appear below it).
 ///
@@ -159,21 +174,21 @@ pub fn restore_from(
         repo,
         options,
         progress,
-        trees: HashMap::new(),
+        trees: None,
         files: Vec::new(),
+        batch_items: 0,
         links: Vec::new(),
         link_sources: HashMap::new(),
         dirs: Vec::new(),
-        others: Vec::new(),
         stats: RestoreStats::default(),
     };
     crate::threads::run_in_pool(|| {
         match root {
             RestoreRoot::Tree { tree, dir } => {
-                r.trees = trees::load_all(repo, &tree)?;
+                r.trees = Some(trees::load_all(repo, &tree, target)?);
                 let nodes = r.tree_nodes(&tree)?;
                 r.plan_nodes(&tree, nodes, target, source, false)?;
-                r.trees = HashMap::new();
+                r.trees = None;
                 if let Some(node) = dir {
                     // The target takes the place of the directory: its metadata too, applied last.
                     r.dirs.push((target.to_path_buf(), node.clone()));
@@ -194,9 +209,7 @@ pub fn restore_from(
                 )?;
             }
         }
-        let data_bytes = r.files.iter().map(|job| data_len(&job.node)).sum();
-        progress.planned(r.files.len() as u64, data_bytes);
-        r.write_files()?;
+        r.write_batch()?;
         r.finish()
     })
 }
@@ -308,16 +321,21 @@ impl Restorer<'_> {
                         }
                         self.link_sources.insert(key, path.clone());
                     }
+                    self.batch_items += node.content.len();
                     self.files.push(FileJob { path, node });
+                    let batch_files = self.options.files_per_batch.unwrap_or(BATCH_FILES);
+                    if self.files.len() >= batch_files.max(1) || self.batch_items >= BATCH_ITEMS {
+                        self.write_batch()?;
+                    }
                 }
                 NodeKind::Symlink => {
                     std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), &path)
                         .map_err(io_err("cannot create symlink", &path))?;
-                    self.others.push((path, node));
+                    self.made_other(&path, &node);
                 }
                 NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
                     match metadata::make_special(&path, &node) {
-                        Ok(()) => self.others.push((path, node)),
+                        Ok(()) => self.made_other(&path, &node),
                         Err(e) => self.warn(format!("cannot create {}: {e}", path.display())),
                     }
                 }
@@ -329,13 +347,31 @@ impl Restorer<'_> {
         Ok(kept)
     }
 
-    /// The entries of a tree, from those loaded before planning. A copy: identical directories share
-    /// one tree, which planning visits once per place.
+    /// The entries of a tree, from those fetched before planning.
     fn tree_nodes(&self, id: &TreeId) -> Result<Vec<Node>> {
-        match self.trees.get(id) {
-            Some(tree) => Ok(tree.nodes.clone()),
+        match &self.trees {
+            Some(store) => Ok(store.tree(self.repo, id)?.nodes),
             None => Ok(self.repo.load_tree(id)?.nodes),
         }
+    }
+
+    /// Applies the metadata of a symlink or special file just made: nothing the restore does later
+    /// changes it, so it need not wait (nor take memory) until the end.
+    fn made_other(&mut self, path: &Path, node: &Node) {
+        if let Err(e) = metadata::apply(path, node) {
+            self.warn(e);
+        }
+        self.stats.others += 1;
+    }
+
+    /// Announces and writes the files planned since the last batch.
+    fn write_batch(&mut self) -> Result<()> {
+        let data_bytes = self.files.iter().map(|job| data_len(&job.node)).sum();
+        self.progress.planned(self.files.len() as u64, data_bytes);
+        self.write_files()?;
+        self.files.clear();
+        self.batch_items = 0;
+        Ok(())
     }
 
     fn warn(&mut self, message: String) {
@@ -401,12 +437,6 @@ impl Restorer<'_> {
         for (first, path) in std::mem::take(&mut self.links) {
             fs::hard_link(&first, &path).map_err(io_err("cannot create hardlink", &path))?;
             self.stats.files += 1;
-        }
-        for (path, node) in std::mem::take(&mut self.others) {
-            if let Err(e) = metadata::apply(&path, &node) {
-                self.warn(e);
-            }
-            self.stats.others += 1;
         }
         // Children were pushed before their parents: apply in push order, so a parent's mtime is set after its children change it.
         for (path, node) in std::mem::take(&mut self.dirs) {

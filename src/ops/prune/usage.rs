@@ -114,7 +114,7 @@ impl Usage {
                     format!("cannot create a temporary database: {e}"),
                 )
             })?;
-        let db = Database::create(dir.path().join("usage.redb"))?;
+        let db = crate::index::cached_db(&dir.path().join("usage.redb"))?;
         let tx = db.begin_write()?;
         {
             let mut table = DiskTable {
