@@ -678,3 +678,56 @@ fn overwrite_never_writes_through_symlinks_out_of_target() {
         assert_trees_equal(&src, &r);
     }
 }
+
+/// `init --compression` takes a zstd level: one out of range is refused before anything is
+/// written, and a level given is the one the repository's blobs are compressed at.
+#[test]
+fn init_compression_levels_are_checked_and_kept() {
+    let env = Env::new();
+    for bad in ["23", "-8"] {
+        let out = env.r(&["init", "--compression", bad]);
+        out.assert_code(exit::USAGE);
+        assert!(
+            out.stderr_lower().contains("zstd level"),
+            "{}",
+            out.describe()
+        );
+        assert!(!env.repo.exists(), "a refused init must write nothing");
+    }
+    env.r(&["init", "--stream-compression", "99"])
+        .assert_code(exit::USAGE);
+    let src = env.path("src");
+    // Text compresses at any level; level -7 stores more of it than level 19 does.
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} of a log\n"))
+        .collect();
+    write_file(&src.join("log.txt"), text.as_bytes());
+    let mut sizes = Vec::new();
+    for level in ["-7", "19"] {
+        let repo = env.path(&format!("repo{level}"));
+        env.cairn_ok(&[
+            OsStr::new("-r"),
+            repo.as_os_str(),
+            OsStr::new("init"),
+            OsStr::new("--compression"),
+            OsStr::new(level),
+        ]);
+        env.cairn_ok(&[
+            OsStr::new("-r"),
+            repo.as_os_str(),
+            OsStr::new("backup"),
+            src.as_os_str(),
+        ]);
+        let packs: u64 = files_under(&repo.join("data"))
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        sizes.push(packs);
+    }
+    assert!(
+        sizes[0] > sizes[1],
+        "level -7 stored {} bytes, level 19 {}",
+        sizes[0],
+        sizes[1]
+    );
+}

@@ -11,6 +11,13 @@ pub struct InitArgs {
     /// Target size of pack files in MiB (1 to 1024).
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     pub pack_size: u32,
+    /// zstd level of file contents and trees (-7 to 22; default 2). Higher stores less and
+    /// backs up slower; reading back is about as fast at any level.
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub compression: Option<i32>,
+    /// zstd level of standard input and dump commands (-7 to 22; default 1).
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub stream_compression: Option<i32>,
 }
 
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
@@ -23,6 +30,24 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
         .into());
     }
     config.pack_size = args.pack_size << 20;
+    for (flag, level) in [
+        ("--compression", args.compression),
+        ("--stream-compression", args.stream_compression),
+    ] {
+        if level.is_some_and(|l| !(-7..=22).contains(&l)) {
+            return Err(cairn::Error::invalid_input(format!(
+                "{flag} {} is out of range: give a zstd level from -7 to 22",
+                level.unwrap_or_default()
+            ))
+            .into());
+        }
+    }
+    if let Some(level) = args.compression {
+        config.zstd_level = level;
+    }
+    if let Some(level) = args.stream_compression {
+        config.stream_zstd_level = Some(level);
+    }
     let repo = context::init_repository(global, config)?;
     let location = repo.backend().location();
     if global.json {

@@ -57,7 +57,7 @@ impl Config {
             stream_chunker: Some([16 * 1024, 64 * 1024, 256 * 1024]),
             chunker_seed: u64::from_le_bytes(crypto::random_array::<8>()?),
             pack_size: 32 * 1024 * 1024,
-            zstd_level: 3,
+            zstd_level: 2,
             // Level 1 compresses a SQL dump within 1% of level 3 at 1.4 times the speed
             // (FORMAT.md §5 has the measurement); dumps are most of what streams carry.
             stream_zstd_level: Some(1),
