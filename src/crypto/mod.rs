@@ -3,20 +3,17 @@
 //! Never returns plaintext that failed authentication; secret keys are zeroized on drop.
 
 mod kdf;
+mod xchacha;
 
 pub use kdf::{derive_wrapping_key, KdfParams};
+pub use xchacha::Cipher;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
-/// Length of an XChaCha20 nonce.
-pub const NONCE_LEN: usize = 24;
-/// Length of a Poly1305 tag.
-pub const TAG_LEN: usize = 16;
+pub use xchacha::{NONCE_LEN, TAG_LEN};
 /// Bytes a seal adds to its plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// Length of the serialized master key (data key || id key).
@@ -50,7 +47,7 @@ pub fn random_array<const N: usize>() -> Result<[u8; N]> {
 struct DataKey {
     epoch: u32,
     bytes: Zeroizing<[u8; 32]>,
-    cipher: XChaCha20Poly1305,
+    cipher: Cipher,
 }
 
 impl DataKey {
@@ -58,7 +55,7 @@ impl DataKey {
         DataKey {
             epoch,
             bytes: Zeroizing::new(*bytes),
-            cipher: XChaCha20Poly1305::new(bytes.into()),
+            cipher: Cipher::new(bytes),
         }
     }
 }
@@ -292,16 +289,12 @@ impl MasterKey {
 }
 
 /// Seals with an explicit cipher (the key file's wrapping key uses this too).
-pub(crate) fn seal_with(
-    cipher: &XChaCha20Poly1305,
-    aad: &[u8],
-    plaintext: &[u8],
-) -> Result<Vec<u8>> {
+pub(crate) fn seal_with(cipher: &Cipher, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
     seal_parts_with(cipher, aad, &[plaintext])
 }
 
 /// `nonce || ciphertext of the concatenated parts || tag`, encrypted in place in one allocation.
-fn seal_parts_with(cipher: &XChaCha20Poly1305, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
+fn seal_parts_with(cipher: &Cipher, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut out = Vec::with_capacity(SEAL_OVERHEAD + len);
     out.extend_from_slice(&random_array::<NONCE_LEN>()?);
@@ -309,20 +302,16 @@ fn seal_parts_with(cipher: &XChaCha20Poly1305, aad: &[u8], parts: &[&[u8]]) -> R
         out.extend_from_slice(part);
     }
     let (nonce, message) = out.split_at_mut(NONCE_LEN);
+    let nonce: &[u8; NONCE_LEN] = (&*nonce).try_into().expect("split at NONCE_LEN");
     let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, message)
+        .encrypt_in_place_detached(nonce, aad, message)
         .map_err(|_| Error::new(crate::error::ErrorKind::Other, "encryption failed"))?;
     out.extend_from_slice(&tag);
     Ok(out)
 }
 
 /// Opens with an explicit cipher.
-pub(crate) fn open_with(
-    cipher: &XChaCha20Poly1305,
-    aad: &[u8],
-    sealed: &[u8],
-    what: &str,
-) -> Result<Vec<u8>> {
+pub(crate) fn open_with(cipher: &Cipher, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
     let (nonce, ciphertext, tag) = split_sealed(sealed).ok_or_else(|| too_short(what, sealed))?;
     let mut out = ciphertext.to_vec();
     cipher
@@ -332,13 +321,10 @@ pub(crate) fn open_with(
 }
 
 /// `nonce || ciphertext || tag`, or `None` when too short to hold a nonce and a tag.
-fn split_sealed(sealed: &[u8]) -> Option<(&XNonce, &[u8], &Tag)> {
-    if sealed.len() < SEAL_OVERHEAD {
-        return None;
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-    Some((XNonce::from_slice(nonce), ciphertext, Tag::from_slice(tag)))
+fn split_sealed(sealed: &[u8]) -> Option<(&[u8; NONCE_LEN], &[u8], &[u8; TAG_LEN])> {
+    let (nonce, rest) = sealed.split_first_chunk::<NONCE_LEN>()?;
+    let (ciphertext, tag) = rest.split_last_chunk::<TAG_LEN>()?;
+    Some((nonce, ciphertext, tag))
 }
 
 fn too_short(what: &str, sealed: &[u8]) -> Error {

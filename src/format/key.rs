@@ -4,8 +4,6 @@
 //! Decoding never runs the KDF: parameters are bounded first, so a hostile file cannot make cairn
 //! allocate or spin beyond the limits of §4.
 
-use chacha20poly1305::aead::KeyInit;
-use chacha20poly1305::XChaCha20Poly1305;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -123,7 +121,7 @@ impl KeyFile {
         let salt = crypto::random_array::<SALT_LEN>()?;
         let header = encode_header(VERSION, params, &salt);
         let wrapping = crypto::derive_wrapping_key(password, &salt, params)?;
-        let cipher = XChaCha20Poly1305::new(wrapping.as_ref().into());
+        let cipher = crate::crypto::Cipher::new(&wrapping);
         let sealed_key = crypto::seal_with(&cipher, &header, &encode_keyring(master))?;
         let mut json = serde_json::to_vec(metadata)
             .map_err(|e| Error::invalid_input(format!("key metadata: {e}")))?;
@@ -151,7 +149,7 @@ impl KeyFile {
     pub fn unwrap_key(&self, password: &[u8]) -> Result<MasterKey> {
         let header = encode_header(self.version, self.params, &self.salt);
         let wrapping = crypto::derive_wrapping_key(password, &self.salt, self.params)?;
-        let cipher = XChaCha20Poly1305::new(wrapping.as_ref().into());
+        let cipher = crate::crypto::Cipher::new(&wrapping);
         let plain = Zeroizing::new(
             crypto::open_with(&cipher, &header, &self.sealed_key, "key file")
                 .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?,
@@ -324,7 +322,7 @@ mod tests {
         let salt = [7u8; SALT_LEN];
         let header = encode_header(1, KdfParams::MINIMUM, &salt);
         let wrapping = crypto::derive_wrapping_key(password, &salt, KdfParams::MINIMUM).unwrap();
-        let cipher = XChaCha20Poly1305::new(wrapping.as_ref().into());
+        let cipher = crate::crypto::Cipher::new(&wrapping);
         let sealed = crypto::seal_with(&cipher, &header, master.to_bytes().as_ref()).unwrap();
         [header, sealed].concat()
     }
