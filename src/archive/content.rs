@@ -9,7 +9,7 @@ use std::sync::mpsc;
 
 use nix::unistd::{lseek, Whence};
 
-use crate::chunker::{ChunkerParams, Chunks};
+use crate::chunker::{Batch, ChunkerParams, Chunks};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::ContentItem;
 use crate::id::BlobType;
@@ -17,6 +17,14 @@ use crate::repo::BlobSaver;
 
 /// Bytes of chunks hashed, compressed and sealed together in parallel.
 const BATCH_BYTES: usize = 16 << 20;
+
+/// Largest first-batch buffer a thread keeps for the next file: most files are small, and a
+/// kept buffer spares their reads an allocation; a big file's buffer is let go.
+const SPARE_KEEP: usize = 1 << 20;
+
+thread_local! {
+    static SPARE: std::cell::Cell<Batch> = std::cell::Cell::new(Batch::default());
+}
 
 /// Turns streams into content items.
 pub struct ContentReader<'a, 'r> {
@@ -33,7 +41,8 @@ impl ContentReader<'_, '_> {
     /// The first batch is cut on the calling thread; a source longer than that (a big file, a
     /// dump) is cut on a second thread while this one hashes, compresses and seals the previous
     /// batch, so chunking overlaps the parallel work instead of leaving cores idle between
-    /// batches. Memory stays bounded by three batches.
+    /// batches. Batch buffers go back to the cutting thread once stored and are filled again, so
+    /// memory stays bounded by three batches and a long stream touches no fresh memory.
     ///
     /// # Errors
     /// `SourceIo` when reading fails; other kinds when the repository fails.
@@ -43,15 +52,35 @@ impl ContentReader<'_, '_> {
         items: &mut Vec<ContentItem>,
     ) -> Result<()> {
         let mut chunks = self.chunker.chunks(source);
-        let (first, more) = next_batch(&mut chunks)?;
-        if !more {
-            return self.store(first, items);
+        let mut first = SPARE.take();
+        let more = chunks.next_batch(&mut first, BATCH_BYTES);
+        let stored = more.and_then(|more| {
+            if more {
+                self.store_rest(chunks, &first, items)
+            } else {
+                self.store(&first, items)
+            }
+        });
+        if first.capacity() <= SPARE_KEEP {
+            SPARE.set(first);
         }
+        stored
+    }
+
+    /// Stores `first`, then the rest of the stream cut on a thread of its own.
+    fn store_rest<R: Read + Send>(
+        &self,
+        mut chunks: Chunks<R>,
+        first: &Batch,
+        items: &mut Vec<ContentItem>,
+    ) -> Result<()> {
         std::thread::scope(|s| {
-            let (send, batches) = mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(1);
+            let (send, batches) = mpsc::sync_channel::<Result<Batch>>(1);
+            let (give_back, spares) = mpsc::channel::<Batch>();
             s.spawn(move || loop {
-                let (batch, more) = match next_batch(&mut chunks) {
-                    Ok(next) => next,
+                let mut batch = spares.try_recv().unwrap_or_default();
+                let more = match chunks.next_batch(&mut batch, BATCH_BYTES) {
+                    Ok(more) => more,
                     Err(e) => {
                         let _ = send.send(Err(e));
                         return;
@@ -64,25 +93,32 @@ impl ContentReader<'_, '_> {
             });
             self.store(first, items)?;
             for batch in batches {
-                self.store(batch?, items)?;
+                let batch = batch?;
+                self.store(&batch, items)?;
+                // The cutter may have finished: then the buffer is simply dropped.
+                let _ = give_back.send(batch);
             }
             Ok(())
         })
     }
 
-    fn store(&self, batch: Vec<Vec<u8>>, items: &mut Vec<ContentItem>) -> Result<()> {
+    fn store(&self, batch: &Batch, items: &mut Vec<ContentItem>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let chunks = batch.chunk_slices();
         let ids = self
             .saver
-            .save_many(BlobType::Data, &batch, self.zstd_level)?;
-        for (id, chunk) in ids.into_iter().zip(batch.iter()) {
+            .save_many(BlobType::Data, &chunks, self.zstd_level)?;
+        for (id, chunk) in ids.into_iter().zip(chunks) {
             items.push(ContentItem::Data {
                 id,
                 len: chunk.len() as u32,
             });
-            self.bytes_read
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            self.progress.bytes(chunk.len() as u64);
         }
+        self.bytes_read
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.progress.bytes(batch.len() as u64);
         Ok(())
     }
 
@@ -131,21 +167,6 @@ impl ContentReader<'_, '_> {
         }
         Ok(items)
     }
-}
-
-/// Cuts up to `BATCH_BYTES` of chunks; the flag says whether the source may hold more.
-fn next_batch<R: Read>(chunks: &mut Chunks<R>) -> Result<(Vec<Vec<u8>>, bool)> {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    for chunk in chunks.by_ref() {
-        let chunk = chunk?;
-        bytes += chunk.len();
-        batch.push(chunk);
-        if bytes >= BATCH_BYTES {
-            return Ok((batch, true));
-        }
-    }
-    Ok((batch, false))
 }
 
 /// The data regions of a file by SEEK_DATA/SEEK_HOLE, or `None` when the file system cannot tell.

@@ -93,7 +93,7 @@ impl Backend for CountingBackend {
         self.inner.write(kind, name, bytes)
     }
 
-    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
+    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
         self.inner.write_owned(kind, name, bytes)
     }
 

@@ -279,12 +279,14 @@ pub trait Backend: Send + Sync {
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()>;
 
     /// [`Backend::write`] of bytes the caller gives up, so a backend that must own what it sends (OpenDAL's
-    /// buffers) takes them without a copy: a pack in flight is then held once, not twice.
+    /// buffers) takes them without a copy: a pack in flight is then held once, not twice. A backend that
+    /// did not keep the buffer hands it back, so the caller can fill it again instead of faulting in
+    /// fresh memory for every pack.
     ///
     /// # Errors
     /// When the storage refuses the write.
-    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
-        self.write(kind, name, &bytes)
+    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        self.write(kind, name, &bytes).map(|()| Some(bytes))
     }
 
     /// The shards of `data/` (the `xx` of `data/xx/`, FORMAT.md §3) that hold packs, so that

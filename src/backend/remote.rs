@@ -538,8 +538,8 @@ impl Backend for RemoteBackend {
         self.put_object(kind, name, Buffer::from(bytes.to_vec()))
     }
 
-    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
-        self.put_object(kind, name, bytes.into())
+    fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        self.put_object(kind, name, bytes.into()).map(|()| None)
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {

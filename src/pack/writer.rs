@@ -55,6 +55,20 @@ impl PackWriter {
         }
     }
 
+    /// Whether no pack is being filled (the next blob starts one).
+    pub fn is_idle(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Fills the next pack in `buffer` (an empty buffer of a pack already stored) instead of fresh
+    /// memory, when no pack is being filled and `buffer` is the larger.
+    pub fn reuse(&mut self, mut buffer: Vec<u8>) {
+        if self.is_idle() && buffer.capacity() > self.buf.capacity() {
+            buffer.clear();
+            self.buf = buffer;
+        }
+    }
+
     /// Adds a blob sealed under `key`'s newest epoch; returns the finished pack when the target
     /// size is reached.
     ///

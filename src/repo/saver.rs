@@ -131,14 +131,14 @@ impl<'r> BlobSaver<'r> {
     ///
     /// # Errors
     /// When the index cannot be read, or sealing or writing a pack fails.
-    pub fn save_many(
+    pub fn save_many<B: AsRef<[u8]> + Sync>(
         &self,
         blob_type: BlobType,
-        blobs: &[Vec<u8>],
+        blobs: &[B],
         zstd_level: i32,
     ) -> Result<Vec<BlobId>> {
         let key = self.repo.repo().key();
-        let ids: Vec<BlobId> = blobs.par_iter().map(|b| key.blob_id(b)).collect();
+        let ids: Vec<BlobId> = blobs.par_iter().map(|b| key.blob_id(b.as_ref())).collect();
         let known = self.known_many(&ids)?;
         blobs
             .par_iter()
@@ -146,7 +146,8 @@ impl<'r> BlobSaver<'r> {
             .zip(&known)
             .filter(|(_, known)| !**known)
             .try_for_each(|((blob, id), _)| {
-                self.store_new(blob_type, *id, blob, zstd_level).map(|_| ())
+                self.store_new(blob_type, *id, blob.as_ref(), zstd_level)
+                    .map(|_| ())
             })?;
         Ok(ids)
     }
@@ -207,6 +208,11 @@ impl<'r> BlobSaver<'r> {
                 BlobType::Data => &mut state.data,
                 BlobType::Tree => &mut state.tree,
             };
+            if writer.is_idle() {
+                if let Some(buffer) = self.uploader.spare_buffer() {
+                    writer.reuse(buffer);
+                }
+            }
             writer.add(repo.key(), id, raw_length, sealed)?
         };
         if let Some(pack) = finished {
