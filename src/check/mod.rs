@@ -389,27 +389,36 @@ impl<'a> Walker<'a> {
                         continue;
                     }
                 };
-                for node in &tree.nodes {
-                    let child = format!("{}{}", path, String::from_utf8_lossy(&node.name));
+                // Every data blob of the tree's files is looked up in one index transaction (one
+                // per blob was most of the walk, and the walk runs beside `--read-data`'s packs).
+                let mut files: Vec<(usize, usize)> = Vec::new();
+                let mut blobs: Vec<BlobId> = Vec::new();
+                for (i, node) in tree.nodes.iter().enumerate() {
+                    let child = || format!("{}{}", path, String::from_utf8_lossy(&node.name));
                     match node.kind {
                         NodeKind::Dir => {
-                            stack.extend(node.subtree.map(|sub| (sub, format!("{child}/"))))
+                            stack.extend(node.subtree.map(|sub| (sub, format!("{}/", child()))))
                         }
                         NodeKind::File => {
-                            let problem = node.content.iter().find_map(|item| match item {
-                                ContentItem::Data { id: blob, .. } => {
-                                    self.blob_problem(blob, BlobType::Data)
-                                }
+                            let before = blobs.len();
+                            blobs.extend(node.content.iter().filter_map(|item| match item {
+                                ContentItem::Data { id, .. } => Some(*id),
                                 ContentItem::Hole { .. } => None,
-                            });
-                            if let Some(problem) = problem {
-                                self.problems.push(format!(
-                                    "snapshot {} file {child}: {problem}",
-                                    id.short()
-                                ));
-                            }
+                            }));
+                            files.push((i, blobs.len() - before));
                         }
                         _ => {}
+                    }
+                }
+                let mut problems = self.blob_problems(&blobs, BlobType::Data).into_iter();
+                for (i, count) in files {
+                    let first = problems.by_ref().take(count).flatten().next();
+                    if let Some(problem) = first {
+                        let name = String::from_utf8_lossy(&tree.nodes[i].name);
+                        self.problems.push(format!(
+                            "snapshot {} file {path}{name}: {problem}",
+                            id.short()
+                        ));
                     }
                 }
             }
@@ -417,9 +426,32 @@ impl<'a> Walker<'a> {
         self
     }
 
+    /// [`Walker::blob_problem`] of each of `ids`, asked of the index in one transaction.
+    fn blob_problems(&self, ids: &[BlobId], blob_type: BlobType) -> Vec<Option<String>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        match self.repo.index().locate_many(ids, blob_type) {
+            Ok(found) => found
+                .into_iter()
+                .zip(ids)
+                .map(|(loc, id)| self.problem_of(id, loc))
+                .collect(),
+            Err(e) => ids
+                .iter()
+                .map(|id| self.problem_of(id, Err(Error::new(e.kind(), e.to_string()))))
+                .collect(),
+        }
+    }
+
     /// Why a referenced blob cannot be restored, if it cannot.
     fn blob_problem(&self, id: &BlobId, blob_type: BlobType) -> Option<String> {
-        let loc = match self.repo.index().locate(id, blob_type) {
+        self.problem_of(id, self.repo.index().locate(id, blob_type))
+    }
+
+    /// Why a blob found at `loc` by the index (or not found) cannot be restored, if it cannot.
+    fn problem_of(&self, id: &BlobId, loc: Result<crate::index::BlobLocation>) -> Option<String> {
+        let loc = match loc {
             Ok(loc) => loc,
             Err(e) => {
                 return Some(match self.damage.unindexed.get(id) {

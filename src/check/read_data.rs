@@ -1,11 +1,14 @@
 //! The pack part of `check`: every pack's header, and for the packs chosen by `--read-data` or a subset,
 //! the pack's hash and every blob decrypted, decompressed and verified against its id.
 //!
-//! Chosen packs are read one at a time, each whole and once, while the next one is being read; the blobs
-//! of a pack (and its hash) are verified by all threads together, so no thread idles at the end on the
-//! last big pack. Memory stays near two packs. Reports in pack order whatever the threads' order.
+//! Chosen packs are read one at a time, each whole and once, while the blobs of the packs before are
+//! verified: every blob and every pack's hash is a task any thread takes, so no thread idles at the
+//! end of one pack's big blobs. Memory stays near three packs. Reports in pack order whatever the
+//! threads' order.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::DerefMut;
+use std::sync::{mpsc, Arc, Mutex};
 
 use rayon::prelude::*;
 
@@ -76,32 +79,148 @@ pub(super) fn check_packs(
         .enumerate()
         .filter_map(|(i, (name, _))| id_of(name).map(|id| (i, id)))
         .collect();
-    // Two buffers take turns: one is verified while the next pack is read into the other.
-    let load = |id: &PackId, buf: &mut Vec<u8>| {
-        repo.repo()
-            .backend()
-            .read_into(ObjectKind::Pack, &id.to_hex(), buf)
-    };
-    let (mut current, mut following) = (Vec::new(), Vec::new());
-    let mut loaded = read.first().map(|(_, id)| load(id, &mut current));
-    for (k, (i, id)) in read.iter().enumerate() {
-        let this = loaded.take().unwrap_or_else(|| load(id, &mut current));
-        let (next, checked) = rayon::join(
-            || read.get(k + 1).map(|(_, id)| load(id, &mut following)),
-            || match this {
-                Ok(()) => verify_pack(repo, id, &current, index),
-                Err(e) => {
-                    let mut result = PackCheck::new(Some(*id));
-                    result.read = true;
-                    result.unreadable(e)
-                }
-            },
-        );
-        loaded = next;
-        std::mem::swap(&mut current, &mut following);
+    let ids: Vec<PackId> = read.iter().map(|(_, id)| *id).collect();
+    for ((i, _), checked) in read.iter().zip(verify_packs(repo, &ids, index)) {
         results[*i] = Some(checked);
     }
     results.into_iter().flatten().collect()
+}
+
+/// Packs held in memory at once: one being read while the blobs of the two before it are verified.
+const PACKS_IN_FLIGHT: usize = 3;
+
+/// Reads and verifies `ids` whole, one result per pack in the order of `ids`.
+///
+/// The calling thread reads packs one after another; every blob (and each pack's hash) is a task of
+/// its own for any thread, so the blobs of the next pack are verified while the last big blobs of
+/// this one finish: waiting for a pack's slowest blob before starting the next left a core idle a
+/// tenth of the time. A pack's buffer returns to the reader when its last task is done.
+fn verify_packs(repo: &IndexedRepository, ids: &[PackId], index: &IndexEntries) -> Vec<PackCheck> {
+    let slots: Vec<Mutex<Option<PackCheck>>> = ids.iter().map(|_| Mutex::new(None)).collect();
+    let (give_back, free) = mpsc::channel::<Vec<u8>>();
+    // Only the reading thread receives; the mutex makes the receiver shareable with the scope.
+    let free = Mutex::new(free);
+    for _ in 0..PACKS_IN_FLIGHT {
+        let _ = give_back.send(Vec::new());
+    }
+    rayon::scope(|scope| {
+        for (id, slot) in ids.iter().zip(&slots) {
+            let mut bytes = next_buffer(&free);
+            let mut result = PackCheck::new(Some(*id));
+            result.read = true;
+            let loaded =
+                repo.repo()
+                    .backend()
+                    .read_into(ObjectKind::Pack, &id.to_hex(), &mut bytes);
+            // Go on past a hash mismatch: opening each blob tells which of them are damaged.
+            let entries =
+                match loaded.and_then(|()| parse_pack_header(repo.repo().key(), id, &bytes)) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        if !bytes.is_empty() && PackId::hash_of(&bytes) != *id {
+                            result
+                                .errors
+                                .push(format!("pack {id}: its content does not match its name"));
+                        }
+                        *lock(slot) = Some(result.unreadable(e));
+                        let _ = give_back.send(bytes);
+                        continue;
+                    }
+                };
+            compare_with_index(&mut result, id, &entries, index.get(id));
+            let job = Arc::new(PackJob {
+                id: *id,
+                bytes,
+                entries,
+                result: Mutex::new(result),
+                failures: Mutex::new(Vec::new()),
+                slot,
+                give_back: give_back.clone(),
+            });
+            let hashing = Arc::clone(&job);
+            scope.spawn(move |_| hashing.verify_hash());
+            for n in 0..job.entries.len() {
+                let blob = Arc::clone(&job);
+                scope.spawn(move |_| blob.verify_blob(repo, n));
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .zip(ids)
+        .map(|(slot, id)| {
+            slot.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| PackCheck::new(Some(*id)))
+        })
+        .collect()
+}
+
+/// A free pack buffer; while none is free, this thread verifies blobs instead of waiting.
+fn next_buffer(free: &Mutex<mpsc::Receiver<Vec<u8>>>) -> Vec<u8> {
+    let free = lock(free);
+    loop {
+        if let Ok(buffer) = free.try_recv() {
+            return buffer;
+        }
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            // Nothing queued here: the other threads are finishing the tasks that free a buffer.
+            if let Ok(buffer) = free.recv_timeout(std::time::Duration::from_millis(1)) {
+                return buffer;
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One pack in memory being verified by several tasks; the last task to let go of it (its `Drop`)
+/// records the result and hands the buffer back.
+struct PackJob<'s> {
+    id: PackId,
+    bytes: Vec<u8>,
+    entries: Vec<BlobEntry>,
+    result: Mutex<PackCheck>,
+    /// Blobs that failed, by their place in `entries`.
+    failures: Mutex<Vec<(usize, Error)>>,
+    slot: &'s Mutex<Option<PackCheck>>,
+    give_back: mpsc::Sender<Vec<u8>>,
+}
+
+impl PackJob<'_> {
+    fn verify_hash(&self) {
+        if PackId::hash_of(&self.bytes) != self.id {
+            lock(&self.result).errors.push(format!(
+                "pack {}: its content does not match its name",
+                self.id
+            ));
+        }
+    }
+
+    fn verify_blob(&self, repo: &IndexedRepository, n: usize) {
+        let reader = PackReader::new(repo.repo().backend(), repo.repo().key());
+        if let Err(e) = reader.verify_from(&self.id, &self.bytes, &self.entries[n]) {
+            lock(&self.failures).push((n, e));
+        }
+    }
+}
+
+impl Drop for PackJob<'_> {
+    fn drop(&mut self) {
+        let mut result = std::mem::replace(lock(&self.result).deref_mut(), PackCheck::new(None));
+        let mut failures = std::mem::take(lock(&self.failures).deref_mut());
+        failures.sort_by_key(|(n, _)| *n);
+        result.blobs_verified = (self.entries.len() - failures.len()) as u64;
+        for (n, e) in failures {
+            result.bad_blobs.push((self.entries[n].id, e.to_string()));
+            result.errors.push(e.to_string());
+        }
+        *lock(self.slot) = Some(result);
+        // The reader may be done and gone: then the buffer is simply freed.
+        let _ = self.give_back.send(std::mem::take(&mut self.bytes));
+    }
 }
 
 /// Checks the header of a pack whose data is not read.
@@ -122,56 +241,6 @@ fn check_header(repo: &IndexedRepository, name: &str, index: &IndexEntries) -> P
         }
         Err(e) => result.unreadable(e),
     }
-}
-
-/// Verifies a whole pack held in memory: its hash and every blob, all threads sharing the work.
-fn verify_pack(
-    repo: &IndexedRepository,
-    id: &PackId,
-    bytes: &[u8],
-    index: &IndexEntries,
-) -> PackCheck {
-    let key = repo.repo().key();
-    let mut result = PackCheck::new(Some(*id));
-    result.read = true;
-    // Go on past a hash mismatch: opening each blob tells which of them are damaged.
-    let entries = match parse_pack_header(key, id, bytes) {
-        Ok(e) => e,
-        Err(e) => {
-            if PackId::hash_of(bytes) != *id {
-                result
-                    .errors
-                    .push(format!("pack {id}: its content does not match its name"));
-            }
-            return result.unreadable(e);
-        }
-    };
-    compare_with_index(&mut result, id, &entries, index.get(id));
-    let reader = PackReader::new(repo.repo().backend(), key);
-    let (hash, opened) = rayon::join(
-        || PackId::hash_of(bytes),
-        || {
-            entries
-                .par_iter()
-                .map(|entry| reader.verify_from(id, bytes, entry).err())
-                .collect::<Vec<_>>()
-        },
-    );
-    if hash != *id {
-        result
-            .errors
-            .push(format!("pack {id}: its content does not match its name"));
-    }
-    for (entry, failure) in entries.iter().zip(opened) {
-        match failure {
-            None => result.blobs_verified += 1,
-            Some(e) => {
-                result.bad_blobs.push((entry.id, e.to_string()));
-                result.errors.push(e.to_string());
-            }
-        }
-    }
-    result
 }
 
 /// Compares a pack's header with the index entries naming the pack: every entry must agree in type,
