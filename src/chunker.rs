@@ -279,6 +279,21 @@ mod tests {
         }
     }
 
+    /// A source that yields this many bytes, then fails.
+    struct Failing(usize);
+
+    impl Read for Failing {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = self.0.min(out.len());
+            out[..n].fill(1);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+
     proptest! {
         // Changing the cut points would cost every existing repository its dedup: they must
         // stay those of fastcdc's own StreamCDC, whatever the reads look like.
@@ -340,18 +355,6 @@ mod tests {
 
     #[test]
     fn a_read_error_ends_the_stream_with_that_error() {
-        struct Failing(usize);
-        impl Read for Failing {
-            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-                if self.0 == 0 {
-                    return Err(std::io::Error::other("disk on fire"));
-                }
-                let n = self.0.min(out.len());
-                out[..n].fill(1);
-                self.0 -= n;
-                Ok(n)
-            }
-        }
         let results: Vec<_> = small().chunks(Failing(5000)).collect();
         let err = results.last().unwrap().as_ref().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::SourceIo);
@@ -361,18 +364,6 @@ mod tests {
 
     #[test]
     fn a_read_error_ends_a_batch_with_that_error() {
-        struct Failing(usize);
-        impl Read for Failing {
-            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-                if self.0 == 0 {
-                    return Err(std::io::Error::other("disk on fire"));
-                }
-                let n = self.0.min(out.len());
-                out[..n].fill(1);
-                self.0 -= n;
-                Ok(n)
-            }
-        }
         let mut chunks = small().chunks(Failing(50_000));
         let mut batch = Batch::default();
         assert!(chunks.next_batch(&mut batch, 10_000).unwrap());
