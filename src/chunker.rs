@@ -4,6 +4,7 @@ use std::io::Read;
 
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
 
+use crate::buffers;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 
@@ -150,7 +151,16 @@ impl<R: Read> Chunks<R> {
         while pos < target.max(1) {
             if !self.eof && batch.bytes.len() - pos < max {
                 // Read up to `target + max` at once: one read call per large block, not per chunk.
-                let want = (target + max).max(pos + max) - batch.bytes.len();
+                // The first megabyte grows the buffer as needed (most files are smaller); past it
+                // the whole batch is reserved at once (crate::buffers says why).
+                let goal = (target + max).max(pos + max);
+                let len = batch.bytes.len();
+                let want = if len < buffers::SMALL {
+                    goal.min(buffers::SMALL) - len
+                } else {
+                    buffers::reserve_large(&mut batch.bytes, goal);
+                    goal - len
+                };
                 let got = (&mut self.source)
                     .take(want as u64)
                     .read_to_end(&mut batch.bytes)

@@ -22,6 +22,7 @@ pub mod archive;
 pub mod backend;
 pub mod blob;
 pub mod browse;
+pub mod buffers;
 pub mod check;
 pub mod chunker;
 pub mod crypto;

@@ -53,14 +53,11 @@ impl ContentReader<'_, '_> {
     ) -> Result<()> {
         let mut chunks = self.chunker.chunks(source);
         let mut first = SPARE.take();
-        let more = chunks.next_batch(&mut first, BATCH_BYTES);
-        let stored = more.and_then(|more| {
-            if more {
-                self.store_rest(chunks, &first, items)
-            } else {
-                self.store(&first, items)
-            }
-        });
+        let stored = match chunks.next_batch(&mut first, BATCH_BYTES) {
+            Ok(true) => return self.store_rest(chunks, first, items),
+            Ok(false) => self.store(&first, items),
+            Err(e) => Err(e),
+        };
         if first.capacity() <= SPARE_KEEP {
             SPARE.set(first);
         }
@@ -71,7 +68,7 @@ impl ContentReader<'_, '_> {
     fn store_rest<R: Read + Send>(
         &self,
         mut chunks: Chunks<R>,
-        first: &Batch,
+        first: Batch,
         items: &mut Vec<ContentItem>,
     ) -> Result<()> {
         std::thread::scope(|s| {
@@ -91,7 +88,10 @@ impl ContentReader<'_, '_> {
                     return;
                 }
             });
-            self.store(first, items)?;
+            self.store(&first, items)?;
+            // The cutter's third buffer: with the one being stored and the one waiting, it keeps
+            // both sides busy.
+            let _ = give_back.send(first);
             for batch in batches {
                 let batch = batch?;
                 self.store(&batch, items)?;

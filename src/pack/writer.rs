@@ -83,8 +83,14 @@ impl PackWriter {
     ) -> Result<Option<ClosedPack>> {
         if self.buf.is_empty() {
             self.prefix = PackPrefix::for_epoch(key.newest_epoch());
-            self.buf
-                .reserve(self.target_size.min(sealed.len() * 4 + self.prefix.len));
+            let first = sealed.len() * 4 + self.prefix.len;
+            if first < self.target_size && self.target_size >= crate::buffers::SMALL {
+                // A pack of data fills its target: room for it and its last blob, reserved
+                // once (crate::buffers says why).
+                crate::buffers::reserve_large(&mut self.buf, self.target_size + sealed.len() * 2);
+            } else {
+                self.buf.reserve(self.target_size.min(first));
+            }
             self.buf.extend_from_slice(&self.prefix.encode());
         }
         self.entries.push(BlobEntry {
