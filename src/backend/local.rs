@@ -53,6 +53,10 @@ impl LocalBackend {
     }
 }
 
+/// Packs at least this large are written past the page cache (see `super::direct`); smaller ones are
+/// not worth the staging copy.
+const DIRECT_MIN: usize = 256 << 10;
+
 fn list_dir(dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -251,8 +255,13 @@ impl Backend for LocalBackend {
         let suffix = hex::encode(crate::crypto::random_array::<8>()?);
         let tmp = tmp_dir.join(format!("{name}.{suffix}"));
         let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
+            let f = if kind == ObjectKind::Pack && bytes.len() >= DIRECT_MIN {
+                super::direct::create_and_write(&tmp, bytes)?
+            } else {
+                let mut f = File::create(&tmp)?;
+                f.write_all(bytes)?;
+                f
+            };
             f.sync_all()?;
             rename_into(&tmp, &path, &dir)
         })();

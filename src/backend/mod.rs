@@ -5,6 +5,7 @@
 //! under the same names ([`object_path`], FORMAT.md §3), so a directory copied to a bucket is a repository.
 
 mod counting;
+mod direct;
 mod local;
 pub mod location;
 mod remote;
