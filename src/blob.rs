@@ -66,6 +66,25 @@ pub fn seal_blob(
     plaintext: &[u8],
     zstd_level: i32,
 ) -> Result<Vec<u8>> {
+    let mut sealed = Vec::new();
+    seal_blob_into(key, blob_type, id, plaintext, zstd_level, &mut sealed)?;
+    Ok(sealed)
+}
+
+/// [`seal_blob`] into `sealed` (cleared first, its capacity reused). A backup seals every new blob
+/// into one buffer per thread: a fresh allocation per blob of up to 8 MiB left freed memory in each
+/// thread's heap, a third of a tree backup's peak.
+///
+/// # Errors
+/// When compression or randomness fails.
+pub fn seal_blob_into(
+    key: &MasterKey,
+    blob_type: BlobType,
+    id: &BlobId,
+    plaintext: &[u8],
+    zstd_level: i32,
+    sealed: &mut Vec<u8>,
+) -> Result<()> {
     thread_local! {
         // Compressed bodies are copied once, into the sealed blob: this buffer is reused.
         static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -74,15 +93,15 @@ pub fn seal_blob(
         compress_into(plaintext, zstd_level, compressed)
             .map_err(|e| Error::new(crate::error::ErrorKind::Other, format!("zstd: {e}")))?;
         let aad = aad(blob_type, id);
-        let sealed = if compressed.len() < plaintext.len() {
-            key.seal_parts(&aad, &[&[COMPRESSION_ZSTD], compressed])
+        let result = if compressed.len() < plaintext.len() {
+            key.seal_parts_into(&aad, &[&[COMPRESSION_ZSTD], compressed], sealed)
         } else {
-            key.seal_parts(&aad, &[&[COMPRESSION_NONE], plaintext])
+            key.seal_parts_into(&aad, &[&[COMPRESSION_NONE], plaintext], sealed)
         };
         if compressed.capacity() > SCRATCH_KEEP {
             *compressed = Vec::new();
         }
-        sealed
+        result
     })
 }
 
@@ -144,7 +163,7 @@ pub fn verify_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<
 }
 
 /// Largest buffer a thread keeps between blobs (a chunk is at most 8 MiB; trees may be larger).
-const SCRATCH_KEEP: usize = 16 << 20;
+pub(crate) const SCRATCH_KEEP: usize = 16 << 20;
 
 /// Where [`open_into`] left the plaintext.
 enum Opened {

@@ -16,7 +16,7 @@ use crate::id::BlobType;
 use crate::repo::BlobSaver;
 
 /// Bytes of chunks hashed, compressed and sealed together in parallel.
-const BATCH_BYTES: usize = 16 << 20;
+const BATCH_BYTES: usize = 8 << 20;
 
 /// Largest first-batch buffer a thread keeps for the next file: most files are small, and a
 /// kept buffer spares their reads an allocation; a big file's buffer is let go.
@@ -42,7 +42,7 @@ impl ContentReader<'_, '_> {
     /// dump) is cut on a second thread while this one hashes, compresses and seals the previous
     /// batch, so chunking overlaps the parallel work instead of leaving cores idle between
     /// batches. Batch buffers go back to the cutting thread once stored and are filled again, so
-    /// memory stays bounded by three batches and a long stream touches no fresh memory.
+    /// memory stays bounded by two batches and a long stream touches no fresh memory.
     ///
     /// # Errors
     /// `SourceIo` when reading fails; other kinds when the repository fails.
@@ -72,7 +72,7 @@ impl ContentReader<'_, '_> {
         items: &mut Vec<ContentItem>,
     ) -> Result<()> {
         std::thread::scope(|s| {
-            let (send, batches) = mpsc::sync_channel::<Result<Batch>>(1);
+            let (send, batches) = mpsc::sync_channel::<Result<Batch>>(0);
             let (give_back, spares) = mpsc::channel::<Batch>();
             s.spawn(move || loop {
                 let mut batch = spares.try_recv().unwrap_or_default();
@@ -89,8 +89,9 @@ impl ContentReader<'_, '_> {
                 }
             });
             self.store(&first, items)?;
-            // The cutter's third buffer: with the one being stored and the one waiting, it keeps
-            // both sides busy.
+            // Handed over from hand to hand (a rendezvous), the cutter fills one buffer while this
+            // thread stores the other: cutting is far faster than hashing and compressing, so two
+            // buffers keep both sides busy, and the first goes back to the cutter as the second.
             let _ = give_back.send(first);
             for batch in batches {
                 let batch = batch?;

@@ -197,7 +197,18 @@ impl MasterKey {
     /// # Errors
     /// When the OS gives no nonce.
     pub fn seal_parts(&self, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
-        seal_parts_with(&self.newest().cipher, aad, parts)
+        let mut out = Vec::new();
+        self.seal_parts_into(aad, parts, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`MasterKey::seal_parts`] into `out` (cleared first, its capacity reused): a backup seals
+    /// every new blob into one buffer per thread instead of a fresh allocation per blob.
+    ///
+    /// # Errors
+    /// When the OS gives no nonce.
+    pub fn seal_parts_into(&self, aad: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
+        seal_parts_with(&self.newest().cipher, aad, parts, out)
     }
 
     /// The plaintext of a message sealed under the data key of `epoch`, or a corruption error
@@ -290,13 +301,16 @@ impl MasterKey {
 
 /// Seals with an explicit cipher (the key file's wrapping key uses this too).
 pub(crate) fn seal_with(cipher: &Cipher, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    seal_parts_with(cipher, aad, &[plaintext])
+    let mut out = Vec::new();
+    seal_parts_with(cipher, aad, &[plaintext], &mut out)?;
+    Ok(out)
 }
 
 /// `nonce || ciphertext of the concatenated parts || tag`, encrypted in place in one allocation.
-fn seal_parts_with(cipher: &Cipher, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
+fn seal_parts_with(cipher: &Cipher, aad: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(SEAL_OVERHEAD + len);
+    out.clear();
+    out.reserve(SEAL_OVERHEAD + len);
     out.extend_from_slice(&random_array::<NONCE_LEN>()?);
     for part in parts {
         out.extend_from_slice(part);
@@ -307,7 +321,7 @@ fn seal_parts_with(cipher: &Cipher, aad: &[u8], parts: &[&[u8]]) -> Result<Vec<u
         .encrypt_in_place_detached(nonce, aad, message)
         .map_err(|_| Error::new(crate::error::ErrorKind::Other, "encryption failed"))?;
     out.extend_from_slice(&tag);
-    Ok(out)
+    Ok(())
 }
 
 /// Opens with an explicit cipher.

@@ -1,12 +1,13 @@
 //! Writes new blobs: dedup against the index, seal, fill packs, store packs, then index files (FORMAT.md §11 order).
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
-use crate::blob::seal_blob;
+use crate::blob::{seal_blob_into, SCRATCH_KEEP};
 use crate::error::Result;
 use crate::format::index_file::{IndexFile, PackEntries};
 use crate::id::{BlobId, BlobType, IndexId, PackId};
@@ -160,14 +161,18 @@ impl<'r> BlobSaver<'r> {
         plaintext: &[u8],
         zstd_level: i32,
     ) -> Result<bool> {
-        let sealed = seal_blob(
-            self.repo.repo().key(),
-            blob_type,
-            &id,
-            plaintext,
-            zstd_level,
-        )?;
-        self.queue_sealed(blob_type, id, plaintext.len() as u32, &sealed)
+        thread_local! {
+            static SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        SEALED.with_borrow_mut(|sealed| {
+            let key = self.repo.repo().key();
+            seal_blob_into(key, blob_type, &id, plaintext, zstd_level, sealed)?;
+            let queued = self.queue_sealed(blob_type, id, plaintext.len() as u32, sealed);
+            if sealed.capacity() > SCRATCH_KEEP {
+                *sealed = Vec::new();
+            }
+            queued
+        })
     }
 
     /// Queues a blob that is already sealed (prune's repack copies blobs this way: the seal binds
