@@ -1,6 +1,6 @@
 //! The per-chunk hot path of a backup: FastCDC chunking, keyed BLAKE3 ids, zstd + XChaCha20-Poly1305
-//! sealing, opening, and the three chained over 32 MiB (single thread; the archiver runs chunks in
-//! parallel, so multiply by cores for an upper bound).
+//! sealing, opening, the AEAD alone, and the three chained over 32 MiB (single thread; the archiver
+//! runs chunks in parallel, so multiply by cores for an upper bound).
 //!
 //! `cargo bench --bench hot_path` (about a minute); one group: `cargo bench --bench hot_path -- hash`.
 
@@ -172,6 +172,26 @@ fn bench_open(c: &mut Criterion) {
     group.finish();
 }
 
+/// XChaCha20-Poly1305 alone (no compression): what `src/crypto/xchacha.rs` costs per byte.
+fn bench_aead(c: &mut Criterion) {
+    let key = key();
+    let aad = [1u8; 46];
+    for len in [64 * 1024, CHUNK_LEN] {
+        let mut group = c.benchmark_group("aead");
+        configure(&mut group, len);
+        let plain = random_bytes(len, 7);
+        let sealed = key.seal(&aad, &plain).unwrap();
+        let kib = len / 1024;
+        group.bench_function(format!("seal_{kib}KiB"), |b| {
+            b.iter(|| key.seal(&aad, black_box(&plain)).unwrap())
+        });
+        group.bench_function(format!("open_{kib}KiB"), |b| {
+            b.iter(|| key.open(0, &aad, black_box(&sealed), "bench").unwrap())
+        });
+        group.finish();
+    }
+}
+
 fn bench_pipeline(c: &mut Criterion) {
     let key = key();
     let mut group = c.benchmark_group("pipeline");
@@ -204,6 +224,7 @@ criterion_group!(
     bench_hash,
     bench_compress_seal,
     bench_open,
+    bench_aead,
     bench_pipeline
 );
 criterion_main!(benches);
