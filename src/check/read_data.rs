@@ -7,7 +7,7 @@
 //! threads' order.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::DerefMut;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rayon::prelude::*;
@@ -118,9 +118,7 @@ fn verify_packs(repo: &IndexedRepository, ids: &[PackId], index: &IndexEntries) 
                     Ok(entries) => entries,
                     Err(e) => {
                         if !bytes.is_empty() && PackId::hash_of(&bytes) != *id {
-                            result
-                                .errors
-                                .push(format!("pack {id}: its content does not match its name"));
+                            result.errors.push(content_mismatch(id));
                         }
                         *lock(slot) = Some(result.unreadable(e));
                         let _ = give_back.send(bytes);
@@ -132,7 +130,8 @@ fn verify_packs(repo: &IndexedRepository, ids: &[PackId], index: &IndexEntries) 
                 id: *id,
                 bytes,
                 entries,
-                result: Mutex::new(result),
+                result,
+                hash_differs: AtomicBool::new(false),
                 failures: Mutex::new(Vec::new()),
                 slot,
                 give_back: give_back.clone(),
@@ -172,6 +171,10 @@ fn next_buffer(free: &Mutex<mpsc::Receiver<Vec<u8>>>) -> Vec<u8> {
     }
 }
 
+fn content_mismatch(id: &PackId) -> String {
+    format!("pack {id}: its content does not match its name")
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -182,7 +185,9 @@ struct PackJob<'s> {
     id: PackId,
     bytes: Vec<u8>,
     entries: Vec<BlobEntry>,
-    result: Mutex<PackCheck>,
+    /// What the header and the index comparison found; the tasks' findings join it at the end.
+    result: PackCheck,
+    hash_differs: AtomicBool,
     /// Blobs that failed, by their place in `entries`.
     failures: Mutex<Vec<(usize, Error)>>,
     slot: &'s Mutex<Option<PackCheck>>,
@@ -191,12 +196,8 @@ struct PackJob<'s> {
 
 impl PackJob<'_> {
     fn verify_hash(&self) {
-        if PackId::hash_of(&self.bytes) != self.id {
-            lock(&self.result).errors.push(format!(
-                "pack {}: its content does not match its name",
-                self.id
-            ));
-        }
+        let differs = PackId::hash_of(&self.bytes) != self.id;
+        self.hash_differs.store(differs, Ordering::Relaxed);
     }
 
     fn verify_blob(&self, repo: &IndexedRepository, n: usize) {
@@ -209,8 +210,12 @@ impl PackJob<'_> {
 
 impl Drop for PackJob<'_> {
     fn drop(&mut self) {
-        let mut result = std::mem::replace(lock(&self.result).deref_mut(), PackCheck::new(None));
-        let mut failures = std::mem::take(lock(&self.failures).deref_mut());
+        let mut result = std::mem::replace(&mut self.result, PackCheck::new(None));
+        if *self.hash_differs.get_mut() {
+            result.errors.push(content_mismatch(&self.id));
+        }
+        let mut failures =
+            std::mem::take(self.failures.get_mut().unwrap_or_else(|p| p.into_inner()));
         failures.sort_by_key(|(n, _)| *n);
         result.blobs_verified = (self.entries.len() - failures.len()) as u64;
         for (n, e) in failures {

@@ -254,18 +254,18 @@ impl MasterKey {
         out.clear();
         let (nonce, ciphertext, tag) =
             split_sealed(sealed).ok_or_else(|| too_short(&what(), sealed))?;
+        out.resize(ciphertext.len(), 0);
         for key in self.data.iter().rev() {
-            out.extend_from_slice(ciphertext);
-            // Poly1305 is checked before anything is decrypted: a failure leaves ciphertext only.
+            // Decrypted straight from `sealed`; a failed attempt leaves zeroes, never plaintext.
             if key
                 .cipher
-                .decrypt_in_place_detached(nonce, aad, out, tag)
+                .decrypt_detached(nonce, aad, ciphertext, tag, out)
                 .is_ok()
             {
                 return Ok(());
             }
-            out.clear();
         }
+        out.clear();
         Err(if self.data.len() == 1 {
             not_authentic(&what())
         } else {

@@ -61,9 +61,10 @@ impl PackWriter {
     }
 
     /// Fills the next pack in `buffer` (an empty buffer of a pack already stored) instead of fresh
-    /// memory, when no pack is being filled and `buffer` is the larger.
+    /// memory. Call only when [`PackWriter::is_idle`]; a smaller buffer than the one held is dropped.
     pub fn reuse(&mut self, mut buffer: Vec<u8>) {
-        if self.is_idle() && buffer.capacity() > self.buf.capacity() {
+        debug_assert!(self.is_idle(), "a pack is being filled");
+        if buffer.capacity() > self.buf.capacity() {
             buffer.clear();
             self.buf = buffer;
         }
@@ -83,13 +84,13 @@ impl PackWriter {
     ) -> Result<Option<ClosedPack>> {
         if self.buf.is_empty() {
             self.prefix = PackPrefix::for_epoch(key.newest_epoch());
-            let first = sealed.len() * 4 + self.prefix.len;
-            if first < self.target_size && self.target_size >= crate::buffers::SMALL {
-                // A pack of data fills its target: room for it and its last blob, reserved
-                // once (crate::buffers says why).
-                crate::buffers::reserve_large(&mut self.buf, self.target_size + sealed.len() * 2);
+            if self.blob_type == BlobType::Data && self.target_size >= crate::buffers::SMALL {
+                // A data pack fills its target: room for it and a last blob like this one,
+                // reserved once (crate::buffers says why).
+                crate::buffers::reserve_large(&mut self.buf, self.target_size + sealed.len());
             } else {
-                self.buf.reserve(self.target_size.min(first));
+                self.buf
+                    .reserve(self.target_size.min(sealed.len() * 4 + self.prefix.len));
             }
             self.buf.extend_from_slice(&self.prefix.encode());
         }

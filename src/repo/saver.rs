@@ -1,6 +1,6 @@
 //! Writes new blobs: dedup against the index, seal, fill packs, store packs, then index files (FORMAT.md §11 order).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -162,17 +162,18 @@ impl<'r> BlobSaver<'r> {
         zstd_level: i32,
     ) -> Result<bool> {
         thread_local! {
-            static SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+            // Taken out while in use, not borrowed: queueing may store a pack and write an index
+            // file, and nothing there may find this thread's buffer still borrowed.
+            static SEALED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
         }
-        SEALED.with_borrow_mut(|sealed| {
-            let key = self.repo.repo().key();
-            seal_blob_into(key, blob_type, &id, plaintext, zstd_level, sealed)?;
-            let queued = self.queue_sealed(blob_type, id, plaintext.len() as u32, sealed);
-            if sealed.capacity() > SCRATCH_KEEP {
-                *sealed = Vec::new();
-            }
-            queued
-        })
+        let mut sealed = SEALED.take();
+        let key = self.repo.repo().key();
+        let queued = seal_blob_into(key, blob_type, &id, plaintext, zstd_level, &mut sealed)
+            .and_then(|()| self.queue_sealed(blob_type, id, plaintext.len() as u32, &sealed));
+        if sealed.capacity() <= SCRATCH_KEEP {
+            SEALED.set(sealed);
+        }
+        queued
     }
 
     /// Queues a blob that is already sealed (prune's repack copies blobs this way: the seal binds
@@ -213,7 +214,8 @@ impl<'r> BlobSaver<'r> {
                 BlobType::Data => &mut state.data,
                 BlobType::Tree => &mut state.tree,
             };
-            if writer.is_idle() {
+            // Only data packs fill their target; a tree pack would hold a whole pack's buffer.
+            if blob_type == BlobType::Data && writer.is_idle() {
                 if let Some(buffer) = self.uploader.spare_buffer() {
                     writer.reuse(buffer);
                 }
