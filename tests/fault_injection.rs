@@ -264,6 +264,42 @@ fn read_data_finds_a_flipped_byte_among_many_packs() {
         "exactly one blob is damaged: {:?}",
         report.errors
     );
+
+    // A second pack cut in half: its header (at the end) is gone, so nothing of it can be opened;
+    // its buffer goes back to the reader and every pack after it is still verified.
+    let (cut, _) = packs
+        .iter()
+        .rev()
+        .find(|(name, size)| *name != victim && *size > 500_000)
+        .unwrap()
+        .clone();
+    let cut_path = repo_dir.join("data").join(&cut[..2]).join(&cut);
+    let whole = std::fs::read(&cut_path).unwrap();
+    std::fs::write(&cut_path, &whole[..whole.len() / 2]).unwrap();
+    let mut cut_blobs = 0u64;
+    repo.index()
+        .for_each(|loc| {
+            cut_blobs += u64::from(loc.pack.to_hex() == cut);
+            Ok(())
+        })
+        .unwrap();
+    assert!(cut_blobs > 0);
+    let report = check(&repo, CheckOptions::read_data()).unwrap();
+    assert_eq!(report.packs_read, packs.len() as u64);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains(&format!("pack {cut}: its content does not match its name"))),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(
+        report.blobs_verified + 1 + cut_blobs,
+        clean.blobs_verified,
+        "every blob of the other packs verified: {:?}",
+        report.errors
+    );
 }
 
 /// Collects what a dump command writes to stderr, as the CLI would show it.

@@ -40,6 +40,11 @@ pub fn create_and_write(path: &Path, bytes: &[u8]) -> io::Result<File> {
         .truncate(true)
         .custom_flags(OFlag::O_DIRECT.bits())
         .open(path);
+    write_opened(direct, path, bytes)
+}
+
+/// [`create_and_write`] once the O_DIRECT open was tried: `direct` is its outcome.
+fn write_opened(direct: io::Result<File>, path: &Path, bytes: &[u8]) -> io::Result<File> {
     let mut file = match direct {
         Ok(file) => file,
         // The file system does not do O_DIRECT: write as everybody else does.
@@ -62,7 +67,7 @@ pub fn create_and_write(path: &Path, bytes: &[u8]) -> io::Result<File> {
 
 /// Writes the whole blocks of `bytes` through the aligned staging buffer; returns how many bytes went
 /// out, a multiple of [`ALIGN`] (fewer than all whole blocks if the file system refused one).
-fn write_whole_blocks(file: &mut File, bytes: &[u8]) -> io::Result<usize> {
+fn write_whole_blocks(file: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     let whole = bytes.len() / ALIGN * ALIGN;
     STAGING.with_borrow_mut(|staging| {
         if staging.len() < STAGE + ALIGN {
@@ -119,15 +124,75 @@ mod tests {
     }
 
     #[test]
-    fn a_file_system_without_o_direct_gets_a_plain_write() {
-        // /dev/shm is tmpfs, which refuses O_DIRECT on many kernels; either way the bytes must match.
-        let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
-            return;
-        };
+    fn a_file_system_that_refuses_o_direct_gets_a_plain_write() {
+        // tmpfs refuses O_DIRECT at open on older kernels (this machine's accepts it): EINVAL.
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let bytes = pattern(STAGE + 123);
-        create_and_write(&path, &bytes).unwrap().sync_all().unwrap();
+        let refused = Err(io::Error::from_raw_os_error(Errno::EINVAL as i32));
+        write_opened(refused, &path, &bytes)
+            .unwrap()
+            .sync_all()
+            .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        // Any other failure to open is the caller's error, not a fallback.
+        let denied = Err(io::Error::from_raw_os_error(Errno::EACCES as i32));
+        let err = write_opened(denied, &dir.path().join("g"), &bytes).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(Errno::EACCES as i32));
+        assert!(!dir.path().join("g").exists());
+    }
+
+    /// A writer that takes `accept` whole blocks, then answers with `then`.
+    struct Balking {
+        written: Vec<u8>,
+        accept: usize,
+        then: fn(&[u8]) -> io::Result<usize>,
+    }
+
+    impl Write for Balking {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.accept == 0 {
+                let n = (self.then)(buf)?;
+                self.written.extend_from_slice(&buf[..n]);
+                return Ok(n);
+            }
+            self.accept -= 1;
+            self.written.extend_from_slice(&buf[..ALIGN]);
+            Ok(ALIGN)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_refused_or_short_block_write_hands_the_rest_to_the_page_cache() {
+        let bytes = pattern(5 * ALIGN + 10);
+        let mut refusing = Balking {
+            written: Vec::new(),
+            accept: 2,
+            then: |_| Err(io::Error::from_raw_os_error(Errno::EINVAL as i32)),
+        };
+        assert_eq!(
+            write_whole_blocks(&mut refusing, &bytes).unwrap(),
+            2 * ALIGN
+        );
+        assert_eq!(refusing.written, bytes[..2 * ALIGN]);
+
+        let mut short = Balking {
+            written: Vec::new(),
+            accept: 1,
+            then: |buf| Ok(buf.len().min(100)),
+        };
+        assert_eq!(write_whole_blocks(&mut short, &bytes).unwrap(), ALIGN + 100);
+        assert_eq!(short.written, bytes[..ALIGN + 100]);
+
+        let mut failing = Balking {
+            written: Vec::new(),
+            accept: 0,
+            then: |_| Err(io::Error::other("disk on fire")),
+        };
+        assert!(write_whole_blocks(&mut failing, &bytes).is_err());
     }
 
     #[test]
