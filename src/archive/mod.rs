@@ -158,6 +158,9 @@ pub struct BackupOutcome {
     pub snapshot_id: SnapshotId,
     /// Its content.
     pub snapshot: Snapshot,
+    /// Packs the index names that the repository lacks: their blobs were stored again, but older
+    /// snapshots that use them are damaged (`cairn check` names them).
+    pub absent_packs: Vec<PackId>,
 }
 
 #[derive(Default)]
@@ -217,7 +220,12 @@ pub fn backup<'s>(
         // packs a prune has deleted since, their record gone too. The CLI opens the index without
         // reading it (`into_indexed_unsynced`), so this is its only listing.
         repo.refresh_index()?;
-        backup_leased(repo, source, options, progress, lease, condemned)
+        // An index entry whose pack is gone must not pass for a stored blob (or an unchanged
+        // file's content): those blobs are stored again (FORMAT.md §11).
+        let absent_packs = repo.exclude_absent_packs()?;
+        let mut outcome = backup_leased(repo, source, options, progress, lease, condemned)?;
+        outcome.absent_packs = absent_packs;
+        Ok(outcome)
     })
 }
 
@@ -320,6 +328,7 @@ fn backup_leased(
     Ok(BackupOutcome {
         snapshot_id,
         snapshot,
+        absent_packs: Vec::new(),
     })
 }
 

@@ -66,14 +66,31 @@ impl<'a> TreeLoader<'a> {
                 }
             }
         }
-        let sealed = self.repo.repo().backend().read_range(
-            ObjectKind::Pack,
-            &loc.pack.to_hex(),
-            loc.entry.offset as u64,
-            loc.entry.length as u64,
-        )?;
-        let plain = open_blob(key, &loc.entry, &sealed)
-            .map_err(|e| e.context(format!("pack {}", loc.pack)))?;
+        let sealed = self
+            .repo
+            .repo()
+            .backend()
+            .read_range(
+                ObjectKind::Pack,
+                &loc.pack.to_hex(),
+                loc.entry.offset as u64,
+                loc.entry.length as u64,
+            )
+            .and_then(|sealed| {
+                open_blob(key, &loc.entry, &sealed)
+                    .map(|_| sealed)
+                    .map_err(|e| e.context(format!("pack {}", loc.pack)))
+            });
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            // Not this tree's only copy, perhaps: read another (and cache nothing).
+            Err(e) => {
+                return self
+                    .repo
+                    .read_blob_elsewhere(id, BlobType::Tree, &loc.pack, e)
+            }
+        };
+        let plain = open_blob(key, &loc.entry, &sealed)?;
         // The cache only saves time: failing to write it is not an error.
         let _ = store(&path, &sealed);
         Ok(plain)

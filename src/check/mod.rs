@@ -231,6 +231,9 @@ fn check_once(
         .iter()
         .filter_map(|(n, _)| PackId::from_hex(n).ok())
         .collect();
+    // Index entries of absent packs are damage (reported below), but they must not hide another
+    // copy of a blob from the walk, nor pass for a stored blob.
+    repo.mark_absent_packs(&ids.iter().copied().collect())?;
     let chosen: HashSet<PackId> = options
         .read_data
         .choose(&ids, times_before)
@@ -276,19 +279,37 @@ fn check_once(
             .packs
             .insert(*pack, format!("pack {pack} is missing"));
     }
-    for pack in listed.difference(&indexed_packs) {
-        report.notes.push(format!(
-            "pack {pack} is in no index file (left by an interrupted backup or a repack; harmless, prune removes it)"
-        ));
+    for (pack, why) in &damage.packs {
+        repo.index()
+            .mark_unavailable(*pack, format!("is unreadable ({why})"));
     }
 
     report.snapshots = snapshots.len() as u64;
     // The first walk shares trees between snapshots (fast); when it or the packs found problems, a
     // second walk per snapshot, knowing the damage, names every snapshot and path they affect.
     report.trees = first_walk.trees;
+    let (mut needed_unindexed, mut incomplete) = (HashSet::new(), first_walk.incomplete);
     if !first_walk.problems.is_empty() || !damage.is_empty() {
         let walk = Walker::new(repo, &damage).run(&snapshots, false);
         report.errors.extend(walk.problems);
+        needed_unindexed = walk.needed_unindexed.into_inner();
+        incomplete = walk.incomplete;
+    }
+    // A pack is called harmless only when every snapshot was walked whole and none needs it.
+    for pack in listed.difference(&indexed_packs) {
+        if needed_unindexed.contains(pack) {
+            report.errors.push(format!(
+                "pack {pack} is in no index file but holds blobs that snapshots use: `cairn repair index` indexes it again"
+            ));
+        } else if incomplete {
+            report.errors.push(format!(
+                "pack {pack} is in no index file and may hold blobs of the trees that could not be read: `cairn repair index` indexes it again"
+            ));
+        } else {
+            report.notes.push(format!(
+                "pack {pack} is in no index file and no snapshot uses its blobs (left by an interrupted backup or a repack; harmless, prune removes it)"
+            ));
+        }
     }
     Ok(Pass {
         report,
@@ -352,6 +373,10 @@ struct Walker<'a> {
     damage: &'a Damage,
     problems: Vec<String>,
     trees: u64,
+    /// Packs in no index file that hold a blob a snapshot needs and the index lacks.
+    needed_unindexed: std::cell::RefCell<HashSet<PackId>>,
+    /// Whether some tree could not be read: what lies below it is unknown.
+    incomplete: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -361,6 +386,8 @@ impl<'a> Walker<'a> {
             damage,
             problems: Vec::new(),
             trees: 0,
+            needed_unindexed: Default::default(),
+            incomplete: false,
         }
     }
 
@@ -380,12 +407,14 @@ impl<'a> Walker<'a> {
                 let whose = || format!("snapshot {} path {path}", id.short());
                 if let Some(problem) = self.blob_problem(&tree_id, BlobType::Tree) {
                     self.problems.push(format!("{}: {problem}", whose()));
+                    self.incomplete = true;
                     continue;
                 }
                 let tree = match self.repo.load_tree(&tree_id) {
                     Ok(t) => t,
                     Err(e) => {
                         self.problems.push(format!("{}: {e}", whose()));
+                        self.incomplete = true;
                         continue;
                     }
                 };
@@ -455,7 +484,10 @@ impl<'a> Walker<'a> {
             Ok(loc) => loc,
             Err(e) => {
                 return Some(match self.damage.unindexed.get(id) {
-                    Some(pack) => format!("{e}; pack {pack} holds it: run `cairn repair index`"),
+                    Some(pack) => {
+                        self.needed_unindexed.borrow_mut().insert(*pack);
+                        format!("{e}; pack {pack} holds it: run `cairn repair index`")
+                    }
                     None => e.to_string(),
                 })
             }

@@ -9,7 +9,7 @@ use cairn::archive::{self, BackupOptions, BackupSources, ExcludeMatcher, StreamS
 use cairn::backend::{Backend, LocalBackend};
 use cairn::format::config::Config;
 use cairn::repo::select::parse_point_in_time;
-use cairn::{Error, Repository, SnapshotId};
+use cairn::{Error, Repository};
 
 use super::{context, exit, output, progress, GlobalArgs};
 
@@ -139,7 +139,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
     let outcome = archive::backup(&repo, sources, &options, &bar);
     bar.bar.finish_and_clear();
     let outcome = outcome?;
-    report(global, &outcome.snapshot_id, &outcome.snapshot)?;
+    report(global, &outcome)?;
     Ok(if outcome.snapshot.summary.errors.is_empty() {
         exit::OK
     } else {
@@ -147,14 +147,26 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
     })
 }
 
-pub fn report(global: &GlobalArgs, id: &SnapshotId, snap: &cairn::Snapshot) -> Result<()> {
+pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<()> {
+    let (id, snap) = (&outcome.snapshot_id, &outcome.snapshot);
     let s = &snap.summary;
+    let absent: Vec<String> = outcome.absent_packs.iter().map(|p| p.to_hex()).collect();
+    if let Some(first) = absent.first() {
+        // The new snapshot is whole (their blobs were stored again); older ones are not.
+        eprintln!(
+            "warning: {} pack(s) named by the index are missing from the repository (first: {first}); \
+             this backup stored their blobs again, but older snapshots that used them are damaged: \
+             run `cairn check`, then `cairn repair index` and `cairn repair snapshots`",
+            absent.len()
+        );
+    }
     if global.json {
         return output::print_json(&serde_json::json!({
             "snapshot_id": id.to_hex(),
             "short_id": id.short(),
             "parent": snap.parent,
             "summary": s,
+            "absent_packs": absent,
         }));
     }
     if !s.errors.is_empty() {

@@ -1,13 +1,17 @@
 //! The blob index: blob id -> (pack, type, offset, length), kept in a local redb cache built from the repository's index files.
 //!
 //! The cache is a copy, never an authority: everything read through it is verified against its id.
+//! A blob may be indexed in several packs (two backups stored it at once, a repack copied it, an
+//! older index file was put back): the cache keeps every location, and lookups skip the packs this
+//! process knows to be unavailable (missing from the repository), so a lost pack never hides a
+//! copy elsewhere and never passes for a stored blob (FORMAT.md §11, "Readers and missing packs").
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use rayon::prelude::*;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::backend::{Backend, ObjectKind};
 use crate::crypto::MasterKey;
@@ -18,6 +22,14 @@ use crate::id::{BlobId, BlobType, IndexId, PackId};
 
 const BLOBS: TableDefinition<[u8; 32], [u8; 45]> = TableDefinition::new("blobs");
 const FILES: TableDefinition<&str, ()> = TableDefinition::new("index_files");
+/// Locations of blobs indexed more than once, besides the one in [`BLOBS`].
+const MORE: MultimapTableDefinition<[u8; 32], [u8; 45]> =
+    MultimapTableDefinition::new("more_locations");
+/// Every pack an index file names: compared with a listing of the packs to find the absent ones.
+const PACKS: TableDefinition<[u8; 32], ()> = TableDefinition::new("packs");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The layout of the tables above; a cache of another layout is emptied and read again.
+const SCHEMA: u64 = 2;
 
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,24 +95,42 @@ fn read_index_file(
     Ok(Some((name.to_string(), file)))
 }
 
-/// `found` as the location of a blob of `blob_type`, or a `Corrupted` error saying it is missing.
-fn typed_location(
-    id: &BlobId,
-    blob_type: BlobType,
-    found: Option<BlobLocation>,
-) -> Result<BlobLocation> {
-    match found {
-        Some(loc) if loc.entry.blob_type == blob_type => Ok(loc),
-        Some(_) => Err(Error::corrupted(format!(
-            "blob {id} is indexed with the wrong type"
-        ))),
-        None => Err(Error::corrupted(format!(
-            "{} blob {id} is not in the index (its pack or index file is missing)",
-            match blob_type {
-                BlobType::Data => "data",
-                BlobType::Tree => "tree",
-            }
-        ))),
+/// What the cache knows of one blob.
+enum Found {
+    /// Its first location in an available pack.
+    At(BlobLocation),
+    /// Indexed only in packs known to be unavailable, with why for the first of them.
+    Unavailable(PackId, String),
+    /// In no index file.
+    Nowhere,
+}
+
+impl Found {
+    fn location(self) -> Option<BlobLocation> {
+        match self {
+            Found::At(loc) => Some(loc),
+            _ => None,
+        }
+    }
+
+    /// The location of a blob of `blob_type`, or a `Corrupted` error saying why there is none.
+    fn typed(self, id: &BlobId, blob_type: BlobType) -> Result<BlobLocation> {
+        let what = match blob_type {
+            BlobType::Data => "data",
+            BlobType::Tree => "tree",
+        };
+        match self {
+            Found::At(loc) if loc.entry.blob_type == blob_type => Ok(loc),
+            Found::At(_) => Err(Error::corrupted(format!(
+                "blob {id} is indexed with the wrong type"
+            ))),
+            Found::Unavailable(pack, why) => Err(Error::corrupted(format!(
+                "{what} blob {id} is indexed only in pack {pack}, which {why}: run `cairn check`, then `cairn repair index`"
+            ))),
+            Found::Nowhere => Err(Error::corrupted(format!(
+                "{what} blob {id} is not in the index (its pack or index file is missing)"
+            ))),
+        }
     }
 }
 
@@ -122,6 +152,8 @@ pub struct Index {
     db: Database,
     /// Built on a backup's first lookup, kept up to date by inserts, dropped by a rebuild.
     prefixes: RwLock<Option<Prefixes>>,
+    /// Packs this process found missing or unreadable, with why: lookups skip them.
+    unavailable: RwLock<HashMap<PackId, String>>,
     // Keeps a private fallback cache alive (and deletes it at the end).
     _private_dir: Option<tempfile::TempDir>,
 }
@@ -156,12 +188,8 @@ impl Index {
             )
         })?;
         let path: PathBuf = cache_dir.join("index.redb");
-        match cached_db(&path) {
-            Ok(db) => Ok(Index {
-                db,
-                prefixes: RwLock::new(None),
-                _private_dir: None,
-            }),
+        let (db, private_dir) = match cached_db(&path) {
+            Ok(db) => (db, None),
             // Another cairn process holds the shared cache: use a private one rather than wait.
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 let dir = tempfile::Builder::new()
@@ -173,24 +201,53 @@ impl Index {
                             format!("cannot create a private index cache: {e}"),
                         )
                     })?;
-                let db = cached_db(&dir.path().join("index.redb"))?;
-                Ok(Index {
-                    db,
-                    prefixes: RwLock::new(None),
-                    _private_dir: Some(dir),
-                })
+                (cached_db(&dir.path().join("index.redb"))?, Some(dir))
             }
             // A damaged cache is only a cache: start over.
             Err(redb::DatabaseError::Storage(_)) | Err(redb::DatabaseError::UpgradeRequired(_)) => {
                 let _ = std::fs::remove_file(&path);
-                Ok(Index {
-                    db: cached_db(&path)?,
-                    prefixes: RwLock::new(None),
-                    _private_dir: None,
-                })
+                (cached_db(&path)?, None)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let index = Index {
+            db,
+            prefixes: RwLock::new(None),
+            unavailable: RwLock::new(HashMap::new()),
+            _private_dir: private_dir,
+        };
+        index.ensure_schema()?;
+        Ok(index)
+    }
+
+    /// Empties a cache written with another table layout (one that kept a single location per
+    /// blob would hide copies): the next sync reads every index file again.
+    fn ensure_schema(&self) -> Result<()> {
+        let current = {
+            let tx = self.db.begin_read()?;
+            match tx.open_table(META) {
+                Ok(t) => t.get("schema")?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if current == Some(SCHEMA) {
+            return Ok(());
         }
+        let tx = self.db.begin_write()?;
+        Self::clear(&tx)?;
+        tx.open_table(META)?.insert("schema", SCHEMA)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Drops every table of blob locations and file names (the schema stays).
+    fn clear(tx: &redb::WriteTransaction) -> Result<()> {
+        tx.delete_table(BLOBS)?;
+        tx.delete_table(FILES)?;
+        tx.delete_multimap_table(MORE)?;
+        tx.delete_table(PACKS)?;
+        Ok(())
     }
 
     /// Brings the cache up to date with the repository's index files again (after `open`, a
@@ -230,8 +287,7 @@ impl Index {
         if cached.iter().any(|name| !in_repo.contains(name)) {
             // An index file went away (compaction, prune): entries may be stale, rebuild.
             let tx = self.db.begin_write()?;
-            tx.delete_table(BLOBS)?;
-            tx.delete_table(FILES)?;
+            Self::clear(&tx)?;
             tx.commit()?;
             *self.prefixes.write().unwrap_or_else(|p| p.into_inner()) = None;
         }
@@ -285,11 +341,19 @@ impl Index {
         let tx = self.db.begin_write()?;
         {
             let mut blobs = tx.open_table(BLOBS)?;
+            let mut more = tx.open_multimap_table(MORE)?;
+            let mut packs = tx.open_table(PACKS)?;
             let mut names = tx.open_table(FILES)?;
             for (name, file) in files {
                 for pack in &file.packs {
+                    packs.insert(pack.pack.0, ())?;
                     for entry in &pack.blobs {
-                        blobs.insert(entry.id.0, encode_location(&pack.pack, entry))?;
+                        let location = encode_location(&pack.pack, entry);
+                        let replaced = blobs.insert(entry.id.0, location)?.map(|old| old.value());
+                        // The blob was indexed before: keep that location too.
+                        if let Some(old) = replaced.filter(|old| *old != location) {
+                            more.insert(entry.id.0, old)?;
+                        }
                     }
                 }
                 names.insert(name.as_str(), ())?;
@@ -313,13 +377,46 @@ impl Index {
         Ok(())
     }
 
-    /// [`Index::lookup_many`] for ids that are mostly new (a backup's chunks): ids whose first
-    /// eight bytes no indexed blob shares are answered from memory, and only the others go to
-    /// redb. The sorted prefixes cost 8 bytes per indexed blob and are read once per process.
+    /// Marks `pack` unavailable (missing from the repository, or unreadable) for the rest of this
+    /// process: lookups answer with another location of each of its blobs, or with none.
+    pub fn mark_unavailable(&self, pack: PackId, why: impl Into<String>) {
+        self.unavailable
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(pack)
+            .or_insert_with(|| why.into());
+    }
+
+    /// Every pack some cached index file names.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn packs(&self) -> Result<HashSet<PackId>> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(PACKS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashSet::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = HashSet::new();
+        for row in table.iter()? {
+            out.insert(PackId(row?.0.value()));
+        }
+        Ok(out)
+    }
+
+    /// [`Index::lookup_many`] for ids that are mostly new (a backup's chunks), counting a blob as
+    /// stored only outside `excluded` packs: ids whose first eight bytes no indexed blob shares are
+    /// answered from memory, and only the others go to redb. The sorted prefixes cost 8 bytes per
+    /// indexed blob and are read once per process.
     ///
     /// # Errors
     /// As [`Index::lookup_many`].
-    pub fn lookup_many_mostly_new(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>> {
+    pub fn lookup_many_mostly_new(
+        &self,
+        ids: &[BlobId],
+        excluded: &HashSet<PackId>,
+    ) -> Result<Vec<Option<BlobLocation>>> {
         let maybe = |prefixes: &Prefixes| -> Vec<usize> {
             (0..ids.len())
                 .filter(|&i| prefixes.may_hold(&ids[i]))
@@ -347,8 +444,8 @@ impl Index {
             return Ok(out);
         }
         let asked: Vec<BlobId> = maybe.iter().map(|&i| ids[i]).collect();
-        for (i, found) in maybe.into_iter().zip(self.lookup_many(&asked)?) {
-            out[i] = found;
+        for (i, found) in maybe.into_iter().zip(self.find_many(&asked, excluded)?) {
+            out[i] = found.location();
         }
         Ok(out)
     }
@@ -369,24 +466,71 @@ impl Index {
         Ok(prefixes)
     }
 
+    /// What the cache knows of each of `ids`, in one read transaction, skipping locations in
+    /// unavailable packs and in `excluded` ones. The table of further locations is opened only
+    /// when a first location is skipped: a healthy repository pays nothing for it.
+    fn find_many(&self, ids: &[BlobId], excluded: &HashSet<PackId>) -> Result<Vec<Found>> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(BLOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Ok(ids.iter().map(|_| Found::Nowhere).collect())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let unavailable = self.unavailable.read().unwrap_or_else(|p| p.into_inner());
+        let mut more = None;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(first) = table.get(id.0)? else {
+                out.push(Found::Nowhere);
+                continue;
+            };
+            let first = decode_location(*id, &first.value())?;
+            let skipped = |pack: &PackId| unavailable.contains_key(pack) || excluded.contains(pack);
+            if !skipped(&first.pack) {
+                out.push(Found::At(first));
+                continue;
+            }
+            if more.is_none() {
+                more = Some(match tx.open_multimap_table(MORE) {
+                    Ok(t) => Some(t),
+                    Err(redb::TableError::TableDoesNotExist(_)) => None,
+                    Err(e) => return Err(e.into()),
+                });
+            }
+            let mut found = None;
+            if let Some(Some(more)) = &more {
+                for value in more.get(id.0)? {
+                    let loc = decode_location(*id, &value?.value())?;
+                    if !skipped(&loc.pack) {
+                        found = Some(loc);
+                        break;
+                    }
+                }
+            }
+            out.push(match (found, unavailable.get(&first.pack)) {
+                (Some(loc), _) => Found::At(loc),
+                (None, Some(why)) => Found::Unavailable(first.pack, why.clone()),
+                // Only in excluded packs: absent for the caller that excluded them.
+                (None, None) => Found::Nowhere,
+            });
+        }
+        Ok(out)
+    }
+
     /// Where each of `ids` is stored, if anywhere, in one read transaction: a batch of chunks
-    /// costs one transaction instead of one per chunk.
+    /// costs one transaction instead of one per chunk. A blob indexed only in unavailable packs
+    /// is not stored.
     ///
     /// # Errors
     /// When the cache cannot be read or holds a malformed row.
     pub fn lookup_many(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(BLOBS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; ids.len()]),
-            Err(e) => return Err(e.into()),
-        };
-        ids.iter()
-            .map(|id| match table.get(id.0)? {
-                Some(v) => Ok(Some(decode_location(*id, &v.value())?)),
-                None => Ok(None),
-            })
-            .collect()
+        Ok(self
+            .find_many(ids, &HashSet::new())?
+            .into_iter()
+            .map(Found::location)
+            .collect())
     }
 
     /// Where `id` is stored, if anywhere.
@@ -397,12 +541,15 @@ impl Index {
         Ok(self.lookup_many(std::slice::from_ref(id))?.pop().flatten())
     }
 
-    /// Where `id` is stored, or a `Corrupted` error saying it is missing.
+    /// Where `id` is stored, or a `Corrupted` error saying why it is not.
     ///
     /// # Errors
-    /// When the blob is in no index.
+    /// When the blob is in no index, or only in unavailable packs.
     pub fn locate(&self, id: &BlobId, blob_type: BlobType) -> Result<BlobLocation> {
-        typed_location(id, blob_type, self.lookup(id)?)
+        Ok(self
+            .locate_many(std::slice::from_ref(id), blob_type)?
+            .pop()
+            .expect("one result per id")?)
     }
 
     /// Where each of `ids` is stored, looked up in one read transaction (a restore plans thousands
@@ -417,11 +564,49 @@ impl Index {
         blob_type: BlobType,
     ) -> Result<Vec<Result<BlobLocation>>> {
         Ok(self
-            .lookup_many(ids)?
+            .find_many(ids, &HashSet::new())?
             .into_iter()
             .zip(ids)
-            .map(|(found, id)| typed_location(id, blob_type, found))
+            .map(|(found, id)| found.typed(id, blob_type))
             .collect())
+    }
+
+    /// Every location of `id` in an available pack, the one [`Index::locate`] gives first: what
+    /// a reader tries in turn when a pack turns out to be missing or damaged.
+    ///
+    /// # Errors
+    /// As [`Index::locate`].
+    pub fn locations(&self, id: &BlobId, blob_type: BlobType) -> Result<Vec<BlobLocation>> {
+        let first = self.locate(id, blob_type)?;
+        let mut out = vec![first];
+        let tx = self.db.begin_read()?;
+        let more = match tx.open_multimap_table(MORE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        let unavailable = self.unavailable.read().unwrap_or_else(|p| p.into_inner());
+        for value in more.get(id.0)? {
+            let loc = decode_location(*id, &value?.value())?;
+            if loc != first
+                && loc.entry.blob_type == blob_type
+                && !unavailable.contains_key(&loc.pack)
+                && !out.contains(&loc)
+            {
+                out.push(loc);
+            }
+        }
+        // The first location may have come from the further ones: the one in `BLOBS` is a copy too.
+        if let Some(primary) = tx.open_table(BLOBS)?.get(id.0)? {
+            let loc = decode_location(*id, &primary.value())?;
+            if loc.entry.blob_type == blob_type
+                && !out.contains(&loc)
+                && !unavailable.contains_key(&loc.pack)
+            {
+                out.push(loc);
+            }
+        }
+        Ok(out)
     }
 
     /// Every indexed blob with its location, in id order (for check).
@@ -527,12 +712,16 @@ mod tests {
         let asked = [id(1, 9), id(3, 3), stored[0], stored[2]];
         let expect = |index: &Index, asked: &[BlobId]| {
             assert_eq!(
-                index.lookup_many_mostly_new(asked).unwrap(),
+                index
+                    .lookup_many_mostly_new(asked, &HashSet::new())
+                    .unwrap(),
                 index.lookup_many(asked).unwrap()
             );
         };
         expect(&index, &asked);
-        let found = index.lookup_many_mostly_new(&asked).unwrap();
+        let found = index
+            .lookup_many_mostly_new(&asked, &HashSet::new())
+            .unwrap();
         assert_eq!(
             found.iter().map(Option::is_some).collect::<Vec<_>>(),
             [false, false, true, true]
@@ -540,6 +729,64 @@ mod tests {
         // Inserted after the filter was built: found through the updated filter.
         index.insert_files(&[file(8, &[id(3, 3)])]).unwrap();
         expect(&index, &asked);
-        assert!(index.lookup_many_mostly_new(&[id(3, 3)]).unwrap()[0].is_some());
+        assert!(index
+            .lookup_many_mostly_new(&[id(3, 3)], &HashSet::new())
+            .unwrap()[0]
+            .is_some());
+    }
+
+    #[test]
+    fn a_blob_indexed_in_two_packs_is_found_in_the_other_when_one_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open_unsynced(dir.path()).unwrap();
+        let blob = id(5, 5);
+        index.insert_files(&[file(1, &[blob])]).unwrap();
+        index.insert_files(&[file(2, &[blob])]).unwrap();
+        let (one, two) = (PackId([1; 32]), PackId([2; 32]));
+        assert_eq!(index.packs().unwrap(), HashSet::from([one, two]));
+        let packs = |locs: Vec<BlobLocation>| locs.iter().map(|l| l.pack).collect::<Vec<_>>();
+        assert_eq!(
+            packs(index.locations(&blob, BlobType::Data).unwrap()),
+            [two, one]
+        );
+        // A saver that excludes the first location still finds the blob in the other pack.
+        let excluded = HashSet::from([two]);
+        let found = index.lookup_many_mostly_new(&[blob], &excluded).unwrap();
+        assert_eq!(found[0].unwrap().pack, one);
+
+        index.mark_unavailable(two, "is missing from the repository");
+        assert_eq!(index.lookup(&blob).unwrap().unwrap().pack, one);
+        assert_eq!(
+            packs(index.locations(&blob, BlobType::Data).unwrap()),
+            [one]
+        );
+        // Only in unavailable or excluded packs: not stored, and the error names the lost pack.
+        index.mark_unavailable(one, "is missing from the repository");
+        assert_eq!(index.lookup(&blob).unwrap(), None);
+        assert!(index
+            .lookup_many_mostly_new(&[blob], &HashSet::new())
+            .unwrap()[0]
+            .is_none());
+        let err = index.locate(&blob, BlobType::Data).unwrap_err();
+        assert!(
+            err.to_string().contains("indexed only in pack")
+                && err.to_string().contains("missing from the repository"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cache_of_an_older_layout_is_emptied_and_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let index = Index::open_unsynced(dir.path()).unwrap();
+            index.insert_files(&[file(1, &[id(1, 1)])]).unwrap();
+            let tx = index.db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("schema", 1).unwrap();
+            tx.commit().unwrap();
+        }
+        let index = Index::open_unsynced(dir.path()).unwrap();
+        assert!(index.files().unwrap().is_empty());
+        assert_eq!(index.lookup(&id(1, 1)).unwrap(), None);
     }
 }

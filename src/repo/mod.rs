@@ -321,13 +321,86 @@ impl IndexedRepository {
         self.index.sync(self.repo.backend(), self.repo.key())
     }
 
-    /// The verified plaintext of a blob.
+    /// Lists the packs and marks every pack that an index file names but the repository lacks as
+    /// unavailable, so that no lookup of this process trusts an entry pointing into it (a backup
+    /// then stores those blobs again instead of referring to data that is gone). Returns them.
+    ///
+    /// Packs are listed after the index files were read: a pack is written before any index file
+    /// names it, so a pack named by an index file read earlier and missing from this listing is
+    /// really gone (FORMAT.md §11).
     ///
     /// # Errors
-    /// When the blob is not indexed, its pack is missing or damaged.
+    /// When the packs cannot be listed or the cache cannot be read.
+    pub fn exclude_absent_packs(&self) -> Result<Vec<PackId>> {
+        let listed: HashSet<PackId> = self
+            .repo
+            .backend()
+            .list(ObjectKind::Pack)?
+            .into_iter()
+            .filter_map(|(name, _)| PackId::from_hex(&name).ok())
+            .collect();
+        self.mark_absent_packs(&listed)
+    }
+
+    /// [`IndexedRepository::exclude_absent_packs`] for a caller that listed the packs itself.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn mark_absent_packs(&self, listed: &HashSet<PackId>) -> Result<Vec<PackId>> {
+        let mut absent: Vec<PackId> = self
+            .index
+            .packs()?
+            .into_iter()
+            .filter(|p| !listed.contains(p))
+            .collect();
+        absent.sort();
+        for pack in &absent {
+            self.index
+                .mark_unavailable(*pack, "is missing from the repository");
+        }
+        Ok(absent)
+    }
+
+    /// The verified plaintext of a blob, from the first of its indexed locations that reads.
+    ///
+    /// # Errors
+    /// When the blob is not indexed, or every pack holding it is missing or damaged (the error of
+    /// the first).
     pub fn read_blob(&self, id: &BlobId, blob_type: BlobType) -> Result<Vec<u8>> {
-        let loc = self.index.locate(id, blob_type)?;
-        PackReader::new(self.repo.backend(), self.repo.key()).read_blob(&loc.pack, &loc.entry)
+        let reader = PackReader::new(self.repo.backend(), self.repo.key());
+        let mut first_error = None;
+        for loc in self.index.locations(id, blob_type)? {
+            match reader.read_blob(&loc.pack, &loc.entry) {
+                Ok(plain) => return Ok(plain),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.expect("locations returns at least one location"))
+    }
+
+    /// The verified plaintext of a blob that could not be read from `failed`, from another indexed
+    /// location: what a reader that read `failed` in bulk (a restore's ranges) falls back on.
+    ///
+    /// # Errors
+    /// `error` (the failure at `failed`) when no other location holds the blob or none reads.
+    pub fn read_blob_elsewhere(
+        &self,
+        id: &BlobId,
+        blob_type: BlobType,
+        failed: &PackId,
+        error: Error,
+    ) -> Result<Vec<u8>> {
+        let reader = PackReader::new(self.repo.backend(), self.repo.key());
+        let Ok(locations) = self.index.locations(id, blob_type) else {
+            return Err(error);
+        };
+        locations
+            .iter()
+            .filter(|loc| loc.pack != *failed)
+            .find_map(|loc| reader.read_blob(&loc.pack, &loc.entry).ok())
+            .ok_or(error)
     }
 
     /// A decoded tree.

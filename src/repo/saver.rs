@@ -104,9 +104,13 @@ impl<'r> BlobSaver<'r> {
         if ask.is_empty() {
             return Ok(known);
         }
-        let mut found = self.repo.index().lookup_many_mostly_new(&ask)?.into_iter();
+        let mut found = self
+            .repo
+            .index()
+            .lookup_many_mostly_new(&ask, &self.excluded)?
+            .into_iter();
         for k in known.iter_mut().filter(|k| !**k) {
-            *k = matches!(found.next(), Some(Some(loc)) if !self.excluded.contains(&loc.pack));
+            *k = matches!(found.next(), Some(Some(_)));
         }
         Ok(known)
     }

@@ -19,6 +19,7 @@ use super::{io_err, metadata, RestoreProgress};
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::tree::{ContentItem, Node};
+use crate::id::BlobType;
 use crate::pack::PackReader;
 use crate::repo::IndexedRepository;
 
@@ -147,20 +148,14 @@ fn write_range(
     files: &[OutFile<'_>],
     progress: &dyn RestoreProgress,
 ) -> Result<u64> {
-    // Errors name the first file the range serves: the one a user would look for.
-    let first = |r: &ReadRange| {
-        r.blobs
-            .first()
-            .and_then(|b| b.targets.first())
-            .map_or(Path::new(""), |t| files[t.file].path)
-    };
     let restoring = |path: &Path| format!("restoring {}", path.display());
     let name = range.pack.to_hex();
-    let bytes = repo
-        .repo()
-        .backend()
-        .read_range(ObjectKind::Pack, &name, range.offset, range.length)
-        .map_err(|e| e.context(restoring(first(range))))?;
+    // A pack that is missing or damaged may not be the blob's only copy: each blob it fails to
+    // give is read from another indexed location, and the range's error stands only without one.
+    let bytes =
+        repo.repo()
+            .backend()
+            .read_range(ObjectKind::Pack, &name, range.offset, range.length);
     let reader = PackReader::new(repo.repo().backend(), repo.repo().key());
     let mut written = 0;
     // Consecutive blobs mostly go to the same file: keep the last one open.
@@ -168,7 +163,12 @@ fn write_range(
     for blob in &range.blobs {
         let mut entry = blob.entry;
         entry.offset -= range.offset as u32;
-        let data = reader.open_from(&range.pack, &bytes, &entry).map_err(|e| {
+        let data = match &bytes {
+            Ok(bytes) => reader.open_from(&range.pack, bytes, &entry),
+            Err(e) => Err(Error::new(e.kind(), e.to_string())),
+        }
+        .or_else(|e| repo.read_blob_elsewhere(&entry.id, BlobType::Data, &range.pack, e))
+        .map_err(|e| {
             let path = blob
                 .targets
                 .first()

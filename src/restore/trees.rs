@@ -132,17 +132,22 @@ fn read_range(
     range: &PackRange<BlobEntry>,
     mut each: impl FnMut(TreeId, Vec<u8>, Tree) -> Result<()>,
 ) -> Result<()> {
+    // As for file contents: a tree the range fails to give is read from another indexed location.
     let bytes = repo.repo().backend().read_range(
         ObjectKind::Pack,
         &range.pack.to_hex(),
         range.offset,
         range.length,
-    )?;
+    );
     let reader = PackReader::new(repo.repo().backend(), repo.repo().key());
     for entry in &range.blobs {
         let mut relative = *entry;
         relative.offset -= range.offset as u32;
-        let plain = reader.open_from(&range.pack, &bytes, &relative)?;
+        let plain = match &bytes {
+            Ok(bytes) => reader.open_from(&range.pack, bytes, &relative),
+            Err(e) => Err(Error::new(e.kind(), e.to_string())),
+        }
+        .or_else(|e| repo.read_blob_elsewhere(&entry.id, BlobType::Tree, &range.pack, e))?;
         let tree = Tree::decode(&plain).map_err(|e| e.context(format!("tree {}", entry.id)))?;
         each(entry.id, plain, tree)?;
     }

@@ -45,7 +45,7 @@ pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
     let sources = BackupSources { paths, streams };
     let outcome = archive::backup(&repo, sources, &options, &bar)?;
     bar.bar.finish_and_clear();
-    backup::report(global, &outcome.snapshot_id, &outcome.snapshot)?;
+    backup::report(global, &outcome)?;
     let snap = &outcome.snapshot;
     let previous_total = match &snap.parent {
         Some(parent) => repo.repo().find_snapshot(parent)?.1.summary.total_bytes,

@@ -105,6 +105,14 @@ pub fn execute_with_progress(
             .flat_map(|r| r.record.pack_ids())
             .collect();
         excluded.extend(plan.repack.iter().map(|(id, _)| *id));
+        // A pack the index names but the listing lacks holds nothing: a blob found only there
+        // must be copied, not taken for stored (FORMAT.md §11).
+        excluded.extend(
+            repo.index()
+                .packs()?
+                .into_iter()
+                .filter(|p| !plan.packs.contains_key(p)),
+        );
         let saver = repo.saver_excluding(excluded);
         let reader = PackReader::new(r.backend(), r.key());
         for (pack, _) in &plan.repack {

@@ -124,6 +124,9 @@ fn repair_leased(
         .iter()
         .filter_map(|(n, _)| PackId::from_hex(n).ok())
         .collect();
+    // Index entries of packs that are gone hold nothing: their blobs count as missing, and trees
+    // found only there are written again (FORMAT.md §11).
+    repo.mark_absent_packs(&packs)?;
     let mut rewriter = Rewriter {
         repo,
         packs,
