@@ -1,6 +1,7 @@
 //! `sync`: make a target location hold every object of a source repository, under the same names.
 //!
-//! Objects are opaque here: sync never needs the password. Every object but the config is named by the
+//! Objects are opaque here: copying never needs the password (deleting packs does, to prove the
+//! source pruned them rather than lost them: [`SyncPlan::protect_packs`]). Every object but the config is named by the
 //! unkeyed BLAKE3 of its bytes (FORMAT.md §3), so each one is checked against its name before it is written
 //! and, with `verify`, after. The config must be byte-identical on both sides: a target holding another
 //! repository is refused. Kinds are written keys, config, packs, index, snapshots, and a kind starts only
@@ -13,7 +14,7 @@
 //! of it reaches the target (a damaged source object is never spread), and WebDAV takes objects in one
 //! request anyway.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ use serde::Serialize;
 
 use crate::backend::{self, Backend, ObjectKind, WRITE_ORDER};
 use crate::error::{Error, ErrorKind, Result};
+use crate::id::PackId;
+use crate::repo::Repository;
 use crate::threads::{for_each_bounded as parallel, map_bounded};
 
 /// Bytes of objects a sync holds in memory at most (unless a single object is larger): 8 connections of
@@ -78,11 +81,36 @@ pub struct SyncPlan {
     pub present: Vec<Object>,
     /// Target objects the source lacks, in deletion order (removed only with `delete`).
     pub extra: Vec<Object>,
+    /// Target packs the source lacks but its index files still name: the source lost them, and
+    /// the target may hold the last copy. Never deleted (see [`SyncPlan::protect_packs`]).
+    pub protected: Vec<Object>,
     /// Whether the target held no repository yet.
     pub new_target: bool,
 }
 
 impl SyncPlan {
+    /// Whether `delete` would remove packs (the only deletions that can lose data).
+    pub fn deletes_packs(&self) -> bool {
+        self.extra.iter().any(|o| o.kind == ObjectKind::Pack)
+    }
+
+    /// Keeps out of the deletions every target pack that `needed` (the packs the source's index
+    /// files name, see [`packs_the_source_indexes`]) holds, or every pack when `needed` is `None`
+    /// (nothing proves the source pruned them). A pack the source lacks while its index still
+    /// names it was lost by the source, not pruned (a prune rewrites the index files before it
+    /// deletes a pack, FORMAT.md §12): deleting the target's copy would delete its last copy.
+    pub fn protect_packs(&mut self, needed: Option<&HashSet<PackId>>) {
+        let (protected, extra): (Vec<Object>, Vec<Object>) =
+            std::mem::take(&mut self.extra).into_iter().partition(|o| {
+                o.kind == ObjectKind::Pack
+                    && needed.is_none_or(|needed| {
+                        PackId::from_hex(&o.name).is_ok_and(|id| needed.contains(&id))
+                    })
+            });
+        self.extra = extra;
+        self.protected = protected;
+    }
+
     /// Bytes the plan transfers.
     pub fn bytes_to_copy(&self) -> u64 {
         self.copy.iter().chain(&self.replace).map(|o| o.size).sum()
@@ -133,6 +161,15 @@ pub struct SyncReport {
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+/// Every pack the source repository's index files name, the index brought up to date first: what
+/// [`SyncPlan::protect_packs`] needs to tell a pack the source lost from one it pruned.
+///
+/// # Errors
+/// When an index file cannot be read or decoded.
+pub fn packs_the_source_indexes(source: Repository) -> Result<HashSet<PackId>> {
+    source.into_indexed()?.index().packs()
 }
 
 /// Callbacks for a progress display (called from worker threads).

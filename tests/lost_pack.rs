@@ -235,3 +235,53 @@ fn check_still_calls_a_pack_no_snapshot_uses_harmless() {
         );
     }
 }
+
+#[test]
+fn sync_delete_keeps_the_targets_copy_of_a_pack_the_source_lost() {
+    let env = Env::new();
+    let (src, data_pack) = one_backup(&env);
+    let copy = env.path("copy");
+    let copy_arg = copy.to_str().unwrap();
+    env.r_ok(&["sync", "--to", copy_arg]);
+    let pack = common::file_name_str(&data_pack);
+    std::fs::remove_file(&data_pack).unwrap();
+    let in_copy = || {
+        common::pack_files(&copy)
+            .iter()
+            .any(|p| common::file_name_str(p) == pack)
+    };
+
+    // Without the password nothing proves the pack was pruned: it stays, the sync succeeds.
+    let no_password = env.run(
+        &["-r", env.repo_str(), "sync", "--delete", "--to", copy_arg],
+        None,
+        &[("CAIRN_PASSWORD", None)],
+    );
+    no_password.assert_success();
+    assert!(
+        no_password.stderr.contains("kept on the target"),
+        "{}",
+        no_password.describe()
+    );
+    assert!(in_copy());
+
+    // With it, the source's index names the pack: the source lost it, the target keeps it.
+    let out = env.r(&["sync", "--delete", "--to", copy_arg]);
+    out.assert_code(exit::DAMAGED);
+    assert!(
+        out.stderr.contains(&pack) && out.stderr.contains("the source has lost them"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        in_copy(),
+        "the last copy of a lost pack must never be deleted"
+    );
+    let copied = env.cairn(&["-r", copy_arg, "check", "--read-data"]);
+    copied.assert_success();
+
+    // The copy gives it back.
+    env.r_ok(&["sync", "--from", copy_arg]);
+    env.r_ok(&["check", "--read-data"]);
+    assert_restores(&env, "latest", &src, "restored");
+}

@@ -15,7 +15,9 @@ Examples:
   cairn -r /srv/backup sync --to sftp://backup@vault.example:22/srv/cairn -O key=/root/.ssh/id_ed25519
   cairn -r /srv/backup sync --to s3://offsite-bucket/cairn --delete --verify --json
   cairn -r /srv/restore-copy sync --from s3://offsite-bucket/cairn
-No password is needed: objects are copied as they are and checked against their names.
+No password is needed to copy: objects are copied as they are and checked against their names.
+With --delete, packs are deleted only when the password proves the source pruned them (a pack the
+source lost is kept on the target, with a warning and exit code 4).
 Exit code 0 only when the target holds every object of the source.";
 
 #[derive(clap::Args, Debug)]
@@ -80,8 +82,11 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
         ),
         (None, None) => unreachable!("clap requires --to or --from"),
     };
-    let plan = sync::plan(source.as_ref(), target.as_ref(), connections)
+    let mut plan = sync::plan(source.as_ref(), target.as_ref(), connections)
         .with_context(|| format!("cannot sync {} to {}", source.location(), target.location()))?;
+    let source_lost_packs = args.delete
+        && plan.deletes_packs()
+        && protect_lost_packs(global, args, &repo_path, &mut plan)?;
     if args.dry_run {
         return print_plan(global, &plan, args.delete);
     }
@@ -94,11 +99,52 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
     let report = sync::execute(source.as_ref(), target.as_ref(), &plan, &options, &bar)?;
     bar.0.finish_and_clear();
     print_report(global, &report, source.location(), target.location())?;
-    Ok(if report.complete {
-        exit::OK
-    } else {
+    Ok(if !report.complete {
         exit::ERROR
+    } else if source_lost_packs {
+        // The source is damaged: a script must not read this sync as a clean one.
+        exit::DAMAGED
+    } else {
+        exit::OK
     })
+}
+
+/// Keeps the target's copy of every pack the source lost (its index still names it): only packs
+/// the source pruned are deleted. Without the password nothing proves that, so no pack is deleted.
+/// True when the source lost packs.
+fn protect_lost_packs(
+    global: &GlobalArgs,
+    args: &SyncArgs,
+    repo_path: &std::path::Path,
+    plan: &mut SyncPlan,
+) -> Result<bool> {
+    let (source, options) = match &args.to {
+        Some(_) => (repo_path.to_path_buf(), &global.options),
+        None => (args.from.clone().unwrap_or_default(), &args.peer_options),
+    };
+    let needed = match context::password(global, false) {
+        Ok(password) => {
+            let options = context::backend_options(options, None, usize::from(args.connections))?;
+            let backend = backend::open(&context::parse_location(&source)?, &options)?;
+            let repo = cairn::Repository::open(backend, &password, &context::cache_root(global))?;
+            Some(sync::packs_the_source_indexes(repo)?)
+        }
+        Err(_) => None,
+    };
+    plan.protect_packs(needed.as_ref());
+    if let Some(first) = plan.protected.first() {
+        let why = if needed.is_some() {
+            "the source's index still names them: the source has lost them, and the target may hold their last copy (run `cairn check` on the source; copy them back with `cairn sync --from`)"
+        } else {
+            "without the repository password cairn cannot tell packs the source pruned from packs it lost: give the password to delete them"
+        };
+        eprintln!(
+            "warning: {} pack(s) the source lacks were kept on the target (first: {}): {why}",
+            plan.protected.len(),
+            first.name
+        );
+    }
+    Ok(needed.is_some() && !plan.protected.is_empty())
 }
 
 fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32> {
@@ -111,6 +157,7 @@ fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32>
             "present": plan.present.len(),
             "delete": delete_list,
             "extra_kept": if delete { 0 } else { plan.extra.len() },
+            "protected": plan.protected,
             "bytes_to_copy": plan.bytes_to_copy(),
         }))?;
         return Ok(exit::OK);
