@@ -48,6 +48,9 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// The time recorded as the snapshot's (default: now), for imports and tests.
     pub time: Option<chrono::DateTime<chrono::Utc>>,
+    /// How long a stored pack waits at most for its index file (default
+    /// [`crate::repo::INDEX_INTERVAL`]): what an interrupted backup loses.
+    pub index_interval: Option<std::time::Duration>,
 }
 
 /// Where the data comes from: the simple cases (see [`BackupSources`] for any mix).
@@ -267,7 +270,10 @@ fn backup_leased(
         Some((_, snap)) => Some(repo.load_tree(&snap.tree_id())?),
         None => None,
     };
-    let saver = repo.saver_excluding(condemned);
+    let mut saver = repo.saver_excluding(condemned);
+    if let Some(interval) = options.index_interval {
+        saver = saver.with_index_interval(interval);
+    }
     let archiver = Archiver {
         repo,
         saver: &saver,

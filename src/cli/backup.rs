@@ -122,6 +122,8 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
         one_file_system: args.one_file_system,
         parent,
         time: args.time.as_deref().map(parse_point_in_time).transpose()?,
+
+        ..Default::default()
     };
     let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
     let paths = archive::normalize_sources(&args.paths)?;

@@ -4,7 +4,7 @@ mod pack_upload;
 mod saver;
 pub mod select;
 
-pub use saver::{BlobSaver, SaveStats};
+pub use saver::{BlobSaver, SaveStats, INDEX_INTERVAL};
 pub use select::SnapshotFilter;
 
 use std::collections::HashSet;

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -18,6 +19,11 @@ use super::IndexedRepository;
 
 /// Index entries gathered before an index file is written mid-backup (bounds memory and lost work).
 const INDEX_FLUSH_BLOBS: usize = 100_000;
+
+/// How long a stored pack waits at most for the index file that names it, by default: what an
+/// interrupted backup loses (its packs are reused by the next one once they are indexed), against
+/// the number of index files a long backup writes (one a minute at most).
+pub const INDEX_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What a saver added to the repository.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +43,8 @@ struct State {
     seen: HashSet<BlobId>,
     pending: Vec<PackEntries>,
     pending_blobs: usize,
+    /// When the oldest pack in `pending` was stored.
+    oldest_pending: Option<Instant>,
     stats: SaveStats,
 }
 
@@ -47,6 +55,7 @@ pub struct BlobSaver<'r> {
     excluded: HashSet<PackId>,
     state: Mutex<State>,
     uploader: PackUploader,
+    index_interval: Duration,
 }
 
 impl<'r> BlobSaver<'r> {
@@ -62,9 +71,19 @@ impl<'r> BlobSaver<'r> {
                 seen: HashSet::new(),
                 pending: Vec::new(),
                 pending_blobs: 0,
+                oldest_pending: None,
                 stats: SaveStats::default(),
             }),
+            index_interval: INDEX_INTERVAL,
         }
+    }
+
+    /// Writes an index file for the packs stored so far once the oldest of them has waited
+    /// `interval` (default [`INDEX_INTERVAL`]), so an interrupted run loses at most that much of
+    /// its work: the next backup finds those packs in the index and does not store them again.
+    pub fn with_index_interval(mut self, interval: Duration) -> Self {
+        self.index_interval = interval;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -249,6 +268,7 @@ impl<'r> BlobSaver<'r> {
                         state.stats.packs += 1;
                         state.pending_blobs += entries.blobs.len();
                         state.pending.push(entries);
+                        state.oldest_pending.get_or_insert_with(Instant::now);
                     }
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -256,6 +276,9 @@ impl<'r> BlobSaver<'r> {
                 }
             }
             state.pending_blobs >= INDEX_FLUSH_BLOBS
+                || state
+                    .oldest_pending
+                    .is_some_and(|t| t.elapsed() >= self.index_interval)
         };
         if let Some(e) = first_error {
             return Err(e);
@@ -270,6 +293,7 @@ impl<'r> BlobSaver<'r> {
         let packs = {
             let mut state = self.lock();
             state.pending_blobs = 0;
+            state.oldest_pending = None;
             std::mem::take(&mut state.pending)
         };
         if packs.is_empty() {

@@ -26,6 +26,8 @@ pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
         one_file_system: section.one_file_system,
         parent: None,
         time: None,
+
+        ..Default::default()
     };
     let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
     let paths = archive::normalize_sources(&section.paths)?;
