@@ -17,27 +17,46 @@ pub struct Opened {
     pub snapshot: Snapshot,
 }
 
-/// Opens the repository and selects `spec` among the snapshots passing `filter`.
-pub fn open(global: &GlobalArgs, spec: &str, filter: &selection::FilterArgs) -> Result<Opened> {
-    let (repo, counter) = context::open_counted(global)?;
-    let (id, snapshot) = repo.select_snapshot(spec, &filter.to_filter()?)?;
-    let repo = repo.into_indexed()?;
-    Ok(Opened {
-        repo,
-        counter,
-        id,
-        snapshot,
-    })
-}
-
-/// Opens the snapshot of `arg` (`SNAP[:PATH]`) and finds its path.
+/// Opens the snapshot of `arg` (`SNAP[:PATH]`) and finds its path. `latest` is the newest
+/// snapshot holding the path; a bare `latest` that passed over other sources' snapshots says so.
 pub fn open_path(
     global: &GlobalArgs,
     arg: &str,
     filter: &selection::FilterArgs,
 ) -> Result<(Opened, Located)> {
     let snap_path = SnapPath::parse(arg)?;
-    let opened = open(global, &snap_path.snapshot, filter)?;
+    let path: Vec<u8> = if snap_path.components.is_empty() {
+        b"/".to_vec()
+    } else {
+        snap_path
+            .components
+            .iter()
+            .flat_map(|c| std::iter::once(&b'/').chain(c))
+            .copied()
+            .collect()
+    };
+    let (repo, counter) = context::open_counted(global)?;
+    let ((id, snapshot), passed_over) =
+        repo.select_snapshot_holding(&snap_path.snapshot, &filter.to_filter()?, &path)?;
+    if !passed_over.is_empty() && !global.quiet {
+        let others: Vec<String> = passed_over
+            .iter()
+            .take(3)
+            .map(|(id, s)| format!("{} ({})", id.short(), s.paths.join(" ")))
+            .collect();
+        eprintln!(
+            "note: latest is {} ({}); the newest snapshots of other sources are {}: choose with --path or a snapshot id, or name a path (latest:/etc)",
+            id.short(),
+            snapshot.paths.join(" "),
+            others.join(", ")
+        );
+    }
+    let opened = Opened {
+        repo: repo.into_indexed()?,
+        counter,
+        id,
+        snapshot,
+    };
     let loader = TreeLoader::cached(&opened.repo);
     let located = locate(&loader, &opened.snapshot.tree_id(), &snap_path.components)
         .with_context(|| format!("snapshot {}", opened.id.short()))?;

@@ -275,6 +275,30 @@ impl Repository {
             .map_err(|e| e.context(format!("repository {}", self.backend.location())))
     }
 
+    /// Resolves `spec` for a command that reads `path` of the snapshot (see
+    /// [`SnapshotFilter::resolve_holding`]); also returns, when a bare `latest` chose among
+    /// snapshots of several source groups, the newest of each group it passed over.
+    ///
+    /// # Errors
+    /// `InvalidInput` when nothing matches or no matching snapshot holds `path`.
+    pub fn select_snapshot_holding(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+        path: &[u8],
+    ) -> Result<((SnapshotId, Snapshot), Vec<(SnapshotId, Snapshot)>)> {
+        let snapshots = self.snapshots()?;
+        let chosen = filter
+            .resolve_holding(spec, snapshots.clone(), path)
+            .map_err(|e| e.context(format!("repository {}", self.backend.location())))?;
+        let passed_over = if spec == "latest" && path == b"/" {
+            filter.other_groups(&chosen.1, &snapshots)
+        } else {
+            Vec::new()
+        };
+        Ok((chosen, passed_over))
+    }
+
     /// Stores a snapshot file; the last step of a backup.
     ///
     /// # Errors

@@ -106,6 +106,79 @@ impl SnapshotFilter {
     }
 }
 
+/// Whether a snapshot holds `path` (`/`-separated, absolute): one of its sources is the path or
+/// lies above it, or lies below it (the path is one of the directories leading to a source).
+pub fn holds_path(snap: &Snapshot, path: &[u8]) -> bool {
+    let under = |outer: &[u8], inner: &[u8]| {
+        inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && (outer.ends_with(b"/") || inner[outer.len()] == b'/')
+    };
+    path == b"/"
+        || snap.paths.iter().any(|source| {
+            let source = source.as_bytes();
+            source == path || under(source, path) || under(path, source)
+        })
+}
+
+impl SnapshotFilter {
+    /// [`SnapshotFilter::resolve`] for a command that reads `path` of the snapshot: `latest` is
+    /// the newest snapshot that holds it (a repository backs up several sources, each into its
+    /// own snapshots), and a snapshot given by id that does not hold it is refused.
+    ///
+    /// # Errors
+    /// As [`SnapshotFilter::resolve`]; `InvalidInput` naming the sources of the newest snapshots
+    /// when none holds `path`.
+    pub fn resolve_holding(
+        &self,
+        spec: &str,
+        snapshots: Vec<(SnapshotId, Snapshot)>,
+        path: &[u8],
+    ) -> Result<(SnapshotId, Snapshot)> {
+        if spec != "latest" || path == b"/" {
+            return self.resolve(spec, snapshots);
+        }
+        let candidates = self.apply(snapshots);
+        let mut sources: Vec<&str> = candidates
+            .iter()
+            .rev()
+            .flat_map(|(_, s)| s.paths.iter().map(String::as_str))
+            .collect();
+        let holding = candidates.iter().rposition(|(_, s)| holds_path(s, path));
+        match holding {
+            Some(i) => Ok(candidates.into_iter().nth(i).expect("position found")),
+            None => {
+                sources.dedup();
+                sources.truncate(6);
+                Err(Error::invalid_input(format!(
+                    "no snapshot{} holds {}: the newest back up {}; give a path inside one of them, or choose with --path, --host or a snapshot id",
+                    if self.is_empty() { "" } else { " passing the filters" },
+                    String::from_utf8_lossy(path),
+                    if sources.is_empty() { "nothing".to_string() } else { sources.join(", ") },
+                )))
+            }
+        }
+    }
+
+    /// The newest snapshot of each group of sources other than `chosen`'s among those passing
+    /// the filter: what a bare `latest` passed over, for a note that says how to choose them.
+    pub fn other_groups(
+        &self,
+        chosen: &Snapshot,
+        snapshots: &[(SnapshotId, Snapshot)],
+    ) -> Vec<(SnapshotId, Snapshot)> {
+        let mut seen: Vec<&Vec<String>> = vec![&chosen.paths];
+        let mut out = Vec::new();
+        for (id, snap) in snapshots.iter().rev().filter(|(_, s)| self.matches(s)) {
+            if !seen.contains(&&snap.paths) {
+                seen.push(&snap.paths);
+                out.push((*id, snap.clone()));
+            }
+        }
+        out
+    }
+}
+
 /// Parses a point in time for `--at`: `2026-01-23 14:30`, `2026-01-23T14:30:05`, or a date
 /// alone (the end of that day), in local time unless a zone follows (`Z`, `UTC`, `+02:00`,
 /// `-0500`); RFC 3339 is accepted as is.
