@@ -731,3 +731,29 @@ fn init_compression_levels_are_checked_and_kept() {
         sizes[1]
     );
 }
+
+#[test]
+fn json_errors_are_objects_on_stdout_that_no_script_takes_for_an_empty_result() {
+    let env = Env::new();
+    let missing = env.path("no-repo");
+    let out = env.cairn(&["--json", "-r", missing.to_str().unwrap(), "snapshots"]);
+    out.assert_code(exit::NO_REPO);
+    let v = out.json();
+    assert_eq!(v["error"]["kind"], "no_repository", "{v}");
+    assert_eq!(v["error"]["exit_code"], exit::NO_REPO, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("no-repo"),
+        "{v}"
+    );
+    env.init();
+    let out = env.run(
+        &["--json", "-r", env.repo_str(), "snapshots"],
+        None,
+        &[("CAIRN_PASSWORD", Some("wrong"))],
+    );
+    out.assert_code(exit::WRONG_PASSWORD);
+    assert_eq!(out.json()["error"]["kind"], "wrong_password");
+    let out = env.r(&["--json", "snapshots", "--no-such-flag"]);
+    out.assert_code(exit::USAGE);
+    assert_eq!(out.json()["error"]["kind"], "usage");
+}

@@ -213,6 +213,9 @@ pub fn main() -> i32 {
                 exit::OK
             };
             let _ = e.print();
+            if code != exit::OK && std::env::args_os().any(|a| a == "--json") {
+                print_json_error("usage", &e.kind().to_string(), code);
+            }
             return code;
         }
     };
@@ -220,8 +223,42 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            exit_code_for(&err)
+            let code = exit_code_for(&err);
+            if cli.global.json {
+                print_json_error(error_kind_name(&err), &format!("{err:#}"), code);
+            }
+            code
         }
+    }
+}
+
+/// With `--json`, an error is a JSON object on stdout too, so a script reading stdout never
+/// takes a failure for an empty result (`cairn snapshots --json | jq length`).
+fn print_json_error(kind: &str, message: &str, exit_code: i32) {
+    use std::io::Write;
+    let error = serde_json::json!({
+        "error": { "kind": kind, "message": message, "exit_code": exit_code }
+    });
+    // Nothing is left to do if stdout is gone too.
+    let _ = writeln!(std::io::stdout(), "{error}");
+}
+
+/// The name of an error's kind in `--json` error objects.
+fn error_kind_name(err: &anyhow::Error) -> &'static str {
+    let kind = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<cairn::Error>())
+        .map(cairn::Error::kind);
+    match kind {
+        Some(ErrorKind::WrongPassword) => "wrong_password",
+        Some(ErrorKind::NotARepository) => "no_repository",
+        Some(ErrorKind::Corrupted) => "damaged",
+        Some(ErrorKind::Backend) => "storage",
+        Some(ErrorKind::SourceIo) => "source",
+        Some(ErrorKind::InvalidInput) => "usage",
+        Some(ErrorKind::UnsupportedVersion) => "unsupported_version",
+        Some(ErrorKind::CommandFailed) => "command_failed",
+        _ => "error",
     }
 }
 
