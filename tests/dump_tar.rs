@@ -174,3 +174,43 @@ fn dumps_of_the_whole_snapshot_and_of_one_file() {
     );
     assert_eq!(fs::read_dir(env.path("one")).unwrap().count(), 1);
 }
+
+#[test]
+fn dump_refuses_to_write_an_archive_to_a_terminal() {
+    let script = require("script");
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    write_file(&src.join("a.txt"), b"hello");
+    env.backup_json(&[&src], &[]);
+    // `script` gives the command a pseudo-terminal as its stdout, as an interactive shell would.
+    let line = format!(
+        "{} -r {} dump latest; echo \"exit=$?\"",
+        env!("CARGO_BIN_EXE_cairn"),
+        env.repo_str()
+    );
+    let out = env_command(&env, &script, &["-q", "-e", "-c", &line, "/dev/null"]);
+    assert!(
+        out.contains("refusing to write a tar archive to a terminal") && out.contains("exit=2"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("ustar"),
+        "no archive bytes on the terminal: {out}"
+    );
+}
+
+/// Runs `program` with the test environment (password, cache) and returns its output.
+fn env_command(env: &Env, program: &Path, args: &[&str]) -> String {
+    let cmd = env.command();
+    let out = Command::new(program)
+        .args(args)
+        .envs(
+            cmd.get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .current_dir(env.root())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

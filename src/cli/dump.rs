@@ -38,6 +38,13 @@ pub struct DumpArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &DumpArgs) -> Result<i32> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // Binary archive bytes on a terminal help nobody and can leave it in a broken state.
+        return Err(cairn::Error::invalid_input(
+            "refusing to write a tar archive to a terminal: redirect it (> snapshot.tar) or pipe it (| tar -t)",
+        )
+        .into());
+    }
     let (opened, at) = locate::open_path(global, &args.target, &args.filter)?;
     let loader = TreeLoader::cached(&opened.repo);
     let mut out = Output::new();
