@@ -23,6 +23,7 @@ mod repair;
 mod restore;
 mod run;
 mod selection;
+mod shell;
 mod snapshots;
 mod status;
 mod stdout;
@@ -196,6 +197,12 @@ pub enum Command {
     /// Manage passwords (key files) and the printable recovery key.
     #[command(after_help = key::EXAMPLES)]
     Key(key::KeyArgs),
+    /// Write shell completions (bash, zsh, fish, elvish, powershell) to standard output.
+    #[command(after_help = shell::COMPLETIONS_EXAMPLES)]
+    Completions(shell::CompletionsArgs),
+    /// Write the manual pages (roff), generated from the same definitions as --help.
+    #[command(after_help = shell::MAN_EXAMPLES)]
+    Man(shell::ManArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -287,6 +294,8 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Status(args) => status::run(&cli.global, args),
         Command::Drill(args) => drill::run(&cli.global, args),
         Command::Key(args) => key::run(&cli.global, args),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
     }
 }
 
