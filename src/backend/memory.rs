@@ -145,14 +145,14 @@ mod tests {
         );
         let short = a.read_range(ObjectKind::Pack, "abcd", 8, 3).unwrap_err();
         assert_eq!(short.kind(), crate::ErrorKind::Corrupted);
+        assert!(
+            b.create().is_err(),
+            "a location holding objects is not created again"
+        );
         a.remove(ObjectKind::Pack, "abcd").unwrap();
         let gone = b.read(ObjectKind::Pack, "abcd").unwrap_err();
         assert_eq!(gone.kind(), crate::ErrorKind::Corrupted);
         assert!(gone.to_string().contains("abcd"), "{gone}");
         assert!(a.write(ObjectKind::Index, "../x", b"").is_err());
-        assert!(
-            b.create().is_err(),
-            "a location holding objects is not created again"
-        );
     }
 }
