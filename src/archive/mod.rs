@@ -341,9 +341,11 @@ fn find_parent(
     if let Some(id) = &options.parent {
         return Ok(Some((*id, repo.repo().load_snapshot(id)?)));
     }
+    // A damaged snapshot cannot be a parent, and must not stop the backup: `check` names it.
     Ok(repo
         .repo()
-        .snapshots()?
+        .loadable_snapshots()?
+        .0
         .into_iter()
         .rev()
         .find(|(_, s)| s.host == host && s.paths == paths))
