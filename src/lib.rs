@@ -32,6 +32,8 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+#[doc(hidden)]
+pub mod model;
 pub mod monitor;
 pub mod ops;
 pub mod pack;

@@ -7,12 +7,17 @@ mod conformance;
 #[path = "common/s3.rs"]
 mod s3;
 
-use cairn::backend::{self, BackendOptions, LocalBackend, Location};
+use cairn::backend::{self, BackendOptions, LocalBackend, Location, MemoryBackend};
 
 #[test]
 fn local_directory() {
     let dir = tempfile::tempdir().unwrap();
     conformance::run(&LocalBackend::new(dir.path().join("repo")));
+}
+
+#[test]
+fn in_memory() {
+    conformance::run(&MemoryBackend::new());
 }
 
 #[test]

@@ -285,3 +285,25 @@ fn sync_delete_keeps_the_targets_copy_of_a_pack_the_source_lost() {
     env.r_ok(&["check", "--read-data"]);
     assert_restores(&env, "latest", &src, "restored");
 }
+
+#[test]
+fn a_backup_goes_on_when_the_pack_of_its_parent_snapshots_trees_is_lost() {
+    // Regression: the backup loaded its parent's trees to compare against, and one lost tree pack
+    // made every later backup of these paths fail ("tree blob ... is indexed only in pack ...").
+    let env = Env::new();
+    let (src, _) = one_backup(&env);
+    let tree_pack = common::pack_files(&env.repo)
+        .into_iter()
+        .min_by_key(|p| p.metadata().unwrap().len())
+        .unwrap();
+    std::fs::remove_file(&tree_pack).unwrap();
+    for cold in [false, true] {
+        if cold {
+            env.remove_cache();
+        }
+        let out = env.r(&["backup".as_ref(), src.as_os_str()]);
+        out.assert_success();
+        assert_restores(&env, "latest", &src, &format!("restored-{cold}"));
+    }
+    env.r(&["check"]).assert_code(exit::DAMAGED);
+}

@@ -267,7 +267,7 @@ fn backup_leased(
     }
     let parent = find_parent(repo, options, &host, &paths)?;
     let parent_tree = match &parent {
-        Some((_, snap)) => Some(repo.load_tree(&snap.tree_id())?),
+        Some((_, snap)) => parent_tree(repo, &snap.tree_id())?,
         None => None,
     };
     let mut saver = repo.saver_excluding(condemned);
@@ -347,9 +347,11 @@ fn find_parent(
     if let Some(id) = &options.parent {
         return Ok(Some((*id, repo.repo().load_snapshot(id)?)));
     }
+    // A damaged snapshot cannot be a parent, and must not stop the backup: `check` names it.
     Ok(repo
         .repo()
-        .snapshots()?
+        .loadable_snapshots()?
+        .0
         .into_iter()
         .rev()
         .find(|(_, s)| s.host == host && s.paths == paths))
@@ -540,7 +542,7 @@ impl Archiver<'_, '_> {
                 kind: NodeKind::Dir,
                 subtree: Some(id),
                 ..
-            }) => Ok(Some(self.repo.load_tree(id)?)),
+            }) => parent_tree(self.repo, id),
             _ => Ok(None),
         }
     }
@@ -703,6 +705,17 @@ impl Archiver<'_, '_> {
             })
             .collect();
         Ok(self.saver.known_many(&ids)?.into_iter().all(|known| known))
+    }
+}
+
+/// A tree of the parent snapshot, or `None` when it is damaged or its pack is lost: the parent only
+/// spares reading unchanged files, so the backup goes on as if the directory were new and stays
+/// whole (`check` names the damaged parent; the lost pack is reported by the backup itself).
+fn parent_tree(repo: &IndexedRepository, id: &TreeId) -> Result<Option<Tree>> {
+    match repo.load_tree(id) {
+        Ok(tree) => Ok(Some(tree)),
+        Err(e) if e.kind() == ErrorKind::Corrupted => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

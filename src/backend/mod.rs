@@ -8,12 +8,14 @@ mod counting;
 mod direct;
 mod local;
 pub mod location;
+mod memory;
 mod remote;
 mod ssh;
 
 pub use counting::{CountingBackend, ReadCounter};
 pub use local::LocalBackend;
 pub use location::Location;
+pub use memory::MemoryBackend;
 pub use remote::RemoteBackend;
 
 use std::collections::BTreeMap;

@@ -173,6 +173,27 @@ struct Pass {
 }
 
 /// One pass over the repository; packs in `already_read` have only their header checked.
+/// Key files: each must match its name, decode, and (version 2) carry metadata that authenticates
+/// under this repository's key. A damaged key file locks its password out, even if the password in
+/// use opened another file.
+fn check_key_files(
+    repo: &IndexedRepository,
+    report: &mut CheckReport,
+    listed: &mut settle::Listed,
+) -> Result<()> {
+    let keys = crate::ops::keys::list_keys(repo.repo())?;
+    listed.remember(ObjectKind::Key, keys.iter().map(|k| k.name.clone()));
+    for key in keys {
+        if let Some(problem) = &key.problem {
+            report.errors.push(format!(
+                "key file {}: {problem}; its password may no longer open the repository: add a new key with `cairn key add`, then `cairn key remove {}`",
+                key.name, key.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_once(
     repo: &IndexedRepository,
     options: CheckOptions,
@@ -188,6 +209,7 @@ fn check_once(
     // snapshot needs is in an index file that the index refresh below reads (or in a prune's
     // replacement of it).
     let snapshots = load_snapshots(repo, &mut report, &mut listed_objects)?;
+    check_key_files(repo, &mut report, &mut listed_objects)?;
     let index_files: Vec<String> = backend
         .list(ObjectKind::Index)?
         .into_iter()

@@ -228,14 +228,35 @@ impl Repository {
     /// # Errors
     /// When a snapshot file is damaged (named in the message).
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let (out, mut damaged) = self.loadable_snapshots()?;
+        match damaged.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// The snapshots that load, oldest first, and the names of the damaged ones with why: for readers
+    /// of one snapshot, which one damaged snapshot file must not stop (`check` reports it).
+    ///
+    /// # Errors
+    /// When the snapshots cannot be listed or read (damage is not an error here).
+    pub fn loadable_snapshots(
+        &self,
+    ) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>)> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for (name, _) in self.backend.list(ObjectKind::Snapshot)? {
-            let id = SnapshotId::from_hex(&name)
-                .map_err(|_| Error::corrupted(format!("snapshots/{name}: not a snapshot name")))?;
-            out.push((id, self.load_snapshot(&id)?));
+            let loaded = SnapshotId::from_hex(&name)
+                .map_err(|_| Error::corrupted(format!("snapshots/{name}: not a snapshot name")))
+                .and_then(|id| Ok((id, self.load_snapshot(&id)?)));
+            match loaded {
+                Ok(snapshot) => out.push(snapshot),
+                Err(e) if e.kind() == ErrorKind::Corrupted => damaged.push((name, e)),
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.1.datetime().cmp(&b.1.datetime()).then(a.0.cmp(&b.0)));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// One snapshot by id.
@@ -270,8 +291,25 @@ impl Repository {
         spec: &str,
         filter: &SnapshotFilter,
     ) -> Result<(SnapshotId, Snapshot)> {
+        let (snapshots, damaged) = self.loadable_snapshots()?;
+        // A damaged snapshot stops the choice only when it may be the one asked for: its name
+        // matches the prefix, or (its time unknown) it may be the latest.
+        let prefix = spec.to_ascii_lowercase();
+        if let Some((name, e)) = damaged
+            .into_iter()
+            .find(|(name, _)| spec == "latest" || name.starts_with(&prefix))
+        {
+            let which = if spec == "latest" {
+                format!(
+                    "snapshot {name} is damaged and may be the latest; give the id of an intact one (`cairn snapshots`)"
+                )
+            } else {
+                format!("snapshot {name} is damaged")
+            };
+            return Err(Error::corrupted(format!("{which}: {e}")));
+        }
         filter
-            .resolve(spec, self.snapshots()?)
+            .resolve(spec, snapshots)
             .map_err(|e| e.context(format!("repository {}", self.backend.location())))
     }
 
@@ -315,6 +353,25 @@ impl Repository {
 fn require_config(backend: &dyn Backend) -> Result<()> {
     if backend.has_config()? {
         return Ok(());
+    }
+    // Key files are written before the config (an interrupted `init` leaves them alone); snapshots
+    // or packs beside them mean a repository whose config is gone, which `init` must not be
+    // suggested for.
+    let has = |kind: ObjectKind| backend.list(kind).is_ok_and(|l| !l.is_empty());
+    if has(ObjectKind::Snapshot) || has(ObjectKind::Pack) {
+        return Err(Error::corrupted(format!(
+            "{} holds a repository's snapshots and packs but no config: the config was deleted or lost, and without it nothing can be read; copy it back from an offsite copy of this repository (`cairn sync`, or any copy of its `config` object)",
+            backend.location()
+        )));
+    }
+    if has(ObjectKind::Key) {
+        return Err(Error::new(
+            ErrorKind::NotARepository,
+            format!(
+                "{} holds key files but no config: `cairn init` was interrupted (remove the directory and run it again) or the config was lost (copy it back from an offsite copy)",
+                backend.location()
+            ),
+        ));
     }
     Err(Error::new(
         ErrorKind::NotARepository,
