@@ -101,19 +101,19 @@ fn an_oversized_object_of_each_kind_is_refused_before_it_is_read() {
             "config",
             &["snapshots"],
             exit::DAMAGED,
-            "the config is 3000000000 bytes, more than the 1048576 a config may be",
+            "the config is 3000000000 bytes, more than the 1048576 bytes any config may be",
         ),
         (
             "snapshots",
             &["snapshots"],
             exit::DAMAGED,
-            "is 3000000000 bytes, more than the 67108864 a snapshot may be",
+            "is 3000000000 bytes, more than the 67108864 bytes any snapshot may be",
         ),
         (
             "index",
             &["ls", "latest"],
             exit::DAMAGED,
-            "is 3000000000 bytes, more than the 268435456 an index file may be",
+            "is 3000000000 bytes, more than the 268435456 bytes any index file may be",
         ),
         // A lease that does not read is skipped like any damaged lease (FORMAT.md §12).
         ("locks", &["prune"], exit::OK, ""),

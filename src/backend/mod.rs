@@ -100,8 +100,8 @@ pub(crate) fn too_large(kind: ObjectKind, name: &str, size: u64, max: u64) -> Er
         _ => format!("{} {name}", kind.label()),
     };
     Error::corrupted(format!(
-        "{what} is {size} bytes, more than the {max} a {} may be (FORMAT.md §3); it is damaged or was not \
-         written by cairn: move it out of the repository (`cairn check` tells what it held)",
+        "{what} is {size} bytes, more than the {max} bytes any {} may be (FORMAT.md §3); it is damaged or \
+         was not written by cairn: move it out of the repository (`cairn check` tells what it held)",
         kind.label()
     ))
 }

@@ -82,7 +82,8 @@ pub(super) fn describe_skipped(skipped: &[(String, KdfParams, Skip)]) -> String 
         .map(|(name, p, why)| {
             format!(
                 "{} ({} MiB, {} passes{})",
-                &name[..name.len().min(8)],
+                // Names come from a listing of untrusted storage: cut by characters.
+                name.chars().take(8).collect::<String>(),
                 p.memory_kib / 1024,
                 p.time,
                 match why {
