@@ -29,18 +29,29 @@ fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Re
     })
 }
 
-/// Decompresses `body` into `out` (cleared first). zstd writes into the spare capacity only, so a
-/// frame cannot grow `out` past what [`open_into`] reserved; its length check rejects any other size.
+/// Decompresses `body` into `out`, which holds exactly the plaintext afterwards. zstd writes into a
+/// slice of `raw_len` bytes, no further, so a frame that decodes to more fails ("destination buffer
+/// is too small") without writing past the length the index gives: a reused buffer's spare capacity
+/// (up to [`SCRATCH_KEEP`]) is never written. Only the bytes by which `out` grows are zeroed.
 fn decompress_into(body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
-    out.clear();
-    out.reserve(raw_len);
-    DECOMPRESSOR.with_borrow_mut(|slot| {
+    out.resize(raw_len, 0);
+    let written = DECOMPRESSOR.with_borrow_mut(|slot| {
         let decompressor = match slot {
             Some(d) => d,
             None => slot.insert(zstd::bulk::Decompressor::new()?),
         };
-        decompressor.decompress_to_buffer(body, out).map(|_| ())
-    })
+        decompressor.decompress_to_buffer(body, &mut out[..raw_len])
+    });
+    match written {
+        Ok(n) => {
+            out.truncate(n);
+            Ok(())
+        }
+        Err(e) => {
+            out.clear();
+            Err(e)
+        }
+    }
 }
 
 const COMPRESSION_NONE: u8 = 0;
@@ -191,8 +202,12 @@ fn open_into(
     let (opened, plaintext) = match *flag {
         COMPRESSION_NONE => (Opened::InPayload, body),
         COMPRESSION_ZSTD => {
-            decompress_into(body, raw_len, plain)
-                .map_err(|e| Error::corrupted(format!("{}: zstd: {e}", what())))?;
+            decompress_into(body, raw_len, plain).map_err(|e| {
+                Error::corrupted(format!(
+                    "{}: zstd: {e} (the blob decompresses to other than the {raw_len} bytes the index gives)",
+                    what()
+                ))
+            })?;
             (Opened::InPlain, plain.as_slice())
         }
         other => {
@@ -272,5 +287,25 @@ mod tests {
         assert!(open_blob(&key, &other, &sealed).is_err());
         let short = entry(id, &sealed, plain.len() - 1);
         assert!(open_blob(&key, &short, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_raw_length_that_lies_is_refused_without_decompressing_past_it() {
+        let plain = vec![7u8; 1 << 20];
+        let body = zstd::bulk::compress(&plain, 3).unwrap();
+        // A buffer kept from a larger blob, as a thread's scratch buffer is.
+        let mut out = Vec::with_capacity(SCRATCH_KEEP);
+        let err = decompress_into(&body, 1000, &mut out).unwrap_err();
+        assert!(err.to_string().contains("too small"), "{err}");
+        assert!(out.len() <= 1000, "zstd wrote {} bytes", out.len());
+        // The exact length decompresses, into the same buffer.
+        decompress_into(&body, plain.len(), &mut out).unwrap();
+        assert_eq!(out, plain);
+
+        let key = MasterKey::generate().unwrap();
+        let id = key.blob_id(&plain);
+        let sealed = seal_blob(&key, BlobType::Data, &id, &plain, 3).unwrap();
+        let e = verify_blob(&key, &entry(id, &sealed, 1000), &sealed).unwrap_err();
+        assert!(e.to_string().contains("other than the 1000 bytes"), "{e}");
     }
 }

@@ -9,7 +9,8 @@
 //! data is missing. Deletions (snapshots first, packs last) run only after every copy succeeded.
 //!
 //! Memory: an object is copied whole (read, checked against its name, written), so each transfer holds one
-//! object, once. Transfers run `connections` at a time within [`MEMORY_BUDGET`] bytes in flight; an object
+//! object, once, and no more than its kind's maximum ([`ObjectKind::max_len`]: a larger object is refused as
+//! damaged before it is read; sync holds no password, so a pack's bound is the format's, not the config's). Transfers run `connections` at a time within [`MEMORY_BUDGET`] bytes in flight; an object
 //! larger than the budget runs alone. Streaming was not chosen: an object must be checked whole before any
 //! of it reaches the target (a damaged source object is never spread), and WebDAV takes objects in one
 //! request anyway.

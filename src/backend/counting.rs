@@ -79,6 +79,18 @@ impl Backend for CountingBackend {
         Ok(())
     }
 
+    fn read_bounded_into(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        max: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.inner.read_bounded_into(kind, name, max, buf)?;
+        self.counter.add(buf.len());
+        Ok(())
+    }
+
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let bytes = self.inner.read_range(kind, name, offset, len)?;
         self.counter.add(bytes.len());

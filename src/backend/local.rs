@@ -203,16 +203,33 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.read_into(kind, name, &mut out)?;
-        Ok(out)
+        self.read_bounded(kind, name, kind.max_len())
     }
 
-    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
-        let (mut file, path) = self.open(kind, name)?;
+    fn read_bounded_into(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        max: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let (file, path) = self.open(kind, name)?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot stat", &path, e))?
+            .len();
+        if size > max {
+            return Err(super::too_large(kind, name, size, max));
+        }
         buf.clear();
-        file.read_to_end(buf)
+        buf.reserve(size as usize);
+        // The stat bounds the allocation; the take bounds a file that grows while it is read.
+        file.take(max.saturating_add(1))
+            .read_to_end(buf)
             .map_err(|e| Error::io(ErrorKind::Backend, "cannot read", &path, e))?;
+        if buf.len() as u64 > max {
+            return Err(super::too_large(kind, name, buf.len() as u64, max));
+        }
         Ok(())
     }
 

@@ -72,6 +72,40 @@ impl ObjectKind {
             ObjectKind::Verified => "verified/",
         }
     }
+
+    /// The largest object of this kind any reader accepts (FORMAT.md §3, "Object sizes"): the one
+    /// table of these bounds. Every whole read is bounded by it before anything is allocated, so a
+    /// planted sparse file of gigabytes costs a stat, not its size in memory. Packs have a tighter
+    /// bound from the repository's config ([`crate::format::config::Config::max_pack_len`]) where the
+    /// config is known.
+    pub fn max_len(self) -> u64 {
+        use crate::format::{config, index_file, key, lifecycle, pack, snapshot};
+        let envelope = |kind: &crate::format::envelope::EnvelopeKind| kind.max_len as u64;
+        match self {
+            ObjectKind::Config => envelope(&config::ENVELOPE),
+            ObjectKind::Key => key::MAX_FILE_LEN as u64,
+            ObjectKind::Pack => pack::MAX_PACK_LEN,
+            ObjectKind::Index => envelope(&index_file::ENVELOPE),
+            ObjectKind::Snapshot => envelope(&snapshot::ENVELOPE),
+            ObjectKind::Lease => envelope(&lifecycle::LEASE_ENVELOPE),
+            ObjectKind::Pending => envelope(&lifecycle::PENDING_ENVELOPE),
+            ObjectKind::Verified => envelope(&lifecycle::VERIFIED_ENVELOPE),
+        }
+    }
+}
+
+/// The error for an object larger than a reader accepts: damage or a planted file, refused before it is
+/// read.
+pub(crate) fn too_large(kind: ObjectKind, name: &str, size: u64, max: u64) -> Error {
+    let what = match kind {
+        ObjectKind::Config => "the config".to_string(),
+        _ => format!("{} {name}", kind.label()),
+    };
+    Error::corrupted(format!(
+        "{what} is {size} bytes, more than the {max} bytes any {} may be (FORMAT.md §3); it is damaged or \
+         was not written by cairn: move it out of the repository (`cairn check` tells what it held)",
+        kind.label()
+    ))
 }
 
 /// Every kind, in the order a copy must write them so that a reader never sees an object whose
@@ -246,10 +280,11 @@ pub trait Backend: Send + Sync {
     /// When listing fails.
     fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>>;
 
-    /// A whole object. A missing object is a `Corrupted` error naming it.
+    /// A whole object of at most [`ObjectKind::max_len`] bytes (see [`Backend::read_bounded`]). A
+    /// missing object is a `Corrupted` error naming it.
     ///
     /// # Errors
-    /// When the object is missing or unreadable.
+    /// When the object is missing, unreadable or larger than its kind may be.
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
 
     /// [`Backend::read`] into `buf` (cleared first), reusing its capacity: reading one pack after
@@ -259,7 +294,38 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// As [`Backend::read`].
     fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
-        *buf = self.read(kind, name)?;
+        self.read_bounded_into(kind, name, kind.max_len(), buf)
+    }
+
+    /// A whole object, refused with a `Corrupted` error naming its size and `max` when it is larger
+    /// than `max` bytes, before more than `max` bytes are allocated. This default asks the size
+    /// first and reads that many bytes as a range; backends that can stat and read one handle
+    /// override it.
+    ///
+    /// # Errors
+    /// When the object is missing, unreadable or larger than `max`.
+    fn read_bounded(&self, kind: ObjectKind, name: &str, max: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_bounded_into(kind, name, max, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Backend::read_bounded`] into `buf` (cleared first), reusing its capacity.
+    ///
+    /// # Errors
+    /// As [`Backend::read_bounded`].
+    fn read_bounded_into(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        max: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let size = self.size(kind, name)?;
+        if size > max {
+            return Err(too_large(kind, name, size, max));
+        }
+        *buf = self.read_range(kind, name, 0, size)?;
         Ok(())
     }
 

@@ -479,17 +479,37 @@ impl Backend for RemoteBackend {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        self.read_bounded(kind, name, kind.max_len())
+    }
+
+    fn read_bounded_into(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        max: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let path = object_path(kind, name)?;
+        // The size first, so a planted object of gigabytes costs one request, not its size in
+        // memory; then exactly that many bytes, so an object replaced by a larger one meanwhile is
+        // still read no further.
+        let size = self.size(kind, name)?;
+        if size > max {
+            return Err(super::too_large(kind, name, size, max));
+        }
+        buf.clear();
+        if size == 0 {
+            return Ok(());
+        }
         // Into one growing vector as the body arrives: collecting OpenDAL's buffer and then flattening it
         // would hold the object twice at the end.
-        let mut out = Vec::new();
         match self.again(|| {
-            out.clear();
+            buf.clear();
             self.op
                 .reader(&path)
-                .and_then(|r| r.read_into(&mut out, ..))
+                .and_then(|r| r.read_into(buf, 0..size))
         }) {
-            Ok(_) => Ok(out),
+            Ok(_) => Ok(()),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
             Err(e) => Err(self.error(e, "cannot read", &path)),
         }

@@ -108,10 +108,14 @@ fn verify_packs(repo: &IndexedRepository, ids: &[PackId], index: &IndexEntries) 
             let mut bytes = next_buffer(&free);
             let mut result = PackCheck::new(Some(*id));
             result.read = true;
-            let loaded =
-                repo.repo()
-                    .backend()
-                    .read_into(ObjectKind::Pack, &id.to_hex(), &mut bytes);
+            // Bounded by the largest pack this repository writes: a larger one is damage, and
+            // reading it whole would hold it all in memory.
+            let loaded = repo.repo().backend().read_bounded_into(
+                ObjectKind::Pack,
+                &id.to_hex(),
+                repo.repo().config().max_pack_len(),
+                &mut bytes,
+            );
             // Go on past a hash mismatch: opening each blob tells which of them are damaged.
             let entries =
                 match loaded.and_then(|()| parse_pack_header(repo.repo().key(), id, &bytes)) {

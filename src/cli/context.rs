@@ -204,7 +204,12 @@ pub fn init_repository(global: &GlobalArgs, config: Config) -> Result<Repository
 pub fn open_repository(global: &GlobalArgs) -> Result<Repository> {
     let backend = repo_backend(global)?;
     let pw = password(global, false)?;
-    Ok(Repository::open(backend, &pw, &cache_root(global))?)
+    Ok(Repository::open_hinted(
+        backend,
+        &pw,
+        &cache_root(global),
+        global.key_hint.as_deref(),
+    )?)
 }
 
 /// Opens the repository named by the global options, counting the bytes read from storage.
@@ -212,6 +217,11 @@ pub fn open_counted(global: &GlobalArgs) -> Result<(Repository, ReadCounter)> {
     let backend = repo_backend(global)?;
     let pw = password(global, false)?;
     let (backend, counter) = CountingBackend::new(backend);
-    let repo = Repository::open(Box::new(backend), &pw, &cache_root(global))?;
+    let repo = Repository::open_hinted(
+        Box::new(backend),
+        &pw,
+        &cache_root(global),
+        global.key_hint.as_deref(),
+    )?;
     Ok((repo, counter))
 }

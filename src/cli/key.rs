@@ -251,18 +251,21 @@ fn rotate(
     reencrypt_only: bool,
 ) -> Result<i32> {
     let password = context::password(global, false)?;
-    let open = || -> Result<cairn::Repository> {
+    // The key hint names the file the password opens before the rotation; the rotation replaces it
+    // with a file of the default parameters, which an opening tries unasked.
+    let open = |key_hint: Option<&str>| -> Result<cairn::Repository> {
         let backend = context::repo_backend(global)?;
-        Ok(cairn::Repository::open(
+        Ok(cairn::Repository::open_hinted(
             backend,
             &password,
             &context::cache_root(global),
+            key_hint,
         )?)
     };
     let done = if reencrypt_only {
         None
     } else {
-        let repo = open()?;
+        let repo = open(global.key_hint.as_deref())?;
         let done = keys::rotate(&repo, &password, KdfParams::default(), remove_other_keys)?;
         if !global.json {
             report_rotation(global, &done);
@@ -271,7 +274,12 @@ fn rotate(
     };
     let reencrypted = if reencrypt || reencrypt_only {
         // Opened again: the password now opens the key file holding the new epoch.
-        let repo = open()?;
+        let hint = if done.is_some() {
+            None
+        } else {
+            global.key_hint.as_deref()
+        };
+        let repo = open(hint)?;
         let held = lease::acquire_exclusive(&repo, PruneOptions::default().clock_skew)?;
         let repo = repo.into_indexed()?;
         let r = repo.repo();

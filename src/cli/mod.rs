@@ -115,6 +115,10 @@ pub struct GlobalArgs {
     /// Read the password from the first line of this file (else CAIRN_PASSWORD, else a prompt).
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Try only the key file whose name (in keys/) starts with ID: the one to name when the password
+    /// belongs to a key file with costly Argon2id parameters, which an opening does not try unasked.
+    #[arg(long, env = "CAIRN_KEY_HINT", global = true, value_name = "ID")]
+    pub key_hint: Option<String>,
     /// Set by `cairn run` from the plan's `password_command` (argv, no shell): its first output line.
     #[arg(skip)]
     pub password_command: Option<Vec<String>>,

@@ -5,6 +5,16 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
+/// Most memory a key file nobody named may make opening spend: 2 GiB (RFC 9106's first
+/// recommended option, 2 GiB and 1 pass, still opens).
+pub const UNNAMED_MAX_MEMORY_KIB: u32 = 2 * 1024 * 1024;
+/// Most work ([`KdfParams::cost`], KiB-passes) a key file nobody named may make opening spend: 4
+/// GiB-passes (1 GiB and 4 passes, 21 times the default).
+pub const UNNAMED_MAX_COST: u64 = 4 * 1024 * 1024;
+/// Most work, summed over the key files tried, one opening spends on files nobody named: 8
+/// GiB-passes (42 key files of the default cost, 1024 of the minimum, two at the ceiling).
+pub const OPEN_BUDGET: u64 = 8 * 1024 * 1024;
+
 /// Argon2id cost parameters as stored in a key file (FORMAT.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KdfParams {
@@ -36,6 +46,19 @@ impl KdfParams {
         time: 1,
         parallelism: 1,
     };
+
+    /// The work of one derivation in KiB-passes: memory times passes. Lanes split a pass among
+    /// threads, they do not reduce it, so they do not count.
+    pub fn cost(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.time)
+    }
+
+    /// Whether opening a repository runs these parameters on a key file nobody named (FORMAT.md §4,
+    /// "What opening costs"): at most [`UNNAMED_MAX_MEMORY_KIB`] and [`UNNAMED_MAX_COST`]. A key file
+    /// above them opens only when named with `--key-hint`.
+    pub fn runs_unnamed(&self) -> bool {
+        self.memory_kib <= UNNAMED_MAX_MEMORY_KIB && self.cost() <= UNNAMED_MAX_COST
+    }
 
     /// Refuses parameters a hostile repository could use to exhaust memory or time.
     ///

@@ -5,7 +5,9 @@
 mod kdf;
 mod xchacha;
 
-pub use kdf::{derive_wrapping_key, KdfParams};
+pub use kdf::{
+    derive_wrapping_key, KdfParams, OPEN_BUDGET, UNNAMED_MAX_COST, UNNAMED_MAX_MEMORY_KIB,
+};
 pub use xchacha::Cipher;
 
 use zeroize::{Zeroize, Zeroizing};

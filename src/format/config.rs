@@ -42,6 +42,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// The largest pack this repository's writers make ([`crate::format::pack::max_pack_len`] of
+    /// its pack size): readers of whole packs refuse a larger one before reading it.
+    pub fn max_pack_len(&self) -> u64 {
+        crate::format::pack::max_pack_len(self.pack_size)
+    }
+
     /// A new config with random id and seed and the default parameters.
     ///
     /// # Errors

@@ -36,6 +36,10 @@ const MAX_SEALED_KEYRING: usize = 32 + 2 + MAX_EPOCHS * EPOCH_ENTRY_LEN + SEAL_O
 pub const METADATA_PAD: usize = 256;
 /// Largest metadata plaintext (padding included).
 pub const MAX_METADATA: usize = 4096;
+/// Largest key file (a version 2 file with a full keyring and metadata): readers refuse a larger
+/// one before reading it (FORMAT.md §3).
+pub const MAX_FILE_LEN: usize =
+    HEADER_LEN + 2 + MAX_SEALED_KEYRING + 4 + 2 + MAX_METADATA + SEAL_OVERHEAD;
 /// Longest label accepted by [`KeyMetadata::new`].
 pub const MAX_LABEL: usize = 200;
 /// AAD prefix of the sealed metadata; the key file header follows it.
@@ -435,6 +439,17 @@ mod tests {
         let old = MasterKey::from_bytes(&master.to_bytes());
         let e = parsed.metadata(&old).unwrap_err();
         assert!(e.to_string().contains("epoch 1"), "{e}");
+    }
+
+    #[test]
+    fn the_largest_key_file_is_what_format_md_says() {
+        assert_eq!(MAX_FILE_LEN, 41_137);
+        let master =
+            (1..MAX_EPOCHS).try_fold(MasterKey::generate().unwrap(), |k, _| k.with_new_epoch());
+        let mut long = meta();
+        long.label = Some("x".repeat(MAX_LABEL));
+        let file = KeyFile::wrap(&master.unwrap(), b"pw", KdfParams::MINIMUM, &long).unwrap();
+        assert!(file.encode().len() <= MAX_FILE_LEN);
     }
 
     #[test]

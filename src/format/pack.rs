@@ -165,6 +165,22 @@ pub fn encode_trailer(
     Ok(out)
 }
 
+/// The largest pack cairn writes for a pack size target of `target` bytes (FORMAT.md §7), capped by
+/// [`MAX_PACK_LEN`]: a writer closes a pack once its blobs reach the target, so the blobs take at most
+/// `target - 1` bytes plus one largest sealed blob (a tree blob, uncompressed), and each blob (at
+/// least `SEAL_OVERHEAD + 1` bytes, all but the last within the target) adds an `ENTRY_LEN` entry to
+/// the sealed header. A larger pack is
+/// damage; readers refuse it before reading it.
+pub fn max_pack_len(target: u32) -> u64 {
+    let smallest_blob = (SEAL_OVERHEAD + 1) as u64;
+    let blobs = u64::from(target).saturating_sub(1)
+        + u64::from(BlobType::Tree.max_raw_len())
+        + smallest_blob;
+    let entries = u64::from(target).saturating_sub(1) / smallest_blob + 1;
+    let header = 4 + entries * ENTRY_LEN as u64 + SEAL_OVERHEAD as u64;
+    (PREFIX_LEN_WITH_EPOCH as u64 + blobs + header + TRAILER_LEN as u64).min(MAX_PACK_LEN)
+}
+
 /// Where the sealed header sits, from the pack's total length, its prefix length and its last 4 bytes.
 ///
 /// # Errors
@@ -239,6 +255,13 @@ pub fn decode_header_plaintext(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_pack_is_what_format_md_says() {
+        assert_eq!(max_pack_len(32 << 20), 338_818_035);
+        assert_eq!(max_pack_len(1 << 30), MAX_PACK_LEN);
+        assert!(max_pack_len(1 << 20) < max_pack_len(2 << 20));
+    }
 
     #[test]
     fn header_round_trip_and_overlap() {

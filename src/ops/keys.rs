@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::backend::{Backend, ObjectKind};
 use crate::crypto::KdfParams;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::key::{KeyFile, KeyMetadata};
 use crate::format::paper::RecoveryKey;
 use crate::id::KeyId;
@@ -57,7 +57,12 @@ pub fn list_keys(repo: &Repository) -> Result<Vec<KeyInfo>> {
     names.sort();
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let bytes = repo.backend().read(ObjectKind::Key, &name)?;
+        // A key file too large to be one (§3) is listed as unusable, not read.
+        let (bytes, read_problem) = match repo.backend().read(ObjectKind::Key, &name) {
+            Ok(bytes) => (bytes, None),
+            Err(e) if e.kind() == ErrorKind::Corrupted => (Vec::new(), Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
         let current = repo.opened_key() == Some(name.as_str());
         let mut info = KeyInfo {
             name,
@@ -68,6 +73,7 @@ pub fn list_keys(repo: &Repository) -> Result<Vec<KeyInfo>> {
             problem: None,
         };
         match KeyFile::decode(&bytes) {
+            Err(_) if read_problem.is_some() => info.problem = read_problem,
             Err(e) => info.problem = Some(e.to_string()),
             Ok(file) => {
                 info.file = Some((file.version, file.params));
@@ -310,8 +316,9 @@ fn opens_with(repo: &Repository, name: &str, password: &[u8]) -> bool {
     repo.backend()
         .read(ObjectKind::Key, name)
         .and_then(|bytes| KeyFile::decode(&bytes))
-        .and_then(|file| file.unwrap_key(password))
-        .is_ok()
+        // Only within what an opening runs unasked (§4): a planted file of absurd parameters must
+        // not make a rotation pay for them.
+        .is_ok_and(|file| file.params.runs_unnamed() && file.unwrap_key(password).is_ok())
 }
 
 /// `id (label, host, user, created)` of a key file, for messages.

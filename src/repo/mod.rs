@@ -1,5 +1,6 @@
 //! Opening and creating a repository: keys, config, snapshots, and typed access to the pieces (index, packs, blobs).
 
+mod key_choice;
 mod pack_upload;
 mod saver;
 pub mod select;
@@ -75,37 +76,68 @@ impl Repository {
         })
     }
 
-    /// Opens the repository at `backend` with `password`.
+    /// Opens the repository at `backend` with `password`, trying the key files an opening pays for
+    /// unasked (see [`Repository::open_hinted`]).
     ///
     /// # Errors
-    /// `NotARepository` when there is none; `WrongPassword` when no key file opens; `Corrupted` for damaged keys or config.
+    /// As [`Repository::open_hinted`].
     pub fn open(backend: Box<dyn Backend>, password: &[u8], cache_root: &Path) -> Result<Self> {
+        Self::open_hinted(backend, password, cache_root, None)
+    }
+
+    /// Opens the repository at `backend` with `password`. With `key_hint`, only the key file whose
+    /// name starts with it is read and tried, whatever its KDF costs within the format's bounds;
+    /// without, key files are tried in the order and within the work budget of FORMAT.md §4 ("What
+    /// opening costs"): a key file planted by whoever can write to the storage cannot make every
+    /// command run an absurd key derivation.
+    ///
+    /// # Errors
+    /// `NotARepository` when there is none; `WrongPassword` when no key file tried opens (the
+    /// message names those not tried); `InvalidInput` when `key_hint` names no key file or several;
+    /// `Corrupted` for damaged keys or config.
+    pub fn open_hinted(
+        backend: Box<dyn Backend>,
+        password: &[u8],
+        cache_root: &Path,
+        key_hint: Option<&str>,
+    ) -> Result<Self> {
         require_config(backend.as_ref())?;
-        let keys = backend.list(ObjectKind::Key)?;
+        let mut keys = backend.list(ObjectKind::Key)?;
         if keys.is_empty() {
             return Err(Error::corrupted(format!(
                 "{}: the repository has no key files (keys/ is empty); it cannot be opened",
                 backend.location()
             )));
         }
+        let listed = keys.len();
+        if let Some(hint) = key_hint {
+            keys = hinted_key(backend.as_ref(), keys, hint)?;
+        }
         let mut last_error = None;
-        // Decoding runs no KDF. Files are tried newest epoch first (§15): a crash in `key rotate`
-        // leaves two files of one password, and the rotated one must win, without running the
-        // KDF on every file.
+        // Decoding runs no KDF, and each read is bounded by the largest key file (§3).
         let mut files = Vec::with_capacity(keys.len());
-        for (name, _) in &keys {
-            let bytes = backend.read(ObjectKind::Key, name)?;
+        for (name, _) in keys {
+            // A file too large to be a key file is skipped like one that does not decode: a
+            // planted one must not keep the others from opening.
+            let bytes = match backend.read(ObjectKind::Key, &name) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == ErrorKind::Corrupted => {
+                    last_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match KeyFile::decode(&bytes) {
                 Ok(file) => files.push((name, file)),
                 Err(e) => last_error = Some(e.context(format!("key file {name}"))),
             }
         }
-        files.sort_by_key(|(_, file)| std::cmp::Reverse(file.epoch_hint()));
+        let choice = key_choice::choose(files, key_hint.is_some());
         let mut key = None;
-        for (name, file) in &files {
+        for (name, file) in &choice.tries {
             match file.unwrap_key(password) {
                 Ok(k) => {
-                    key = Some((k, (*name).clone()));
+                    key = Some((k, name.clone()));
                     break;
                 }
                 Err(e) => last_error = Some(e.context(format!("key file {name}"))),
@@ -116,19 +148,26 @@ impl Repository {
             None => {
                 let e = last_error
                     .unwrap_or_else(|| Error::new(ErrorKind::WrongPassword, "wrong password"));
-                return Err(if e.kind() == ErrorKind::WrongPassword {
-                    Error::new(
+                let skipped = if choice.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", key_choice::describe_skipped(&choice.skipped))
+                };
+                return Err(
+                    if e.kind() == ErrorKind::WrongPassword || !skipped.is_empty() {
+                        Error::new(
                         ErrorKind::WrongPassword,
                         format!(
                             // Authentication cannot tell a wrong password from a damaged key file.
-                            "wrong password: it opens none of the {} key file(s) of {} (if the password is right, the key files are damaged)",
-                            keys.len(),
+                            "wrong password: it opens none of the {} key file(s) tried of the {listed} of {} (if the password is right, the key files are damaged){skipped}",
+                            choice.tries.len(),
                             backend.location()
                         ),
                     )
-                } else {
-                    e
-                });
+                    } else {
+                        e
+                    },
+                );
             }
         };
         let config = Config::decode(&key, &backend.read(ObjectKind::Config, "config")?)?;
@@ -347,6 +386,30 @@ impl Repository {
         self.backend
             .write(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
         Ok(id)
+    }
+}
+
+/// The one listed key file whose name starts with `hint`.
+fn hinted_key(
+    backend: &dyn Backend,
+    keys: Vec<(String, u64)>,
+    hint: &str,
+) -> Result<Vec<(String, u64)>> {
+    let prefix = hint.trim().to_ascii_lowercase();
+    let matching: Vec<(String, u64)> = keys
+        .into_iter()
+        .filter(|(name, _)| !prefix.is_empty() && name.starts_with(&prefix))
+        .collect();
+    match matching.len() {
+        1 => Ok(matching),
+        0 => Err(Error::invalid_input(format!(
+            "--key-hint {hint:?}: no key file of {} starts with it; the key files are the names in its keys/ directory",
+            backend.location()
+        ))),
+        n => Err(Error::invalid_input(format!(
+            "--key-hint {hint:?}: {n} key files of {} start with it; give more of the name",
+            backend.location()
+        ))),
     }
 }
 

@@ -61,6 +61,37 @@ pub fn run(b: &dyn Backend) {
         "a short read is damage, not a backend error"
     );
 
+    // A bounded read refuses an object larger than its bound, naming both sizes, and reads one
+    // within it whole; a zero-byte object reads as empty.
+    let limit = pack.len() as u64 - 1;
+    let too_large = b
+        .read_bounded(ObjectKind::Pack, &pack_name, limit)
+        .unwrap_err();
+    assert_eq!(too_large.kind(), ErrorKind::Corrupted, "{too_large}");
+    assert!(
+        too_large
+            .to_string()
+            .contains(&format!("is {} bytes, more than the {limit}", pack.len())),
+        "{}: {too_large}",
+        b.location()
+    );
+    assert_eq!(
+        b.read_bounded(ObjectKind::Pack, &pack_name, pack.len() as u64)
+            .unwrap(),
+        pack
+    );
+    let mut reused = Vec::with_capacity(10);
+    b.read_bounded_into(ObjectKind::Snapshot, &small_name, 100, &mut reused)
+        .unwrap();
+    assert_eq!(reused, small);
+    let empty_name = hash_name(b"");
+    b.write(ObjectKind::Index, &empty_name, b"").unwrap();
+    assert!(b
+        .read_bounded(ObjectKind::Index, &empty_name, 0)
+        .unwrap()
+        .is_empty());
+    b.remove(ObjectKind::Index, &empty_name).unwrap();
+
     let missing = hash_name(b"never written");
     assert_eq!(
         b.read(ObjectKind::Index, &missing).unwrap_err().kind(),

@@ -116,7 +116,11 @@ pub fn execute_with_progress(
         let saver = repo.saver_excluding(excluded);
         let reader = PackReader::new(r.backend(), r.key());
         for (pack, _) in &plan.repack {
-            let bytes = r.backend().read(ObjectKind::Pack, &pack.to_hex())?;
+            let bytes = r.backend().read_bounded(
+                ObjectKind::Pack,
+                &pack.to_hex(),
+                r.config().max_pack_len(),
+            )?;
             let (prefix, entries) = parse_pack(r.key(), pack, &bytes)?;
             // A pack has one epoch (FORMAT.md §15): blobs of an older one are sealed again.
             let reseal = prefix.epoch != r.key().newest_epoch();
