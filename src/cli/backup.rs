@@ -89,11 +89,11 @@ fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
     if is_default && !LocalBackend::new(&path).has_config()? {
         let repo = context::init_repository(global, Config::generate()?)?;
         if !global.quiet {
-            eprintln!(
+            errln!(
                 "created a new repository at {} (the default location)",
                 path.display()
             );
-            eprintln!("{}", context::PASSWORD_WARNING);
+            errln!("{}", context::PASSWORD_WARNING);
         }
         return Ok(repo);
     }
@@ -159,7 +159,7 @@ pub fn report(global: &GlobalArgs, id: &SnapshotId, snap: &cairn::Snapshot) -> R
     }
     if !s.errors.is_empty() {
         // Each one was printed as a warning when it happened.
-        eprintln!(
+        errln!(
             "{} entries could not be read (warnings above); the snapshot was saved without them",
             s.errors.len()
         );
@@ -167,16 +167,20 @@ pub fn report(global: &GlobalArgs, id: &SnapshotId, snap: &cairn::Snapshot) -> R
     if global.quiet {
         return Ok(());
     }
-    println!("snapshot {} saved", id.short());
-    println!(
+    outln!("snapshot {} saved", id.short());
+    outln!(
         "files: {} new, {} changed, {} unchanged",
-        s.files_new, s.files_changed, s.files_unchanged
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged
     );
-    println!(
+    outln!(
         "dirs:  {} new, {} changed, {} unchanged",
-        s.dirs_new, s.dirs_changed, s.dirs_unchanged
+        s.dirs_new,
+        s.dirs_changed,
+        s.dirs_unchanged
     );
-    println!(
+    outln!(
         "read {}, added {} in {} blobs, {:.1}s",
         output::bytes(s.bytes_read),
         output::bytes(s.bytes_added),
@@ -184,7 +188,7 @@ pub fn report(global: &GlobalArgs, id: &SnapshotId, snap: &cairn::Snapshot) -> R
         s.duration_secs
     );
     for d in &s.dumps {
-        println!(
+        outln!(
             "dump {}: `{}` exited {}, wrote {} in {:.1}s",
             d.path,
             DumpCommand::new(d.command.clone()).display(),

@@ -47,7 +47,7 @@ pub fn open_path(
 /// With `-v`, says on stderr how much was read from the repository.
 pub fn report_reads(global: &GlobalArgs, counter: &ReadCounter) {
     if global.verbose > 0 && !global.quiet {
-        eprintln!(
+        errln!(
             "read {} bytes ({}) from the repository",
             counter.get(),
             super::output::bytes(counter.get())
