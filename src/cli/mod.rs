@@ -1,5 +1,9 @@
 //! Command-line interface: global options, the command list, and the error-to-exit-code mapping.
 
+// First: its printing macros serve every command below.
+#[macro_use]
+mod stdout;
+
 mod backup;
 mod cat;
 mod check;
@@ -25,8 +29,8 @@ mod run;
 mod selection;
 mod snapshots;
 mod status;
-mod stdout;
 mod sync;
+mod unlock;
 
 use std::path::PathBuf;
 
@@ -50,6 +54,9 @@ pub mod exit {
     pub const COMMAND_FAILED: i32 = 5;
     /// No repository at the given location.
     pub const NO_REPOSITORY: i32 = 10;
+    /// Another process holds the lease the command needs (a prune, repair or re-encryption runs):
+    /// nothing was changed; run it again later.
+    pub const LEASE_HELD: i32 = 11;
     /// The password opens no key of the repository.
     pub const WRONG_PASSWORD: i32 = 12;
 }
@@ -78,7 +85,7 @@ Examples:
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
 unreadable, 4 repository data damaged, 5 a dump command failed (no snapshot written),
-10 no repository, 12 wrong password.";
+10 no repository, 11 another prune holds the repository (nothing changed), 12 wrong password.";
 
 /// Content-addressed, deduplicating, encrypted backups.
 #[derive(Parser, Debug)]
@@ -193,6 +200,9 @@ pub enum Command {
     /// Restore drill: restore a snapshot to scratch, re-hash it, run checks, measure RTO and RPO.
     #[command(after_help = drill::EXAMPLES)]
     Drill(drill::DrillArgs),
+    /// Remove leases that no longer count (crashed processes) and stale temporaries; --remove-all removes every lease.
+    #[command(after_help = unlock::EXAMPLES)]
+    Unlock(unlock::UnlockArgs),
     /// Manage passwords (key files) and the printable recovery key.
     #[command(after_help = key::EXAMPLES)]
     Key(key::KeyArgs),
@@ -216,12 +226,32 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match dispatch(&cli, &matches) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
+    // A panic is a bug; it still ends with a message and exit 1, never Rust's 101 alone (leased
+    // operations release their lease before it gets here, see `HeldLease::hold_while`).
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli, &matches)));
+    let code = match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => {
+            errln!("error: {err:#}");
             exit_code_for(&err)
         }
+        Err(_) => {
+            errln!("error: internal error: cairn panicked (the message above says where); please report it. Any repository change it made is complete or harmless, as after a crash: run the command again");
+            exit::ERROR
+        }
+    };
+    stdout::flush_out();
+    match stdout::take_failure() {
+        Some(e) => {
+            errln!("error: cannot write to standard output: {e}");
+            if code == exit::OK {
+                exit::ERROR
+            } else {
+                code
+            }
+        }
+        None => code,
     }
 }
 
@@ -250,6 +280,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Status(args) => status::run(&cli.global, args),
         Command::Drill(args) => drill::run(&cli.global, args),
         Command::Key(args) => key::run(&cli.global, args),
+        Command::Unlock(args) => unlock::run(&cli.global, args),
     }
 }
 
@@ -265,6 +296,7 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
         Some(ErrorKind::Corrupted) => exit::DAMAGED,
         Some(ErrorKind::InvalidInput) => exit::USAGE,
         Some(ErrorKind::CommandFailed) => exit::COMMAND_FAILED,
+        Some(ErrorKind::LeaseHeld) => exit::LEASE_HELD,
         _ => exit::ERROR,
     }
 }
