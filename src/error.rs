@@ -24,6 +24,9 @@ pub enum ErrorKind {
     /// A dump command of a backup failed (start, exit status, signal, timeout, too little output):
     /// no snapshot was written.
     CommandFailed,
+    /// Another process holds the lease this operation needs (a prune, repair or re-encryption runs):
+    /// nothing was changed; run it again later.
+    LeaseHeld,
     /// Anything else: I/O on restore targets, the local cache.
     Other,
 }

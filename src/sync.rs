@@ -151,6 +151,9 @@ pub struct SyncReport {
     pub failed: Tally,
     /// One message per failure, naming the object.
     pub errors: Vec<String>,
+    /// Temporaries of interrupted writes removed from the target's `tmp/` (idle longer than a
+    /// lease lasts).
+    pub temporaries_removed: u64,
     /// Target objects the source lacks that were left in place (no `delete`).
     pub extra: Tally,
     /// Whether the target now holds every object of the source, intact as far as checked.
@@ -320,6 +323,14 @@ pub fn execute(
         r.errors
             .push(format!("{} {}: {err}", object.kind.label(), object.name));
     };
+    // What killed syncs left in the target's `tmp/`; a failure here costs space, not data.
+    let idle = crate::ops::lease::LEASE_TTL.to_std().unwrap_or_default();
+    match target.remove_stale_temporaries(idle) {
+        Ok(n) => lock(&report).temporaries_removed = n,
+        Err(e) => lock(&report)
+            .errors
+            .push(format!("cannot remove stale temporaries: {e}")),
+    }
     progress.start(plan.bytes_to_copy());
     let budget = MemoryBudget::new(MEMORY_BUDGET);
     let copy =

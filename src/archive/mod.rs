@@ -218,6 +218,13 @@ pub fn backup<'s>(
     // that may have missed its record (FORMAT.md §12).
     let lease = HeldLease::acquire(repo.repo(), LeaseKind::Backup)?;
     lease.hold_while(repo.repo(), |lease| {
+        // Housekeeping, best effort: what killed processes left (stale temporaries, leases of dead
+        // holders and long-expired ones) never fails a backup; prune sweeps again and reports.
+        let _ = crate::ops::lease::sweep(
+            repo.repo(),
+            crate::ops::prune::PruneOptions::default().clock_skew,
+            crate::ops::lease::SweepExpired::Long,
+        );
         let condemned = crate::ops::pending::condemned_packs(repo.repo())?;
         // Only an index listed after the records were read is trusted: one read earlier may name
         // packs a prune has deleted since, their record gone too. The CLI opens the index without

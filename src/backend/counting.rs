@@ -112,4 +112,8 @@ impl Backend for CountingBackend {
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {
         self.inner.remove(kind, name)
     }
+
+    fn remove_stale_temporaries(&self, idle: std::time::Duration) -> Result<u64> {
+        self.inner.remove_stale_temporaries(idle)
+    }
 }

@@ -312,6 +312,41 @@ impl Backend for LocalBackend {
         }
         Ok(())
     }
+
+    fn remove_stale_temporaries(&self, idle: std::time::Duration) -> Result<u64> {
+        let dir = self.root.join("tmp");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot list", &dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(ErrorKind::Backend, "cannot list", &dir, e))?;
+            let path = entry.path();
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                // Renamed into place or removed by its writer meanwhile.
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot stat", &path, e)),
+            };
+            // A modification time in the future (another host's clock) counts as fresh.
+            let idle_for = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .unwrap_or_default();
+            if !meta.is_file() || idle_for < idle {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == IoKind::NotFound => {}
+                Err(e) => return Err(Error::io(ErrorKind::Backend, "cannot remove", &path, e)),
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]

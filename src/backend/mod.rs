@@ -383,4 +383,14 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// When the storage refuses.
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()>;
+
+    /// Removes the temporaries in `tmp/` (FORMAT.md §3, §11) not modified for `idle`: what writes
+    /// killed midway left. Returns how many were removed; 0 where the backend writes no temporaries.
+    ///
+    /// # Errors
+    /// When `tmp/` cannot be listed or a stale temporary cannot be removed.
+    fn remove_stale_temporaries(&self, idle: Duration) -> Result<u64> {
+        let _ = idle;
+        Ok(0)
+    }
 }

@@ -89,11 +89,11 @@ fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
     if is_default && !LocalBackend::new(&path).has_config()? {
         let repo = context::init_repository(global, Config::generate()?)?;
         if !global.quiet {
-            eprintln!(
+            errln!(
                 "created a new repository at {} (the default location)",
                 path.display()
             );
-            eprintln!("{}", context::PASSWORD_WARNING);
+            errln!("{}", context::PASSWORD_WARNING);
         }
         return Ok(repo);
     }
@@ -155,7 +155,7 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
     let absent: Vec<String> = outcome.absent_packs.iter().map(|p| p.to_hex()).collect();
     if let Some(first) = absent.first() {
         // The new snapshot is whole (their blobs were stored again); older ones are not.
-        eprintln!(
+        errln!(
             "warning: {} pack(s) named by the index are missing from the repository (first: {first}); \
              this backup stored their blobs again, but older snapshots that used them are damaged: \
              run `cairn check`, then `cairn repair index` and `cairn repair snapshots`",
@@ -173,7 +173,7 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
     }
     if !s.errors.is_empty() {
         // Each one was printed as a warning when it happened.
-        eprintln!(
+        errln!(
             "{} entries could not be read (warnings above); the snapshot was saved without them",
             s.errors.len()
         );
@@ -181,16 +181,20 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
     if global.quiet {
         return Ok(());
     }
-    println!("snapshot {} saved", id.short());
-    println!(
+    outln!("snapshot {} saved", id.short());
+    outln!(
         "files: {} new, {} changed, {} unchanged",
-        s.files_new, s.files_changed, s.files_unchanged
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged
     );
-    println!(
+    outln!(
         "dirs:  {} new, {} changed, {} unchanged",
-        s.dirs_new, s.dirs_changed, s.dirs_unchanged
+        s.dirs_new,
+        s.dirs_changed,
+        s.dirs_unchanged
     );
-    println!(
+    outln!(
         "read {}, added {} in {} blobs, {:.1}s",
         output::bytes(s.bytes_read),
         output::bytes(s.bytes_added),
@@ -198,7 +202,7 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
         s.duration_secs
     );
     for d in &s.dumps {
-        println!(
+        outln!(
             "dump {}: `{}` exited {}, wrote {} in {:.1}s",
             d.path,
             DumpCommand::new(d.command.clone()).display(),

@@ -44,13 +44,13 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<i32> {
         }))?;
     } else {
         for e in &report.errors {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
         }
         if !global.quiet {
             for n in &report.notes {
-                eprintln!("note: {n}");
+                errln!("note: {n}");
             }
-            println!(
+            outln!(
                 "checked {} snapshots, {} trees, {} packs{}: {}",
                 report.snapshots,
                 report.trees,

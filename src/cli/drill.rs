@@ -77,7 +77,7 @@ pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>)
     let (outcome, code, message, details) = match drill_once(global, args, plan) {
         Ok(report) => {
             if let Err(e) = print_report(global, &report) {
-                eprintln!("error: cannot print the drill report: {e:#}");
+                errln!("error: cannot print the drill report: {e:#}");
             }
             let outcome = if report.verdict == Verdict::Failed {
                 Outcome::Failed
@@ -89,7 +89,7 @@ pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>)
             (outcome, report.verdict.exit_code(), message, details)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             let damaged = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<cairn::Error>())
@@ -174,7 +174,7 @@ fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Res
     let repo = context::open_repository(global)?.into_indexed()?;
     let chosen = drill::choose_snapshot(&repo, &options.choice, Utc::now())?;
     if !global.quiet && !global.json {
-        eprintln!(
+        errln!(
             "drilling snapshot {} of {} ({})",
             chosen.0.short(),
             chosen.1.time,
@@ -219,25 +219,25 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
     }
     if global.quiet {
         if r.verdict != Verdict::Pass {
-            eprintln!("drill: {}", summary_line(r));
+            errln!("drill: {}", summary_line(r));
         }
         return Ok(());
     }
     let secs = |s: f64| describe_span(Duration::from_secs_f64(s.max(0.0)));
-    println!(
+    outln!(
         "drill of snapshot {} ({}), chosen: {}",
         &r.snapshot_id[..8],
         r.snapshot_time,
         r.chosen
     );
-    println!(
+    outln!(
         "RPO {} (snapshot age at drill start){}",
         secs(r.rpo_secs),
         r.max_rpo_secs
             .map(|m| format!(", target {}", secs(m)))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "RTO {:.1}s: restore {:.1}s, verify {:.1}s, checks {:.1}s{}",
         r.rto_secs,
         r.phases.restore_secs,
@@ -247,14 +247,14 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
             .map(|m| format!(", target {}", secs(m)))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "verified {} files, {} against the snapshot; {} differ",
         r.files_verified,
         output::bytes(r.bytes_verified),
         r.mismatch_count
     );
     for m in &r.mismatches {
-        println!("  differs: {}: {}", m.path, m.problem);
+        outln!("  differs: {}: {}", m.path, m.problem);
     }
     for c in &r.checks {
         let state = match &c.error {
@@ -262,7 +262,7 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
             None if c.run.passed() => "ok".into(),
             None => format!("FAILED, {}", c.run.describe_end()),
         };
-        println!(
+        outln!(
             "check {} ({:.1}s): {} — {}",
             c.name,
             c.run.duration_secs,
@@ -271,14 +271,14 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
         );
         if !c.run.passed() {
             for line in c.run.last_lines(10) {
-                println!("    | {line}");
+                outln!("    | {line}");
             }
         }
     }
     if r.kept {
-        println!("restored tree kept at {}", r.scratch.display());
+        outln!("restored tree kept at {}", r.scratch.display());
     }
-    println!(
+    outln!(
         "{}: {}",
         match r.verdict {
             Verdict::Pass => "PASS",

@@ -55,11 +55,11 @@ pub fn run(global: &GlobalArgs, args: &DumpArgs) -> Result<i32> {
         .map(|stats| {
             if !global.quiet {
                 for skipped in &stats.skipped {
-                    eprintln!("warning: {skipped}");
+                    errln!("warning: {skipped}");
                 }
             }
             if global.verbose > 0 && !global.quiet {
-                eprintln!(
+                errln!(
                     "dumped {} of snapshot {}: {} entries, {}",
                     at.display(),
                     opened.id.short(),

@@ -83,7 +83,7 @@ pub fn run(global: &GlobalArgs, args: &FindArgs) -> Result<i32> {
             });
             out.line(&serde_json::to_string_pretty(&doc)?)?;
         } else if global.verbose > 0 && !global.quiet {
-            eprintln!(
+            errln!(
                 "{count} matches in {} snapshots; {} trees loaded; read {} from the repository",
                 snapshots.len(),
                 finder.trees_loaded(),

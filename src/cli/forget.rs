@@ -123,9 +123,9 @@ fn report(global: &GlobalArgs, plan: &ForgetPlan, dry_run: bool, removed: usize)
         return Ok(());
     }
     for g in &plan.groups {
-        println!("group {}:", describe_group(&g.key));
+        outln!("group {}:", describe_group(&g.key));
         for d in g.snapshots.iter().rev() {
-            println!(
+            outln!(
                 "  {}  {}  {:<6}  {}",
                 d.id.short(),
                 output::local_time(&d.snapshot),
@@ -136,9 +136,9 @@ fn report(global: &GlobalArgs, plan: &ForgetPlan, dry_run: bool, removed: usize)
     }
     let total = plan.removals().count();
     if dry_run {
-        println!("would remove {total} snapshot(s)");
+        outln!("would remove {total} snapshot(s)");
     } else {
-        println!("removed {removed} snapshot(s)");
+        outln!("removed {removed} snapshot(s)");
     }
     Ok(())
 }

@@ -56,12 +56,12 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
             "id": repo.config().repo_id,
         }))?;
     } else if !global.quiet {
-        eprintln!(
+        errln!(
             "created cairn repository {} at {}",
             &repo.config().repo_id[..8],
             location
         );
-        eprintln!("{}", context::PASSWORD_WARNING);
+        errln!("{}", context::PASSWORD_WARNING);
     }
     Ok(super::exit::OK)
 }

@@ -171,9 +171,14 @@ fn list(global: &GlobalArgs) -> Result<i32> {
         output::print_json(&keys.iter().map(info_json).collect::<Vec<_>>())?;
         return Ok(super::exit::OK);
     }
-    println!(
+    outln!(
         "  {:<8}  {:<3}  {:<16}  {:<20}  {:<12}  {:<12}  label",
-        "id", "ver", "kdf", "created", "host", "user"
+        "id",
+        "ver",
+        "kdf",
+        "created",
+        "host",
+        "user"
     );
     for k in &keys {
         let kdf = k.file.map_or("-".to_string(), |(_, p)| {
@@ -182,7 +187,7 @@ fn list(global: &GlobalArgs) -> Result<i32> {
         let version = k.file.map_or("-".to_string(), |f| f.0.to_string());
         let m = k.metadata.as_ref();
         let field = |f: fn(&KeyMetadata) -> Option<&str>| m.and_then(f).unwrap_or("-").to_string();
-        println!(
+        outln!(
             "{} {:<8}  {:<3}  {:<16}  {:<20}  {:<12}  {:<12}  {}",
             if k.current { '*' } else { ' ' },
             short(&k.name),
@@ -194,11 +199,11 @@ fn list(global: &GlobalArgs) -> Result<i32> {
             field(|m| m.label.as_deref()),
         );
         if let Some(p) = &k.problem {
-            println!("    unusable: {p}");
+            outln!("    unusable: {p}");
         }
     }
     if !global.quiet {
-        println!(
+        outln!(
             "{} key file(s); * marks the one your password opened; version 1 files carry no metadata",
             keys.len()
         );
@@ -225,9 +230,9 @@ fn remove(global: &GlobalArgs, id: &str) -> Result<i32> {
             "remaining": removed.remaining,
         }))?;
     } else if !global.quiet {
-        eprintln!("removed key {}", short(&removed.name));
+        errln!("removed key {}", short(&removed.name));
         if removed.was_current {
-            eprintln!(
+            errln!(
                 "it was the key your password opened: that password no longer opens the repository; use the password of another key ({})",
                 removed.remaining.iter().map(|n| short(n)).collect::<Vec<_>>().join(", ")
             );
@@ -262,25 +267,39 @@ fn rotate(
             key_hint,
         )?)
     };
+    let first = open(global.key_hint.as_deref())?;
+    // Every precondition before anything changes, the prune lease first: a run refused because a
+    // prune or an earlier, killed run holds it must not leave a new epoch behind.
+    let held = if reencrypt || reencrypt_only {
+        Some(lease::acquire_exclusive(
+            &first,
+            PruneOptions::default().clock_skew,
+        )?)
+    } else {
+        None
+    };
     let done = if reencrypt_only {
         None
     } else {
-        let repo = open(global.key_hint.as_deref())?;
-        let done = keys::rotate(&repo, &password, KdfParams::default(), remove_other_keys)?;
+        // The rotation takes a key derivation and a few writes, far less than a lease lasts, so
+        // the lease is not refreshed meanwhile.
+        let done = match keys::rotate(&first, &password, KdfParams::default(), remove_other_keys) {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(held) = held {
+                    let _ = held.release(&first);
+                }
+                return Err(e.into());
+            }
+        };
         if !global.json {
             report_rotation(global, &done);
         }
         Some(done)
     };
-    let reencrypted = if reencrypt || reencrypt_only {
-        // Opened again: the password now opens the key file holding the new epoch.
-        let hint = if done.is_some() {
-            None
-        } else {
-            global.key_hint.as_deref()
-        };
-        let repo = open(hint)?;
-        let held = lease::acquire_exclusive(&repo, PruneOptions::default().clock_skew)?;
+    let reencrypted = if let Some(held) = held {
+        // After a rotation, opened again: the password now opens the key file of the new epoch.
+        let repo = if done.is_some() { open(None)? } else { first };
         let repo = repo.into_indexed()?;
         let r = repo.repo();
         let done = held
@@ -289,7 +308,7 @@ fn rotate(
             })
             .context("re-encryption stopped; what was done is valid: run `cairn key rotate --reencrypt-only` to finish")?;
         if !global.json && !global.quiet {
-            eprintln!(
+            errln!(
                 "re-encrypted under epoch {}: {} pack(s) repacked ({} blobs) and condemned (a later `cairn prune` deletes them), {} index file(s), {} snapshot(s) (new ids), {} pending and {} verification record(s) written again",
                 done.epoch,
                 done.prune.repacked_packs,
@@ -321,25 +340,25 @@ fn report_rotation(global: &GlobalArgs, done: &keys::Rotation) {
     if !global.quiet {
         let shorts = |v: &[String]| v.iter().map(|n| short(n)).collect::<Vec<_>>().join(", ");
         if done.resumed {
-            eprintln!(
+            errln!(
                 "finished an interrupted rotation: key {} is at epoch {}",
                 short(&done.key),
                 done.epoch
             );
         } else {
-            eprintln!(
+            errln!(
                 "rotated: new backups are sealed with data-key epoch {}; your password opens key {}",
                 done.epoch,
                 short(&done.key)
             );
         }
         if !done.removed_others.is_empty() {
-            eprintln!(
+            errln!(
                 "removed the other key files: {} (give those people new passwords with `cairn key add`)",
                 shorts(&done.removed_others)
             );
         }
-        eprintln!("print a new recovery key (`cairn key export --paper`): older ones cannot read new backups");
+        errln!("print a new recovery key (`cairn key export --paper`): older ones cannot read new backups");
     }
 }
 
@@ -348,8 +367,8 @@ fn report(global: &GlobalArgs, what: &str, name: &str, replaced: Option<&str>) -
         output::print_json(&serde_json::json!({ "added": name, "removed": replaced }))?;
     } else if !global.quiet {
         match replaced {
-            Some(old) => eprintln!("{what} {} replaces key {}", short(name), short(old)),
-            None => eprintln!("{what} key {}", short(name)),
+            Some(old) => errln!("{what} {} replaces key {}", short(name), short(old)),
+            None => errln!("{what} key {}", short(name)),
         }
     }
     Ok(super::exit::OK)
@@ -371,7 +390,7 @@ fn export(global: &GlobalArgs, paper: bool) -> Result<i32> {
         }))?;
     } else {
         let created = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        print!(
+        out!(
             "{}",
             recovery
                 .to_text(&repo.backend().location(), &created)
@@ -409,7 +428,7 @@ fn import(global: &GlobalArgs, file: &std::path::Path, new: &NewKeyArgs) -> Resu
     if global.json {
         output::print_json(&serde_json::json!({ "added": name, "removed": null }))?;
     } else if !global.quiet {
-        eprintln!(
+        errln!(
             "recovered {location}: added key {}; open the repository with the new password",
             short(&name)
         );

@@ -44,7 +44,7 @@ pub fn open_path(
             .take(3)
             .map(|(id, s)| format!("{} ({})", id.short(), s.paths.join(" ")))
             .collect();
-        eprintln!(
+        errln!(
             "note: latest is {} ({}); the newest snapshots of other sources are {}: choose with --path or a snapshot id, or name a path (latest:/etc)",
             id.short(),
             snapshot.paths.join(" "),
@@ -66,7 +66,7 @@ pub fn open_path(
 /// With `-v`, says on stderr how much was read from the repository.
 pub fn report_reads(global: &GlobalArgs, counter: &ReadCounter) {
     if global.verbose > 0 && !global.quiet {
-        eprintln!(
+        errln!(
             "read {} bytes ({}) from the repository",
             counter.get(),
             super::output::bytes(counter.get())

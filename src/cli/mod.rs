@@ -1,5 +1,9 @@
 //! Command-line interface: global options, the command list, and the error-to-exit-code mapping.
 
+// First: its printing macros serve every command below.
+#[macro_use]
+mod stdout;
+
 mod backup;
 mod cat;
 mod check;
@@ -26,8 +30,8 @@ mod selection;
 mod shell;
 mod snapshots;
 mod status;
-mod stdout;
 mod sync;
+mod unlock;
 
 use std::path::PathBuf;
 
@@ -51,6 +55,9 @@ pub mod exit {
     pub const COMMAND_FAILED: i32 = 5;
     /// No repository at the given location.
     pub const NO_REPOSITORY: i32 = 10;
+    /// Another process holds the lease the command needs (a prune, repair or re-encryption runs):
+    /// nothing was changed; run it again later.
+    pub const LEASE_HELD: i32 = 11;
     /// The password opens no key of the repository.
     pub const WRONG_PASSWORD: i32 = 12;
 }
@@ -79,7 +86,7 @@ Examples:
 Environment: CAIRN_REPO, CAIRN_PASSWORD, CAIRN_PASSWORD_FILE, CAIRN_CACHE_DIR.
 Exit codes: 0 ok, 1 error, 2 invalid usage or input, 3 backup saved but some sources
 unreadable, 4 repository data damaged, 5 a dump command failed (no snapshot written),
-10 no repository, 12 wrong password.";
+10 no repository, 11 another prune holds the repository (nothing changed), 12 wrong password.";
 
 /// Content-addressed, deduplicating, encrypted backups.
 #[derive(Parser, Debug)]
@@ -198,6 +205,9 @@ pub enum Command {
     /// Restore drill: restore a snapshot to scratch, re-hash it, run checks, measure RTO and RPO.
     #[command(after_help = drill::EXAMPLES)]
     Drill(drill::DrillArgs),
+    /// Remove leases that no longer count (crashed processes) and stale temporaries; --remove-all removes every lease.
+    #[command(after_help = unlock::EXAMPLES)]
+    Unlock(unlock::UnlockArgs),
     /// Manage passwords (key files) and the printable recovery key.
     #[command(after_help = key::EXAMPLES)]
     Key(key::KeyArgs),
@@ -226,32 +236,51 @@ pub fn main() -> i32 {
             let _ = e.print();
             if code != exit::OK && std::env::args_os().any(|a| a == "--json") {
                 print_json_error("usage", &e.kind().to_string(), code);
+                stdout::flush_out();
             }
             return code;
         }
     };
-    match dispatch(&cli, &matches) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
+    // A panic is a bug; it still ends with a message and exit 1, never Rust's 101 alone (leased
+    // operations release their lease before it gets here, see `HeldLease::hold_while`).
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli, &matches)));
+    let code = match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => {
+            errln!("error: {err:#}");
             let code = exit_code_for(&err);
             if cli.global.json {
                 print_json_error(error_kind_name(&err), &format!("{err:#}"), code);
             }
             code
         }
+        Err(_) => {
+            errln!("error: internal error: cairn panicked (the message above says where); please report it. Any repository change it made is complete or harmless, as after a crash: run the command again");
+            exit::ERROR
+        }
+    };
+    stdout::flush_out();
+    match stdout::take_failure() {
+        Some(e) => {
+            errln!("error: cannot write to standard output: {e}");
+            if code == exit::OK {
+                exit::ERROR
+            } else {
+                code
+            }
+        }
+        None => code,
     }
 }
 
 /// With `--json`, an error is a JSON object on stdout too, so a script reading stdout never
 /// takes a failure for an empty result (`cairn snapshots --json | jq length`).
 fn print_json_error(kind: &str, message: &str, exit_code: i32) {
-    use std::io::Write;
     let error = serde_json::json!({
         "error": { "kind": kind, "message": message, "exit_code": exit_code }
     });
-    // Nothing is left to do if stdout is gone too.
-    let _ = writeln!(std::io::stdout(), "{error}");
+    outln!("{error}");
 }
 
 /// The name of an error's kind in `--json` error objects.
@@ -300,6 +329,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Key(args) => key::run(&cli.global, args),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
+        Command::Unlock(args) => unlock::run(&cli.global, args),
     }
 }
 
@@ -315,6 +345,7 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
         Some(ErrorKind::Corrupted) => exit::DAMAGED,
         Some(ErrorKind::InvalidInput) => exit::USAGE,
         Some(ErrorKind::CommandFailed) => exit::COMMAND_FAILED,
+        Some(ErrorKind::LeaseHeld) => exit::LEASE_HELD,
         _ => exit::ERROR,
     }
 }

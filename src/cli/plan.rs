@@ -48,7 +48,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<i32> {
         PlanCommand::Validate(p) => {
             let (path, _) = p.required()?;
             if !global.quiet {
-                println!("{}: valid", path.display());
+                outln!("{}: valid", path.display());
             }
             Ok(exit::OK)
         }
@@ -62,12 +62,12 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<i32> {
                     "plan": plan,
                 }))?;
             } else {
-                println!(
+                outln!(
                     "# plan file {}\n# state file {}",
                     path.display(),
                     state.display()
                 );
-                print!("{}", toml::to_string_pretty(&plan)?);
+                out!("{}", toml::to_string_pretty(&plan)?);
             }
             Ok(exit::OK)
         }
@@ -81,16 +81,16 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<i32> {
                     for (name, text) in [("cairn.service", &service), ("cairn.timer", &timer)] {
                         cairn::plan::state::write_atomically(&dir.join(name), text.as_bytes())?;
                         if !global.quiet {
-                            println!("wrote {}", dir.join(name).display());
+                            outln!("wrote {}", dir.join(name).display());
                         }
                     }
                     if !global.quiet {
-                        println!(
+                        outln!(
                             "then: systemctl daemon-reload && systemctl enable --now cairn.timer"
                         );
                     }
                 }
-                None => print!("# cairn.service\n{service}\n# cairn.timer\n{timer}"),
+                None => out!("# cairn.service\n{service}\n# cairn.timer\n{timer}"),
             }
             Ok(exit::OK)
         }

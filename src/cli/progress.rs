@@ -109,20 +109,20 @@ impl BackupProgress for BackupBar {
             self.bar.set_message(format!("{n} entries"));
         }
         if self.verbose {
-            self.bar.suspend(|| eprintln!("{}", path.display()));
+            self.bar.suspend(|| errln!("{}", path.display()));
         }
     }
 
     fn warning(&self, error: &SourceError) {
         self.bar
-            .suspend(|| eprintln!("warning: {}: {}", error.path, error.message));
+            .suspend(|| errln!("warning: {}: {}", error.path, error.message));
     }
 
     fn command_stderr(&self, path: &str, line: &str) {
         // Passed on as the command wrote it, prefixed with whose it is; the tail is kept in the
         // summary (and in the error when the command fails) even under --quiet.
         if !self.quiet {
-            self.bar.suspend(|| eprintln!("[{path}] {line}"));
+            self.bar.suspend(|| errln!("[{path}] {line}"));
         }
     }
 }
@@ -142,7 +142,7 @@ impl RestoreProgress for RestoreBar {
     }
 
     fn warning(&self, message: &str) {
-        self.bar.suspend(|| eprintln!("warning: {message}"));
+        self.bar.suspend(|| errln!("warning: {message}"));
     }
 }
 

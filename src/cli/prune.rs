@@ -128,41 +128,42 @@ fn report(global: &GlobalArgs, plan: &PrunePlan, outcome: Option<&prune::PruneOu
         return;
     }
     let verb = if outcome.is_some() { "" } else { "would " };
-    println!(
+    outln!(
         "{} snapshot(s) reference {} blob(s) in {} pack(s) ({})",
         plan.snapshots,
         plan.referenced_blobs,
         plan.packs.len(),
         output::bytes(plan.bytes_total())
     );
-    println!(
+    outln!(
         "{verb}delete {} condemned pack(s), freeing {}",
         plan.delete.len(),
         output::bytes(plan.bytes_freed_now())
     );
-    println!(
+    outln!(
         "{verb}condemn {} unused pack(s) and repack {} pack(s); a later prune frees {}",
         plan.condemn.len(),
         plan.repack.len(),
         output::bytes(plan.bytes_freed_later())
     );
     if !plan.revive.is_empty() {
-        println!(
+        outln!(
             "{verb}revive {} condemned pack(s) that a snapshot needs",
             plan.revive.len()
         );
     }
     for w in &plan.waiting {
-        println!("waiting: {w}");
+        outln!("waiting: {w}");
     }
     for m in &plan.missing {
-        eprintln!("error: {m}");
+        errln!("error: {m}");
     }
     if let Some(o) = outcome {
         if o.repacked_blobs > 0 {
-            println!(
+            outln!(
                 "copied {} blob(s) out of {} pack(s)",
-                o.repacked_blobs, o.repacked_packs
+                o.repacked_blobs,
+                o.repacked_packs
             );
         }
     }

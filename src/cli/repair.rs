@@ -136,30 +136,31 @@ fn report_index(
         }));
     }
     for u in &plan.unreadable {
-        eprintln!(
+        errln!(
             "warning: pack {} is left out of the index, its header cannot be read: {}",
-            u.name, u.reason
+            u.name,
+            u.reason
         );
     }
     for f in &plan.damaged_index_files {
-        eprintln!("warning: index file {} is damaged: {}", f.name, f.reason);
+        errln!("warning: index file {} is damaged: {}", f.name, f.reason);
     }
     if global.quiet {
         return Ok(());
     }
     let verb = if outcome.is_some() { "" } else { "would " };
-    println!(
+    outln!(
         "read {} pack header(s): {} blob(s); {} pack(s) unreadable",
         plan.packs_read,
         plan.blobs,
         plan.unreadable.len()
     );
-    println!(
+    outln!(
         "{} pack(s) newly indexed, {} indexed pack(s) missing from the repository",
         plan.added.len(),
         plan.missing.len()
     );
-    println!(
+    outln!(
         "{verb}write {} index file(s) and remove {} old one(s)",
         outcome.map_or(plan.index_files_to_write, |o| o.index_files_written),
         outcome.map_or(plan.old_index_files.len() as u64, |o| o.index_files_removed),
@@ -208,16 +209,16 @@ fn report_snapshots(
         } else {
             ""
         };
-        println!(
+        outln!(
             "snapshot {}: {} path(s) lost, {what}{forgotten}",
             r.original.short(),
             r.removed.len()
         );
         for p in &r.removed {
-            println!("  removed {}: {}", p.path, p.reason);
+            outln!("  removed {}: {}", p.path, p.reason);
         }
     }
-    println!(
+    outln!(
         "{} of {} snapshot(s) damaged{}",
         report.repairs.len(),
         report.snapshots,

@@ -94,7 +94,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
             "repository_bytes_read": opened.counter.get(),
         }))?;
     } else if !global.quiet {
-        println!(
+        outln!(
             "restored {} of snapshot {} to {}: {} files, {} dirs, {} other entries, {}{}",
             at.display(),
             id.short(),

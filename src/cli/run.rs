@@ -193,7 +193,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
             "steps": ran.iter().map(|k| (k.clone(), state.record(k))).collect::<std::collections::BTreeMap<_, _>>(),
         }))?;
     } else if !global.quiet {
-        println!("run {}: {status}", record.run_id);
+        outln!("run {}: {status}", record.run_id);
     }
     Ok(code)
 }
@@ -216,7 +216,7 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn say(&self, text: &str) {
         if !self.global.quiet && !self.global.json {
-            eprintln!("{text}");
+            errln!("{text}");
         }
     }
 
@@ -272,9 +272,9 @@ impl Runner<'_> {
         } else {
             for (key, _, due) in todo {
                 let verb = if due.due { "would run" } else { "not due" };
-                println!("{key}: {verb} ({})", due.reason);
+                outln!("{key}: {verb} ({})", due.reason);
             }
-            println!("state file: {}", self.state_file.display());
+            outln!("state file: {}", self.state_file.display());
         }
         Ok(exit::OK)
     }
@@ -294,7 +294,7 @@ impl Runner<'_> {
             Ok(r) if r.code == exit::PARTIAL && step == Step::Backup => (Outcome::Partial, r),
             Ok(r) => (Outcome::Failed, r),
             Err(e) => {
-                eprintln!("error: {key}: {e:#}");
+                errln!("error: {key}: {e:#}");
                 (
                     Outcome::Failed,
                     StepResult {
@@ -445,10 +445,10 @@ impl Runner<'_> {
                 self.say(&format!("before hook {argv:?} exited 75: run skipped"));
                 return HookVerdict::Skip;
             }
-            eprintln!("error: {event} hook {argv:?}: {what}");
+            errln!("error: {event} hook {argv:?}: {what}");
             if let Ok(r) = &result {
                 for line in r.last_lines(10) {
-                    eprintln!("    | {line}");
+                    errln!("    | {line}");
                 }
             }
             if event == "before" {

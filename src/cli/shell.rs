@@ -36,16 +36,22 @@ pub struct ManArgs {
 
 pub fn completions(args: &CompletionsArgs) -> Result<i32> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "cairn", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "cairn", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     Ok(exit::OK)
 }
 
 pub fn man(args: &ManArgs) -> Result<i32> {
     let command = Cli::command();
     match &args.dir {
-        None => clap_mangen::Man::new(command)
-            .render(&mut std::io::stdout())
-            .context("cannot write the manual page")?,
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("cannot render the manual page")?;
+            out!("{}", String::from_utf8_lossy(&page));
+        }
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;

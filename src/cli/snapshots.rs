@@ -35,12 +35,16 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
         output::print_json(&list)?;
         return Ok(super::exit::OK);
     }
-    println!(
+    outln!(
         "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  paths",
-        "id", "time", "host", "tags", "read"
+        "id",
+        "time",
+        "host",
+        "tags",
+        "read"
     );
     for (id, s) in &snapshots {
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}",
             id.short(),
             output::local_time(s),
@@ -51,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
         );
     }
     if !global.quiet {
-        println!("{} snapshot(s)", snapshots.len());
+        outln!("{} snapshot(s)", snapshots.len());
     }
     Ok(super::exit::OK)
 }

@@ -72,10 +72,10 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<i32> {
         Err(e) => (StatusReport::unknown("status", format!("{e:#}")), None),
     };
     match format {
-        Format::Text => print!("{}", render::text(&report)),
-        Format::Nagios => print!("{}", render::nagios(&report)),
+        Format::Text => out!("{}", render::text(&report)),
+        Format::Nagios => out!("{}", render::nagios(&report)),
         Format::Json => output::print_json(&report)?,
-        Format::Prometheus => print!(
+        Format::Prometheus => out!(
             "{}",
             render::prometheus(&state.unwrap_or_default(), Some(&report))
         ),

@@ -138,7 +138,7 @@ fn protect_lost_packs(
         } else {
             "without the repository password cairn cannot tell packs the source pruned from packs it lost: give the password to delete them"
         };
-        eprintln!(
+        errln!(
             "warning: {} pack(s) the source lacks were kept on the target (first: {}): {why}",
             plan.protected.len(),
             first.name
@@ -163,7 +163,7 @@ fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32>
         return Ok(exit::OK);
     }
     for o in &plan.copy {
-        println!(
+        outln!(
             "copy    {} {} ({})",
             o.kind.label(),
             o.name,
@@ -171,7 +171,7 @@ fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32>
         );
     }
     for o in &plan.replace {
-        println!(
+        outln!(
             "replace {} {} ({})",
             o.kind.label(),
             o.name,
@@ -179,7 +179,7 @@ fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32>
         );
     }
     for o in delete_list {
-        println!(
+        outln!(
             "delete  {} {} ({})",
             o.kind.label(),
             o.name,
@@ -187,7 +187,7 @@ fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32>
         );
     }
     if !global.quiet {
-        eprintln!(
+        errln!(
             "dry run: would copy {} objects ({}), leave {} in place, delete {}",
             plan.copy.len() + plan.replace.len(),
             output::bytes(plan.bytes_to_copy()),
@@ -206,13 +206,13 @@ fn print_report(global: &GlobalArgs, report: &SyncReport, from: String, to: Stri
         return output::print_json(&value);
     }
     for e in &report.errors {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
     }
     if global.quiet {
         return Ok(());
     }
     let secs = report.duration.as_secs_f64().max(1e-3);
-    eprintln!(
+    errln!(
         "{}: copied {} objects ({}, {}/s), {} replaced, {} already present, {} deleted{}{}",
         if report.complete {
             "complete"
@@ -236,8 +236,14 @@ fn print_report(global: &GlobalArgs, report: &SyncReport, from: String, to: Stri
             String::new()
         },
     );
+    if report.temporaries_removed > 0 {
+        errln!(
+            "removed {} stale temporaries that interrupted writes left in the target's tmp/",
+            report.temporaries_removed
+        );
+    }
     if report.extra.objects > 0 {
-        eprintln!(
+        errln!(
             "note: the target has {} objects the source lacks; --delete removes them",
             report.extra.objects
         );

@@ -52,6 +52,29 @@ pub struct Lease {
     pub expires: String,
     /// Random hex token naming the process across refreshes.
     pub token: String,
+    /// Body version: 1 when absent (written before the holder's identity was recorded), 2 with
+    /// `boot_id`, `pid_start` and `pid_ns` (FORMAT.md §12).
+    #[serde(default = "body_version_1")]
+    pub version: u32,
+    /// The holder's `/proc/sys/kernel/random/boot_id`: its pid means something only within that boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's start time in clock ticks since boot (`/proc/PID/stat` field 22), which tells
+    /// a reused pid from the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    /// The holder's pid namespace (`/proc/self/ns/pid` link text): a pid means something only there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
+}
+
+/// The body version of leases that predate `version` (FORMAT.md §12).
+pub const LEASE_BODY_V1: u32 = 1;
+/// The body version written: the holder's identity, which lets a lease of a dead process go at once.
+pub const LEASE_BODY_V2: u32 = 2;
+
+fn body_version_1() -> u32 {
+    LEASE_BODY_V1
 }
 
 impl Lease {
@@ -244,6 +267,10 @@ mod tests {
             start: "2026-11-20T10:00:00Z".into(),
             expires: "2026-11-20T10:10:00Z".into(),
             token: "ab".into(),
+            version: LEASE_BODY_V2,
+            boot_id: Some("b".into()),
+            pid_start: Some(12),
+            pid_ns: Some("pid:[1]".into()),
         };
         assert_eq!(
             Lease::decode(&key, &lease.encode(&key).unwrap()).unwrap(),
@@ -261,6 +288,15 @@ mod tests {
                 .is_err()
         );
         assert!(Lease::decode_body(b"{}").is_err());
+        // A version 1 body (no version, no holder identity) is still read.
+        let old = Lease::decode_body(
+            br#"{"kind":"prune","host":"h","pid":7,"start":"2026-11-20T10:00:00Z","expires":"2026-11-20T10:10:00Z","token":"ab"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (old.version, old.boot_id, old.pid_start),
+            (LEASE_BODY_V1, None, None)
+        );
         let mut verified = VerifiedPacks::default();
         verified
             .packs

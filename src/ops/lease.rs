@@ -1,7 +1,9 @@
 //! Leases (FORMAT.md §12): a running backup or prune announces itself with an expiring object it refreshes.
 //!
 //! A lease is never a lock that can go stale forever: a process that dies stops refreshing, and its lease
-//! stops counting once it has expired. Owns writing, refreshing, listing and releasing lease objects.
+//! stops counting once it has expired, or at once when its holder is provably dead (same host, same
+//! boot, same pid namespace, and its pid gone or reused). Owns writing, refreshing, listing, releasing
+//! and sweeping lease objects, and the sweep of stale temporaries that goes with it.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Mutex;
@@ -11,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::lifecycle::{Lease, LeaseKind};
+use crate::format::lifecycle::{Lease, LeaseKind, LEASE_BODY_V2};
 use crate::id::KeyId;
 use crate::repo::Repository;
 
@@ -57,6 +59,62 @@ impl FoundLease {
     }
 }
 
+impl FoundLease {
+    /// Whether the holder provably no longer runs: a version 2 lease written on this host, in this
+    /// boot and pid namespace, whose pid is gone or now names a process that started at another
+    /// time (a reused pid). Anything less certain (another host, an old lease, no `/proc`, a pid
+    /// that exists but whose start cannot be read) is not proof, and the lease counts until it expires.
+    pub fn holder_is_dead(&self) -> bool {
+        let l = &self.lease;
+        let (Some(boot), Some(started), Some(ns)) = (&l.boot_id, l.pid_start, &l.pid_ns) else {
+            return false;
+        };
+        if l.version != LEASE_BODY_V2
+            || l.host != hostname()
+            || boot_id().as_ref() != Some(boot)
+            || pid_namespace().as_ref() != Some(ns)
+        {
+            return false;
+        }
+        let Ok(pid) = i32::try_from(l.pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::ESRCH) => true,
+            // EPERM: it exists under another user. Its start tells the holder from a reused pid.
+            Ok(()) | Err(nix::errno::Errno::EPERM) => {
+                process_start(l.pid).is_some_and(|now| now != started)
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// This boot's id: a pid means something only within one boot.
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// This process's pid namespace (`pid:[4026531836]`): containers on one host share the boot id and
+/// may share the host name, but not the pids.
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ...": comm may hold spaces and parentheses, so fields count from the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After ')' come fields 3 (state), 4, ...: field 22 is the 20th.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
@@ -84,6 +142,10 @@ impl HeldLease {
             start: start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             expires: (start + LEASE_TTL).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             token: hex::encode(crate::crypto::random_array::<16>()?),
+            version: LEASE_BODY_V2,
+            boot_id: boot_id(),
+            pid_start: process_start(std::process::id()),
+            pid_ns: pid_namespace(),
         };
         let name = write_lease(repo, &lease)?;
         Ok(HeldLease {
@@ -136,10 +198,12 @@ impl HeldLease {
         repo.backend().remove(ObjectKind::Lease, &name)
     }
 
-    /// Runs `work` while a thread refreshes the lease; releases the lease afterwards, whatever the outcome.
+    /// Runs `work` while a thread refreshes the lease; releases the lease afterwards, whatever the
+    /// outcome, a panic inside `work` included: the panic becomes an error (so the caller ends with a
+    /// message, and a lease that nobody refreshes is never left to block prunes until it expires).
     ///
     /// # Errors
-    /// `work`'s error, or the release's.
+    /// `work`'s error, `Other` when it panicked, or the release's error.
     pub fn hold_while<T>(
         self,
         repo: &Repository,
@@ -154,12 +218,33 @@ impl HeldLease {
                     let _ = held.refresh(repo);
                 }
             });
-            let result = work(&self);
-            let _ = stop.send(());
+            // Caught here, inside the scope: a panic that left it would wait forever for the
+            // refresher, which would keep the lease alive.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&self)));
+            drop(stop);
             result
         });
         let released = self.release(repo);
-        let value = result?;
+        let value = match result {
+            Ok(outcome) => outcome?,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                return Err(Error::new(
+                    ErrorKind::Other,
+                    format!(
+                        "internal error: a thread panicked ({what}); the operation stopped, its lease {} (what it wrote is harmless, as after a crash): please report this",
+                        match released {
+                            Ok(()) => "was released".to_string(),
+                            Err(e) => format!("could not be released ({e}) and expires by itself"),
+                        }
+                    ),
+                ));
+            }
+        };
         released?;
         Ok(value)
     }
@@ -183,14 +268,76 @@ pub fn list(repo: &Repository) -> Result<Vec<FoundLease>> {
     Ok(out)
 }
 
-/// Acquires the prune lease: at most one prune (or repair) acts on a repository at a time.
-///
-/// Written first, then compared: of two prunes that start together, the one with the later start
-/// (or larger name) steps back; both stepping back is harmless.
+/// What [`sweep`] found and removed.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Leases left in place.
+    pub kept: Vec<FoundLease>,
+    /// Leases removed because their holder is provably dead ([`FoundLease::holder_is_dead`]).
+    pub dead: Vec<FoundLease>,
+    /// Leases removed because they expired long ago, or (with `all`) every other lease.
+    pub expired: Vec<FoundLease>,
+    /// Temporaries of interrupted writes removed from `tmp/`.
+    pub temporaries: u64,
+}
+
+/// What [`sweep`] removes besides the leases of dead holders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepExpired {
+    /// Leases expired for longer than their lifetime ([`LEASE_TTL`], or `skew` if longer): no
+    /// holder can still be refreshing them. What prune, backup and repair sweep.
+    Long,
+    /// Every lease that no longer counts (expired beyond `skew`): `cairn unlock`.
+    Stale,
+    /// Every lease, live or not: `cairn unlock --remove-all`.
+    All,
+}
+
+/// Removes what interrupted processes left behind: leases that can never count again (see
+/// [`SweepExpired`]; leases of provably dead holders always), and temporaries in `tmp/` untouched
+/// for longer than [`LEASE_TTL`] (no write in progress is that idle: a live one would have been
+/// refreshed or finished). Returns the leases kept, so callers need not list them again.
 ///
 /// # Errors
-/// `InvalidInput` naming the other prune when one holds a live lease; backend errors.
+/// When the storage cannot be listed or a removal fails.
+pub fn sweep(repo: &Repository, skew: Duration, what: SweepExpired) -> Result<Swept> {
+    let now = Utc::now();
+    let mut swept = Swept {
+        temporaries: repo
+            .backend()
+            .remove_stale_temporaries(LEASE_TTL.to_std().unwrap_or_default())?,
+        ..Swept::default()
+    };
+    let ours = std::process::id();
+    for found in list(repo)? {
+        let gone = match what {
+            SweepExpired::All => true,
+            SweepExpired::Stale => !found.is_live(now, skew),
+            SweepExpired::Long => found.lease.expiry_time() + LEASE_TTL.max(skew) <= now,
+        };
+        if found.holder_is_dead() && found.lease.pid != ours {
+            repo.backend().remove(ObjectKind::Lease, &found.name)?;
+            swept.dead.push(found);
+        } else if gone {
+            repo.backend().remove(ObjectKind::Lease, &found.name)?;
+            swept.expired.push(found);
+        } else {
+            swept.kept.push(found);
+        }
+    }
+    Ok(swept)
+}
+
+/// Acquires the prune lease: at most one prune (or repair) acts on a repository at a time.
+///
+/// Leases of dead holders and long-expired ones are swept first ([`sweep`]), so a crashed prune
+/// on this host never blocks the next. Then written, then compared: of two prunes that start
+/// together, the one with the later start (or larger name) steps back; both stepping back is harmless.
+///
+/// # Errors
+/// `LeaseHeld` naming the other prune when one holds a live lease; backend errors.
 pub fn acquire_exclusive(repo: &Repository, skew: Duration) -> Result<HeldLease> {
+    sweep(repo, skew, SweepExpired::Long)?;
     let held = HeldLease::acquire(repo, LeaseKind::Prune)?;
     let (my_name, mine) = held.current();
     let now = Utc::now();
@@ -198,14 +345,18 @@ pub fn acquire_exclusive(repo: &Repository, skew: Duration) -> Result<HeldLease>
         f.lease.kind == LeaseKind::Prune
             && f.lease.token != mine.token
             && f.is_live(now, skew)
+            && !f.holder_is_dead()
             && (f.lease.start_time(), &f.name) <= (mine.start_time(), &my_name)
     });
     if let Some(other) = other {
         held.release(repo)?;
-        return Err(Error::invalid_input(format!(
-            "another prune or repair holds the repository: {}; wait for it, or for its lease to expire if it crashed",
-            other.describe()
-        )));
+        return Err(Error::new(
+            ErrorKind::LeaseHeld,
+            format!(
+                "another prune, repair or re-encryption holds the repository: {}; nothing was changed. Wait for it to finish; if it crashed on another host, its lease stops counting when it expires (`cairn unlock --remove-all` removes it at once, once you know it is gone)",
+                other.describe()
+            ),
+        ));
     }
     Ok(held)
 }

@@ -121,4 +121,7 @@ impl Backend for FailingBackend {
         }
         self.inner.remove(kind, name)
     }
+    fn remove_stale_temporaries(&self, idle: std::time::Duration) -> cairn::Result<u64> {
+        self.inner.remove_stale_temporaries(idle)
+    }
 }

@@ -254,6 +254,7 @@ fn why_not_ripe(
         .find(|l| {
             l.lease.kind == LeaseKind::Backup
                 && l.is_live(now, options.clock_skew)
+                && !l.holder_is_dead()
                 && l.lease.start_time() <= marked + options.clock_skew
         })
         .map(|l| format!("{} may reuse its blobs", l.describe()))
