@@ -36,6 +36,7 @@ pub mod monitor;
 pub mod ops;
 pub mod pack;
 pub mod plan;
+pub mod process;
 pub mod repo;
 pub mod restore;
 pub mod signals;

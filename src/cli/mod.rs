@@ -111,8 +111,9 @@ pub struct GlobalArgs {
     /// Limit the upload bandwidth to remote storage (bytes per second; K, M, G suffixes: 10M).
     #[arg(long, global = true, value_name = "RATE")]
     pub limit_upload: Option<String>,
-    /// Read the password from the first line of this file (else CAIRN_PASSWORD, else a prompt).
-    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    /// Read the password from the first line of this file. Wins over CAIRN_PASSWORD, then
+    /// CAIRN_PASSWORD_FILE; without any of them cairn asks on the terminal.
+    #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Set by `cairn run` from the plan's `password_command` (argv, no shell): its first output line.
     #[arg(skip)]
@@ -200,6 +201,8 @@ pub enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    // Before any thread exists: no child process may inherit the password variables.
+    context::take_password_environment();
     // The matches are kept: `backup` pairs its streams with their names by command-line position.
     let parsed = Cli::command()
         .try_get_matches()
