@@ -2,6 +2,8 @@
 //!
 //! The cache is a copy, never an authority: everything read through it is verified against its id.
 
+pub(crate) mod cache_file;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -147,7 +149,7 @@ impl Index {
     }
 
     fn open_db(cache_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(cache_dir).map_err(|e| {
+        cache_file::create_dir(cache_dir).map_err(|e| {
             Error::io(
                 ErrorKind::Other,
                 "cannot create cache directory",
@@ -170,7 +172,10 @@ impl Index {
                     .map_err(|e| {
                         Error::new(
                             ErrorKind::Other,
-                            format!("cannot create a private index cache: {e}"),
+                            format!(
+                                "cannot create a private index cache in {}: {e}",
+                                std::env::temp_dir().display()
+                            ),
                         )
                     })?;
                 let db = cached_db(&dir.path().join("index.redb"))?;
@@ -474,10 +479,11 @@ fn prefix(id: &BlobId) -> u64 {
 pub(crate) const DB_CACHE_BYTES: usize = 32 << 20;
 
 /// Creates or opens a redb database with the cache bounded to [`DB_CACHE_BYTES`].
+/// The file is created private to the owner, and its I/O errors name it ([`cache_file`]).
 pub(crate) fn cached_db(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
     Database::builder()
         .set_cache_size(DB_CACHE_BYTES)
-        .create(path)
+        .create_with_backend(cache_file::open(path)?)
 }
 
 #[cfg(test)]
