@@ -38,6 +38,7 @@ pub mod monitor;
 pub mod ops;
 pub mod pack;
 pub mod plan;
+pub mod process;
 pub mod repo;
 pub mod restore;
 pub mod signals;

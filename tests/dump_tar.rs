@@ -214,3 +214,63 @@ fn env_command(env: &Env, program: &Path, args: &[&str]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs `tool` on `archive` and returns whether it succeeded, with its stderr.
+fn extract_status(tool: &str, archive: &Path, into: &Path) -> (bool, String) {
+    fs::create_dir_all(into).unwrap();
+    let out = Command::new(require(tool))
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A dump that failed on a tree error used to end its stream cleanly between members, so
+/// `cairn dump | tar -x` extracted a partial tree and exited 0.
+#[test]
+fn a_dump_that_fails_midway_is_an_archive_tar_refuses() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    write_file(&src.join("b-dir/inner.txt"), b"inner\n");
+    env.backup_json(&[&src.join("b-dir")], &[]);
+    let first_packs = pack_files(&env.repo);
+    write_file(&src.join("a-first.txt"), b"first\n");
+    env.backup_json(&[&src], &[]);
+    // The second snapshot reuses the tree of b-dir from the first backup's packs: without them the
+    // dump fails after writing `./`, `a-first.txt` and `b-dir/`, between members.
+    for pack in first_packs {
+        fs::remove_file(pack).unwrap();
+    }
+    env.remove_cache();
+    let spec = format!("latest:{}", src.display());
+    let out = env.r(&["dump", &spec, "--format", "tar"]);
+    assert_eq!(out.code, exit::DAMAGED, "{}", out.describe());
+    assert!(out.stderr.contains("missing"), "{}", out.describe());
+    let archive = env.path("partial.tar");
+    fs::write(&archive, &out.stdout_bytes).unwrap();
+    assert!(
+        out.stdout_bytes.len() >= 3 * 512,
+        "members came before the failure: {} bytes",
+        out.stdout_bytes.len()
+    );
+    for tool in ["tar", "bsdtar"] {
+        let into = env.path(&format!("out-{tool}"));
+        let (ok, stderr) = extract_status(tool, &archive, &into);
+        assert!(!ok, "{tool} accepted the archive of a failed dump");
+        assert!(
+            stderr.to_lowercase().contains("eof") || stderr.contains("Truncated"),
+            "{tool}: {stderr}"
+        );
+        assert!(
+            into.join("a-first.txt").exists(),
+            "{tool} read the members before the failure"
+        );
+    }
+}

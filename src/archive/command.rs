@@ -10,7 +10,7 @@
 //! and keeps the pipes open is beyond reach: the backup then waits for it.
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,8 @@ pub struct DumpCommand {
     pub timeout: Option<Duration>,
     /// Fewer bytes than this on standard output fail the backup (default 1: an empty dump is a failure).
     pub min_bytes: u64,
-    /// Variables added to the command's environment (which is otherwise cairn's).
+    /// Variables added to the command's environment (which is otherwise cairn's, without the
+    /// password variables: see [`crate::process`]).
     pub env: Vec<(String, String)>,
 }
 
@@ -126,7 +127,8 @@ pub(super) fn run_dump(
     if command.argv.is_empty() {
         return Err(failure("the command is empty".into(), ""));
     }
-    let mut spawn = Command::new(&command.argv[0]);
+    // Its stderr tail is stored in the snapshot: it must not see the password (`crate::process`).
+    let mut spawn = crate::process::command(&command.argv[0]);
     spawn
         .args(&command.argv[1..])
         .envs(command.env.iter().map(|(k, v)| (k, v)))

@@ -55,8 +55,8 @@ impl Backend for CountingBackend {
         self.inner.create()
     }
 
-    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
-        self.inner.list(kind)
+    fn list_all(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+        self.inner.list_all(kind)
     }
 
     fn pack_shards(&self) -> Result<Option<Vec<String>>> {

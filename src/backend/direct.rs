@@ -33,23 +33,34 @@ thread_local! {
 ///
 /// # Errors
 /// When the file cannot be created or written.
-pub fn create_and_write(path: &Path, bytes: &[u8]) -> io::Result<File> {
+pub fn create_and_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<File> {
     let direct = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(mode)
         .custom_flags(OFlag::O_DIRECT.bits())
         .open(path);
-    write_opened(direct, path, bytes)
+    write_opened(direct, path, bytes, mode)
 }
 
 /// [`create_and_write`] once the O_DIRECT open was tried: `direct` is its outcome.
-fn write_opened(direct: io::Result<File>, path: &Path, bytes: &[u8]) -> io::Result<File> {
+fn write_opened(
+    direct: io::Result<File>,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<File> {
     let mut file = match direct {
         Ok(file) => file,
         // The file system does not do O_DIRECT: write as everybody else does.
         Err(e) if e.raw_os_error() == Some(Errno::EINVAL as i32) => {
-            let mut file = File::create(path)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(path)?;
             file.write_all(bytes)?;
             return Ok(file);
         }
@@ -117,7 +128,7 @@ mod tests {
         ] {
             let path = dir.path().join(format!("f{len}"));
             let bytes = pattern(len);
-            let file = create_and_write(&path, &bytes).unwrap();
+            let file = create_and_write(&path, &bytes, 0o600).unwrap();
             file.sync_all().unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), bytes, "length {len}");
         }
@@ -130,14 +141,14 @@ mod tests {
         let path = dir.path().join("f");
         let bytes = pattern(STAGE + 123);
         let refused = Err(io::Error::from_raw_os_error(Errno::EINVAL as i32));
-        write_opened(refused, &path, &bytes)
+        write_opened(refused, &path, &bytes, 0o600)
             .unwrap()
             .sync_all()
             .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
         // Any other failure to open is the caller's error, not a fallback.
         let denied = Err(io::Error::from_raw_os_error(Errno::EACCES as i32));
-        let err = write_opened(denied, &dir.path().join("g"), &bytes).unwrap_err();
+        let err = write_opened(denied, &dir.path().join("g"), &bytes, 0o600).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(Errno::EACCES as i32));
         assert!(!dir.path().join("g").exists());
     }
@@ -201,7 +212,10 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, pattern(3 * STAGE)).unwrap();
         let bytes = pattern(5000);
-        create_and_write(&path, &bytes).unwrap().sync_all().unwrap();
+        create_and_write(&path, &bytes, 0o600)
+            .unwrap()
+            .sync_all()
+            .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 }

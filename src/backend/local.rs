@@ -1,7 +1,8 @@
 //! A repository in a local directory: atomic writes by temporary file, fsync and rename.
 
-use std::fs::{self, File};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{object_path, Backend, ObjectKind};
@@ -53,6 +54,48 @@ impl LocalBackend {
     }
 }
 
+/// The modes of what the local backend creates (FORMAT.md §3): private to the owner (key files hold
+/// what an offline attack on the password needs), unless `config` grants its group access, which new
+/// files and directories then get too, so a repository shared with a group stays shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Modes {
+    /// Of files.
+    pub file: u32,
+    /// Of directories.
+    pub dir: u32,
+}
+
+impl Modes {
+    /// Owner only.
+    pub const PRIVATE: Modes = Modes {
+        file: 0o600,
+        dir: 0o700,
+    };
+
+    /// The modes for new objects of the repository at `root`, from the group bits of its `config`.
+    fn of(root: &Path) -> Modes {
+        let group = fs::metadata(root.join("config"))
+            .map(|m| m.permissions().mode() & 0o060)
+            .unwrap_or(0);
+        let search = if group & 0o040 != 0 { 0o010 } else { 0 };
+        Modes {
+            file: Self::PRIVATE.file | group,
+            dir: Self::PRIVATE.dir | group | search,
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents with `mode`. The umask may take group bits away from
+/// what `mkdir` creates, so a shared mode is set again (failing quietly on a directory someone
+/// else owns).
+fn create_dirs(dir: &Path, mode: u32) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(mode).create(dir)?;
+    if mode != Modes::PRIVATE.dir {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
+    }
+    Ok(())
+}
+
 /// Packs at least this large are written past the page cache (see `super::direct`); smaller ones are
 /// not worth the staging copy.
 const DIRECT_MIN: usize = 256 << 10;
@@ -88,7 +131,9 @@ fn rename_into(tmp: &Path, path: &Path, dir: &Path) -> std::io::Result<()> {
         match fs::rename(tmp, path) {
             // The temporary is still there, so the directory is what was missing (it may be back
             // already, recreated by another writer).
-            Err(e) if e.kind() == IoKind::NotFound && tmp.exists() => fs::create_dir_all(dir)?,
+            Err(e) if e.kind() == IoKind::NotFound && tmp.exists() => {
+                create_dirs(dir, Modes::of(dir.parent().unwrap_or(dir)).dir)?
+            }
             done => return done,
         }
     }
@@ -137,13 +182,13 @@ impl Backend for LocalBackend {
         }
         for sub in SUBDIRS {
             let dir = self.root.join(sub);
-            fs::create_dir_all(&dir)
+            create_dirs(&dir, Modes::of(&self.root).dir)
                 .map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &dir, e))?;
         }
         sync_dir(&self.root)
     }
 
-    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+    fn list_all(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         match kind {
             ObjectKind::Config => {
@@ -264,21 +309,31 @@ impl Backend for LocalBackend {
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir)
+        let modes = Modes::of(&self.root);
+        create_dirs(&dir, modes.dir)
             .map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &dir, e))?;
         let tmp_dir = self.root.join("tmp");
-        fs::create_dir_all(&tmp_dir)
+        create_dirs(&tmp_dir, modes.dir)
             .map_err(|e| Error::io(ErrorKind::Backend, "cannot create", &tmp_dir, e))?;
         let suffix = hex::encode(crate::crypto::random_array::<8>()?);
         let tmp = tmp_dir.join(format!("{name}.{suffix}"));
         let result = (|| {
             let f = if kind == ObjectKind::Pack && bytes.len() >= DIRECT_MIN {
-                super::direct::create_and_write(&tmp, bytes)?
+                super::direct::create_and_write(&tmp, bytes, Modes::PRIVATE.file)?
             } else {
-                let mut f = File::create(&tmp)?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(Modes::PRIVATE.file)
+                    .open(&tmp)?;
                 f.write_all(bytes)?;
                 f
             };
+            if modes.file != Modes::PRIVATE.file {
+                // Shared with the group: set explicitly, whatever the umask.
+                f.set_permissions(fs::Permissions::from_mode(modes.file))?;
+            }
             f.sync_all()?;
             rename_into(&tmp, &path, &dir)
         })();

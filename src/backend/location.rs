@@ -119,6 +119,11 @@ impl Location {
         if arg.is_empty() {
             return Err(bad("it is empty"));
         }
+        if let Some(why) = looks_like_a_url(arg) {
+            return Err(bad(&format!(
+                "{why}; for a local directory of that name write ./{arg}"
+            )));
+        }
         Ok(Location::Local(PathBuf::from(arg)))
     }
 
@@ -126,6 +131,40 @@ impl Location {
     pub fn is_local(&self) -> bool {
         matches!(self, Location::Local(_))
     }
+}
+
+/// Schemes people write for storage, known to cairn or not: a relative path starting with one of them
+/// followed by `//` (`webdav//host/x`) is a URL with its colon lost.
+const SCHEME_WORDS: [&str; 12] = [
+    "s3", "sftp", "webdav", "webdavs", "opendal", "http", "https", "ftp", "ssh", "gs", "gcs",
+    "azure",
+];
+
+/// Why a path that matched no URL form still looks like a URL (so creating a directory of that name
+/// would be a surprise): `s3:/bucket`, `http://host/x`, `user@host:path`, `webdav//host/x`. An
+/// absolute path, or one starting with `./`, is always a path.
+fn looks_like_a_url(arg: &str) -> Option<String> {
+    if arg.starts_with('/') || arg.starts_with("./") || arg.starts_with("../") {
+        return None;
+    }
+    let first = arg.split('/').next().unwrap_or_default();
+    if let Some((scheme, _)) = arg.split_once("://") {
+        return Some(format!(
+            "it looks like a URL, but {scheme:?} is not a scheme cairn knows (scheme names are lowercase)"
+        ));
+    }
+    if first.contains(':') {
+        return Some(
+            "it looks like a URL with a malformed `scheme://` or an scp-style HOST:PATH".into(),
+        );
+    }
+    let lowered = first.to_ascii_lowercase();
+    if SCHEME_WORDS.contains(&lowered.as_str()) && arg[first.len()..].starts_with("//") {
+        return Some(format!(
+            "it looks like a URL whose `:` is missing (did you mean {lowered}://...?)"
+        ));
+    }
+    None
 }
 
 /// `[USER@]AUTHORITY[/PATH]` -> (user, authority, "/PATH").
@@ -229,6 +268,27 @@ pub fn parse_rate(text: &str) -> Result<u64> {
 mod tests {
     use super::*;
 
+    /// `-r s3:/bucket/x init` created a local directory named `s3:`.
+    #[test]
+    fn malformed_urls_are_refused_not_taken_for_directories() {
+        for bad in [
+            "s3:/bucket/x",
+            "s3:bucket",
+            "S3://bucket/x",
+            "http://host/x",
+            "https://minio:9000/b",
+            "ftp://host/x",
+            "webdav//host/x",
+            "sftp//host/x",
+            "backup@nas:/srv/cairn",
+            "nas:backups",
+        ] {
+            let e = Location::parse(bad).expect_err(bad);
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput, "{bad}");
+            assert!(e.to_string().contains(&format!("./{bad}")), "{e}");
+        }
+    }
+
     #[test]
     fn parses_every_url_form() {
         assert_eq!(
@@ -277,6 +337,14 @@ mod tests {
             Location::parse("relative/dir").unwrap(),
             Location::Local("relative/dir".into())
         );
+        for (path, dir) in [
+            ("./s3:", "./s3:"),
+            ("/srv/s3:/x", "/srv/s3:/x"),
+            ("s3/bucket", "s3/bucket"),
+            ("backups/host:2024", "backups/host:2024"),
+        ] {
+            assert_eq!(Location::parse(path).unwrap(), Location::Local(dir.into()));
+        }
         for bad in [
             "s3://",
             "sftp://u@h:port/x",

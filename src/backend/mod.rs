@@ -139,6 +139,46 @@ pub fn object_path(kind: ObjectKind, name: &str) -> Result<String> {
     })
 }
 
+/// Length of an object name: the hex of a 32-byte hash (FORMAT.md §3).
+const OBJECT_NAME_LEN: usize = 64;
+
+/// Whether `name`, listed below the directory of `kind`, names an object: `config` for the config,
+/// else 64 lowercase hex digits (FORMAT.md §3). Anything else (an editor's swap file, rsync's
+/// temporary, a README) is not part of the repository and readers ignore it.
+pub fn is_object_name(kind: ObjectKind, name: &str) -> bool {
+    match kind {
+        ObjectKind::Config => name == "config",
+        _ => {
+            name.len() == OBJECT_NAME_LEN
+                && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }
+    }
+}
+
+/// A listing of one kind split into its objects and the files that are not objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Names and sizes of the objects, in listing order.
+    pub objects: Vec<(String, u64)>,
+    /// Names of the other files found there, which every reader ignores ([`is_object_name`]).
+    pub ignored: Vec<String>,
+}
+
+impl Listing {
+    /// Splits the files listed below the directory of `kind`.
+    pub fn of(kind: ObjectKind, files: Vec<(String, u64)>) -> Listing {
+        let mut listing = Listing::default();
+        for (name, size) in files {
+            if is_object_name(kind, &name) {
+                listing.objects.push((name, size));
+            } else {
+                listing.ignored.push(name);
+            }
+        }
+        listing
+    }
+}
+
 /// Whether a directory below `data/` can be a shard: a plain alphanumeric name. Anything else is not part of
 /// the layout and is ignored, like files that are not objects.
 fn is_shard_name(name: &str) -> bool {
@@ -181,7 +221,7 @@ pub fn list_concurrently(
         all.extend(listed?);
     }
     all.sort();
-    Ok(all)
+    Ok(Listing::of(kind, all).objects)
 }
 
 /// How to reach a location: service options and the request policy of remote backends.
@@ -274,11 +314,29 @@ pub trait Backend: Send + Sync {
     /// When the location cannot be created.
     fn create(&self) -> Result<()>;
 
-    /// Names and sizes of all objects of `kind`.
+    /// Names and sizes of every file below the directory of `kind`, objects or not. Readers call
+    /// [`Backend::list`], which leaves out what is not an object.
     ///
     /// # Errors
     /// When listing fails.
-    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>>;
+    fn list_all(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>>;
+
+    /// Names and sizes of all objects of `kind`; files whose names are not object names are left
+    /// out ([`is_object_name`]), so a stray file blocks nothing.
+    ///
+    /// # Errors
+    /// When listing fails.
+    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+        Ok(self.list_classified(kind)?.objects)
+    }
+
+    /// The objects of `kind` and the names of the other files found with them (`check` reports those).
+    ///
+    /// # Errors
+    /// When listing fails.
+    fn list_classified(&self, kind: ObjectKind) -> Result<Listing> {
+        Ok(Listing::of(kind, self.list_all(kind)?))
+    }
 
     /// A whole object of at most [`ObjectKind::max_len`] bytes (see [`Backend::read_bounded`]). A
     /// missing object is a `Corrupted` error naming it.
@@ -367,7 +425,8 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
-    /// Names and sizes of the packs in one shard named by [`Backend::pack_shards`].
+    /// Names and sizes of the files in one shard named by [`Backend::pack_shards`], packs or not
+    /// (as [`Backend::list_all`]; [`list_concurrently`] leaves out what is not a pack).
     ///
     /// # Errors
     /// When listing fails; `Corrupted` when `shard` is not a shard name.

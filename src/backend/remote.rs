@@ -439,7 +439,7 @@ impl Backend for RemoteBackend {
         Ok(())
     }
 
-    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+    fn list_all(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
         if kind == ObjectKind::Config {
             return match self.again(|| self.op.stat("config")) {
                 Ok(meta) => Ok(vec![("config".to_string(), meta.content_length())]),

@@ -19,6 +19,19 @@ static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 pub fn write_content(repo: &IndexedRepository, node: &Node, out: &mut dyn Write) -> Result<u64> {
     let output =
         |e: std::io::Error| Error::new(ErrorKind::Other, format!("cannot write output: {e}"));
+    // Checked before the first byte: a caller that announced `node.size` bytes (a tar header) must
+    // never get more than that.
+    let total = node
+        .content
+        .iter()
+        .try_fold(0u64, |sum, item| sum.checked_add(item.len()));
+    if total != Some(node.size) {
+        return Err(Error::corrupted(format!(
+            "the content items add up to {}, the entry says {} bytes",
+            total.map_or("more than 2^64 bytes".to_string(), |t| format!("{t} bytes")),
+            node.size
+        )));
+    }
     let mut written = 0u64;
     for item in &node.content {
         match *item {
@@ -42,12 +55,6 @@ pub fn write_content(repo: &IndexedRepository, node: &Node, out: &mut dyn Write)
             }
         }
         written += item.len();
-    }
-    if written != node.size {
-        return Err(Error::corrupted(format!(
-            "the content items add up to {written} bytes, the entry says {}",
-            node.size
-        )));
     }
     Ok(written)
 }

@@ -105,7 +105,7 @@ fn cache_path(dir: &Path, id: &TreeId) -> PathBuf {
 /// Writes atomically so a concurrent reader never sees half a file.
 fn store(path: &Path, sealed: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    crate::index::cache_file::create_dir(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, sealed)?;
     tmp.persist(path).map_err(|e| e.error)?;

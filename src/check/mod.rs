@@ -6,6 +6,7 @@
 mod read_data;
 pub(crate) mod rotation;
 mod settle;
+mod strays;
 
 pub use rotation::DataSelection;
 
@@ -247,7 +248,12 @@ fn check_once(
     }
 
     // Packs: every header must open and agree with the index; selected packs have every blob read too.
-    let packs = backend.list(ObjectKind::Pack)?;
+    let packs = backend.list_classified(ObjectKind::Pack)?;
+    report
+        .notes
+        .extend(strays::notes(ObjectKind::Pack, &packs.ignored));
+    report.notes.extend(strays::other_notes(backend)?);
+    let packs = packs.objects;
     listed_objects.remember(ObjectKind::Pack, packs.iter().map(|(n, _)| n.clone()));
     let ids: Vec<PackId> = packs
         .iter()

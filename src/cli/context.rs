@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use zeroize::Zeroizing;
@@ -78,15 +79,50 @@ pub fn cache_root(global: &GlobalArgs) -> PathBuf {
     })
 }
 
-/// The password from the environment, a file, or a terminal prompt (asked twice when `confirm`).
+/// The password variables of cairn's environment, taken out of it once at start.
+struct EnvPassword {
+    password: Option<Zeroizing<Vec<u8>>>,
+    file: Option<PathBuf>,
+}
+
+static ENV_PASSWORD: OnceLock<EnvPassword> = OnceLock::new();
+
+/// Reads `CAIRN_PASSWORD` and `CAIRN_PASSWORD_FILE`, then removes every password variable from
+/// cairn's own environment, so that no child process inherits one, not even those started by
+/// libraries (the ssh of SFTP repositories). Call first thing in `main`, while cairn has a single
+/// thread: changing the environment is not safe while other threads may read it.
+pub fn take_password_environment() {
+    ENV_PASSWORD.get_or_init(|| {
+        let taken = EnvPassword {
+            password: std::env::var_os("CAIRN_PASSWORD")
+                .map(|p| Zeroizing::new(p.into_encoded_bytes())),
+            file: std::env::var_os("CAIRN_PASSWORD_FILE").map(PathBuf::from),
+        };
+        let names = std::env::vars_os().map(|(name, _)| name);
+        for name in cairn::process::secret_variables(names) {
+            std::env::remove_var(name);
+        }
+        taken
+    });
+}
+
+/// The password, from the first source given: `--password-file` (or the plan's `password_file`),
+/// the plan's `password_command`, `CAIRN_PASSWORD`, `CAIRN_PASSWORD_FILE`, else a terminal prompt
+/// (asked twice when `confirm`). An option given explicitly wins over the environment, and a
+/// password file that cannot be read is an error, never a reason to look elsewhere.
 pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-    if let Ok(pw) = std::env::var("CAIRN_PASSWORD") {
-        return Ok(Zeroizing::new(pw.into_bytes()));
+    if let Some(file) = &global.password_file {
+        return read_password_file(file);
     }
     if let Some(argv) = &global.password_command {
         return password_from_command(argv);
     }
-    if let Some(file) = &global.password_file {
+    take_password_environment();
+    let env = ENV_PASSWORD.get();
+    if let Some(pw) = env.and_then(|e| e.password.as_ref()) {
+        return Ok(pw.clone());
+    }
+    if let Some(file) = env.and_then(|e| e.file.as_ref()) {
         return read_password_file(file);
     }
     prompt_password(
@@ -155,7 +191,7 @@ fn password_from_command(argv: &[String]) -> Result<Zeroizing<Vec<u8>>> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| Error::invalid_input("the password command is empty"))?;
-    let output = std::process::Command::new(program)
+    let output = cairn::process::command(program)
         .args(args)
         .stderr(std::process::Stdio::inherit())
         .output()

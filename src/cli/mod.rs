@@ -119,8 +119,9 @@ pub struct GlobalArgs {
     /// Limit the upload bandwidth to remote storage (bytes per second; K, M, G suffixes: 10M).
     #[arg(long, global = true, value_name = "RATE")]
     pub limit_upload: Option<String>,
-    /// Read the password from the first line of this file (else CAIRN_PASSWORD, else a prompt).
-    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    /// Read the password from the first line of this file. Wins over CAIRN_PASSWORD, then
+    /// CAIRN_PASSWORD_FILE; without any of them cairn asks on the terminal.
+    #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Try only the key file whose name (in keys/) starts with ID: the one to name when the password
     /// belongs to a key file with costly Argon2id parameters, which an opening does not try unasked.
@@ -221,6 +222,8 @@ pub enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    // Before any thread exists: no child process may inherit the password variables.
+    context::take_password_environment();
     // The matches are kept: `backup` pairs its streams with their names by command-line position.
     let parsed = Cli::command()
         .try_get_matches()

@@ -36,7 +36,7 @@ impl PlanFileArg {
 }
 
 /// The global options with the plan's repository, password and cache; output flags stay the
-/// caller's. A repository given with `-r` wins over the plan's.
+/// caller's. A repository given with `-r` wins over the plan's, and so does `--password-file`.
 pub fn global_for(global: &GlobalArgs, plan: &Plan) -> GlobalArgs {
     let mut g = global.clone();
     if global.repo.is_some() {
@@ -46,9 +46,10 @@ pub fn global_for(global: &GlobalArgs, plan: &Plan) -> GlobalArgs {
     g.repo = Some(PathBuf::from(&r.location));
     g.options = r.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
     g.limit_upload = r.limit_upload.clone().or(g.limit_upload);
-    if r.password_command.is_some() {
+    if global.password_file.is_some() {
+        // `--password-file` on the command line wins over the plan.
+    } else if r.password_command.is_some() {
         g.password_command = r.password_command.clone();
-        g.password_file = None;
     } else if r.password_file.is_some() {
         g.password_file = r.password_file.clone();
     }

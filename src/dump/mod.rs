@@ -30,7 +30,17 @@ pub struct DumpStats {
     pub skipped: Vec<String>,
 }
 
+/// Name of the member that ends a failed dump (see [`dump_tar`]): whoever extracts the broken
+/// archive finds a file that says what happened.
+pub const FAILED_MEMBER: &[u8] = b"CAIRN-DUMP-FAILED-THIS-ARCHIVE-IS-INCOMPLETE";
+
 /// Writes `at` as a pax tar archive to `out`.
+///
+/// An archive that ends cleanly is whole. On any error the stream is left invalid instead, so that
+/// `cairn dump | tar -x` fails rather than extracting a partial tree with exit status 0: the
+/// end-of-archive blocks are never written, and a failure between members adds the header of a
+/// member ([`FAILED_MEMBER`]) whose content never comes, which GNU tar and bsdtar report as a
+/// truncated archive. A failure inside a file's content already leaves that member short.
 ///
 /// # Errors
 /// Repository errors; `Other` when `out` fails.
@@ -40,28 +50,18 @@ pub fn dump_tar(loader: &TreeLoader<'_>, at: &Located, out: &mut dyn Write) -> R
         out,
         links: HashMap::new(),
         stats: DumpStats::default(),
+        in_content: false,
     };
-    match (&at.tree, &at.node) {
-        (Some(tree), node) => {
-            // Children of `/etc` are named relative to it; children of the root lose the `/`.
-            let base = if node.is_some() { at.path.len() + 1 } else { 1 };
-            if let Some(dir) = node {
-                dumper.member(b"./", dir)?;
-            }
-            walk(loader, tree, &at.path, |path, node| {
-                let mut name = path[base..].to_vec();
-                if node.kind == NodeKind::Dir {
-                    name.push(b'/');
-                }
-                dumper.member(&name, node)?;
-                Ok(Descend::Yes)
-            })?;
+    match dumper.archive(at) {
+        Ok(()) => {
+            dumper.write(&tar::END)?;
+            Ok(dumper.stats)
         }
-        (None, Some(node)) => dumper.member(&node.name.clone(), node)?,
-        (None, None) => {}
+        Err(e) => {
+            dumper.spoil();
+            Err(e)
+        }
     }
-    dumper.write(&tar::END)?;
-    Ok(dumper.stats)
 }
 
 struct TarDumper<'a, 'w> {
@@ -70,9 +70,50 @@ struct TarDumper<'a, 'w> {
     // First member of each multiply-linked file, by (device, inode): later ones link to it.
     links: HashMap<(u64, u64), Vec<u8>>,
     stats: DumpStats,
+    // Between a file's header and the end of its content: the member is short if the dump stops here.
+    in_content: bool,
 }
 
 impl TarDumper<'_, '_> {
+    fn archive(&mut self, at: &Located) -> Result<()> {
+        let loader = self.loader;
+        match (&at.tree, &at.node) {
+            (Some(tree), node) => {
+                // Children of `/etc` are named relative to it; children of the root lose the `/`.
+                let base = if node.is_some() { at.path.len() + 1 } else { 1 };
+                if let Some(dir) = node {
+                    self.member(b"./", dir)?;
+                }
+                walk(loader, tree, &at.path, |path, node| {
+                    let mut name = path[base..].to_vec();
+                    if node.kind == NodeKind::Dir {
+                        name.push(b'/');
+                    }
+                    self.member(&name, node)?;
+                    Ok(Descend::Yes)
+                })
+            }
+            (None, Some(node)) => self.member(&node.name.clone(), node),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Leaves the archive invalid after a failure (see [`dump_tar`]); the output may be what
+    /// failed, so errors here are ignored.
+    fn spoil(&mut self) {
+        if self.in_content {
+            return;
+        }
+        let member = Member {
+            name: FAILED_MEMBER,
+            mode: 0o600,
+            size: tar::BLOCK as u64,
+            ..Default::default()
+        };
+        let _ = self.write(&tar::header(&member, EntryType::File));
+        let _ = self.out.flush();
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.out
             .write_all(bytes)
@@ -140,11 +181,13 @@ impl TarDumper<'_, '_> {
         self.write(&header)?;
         self.stats.entries += 1;
         if kind == EntryType::File {
+            self.in_content = true;
             let written = write_content(self.loader.repo(), node, self.out)
                 .map_err(|e| e.context(escape(name)))?;
             self.stats.bytes += written;
             let pad = tar::padding(written);
             self.write(&[0u8; tar::BLOCK][..pad])?;
+            self.in_content = false;
         }
         Ok(())
     }

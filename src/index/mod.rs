@@ -6,6 +6,8 @@
 //! process knows to be unavailable (missing from the repository), so a lost pack never hides a
 //! copy elsewhere and never passes for a stored blob (FORMAT.md §11, "Readers and missing packs").
 
+pub(crate) mod cache_file;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -179,7 +181,7 @@ impl Index {
     }
 
     fn open_db(cache_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(cache_dir).map_err(|e| {
+        cache_file::create_dir(cache_dir).map_err(|e| {
             Error::io(
                 ErrorKind::Other,
                 "cannot create cache directory",
@@ -198,7 +200,10 @@ impl Index {
                     .map_err(|e| {
                         Error::new(
                             ErrorKind::Other,
-                            format!("cannot create a private index cache: {e}"),
+                            format!(
+                                "cannot create a private index cache in {}: {e}",
+                                std::env::temp_dir().display()
+                            ),
                         )
                     })?;
                 (cached_db(&dir.path().join("index.redb"))?, Some(dir))
@@ -659,10 +664,11 @@ fn prefix(id: &BlobId) -> u64 {
 pub(crate) const DB_CACHE_BYTES: usize = 32 << 20;
 
 /// Creates or opens a redb database with the cache bounded to [`DB_CACHE_BYTES`].
+/// The file is created private to the owner, and its I/O errors name it ([`cache_file`]).
 pub(crate) fn cached_db(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
     Database::builder()
         .set_cache_size(DB_CACHE_BYTES)
-        .create(path)
+        .create_with_backend(cache_file::open(path)?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,8 @@ pub fn substitute(argv: &[String], values: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-/// Runs `argv` with `env` added to cairn's environment (minus the password variables), standard
+/// Runs `argv` with `env` added to cairn's environment (minus the password variables, see
+/// [`crate::process`]), standard
 /// input from /dev/null, and ends its process group after `timeout`.
 ///
 /// # Errors
@@ -88,12 +89,11 @@ pub fn run_command(
         .split_first()
         .ok_or_else(|| Error::invalid_input("an empty command"))?;
     let started = Instant::now();
-    let mut spawn = Command::new(program);
+    // A hook has no business with the repository password: `command` leaves it out.
+    let mut spawn = crate::process::command(program);
     spawn
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        // A hook has no business with the repository password.
-        .env_remove("CAIRN_PASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -77,7 +77,7 @@ impl Backend for FailingBackend {
     fn create(&self) -> cairn::Result<()> {
         self.inner.create()
     }
-    fn list(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
+    fn list_all(&self, kind: ObjectKind) -> cairn::Result<Vec<(String, u64)>> {
         let mut vanishing = self.vanishing.lock().unwrap();
         if *vanishing == Some(kind) {
             if !self.vanishing_repeats {
@@ -89,7 +89,7 @@ impl Backend for FailingBackend {
             }
         }
         drop(vanishing);
-        self.inner.list(kind)
+        self.inner.list_all(kind)
     }
     fn read(&self, kind: ObjectKind, name: &str) -> cairn::Result<Vec<u8>> {
         self.run_hook(kind);
