@@ -109,8 +109,12 @@ struct Restorer<'a> {
     files: Vec<FileJob>,
     /// Content items of the files in `files`.
     batch_items: usize,
-    links: Vec<(PathBuf, PathBuf)>,
-    link_sources: HashMap<(u64, u64), PathBuf>,
+    /// Hardlinks made once every file is written: (first path, link path, the link's entry).
+    links: Vec<(PathBuf, PathBuf, Node)>,
+    /// The files written for multiply-linked entries, by (device, inode): each with the entry it
+    /// was written from. A later entry links to one only when content and metadata agree; one
+    /// that differs (inode numbers reused, or a tree written to mislead) gets a file of its own.
+    link_sources: HashMap<(u64, u64), Vec<(PathBuf, Node)>>,
     // Applied after contents, deepest directories last in the list's reverse order.
     dirs: Vec<(PathBuf, Node)>,
     stats: RestoreStats,
@@ -314,12 +318,18 @@ impl Restorer<'_> {
                 }
                 NodeKind::File => {
                     if node.links > 1 {
-                        let key = (node.device, node.inode);
-                        if let Some(first) = self.link_sources.get(&key) {
-                            self.links.push((first.clone(), path));
+                        let sources = self
+                            .link_sources
+                            .entry((node.device, node.inode))
+                            .or_default();
+                        if let Some((first, _)) = sources.iter().find(|(_, n)| same_inode(n, &node))
+                        {
+                            self.links.push((first.clone(), path, node));
                             continue;
                         }
-                        self.link_sources.insert(key, path.clone());
+                        let mut slim = node.clone();
+                        slim.name.clear();
+                        sources.push((path.clone(), slim));
                     }
                     self.batch_items += node.content.len();
                     self.files.push(FileJob { path, node });
@@ -434,9 +444,14 @@ impl Restorer<'_> {
     }
 
     fn finish(mut self) -> Result<RestoreStats> {
-        for (first, path) in std::mem::take(&mut self.links) {
+        for (first, path, node) in std::mem::take(&mut self.links) {
             fs::hard_link(&first, &path).map_err(io_err("cannot create hardlink", &path))?;
             self.stats.files += 1;
+            if self.options.verify {
+                // A link is a path of its own: what it reads must be what the snapshot says of it.
+                self.verify_link(&path, &node)?;
+                self.stats.verified += 1;
+            }
         }
         // Children were pushed before their parents: apply in push order, so a parent's mtime is set after its children change it.
         for (path, node) in std::mem::take(&mut self.dirs) {
@@ -446,6 +461,41 @@ impl Restorer<'_> {
         }
         Ok(self.stats)
     }
+}
+
+impl Restorer<'_> {
+    /// Reads a hardlink back; its file's metadata is already applied, so a mode without read
+    /// permission is lifted for the check and put back after it.
+    fn verify_link(&self, path: &Path, node: &Node) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let unreadable = node.mode & 0o400 == 0;
+        let set_mode = |mode: u32| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(io_err("cannot change the mode of", path))
+        };
+        if unreadable {
+            set_mode(node.mode | 0o400)?;
+        }
+        let verified = verify::file_matches(self.repo.repo().key(), path, &node.content);
+        if unreadable {
+            set_mode(node.mode)?;
+        }
+        verified
+    }
+}
+
+/// Whether two entries of one (device, inode) may be one file: same content and the metadata a
+/// link shares (the name, the times of the change detection and the link count aside).
+fn same_inode(a: &Node, b: &Node) -> bool {
+    a.content == b.content
+        && a.size == b.size
+        && a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.user == b.user
+        && a.group == b.group
+        && a.mtime == b.mtime
+        && a.xattrs == b.xattrs
 }
 
 /// Bytes of a file that are written (its holes are not).
