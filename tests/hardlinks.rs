@@ -9,22 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use cairn::archive::{self, BackupOptions, BackupProgress, BackupSource};
-use cairn::backend::LocalBackend;
 use cairn::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
 use cairn::restore::{self, RestoreOptions, RestoreProgress};
-use cairn::{BlobType, IndexedRepository, Repository, TreeId};
+use cairn::{BlobType, TreeId};
 use common::{write_file, Env};
-
-fn open(env: &Env) -> IndexedRepository {
-    Repository::open(
-        Box::new(LocalBackend::new(&env.repo)),
-        common::PASSWORD.as_bytes(),
-        &env.cache_dir(),
-    )
-    .unwrap()
-    .into_indexed()
-    .unwrap()
-}
 
 /// Stores, with the repository's real key, a snapshot whose root holds the files `files` (name,
 /// bytes), every one claiming to be a link of the same inode (device 1, inode 7, two links).
@@ -34,7 +22,7 @@ fn snapshot_of_links(env: &Env, files: &[(&str, &[u8])]) -> (String, TreeId) {
     let template = env.path("template");
     write_file(&template.join("x"), b"x");
     env.backup_json(&[&template], &[]);
-    let repo = open(env);
+    let repo = common::open_indexed(env);
     let (_, snap) = repo.repo().find_snapshot("latest").unwrap();
     let saver = repo.saver();
     let mut tree = Tree::default();
@@ -118,7 +106,7 @@ impl RestoreProgress for AlterAfterFirstBatch {
 fn verify_reads_linked_paths_too() {
     let env = Env::new();
     let (_, tree) = snapshot_of_links(&env, &[("a", b"alpha bytes"), ("b", b"alpha bytes")]);
-    let repo = open(&env);
+    let repo = common::open_indexed(&env);
     let target = env.path("t");
     let progress = AlterAfterFirstBatch {
         file: target.join("a"),
@@ -177,7 +165,7 @@ fn a_file_changed_between_two_links_is_stored_as_read_through_each() {
     let src = env.path("src");
     write_file(&src.join("a"), b"first version");
     std::fs::hard_link(src.join("a"), src.join("b")).unwrap();
-    let repo = open(&env);
+    let repo = common::open_indexed(&env);
     let progress = ChangeBetweenLinks {
         second: src.join("b"),
         read: AtomicU64::new(0),

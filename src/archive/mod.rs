@@ -545,6 +545,16 @@ impl Archiver<'_, '_> {
         self.progress.entry(path);
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
+                // Paths are absolute: an entry deeper than the system's limit cannot be named.
+                let limit = nix::libc::PATH_MAX - 1;
+                let message = format!(
+                    "not backed up: its path is {} bytes, longer than this system's limit of {limit} (PATH_MAX), and cairn reads entries by absolute path, so neither it nor anything below it is in the snapshot; shorten the names or the depth of that tree to back it up",
+                    path.as_os_str().len()
+                );
+                self.record_error(path, &message);
+                return Ok(None);
+            }
             Err(e) => {
                 self.record_error(path, &e);
                 return Ok(None);
