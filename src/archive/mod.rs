@@ -187,8 +187,9 @@ struct Archiver<'a, 'r> {
     names: NameCache,
     counters: Counters,
     errors: Mutex<Vec<SourceError>>,
-    // Files with several links, by (device, inode): read once, reused for every link.
-    hardlinks: Mutex<HashMap<(u64, u64), Vec<ContentItem>>>,
+    // Files with several links, by (device, inode): read once, reused for every link whose
+    // status (mtime, ctime, size) is the one seen before that read.
+    hardlinks: Mutex<HashMap<(u64, u64), LinkContent>>,
     chunker: ChunkerParams,
     // Streams (database dumps) use smaller chunks: their day-to-day edits are scattered.
     stream_chunker: ChunkerParams,
@@ -568,6 +569,16 @@ impl Archiver<'_, '_> {
         self.progress.entry(path);
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
+                // Paths are absolute: an entry deeper than the system's limit cannot be named.
+                let limit = nix::libc::PATH_MAX - 1;
+                let message = format!(
+                    "not backed up: its path is {} bytes, longer than this system's limit of {limit} (PATH_MAX), and cairn reads entries by absolute path, so neither it nor anything below it is in the snapshot; shorten the names or the depth of that tree to back it up",
+                    path.as_os_str().len()
+                );
+                self.record_error(path, &message);
+                return Ok(None);
+            }
             Err(e) => {
                 self.record_error(path, &e);
                 return Ok(None);
@@ -665,12 +676,16 @@ impl Archiver<'_, '_> {
             }
         }
         let link_key = (node.links > 1).then_some((node.device, node.inode));
+        // A file changed between reading one link and seeing another is read again: the content
+        // read before would be stored with the new mtime, which the next backup trusts.
+        let status = LinkStatus::of(node);
         let cached = link_key.and_then(|k| {
             self.hardlinks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&k)
-                .cloned()
+                .filter(|(seen, _)| *seen == status)
+                .map(|(_, content)| content.clone())
         });
         let content = match cached {
             Some(c) => c,
@@ -690,7 +705,7 @@ impl Archiver<'_, '_> {
             self.hardlinks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(k, content.clone());
+                .insert(k, (status, content.clone()));
         }
         node.size = content.iter().map(ContentItem::len).sum();
         node.content = content;
@@ -723,6 +738,28 @@ fn parent_tree(repo: &IndexedRepository, id: &TreeId) -> Result<Option<Tree>> {
         Ok(tree) => Ok(Some(tree)),
         Err(e) if e.kind() == ErrorKind::Corrupted => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// A multiply-linked file's content as read, with the status seen before the read.
+type LinkContent = (LinkStatus, Vec<ContentItem>);
+
+/// What a file's status says of its content: a link's content read earlier is reused only while
+/// this is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LinkStatus {
+    mtime: Timestamp,
+    ctime: Timestamp,
+    size: u64,
+}
+
+impl LinkStatus {
+    fn of(node: &Node) -> Self {
+        LinkStatus {
+            mtime: node.mtime,
+            ctime: node.ctime,
+            size: node.size,
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Comparing two snapshot trees by their entries alone: file contents are never read. Files
 //! compare by their chunk lists, and a subtree whose id is the same on both sides is skipped
-//! without being loaded, so the cost follows the size of the change, not of the snapshots.
+//! without being loaded, so the cost follows the size of the change, not of the snapshots. The
+//! walk keeps a stack of directory pairs and one path buffer: memory linear in depth.
 
 use crate::browse::trees::TreeLoader;
-use crate::browse::walk::{child_path, subtree_of, walk, Descend};
+use crate::browse::walk::{subtree_of, walk, Descend, NamePath};
 use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::TreeId;
@@ -111,7 +112,9 @@ pub fn diff_trees(
     prefix: &[u8],
     each: &mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
 ) -> Result<DiffStats> {
-    run(loader, each, |differ| differ.trees(old, new, prefix))
+    let mut differ = Differ::new(loader, each, prefix);
+    differ.trees(old, new)?;
+    differ.run()
 }
 
 /// Compares two entries found at the same path `path` (either may be absent).
@@ -125,67 +128,95 @@ pub fn diff_entries(
     path: &[u8],
     each: &mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
 ) -> Result<DiffStats> {
-    run(loader, each, |differ| differ.entries(old, new, path))
+    let mut differ = Differ::new(loader, each, path);
+    differ.entries(old, new)?;
+    differ.run()
 }
 
-/// Runs a comparison on threads with deep stacks: it recurses once per directory level.
-fn run(
-    loader: &TreeLoader<'_>,
-    each: &mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
-    compare: impl FnOnce(&mut Differ<'_, '_>) -> Result<()> + Send,
-) -> Result<DiffStats> {
-    let mut differ = Differ {
-        loader,
-        each,
-        stats: DiffStats::default(),
-    };
-    crate::threads::run_in_pool(|| {
-        compare(&mut differ)?;
-        Ok(differ.stats)
-    })
+/// Two directories being compared: the entries of each not yet visited.
+struct Pair {
+    old: std::iter::Peekable<std::vec::IntoIter<Node>>,
+    new: std::iter::Peekable<std::vec::IntoIter<Node>>,
 }
 
 struct Differ<'a, 'f> {
     loader: &'a TreeLoader<'a>,
     each: &'f mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
     stats: DiffStats,
+    /// The path of the entries compared now; a name per pair on the stack but the first.
+    path: NamePath,
+    /// The directory pairs entered and not finished, innermost last.
+    stack: Vec<Pair>,
 }
 
-impl Differ<'_, '_> {
-    fn trees(&mut self, old: Option<&TreeId>, new: Option<&TreeId>, prefix: &[u8]) -> Result<()> {
-        match (old, new) {
-            (Some(a), Some(b)) if a == b => {
-                self.stats.trees_skipped += 1;
-                Ok(())
-            }
-            (Some(a), Some(b)) => {
-                let (a, b) = (self.loader.load(a)?.nodes, self.loader.load(b)?.nodes);
-                let (mut i, mut j) = (0, 0);
-                while i < a.len() || j < b.len() {
-                    let order = match (a.get(i), b.get(j)) {
-                        (Some(x), Some(y)) => x.name.cmp(&y.name),
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        _ => std::cmp::Ordering::Greater,
-                    };
-                    let (old, new) = match order {
-                        std::cmp::Ordering::Less => (a.get(i), None),
-                        std::cmp::Ordering::Greater => (None, b.get(j)),
-                        std::cmp::Ordering::Equal => (a.get(i), b.get(j)),
-                    };
-                    let name = &old.or(new).expect("one side has an entry").name;
-                    self.entries(old, new, &child_path(prefix, name))?;
-                    i += usize::from(old.is_some());
-                    j += usize::from(new.is_some());
-                }
-                Ok(())
-            }
-            (Some(a), None) => self.everything(a, prefix, Change::Removed),
-            (None, Some(b)) => self.everything(b, prefix, Change::Added),
-            (None, None) => Ok(()),
+impl<'a, 'f> Differ<'a, 'f> {
+    fn new(
+        loader: &'a TreeLoader<'a>,
+        each: &'f mut (dyn FnMut(&Difference<'_>) -> Result<()> + Send),
+        path: &[u8],
+    ) -> Self {
+        Differ {
+            loader,
+            each,
+            stats: DiffStats::default(),
+            path: NamePath::new(path),
+            stack: Vec::new(),
         }
     }
 
-    fn entries(&mut self, old: Option<&Node>, new: Option<&Node>, path: &[u8]) -> Result<()> {
+    /// Compares the pairs entered, depth first, until none is left.
+    fn run(mut self) -> Result<DiffStats> {
+        while let Some(pair) = self.stack.last_mut() {
+            let order = match (pair.old.peek(), pair.new.peek()) {
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => {
+                    self.stack.pop();
+                    self.path.pop();
+                    continue;
+                }
+            };
+            let old = (order != std::cmp::Ordering::Greater)
+                .then(|| pair.old.next())
+                .flatten();
+            let new = (order != std::cmp::Ordering::Less)
+                .then(|| pair.new.next())
+                .flatten();
+            let name = old.as_ref().or(new.as_ref()).map(|n| n.name.clone());
+            self.path.push(&name.unwrap_or_default());
+            let depth = self.stack.len();
+            self.entries(old.as_ref(), new.as_ref())?;
+            if self.stack.len() == depth {
+                // Nothing entered: the name goes now, not when a pair below is done.
+                self.path.pop();
+            }
+        }
+        Ok(self.stats)
+    }
+
+    /// Compares two trees at the current path: enters them (a pair on the stack) when they
+    /// differ, reports everything in one of them when the other is absent.
+    fn trees(&mut self, old: Option<&TreeId>, new: Option<&TreeId>) -> Result<()> {
+        match (old, new) {
+            (Some(a), Some(b)) if a == b => {
+                self.stats.trees_skipped += 1;
+            }
+            (Some(a), Some(b)) => {
+                let (a, b) = (self.loader.load(a)?.nodes, self.loader.load(b)?.nodes);
+                self.stack.push(Pair {
+                    old: a.into_iter().peekable(),
+                    new: b.into_iter().peekable(),
+                });
+            }
+            (Some(a), None) => self.everything(a, Change::Removed)?,
+            (None, Some(b)) => self.everything(b, Change::Added)?,
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    fn entries(&mut self, old: Option<&Node>, new: Option<&Node>) -> Result<()> {
         let change = match (old, new) {
             (Some(a), Some(b)) => compare(a, b),
             (Some(_), None) => Some(Change::Removed),
@@ -193,29 +224,35 @@ impl Differ<'_, '_> {
             (None, None) => None,
         };
         if let Some(change) = change {
-            self.report(path, change, old, new)?;
+            let path = std::mem::take(&mut self.path);
+            let reported = self.report(path.bytes(), change, old, new);
+            self.path = path;
+            reported?;
         }
         let subtree = |n: Option<&Node>| -> Result<Option<TreeId>> {
             match n {
-                Some(n) if n.kind == NodeKind::Dir => subtree_of(n, path).map(Some),
+                Some(n) if n.kind == NodeKind::Dir => subtree_of(n, self.path.bytes()).map(Some),
                 _ => Ok(None),
             }
         };
         let (a, b) = (subtree(old)?, subtree(new)?);
-        self.trees(a.as_ref(), b.as_ref(), path)
+        self.trees(a.as_ref(), b.as_ref())
     }
 
     /// Reports every entry below `tree` as added or removed.
-    fn everything(&mut self, tree: &TreeId, prefix: &[u8], change: Change) -> Result<()> {
+    fn everything(&mut self, tree: &TreeId, change: Change) -> Result<()> {
         let loader = self.loader;
-        walk(loader, tree, prefix, |path, node| {
+        let path = std::mem::take(&mut self.path);
+        let walked = walk(loader, tree, path.bytes(), |path, node| {
             let (old, new) = match change {
                 Change::Removed => (Some(node), None),
                 _ => (None, Some(node)),
             };
             self.report(path, change, old, new)?;
             Ok(Descend::Yes)
-        })
+        });
+        self.path = path;
+        walked
     }
 
     fn report(

@@ -13,6 +13,7 @@ pub use rotation::DataSelection;
 use std::collections::{HashMap, HashSet};
 
 use crate::backend::ObjectKind;
+use crate::browse::walk::PathChain;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
@@ -426,13 +427,15 @@ impl<'a> Walker<'a> {
             if !share_trees {
                 seen.clear();
             }
-            let mut stack = vec![(snap.tree_id(), String::from("/"))];
-            while let Some((tree_id, path)) = stack.pop() {
+            // Pending directories share their parents' names (a path per directory grew with
+            // depth squared); the path is spelled out only for a message.
+            let mut stack = vec![(snap.tree_id(), PathChain::root())];
+            while let Some((tree_id, chain)) = stack.pop() {
                 if !seen.insert(tree_id) {
                     continue;
                 }
                 self.trees += 1;
-                let whose = || format!("snapshot {} path {path}", id.short());
+                let whose = || format!("snapshot {} path {}", id.short(), chain.dir_display());
                 if let Some(problem) = self.blob_problem(&tree_id, BlobType::Tree) {
                     self.problems.push(format!("{}: {problem}", whose()));
                     self.incomplete = true;
@@ -451,11 +454,11 @@ impl<'a> Walker<'a> {
                 let mut files: Vec<(usize, usize)> = Vec::new();
                 let mut blobs: Vec<BlobId> = Vec::new();
                 for (i, node) in tree.nodes.iter().enumerate() {
-                    let child = || format!("{}{}", path, String::from_utf8_lossy(&node.name));
                     match node.kind {
-                        NodeKind::Dir => {
-                            stack.extend(node.subtree.map(|sub| (sub, format!("{}/", child()))))
-                        }
+                        NodeKind::Dir => stack.extend(
+                            node.subtree
+                                .map(|sub| (sub, PathChain::child(&chain, &node.name))),
+                        ),
                         NodeKind::File => {
                             let before = blobs.len();
                             blobs.extend(node.content.iter().filter_map(|item| match item {
@@ -473,8 +476,9 @@ impl<'a> Walker<'a> {
                     if let Some(problem) = first {
                         let name = String::from_utf8_lossy(&tree.nodes[i].name);
                         self.problems.push(format!(
-                            "snapshot {} file {path}{name}: {problem}",
-                            id.short()
+                            "snapshot {} file {}{name}: {problem}",
+                            id.short(),
+                            chain.dir_display()
                         ));
                     }
                 }

@@ -48,10 +48,10 @@ pub fn run(global: &GlobalArgs, args: &FindArgs) -> Result<i32> {
         };
         let time = output::local_time(snap);
         result = found
-            .for_each(|m| {
+            .for_each(|path, node| {
                 count += 1;
                 if global.json {
-                    let mut v = entry::json(&m.path, &m.node);
+                    let mut v = entry::json(path, node);
                     v["snapshot_id"] = id.to_hex().into();
                     v["snapshot_time"] = snap.time.clone().into();
                     json.push(v);
@@ -61,9 +61,9 @@ pub fn run(global: &GlobalArgs, args: &FindArgs) -> Result<i32> {
                         "{}  {}  {:>12}  {}  {}",
                         id.short(),
                         time,
-                        m.node.size,
-                        entry::local(m.node.mtime),
-                        escape(&m.path)
+                        node.size,
+                        entry::local(node.mtime),
+                        escape(path)
                     ))
                 }
             })

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::archive::ExcludeMatcher;
+use crate::browse::walk::NamePath;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::{BlobType, TreeId};
@@ -109,8 +110,12 @@ struct Restorer<'a> {
     files: Vec<FileJob>,
     /// Content items of the files in `files`.
     batch_items: usize,
-    links: Vec<(PathBuf, PathBuf)>,
-    link_sources: HashMap<(u64, u64), PathBuf>,
+    /// Hardlinks made once every file is written: (first path, link path, the link's entry).
+    links: Vec<(PathBuf, PathBuf, Node)>,
+    /// The files written for multiply-linked entries, by (device, inode): each with the entry it
+    /// was written from. A later entry links to one only when content and metadata agree; one
+    /// that differs (inode numbers reused, or a tree written to mislead) gets a file of its own.
+    link_sources: HashMap<(u64, u64), Vec<(PathBuf, Node)>>,
     // Applied after contents, deepest directories last in the list's reverse order.
     dirs: Vec<(PathBuf, Node)>,
     stats: RestoreStats,
@@ -256,9 +261,10 @@ impl Restorer<'_> {
         (true, included)
     }
 
-    /// Plans the entries of one directory: creates directories and special files, queues
-    /// regular files. Returns whether anything was restored (a directory that only leads to
-    /// nothing included is removed again).
+    /// Plans the entries of one directory and everything below it, depth first with a stack (no
+    /// recursion: any depth fits) and the paths kept as one buffer each: creates directories and
+    /// special files, queues regular files. Returns whether anything was restored (a directory
+    /// that only leads to nothing included is removed again).
     fn plan_nodes(
         &mut self,
         tree_id: &TreeId,
@@ -267,84 +273,137 @@ impl Restorer<'_> {
         source_dir: &[u8],
         included: bool,
     ) -> Result<bool> {
-        let mut kept = false;
-        for node in nodes {
-            let path = dir.join(OsStr::from_bytes(&node.name));
-            let mut source = source_dir.to_vec();
-            source.push(b'/');
-            source.extend_from_slice(&node.name);
-            let (walk, included) = self.wanted(Path::new(OsStr::from_bytes(&source)), included);
-            if !walk || (!included && node.kind != NodeKind::Dir) {
+        let mut path = NamePath::new(dir.as_os_str().as_bytes());
+        let mut source = NamePath::new(source_dir);
+        let mut stack = vec![PlanDir {
+            tree: *tree_id,
+            nodes: nodes.into_iter(),
+            included,
+            kept: false,
+            entry: None,
+        }];
+        while let Some(top) = stack.last_mut() {
+            let Some(node) = top.nodes.next() else {
+                let done = stack.pop().expect("the stack is not empty");
+                let (Some((node, created)), Some(parent)) = (done.entry, stack.last_mut()) else {
+                    return Ok(done.kept);
+                };
+                let dir_path = PathBuf::from(OsStr::from_bytes(path.bytes()));
+                path.pop();
+                source.pop();
+                if !done.included && !done.kept {
+                    if created {
+                        let _ = fs::remove_dir(&dir_path);
+                    }
+                    continue;
+                }
+                parent.kept = true;
+                self.stats.dirs += 1;
+                self.dirs.push((dir_path, node));
                 continue;
+            };
+            let (tree, included) = (top.tree, top.included);
+            path.push(&node.name);
+            source.push(&node.name);
+            match self.plan_entry(&tree, node, path.bytes(), source.bytes(), included)? {
+                Planned::Skipped => {}
+                Planned::Kept => {
+                    if let Some(top) = stack.last_mut() {
+                        top.kept = true;
+                    }
+                }
+                Planned::Dir(below) => {
+                    // Its name stays in both paths until its entries are done.
+                    stack.push(*below);
+                    continue;
+                }
             }
-            if self.options.overwrite {
-                clear_conflict(&path, node.kind)?;
+            path.pop();
+            source.pop();
+        }
+        Ok(false)
+    }
+
+    /// Plans one entry at `path` in the target (`source` in the snapshot); a directory is created
+    /// and handed back to be entered.
+    fn plan_entry(
+        &mut self,
+        tree_id: &TreeId,
+        node: Node,
+        path: &[u8],
+        source: &[u8],
+        included: bool,
+    ) -> Result<Planned> {
+        let (walk, included) = self.wanted(Path::new(OsStr::from_bytes(source)), included);
+        if !walk || (!included && node.kind != NodeKind::Dir) {
+            return Ok(Planned::Skipped);
+        }
+        check_path_length(path, source)?;
+        let path = PathBuf::from(OsStr::from_bytes(path));
+        if self.options.overwrite {
+            clear_conflict(&path, node.kind)?;
+        }
+        match node.kind {
+            NodeKind::Dir => {
+                let created = match fs::create_dir(&path) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+                        false
+                    }
+                    Err(e) => return Err(io_err("cannot create directory", &path)(e)),
+                };
+                let sub = node.subtree.ok_or_else(|| {
+                    Error::corrupted(format!(
+                        "tree {tree_id}: directory {} has no subtree",
+                        path.display()
+                    ))
+                })?;
+                let nodes = self.tree_nodes(&sub)?;
+                return Ok(Planned::Dir(Box::new(PlanDir {
+                    tree: sub,
+                    nodes: nodes.into_iter(),
+                    included,
+                    kept: false,
+                    entry: Some((node, created)),
+                })));
             }
-            if node.kind != NodeKind::Dir {
-                kept = true;
+            NodeKind::File => {
+                if node.links > 1 {
+                    let sources = self
+                        .link_sources
+                        .entry((node.device, node.inode))
+                        .or_default();
+                    if let Some((first, _)) = sources.iter().find(|(_, n)| same_inode(n, &node)) {
+                        self.links.push((first.clone(), path, node));
+                        return Ok(Planned::Kept);
+                    }
+                    let mut slim = node.clone();
+                    slim.name.clear();
+                    sources.push((path.clone(), slim));
+                }
+                self.batch_items += node.content.len();
+                self.files.push(FileJob { path, node });
+                let batch_files = self.options.files_per_batch.unwrap_or(BATCH_FILES);
+                if self.files.len() >= batch_files.max(1) || self.batch_items >= BATCH_ITEMS {
+                    self.write_batch()?;
+                }
             }
-            match node.kind {
-                NodeKind::Dir => {
-                    let created = match fs::create_dir(&path) {
-                        Ok(()) => true,
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() =>
-                        {
-                            false
-                        }
-                        Err(e) => return Err(io_err("cannot create directory", &path)(e)),
-                    };
-                    let sub = node.subtree.ok_or_else(|| {
-                        Error::corrupted(format!(
-                            "tree {tree_id}: directory {} has no subtree",
-                            path.display()
-                        ))
-                    })?;
-                    let nodes = self.tree_nodes(&sub)?;
-                    let inner = self.plan_nodes(&sub, nodes, &path, &source, included)?;
-                    if !included && !inner {
-                        if created {
-                            let _ = fs::remove_dir(&path);
-                        }
-                        continue;
-                    }
-                    kept = true;
-                    self.stats.dirs += 1;
-                    self.dirs.push((path, node));
+            NodeKind::Symlink => {
+                std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), &path)
+                    .map_err(io_err("cannot create symlink", &path))?;
+                self.made_other(&path, &node);
+            }
+            NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                match metadata::make_special(&path, &node) {
+                    Ok(()) => self.made_other(&path, &node),
+                    Err(e) => self.warn(format!("cannot create {}: {e}", path.display())),
                 }
-                NodeKind::File => {
-                    if node.links > 1 {
-                        let key = (node.device, node.inode);
-                        if let Some(first) = self.link_sources.get(&key) {
-                            self.links.push((first.clone(), path));
-                            continue;
-                        }
-                        self.link_sources.insert(key, path.clone());
-                    }
-                    self.batch_items += node.content.len();
-                    self.files.push(FileJob { path, node });
-                    let batch_files = self.options.files_per_batch.unwrap_or(BATCH_FILES);
-                    if self.files.len() >= batch_files.max(1) || self.batch_items >= BATCH_ITEMS {
-                        self.write_batch()?;
-                    }
-                }
-                NodeKind::Symlink => {
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), &path)
-                        .map_err(io_err("cannot create symlink", &path))?;
-                    self.made_other(&path, &node);
-                }
-                NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
-                    match metadata::make_special(&path, &node) {
-                        Ok(()) => self.made_other(&path, &node),
-                        Err(e) => self.warn(format!("cannot create {}: {e}", path.display())),
-                    }
-                }
-                NodeKind::Socket => {
-                    self.warn(format!("{}: sockets are not restored", path.display()));
-                }
+            }
+            NodeKind::Socket => {
+                self.warn(format!("{}: sockets are not restored", path.display()));
             }
         }
-        Ok(kept)
+        Ok(Planned::Kept)
     }
 
     /// The entries of a tree, from those fetched before planning.
@@ -434,9 +493,14 @@ impl Restorer<'_> {
     }
 
     fn finish(mut self) -> Result<RestoreStats> {
-        for (first, path) in std::mem::take(&mut self.links) {
+        for (first, path, node) in std::mem::take(&mut self.links) {
             fs::hard_link(&first, &path).map_err(io_err("cannot create hardlink", &path))?;
             self.stats.files += 1;
+            if self.options.verify {
+                // A link is a path of its own: what it reads must be what the snapshot says of it.
+                self.verify_link(&path, &node)?;
+                self.stats.verified += 1;
+            }
         }
         // Children were pushed before their parents: apply in push order, so a parent's mtime is set after its children change it.
         for (path, node) in std::mem::take(&mut self.dirs) {
@@ -446,6 +510,87 @@ impl Restorer<'_> {
         }
         Ok(self.stats)
     }
+}
+
+impl Restorer<'_> {
+    /// Reads a hardlink back; its file's metadata is already applied, so a mode without read
+    /// permission is lifted for the check and put back after it.
+    fn verify_link(&self, path: &Path, node: &Node) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let unreadable = node.mode & 0o400 == 0;
+        let set_mode = |mode: u32| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(io_err("cannot change the mode of", path))
+        };
+        if unreadable {
+            set_mode(node.mode | 0o400)?;
+        }
+        let verified = verify::file_matches(self.repo.repo().key(), path, &node.content);
+        if unreadable {
+            set_mode(node.mode)?;
+        }
+        verified
+    }
+}
+
+/// A directory being planned: the entries left, and what its own entry needs once they are done.
+struct PlanDir {
+    tree: TreeId,
+    nodes: std::vec::IntoIter<Node>,
+    /// Whether an include pattern matched it or an ancestor.
+    included: bool,
+    /// Whether anything below it is restored.
+    kept: bool,
+    /// Its entry, and whether this restore created it; `None` for where planning started.
+    entry: Option<(Node, bool)>,
+}
+
+/// What planning one entry gave.
+enum Planned {
+    /// Left out by the include and exclude patterns.
+    Skipped,
+    /// Restored (or queued to be).
+    Kept,
+    /// A directory created, its entries to plan next.
+    Dir(Box<PlanDir>),
+}
+
+/// The longest path the system accepts, the terminating NUL included.
+const PATH_MAX: usize = nix::libc::PATH_MAX as usize;
+
+/// Refuses an entry whose path in the target the system would refuse, with a message that says
+/// which and what to do, before anything is created there.
+fn check_path_length(path: &[u8], source: &[u8]) -> Result<()> {
+    if path.len() < PATH_MAX {
+        return Ok(());
+    }
+    let shown = |bytes: &[u8]| {
+        let text = crate::browse::escape::escape(bytes);
+        match text.char_indices().nth(120) {
+            Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], bytes.len()),
+            None => text,
+        }
+    };
+    Err(Error::invalid_input(format!(
+        "cannot restore {}: its path in the target would be {} bytes, and this system takes at most {} (PATH_MAX); restore a directory nearer to it on its own, to a short target: `cairn restore SNAPSHOT:/PATH/OF/A/DIRECTORY --target /r`",
+        shown(source),
+        path.len(),
+        PATH_MAX - 1
+    )))
+}
+
+/// Whether two entries of one (device, inode) may be one file: same content and the metadata a
+/// link shares (the name, the times of the change detection and the link count aside).
+fn same_inode(a: &Node, b: &Node) -> bool {
+    a.content == b.content
+        && a.size == b.size
+        && a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.user == b.user
+        && a.group == b.group
+        && a.mtime == b.mtime
+        && a.xattrs == b.xattrs
 }
 
 /// Bytes of a file that are written (its holes are not).

@@ -9,7 +9,7 @@
 //! The fetched trees wait in an unnamed temporary file, not in memory: decoded, they took about a
 //! quarter of a kilobyte per file of the snapshot, so memory grew with the number of files.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -72,24 +72,31 @@ pub fn load_all(repo: &IndexedRepository, root: &TreeId, spill_dir: &Path) -> Re
     // whole in memory was most of the snapshot.
     let spill = std::sync::Mutex::new((std::io::BufWriter::new(&file), 0u64));
     let mut at = HashMap::new();
-    let mut level = vec![*root];
+    // Each tree with the length of its directory's path in the target: trees whose entries would
+    // lie beyond PATH_MAX are not fetched (planning refuses them, and a hostile snapshot 100,000
+    // levels deep would be fetched whole for nothing).
+    let mut level = vec![(*root, spill_dir.as_os_str().len())];
     while !level.is_empty() {
-        let mut seen = HashSet::new();
-        level.retain(|id| !at.contains_key(id) && seen.insert(*id));
+        let mut seen = HashMap::new();
+        level.retain(|(id, len)| {
+            *len < super::PATH_MAX && !at.contains_key(id) && seen.insert(*id, *len).is_none()
+        });
+        let level_ids: Vec<TreeId> = level.iter().map(|(id, _)| *id).collect();
         let locations = repo
             .index()
-            .locate_many(&level, BlobType::Tree)?
+            .locate_many(&level_ids, BlobType::Tree)?
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
         let ranges = merge(locations);
         let stored = crate::threads::map_bounded(&ranges, READS_IN_FLIGHT, |range| {
             let mut out = Vec::new();
             read_range(repo, range, |id, plain, tree| {
-                let subtrees: Vec<TreeId> = tree
+                let len = seen.get(&id).copied().unwrap_or(0);
+                let subtrees: Vec<(TreeId, usize)> = tree
                     .nodes
                     .iter()
                     .filter(|n| n.kind == NodeKind::Dir)
-                    .filter_map(|n| n.subtree)
+                    .filter_map(|n| n.subtree.map(|sub| (sub, len + 1 + n.name.len())))
                     .collect();
                 let mut guard = spill.lock().unwrap_or_else(|p| p.into_inner());
                 let (writer, end) = &mut *guard;

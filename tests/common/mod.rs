@@ -561,3 +561,16 @@ pub fn pack_files(repo: &Path) -> Vec<PathBuf> {
 pub fn file_name_str(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
+
+/// The test repository opened through the library, with its index, for writing what the CLI
+/// never would (hostile trees signed with the real key).
+pub fn open_indexed(env: &Env) -> cairn::IndexedRepository {
+    cairn::Repository::open(
+        Box::new(cairn::backend::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+        &env.cache_dir(),
+    )
+    .unwrap()
+    .into_indexed()
+    .unwrap()
+}

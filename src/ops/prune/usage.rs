@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use redb::{Database, ReadableDatabase};
 
 use crate::backend::ObjectKind;
+use crate::browse::walk::PathChain;
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{Error, Result};
 use crate::format::index_file::IndexFile;
@@ -243,14 +244,16 @@ fn walk(
             Ok(Some(loc))
         };
     for (snap_id, snap) in snapshots {
-        let mut stack = vec![(snap.tree_id(), "/".to_string())];
+        // Pending directories share their parents' names (a path per directory grew with depth
+        // squared); the path is spelled out only for a message.
+        let mut stack = vec![(snap.tree_id(), PathChain::root())];
         while !stack.is_empty() {
             // Trees first seen are read and decoded in parallel, a bounded batch at a time; marking
             // stays sequential, in the table.
             let batch = stack.split_off(stack.len().saturating_sub(TREES_PER_BATCH));
             let mut todo = Vec::with_capacity(batch.len());
             for (tree_id, path) in batch {
-                let what = || format!("snapshot {} path {path}", snap_id.short());
+                let what = || format!("snapshot {} path {}", snap_id.short(), path.dir_display());
                 if let Some(loc) = mark(tree_id, &what, &mut walk)? {
                     todo.push((loc, path));
                 }
@@ -258,7 +261,8 @@ fn walk(
             let trees: Vec<Result<Tree>> = todo
                 .par_iter()
                 .map(|(loc, path)| {
-                    let what = || format!("snapshot {} path {path}", snap_id.short());
+                    let what =
+                        || format!("snapshot {} path {}", snap_id.short(), path.dir_display());
                     let bytes = reader
                         .read_blob(&loc.pack, &loc.entry)
                         .map_err(|e| e.context(what()))?;
@@ -267,11 +271,18 @@ fn walk(
                 .collect();
             for ((_, path), tree) in todo.iter().zip(trees) {
                 for node in &tree?.nodes {
-                    let child = || format!("{path}{}", String::from_utf8_lossy(&node.name));
+                    let child = || {
+                        format!(
+                            "{}{}",
+                            path.dir_display(),
+                            String::from_utf8_lossy(&node.name)
+                        )
+                    };
                     match node.kind {
-                        NodeKind::Dir => {
-                            stack.extend(node.subtree.map(|t| (t, format!("{}/", child()))))
-                        }
+                        NodeKind::Dir => stack.extend(
+                            node.subtree
+                                .map(|t| (t, PathChain::child(path, &node.name))),
+                        ),
                         NodeKind::File => {
                             for item in &node.content {
                                 if let ContentItem::Data { id, .. } = item {

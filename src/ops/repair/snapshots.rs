@@ -7,6 +7,7 @@
 //! a pack, it refuses before writing anything and asks for `repair index` first (FORMAT.md §12, Repair).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -15,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::lifecycle::LeaseKind;
 use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{ContentItem, NodeKind, Tree};
+use crate::format::tree::{ContentItem, Node, NodeKind, Tree};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
 use crate::ops::lease::HeldLease;
 use crate::ops::pending;
@@ -145,7 +146,7 @@ fn repair_leased(
     };
     let mut to_write: Vec<(usize, Snapshot)> = Vec::new();
     for (id, snap) in &snapshots {
-        let root = rewriter.tree(snap.tree_id(), "/")?;
+        let root = rewriter.tree(snap.tree_id())?;
         if root.removed.is_empty() {
             continue;
         }
@@ -165,7 +166,7 @@ fn repair_leased(
             repaired: earlier,
             already_repaired: earlier.is_some(),
             forgotten: false,
-            removed: root.removed,
+            removed: root.removed.flatten(),
         });
     }
     // Nothing is written yet: a blob the index cannot give may still be in a pack, and then the
@@ -199,11 +200,112 @@ fn repair_leased(
     Ok(report)
 }
 
-/// A tree after repair: its id (the original's when nothing was lost) and what it lost, relative paths.
+/// A tree after repair: its id (the original's when nothing was lost) and what it lost.
 #[derive(Clone)]
 struct Repaired {
     id: TreeId,
-    removed: Vec<RemovedPath>,
+    removed: Arc<Removed>,
+}
+
+/// What a tree lost, in path order: its own entries by name, and its subdirectories' losses by
+/// their names. No path is stored: [`Removed::flatten`] spells them out once, so memory stays
+/// linear in depth (a list of relative paths per tree, prefixed at each level, grew with its square).
+#[derive(Default)]
+struct Removed {
+    items: Vec<Lost>,
+}
+
+enum Lost {
+    /// An entry of this tree (the empty name: the tree's own entries, lost with it).
+    Entry(Vec<u8>, String),
+    /// What the subdirectory of this name lost.
+    Below(Vec<u8>, Arc<Removed>),
+}
+
+impl Removed {
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Every lost path, absolute; a directory ends with `/`.
+    fn flatten(&self) -> Vec<RemovedPath> {
+        let mut out = Vec::new();
+        let mut path = b"/".to_vec();
+        let mut ends = Vec::new();
+        let mut stack = vec![self.items.iter()];
+        while let Some(items) = stack.last_mut() {
+            match items.next() {
+                Some(Lost::Entry(name, reason)) => {
+                    let mut full = path.clone();
+                    full.extend_from_slice(name);
+                    out.push(RemovedPath {
+                        path: String::from_utf8_lossy(&full).into_owned(),
+                        reason: reason.clone(),
+                    });
+                }
+                Some(Lost::Below(name, below)) => {
+                    ends.push(path.len());
+                    path.extend_from_slice(name);
+                    path.push(b'/');
+                    stack.push(below.items.iter());
+                }
+                None => {
+                    stack.pop();
+                    if let Some(end) = ends.pop() {
+                        path.truncate(end);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Removed {
+    // Losses as deep as the snapshot would be dropped one recursion per level.
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.items);
+        while let Some(item) = pending.pop() {
+            if let Lost::Below(_, below) = item {
+                if let Ok(mut below) = Arc::try_unwrap(below) {
+                    pending.append(&mut below.items);
+                }
+            }
+        }
+    }
+}
+
+/// A tree being rewritten: its entries left, those kept, what it lost, and the directory entry
+/// waiting for its subtree's result.
+struct Rewriting {
+    id: TreeId,
+    nodes: std::vec::IntoIter<Node>,
+    kept: Vec<Node>,
+    removed: Removed,
+    changed: bool,
+    waiting: Option<Node>,
+}
+
+impl Rewriting {
+    /// Takes the repaired subtree of the directory entry `node`.
+    fn take_below(&mut self, mut node: Node, below: Repaired) {
+        if node.subtree != Some(below.id) {
+            node.subtree = Some(below.id);
+            self.changed = true;
+        }
+        if !below.removed.is_empty() {
+            self.removed
+                .items
+                .push(Lost::Below(node.name.clone(), below.removed));
+        }
+        self.kept.push(node);
+    }
+}
+
+/// How a tree starts its repair: already known, lost whole, or to be walked.
+enum Start {
+    Done(Repaired),
+    Walk(Box<Rewriting>),
 }
 
 struct Rewriter<'a> {
@@ -234,57 +336,39 @@ impl Rewriter<'_> {
         Ok(Some(why))
     }
 
-    /// Repairs the tree `id` found at `path` (ends with `/`); removed paths are made absolute there.
-    fn tree(&mut self, id: TreeId, path: &str) -> Result<Repaired> {
-        let relative = match self.memo.get(&id) {
-            Some(done) => done.clone(),
-            None => {
-                let done = self.rewrite(id)?;
-                self.memo.insert(id, done.clone());
-                done
-            }
+    /// Repairs the tree `id` and everything below it, depth first with a stack (no recursion:
+    /// any depth fits).
+    fn tree(&mut self, id: TreeId) -> Result<Repaired> {
+        let mut stack = match self.start(id)? {
+            Start::Done(done) => return Ok(done),
+            Start::Walk(first) => vec![*first],
         };
-        Ok(Repaired {
-            id: relative.id,
-            removed: relative
-                .removed
-                .into_iter()
-                .map(|r| RemovedPath {
-                    path: format!("{path}{}", r.path),
-                    reason: r.reason,
-                })
-                .collect(),
-        })
-    }
-
-    fn rewrite(&mut self, id: TreeId) -> Result<Repaired> {
-        let unreadable = match self.lost(&id, BlobType::Tree)? {
-            Some(why) => Some(why),
-            None => match self.repo.load_tree(&id) {
-                Ok(tree) => return self.rewrite_nodes(id, tree),
-                Err(e) if e.kind() == ErrorKind::Corrupted => Some(e.to_string()),
-                Err(e) => return Err(e),
-            },
-        };
-        // The directory stays, empty: its entries (names included) were in the lost tree.
-        Ok(Repaired {
-            id: self.save(&Tree::default())?,
-            removed: vec![RemovedPath {
-                path: String::new(),
-                reason: format!(
-                    "the directory's contents are lost ({}); it is left empty",
-                    unreadable.unwrap_or_default()
-                ),
-            }],
-        })
-    }
-
-    fn rewrite_nodes(&mut self, id: TreeId, mut tree: Tree) -> Result<Repaired> {
-        let mut removed = Vec::new();
-        let mut changed = false;
-        let mut kept = Vec::with_capacity(tree.nodes.len());
-        for mut node in std::mem::take(&mut tree.nodes) {
-            let name = String::from_utf8_lossy(&node.name).into_owned();
+        while let Some(top) = stack.last_mut() {
+            let Some(mut node) = top.nodes.next() else {
+                let done = stack.pop().expect("the stack is not empty");
+                let tree = Tree { nodes: done.kept };
+                let id = if done.changed {
+                    self.save(&tree)?
+                } else {
+                    done.id
+                };
+                let repaired = Repaired {
+                    id,
+                    removed: Arc::new(done.removed),
+                };
+                self.memo.insert(done.id, repaired.clone());
+                match stack.last_mut() {
+                    Some(parent) => {
+                        let node = parent
+                            .waiting
+                            .take()
+                            .expect("a directory waits for its tree");
+                        parent.take_below(node, repaired);
+                    }
+                    None => return Ok(repaired),
+                }
+                continue;
+            };
             match node.kind {
                 NodeKind::File => {
                     let mut why = None;
@@ -296,29 +380,74 @@ impl Rewriter<'_> {
                             }
                         }
                     }
-                    if let Some(reason) = why {
-                        removed.push(RemovedPath { path: name, reason });
-                        changed = true;
-                        continue;
-                    }
-                }
-                NodeKind::Dir => {
-                    if let Some(sub) = node.subtree {
-                        let below = self.tree(sub, &format!("{name}/"))?;
-                        if below.id != sub {
-                            node.subtree = Some(below.id);
-                            changed = true;
+                    let top = stack.last_mut().expect("the stack is not empty");
+                    match why {
+                        Some(reason) => {
+                            top.removed
+                                .items
+                                .push(Lost::Entry(std::mem::take(&mut node.name), reason));
+                            top.changed = true;
                         }
-                        removed.extend(below.removed);
+                        None => top.kept.push(node),
                     }
                 }
-                _ => {}
+                NodeKind::Dir if node.subtree.is_some() => {
+                    let sub = node.subtree.expect("checked just above");
+                    match self.start(sub)? {
+                        Start::Done(below) => stack
+                            .last_mut()
+                            .expect("the stack is not empty")
+                            .take_below(node, below),
+                        Start::Walk(below) => {
+                            stack.last_mut().expect("the stack is not empty").waiting = Some(node);
+                            stack.push(*below);
+                        }
+                    }
+                }
+                _ => stack
+                    .last_mut()
+                    .expect("the stack is not empty")
+                    .kept
+                    .push(node),
             }
-            kept.push(node);
         }
-        tree.nodes = kept;
-        let id = if changed { self.save(&tree)? } else { id };
-        Ok(Repaired { id, removed })
+        unreachable!("the loop returns when the first tree is done")
+    }
+
+    /// The repair of `id` when known or lost whole (its directory stays, empty: its entries,
+    /// names included, were in the lost tree), else its entries to walk.
+    fn start(&mut self, id: TreeId) -> Result<Start> {
+        if let Some(done) = self.memo.get(&id) {
+            return Ok(Start::Done(done.clone()));
+        }
+        let unreadable = match self.lost(&id, BlobType::Tree)? {
+            Some(why) => why,
+            None => match self.repo.load_tree(&id) {
+                Ok(tree) => {
+                    return Ok(Start::Walk(Box::new(Rewriting {
+                        id,
+                        nodes: tree.nodes.into_iter(),
+                        kept: Vec::new(),
+                        removed: Removed::default(),
+                        changed: false,
+                        waiting: None,
+                    })))
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupted => e.to_string(),
+                Err(e) => return Err(e),
+            },
+        };
+        let done = Repaired {
+            id: self.save(&Tree::default())?,
+            removed: Arc::new(Removed {
+                items: vec![Lost::Entry(
+                    Vec::new(),
+                    format!("the directory's contents are lost ({unreadable}); it is left empty"),
+                )],
+            }),
+        };
+        self.memo.insert(id, done.clone());
+        Ok(Start::Done(done))
     }
 
     /// The id of a rewritten tree; its bytes are kept to be stored after the walk.
