@@ -105,7 +105,7 @@ pub struct GlobalArgs {
     )]
     pub repo: Option<PathBuf>,
     /// Option of a remote repository's storage, passed to OpenDAL (repeatable): -o endpoint=URL -o region=R.
-    /// `-o timeout=SECONDS` and `-o retries=N` set cairn's request policy.
+    /// `-o timeout=SECONDS`, `-o retries=N` and `-o retry_for=SECONDS` set cairn's request policy.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Limit the upload bandwidth to remote storage (bytes per second; K, M, G suffixes: 10M).
@@ -216,10 +216,21 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    progress::set_telling(&cli.global);
     match dispatch(&cli, &matches) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if cli.global.verbose > 0 {
+                // What the layer below said (OpenDAL's error with its context), kept out of the message.
+                for detail in err
+                    .chain()
+                    .filter_map(|e| e.downcast_ref::<cairn::Error>())
+                    .filter_map(cairn::Error::detail)
+                {
+                    eprintln!("  details: {detail}");
+                }
+            }
             exit_code_for(&err)
         }
     }
