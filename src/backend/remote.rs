@@ -206,11 +206,7 @@ impl RemoteBackend {
                     return Err(Failed::once(err));
                 }
                 ssh_retries += 1;
-                // Jitter spreads the retries of many refused connections over the pause.
-                let jitter = crate::crypto::random_array::<2>()
-                    .map(|b| u16::from_le_bytes(b) as u32)
-                    .unwrap_or(0);
-                std::thread::sleep(pause / 2 + pause / 2 * jitter / u32::from(u16::MAX));
+                std::thread::sleep(retry::jittered(pause));
                 pause = (pause * 2).min(REFUSED_PAUSE_MAX);
                 // A signal during the pause: a new try would start a master nobody stops.
                 if super::ssh::stopping() {

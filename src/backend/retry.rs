@@ -19,6 +19,14 @@ use crate::error::{Error, ErrorKind};
 pub(super) const PAUSE_MIN: Duration = Duration::from_millis(200);
 pub(super) const PAUSE_MAX: Duration = Duration::from_secs(30);
 
+/// Between half and all of `pause`, at random: spreads the retries of many requests over the pause.
+pub(super) fn jittered(pause: Duration) -> Duration {
+    let jitter = crate::crypto::random_array::<2>()
+        .map(|b| u16::from_le_bytes(b) as u32)
+        .unwrap_or(0);
+    pause / 2 + pause / 2 * jitter / u32::from(u16::MAX)
+}
+
 /// Why an endpoint did not answer a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum NoAnswer {
@@ -217,11 +225,7 @@ impl<'a> Attempts<'a> {
             });
         }
         self.retries += 1;
-        // Jitter (between half and all of the pause) spreads the retries of many requests.
-        let jitter = crate::crypto::random_array::<2>()
-            .map(|b| u16::from_le_bytes(b) as u32)
-            .unwrap_or(0);
-        let delay = self.pause / 2 + self.pause / 2 * jitter / u32::from(u16::MAX);
+        let delay = jittered(self.pause);
         self.pause = (self.pause * 2).min(PAUSE_MAX);
         Ok((delay, self.retries))
     }
