@@ -39,6 +39,9 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// Raw details from a lower layer (an OpenDAL error with its context), for `-v`: the message says
+    /// what failed in cairn's words, the detail what the layer below said.
+    detail: Option<String>,
 }
 
 /// Shorthand used throughout the crate.
@@ -50,7 +53,19 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// The same error with raw details from the layer below (shown under `-v`).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Raw details from the layer below, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     /// Repository bytes that are wrong: `what` names the object and the problem.

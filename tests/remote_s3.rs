@@ -351,3 +351,206 @@ fn opendal_scheme_passes_options_through_and_keeps_the_layout() {
         out.describe()
     );
 }
+
+/// The S3 environment of `server` without its endpoint, which the tests below give with `-o`.
+fn credentials(server: &s3::S3Server) -> Vec<(String, Option<String>)> {
+    server
+        .env()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "AWS_ENDPOINT_URL" => (k.to_string(), None),
+            _ => (k.to_string(), v),
+        })
+        .collect()
+}
+
+/// A local port nothing listens on (bound, then let go).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_refused_s3_connection_fails_at_once_naming_the_endpoint_and_the_cause() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let r = Remote {
+        url: server.url("refused"),
+        options: vec![format!("endpoint={endpoint}")],
+        vars: credentials(&server),
+    };
+    for command in [["-v", "snapshots"], ["-v", "init"]] {
+        let out = r.on(&env, &command);
+        out.assert_code(1);
+        // One attempt: no retry notice, and cairn's words rather than OpenDAL's context.
+        let said = format!("cannot reach s3 endpoint {endpoint} (connection refused, 1 attempt)");
+        assert!(out.stderr.contains(&said), "{}", out.describe());
+        assert!(!out.stderr.contains("retry 1 of"), "{}", out.describe());
+        assert!(
+            out.stderr.contains("check that the server is running"),
+            "{}",
+            out.describe()
+        );
+        // OpenDAL's own text is kept for -v.
+        assert!(out.stderr.contains("  details: "), "{}", out.describe());
+    }
+    let out = r.on(&env, &["snapshots"]);
+    out.assert_code(1);
+    assert!(!out.stderr.contains("details:"), "{}", out.describe());
+    assert!(
+        !out.stderr.contains("send http request"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn a_server_that_accepts_but_never_answers_is_retried_visibly_then_given_up() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    // Takes connections and never answers: what a stopped (SIGSTOP) server looks like.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in silent.incoming().flatten() {
+            held.push(socket);
+        }
+    });
+    let r = Remote {
+        url: server.url("silent"),
+        options: vec![
+            format!("endpoint={endpoint}"),
+            "timeout=1".into(),
+            "retries=2".into(),
+        ],
+        vars: credentials(&server),
+    };
+    let out = r.on(&env, &["snapshots"]);
+    out.assert_code(1);
+    let err = &out.stderr;
+    // A line per retry (no terminal), then the final error naming the endpoint and the cause.
+    let notice = format!("warning: cannot reach s3 endpoint {endpoint} (no answer within 1 s)");
+    assert_eq!(err.matches(&notice).count(), 2, "{}", out.describe());
+    assert!(err.contains("retry 2 of 2"), "{}", out.describe());
+    assert!(!err.contains("retry 3 of"), "{}", out.describe());
+    let final_error = format!(
+        "error: cannot reach s3 endpoint {endpoint} (no answer within 1 s, 3 attempts over"
+    );
+    assert!(err.contains(&final_error), "{}", out.describe());
+}
+
+#[test]
+fn a_server_that_vanishes_mid_backup_is_retried_visibly_then_named() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let endpoint = server.endpoint();
+    let r = remote(&server, "vanish");
+    r.on(&env, &["init", "--pack-size", "1"]).assert_success();
+
+    let mut cmd = env.command();
+    cmd.args(["-v", "-r", &r.url, "-o", "retries=3", "-o", "retry_for=120"])
+        .args(["backup", "--stdin", "--stdin-name", "stream.bin"]);
+    for (k, v) in server.env() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // Feed the backup until its first pack is on the server, then take the server away.
+    let data = server.object_file("vanish", "data");
+    let mut seed = 0;
+    while common::files_under(&data).is_empty() {
+        assert!(seed < 256, "no pack reached the server after {seed} MiB");
+        stdin
+            .write_all(&common::random_bytes(seed, 1 << 20))
+            .expect("cairn reads its input");
+        seed += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+    for more in 0..4 {
+        // cairn may already have stopped reading on the failure.
+        if stdin
+            .write_all(&common::random_bytes(1000 + more, 1 << 20))
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(stdin);
+    // A guard only: the bound configured above ends the command in seconds.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("cairn still waits for the vanished server after 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = err_thread.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let reach = format!("cannot reach s3 endpoint {endpoint} (connection");
+    let notices: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: ") && l.contains(&reach))
+        .collect();
+    assert!(!notices.is_empty(), "no retry notice: {err}");
+    assert!(
+        notices.iter().all(|l| l.contains(" of 3 in ")),
+        "{notices:?}"
+    );
+    let last = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(last.contains(&reach), "{err}");
+    assert!(
+        last.contains("check that the server is running")
+            || last.contains("check the server and the network"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bucket_that_does_not_exist_is_named_on_open_and_on_init() {
+    let env = Env::new();
+    let server = s3::S3Server::start(&env.path("s3"));
+    let r = Remote {
+        url: "s3://nosuchbucket/x".into(),
+        options: Vec::new(),
+        vars: remote(&server, "x").vars,
+    };
+    for command in ["snapshots", "init"] {
+        let out = r.on(&env, &[command]);
+        out.assert_code(1);
+        assert!(
+            out.stderr
+                .contains("the bucket nosuchbucket does not exist at s3 endpoint"),
+            "{}",
+            out.describe()
+        );
+        assert!(
+            out.stderr.contains("create the bucket"),
+            "{}",
+            out.describe()
+        );
+        assert!(!out.stderr.contains("cairn init"), "{}", out.describe());
+    }
+}

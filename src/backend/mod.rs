@@ -10,6 +10,7 @@ mod local;
 pub mod location;
 mod memory;
 mod remote;
+mod retry;
 mod ssh;
 
 pub use counting::{CountingBackend, ReadCounter};
@@ -19,6 +20,7 @@ pub use memory::MemoryBackend;
 pub use remote::RemoteBackend;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -225,6 +227,13 @@ pub fn list_concurrently(
 }
 
 /// How to reach a location: service options and the request policy of remote backends.
+///
+/// The policy bounds how long a remote backend waits for an endpoint that does not answer: each attempt
+/// of a request takes at most `timeout`; a failed request is tried again at most `retries` times, after
+/// pauses of 0.2 s doubling up to 30 s, and no retry starts later than `retry_for` after the first
+/// attempt. A refused connection fails at once unless the endpoint has answered before (a server
+/// restarting); once one request has given up on an endpoint that does not answer, the others fail
+/// without trying.
 #[derive(Clone, Debug)]
 pub struct BackendOptions {
     /// `key=value` options passed through to the OpenDAL service (`-o`): `endpoint`, `region`, `key`, ...
@@ -237,6 +246,33 @@ pub struct BackendOptions {
     pub timeout: Duration,
     /// Retries of a failed request (temporary failures only) before giving up.
     pub retries: usize,
+    /// Time after the first attempt of a request past which no retry starts.
+    pub retry_for: Duration,
+    /// Told of every retry before its pause, so that a caller can say what is happening.
+    pub on_retry: Option<OnRetry>,
+}
+
+/// A request about to be tried again, as told to [`BackendOptions::on_retry`].
+#[derive(Debug)]
+pub struct RetryNotice<'a> {
+    /// What failed, in cairn's words, naming the endpoint, the cause and the object.
+    pub message: &'a str,
+    /// Which retry this is (1 for the first).
+    pub retry: usize,
+    /// Retries allowed in all.
+    pub retries: usize,
+    /// The pause before the retry.
+    pub delay: Duration,
+}
+
+/// The callback of [`BackendOptions::on_retry`]; the library never prints retries itself.
+#[derive(Clone)]
+pub struct OnRetry(pub Arc<dyn Fn(&RetryNotice<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for OnRetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnRetry(..)")
+    }
 }
 
 impl Default for BackendOptions {
@@ -247,13 +283,15 @@ impl Default for BackendOptions {
             upload_limit: None,
             timeout: Duration::from_secs(300),
             retries: 8,
+            retry_for: Duration::from_secs(600),
+            on_retry: None,
         }
     }
 }
 
 impl BackendOptions {
-    /// Options from `-o key=value` pairs. The keys `timeout` (seconds) and `retries` set the request policy;
-    /// every other key goes to the OpenDAL service.
+    /// Options from `-o key=value` pairs. The keys `timeout` and `retry_for` (seconds) and `retries` set
+    /// the request policy; every other key goes to the OpenDAL service.
     ///
     /// # Errors
     /// `InvalidInput` for a malformed option or value.
@@ -270,6 +308,9 @@ impl BackendOptions {
         }
         if let Some(v) = service.remove("retries") {
             options.retries = number("retries", &v)? as usize;
+        }
+        if let Some(v) = service.remove("retry_for") {
+            options.retry_for = Duration::from_secs(number("retry_for", &v)?);
         }
         options.service = service;
         Ok(options)

@@ -1,20 +1,23 @@
 //! A repository on remote storage through OpenDAL: S3, SFTP, WebDAV or any other OpenDAL service.
 //!
 //! Owns the tokio runtime its operator runs on, so the rest of cairn stays synchronous. Every request goes
-//! through OpenDAL's retry (exponential backoff with jitter), timeout and concurrency-limit layers, and
-//! writes through its throttle layer when an upload limit is set. Objects are always written whole.
+//! through OpenDAL's timeout and concurrency-limit layers, writes through its throttle layer when an upload
+//! limit is set, and is retried here by the policy of [`super::retry`] (not by OpenDAL's retry layer, which
+//! cannot tell a refused connection from a busy server, nor bound its total wait, nor say that it retries).
+//! Objects are always written whole.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use opendal::blocking;
-use opendal::layers::{ConcurrentLimitLayer, RetryLayer, ThrottleLayer, TimeoutLayer};
+use opendal::layers::{ConcurrentLimitLayer, ThrottleLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions};
 use opendal::{Buffer, EntryMode, ErrorKind as DalKind, Operator};
 
 use super::location::Location;
-use super::{object_path, Backend, BackendOptions, ObjectKind};
+use super::retry::{self, Attempts, Failed, Health, Policy};
+use super::{object_path, Backend, BackendOptions, ObjectKind, OnRetry, RetryNotice};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The smallest burst of the throttle layer: the largest piece of an object it lets through at once. Larger
@@ -81,6 +84,13 @@ pub struct RemoteBackend {
     /// On SFTP, how often a request whose new ssh connection the server closed before its greeting
     /// (sshd's MaxStartups) is tried again; 0 elsewhere.
     refused_retries: usize,
+    /// The service and its address, for messages: `s3 endpoint http://127.0.0.1:9000`.
+    endpoint: String,
+    /// The S3 bucket, for messages and to tell a missing bucket from a missing repository.
+    bucket: Option<String>,
+    policy: Policy,
+    health: Health,
+    on_retry: Option<OnRetry>,
     // Declared after the operator: dropped after the operator whose requests run on it.
     _runtime: Arc<tokio::runtime::Runtime>,
     // Declared last: stops leftover ssh masters once the connections above are closed.
@@ -94,6 +104,10 @@ impl RemoteBackend {
     /// `InvalidInput` when the options do not configure a usable service; `Backend` when the runtime cannot start.
     pub fn new(location: &Location, options: &BackendOptions) -> Result<Self> {
         let (scheme, config) = service_config(location, &options.service)?;
+        let endpoint = endpoint_label(&scheme, &config, location);
+        let bucket = (scheme == "s3")
+            .then(|| config.get("bucket").cloned())
+            .flatten();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.connections.clamp(2, 8))
             .thread_name("cairn-storage")
@@ -131,8 +145,12 @@ impl RemoteBackend {
         let op = layered(op, options, burst);
         let op = {
             let _guard = runtime.enter();
-            blocking::Operator::new(op)
-                .map_err(|e| dal_error(e, "cannot start", &location.to_string()))?
+            blocking::Operator::new(op).map_err(|e| {
+                Error::new(
+                    ErrorKind::Backend,
+                    format!("cannot start the storage client for {location}: {e}"),
+                )
+            })?
         };
         Ok(RemoteBackend {
             op,
@@ -141,55 +159,94 @@ impl RemoteBackend {
             throttle_burst: burst.map(|b| b as usize),
             shard_listing,
             refused_retries: if scheme == "sftp" { options.retries } else { 0 },
+            endpoint,
+            bucket,
+            policy: Policy {
+                timeout: options.timeout,
+                retries: options.retries,
+                retry_for: options.retry_for,
+            },
+            health: Health::default(),
+            on_retry: options.on_retry.clone(),
             _runtime: Arc::new(runtime),
             _ssh_masters: (scheme == "sftp").then(super::ssh::MasterGuard::adopt),
         })
     }
 
-    /// Runs one request, and on SFTP again after a pause while the server refuses new connections.
+    /// Runs one request, and again by the retry policy ([`super::retry`]) while it fails in a way that
+    /// waiting can fix; `what` and `path` say what it does, for the retry notices.
     ///
+    /// On SFTP a request is also tried again after a pause while the server refuses new connections.
     /// Why: OpenDAL's SFTP service opens one `ssh` connection per request in flight, and sshd drops
     /// connections beyond `MaxStartups` (default 10 unauthenticated at once, then at random) before the
-    /// SSH greeting. OpenDAL reports that as a permanent error, so its retry layer gives up at once and
-    /// `--connections 64` failed objects. Only that failure is retried here: a wrong key or host key fails
-    /// as before, without waiting.
+    /// SSH greeting. OpenDAL reports that as a permanent error, so `--connections 64` failed objects. Only
+    /// that failure is retried that way: a wrong key or host key fails as before, without waiting.
     fn again<T>(
         &self,
+        what: &str,
+        path: &str,
         mut request: impl FnMut() -> std::result::Result<T, opendal::Error>,
-    ) -> std::result::Result<T, opendal::Error> {
+    ) -> std::result::Result<T, Failed> {
+        let mut attempts = Attempts::new(&self.policy, &self.health);
+        if let Some(skipped) = attempts.skipped() {
+            return Err(skipped);
+        }
         let mut pause = REFUSED_PAUSE_MIN;
-        let mut attempt = 0;
+        let mut ssh_retries = 0;
         loop {
-            match request() {
-                Err(e) if self.may_retry(&e, attempt) => {
-                    attempt += 1;
-                    // Jitter spreads the retries of many refused connections over the pause.
-                    let jitter = crate::crypto::random_array::<2>()
-                        .map(|b| u16::from_le_bytes(b) as u32)
-                        .unwrap_or(0);
-                    std::thread::sleep(pause / 2 + pause / 2 * jitter / u32::from(u16::MAX));
-                    pause = (pause * 2).min(REFUSED_PAUSE_MAX);
-                    // A signal during the pause: a new try would start a master nobody stops.
-                    if super::ssh::stopping() {
-                        return Err(e);
-                    }
+            let err = match request() {
+                Ok(value) => {
+                    attempts.succeeded();
+                    return Ok(value);
                 }
-                result => return result,
+                Err(e) => e,
+            };
+            if let Some(failure) = connect_failure(&err) {
+                if !self.may_retry(failure, ssh_retries) {
+                    return Err(Failed::once(err));
+                }
+                ssh_retries += 1;
+                std::thread::sleep(retry::jittered(pause));
+                pause = (pause * 2).min(REFUSED_PAUSE_MAX);
+                // A signal during the pause: a new try would start a master nobody stops.
+                if super::ssh::stopping() {
+                    return Err(Failed::once(err));
+                }
+                continue;
             }
+            if super::ssh::stopping() {
+                return Err(Failed::once(err));
+            }
+            let message = retry::retrying(
+                &err,
+                what,
+                &self.where_(path),
+                &self.endpoint,
+                self.policy.timeout,
+            );
+            let (delay, retry) = attempts.after(err)?;
+            if let Some(OnRetry(tell)) = &self.on_retry {
+                tell(&RetryNotice {
+                    message: &message,
+                    retry,
+                    retries: self.policy.retries,
+                    delay,
+                });
+            }
+            std::thread::sleep(delay);
         }
     }
 
-    /// Whether a request that failed with `e` after `attempt` retries is tried again.
-    fn may_retry(&self, e: &opendal::Error, attempt: usize) -> bool {
+    /// Whether a request whose ssh connection failed with `failure` after `attempt` retries is tried again.
+    fn may_retry(&self, failure: ConnectFailure, attempt: usize) -> bool {
         if super::ssh::stopping() {
             return false;
         }
-        match connect_failure(e) {
-            Some(ConnectFailure::Refused) => attempt < self.refused_retries,
-            Some(ConnectFailure::Unexplained) => {
+        match failure {
+            ConnectFailure::Refused => attempt < self.refused_retries,
+            ConnectFailure::Unexplained => {
                 attempt < self.refused_retries.min(UNEXPLAINED_CONNECT_RETRIES)
             }
-            None => false,
         }
     }
 
@@ -197,8 +254,38 @@ impl RemoteBackend {
         format!("{}/{path}", self.location.trim_end_matches('/'))
     }
 
-    fn error(&self, err: opendal::Error, what: &str, path: &str) -> Error {
-        dal_error(err, what, &self.where_(path))
+    fn error(&self, failed: Failed, what: &str, path: &str) -> Error {
+        retry::error(
+            &failed,
+            what,
+            &self.where_(path),
+            &self.endpoint,
+            self.bucket.as_deref(),
+            self.policy.timeout,
+        )
+    }
+
+    /// On S3, an error when the bucket does not exist (where a missing config would otherwise read as
+    /// "no repository here, run init", and init would fail on its first write).
+    fn check_bucket(&self) -> Result<()> {
+        if self.bucket.is_none() {
+            return Ok(());
+        }
+        let probe = self.again("cannot list", "", || {
+            self.op.list_options(
+                "",
+                ListOptions {
+                    limit: Some(1),
+                    ..Default::default()
+                },
+            )
+        });
+        match probe {
+            Err(failed) if failed.err.as_ref().is_some_and(retry::no_such_bucket) => {
+                Err(self.error(failed, "cannot list", ""))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn missing(&self, kind: ObjectKind, name: &str, path: &str) -> Error {
@@ -236,14 +323,14 @@ impl RemoteBackend {
         let path = object_path(kind, name)?;
         if !self.write_by_rename {
             return self
-                .again(|| self.put(&path, bytes.clone()))
+                .again("cannot write", &path, || self.put(&path, bytes.clone()))
                 .map_err(|e| self.error(e, "cannot write", &path));
         }
         let suffix = hex::encode(crate::crypto::random_array::<8>()?);
         let tmp = format!("tmp/{name}.{suffix}");
         let result = self
-            .again(|| self.put(&tmp, bytes.clone()))
-            .and_then(|()| self.again(|| self.op.rename(&tmp, &path)));
+            .again("cannot write", &tmp, || self.put(&tmp, bytes.clone()))
+            .and_then(|()| self.again("cannot rename to", &path, || self.op.rename(&tmp, &path)));
         if let Err(e) = result {
             let _ = self.op.delete(&tmp);
             return Err(self.error(e, "cannot write", &path));
@@ -253,7 +340,7 @@ impl RemoteBackend {
 
     /// Names and sizes of the files below `dir` (recursively), sorted.
     fn list_files(&self, dir: &str) -> Result<Vec<(String, u64)>> {
-        let entries = match self.again(|| {
+        let entries = match self.again("cannot list", dir, || {
             self.op.list_options(
                 dir,
                 ListOptions {
@@ -275,7 +362,7 @@ impl RemoteBackend {
             if size == 0 {
                 // Some listings (WebDAV without getcontentlength) leave sizes out: ask.
                 size = self
-                    .again(|| self.op.stat(entry.path()))
+                    .again("cannot stat", entry.path(), || self.op.stat(entry.path()))
                     .map_err(|e| self.error(e, "cannot stat", entry.path()))?
                     .content_length();
             }
@@ -365,40 +452,25 @@ fn layered(op: Operator, options: &BackendOptions, throttle_burst: Option<u64>) 
     );
     let op = op.layer(ConcurrentLimitLayer::new(options.connections.max(1)));
     // Throttling outside the timeout: waiting for upload quota is not a stalled request.
-    let op = match (options.upload_limit, throttle_burst) {
+    match (options.upload_limit, throttle_burst) {
         (Some(rate), Some(burst)) => {
             let rate = rate.clamp(1, u32::MAX as u64) as u32;
             op.layer(ThrottleLayer::new(rate, burst as u32))
         }
         _ => op,
-    };
-    op.layer(
-        RetryLayer::new()
-            .with_jitter()
-            .with_factor(2.0)
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(30))
-            .with_max_times(options.retries),
-    )
+    }
 }
 
-/// An OpenDAL error as a cairn error that says what failed, where, and what to try.
-fn dal_error(err: opendal::Error, what: &str, location: &str) -> Error {
-    let hint = match err.kind() {
-        DalKind::PermissionDenied => {
-            "; check the credentials (AWS_* variables, -o options, ssh key) and their permissions"
-        }
-        DalKind::ConfigInvalid => "; check the repository URL and -o options",
-        DalKind::RateLimited => "; the service is throttling requests, try again later or with fewer --connections",
-        _ if err.is_temporary() => {
-            "; the storage did not answer after retries: check the network and the server, then run the command again"
-        }
-        _ => "",
-    };
-    Error::new(
-        ErrorKind::Backend,
-        format!("{what} {location}: {err}{hint}"),
-    )
+/// The service and address requests go to, as messages name it: `s3 endpoint http://127.0.0.1:9000`.
+fn endpoint_label(scheme: &str, config: &BTreeMap<String, String>, location: &Location) -> String {
+    match config.get("endpoint") {
+        Some(endpoint) => format!("{scheme} endpoint {endpoint}"),
+        None if scheme == "s3" => match config.get("region") {
+            Some(region) => format!("s3 endpoint https://s3.{region}.amazonaws.com"),
+            None => "the s3 endpoint of AWS".to_string(),
+        },
+        None => format!("the {scheme} service of {location}"),
+    }
 }
 
 impl Backend for RemoteBackend {
@@ -407,13 +479,18 @@ impl Backend for RemoteBackend {
     }
 
     fn has_config(&self) -> Result<bool> {
-        self.again(|| self.op.exists("config"))
-            .map_err(|e| self.error(e, "cannot access", "config"))
+        let exists = self
+            .again("cannot access", "config", || self.op.exists("config"))
+            .map_err(|e| self.error(e, "cannot access", "config"))?;
+        if !exists {
+            self.check_bucket()?;
+        }
+        Ok(exists)
     }
 
     fn create(&self) -> Result<()> {
         // Object stores have no directories to make: a location is empty when it holds no object at all.
-        let entries = match self.again(|| {
+        let entries = match self.again("cannot list", "", || {
             self.op.list_options(
                 "",
                 ListOptions {
@@ -441,7 +518,7 @@ impl Backend for RemoteBackend {
 
     fn list_all(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
         if kind == ObjectKind::Config {
-            return match self.again(|| self.op.stat("config")) {
+            return match self.again("cannot access", "config", || self.op.stat("config")) {
                 Ok(meta) => Ok(vec![("config".to_string(), meta.content_length())]),
                 Err(e) if e.kind() == DalKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(self.error(e, "cannot access", "config")),
@@ -456,7 +533,7 @@ impl Backend for RemoteBackend {
         }
         // One request (a delimited listing on S3) names the shards; each is then listed on its own.
         let dir = ObjectKind::Pack.dir();
-        let entries = match self.again(|| self.op.list(dir)) {
+        let entries = match self.again("cannot list", dir, || self.op.list(dir)) {
             Ok(entries) => entries,
             Err(e) if e.kind() == DalKind::NotFound => return Ok(Some(Vec::new())),
             Err(e) => return Err(self.error(e, "cannot list", dir)),
@@ -503,7 +580,7 @@ impl Backend for RemoteBackend {
         }
         // Into one growing vector as the body arrives: collecting OpenDAL's buffer and then flattening it
         // would hold the object twice at the end.
-        match self.again(|| {
+        match self.again("cannot read", &path, || {
             buf.clear();
             self.op
                 .reader(&path)
@@ -532,12 +609,14 @@ impl Backend for RemoteBackend {
             range: (offset..end).into(),
             ..Default::default()
         };
-        match self.again(|| self.op.read_options(&path, options.clone())) {
+        match self.again("cannot read", &path, || {
+            self.op.read_options(&path, options.clone())
+        }) {
             Ok(buf) if buf.len() as u64 == len => Ok(buf.to_vec()),
             Ok(_) => Err(short()),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
             // Services report a range past the end differently (416, a short body): the size tells.
-            Err(e) => match self.again(|| self.op.stat(&path)) {
+            Err(e) => match self.again("cannot stat", &path, || self.op.stat(&path)) {
                 Ok(meta) if meta.content_length() < end => Err(short()),
                 Err(s) if s.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
                 _ => Err(self.error(e, "cannot read", &path)),
@@ -547,7 +626,7 @@ impl Backend for RemoteBackend {
 
     fn size(&self, kind: ObjectKind, name: &str) -> Result<u64> {
         let path = object_path(kind, name)?;
-        match self.again(|| self.op.stat(&path)) {
+        match self.again("cannot stat", &path, || self.op.stat(&path)) {
             Ok(meta) => Ok(meta.content_length()),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
             Err(e) => Err(self.error(e, "cannot stat", &path)),
@@ -564,7 +643,7 @@ impl Backend for RemoteBackend {
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {
         let path = object_path(kind, name)?;
-        match self.again(|| self.op.delete(&path)) {
+        match self.again("cannot remove", &path, || self.op.delete(&path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == DalKind::NotFound => Ok(()),
             Err(e) => Err(self.error(e, "cannot remove", &path)),

@@ -54,6 +54,7 @@ pub fn backend_options(
         .map(backend::location::parse_rate)
         .transpose()?;
     out.connections = connections;
+    out.on_retry = Some(super::progress::on_retry());
     Ok(out)
 }
 

@@ -113,7 +113,7 @@ pub struct GlobalArgs {
     )]
     pub repo: Option<PathBuf>,
     /// Option of a remote repository's storage, passed to OpenDAL (repeatable): -o endpoint=URL -o region=R.
-    /// `-o timeout=SECONDS` and `-o retries=N` set cairn's request policy.
+    /// `-o timeout=SECONDS`, `-o retries=N` and `-o retry_for=SECONDS` set cairn's request policy.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Limit the upload bandwidth to remote storage (bytes per second; K, M, G suffixes: 10M).
@@ -244,6 +244,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    progress::set_telling(&cli.global);
     // A panic is a bug; it still ends with a message and exit 1, never Rust's 101 alone (leased
     // operations release their lease before it gets here, see `HeldLease::hold_while`).
     let outcome =
@@ -252,6 +253,16 @@ pub fn main() -> i32 {
         Ok(Ok(code)) => code,
         Ok(Err(err)) => {
             errln!("error: {err:#}");
+            if cli.global.verbose > 0 {
+                // What the layer below said (OpenDAL's error with its context), kept out of the message.
+                for detail in err
+                    .chain()
+                    .filter_map(|e| e.downcast_ref::<cairn::Error>())
+                    .filter_map(cairn::Error::detail)
+                {
+                    errln!("  details: {detail}");
+                }
+            }
             let code = exit_code_for(&err);
             if cli.global.json {
                 print_json_error(error_kind_name(&err), &format!("{err:#}"), code);

@@ -1,12 +1,16 @@
 //! Progress bars on a terminal (indicatif), silent otherwise; the library reports through callbacks.
+//! Retries of remote requests are said too: in the bar's message while a bar is drawn, else (and with
+//! `-v`) as a line each on stderr; never under `--quiet`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cairn::archive::{BackupProgress, ExcludeMatcher};
+use cairn::backend::{OnRetry, RetryNotice};
 use cairn::format::snapshot::SourceError;
 use cairn::ops::prune::{PruneProgress, PruneStep};
 use cairn::restore::RestoreProgress;
@@ -16,12 +20,66 @@ pub fn wanted(global: &super::GlobalArgs) -> bool {
     !global.quiet && !global.json && std::io::stderr().is_terminal()
 }
 
+/// How retry notices are said: set once from the global options of the command line.
+#[derive(Clone, Copy, Default)]
+struct Telling {
+    verbose: bool,
+    quiet: bool,
+}
+
+static TELLING: OnceLock<Telling> = OnceLock::new();
+
+/// The bar drawn last, which retry notices go into.
+static DRAWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Sets how retries are said, from the global options (the first call wins).
+pub fn set_telling(global: &super::GlobalArgs) {
+    let _ = TELLING.set(Telling {
+        verbose: global.verbose > 0,
+        quiet: global.quiet,
+    });
+}
+
+fn drawn(bar: &ProgressBar) {
+    if let Ok(mut drawn) = DRAWN.lock() {
+        *drawn = Some(bar.clone());
+    }
+}
+
+/// The callback that says each retry of a remote request.
+pub fn on_retry() -> OnRetry {
+    OnRetry(Arc::new(|notice: &RetryNotice<'_>| {
+        let telling = TELLING.get().copied().unwrap_or_default();
+        if telling.quiet {
+            return;
+        }
+        let line = format!(
+            "{}; retry {} of {} in {:.1} s",
+            notice.message,
+            notice.retry,
+            notice.retries,
+            notice.delay.as_secs_f64()
+        );
+        let bar = DRAWN
+            .lock()
+            .ok()
+            .and_then(|d| d.clone())
+            .filter(|b| !b.is_hidden() && !b.is_finished());
+        match bar {
+            Some(bar) if !telling.verbose => bar.set_message(line),
+            Some(bar) => bar.suspend(|| errln!("warning: {line}")),
+            None => errln!("warning: {line}"),
+        }
+    }))
+}
+
 /// A byte bar with throughput and ETA, hidden when not wanted.
 pub fn byte_bar(show: bool, total: u64) -> ProgressBar {
     if !show {
         return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::new(total);
+    drawn(&bar);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
@@ -38,6 +96,7 @@ pub fn count_bar(show: bool, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
+    drawn(&bar);
     bar.set_style(
         ProgressStyle::with_template(&format!(
             "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ETA {{eta}}"
