@@ -21,8 +21,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// An object has a version this build does not read.
     UnsupportedVersion,
-    /// A dump command of a backup failed (start, exit status, signal, timeout, too little output):
-    /// no snapshot was written.
+    /// A dump command of a backup failed (start, exit status, signal, timeout, too little output),
+    /// or a stream read from standard input gave too little: no snapshot was written.
     CommandFailed,
     /// Anything else: I/O on restore targets, the local cache.
     Other,
