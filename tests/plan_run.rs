@@ -406,6 +406,11 @@ fn plan_files_are_strict_and_explain_what_is_wrong() {
             plan.replace("every = \"1w\"", "every = \"5m\""),
             "min for minutes",
         ),
+        // keep_within once read m as months: now refused like every other span.
+        (
+            plan.replace("keep_weekly = 4", "keep_weekly = 4\nkeep_within = \"6m\""),
+            "6mo for months",
+        ),
         (
             plan.replace("read_data = \"50%\"", "read_data = \"150%\""),
             "read_data",
