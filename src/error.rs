@@ -21,8 +21,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// An object has a version this build does not read.
     UnsupportedVersion,
-    /// A dump command of a backup failed (start, exit status, signal, timeout, too little output):
-    /// no snapshot was written.
+    /// A dump command of a backup failed (start, exit status, signal, timeout, too little output),
+    /// or a stream read from standard input gave too little: no snapshot was written.
     CommandFailed,
     /// Another process holds the lease this operation needs (a prune, repair or re-encryption runs):
     /// nothing was changed; run it again later.

@@ -207,3 +207,40 @@ fn forget_groups_by_host_and_paths_and_prune_runs_after() {
     assert_eq!(hosts, vec!["h1", "h2"]);
     env.r_ok(&["check"]);
 }
+
+/// `prune --grace 10m` and `--clock-skew 10m` meant ten months: every span flag refuses a bare `m`
+/// (exit 2, naming min and mo) and takes seconds and minutes with one meaning.
+#[test]
+fn a_bare_m_in_a_span_is_refused_by_every_command() {
+    let env = Env::new();
+    env.init();
+    for args in [
+        &["prune", "--dry-run", "--grace", "10m"][..],
+        &["prune", "--dry-run", "--clock-skew", "10m"][..],
+        &["forget", "--dry-run", "--keep-within", "6m"][..],
+        &["repair", "index", "--clock-skew", "10m"][..],
+    ] {
+        let out = env.r(args);
+        out.assert_code(exit::USAGE);
+        assert!(
+            out.stderr.contains("ambiguous") && out.stderr.contains("mo for months"),
+            "{}",
+            out.describe()
+        );
+    }
+    env.r_ok(&[
+        "prune",
+        "--dry-run",
+        "--grace",
+        "90s",
+        "--clock-skew",
+        "10min",
+    ]);
+    env.r_ok(&[
+        "forget",
+        "--dry-run",
+        "--keep-within",
+        "1y6mo",
+        "--allow-remove-all",
+    ]);
+}

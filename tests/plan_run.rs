@@ -406,6 +406,11 @@ fn plan_files_are_strict_and_explain_what_is_wrong() {
             plan.replace("every = \"1w\"", "every = \"5m\""),
             "min for minutes",
         ),
+        // keep_within once read m as months: now refused like every other span.
+        (
+            plan.replace("keep_weekly = 4", "keep_weekly = 4\nkeep_within = \"6m\""),
+            "6mo for months",
+        ),
         (
             plan.replace("read_data = \"50%\"", "read_data = \"150%\""),
             "read_data",
@@ -575,4 +580,117 @@ fn a_damaged_state_file_stops_the_run_and_makes_offline_status_unknown() {
     );
     // The damaged file is left as it was, for a person to look at.
     assert_eq!(fs::read(&p.state).unwrap(), damaged);
+}
+
+/// A plan whose dump fails: `cairn run` exits 5 and records the failure; `status`, online and
+/// offline, must say WARNING with the step, the time and the message, not OK until the age limit.
+#[test]
+fn status_warns_of_a_failed_backup_online_and_offline() {
+    let p = PlanEnv::new(
+        r#"
+[[dump]]
+path = "dumps/app.sql"
+command = ["sh", "-c", "echo 'a good dump'"]
+"#,
+    );
+    p.cairn(&["run"]).assert_success();
+    p.cairn(&["status", "--format", "nagios"]).assert_success();
+    let plan = fs::read_to_string(&p.plan).unwrap();
+    fs::write(
+        &p.plan,
+        plan.replace("echo 'a good dump'", "echo 'no such database' >&2; exit 1"),
+    )
+    .unwrap();
+    p.cairn(&["run", "--only", "backup"]).assert_code(5);
+    for args in [&["status"][..], &["status", "--offline"][..]] {
+        let mut args = args.to_vec();
+        args.extend(["--format", "nagios"]);
+        let status = p.cairn(&args);
+        status.assert_code(1);
+        let line = status
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("WARNING backup: "))
+            .unwrap_or_else(|| panic!("no backup warning\n{}", status.describe()));
+        let started = p.state()["steps"]["backup"]["last_attempt"]["started"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // To the second, as status prints it.
+        let started = &started[..19];
+        for part in [
+            "last attempt failed",
+            started,
+            "exit code 5",
+            "no such database",
+        ] {
+            assert!(line.contains(part), "{part:?} not in {line}");
+        }
+    }
+}
+
+/// A `before` hook that fails stops the run before any step ran: status must still warn.
+#[test]
+fn status_warns_of_a_run_failed_by_its_before_hook() {
+    let p = PlanEnv::new("");
+    p.cairn(&["run"]).assert_success();
+    let plan = fs::read_to_string(&p.plan).unwrap();
+    fs::write(&p.plan, plan.replace("echo before", "exit 9; echo before")).unwrap();
+    p.cairn(&["run"]).assert_code(1);
+    let status = p.cairn(&["status", "--offline", "--format", "nagios"]);
+    status.assert_code(1);
+    assert!(
+        status.stdout.starts_with("CAIRN WARNING - run: last run "),
+        "{}",
+        status.describe()
+    );
+    assert!(
+        status.stdout.contains("before hook"),
+        "{}",
+        status.describe()
+    );
+}
+
+/// An empty newest snapshot (an empty dump piped in with --min-bytes 0) is CRITICAL without any
+/// --min-size; one that shrank past --max-shrink is a WARNING.
+#[test]
+fn status_flags_an_empty_or_shrunk_newest_snapshot() {
+    let env = Env::new();
+    env.init();
+    let backup = |data: &[u8]| {
+        env.r_stdin(
+            &[
+                "backup",
+                "--stdin",
+                "--stdin-name",
+                "pg.sql",
+                "--min-bytes",
+                "0",
+            ],
+            data,
+        )
+        .assert_success();
+    };
+    backup(&common::random_bytes(3, 10_000));
+    env.r(&["status"]).assert_success();
+    backup(&common::random_bytes(4, 1_000));
+    let shrunk = env.r(&["status", "--format", "nagios", "--max-shrink", "50"]);
+    shrunk.assert_code(1);
+    assert!(
+        shrunk
+            .stdout
+            .contains("90.0% smaller than the previous snapshot"),
+        "{}",
+        shrunk.describe()
+    );
+    env.r(&["status", "--max-shrink", "150"]).assert_code(3);
+    backup(b"");
+    let empty = env.r(&["status", "--format", "nagios"]);
+    empty.assert_code(2);
+    assert!(
+        empty.stdout.starts_with("CAIRN CRITICAL - backup ") && empty.stdout.contains("empty"),
+        "{}",
+        empty.describe()
+    );
+    env.r(&["status", "--min-size", "0"]).assert_success();
 }

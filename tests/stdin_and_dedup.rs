@@ -118,8 +118,18 @@ fn stdin_backup_roundtrip_and_new_version() {
     let snaps = env.snapshots_json();
     assert_eq!(snaps.len(), 2);
 
-    // Empty stdin is a valid (empty) file.
-    let out = env.r_stdin(&["backup", "--stdin", "--stdin-name", "empty.bin"], b"");
+    // Empty stdin is a valid (empty) file when --min-bytes 0 says so.
+    let out = env.r_stdin(
+        &[
+            "backup",
+            "--stdin",
+            "--stdin-name",
+            "empty.bin",
+            "--min-bytes",
+            "0",
+        ],
+        b"",
+    );
     out.assert_success();
     let t5 = env.path("t5");
     restore_to(&env, "latest", &t5);
@@ -536,4 +546,55 @@ fn unchanged_directories_keep_their_tree_ids_and_a_change_renews_only_its_ancest
     assert_eq!(s3["files_new"], 1, "{third}");
     assert_eq!(s3["dirs_unchanged"], 3, "b, b/side and c: {third}");
     env.assert_restores_exactly("latest", &src, "restored");
+}
+
+/// `pg_dump nosuchdb | cairn backup --stdin` gives cairn an empty stream: it must fail with the
+/// dump exit code (5), name standard input and --min-bytes, and write no snapshot.
+#[test]
+fn empty_stdin_is_refused_without_a_snapshot() {
+    let env = Env::new();
+    env.init();
+    let out = env.r_stdin(&["backup", "--stdin", "--stdin-name", "pg.sql"], b"");
+    out.assert_code(5);
+    let err = out.stderr_lower();
+    assert!(err.contains("standard input for /pg.sql"), "{err}");
+    assert!(err.contains("gave only 0 bytes (at least 1"), "{err}");
+    assert!(err.contains("--min-bytes 0"), "{err}");
+    assert!(env.snapshots_json().is_empty(), "an empty dump was saved");
+
+    // --min-bytes applies to standard input as it does to dump commands.
+    let out = env.r_stdin(
+        &[
+            "backup",
+            "--stdin",
+            "--stdin-name",
+            "pg.sql",
+            "--min-bytes",
+            "1K",
+        ],
+        b"-- a dump that stopped at its header\n",
+    );
+    out.assert_code(5);
+    assert!(
+        out.stderr_lower()
+            .contains("gave only 37 bytes (at least 1024"),
+        "{}",
+        out.describe()
+    );
+    assert!(env.snapshots_json().is_empty(), "a short dump was saved");
+
+    // Enough bytes: saved.
+    env.r_stdin(
+        &[
+            "backup",
+            "--stdin",
+            "--stdin-name",
+            "pg.sql",
+            "--min-bytes",
+            "8",
+        ],
+        b"-- a whole dump\n",
+    )
+    .assert_success();
+    assert_eq!(env.snapshots_json().len(), 1);
 }

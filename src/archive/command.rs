@@ -214,6 +214,21 @@ pub(super) fn run_dump(
     Ok(record(bytes, code))
 }
 
+/// The error of a read stream (standard input) that gave fewer than `min_bytes`: the program
+/// writing into the pipe failed, and cairn cannot see its exit status.
+pub(super) fn too_short_input(path: &str, bytes: u64, min_bytes: u64) -> Error {
+    Error::new(
+        ErrorKind::CommandFailed,
+        format!(
+            "standard input for {path} gave only {bytes} bytes (at least {min_bytes} required by \
+             --min-bytes); no snapshot was written. The program writing into the pipe probably \
+             failed: look at its error output, fix it, then run the backup again. Prefer \
+             --command \"pg_dump ...\" (cairn then sees its exit status), or `set -o pipefail`; \
+             --min-bytes 0 accepts empty input"
+        ),
+    )
+}
+
 fn command_error(command: &DumpCommand, path: &str, what: &str, tail: &str) -> Error {
     let mut message = format!(
         "dump command `{}` for {path} {what}; no snapshot was written",

@@ -99,19 +99,39 @@ pub struct StreamSource<'a> {
 
 /// Where a stream's bytes come from.
 pub enum StreamInput<'a> {
-    /// A reader (standard input), stored as it is, however short.
-    Reader(Box<dyn Read + Send + 'a>),
+    /// A reader (standard input); the snapshot is written only if it gives at least `min_bytes`.
+    Reader {
+        /// The stream.
+        reader: Box<dyn Read + Send + 'a>,
+        /// Fewer bytes than this fail the backup with [`ErrorKind::CommandFailed`] (default 1: an
+        /// empty dump piped in is the silent failure of `pg_dump | cairn`; 0 accepts it).
+        min_bytes: u64,
+    },
     /// A command's standard output; the snapshot is written only if the command succeeds.
     Command(DumpCommand),
 }
 
 impl<'a> StreamSource<'a> {
-    /// A stream read from `reader`.
+    /// A stream read from `reader`, which must give at least 1 byte (see [`StreamSource::min_bytes`]).
     pub fn reader(path: impl Into<String>, reader: Box<dyn Read + Send + 'a>) -> Self {
         StreamSource {
             path: path.into(),
-            input: StreamInput::Reader(reader),
+            input: StreamInput::Reader {
+                reader,
+                min_bytes: 1,
+            },
         }
+    }
+
+    /// Sets the fewest bytes the stream must give, whether read or written by a command
+    /// (0 accepts an empty stream).
+    #[must_use]
+    pub fn min_bytes(mut self, min_bytes: u64) -> Self {
+        self.input = match self.input {
+            StreamInput::Reader { reader, .. } => StreamInput::Reader { reader, min_bytes },
+            StreamInput::Command(c) => StreamInput::Command(c.min_bytes(min_bytes)),
+        };
+        self
     }
 
     /// A stream produced by a dump command.
@@ -512,9 +532,18 @@ impl Archiver<'_, '_> {
         let level = self.saver.config().zstd_level_for_streams();
         let reader = self.content_reader(self.stream_chunker, level);
         match source.input {
-            StreamInput::Reader(input) => reader
-                .read_stream(input, &mut node.content)
-                .map_err(|e| e.context(format!("stream {shown}")))?,
+            StreamInput::Reader {
+                reader: input,
+                min_bytes,
+            } => {
+                reader
+                    .read_stream(input, &mut node.content)
+                    .map_err(|e| e.context(format!("stream {shown}")))?;
+                let bytes: u64 = node.content.iter().map(ContentItem::len).sum();
+                if bytes < min_bytes {
+                    return Err(command::too_short_input(&shown, bytes, min_bytes));
+                }
+            }
             StreamInput::Command(command) => {
                 let record = command::run_dump(
                     &command,

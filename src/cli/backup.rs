@@ -27,9 +27,11 @@ Dump commands: each --command (run by `sh -c`) or --command-argv (a JSON array: 
 arguments, no shell) is paired, in command-line order, with the next --stdin-name, the path of its
 output in the snapshot. Its standard output is stored as it streams (no temporary file); its stderr
 is shown and its last 4 KiB kept in the snapshot summary. The snapshot is written only if every
-command exits 0 and writes at least --min-bytes; otherwise nothing is saved and cairn exits with 5.
+command exits 0 and every command and --stdin gives at least --min-bytes (default 1: an empty dump
+is a failure); otherwise nothing is saved and cairn exits with 5.
 Exit code 3: the snapshot was saved but some entries could not be read (listed on stderr).
-Exit code 5: a dump command failed (status, signal, timeout or too little output): no snapshot.";
+Exit code 5: a dump command failed (status, signal, timeout or too little output) or standard
+input gave fewer than --min-bytes: no snapshot.";
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
@@ -54,7 +56,8 @@ pub struct BackupArgs {
     /// e.g. '["pg_dump","--format=custom","app"]' (repeatable).
     #[arg(long, value_name = "JSON_ARRAY")]
     pub command_argv: Vec<String>,
-    /// A command writing fewer bytes than SIZE fails the backup (K, M, G suffixes; 0 accepts empty output).
+    /// Standard input or a command giving fewer bytes than SIZE fails the backup with exit code 5
+    /// and no snapshot (K, M, G suffixes; 0 accepts empty input).
     #[arg(long, value_name = "SIZE", default_value = "1", value_parser = parse_size)]
     pub min_bytes: u64,
     /// Stop a command still running after DURATION (e.g. 30s, 10min, 2h) and fail the backup.
@@ -132,9 +135,12 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
         paths,
         streams: stream_specs
             .into_iter()
-            .map(|(name, input)| match input {
-                None => StreamSource::reader(name, Box::new(std::io::stdin())),
-                Some(command) => StreamSource::command(name, command),
+            .map(|(name, input)| {
+                match input {
+                    None => StreamSource::reader(name, Box::new(std::io::stdin())),
+                    Some(command) => StreamSource::command(name, command),
+                }
+                .min_bytes(args.min_bytes)
             })
             .collect(),
     };
@@ -226,7 +232,7 @@ fn streams(
             .map(Iterator::collect)
             .unwrap_or_default()
     };
-    let configure = |c: DumpCommand| c.timeout(args.command_timeout).min_bytes(args.min_bytes);
+    let configure = |c: DumpCommand| c.timeout(args.command_timeout);
     let mut inputs: Vec<(usize, Option<DumpCommand>)> = Vec::new();
     if args.stdin {
         inputs.extend(indices("stdin").first().map(|&i| (i, None)));

@@ -3,7 +3,8 @@
 use anyhow::Result;
 
 use cairn::ops::forget::{self, describe_group, ForgetPlan, GroupBy};
-use cairn::ops::retention::{parse_duration, system_local, KeepPolicy};
+use cairn::ops::retention::{system_local, KeepPolicy};
+use cairn::plan::units::parse_time_span;
 
 use super::{context, exit, output, prune, selection, GlobalArgs};
 
@@ -40,8 +41,8 @@ pub struct ForgetArgs {
     /// Likewise for years.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keep_yearly: u32,
-    /// Keep every snapshot at most this much older than the group's newest (e.g. 30d, 1y6m, 12h).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Keep every snapshot at most this much older than the group's newest (e.g. 30d, 1y6mo, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_time_span)]
     pub keep_within: Option<chrono::Duration>,
     /// Keep every snapshot with this tag (repeat for several).
     #[arg(long, value_name = "TAG")]

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use cairn::ops::lease;
 use cairn::ops::prune::{self, PruneOptions, PrunePlan};
-use cairn::ops::retention::parse_duration;
+use cairn::plan::units::parse_time_span;
 use cairn::Repository;
 
 use super::progress::{self, PruneBar};
@@ -36,23 +36,12 @@ pub struct PruneTuning {
     /// Repack a pack when more than this percentage of it is unused.
     #[arg(long, value_name = "PERCENT", default_value = "5")]
     pub max_unused: f64,
-    /// Delete condemned packs only when their record is at least this old (e.g. 1h, 2d, 0h).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration_arg)]
+    /// Delete condemned packs only when their record is at least this old (e.g. 30min, 1h, 2d, 0s).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_time_span)]
     pub grace: chrono::Duration,
-    /// How far the clocks of hosts using the repository may disagree (e.g. 5min, 1h; 0h only for one host).
-    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = parse_duration_arg)]
+    /// How far the clocks of hosts using the repository may disagree (e.g. 5min, 1h; 0s only for one host).
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = parse_time_span)]
     pub clock_skew: chrono::Duration,
-}
-
-pub(super) fn parse_duration_arg(text: &str) -> Result<chrono::Duration, String> {
-    match text.strip_suffix("min") {
-        Some(minutes) => minutes
-            .parse::<i64>()
-            .ok()
-            .and_then(chrono::Duration::try_minutes)
-            .ok_or_else(|| format!("{text:?}: expected e.g. 5min")),
-        None => parse_duration(text),
-    }
 }
 
 impl PruneTuning {

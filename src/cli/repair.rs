@@ -66,7 +66,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// How far the clocks of hosts using the repository may disagree (e.g. 5min, 1h; for the prune lease).
-    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = super::prune::parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = cairn::plan::units::parse_time_span)]
     pub clock_skew: chrono::Duration,
 }
 

@@ -45,7 +45,8 @@ pub struct StatusArgs {
     /// CRITICAL when it is older (default: plan, else 50h).
     #[arg(long, value_name = "SPAN")]
     pub crit_age: Option<String>,
-    /// CRITICAL when the newest snapshot is smaller (e.g. 1G).
+    /// CRITICAL when the newest snapshot is smaller (e.g. 1G; default: plan, else 1, so an empty
+    /// snapshot is CRITICAL; 0 accepts empty snapshots).
     #[arg(long, value_name = "SIZE")]
     pub min_size: Option<String>,
     /// WARNING when the newest snapshot is smaller than the previous by more than PERCENT.
@@ -144,14 +145,20 @@ fn thresholds(args: &StatusArgs, plan: Option<&Plan>) -> Result<Thresholds> {
         warn_age: span(&args.warn_age)?.unwrap_or(plan_warn),
         crit_age: span(&args.crit_age)?.unwrap_or(plan_crit),
         min_size: match &args.min_size {
-            Some(s) => Some(parse_size(s).map_err(invalid)?),
-            None => size_of(&m.min_size),
+            Some(s) => parse_size(s).map_err(invalid)?,
+            None => size_of(&m.min_size).unwrap_or(monitor::DEFAULT_MIN_SIZE),
         },
         max_shrink: args.max_shrink.or(m.max_shrink),
         check_max_age: span_of(&m.check_max_age),
         offsite_max_age: span_of(&m.offsite_max_age),
         drill_max_age: span_of(&m.drill_max_age),
     };
+    if let Some(p) = th.max_shrink.filter(|p| !(0.0..=100.0).contains(p)) {
+        return Err(cairn::Error::invalid_input(format!(
+            "--max-shrink {p}: a percentage from 0 to 100"
+        ))
+        .into());
+    }
     if th.warn_age > th.crit_age {
         return Err(
             cairn::Error::invalid_input("the warning age is longer than the critical age").into(),

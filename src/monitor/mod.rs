@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::plan::state::{Outcome, State};
+use crate::plan::state::{Attempt, Outcome, State};
 use crate::plan::units::describe_span;
 
 /// A monitoring-plugin level; the order is severity, except that UNKNOWN ranks below CRITICAL.
@@ -69,6 +69,10 @@ impl Level {
     }
 }
 
+/// The default of [`Thresholds::min_size`]: an empty newest snapshot is CRITICAL, as an empty
+/// dump is the classic silent failure of `pg_dump | ...` scripts.
+pub const DEFAULT_MIN_SIZE: u64 = 1;
+
 /// What `status` compares against.
 #[derive(Clone, Debug)]
 pub struct Thresholds {
@@ -76,8 +80,8 @@ pub struct Thresholds {
     pub warn_age: Duration,
     /// Newest snapshot older: CRITICAL.
     pub crit_age: Duration,
-    /// Newest snapshot smaller: CRITICAL.
-    pub min_size: Option<u64>,
+    /// Newest snapshot smaller: CRITICAL ([`DEFAULT_MIN_SIZE`], 1, flags an empty snapshot; 0 accepts it).
+    pub min_size: u64,
     /// Newest snapshot smaller than the previous by more than this percentage: WARNING.
     pub max_shrink: Option<f64>,
     /// Last successful check older: WARNING.
@@ -280,9 +284,14 @@ fn judge_group(
     }
     if let Some(bytes) = g.newest_bytes {
         why.push(format!("{bytes} bytes"));
-        if let Some(min) = th.min_size.filter(|&m| bytes < m) {
+        if bytes < th.min_size {
             level = level.worst(Level::Critical);
-            why.push(format!("smaller than the minimum {min} bytes"));
+            why.push(if bytes == 0 {
+                "empty: its sources or dump gave nothing (--min-size 0 accepts empty snapshots)"
+                    .to_string()
+            } else {
+                format!("smaller than the minimum {} bytes", th.min_size)
+            });
         }
         if let (Some(max), Some(prev)) = (th.max_shrink, g.previous_bytes.filter(|&p| p > 0)) {
             let shrink = 100.0 * (prev as f64 - bytes as f64) / prev as f64;
@@ -293,7 +302,7 @@ fn judge_group(
                 ));
             }
         }
-    } else if th.min_size.is_some() || th.max_shrink.is_some() {
+    } else {
         why.push("size not recorded (snapshot written by an older cairn)".into());
     }
     findings.push(Finding {
@@ -315,7 +324,7 @@ fn judge_group(
             value: bytes as f64,
             unit: "B",
             warn: None,
-            crit: th.min_size.map(|m| m as f64),
+            crit: Some(th.min_size as f64),
         });
     }
 }
@@ -328,8 +337,13 @@ fn judge_steps(
     findings: &mut Vec<Finding>,
     metrics: &mut Vec<Metric>,
 ) {
-    let mut keys: Vec<(String, String, Option<Duration>)> =
-        vec![("check".into(), "check".into(), th.check_max_age)];
+    // In run order, the backup first. The groups judge the backup's success (age, size), so its
+    // step is reported only when its last attempt failed.
+    let mut keys: Vec<(String, String, Option<Duration>)> = vec![
+        ("backup".into(), "backup".into(), None),
+        ("retention".into(), "retention".into(), None),
+        ("check".into(), "check".into(), th.check_max_age),
+    ];
     for name in offsite_names {
         keys.push((
             format!("offsite.{name}"),
@@ -342,7 +356,8 @@ fn judge_steps(
         let record = state.record(&key);
         let last_ok = record.and_then(|r| r.last_success.as_ref());
         let last = record.and_then(|r| r.last_attempt.as_ref());
-        if last.is_none() && max_age.is_none() {
+        let failed = last.is_some_and(|a| a.outcome == Outcome::Failed);
+        if (last.is_none() && max_age.is_none()) || (key == "backup" && !failed) {
             continue;
         }
         let mut level = Level::Ok;
@@ -376,11 +391,7 @@ fn judge_steps(
                 Level::Warning
             };
             level = level.worst(failed);
-            why.push(format!(
-                "last attempt failed {} ago: {}",
-                describe_span(age_of(a.started, now)),
-                a.message.as_deref().unwrap_or("no message")
-            ));
+            why.push(failed_attempt("last attempt", a, now));
         }
         findings.push(Finding {
             subject,
@@ -388,6 +399,39 @@ fn judge_steps(
             message: why.join(", "),
         });
     }
+    judge_last_run(state, now, findings);
+}
+
+/// `WHAT failed 3h 2min ago (2026-11-21T09:00:00Z, exit code 5): MESSAGE`.
+fn failed_attempt(what: &str, a: &Attempt, now: DateTime<Utc>) -> String {
+    format!(
+        "{what} failed {} ago ({}, exit code {}): {}",
+        describe_span(age_of(a.started, now)),
+        a.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        a.exit_code,
+        a.message.as_deref().unwrap_or("no message")
+    )
+}
+
+/// A run that failed outside every step (a `before` hook) leaves no step record: judged here.
+fn judge_last_run(state: &State, now: DateTime<Utc>, findings: &mut Vec<Finding>) {
+    let Some(run) = &state.last_run else {
+        return;
+    };
+    let step_failed = |name: &String| {
+        state
+            .record(name)
+            .and_then(|r| r.last_attempt.as_ref())
+            .is_some_and(|a| a.outcome == Outcome::Failed)
+    };
+    if run.attempt.outcome != Outcome::Failed || run.failed.iter().all(step_failed) {
+        return;
+    }
+    findings.push(Finding {
+        subject: "run".into(),
+        level: Level::Warning,
+        message: failed_attempt(&format!("last run {}", run.run_id), &run.attempt, now),
+    });
 }
 
 /// A label safe in perfdata and metric names: letters, digits and `_`.

@@ -1,7 +1,6 @@
 //! Unit tests of the status verdicts and their renderings.
 
 use super::*;
-use crate::plan::state::Attempt;
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z")
@@ -17,7 +16,7 @@ fn thresholds() -> Thresholds {
     Thresholds {
         warn_age: Duration::from_secs(26 * 3600),
         crit_age: Duration::from_secs(50 * 3600),
-        min_size: Some(1000),
+        min_size: 1000,
         max_shrink: Some(20.0),
         check_max_age: Some(Duration::from_secs(8 * 86_400)),
         offsite_max_age: Some(Duration::from_secs(2 * 86_400)),
@@ -179,4 +178,122 @@ fn the_state_file_stands_in_for_the_repository_offline() {
     assert_eq!(g.label, "db1:/srv");
     assert_eq!((g.newest_bytes, g.previous_bytes), (Some(800), Some(900)));
     assert_eq!(level_of(&[g], None).0, Level::Critical);
+}
+
+/// `pg_dump nosuchdb | cairn backup --stdin --min-bytes 0` leaves an empty newest snapshot:
+/// CRITICAL with no `--min-size` given, accepted only with `--min-size 0`.
+#[test]
+fn an_empty_newest_snapshot_is_critical_by_default() {
+    let th = Thresholds {
+        min_size: DEFAULT_MIN_SIZE,
+        max_shrink: None,
+        ..thresholds()
+    };
+    let r = evaluate(
+        "repository",
+        &[group(3, Some(0), None)],
+        None,
+        &[],
+        &th,
+        now(),
+    );
+    assert_eq!(r.level, Level::Critical);
+    assert!(r.findings[0].message.contains("empty"), "{:?}", r.findings);
+    let accepting = Thresholds { min_size: 0, ..th };
+    let r = evaluate(
+        "repository",
+        &[group(3, Some(0), None)],
+        None,
+        &[],
+        &accepting,
+        now(),
+    );
+    assert_eq!(r.level, Level::Ok, "{:?}", r.findings);
+}
+
+/// A plan whose dump fails: `cairn run` exits 5 and records it; status must not stay OK until
+/// the newest snapshot ages out.
+#[test]
+fn a_failed_backup_attempt_is_a_warning_naming_step_time_and_message() {
+    let mut state = State::default();
+    state.note("backup", attempt(Outcome::Ok, hours_ago(25), 0));
+    let mut failed = attempt(Outcome::Failed, hours_ago(1), 5);
+    failed.message = Some("dump command `pg_dump app` for /app.dump exited with status 1".into());
+    state.note("backup", failed);
+    let (level, r) = level_of(&[group(25, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Warning, "{:?}", r.findings);
+    let f = r.findings.iter().find(|f| f.subject == "backup").unwrap();
+    assert_eq!(f.level, Level::Warning);
+    for part in [
+        "last attempt failed 1h 0min ago",
+        "2026-11-21T11:00:00Z",
+        "exit code 5",
+        "pg_dump app",
+    ] {
+        assert!(f.message.contains(part), "{part:?} not in {:?}", f.message);
+    }
+    // The backup comes first among the steps.
+    let steps: Vec<&str> = r.findings.iter().map(|f| f.subject.as_str()).collect();
+    assert!(steps.iter().position(|s| *s == "backup") < steps.iter().position(|s| *s == "check"));
+
+    // A backup whose last attempt succeeded adds no step finding (the group judges it).
+    let mut good = State::default();
+    good.note("backup", attempt(Outcome::Ok, hours_ago(1), 0));
+    let (_, r) = level_of(&[group(1, Some(5000), None)], Some(&good));
+    assert!(
+        r.findings.iter().all(|f| f.subject != "backup"),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn a_failed_retention_attempt_is_a_warning() {
+    let mut state = State::default();
+    state.note("retention", attempt(Outcome::Failed, hours_ago(2), 1));
+    let (level, r) = level_of(&[group(3, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Warning, "{:?}", r.findings);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.subject == "retention")
+        .unwrap();
+    assert!(f.message.contains("never succeeded") && f.message.contains("it broke"));
+}
+
+/// A `before` hook that fails stops the run before any step: only the run record knows.
+#[test]
+fn a_run_failed_by_its_before_hook_is_a_warning() {
+    let mut state = State::default();
+    let mut run = attempt(Outcome::Failed, hours_ago(3), 9);
+    run.message = Some("failed: before hook".into());
+    state.last_run = Some(crate::plan::state::RunRecord {
+        run_id: "r1".into(),
+        attempt: run,
+        ran: Vec::new(),
+        failed: vec!["before hook".into()],
+    });
+    let (level, r) = level_of(&[group(3, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Warning, "{:?}", r.findings);
+    let f = r.findings.iter().find(|f| f.subject == "run").unwrap();
+    assert!(
+        f.message.contains("last run r1 failed 3h 0min ago") && f.message.contains("before hook"),
+        "{}",
+        f.message
+    );
+    // A run failed by a step is reported once, by the step.
+    let mut state = State::default();
+    state.note("check", attempt(Outcome::Failed, hours_ago(3), 4));
+    state.last_run = Some(crate::plan::state::RunRecord {
+        run_id: "r2".into(),
+        attempt: attempt(Outcome::Failed, hours_ago(3), 4),
+        ran: vec!["check".into()],
+        failed: vec!["check".into()],
+    });
+    let (_, r) = level_of(&[group(3, Some(5000), None)], Some(&state));
+    assert!(
+        r.findings.iter().all(|f| f.subject != "run"),
+        "{:?}",
+        r.findings
+    );
 }

@@ -111,41 +111,6 @@ pub fn apply(
     reasons
 }
 
-/// Parses a `--keep-within` duration: a sum of `<n>y`, `<n>m` (30 days), `<n>w`, `<n>d`, `<n>h`, e.g. `1y6m`, `30d`, `12h`.
-///
-/// # Errors
-/// When the text is empty or has another shape.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let mut total = Duration::zero();
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("{text:?}: expected a number before {c:?}"))?;
-        digits.clear();
-        let hours = match c {
-            'y' => 365 * 24,
-            'm' => 30 * 24,
-            'w' => 7 * 24,
-            'd' => 24,
-            'h' => 1,
-            _ => return Err(format!("{text:?}: unknown unit {c:?} (use y, m, w, d, h)")),
-        };
-        total += n
-            .checked_mul(hours)
-            .and_then(Duration::try_hours)
-            .ok_or_else(|| format!("{text:?}: too long"))?;
-    }
-    if !digits.is_empty() || text.is_empty() {
-        return Err(format!("{text:?}: expected a number with a unit, e.g. 30d"));
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +270,7 @@ mod tests {
             },
         ];
         let policy = KeepPolicy {
-            within: Some(parse_duration("11d").unwrap()),
+            within: Some(Duration::days(11)),
             tags: nightly.clone(),
             ..Default::default()
         };
@@ -343,17 +308,5 @@ mod tests {
         assert!(apply(&KeepPolicy::default(), &candidates, &as_utc)
             .iter()
             .all(Vec::is_empty));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
-        assert_eq!(
-            parse_duration("1y2w3h").unwrap(),
-            Duration::hours(365 * 24 + 14 * 24 + 3)
-        );
-        for bad in ["", "d", "30", "3x", "99999999999999999y"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -134,7 +134,7 @@ pub struct RetentionSection {
     /// ... years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<u32>,
-    /// Keep everything newer than this, as `--keep-within` takes (`30d`, `1y6m`).
+    /// Keep everything newer than this, as `--keep-within` takes (`30d`, `1y6mo`; units as in [`super::units::parse_span`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_within: Option<String>,
     /// Prune after forgetting (default true).
@@ -347,7 +347,7 @@ impl Plan {
         if let Some(k) = &self.retention {
             span("[retention] every", &k.every)?;
             if let Some(w) = &k.keep_within {
-                crate::ops::retention::parse_duration(w)
+                super::units::parse_time_span(w)
                     .map_err(|e| format!("[retention] keep_within: {e}"))?;
             }
             let keeps = [

@@ -1,17 +1,33 @@
-//! Spans of time and sizes as people write them in a plan file or on the command line (`90s`, `2h30min`, `7d`; `10M`).
+//! Spans of time and sizes as people write them in a plan file or on the command line (`90s`,
+//! `2h30min`, `7d`, `6mo`; `10M`). The one parser of both for every flag and every plan key, so a
+//! unit means the same everywhere.
 
 use std::time::Duration;
 
-/// Parses a span: a sum of `<n><unit>` with units `s`, `min`, `h`, `d`, `w` and `y` (365 days),
-/// e.g. `90s`, `15min`, `2h30min`, `26h`, `7d`, `1w`. `m` is refused because it reads as month
-/// in `--keep-within` and as minute elsewhere.
+/// The span units, longest name first where one is a prefix of another: (name, seconds).
+/// A month is 30 days and a year 365 days (spans are lengths, not calendar dates).
+const SPAN_UNITS: [(&str, u64); 7] = [
+    ("s", 1),
+    ("min", 60),
+    ("h", 3600),
+    ("d", 86_400),
+    ("w", 7 * 86_400),
+    ("mo", 30 * 86_400),
+    ("y", 365 * 86_400),
+];
+
+/// Parses a span: a sum of `<n><unit>` with units `s`, `min`, `h`, `d`, `w`, `mo` (30 days) and
+/// `y` (365 days), e.g. `90s`, `15min`, `2h30min`, `26h`, `7d`, `1w`, `6mo`, `1y6mo`. A bare `m`
+/// is refused: it has meant minutes to some tools and months to others (`--keep-within` once),
+/// and a guess either way turns a grace period into months or a retention into minutes.
 ///
 /// # Errors
 /// A message naming the text and the expected shape.
 pub fn parse_span(text: &str) -> Result<Duration, String> {
     let shape = || {
         format!(
-            "{text:?}: expected a number and a unit (s, min, h, d, w, y), e.g. 90s, 15min, 26h, 7d"
+            "{text:?}: expected a number and a unit (s, min, h, d, w, mo, y), e.g. 90s, 15min, \
+             26h, 7d, 6mo"
         )
     };
     let mut rest = text.trim();
@@ -30,20 +46,17 @@ pub fn parse_span(text: &str) -> Result<Duration, String> {
             - rest
                 .trim_start_matches(|c: char| c.is_ascii_alphabetic())
                 .len();
-        let seconds = match &rest[..unit_len] {
-            "s" => 1,
-            "min" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            "w" => 7 * 86_400,
-            "y" => 365 * 86_400,
-            "m" => {
-                return Err(format!(
-                    "{text:?}: \"m\" is ambiguous; write min for minutes or 30d for a month"
-                ))
-            }
-            _ => return Err(shape()),
-        };
+        let unit = &rest[..unit_len];
+        if unit == "m" {
+            return Err(format!(
+                "{text:?}: \"m\" is ambiguous; write {n}min for minutes or {n}mo for months"
+            ));
+        }
+        let seconds = SPAN_UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|&(_, seconds)| seconds)
+            .ok_or_else(shape)?;
         rest = &rest[unit_len..];
         total = n
             .checked_mul(seconds)
@@ -51,6 +64,15 @@ pub fn parse_span(text: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("{text:?}: too long"))?;
     }
     Ok(Duration::from_secs(total))
+}
+
+/// [`parse_span`] for the options that compute with calendar times (`--keep-within`, `--grace`,
+/// `--clock-skew`).
+///
+/// # Errors
+/// As [`parse_span`], and when the span is beyond what a time stamp can hold.
+pub fn parse_time_span(text: &str) -> Result<chrono::TimeDelta, String> {
+    chrono::TimeDelta::from_std(parse_span(text)?).map_err(|_| format!("{text:?}: too long"))
 }
 
 /// Parses a size in bytes with an optional binary suffix: `512`, `64K`, `10M`, `2G`, `1T` (also `KiB`, `MB`...).
@@ -100,10 +122,45 @@ mod tests {
 
     #[test]
     fn spans_refuse_what_they_cannot_read() {
-        for bad in ["", "h", "10", "5m", "3x", "1h-2", "99999999999999999999y"] {
+        for bad in [
+            "",
+            "h",
+            "10",
+            "5m",
+            "3x",
+            "1h-2",
+            "99999999999999999999y",
+            "2mon",
+        ] {
             assert!(parse_span(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(parse_span("5m").unwrap_err().contains("min"));
+    }
+
+    /// `prune --grace 10m` once meant ten months: `m` must never be read as either unit.
+    #[test]
+    fn a_bare_m_is_refused_naming_both_readings() {
+        for text in ["10m", "1y6m", "2h5m"] {
+            let e = parse_span(text).unwrap_err();
+            assert!(
+                e.contains("ambiguous") && e.contains("min") && e.contains("mo"),
+                "{e}"
+            );
+        }
+        assert!(parse_span("10m").unwrap_err().contains("10min"));
+    }
+
+    #[test]
+    fn months_seconds_and_minutes_have_one_meaning() {
+        assert_eq!(parse_span("10min"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_span("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_span("6mo"), Ok(Duration::from_secs(180 * 86_400)));
+        assert_eq!(
+            parse_span("1y6mo"),
+            Ok(Duration::from_secs((365 + 180) * 86_400))
+        );
+        assert_eq!(parse_span("0h"), Ok(Duration::ZERO));
+        assert_eq!(parse_time_span("10min"), Ok(chrono::TimeDelta::minutes(10)));
+        assert!(parse_time_span("10m").is_err());
     }
 
     #[test]
