@@ -161,8 +161,8 @@ impl Backend for FailAfter {
     fn create(&self) -> Result<()> {
         self.inner.create()
     }
-    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
-        self.inner.list(kind)
+    fn list_all(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+        self.inner.list_all(kind)
     }
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         self.inner.read(kind, name)

@@ -82,7 +82,7 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn list(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
+    fn list_all(&self, kind: ObjectKind) -> Result<Vec<(String, u64)>> {
         let k = Kind::from(kind);
         Ok(self
             .store()

@@ -22,7 +22,7 @@ pub struct UnlockArgs {
     #[arg(long)]
     pub remove_all: bool,
     /// How far hosts' clocks may disagree: a lease counts until its expiry plus this.
-    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = super::prune::parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = cairn::plan::units::parse_time_span)]
     pub clock_skew: chrono::Duration,
 }
 
