@@ -294,7 +294,7 @@ fn key_hint_picks_one_key_file_and_opens_a_costly_one_nobody_else_runs() {
         .filter(|k| k["current"] == true)
         .map(|k| k["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(current, [strong.clone()]);
+    assert_eq!(current, std::slice::from_ref(&strong));
 
     // The hint names one file: the other password does not open it, and is not tried elsewhere.
     let out = env.r(&["--key-hint", &strong[..8], "snapshots"]);

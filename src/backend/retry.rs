@@ -373,7 +373,7 @@ mod tests {
     fn a_refusal_before_any_answer_is_not_retried() {
         let (policy, health) = (policy(), Health::default());
         let mut attempts = Attempts::new(&policy, &health);
-        let failed = attempts.after(refused()).err().expect("no retry");
+        let failed = attempts.after(refused()).expect_err("no retry");
         assert_eq!(failed.attempts, 1);
         assert_eq!(failed.no_answer, Some(NoAnswer::Refused));
         // The endpoint is now known to be down: the next request is not even tried.
@@ -391,7 +391,7 @@ mod tests {
             assert_eq!(retry, n);
             assert!(delay <= PAUSE_MAX);
         }
-        let failed = attempts.after(refused()).err().expect("given up");
+        let failed = attempts.after(refused()).expect_err("given up");
         assert_eq!(failed.attempts, 4);
     }
 
@@ -405,7 +405,7 @@ mod tests {
         let timeout = opendal::Error::new(DalKind::Unexpected, "io operation timeout reached")
             .set_temporary();
         let mut attempts = Attempts::new(&policy, &health);
-        let failed = attempts.after(timeout).err().expect("no time left");
+        let failed = attempts.after(timeout).expect_err("no time left");
         assert_eq!(failed.no_answer, Some(NoAnswer::TimedOut));
     }
 
@@ -414,7 +414,7 @@ mod tests {
         let (policy, health) = (policy(), Health::default());
         let mut attempts = Attempts::new(&policy, &health);
         let denied = opendal::Error::new(DalKind::PermissionDenied, "AccessDenied");
-        let failed = attempts.after(denied).err().expect("not retried");
+        let failed = attempts.after(denied).expect_err("not retried");
         assert_eq!(failed.attempts, 1);
         let message = describe(
             &failed,

@@ -23,6 +23,12 @@ use crate::id::{BlobId, BlobType, KeyId, PackId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::PackReader;
 
+/// A snapshot with its id, as listings and selections return them.
+pub type SnapshotEntry = (SnapshotId, Snapshot);
+
+/// A snapshot file that could not be loaded: its name and why.
+pub type DamagedSnapshot = (String, Error);
+
 /// An open repository: storage, master key and config.
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -279,9 +285,7 @@ impl Repository {
     ///
     /// # Errors
     /// When the snapshots cannot be listed or read (damage is not an error here).
-    pub fn loadable_snapshots(
-        &self,
-    ) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>)> {
+    pub fn loadable_snapshots(&self) -> Result<(Vec<SnapshotEntry>, Vec<DamagedSnapshot>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
         for (name, _) in self.backend.list(ObjectKind::Snapshot)? {
@@ -363,7 +367,7 @@ impl Repository {
         spec: &str,
         filter: &SnapshotFilter,
         path: &[u8],
-    ) -> Result<((SnapshotId, Snapshot), Vec<(SnapshotId, Snapshot)>)> {
+    ) -> Result<(SnapshotEntry, Vec<SnapshotEntry>)> {
         let snapshots = self.snapshots()?;
         let chosen = filter
             .resolve_holding(spec, snapshots.clone(), path)
