@@ -83,7 +83,7 @@ fn a_backup_after_a_lost_pack_stores_unchanged_files_again_with_a_warm_cache() {
 #[test]
 fn a_backup_after_a_lost_pack_stores_deduplicated_chunks_again_with_a_cold_cache() {
     let env = Env::new();
-    let (src, data_pack) = one_backup(&env);
+    let (_, data_pack) = one_backup(&env);
     std::fs::remove_file(&data_pack).unwrap();
     env.remove_cache();
     // Copies under new names: no parent entry matches, every chunk goes through the dedup lookup.

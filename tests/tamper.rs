@@ -66,7 +66,7 @@ impl Template {
         write_file(&src.join("dir/b.txt"), b"hello");
         write_file(&src.join("c.bin"), &random_bytes(3, 200_000));
         let mut all = Vec::new();
-        let mut backup = |env: &Env, all: &mut Vec<(String, Listing)>| {
+        let backup = |env: &Env, all: &mut Vec<(String, Listing)>| {
             let v = env.backup_json(&[&src], &[]);
             let id = v["snapshot_id"].as_str().unwrap().to_string();
             all.push((id, tree_listing(&src)));

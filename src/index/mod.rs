@@ -546,10 +546,9 @@ impl Index {
     /// # Errors
     /// When the blob is in no index, or only in unavailable packs.
     pub fn locate(&self, id: &BlobId, blob_type: BlobType) -> Result<BlobLocation> {
-        Ok(self
-            .locate_many(std::slice::from_ref(id), blob_type)?
+        self.locate_many(std::slice::from_ref(id), blob_type)?
             .pop()
-            .expect("one result per id")?)
+            .expect("one result per id")
     }
 
     /// Where each of `ids` is stored, looked up in one read transaction (a restore plans thousands

@@ -22,6 +22,9 @@ use crate::id::{BlobId, BlobType, KeyId, PackId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::PackReader;
 
+/// Snapshots that load (oldest first) and damaged ones (name, why): [`Repository::loadable_snapshots`].
+pub type LoadedSnapshots = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+
 /// An open repository: storage, master key and config.
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -240,9 +243,7 @@ impl Repository {
     ///
     /// # Errors
     /// When the snapshots cannot be listed or read (damage is not an error here).
-    pub fn loadable_snapshots(
-        &self,
-    ) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>)> {
+    pub fn loadable_snapshots(&self) -> Result<LoadedSnapshots> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
         for (name, _) in self.backend.list(ObjectKind::Snapshot)? {
