@@ -35,7 +35,7 @@ pub enum ErrorKind {
 ///
 /// Causes (I/O errors, decoder failures) are folded into the message rather than kept as a
 /// `source`, so that `{:#}` chains never print them twice.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,

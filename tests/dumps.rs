@@ -32,9 +32,11 @@ fn failing_backup(env: &Env, args: &[&str]) -> String {
         "the error must say that nothing was saved\n{}",
         out.describe()
     );
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout\n{}",
+    // With --json, stdout holds only the error object: never a result a script could take.
+    assert_eq!(
+        out.json()["error"]["exit_code"],
+        exit::COMMAND_FAILED,
+        "only the error object on stdout\n{}",
         out.describe()
     );
     assert_eq!(env.snapshots_json().len(), before, "{}", out.describe());
@@ -374,7 +376,7 @@ fn dump_usage_errors_exit_2_before_anything_runs() {
                 "--command-timeout",
                 "5m",
             ],
-            "write min for minutes",
+            "min for minutes",
         ),
         (
             vec![

@@ -25,20 +25,20 @@ fn quick_start() -> String {
 /// Moves every absolute path the quick start names under `root` (a snapshot path like
 /// `latest:/etc/nginx` follows its source).
 fn under(script: &str, root: &Path) -> String {
-    let root = root.display().to_string();
+    // Through a marker, so that a root below /tmp is not moved again.
     let mut out = script.to_string();
     for (from, to) in [
-        (" /srv/", format!(" {root}/srv/")),
-        ("=/srv/", format!("={root}/srv/")),
-        ("=/root/", format!("={root}/root/")),
-        (" /etc", format!(" {root}/etc")),
-        (":/etc", format!(":{root}/etc")),
-        (" /var/", format!(" {root}/var/")),
-        (" /tmp/", format!(" {root}/tmp/")),
+        (" /srv/", " @ROOT@/srv/"),
+        ("=/srv/", "=@ROOT@/srv/"),
+        ("=/root/", "=@ROOT@/root/"),
+        (" /etc", " @ROOT@/etc"),
+        (":/etc", ":@ROOT@/etc"),
+        (" /var/", " @ROOT@/var/"),
+        (" /tmp/", " @ROOT@/tmp/"),
     ] {
-        out = out.replace(from, &to);
+        out = out.replace(from, to);
     }
-    out
+    out.replace("@ROOT@", &root.display().to_string())
 }
 
 #[test]

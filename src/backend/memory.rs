@@ -137,7 +137,10 @@ mod tests {
         a.create().unwrap();
         let b = a.clone();
         b.write(ObjectKind::Pack, "abcd", b"0123456789").unwrap();
-        assert_eq!(a.list(ObjectKind::Pack).unwrap(), vec![("abcd".into(), 10)]);
+        assert_eq!(
+            a.list_all(ObjectKind::Pack).unwrap(),
+            vec![("abcd".into(), 10)]
+        );
         assert!(a.list(ObjectKind::Index).unwrap().is_empty());
         assert_eq!(
             a.read_range(ObjectKind::Pack, "abcd", 2, 3).unwrap(),

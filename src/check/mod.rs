@@ -212,11 +212,11 @@ fn check_once(
     // replacement of it).
     let snapshots = load_snapshots(repo, &mut report, &mut listed_objects)?;
     check_key_files(repo, &mut report, &mut listed_objects)?;
-    let index_files: Vec<String> = backend
-        .list(ObjectKind::Index)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let index_listing = backend.list_classified(ObjectKind::Index)?;
+    report
+        .notes
+        .extend(strays::notes(ObjectKind::Index, &index_listing.ignored));
+    let index_files: Vec<String> = index_listing.objects.into_iter().map(|(n, _)| n).collect();
     listed_objects.remember(ObjectKind::Index, index_files.iter().cloned());
     match repo.refresh_index() {
         Ok(()) => {}
@@ -358,13 +358,16 @@ fn load_snapshots(
     report: &mut CheckReport,
     listed: &mut settle::Listed,
 ) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    let names: Vec<String> = repo
+    // One listing for the snapshots and the strays beside them: check's listings are compared
+    // with later ones to tell a prune's changes from damage (see `settle`).
+    let listing = repo
         .repo()
         .backend()
-        .list(ObjectKind::Snapshot)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+        .list_classified(ObjectKind::Snapshot)?;
+    report
+        .notes
+        .extend(strays::notes(ObjectKind::Snapshot, &listing.ignored));
+    let names: Vec<String> = listing.objects.into_iter().map(|(n, _)| n).collect();
     listed.remember(ObjectKind::Snapshot, names.iter().cloned());
     let mut out = Vec::new();
     for name in names {

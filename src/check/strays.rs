@@ -6,10 +6,8 @@ use crate::backend::{Backend, ObjectKind};
 use crate::error::Result;
 
 /// The kinds whose directories `check` does not otherwise list whole.
-const OTHER_KINDS: [ObjectKind; 6] = [
+const OTHER_KINDS: [ObjectKind; 4] = [
     ObjectKind::Key,
-    ObjectKind::Index,
-    ObjectKind::Snapshot,
     ObjectKind::Lease,
     ObjectKind::Pending,
     ObjectKind::Verified,
@@ -29,7 +27,7 @@ pub(super) fn notes(kind: ObjectKind, ignored: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Notes for the files that are not objects below every directory but `data/`.
+/// Notes for the files that are not objects below the directories `check` does not list itself.
 ///
 /// # Errors
 /// When the storage cannot be listed.

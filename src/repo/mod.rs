@@ -334,9 +334,17 @@ impl Repository {
         spec: &str,
         filter: &SnapshotFilter,
     ) -> Result<(SnapshotId, Snapshot)> {
+        let snapshots = self.selectable_snapshots(spec)?;
+        filter
+            .resolve(spec, snapshots)
+            .map_err(|e| e.context(format!("repository {}", self.backend.location())))
+    }
+
+    /// The snapshots `spec` is chosen among: every one that loads. A damaged snapshot stops the
+    /// choice only when it may be the one asked for: its name matches the prefix, or (its time
+    /// unknown) it may be the latest.
+    fn selectable_snapshots(&self, spec: &str) -> Result<Vec<SnapshotEntry>> {
         let (snapshots, damaged) = self.loadable_snapshots()?;
-        // A damaged snapshot stops the choice only when it may be the one asked for: its name
-        // matches the prefix, or (its time unknown) it may be the latest.
         let prefix = spec.to_ascii_lowercase();
         if let Some((name, e)) = damaged
             .into_iter()
@@ -351,9 +359,7 @@ impl Repository {
             };
             return Err(Error::corrupted(format!("{which}: {e}")));
         }
-        filter
-            .resolve(spec, snapshots)
-            .map_err(|e| e.context(format!("repository {}", self.backend.location())))
+        Ok(snapshots)
     }
 
     /// Resolves `spec` for a command that reads `path` of the snapshot (see
@@ -368,7 +374,7 @@ impl Repository {
         filter: &SnapshotFilter,
         path: &[u8],
     ) -> Result<(SnapshotEntry, Vec<SnapshotEntry>)> {
-        let snapshots = self.snapshots()?;
+        let snapshots = self.selectable_snapshots(spec)?;
         let chosen = filter
             .resolve_holding(spec, snapshots.clone(), path)
             .map_err(|e| e.context(format!("repository {}", self.backend.location())))?;

@@ -26,6 +26,9 @@ pub struct PackUploader {
     backend: Arc<dyn Backend>,
     running: Mutex<Option<Running>>,
     spare: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The failed write that stopped the writer: every later caller is told that, not only the
+    /// first one to collect it (the storage's cause must reach the user whichever thread reports).
+    failure: Mutex<Option<Error>>,
 }
 
 impl PackUploader {
@@ -35,6 +38,7 @@ impl PackUploader {
             backend,
             running: Mutex::new(None),
             spare: Arc::new(Mutex::new(None)),
+            failure: Mutex::new(None),
         }
     }
 
@@ -64,8 +68,15 @@ impl PackUploader {
         if let Some(Ok(())) = packs.map(|p| p.send(pack)) {
             return Ok(());
         }
-        // The writer stops only after a failed write, whose error waits among the results.
+        // The writer stops only after a failed write, whose error waits among the results, or was
+        // collected already by another thread.
         let failure = self.stored().into_iter().find_map(|r| r.err());
+        let failure = failure.or_else(|| {
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        });
         Err(failure.unwrap_or_else(|| {
             Error::new(
                 ErrorKind::Backend,
@@ -118,10 +129,21 @@ impl PackUploader {
 
     /// The packs stored since the last call, in the order written; a failed write is an error.
     pub fn stored(&self) -> Vec<Result<PackEntries>> {
-        match self.lock().as_ref() {
+        let results = match self.lock().as_ref() {
             Some(running) => running.stored.try_iter().collect(),
             None => Vec::new(),
+        };
+        self.remember_failure(results)
+    }
+
+    fn remember_failure(&self, results: Vec<Result<PackEntries>>) -> Vec<Result<PackEntries>> {
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| e.clone());
         }
+        results
     }
 
     /// Waits until every queued pack is written and stops the thread; returns what
