@@ -307,3 +307,15 @@ fn a_backup_goes_on_when_the_pack_of_its_parent_snapshots_trees_is_lost() {
     }
     env.r(&["check"]).assert_code(exit::DAMAGED);
 }
+
+#[test]
+fn a_backup_after_a_pack_was_cut_short_stores_its_blobs_again() {
+    let env = Env::new();
+    let (src, data_pack) = one_backup(&env);
+    // A torn copy: the pack's first half only, so its later blobs are gone.
+    let bytes = std::fs::read(&data_pack).unwrap();
+    std::fs::write(&data_pack, &bytes[..bytes.len() / 2]).unwrap();
+    let out = backup_after_loss(&env, &src, &[]);
+    assert!(out.stderr.contains("cut short"), "{}", out.describe());
+    assert_restores(&env, "latest", &src, "restored");
+}

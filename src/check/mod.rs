@@ -262,7 +262,12 @@ fn check_once(
         .collect();
     // Index entries of absent packs are damage (reported below), but they must not hide another
     // copy of a blob from the walk, nor pass for a stored blob.
-    repo.mark_absent_packs(&ids.iter().copied().collect())?;
+    repo.mark_absent_packs(
+        &packs
+            .iter()
+            .filter_map(|(n, size)| Some((PackId::from_hex(n).ok()?, *size)))
+            .collect(),
+    )?;
     let chosen: HashSet<PackId> = options
         .read_data
         .choose(&ids, times_before)

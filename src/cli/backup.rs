@@ -162,7 +162,7 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
     if let Some(first) = absent.first() {
         // The new snapshot is whole (their blobs were stored again); older ones are not.
         errln!(
-            "warning: {} pack(s) named by the index are missing from the repository (first: {first}); \
+            "warning: {} pack(s) named by the index are missing from the repository or cut short (first: {first}); \
              this backup stored their blobs again, but older snapshots that used them are damaged: \
              run `cairn check`, then `cairn repair index` and `cairn repair snapshots`",
             absent.len()

@@ -27,11 +27,12 @@ const FILES: TableDefinition<&str, ()> = TableDefinition::new("index_files");
 /// Locations of blobs indexed more than once, besides the one in [`BLOBS`].
 const MORE: MultimapTableDefinition<[u8; 32], [u8; 45]> =
     MultimapTableDefinition::new("more_locations");
-/// Every pack an index file names: compared with a listing of the packs to find the absent ones.
-const PACKS: TableDefinition<[u8; 32], ()> = TableDefinition::new("packs");
+/// Every pack an index file names, with the bytes its indexed blobs reach (offset + length of
+/// the last): compared with a listing of the packs to find the absent and the cut ones.
+const PACKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("packs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The layout of the tables above; a cache of another layout is emptied and read again.
-const SCHEMA: u64 = 2;
+const SCHEMA: u64 = 3;
 
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,7 +352,14 @@ impl Index {
             let mut names = tx.open_table(FILES)?;
             for (name, file) in files {
                 for pack in &file.packs {
-                    packs.insert(pack.pack.0, ())?;
+                    let reach = pack
+                        .blobs
+                        .iter()
+                        .map(|e| u64::from(e.offset) + u64::from(e.length))
+                        .max()
+                        .unwrap_or(0);
+                    let known = packs.get(pack.pack.0)?.map_or(0, |v| v.value());
+                    packs.insert(pack.pack.0, reach.max(known))?;
                     for entry in &pack.blobs {
                         let location = encode_location(&pack.pack, entry);
                         let replaced = blobs.insert(entry.id.0, location)?.map(|old| old.value());
@@ -397,15 +405,25 @@ impl Index {
     /// # Errors
     /// When the cache cannot be read.
     pub fn packs(&self) -> Result<HashSet<PackId>> {
+        Ok(self.pack_reach()?.into_keys().collect())
+    }
+
+    /// Every pack some cached index file names, with the bytes its indexed blobs reach: a listed
+    /// pack shorter than that was cut (FORMAT.md §8, "Readers and missing packs").
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn pack_reach(&self) -> Result<HashMap<PackId, u64>> {
         let tx = self.db.begin_read()?;
         let table = match tx.open_table(PACKS) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashSet::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
             Err(e) => return Err(e.into()),
         };
-        let mut out = HashSet::new();
+        let mut out = HashMap::new();
         for row in table.iter()? {
-            out.insert(PackId(row?.0.value()));
+            let (id, reach) = row?;
+            out.insert(PackId(id.value()), reach.value());
         }
         Ok(out)
     }

@@ -8,7 +8,7 @@ pub mod select;
 pub use saver::{BlobSaver, SaveStats, INDEX_INTERVAL};
 pub use select::SnapshotFilter;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -486,32 +486,44 @@ impl IndexedRepository {
     /// # Errors
     /// When the packs cannot be listed or the cache cannot be read.
     pub fn exclude_absent_packs(&self) -> Result<Vec<PackId>> {
-        let listed: HashSet<PackId> = self
+        let listed: HashMap<PackId, u64> = self
             .repo
             .backend()
             .list(ObjectKind::Pack)?
             .into_iter()
-            .filter_map(|(name, _)| PackId::from_hex(&name).ok())
+            .filter_map(|(name, size)| Some((PackId::from_hex(&name).ok()?, size)))
             .collect();
         self.mark_absent_packs(&listed)
     }
 
-    /// [`IndexedRepository::exclude_absent_packs`] for a caller that listed the packs itself.
+    /// [`IndexedRepository::exclude_absent_packs`] for a caller that listed the packs itself
+    /// (ids and sizes). A listed pack shorter than the bytes its indexed blobs reach was cut
+    /// (a torn copy, a swap): it counts as absent too, and is returned with them.
     ///
     /// # Errors
     /// When the cache cannot be read.
-    pub fn mark_absent_packs(&self, listed: &HashSet<PackId>) -> Result<Vec<PackId>> {
-        let mut absent: Vec<PackId> = self
-            .index
-            .packs()?
-            .into_iter()
-            .filter(|p| !listed.contains(p))
-            .collect();
-        absent.sort();
-        for pack in &absent {
-            self.index
-                .mark_unavailable(*pack, "is missing from the repository");
+    pub fn mark_absent_packs(&self, listed: &HashMap<PackId, u64>) -> Result<Vec<PackId>> {
+        let mut absent = Vec::new();
+        for (pack, reach) in self.index.pack_reach()? {
+            match listed.get(&pack) {
+                None => {
+                    self.index
+                        .mark_unavailable(pack, "is missing from the repository");
+                    absent.push(pack);
+                }
+                Some(&size) if size < reach => {
+                    self.index.mark_unavailable(
+                        pack,
+                        format!(
+                            "is {size} bytes, shorter than the {reach} its indexed blobs need (cut)"
+                        ),
+                    );
+                    absent.push(pack);
+                }
+                Some(_) => {}
+            }
         }
+        absent.sort();
         Ok(absent)
     }
 

@@ -119,15 +119,16 @@ fn repair_leased(
 ) -> Result<SnapshotRepairReport> {
     let r = repo.repo();
     let snapshots = r.snapshots()?;
-    let packs: HashSet<PackId> = r
+    let listed: std::collections::HashMap<PackId, u64> = r
         .backend()
         .list(ObjectKind::Pack)?
-        .iter()
-        .filter_map(|(n, _)| PackId::from_hex(n).ok())
+        .into_iter()
+        .filter_map(|(n, size)| Some((PackId::from_hex(&n).ok()?, size)))
         .collect();
-    // Index entries of packs that are gone hold nothing: their blobs count as missing, and trees
-    // found only there are written again (FORMAT.md §11).
-    repo.mark_absent_packs(&packs)?;
+    // Index entries of packs that are gone (or cut) hold nothing: their blobs count as missing,
+    // and trees found only there are written again (FORMAT.md §8).
+    let absent: HashSet<PackId> = repo.mark_absent_packs(&listed)?.into_iter().collect();
+    let packs: HashSet<PackId> = listed.into_keys().filter(|p| !absent.contains(p)).collect();
     let mut rewriter = Rewriter {
         repo,
         packs,
