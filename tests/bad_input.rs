@@ -757,3 +757,25 @@ fn json_errors_are_objects_on_stdout_that_no_script_takes_for_an_empty_result() 
     out.assert_code(exit::USAGE);
     assert_eq!(out.json()["error"]["kind"], "usage");
 }
+
+#[test]
+fn a_usage_error_under_cairn_repo_does_not_show_repo_as_required() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["restore"], None, &[("CAIRN_REPO", Some(env.repo_str()))]);
+    out.assert_code(exit::USAGE);
+    let usage = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap();
+    assert!(!usage.contains("--repo"), "{}", out.describe());
+    // The variable still names the repository.
+    let out = env.run(
+        &["--json", "snapshots"],
+        None,
+        &[("CAIRN_REPO", Some(env.repo_str()))],
+    );
+    out.assert_success();
+    assert_eq!(out.json(), serde_json::json!([]));
+}

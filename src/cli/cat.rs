@@ -15,7 +15,7 @@ Examples:
   cairn cat latest:/etc/nginx/nginx.conf | head
   cairn cat --at \"2026-01-23 14:30\" latest:/etc/passwd > passwd.old
   cairn -v cat 1a2b3c4d:/srv/big.img > big.img      # -v: bytes read from the repository
-Memory stays bounded by one chunk (at most 16 MiB) whatever the file size.";
+Memory stays bounded by the largest chunk (8 MiB by default, 16 MiB at most) whatever the file size.";
 
 #[derive(clap::Args, Debug)]
 pub struct CatArgs {

@@ -103,14 +103,11 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository location: a directory, s3://BUCKET/PREFIX, sftp://USER@HOST:PORT/PATH,
-    /// webdav[s]://HOST:PORT/PATH or opendal:SCHEME. Default: a directory under your data directory.
-    #[arg(
-        short = 'r',
-        long = "repo",
-        env = "CAIRN_REPO",
-        global = true,
-        value_name = "REPO"
-    )]
+    /// webdav[s]://HOST:PORT/PATH or opendal:SCHEME. Default: $CAIRN_REPO, else a directory under
+    /// your data directory.
+    // CAIRN_REPO is read after parsing (see `main`), not by clap: clap's usage line of an error
+    // would show `--repo <REPO>` as if it had to be given.
+    #[arg(short = 'r', long = "repo", global = true, value_name = "REPO")]
     pub repo: Option<PathBuf>,
     /// Option of a remote repository's storage, passed to OpenDAL (repeatable): -o endpoint=URL -o region=R.
     /// `-o timeout=SECONDS`, `-o retries=N` and `-o retry_for=SECONDS` set cairn's request policy.
@@ -228,7 +225,7 @@ pub fn main() -> i32 {
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
-    let (cli, matches) = match parsed {
+    let (mut cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -244,6 +241,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if cli.global.repo.is_none() {
+        cli.global.repo = std::env::var_os("CAIRN_REPO")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+    }
     progress::set_telling(&cli.global);
     // A panic is a bug; it still ends with a message and exit 1, never Rust's 101 alone (leased
     // operations release their lease before it gets here, see `HeldLease::hold_while`).

@@ -24,10 +24,20 @@ pub struct PlanArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum PlanCommand {
     /// Check the plan file: syntax, unknown keys, values. Exit 0 when valid, 2 when not.
+    #[command(after_help = "Examples:
+  cairn plan validate                              # $CAIRN_PLAN or the default plan file
+  cairn plan validate --plan /etc/cairn/plan.toml && cairn run --plan /etc/cairn/plan.toml")]
     Validate(PlanFileArg),
     /// Print the plan as cairn understands it (with --json: as JSON), and where its state lives.
+    #[command(after_help = "Examples:
+  cairn plan show --plan /etc/cairn/plan.toml
+  cairn plan show --json | jq .retention")]
     Show(PlanFileArg),
     /// Print (or write) a systemd service and timer that run the plan.
+    #[command(after_help = "Examples:
+  cairn plan systemd                               # print cairn.service and cairn.timer
+  cairn plan systemd --on-calendar '*-*-* 03:30' --write /etc/systemd/system
+  systemctl daemon-reload && systemctl enable --now cairn.timer")]
     Systemd(SystemdArgs),
 }
 
