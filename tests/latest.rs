@@ -67,3 +67,22 @@ fn latest_with_a_path_is_the_newest_snapshot_that_holds_it() {
         .join("ssh/sshd_config")
         .is_file());
 }
+
+#[test]
+fn the_snapshots_table_shows_size_and_added_bytes_not_bytes_read() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    write_file(&src.join("a.bin"), &common::random_bytes(1, 300_000));
+    env.backup_json(&[&src], &[]);
+    env.backup_json(&[&src], &[]);
+    let out = env.r_ok(&["snapshots"]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].contains("size") && lines[0].contains("added"),
+        "{}",
+        out.stdout
+    );
+    // The unchanged second snapshot read nothing, but holds the whole tree.
+    assert!(lines[2].contains("293.0 KiB"), "{}", out.stdout);
+}

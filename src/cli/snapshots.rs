@@ -35,22 +35,28 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
         output::print_json(&list)?;
         return Ok(super::exit::OK);
     }
+    // The snapshot's size (what a restore writes) and what it added to the repository: the bytes
+    // read say nothing of an unchanged snapshot, which reads nothing.
     outln!(
-        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  paths",
+        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {:>10}  paths",
         "id",
         "time",
         "host",
         "tags",
-        "read"
+        "size",
+        "added"
     );
     for (id, s) in &snapshots {
         outln!(
-            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}",
+            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {:>10}  {}",
             id.short(),
             output::local_time(s),
             s.host,
             s.tags.join(","),
-            output::bytes(s.summary.bytes_read),
+            s.summary
+                .total_bytes
+                .map_or_else(|| "?".to_string(), output::bytes),
+            output::bytes(s.summary.bytes_added),
             s.paths.join(" ")
         );
     }
