@@ -779,3 +779,62 @@ fn a_usage_error_under_cairn_repo_does_not_show_repo_as_required() {
     out.assert_success();
     assert_eq!(out.json(), serde_json::json!([]));
 }
+
+#[test]
+fn password_command_is_a_global_option_and_an_environment_variable() {
+    let env = Env::new();
+    env.init();
+    let pw = format!("printf '%s\\n' '{}'", PASSWORD);
+    let out = env.run(
+        &[
+            "-r",
+            env.repo_str(),
+            "--password-command",
+            &pw,
+            "--json",
+            "snapshots",
+        ],
+        None,
+        &[("CAIRN_PASSWORD", None)],
+    );
+    out.assert_success();
+    let out = env.run(
+        &["-r", env.repo_str(), "--json", "snapshots"],
+        None,
+        &[
+            ("CAIRN_PASSWORD", None),
+            ("CAIRN_PASSWORD_COMMAND", Some(&pw)),
+        ],
+    );
+    out.assert_success();
+    // The option wins over the environment: a wrong password from it is refused.
+    let out = env.run(
+        &[
+            "-r",
+            env.repo_str(),
+            "--password-command",
+            "echo wrong",
+            "snapshots",
+        ],
+        None,
+        &[],
+    );
+    out.assert_code(exit::WRONG_PASSWORD);
+    let out = env.run(
+        &[
+            "-r",
+            env.repo_str(),
+            "--password-command",
+            "exit 3",
+            "snapshots",
+        ],
+        None,
+        &[("CAIRN_PASSWORD", None)],
+    );
+    assert_ne!(out.code, 0, "{}", out.describe());
+    assert!(
+        out.stderr.contains("password command"),
+        "{}",
+        out.describe()
+    );
+}

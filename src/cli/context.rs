@@ -84,6 +84,7 @@ pub fn cache_root(global: &GlobalArgs) -> PathBuf {
 struct EnvPassword {
     password: Option<Zeroizing<Vec<u8>>>,
     file: Option<PathBuf>,
+    command: Option<String>,
 }
 
 static ENV_PASSWORD: OnceLock<EnvPassword> = OnceLock::new();
@@ -98,6 +99,7 @@ pub fn take_password_environment() {
             password: std::env::var_os("CAIRN_PASSWORD")
                 .map(|p| Zeroizing::new(p.into_encoded_bytes())),
             file: std::env::var_os("CAIRN_PASSWORD_FILE").map(PathBuf::from),
+            command: std::env::var("CAIRN_PASSWORD_COMMAND").ok(),
         };
         let names = std::env::vars_os().map(|(name, _)| name);
         for name in cairn::process::secret_variables(names) {
@@ -108,7 +110,8 @@ pub fn take_password_environment() {
 }
 
 /// The password, from the first source given: `--password-file` (or the plan's `password_file`),
-/// the plan's `password_command`, `CAIRN_PASSWORD`, `CAIRN_PASSWORD_FILE`, else a terminal prompt
+/// `--password-command` (or the plan's `password_command`), `CAIRN_PASSWORD`,
+/// `CAIRN_PASSWORD_FILE`, `CAIRN_PASSWORD_COMMAND`, else a terminal prompt
 /// (asked twice when `confirm`). An option given explicitly wins over the environment, and a
 /// password file that cannot be read is an error, never a reason to look elsewhere.
 pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
@@ -126,10 +129,13 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
     if let Some(file) = env.and_then(|e| e.file.as_ref()) {
         return read_password_file(file);
     }
+    if let Some(line) = env.and_then(|e| e.command.as_ref()) {
+        return password_from_command(&["sh".to_string(), "-c".to_string(), line.clone()]);
+    }
     prompt_password(
         "repository password: ",
         confirm,
-        "no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or use --password-file",
+        "no password given: set CAIRN_PASSWORD, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD_COMMAND, or use --password-file or --password-command",
     )
 }
 

@@ -124,7 +124,13 @@ pub struct GlobalArgs {
     /// belongs to a key file with costly Argon2id parameters, which an opening does not try unasked.
     #[arg(long, env = "CAIRN_KEY_HINT", global = true, value_name = "ID")]
     pub key_hint: Option<String>,
-    /// Set by `cairn run` from the plan's `password_command` (argv, no shell): its first output line.
+    /// Run this shell command and take the first line it prints as the password (also
+    /// CAIRN_PASSWORD_COMMAND, tried after CAIRN_PASSWORD and CAIRN_PASSWORD_FILE), e.g.
+    /// --password-command 'pass show backup/cairn'. It sees no CAIRN_PASSWORD* variable.
+    #[arg(long = "password-command", global = true, value_name = "COMMAND")]
+    pub password_command_line: Option<String>,
+    /// The password command as argv: from --password-command (through `sh -c`) or the plan's
+    /// `password_command` (argv, no shell).
     #[arg(skip)]
     pub password_command: Option<Vec<String>>,
     /// Local cache directory (index database).
@@ -241,6 +247,9 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Some(line) = &cli.global.password_command_line {
+        cli.global.password_command = Some(shell_argv(line));
+    }
     if cli.global.repo.is_none() {
         cli.global.repo = std::env::var_os("CAIRN_REPO")
             .filter(|v| !v.is_empty())
@@ -288,6 +297,11 @@ pub fn main() -> i32 {
         }
         None => code,
     }
+}
+
+/// A shell command line as the argv that runs it.
+fn shell_argv(line: &str) -> Vec<String> {
+    vec!["sh".to_string(), "-c".to_string(), line.to_string()]
 }
 
 /// With `--json`, an error is a JSON object on stdout too, so a script reading stdout never

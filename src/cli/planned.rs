@@ -46,8 +46,8 @@ pub fn global_for(global: &GlobalArgs, plan: &Plan) -> GlobalArgs {
     g.repo = Some(PathBuf::from(&r.location));
     g.options = r.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
     g.limit_upload = r.limit_upload.clone().or(g.limit_upload);
-    if global.password_file.is_some() {
-        // `--password-file` on the command line wins over the plan.
+    if global.password_file.is_some() || global.password_command.is_some() {
+        // `--password-file` or `--password-command` on the command line wins over the plan.
     } else if r.password_command.is_some() {
         g.password_command = r.password_command.clone();
     } else if r.password_file.is_some() {
