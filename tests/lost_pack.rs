@@ -8,21 +8,12 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use cairn::backend::{Backend, LocalBackend, ObjectKind};
+use cairn::backend::LocalBackend;
 use cairn::format::index_file::IndexFile;
 use cairn::id::PackId;
 use cairn::ops::prune::read_index_file;
 use cairn::Repository;
 use common::{exit, random_bytes, restored_path, tree_listing, write_file, Env};
-
-fn index_names(env: &Env) -> Vec<String> {
-    LocalBackend::new(&env.repo)
-        .list(ObjectKind::Index)
-        .unwrap()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect()
-}
 
 /// A repository with one snapshot of `src` (two files of random data); returns the source and
 /// the largest pack, the one holding the file data.
@@ -99,7 +90,7 @@ fn readers_use_another_copy_when_the_first_indexed_pack_is_gone() {
     let env = Env::new();
     let (src, data_pack) = one_backup(&env);
     let first = env.snapshots_json()[0]["id"].as_str().unwrap().to_string();
-    let old_index: Vec<String> = index_names(&env);
+    let old_index: Vec<String> = env.index_files();
     std::fs::remove_file(&data_pack).unwrap();
     backup_after_loss(&env, &src, &[]);
     // The index now names each data blob twice: in the lost pack and in the new one. Make the
@@ -279,6 +270,15 @@ fn sync_delete_keeps_the_targets_copy_of_a_pack_the_source_lost() {
     );
     let copied = env.cairn(&["-r", copy_arg, "check", "--read-data"]);
     copied.assert_success();
+
+    // A wrong password proves nothing either: the sync stops before it changes anything.
+    let wrong = env.run(
+        &["-r", env.repo_str(), "sync", "--delete", "--to", copy_arg],
+        None,
+        &[("CAIRN_PASSWORD", Some("not the password"))],
+    );
+    wrong.assert_code(common::exit::WRONG_PASSWORD);
+    assert!(in_copy());
 
     // The copy gives it back.
     env.r_ok(&["sync", "--from", copy_arg]);

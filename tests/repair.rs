@@ -80,15 +80,6 @@ fn restore_listing(
     tree_listing(&restored_path(&target, src))
 }
 
-fn index_files(env: &Env) -> Vec<String> {
-    LocalBackend::new(&env.repo)
-        .list(ObjectKind::Index)
-        .unwrap()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect()
-}
-
 #[test]
 fn check_reports_a_truncated_pack_with_the_files_it_affects() {
     let env = Env::new();
@@ -162,7 +153,7 @@ fn repair_index_restores_a_blob_missing_from_the_index() {
     let repo = open(&env);
     let backend = LocalBackend::new(&env.repo);
     let mut dropped = None;
-    for name in index_files(&env) {
+    for name in env.index_files() {
         let mut file = IndexFile::decode(
             repo.repo().key(),
             &backend.read(ObjectKind::Index, &name).unwrap(),
@@ -211,13 +202,13 @@ fn repair_index_restores_a_blob_missing_from_the_index() {
     );
     assert_check_finds(&env, &["missing from the index"]);
 
-    let before = index_files(&env);
+    let before = env.index_files();
     let done = env.r_json(&["repair", "index"]);
     assert_eq!(done["packs_read"], 4, "{done}");
     assert_eq!(done["packs_unreadable"], serde_json::json!([]), "{done}");
     assert_eq!(done["index_files_removed"], before.len(), "{done}");
     assert_eq!(done["index_files_written"], 1, "{done}");
-    assert!(index_files(&env).iter().all(|n| !before.contains(n)));
+    assert!(env.index_files().iter().all(|n| !before.contains(n)));
     assert!(
         files_under(&env.repo.join("locks")).is_empty(),
         "the prune lease is released"
@@ -231,7 +222,7 @@ fn repair_index_after_losing_an_index_file_leaves_unreadable_packs_in_place() {
     let env = Env::new();
     let (src, data_pack) = two_backups(&env);
     let expected = tree_listing(&src);
-    for name in index_files(&env) {
+    for name in env.index_files() {
         std::fs::remove_file(env.repo.join("index").join(&name)).unwrap();
     }
     assert_check_finds(&env, &["holds it: run `cairn repair index`"]);
@@ -455,7 +446,7 @@ fn repair_snapshots_before_repair_index_refuses_while_packs_hold_the_data() {
     let env = Env::new();
     let (src, _) = two_backups(&env);
     let expected = tree_listing(&src);
-    for name in index_files(&env) {
+    for name in env.index_files() {
         std::fs::remove_file(env.repo.join("index").join(&name)).unwrap();
     }
     // A pack whose header cannot be read holds nothing recoverable: it must not stop the search.

@@ -254,9 +254,15 @@ pub fn backup<'s>(
         // An index entry whose pack is gone must not pass for a stored blob (or an unchanged
         // file's content): those blobs are stored again (FORMAT.md §11).
         let absent_packs = repo.exclude_absent_packs()?;
-        let mut outcome = backup_leased(repo, source, options, progress, lease, condemned)?;
-        outcome.absent_packs = absent_packs;
-        Ok(outcome)
+        backup_leased(
+            repo,
+            source,
+            options,
+            progress,
+            lease,
+            condemned,
+            absent_packs,
+        )
     })
 }
 
@@ -267,6 +273,7 @@ fn backup_leased(
     progress: &dyn BackupProgress,
     lease: &HeldLease,
     condemned: HashSet<PackId>,
+    absent_packs: Vec<PackId>,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let start_time = options.time.unwrap_or_else(chrono::Utc::now);
@@ -362,7 +369,7 @@ fn backup_leased(
     Ok(BackupOutcome {
         snapshot_id,
         snapshot,
-        absent_packs: Vec::new(),
+        absent_packs,
     })
 }
 

@@ -533,17 +533,29 @@ impl IndexedRepository {
     /// When the blob is not indexed, or every pack holding it is missing or damaged (the error of
     /// the first).
     pub fn read_blob(&self, id: &BlobId, blob_type: BlobType) -> Result<Vec<u8>> {
-        let reader = PackReader::new(self.repo.backend(), self.repo.key());
-        let mut first_error = None;
-        for loc in self.index.locations(id, blob_type)? {
-            match reader.read_blob(&loc.pack, &loc.entry) {
-                Ok(plain) => return Ok(plain),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
+        // One index lookup when the first location reads (a backup loads every parent tree this
+        // way); the other locations are looked up only after a failure.
+        let loc = self.index.locate(id, blob_type)?;
+        PackReader::new(self.repo.backend(), self.repo.key())
+            .read_blob(&loc.pack, &loc.entry)
+            .or_else(|e| self.read_blob_elsewhere(id, blob_type, &loc.pack, e))
+    }
+
+    /// The verified plaintext of a blob of a range of `pack` read in bulk: from `range` (the
+    /// range's read; `entry` is relative to it), or from another indexed location when the range
+    /// could not be read or the blob does not open (a restore's reads by pack).
+    pub(crate) fn blob_of_range(
+        &self,
+        reader: &PackReader<'_>,
+        pack: &PackId,
+        range: &Result<Vec<u8>>,
+        entry: &crate::format::pack::BlobEntry,
+    ) -> Result<Vec<u8>> {
+        match range {
+            Ok(bytes) => reader.open_from(pack, bytes, entry),
+            Err(e) => Err(e.clone()),
         }
-        Err(first_error.expect("locations returns at least one location"))
+        .or_else(|e| self.read_blob_elsewhere(&entry.id, entry.blob_type, pack, e))
     }
 
     /// The verified plaintext of a blob that could not be read from `failed`, from another indexed

@@ -19,7 +19,6 @@ use super::{io_err, metadata, RestoreProgress};
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::tree::{ContentItem, Node};
-use crate::id::BlobType;
 use crate::pack::PackReader;
 use crate::repo::IndexedRepository;
 
@@ -163,18 +162,15 @@ fn write_range(
     for blob in &range.blobs {
         let mut entry = blob.entry;
         entry.offset -= range.offset as u32;
-        let data = match &bytes {
-            Ok(bytes) => reader.open_from(&range.pack, bytes, &entry),
-            Err(e) => Err(Error::new(e.kind(), e.to_string())),
-        }
-        .or_else(|e| repo.read_blob_elsewhere(&entry.id, BlobType::Data, &range.pack, e))
-        .map_err(|e| {
-            let path = blob
-                .targets
-                .first()
-                .map_or(Path::new(""), |t| files[t.file].path);
-            e.context(restoring(path))
-        })?;
+        let data = repo
+            .blob_of_range(&reader, &range.pack, &bytes, &entry)
+            .map_err(|e| {
+                let path = blob
+                    .targets
+                    .first()
+                    .map_or(Path::new(""), |t| files[t.file].path);
+                e.context(restoring(path))
+            })?;
         for t in &blob.targets {
             let out = &files[t.file];
             if data.len() != t.len as usize {

@@ -150,11 +150,7 @@ fn read_range(
     for entry in &range.blobs {
         let mut relative = *entry;
         relative.offset -= range.offset as u32;
-        let plain = match &bytes {
-            Ok(bytes) => reader.open_from(&range.pack, bytes, &relative),
-            Err(e) => Err(Error::new(e.kind(), e.to_string())),
-        }
-        .or_else(|e| repo.read_blob_elsewhere(&entry.id, BlobType::Tree, &range.pack, e))?;
+        let plain = repo.blob_of_range(&reader, &range.pack, &bytes, &relative)?;
         let tree = Tree::decode(&plain).map_err(|e| e.context(format!("tree {}", entry.id)))?;
         each(entry.id, plain, tree)?;
     }

@@ -263,6 +263,17 @@ impl Env {
         compare::assert_trees_equal(src, &restored_path(&target, src));
     }
 
+    /// The names of the repository's index files.
+    pub fn index_files(&self) -> Vec<String> {
+        use cairn::backend::Backend;
+        cairn::backend::LocalBackend::new(&self.repo)
+            .list(cairn::backend::ObjectKind::Index)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
     pub fn remove_cache(&self) {
         let c = self.cache_dir();
         if c.exists() {
