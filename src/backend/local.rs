@@ -247,10 +247,6 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
-    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        self.read_bounded(kind, name, kind.max_len())
-    }
-
     fn read_bounded_into(
         &self,
         kind: ObjectKind,

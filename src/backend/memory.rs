@@ -92,10 +92,6 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        Ok(self.get(kind, name)?.as_ref().clone())
-    }
-
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let bytes = self.get(kind, name)?;
         let size = bytes.len() as u64;

@@ -384,7 +384,9 @@ pub trait Backend: Send + Sync {
     ///
     /// # Errors
     /// When the object is missing, unreadable or larger than its kind may be.
-    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        self.read_bounded(kind, name, kind.max_len())
+    }
 
     /// [`Backend::read`] into `buf` (cleared first), reusing its capacity: reading one pack after
     /// another into the same buffers spares the kernel from zeroing fresh pages for each (a tenth

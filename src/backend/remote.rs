@@ -555,10 +555,6 @@ impl Backend for RemoteBackend {
         self.list_files(&format!("{}{shard}/", ObjectKind::Pack.dir()))
     }
 
-    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        self.read_bounded(kind, name, kind.max_len())
-    }
-
     fn read_bounded_into(
         &self,
         kind: ObjectKind,
