@@ -1,11 +1,8 @@
 //! Every storage keeps the `Backend` contract: local directories and S3 (in-process s3s) always; SFTP, WebDAV
 //! and moto S3 when `tests/servers/start.sh` has started them (see `remote_servers.rs`).
 
-mod common;
-#[path = "common/conformance.rs"]
-mod conformance;
-#[path = "common/s3.rs"]
-mod s3;
+use crate::common::conformance;
+use crate::common::s3;
 
 use cairn::backend::{self, BackendOptions, LocalBackend, Location, MemoryBackend};
 

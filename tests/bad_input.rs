@@ -2,7 +2,7 @@
 //! damaged repository data, non-empty restore targets, default repository,
 //! usage errors. No command may panic (checked for every run by the harness).
 
-mod common;
+use crate::common;
 
 use common::compare::assert_trees_equal;
 use common::mounts::Mount;

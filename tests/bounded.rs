@@ -2,7 +2,7 @@
 //! its kind's maximum before it is read (a planted sparse file of gigabytes costs a stat), and the
 //! key derivation work of an opening is bounded whatever key files are planted (FORMAT.md §3, §4).
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;

@@ -2,7 +2,7 @@
 //! with filters and verification, find, diff, `--at` on snapshots with controlled times, and
 //! how little of the repository those commands read.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

@@ -3,7 +3,7 @@
 //! affects), and a check that cannot settle says so instead of reporting damage. Ends with checks run
 //! in a loop while backups, forgets and prunes run.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

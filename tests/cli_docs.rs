@@ -1,7 +1,7 @@
 //! Shell completions and manual pages come from the same definitions as `--help`: every command
 //! is in them.
 
-mod common;
+use crate::common;
 
 use common::Env;
 

@@ -5,11 +5,10 @@
 //! round each snapshot that exists restores byte for byte as its source was.
 //!
 //! `CAIRN_CRASH_ROUNDS` (default 2 local, 1 on S3) and `CAIRN_CRASH_SEED` rerun it longer or
-//! differently; the kills per command are printed (`cargo test --test crash -- --nocapture`).
+//! differently; the kills per command are printed (`cargo test --test integration crash:: -- --nocapture`).
 
-mod common;
-#[path = "common/s3.rs"]
-mod s3;
+use crate::common;
+use crate::common::s3;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -6,7 +6,7 @@
 //! with depth squared) and `diff` run for minutes. Every walker must take them with a stack on
 //! the heap and memory linear in depth; restore refuses what lies beyond PATH_MAX, clearly.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

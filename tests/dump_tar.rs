@@ -2,7 +2,7 @@
 //! equal the source (content, types, modes, owners, nanosecond mtimes, xattrs, hardlinks, long
 //! and non-UTF-8 names).
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;

@@ -3,7 +3,7 @@
 //! error naming it with its stderr tail, no process behind, and a repository that passes `check`.
 //! The real PostgreSQL round trip is in `postgres.rs`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

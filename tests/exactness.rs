@@ -2,7 +2,7 @@
 //! permissions, ownership, nanosecond mtimes, xattrs, hardlinks, sparseness
 //! and awkward names.
 
-mod common;
+use crate::common;
 
 use common::compare::{assert_trees_equal, compare_trees};
 use common::tree::{build_full_tree, is_root, name, xattrs_supported};

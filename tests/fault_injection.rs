@@ -1,7 +1,7 @@
 //! A backup interrupted at every storage write leaves a repository that passes `check`, has no
 //! half-visible snapshot, and accepts the next backup (FORMAT.md §11).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

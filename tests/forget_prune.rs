@@ -1,7 +1,7 @@
 //! `forget` and `prune` end to end: keep rules per group, refusal to empty a group, dry runs that change
 //! nothing, and two prunes that reclaim the space while every kept snapshot still restores exactly.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

@@ -2,7 +2,7 @@
 //! names the object and the version, never misread. Version 2 (a data-key epoch, FORMAT.md §15)
 //! is known, so the future here is version 3.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! pair is not enough), `--verify` reads every path a link included, and backup never stores the
 //! content read through one link with the status of another taken after the file changed.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! finish in bounded time and memory (a generous timeout guards the tests), fail with a clear error
 //! rather than a panic, and write nothing outside the restore target.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

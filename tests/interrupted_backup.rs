@@ -1,7 +1,7 @@
 //! An interrupted backup is not started over: the packs it stored are indexed within
 //! `index_interval` of being written, so the next backup finds them and stores only the rest.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! other key files are removed only when asked, an interrupted rotation is finished by a rerun,
 //! and prune seals the blobs it repacks from an older epoch again.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;

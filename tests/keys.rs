@@ -2,7 +2,7 @@
 //! changes that never leave zero keys, version 1 key files still listed and opened, and recovery
 //! from the printed recovery key after every key file is lost.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

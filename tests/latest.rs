@@ -1,7 +1,7 @@
 //! `latest` in `SNAP:PATH` is the newest snapshot that holds PATH: a repository holds trees and
 //! dumps backed up into snapshots of their own, and the README's quick start reads each back.
 
-mod common;
+use crate::common;
 
 use common::{write_file, Env};
 

@@ -3,7 +3,7 @@
 //! prune, a refusal changes nothing and has its own exit code, and stale temporaries and old leases
 //! are swept while young ones stay.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};

@@ -3,7 +3,7 @@
 //! a blob from a reader: the regression tests of the data loss where backups stored a few hundred
 //! bytes for megabytes of data and their snapshots could not be restored.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `--one-file-system` records a mount point inside the source as an empty directory and does not
 //! descend into it; without the flag the mounted file system is backed up too.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 

@@ -1,7 +1,7 @@
 //! The nightly plan end to end: `cairn plan`, `cairn run` with its schedule, hooks and state file,
 //! `cairn status` in every format with plugin exit codes, and `cairn drill`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::PathBuf;

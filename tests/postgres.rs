@@ -5,7 +5,7 @@
 //! `tests/servers/start.sh` (its env file sourced); with `CAIRN_TEST_SERVERS=1` a missing server is a
 //! failure, otherwise the tests are skipped.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

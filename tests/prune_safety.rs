@@ -2,7 +2,7 @@
 //! while forget+prune loops, and a prune failing at every storage change leaves a repository that passes
 //! check; afterwards every snapshot restores exactly.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

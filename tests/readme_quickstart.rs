@@ -3,7 +3,7 @@
 //! against a real PostgreSQL server for its `pg_dump` and `psql` lines (gated like
 //! `tests/postgres.rs`: with `CAIRN_TEST_SERVERS=1` a missing server is a failure).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

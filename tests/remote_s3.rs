@@ -2,11 +2,9 @@
 //! run on any machine: the scenarios every storage passes, then the S3-only fault tests (torn and
 //! damaged objects, a killed sync, a server failing a fraction of requests, --delete).
 
-mod common;
-#[path = "common/offsite.rs"]
-mod offsite;
-#[path = "common/s3.rs"]
-mod s3;
+use crate::common;
+use crate::common::offsite;
+use crate::common::s3;
 
 use std::path::Path;
 use std::process::Stdio;

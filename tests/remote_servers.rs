@@ -3,11 +3,9 @@
 //! servers and its env file is sourced (`.ci/run` does both); with `CAIRN_TEST_SERVERS=1` set, a missing
 //! server is a failure, not a skip.
 
-mod common;
-#[path = "common/conformance.rs"]
-mod conformance;
-#[path = "common/offsite.rs"]
-mod offsite;
+use crate::common;
+use crate::common::conformance;
+use crate::common::offsite;
 
 use std::cell::RefCell;
 use std::sync::{RwLock, RwLockReadGuard};

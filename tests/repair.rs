@@ -2,7 +2,7 @@
 //! repositories made through the CLI, damaged on disk, repaired, checked and restored. Also: a repair
 //! interrupted at every write never adds a problem that `check` finds.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

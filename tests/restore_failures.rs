@@ -1,6 +1,6 @@
 //! A restore that fails for lack of space says which file, exits 1, and leaves no half-written file.
 
-mod common;
+use crate::common;
 
 use common::mounts::Mount;
 use common::{files_under, random_bytes, write_file, Env};

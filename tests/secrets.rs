@@ -3,7 +3,7 @@
 //! repository and the cache are private to their owner, malformed URLs are refused, a failed `dump`
 //! never looks like a whole archive, and stray files in the repository block nothing.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

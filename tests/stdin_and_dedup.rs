@@ -1,6 +1,6 @@
 //! `--stdin` backups, deduplication, snapshot listing metadata and excludes.
 
-mod common;
+use crate::common;
 
 use common::compare::assert_trees_equal;
 use common::*;

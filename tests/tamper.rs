@@ -6,7 +6,7 @@
 //! hurts), a command that succeeds gives exactly the right bytes, and a backup that succeeds is
 //! whole on its own (its snapshot restores exactly).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

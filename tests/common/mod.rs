@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod conformance;
 pub mod failing;
 pub mod mounts;
+pub mod offsite;
+pub mod s3;
 pub mod tree;
 
 use std::collections::BTreeMap;
