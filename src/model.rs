@@ -409,7 +409,10 @@ impl Model {
             });
         match result {
             Ok(outcome) => {
-                self.snapshots.insert(outcome.snapshot_id, files.clone());
+                let id = outcome
+                    .snapshot_id
+                    .ok_or_else(|| "a backup without a snapshot".to_string())?;
+                self.snapshots.insert(id, files.clone());
                 Ok(())
             }
             Err(e) if crash_after.is_some() => {

@@ -2,11 +2,13 @@
 
 mod command;
 mod content;
+mod exclude;
 mod metadata;
 mod sources;
 
 pub use command::{DumpCommand, STDERR_TAIL};
-pub use sources::{normalize_sources, stream_path_parts, ExcludeMatcher};
+pub use exclude::{ExcludeMatcher, ExcludeOptions, ExcludePattern, TagFile, CACHEDIR_TAG};
+pub use sources::{normalize_sources, read_path_list, stream_path_parts, ListFormat};
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -40,8 +42,13 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Tags recorded.
     pub tags: Vec<String>,
-    /// Entries to leave out.
+    /// Entries to leave out by path.
     pub excludes: ExcludeMatcher,
+    /// Directories holding one of these files are left out whole (`--exclude-caches`,
+    /// `--exclude-if-present`).
+    pub exclude_if_present: Vec<TagFile>,
+    /// Regular files larger than this many bytes are left out.
+    pub exclude_larger_than: Option<u64>,
     /// Do not descend into other file systems.
     pub one_file_system: bool,
     /// Parent snapshot to compare against (default: latest with the same host and paths).
@@ -51,6 +58,9 @@ pub struct BackupOptions {
     /// How long a stored pack waits at most for its index file (default
     /// [`crate::repo::INDEX_INTERVAL`]): what an interrupted backup loses.
     pub index_interval: Option<std::time::Duration>,
+    /// Read, chunk, compress and seal everything, but write nothing: no lease, pack, index file
+    /// or snapshot. The outcome's summary says what would be added.
+    pub dry_run: bool,
 }
 
 /// Where the data comes from: the simple cases (see [`BackupSources`] for any mix).
@@ -166,6 +176,11 @@ pub trait BackupProgress: Sync {
     fn entry(&self, _path: &Path) {}
     /// A source could not be read; the backup goes on.
     fn warning(&self, _error: &SourceError) {}
+    /// The file `path` is new (no parent entry) or changed since the parent snapshot; said once
+    /// its content is read, before it is stored.
+    fn file_read(&self, _path: &Path, _new: bool) {}
+    /// `path` was left out, for the reason `why` (the pattern, tag file or size limit).
+    fn excluded(&self, _path: &Path, _why: &str) {}
     /// A dump command whose output goes to `path` (e.g. `/app.dump`) wrote `line` to its standard error.
     fn command_stderr(&self, _path: &str, _line: &str) {}
 }
@@ -177,13 +192,15 @@ impl BackupProgress for NoProgress {}
 /// The result of a backup.
 #[derive(Clone, Debug)]
 pub struct BackupOutcome {
-    /// The snapshot written.
-    pub snapshot_id: SnapshotId,
-    /// Its content.
+    /// The snapshot written; `None` for a dry run.
+    pub snapshot_id: Option<SnapshotId>,
+    /// Its content (for a dry run, what would have been written).
     pub snapshot: Snapshot,
     /// Packs the index names that the repository lacks: their blobs were stored again, but older
     /// snapshots that use them are damaged (`cairn check` names them).
     pub absent_packs: Vec<PackId>,
+    /// Exclude patterns that matched no entry (a typo, or a path that is not where it was meant).
+    pub unmatched_excludes: Vec<String>,
 }
 
 #[derive(Default)]
@@ -216,6 +233,8 @@ struct Archiver<'a, 'r> {
     // Streams by the index their trie node holds; each is taken once, when archived.
     streams: Mutex<Vec<Option<StreamSource<'a>>>>,
     dumps: Mutex<Vec<DumpRecord>>,
+    // Entries each exclude pattern matched, by pattern number.
+    exclude_hits: Vec<AtomicU64>,
 }
 
 /// Runs a backup and writes its snapshot.
@@ -235,6 +254,22 @@ pub fn backup<'s>(
     progress: &dyn BackupProgress,
 ) -> Result<BackupOutcome> {
     let source = source.into();
+    if options.dry_run {
+        // Nothing is written, so nothing needs protecting from a prune; a prune running meanwhile
+        // can only make the count of new bytes too low, never damage anything.
+        repo.refresh_index()?;
+        let absent_packs = repo.exclude_absent_packs()?;
+        let condemned = crate::ops::pending::condemned_packs(repo.repo())?;
+        return backup_leased(
+            repo,
+            source,
+            options,
+            progress,
+            None,
+            condemned,
+            absent_packs,
+        );
+    }
     // The lease comes before reading the pending-deletion records: a prune waits for every backup
     // that may have missed its record (FORMAT.md §12).
     let lease = HeldLease::acquire(repo.repo(), LeaseKind::Backup)?;
@@ -259,7 +294,7 @@ pub fn backup<'s>(
             source,
             options,
             progress,
-            lease,
+            Some(lease),
             condemned,
             absent_packs,
         )
@@ -271,7 +306,7 @@ fn backup_leased(
     source: BackupSources<'_>,
     options: &BackupOptions,
     progress: &dyn BackupProgress,
-    lease: &HeldLease,
+    lease: Option<&HeldLease>,
     condemned: HashSet<PackId>,
     absent_packs: Vec<PackId>,
 ) -> Result<BackupOutcome> {
@@ -309,6 +344,9 @@ fn backup_leased(
     if let Some(interval) = options.index_interval {
         saver = saver.with_index_interval(interval);
     }
+    if options.dry_run {
+        saver = saver.dry_run();
+    }
     let archiver = Archiver {
         repo,
         saver: &saver,
@@ -322,6 +360,12 @@ fn backup_leased(
         stream_chunker: ChunkerParams::for_streams(repo.repo().config()),
         streams: Mutex::new(streams.into_iter().map(Some).collect()),
         dumps: Mutex::new(Vec::new()),
+        exclude_hits: options
+            .excludes
+            .patterns()
+            .iter()
+            .map(|_| AtomicU64::new(0))
+            .collect(),
     };
     let root =
         crate::threads::run_in_pool(|| archiver.archive_sources(&sources, parent_tree.as_ref()))?;
@@ -364,12 +408,26 @@ fn backup_leased(
         summary,
         repaired_from: None,
     };
-    lease.ensure_valid()?;
-    let snapshot_id = repo.repo().save_snapshot(&snapshot)?;
+    let snapshot_id = match lease {
+        Some(lease) => {
+            lease.ensure_valid()?;
+            Some(repo.repo().save_snapshot(&snapshot)?)
+        }
+        None => None,
+    };
+    let unmatched_excludes = options
+        .excludes
+        .patterns()
+        .iter()
+        .zip(&archiver.exclude_hits)
+        .filter(|(_, hits)| hits.load(Ordering::Relaxed) == 0)
+        .map(|(p, _)| p.clone())
+        .collect();
     Ok(BackupOutcome {
         snapshot_id,
         snapshot,
         absent_packs,
+        unmatched_excludes,
     })
 }
 
@@ -599,8 +657,9 @@ impl Archiver<'_, '_> {
         parent_node: Option<&Node>,
         root_device: Option<u64>,
     ) -> Result<Option<Node>> {
-        if self.options.excludes.is_excluded(path) {
-            return Ok(None);
+        // Patterns that need no status first: an excluded entry is not even read.
+        if let Some(n) = self.options.excludes.matching_any_kind(path) {
+            return Ok(self.exclude(path, n));
         }
         self.progress.entry(path);
         let meta = match std::fs::symlink_metadata(path) {
@@ -620,6 +679,9 @@ impl Archiver<'_, '_> {
                 return Ok(None);
             }
         };
+        if self.excluded_by_status(path, &meta) {
+            return Ok(None);
+        }
         let Some(kind) = kind_of(&meta) else {
             self.record_error(path, &"unknown file type, skipped");
             return Ok(None);
@@ -662,6 +724,43 @@ impl Archiver<'_, '_> {
             _ => {}
         }
         Ok(Some(node))
+    }
+
+    /// Counts and reports an entry left out by pattern number `n`.
+    fn exclude(&self, path: &Path, n: usize) -> Option<Node> {
+        self.exclude_hits[n].fetch_add(1, Ordering::Relaxed);
+        let pattern = &self.options.excludes.patterns()[n];
+        self.progress.excluded(path, &format!("pattern {pattern}"));
+        None
+    }
+
+    /// Whether the entry is left out by what its status tells: a directory-only pattern, a tag file
+    /// inside the directory, or its size.
+    fn excluded_by_status(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
+        if meta.is_dir() {
+            if let Some(n) = self.options.excludes.matching_dir(path) {
+                self.exclude(path, n);
+                return true;
+            }
+            if let Some(tag) = self
+                .options
+                .exclude_if_present
+                .iter()
+                .find(|t| t.marks(path))
+            {
+                self.progress
+                    .excluded(path, &format!("it holds the tag file {}", tag.name));
+                return true;
+            }
+        }
+        match self.options.exclude_larger_than {
+            Some(limit) if meta.is_file() && meta.len() > limit => {
+                self.progress
+                    .excluded(path, &format!("{} bytes, more than {limit}", meta.len()));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Reads a directory's entries in parallel; `None` when the directory itself cannot be listed.
@@ -751,17 +850,12 @@ impl Archiver<'_, '_> {
             &self.counters.files_new
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.progress.file_read(path, parent_node.is_none());
         Ok(true)
     }
 
     fn all_indexed(&self, content: &[ContentItem]) -> Result<bool> {
-        let ids: Vec<BlobId> = content
-            .iter()
-            .filter_map(|item| match item {
-                ContentItem::Data { id, .. } => Some(*id),
-                ContentItem::Hole { .. } => None,
-            })
-            .collect();
+        let ids: Vec<BlobId> = content.iter().filter_map(ContentItem::data_id).collect();
         Ok(self.saver.known_many(&ids)?.into_iter().all(|known| known))
     }
 }

@@ -1,10 +1,9 @@
-//! Turning command-line sources into absolute paths and a trie from `/`, and deciding what is excluded.
+//! Turning command-line sources into absolute paths and a trie from `/`.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-
-use globset::{GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
 
@@ -37,6 +36,49 @@ pub fn normalize_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let all = out.clone();
     out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
     Ok(out)
+}
+
+/// How a list of paths (`--files-from` and kin) is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    /// One path per line; blank lines and `#` comments skipped, surrounding blanks trimmed.
+    Lines,
+    /// One path per line exactly as written; only empty lines are skipped.
+    Verbatim,
+    /// Paths separated by NUL bytes (`find -print0`); any name, newlines included.
+    Nul,
+}
+
+/// Reads a list of paths from `file` (`-`: standard input). Names need not be UTF-8.
+///
+/// # Errors
+/// `InvalidInput` when the file cannot be read.
+pub fn read_path_list(file: &Path, format: ListFormat) -> Result<Vec<PathBuf>> {
+    let mut bytes = Vec::new();
+    let read = if file == Path::new("-") {
+        std::io::stdin().lock().read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut bytes))
+    };
+    read.map_err(|e| Error::invalid_input(format!("cannot read the list of paths: {e}")))?;
+    Ok(parse_path_list(&bytes, format))
+}
+
+fn parse_path_list(bytes: &[u8], format: ListFormat) -> Vec<PathBuf> {
+    let items: Vec<&[u8]> = match format {
+        ListFormat::Nul => bytes.split(|&b| b == 0).collect(),
+        ListFormat::Verbatim => bytes.split(|&b| b == b'\n').collect(),
+        ListFormat::Lines => bytes
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::trim_ascii)
+            .filter(|l| !l.starts_with(b"#"))
+            .collect(),
+    };
+    items
+        .into_iter()
+        .filter(|i| !i.is_empty())
+        .map(|i| PathBuf::from(std::ffi::OsStr::from_bytes(i)))
+        .collect()
 }
 
 /// The sources arranged from `/` down: inner nodes are synthetic directories, marked nodes are sources.
@@ -136,90 +178,23 @@ impl SourceTrie {
     }
 }
 
-/// Exclusion patterns: a pattern with `/` matches the whole absolute path, one without matches any entry name.
-#[derive(Clone, Debug, Default)]
-pub struct ExcludeMatcher {
-    by_path: Option<GlobSet>,
-    by_name: Option<GlobSet>,
-}
-
-impl ExcludeMatcher {
-    /// Compiles patterns (`#` lines and blank lines are ignored).
-    ///
-    /// # Errors
-    /// When a pattern is not a valid glob.
-    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self> {
-        let mut by_path = GlobSetBuilder::new();
-        let mut by_name = GlobSetBuilder::new();
-        let (mut n_path, mut n_name) = (0, 0);
-        for p in patterns {
-            let p = p.as_ref().trim();
-            if p.is_empty() || p.starts_with('#') {
-                continue;
-            }
-            let glob = globset::GlobBuilder::new(p.trim_end_matches('/'))
-                .literal_separator(p.contains('/'))
-                .build()
-                .map_err(|e| Error::invalid_input(format!("exclude pattern {p:?}: {e}")))?;
-            if p.contains('/') {
-                by_path.add(glob);
-                n_path += 1;
-            } else {
-                by_name.add(glob);
-                n_name += 1;
-            }
-        }
-        let build = |b: GlobSetBuilder, n: usize| -> Result<Option<GlobSet>> {
-            if n == 0 {
-                return Ok(None);
-            }
-            b.build()
-                .map(Some)
-                .map_err(|e| Error::invalid_input(format!("exclude patterns: {e}")))
-        };
-        Ok(ExcludeMatcher {
-            by_path: build(by_path, n_path)?,
-            by_name: build(by_name, n_name)?,
-        })
-    }
-
-    /// Reads patterns from a file, one per line.
-    ///
-    /// # Errors
-    /// When the file cannot be read or a pattern is invalid.
-    pub fn patterns_from_file(path: &Path) -> Result<Vec<String>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::invalid_input(format!("--exclude-file {}: {e}", path.display())))?;
-        Ok(text.lines().map(str::to_string).collect())
-    }
-
-    /// Whether `path` is excluded.
-    pub fn is_excluded(&self, path: &Path) -> bool {
-        if let Some(set) = &self.by_path {
-            if set.is_match(path) {
-                return true;
-            }
-        }
-        if let (Some(set), Some(name)) = (&self.by_name, path.file_name()) {
-            if set.is_match(Path::new(name)) {
-                return true;
-            }
-        }
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn excludes_by_name_and_path() {
-        let m = ExcludeMatcher::new(&["*.tmp", "/var/cache/**", "# comment", ""]).unwrap();
-        assert!(m.is_excluded(Path::new("/home/a/x.tmp")));
-        assert!(m.is_excluded(Path::new("/var/cache/apt/pkg")));
-        assert!(!m.is_excluded(Path::new("/var/lib/x")));
-        assert!(ExcludeMatcher::new(&["a[b"]).is_err());
+    fn path_lists_in_three_formats() {
+        let text = b"/etc\n  # comment\n\n ./rel \nname\xff\r\n";
+        let lines = parse_path_list(text, ListFormat::Lines);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], PathBuf::from("./rel"));
+        assert_eq!(lines[2].as_os_str().as_bytes(), b"name\xff");
+        let verbatim = parse_path_list(text, ListFormat::Verbatim);
+        assert_eq!(verbatim.len(), 4);
+        assert_eq!(verbatim[1], PathBuf::from("  # comment"));
+        assert_eq!(verbatim[2], PathBuf::from(" ./rel "));
+        let nul = parse_path_list(b"a\nb\0/c\0\0", ListFormat::Nul);
+        assert_eq!(nul, vec![PathBuf::from("a\nb"), PathBuf::from("/c")]);
     }
 
     #[test]

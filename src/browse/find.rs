@@ -97,7 +97,8 @@ pub struct Finder<'a> {
 }
 
 impl<'a> Finder<'a> {
-    /// A search for `pattern`: with a `/` it matches whole absolute paths, without one entry names.
+    /// A search for `pattern`, with the rules of exclude patterns ([`ExcludeMatcher::with_base`]):
+    /// `/etc/ssh` is that path, `*.conf` or `etc/ssh` match at any depth, `ssh/` directories only.
     ///
     /// # Errors
     /// `InvalidInput` for a malformed glob.
@@ -143,10 +144,10 @@ impl<'a> Finder<'a> {
                 continue;
             };
             path.push(&node.name);
-            if self
-                .pattern
-                .is_excluded(Path::new(OsStr::from_bytes(path.bytes())))
-            {
+            if self.pattern.is_excluded(
+                Path::new(OsStr::from_bytes(path.bytes())),
+                node.kind == NodeKind::Dir,
+            ) {
                 let mut slim = node.clone();
                 slim.content = Vec::new();
                 frame.items.push(Item::Match(Box::new(slim)));

@@ -10,6 +10,7 @@ pub mod escape;
 pub mod find;
 pub mod ls;
 pub mod path;
+pub mod stats;
 pub mod trees;
 pub mod walk;
 

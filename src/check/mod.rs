@@ -469,10 +469,7 @@ impl<'a> Walker<'a> {
                         ),
                         NodeKind::File => {
                             let before = blobs.len();
-                            blobs.extend(node.content.iter().filter_map(|item| match item {
-                                ContentItem::Data { id, .. } => Some(*id),
-                                ContentItem::Hole { .. } => None,
-                            }));
+                            blobs.extend(node.content.iter().filter_map(ContentItem::data_id));
                             files.push((i, blobs.len() - before));
                         }
                         _ => {}

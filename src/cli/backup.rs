@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use cairn::archive::DumpCommand;
-use cairn::archive::{self, BackupOptions, BackupSources, ExcludeMatcher, StreamSource};
+use cairn::archive::{self, BackupOptions, BackupSources, ExcludeOptions, StreamSource};
 use cairn::backend::{Backend, LocalBackend};
 use cairn::format::config::Config;
 use cairn::repo::select::parse_point_in_time;
@@ -16,12 +16,16 @@ use super::{context, exit, output, progress, GlobalArgs};
 pub const EXAMPLES: &str = "\
 Examples:
   cairn backup /etc /var/www --tag nightly
-  cairn backup ~/projects --exclude target --exclude '*.o' --exclude-file ~/.cairn-excludes
+  cairn backup ~/projects --exclude target/ --exclude '*.o' --exclude-caches
+  cairn backup /home --exclude-file /etc/cairn/excludes --exclude-larger-than 2G
+  cairn backup --files-from /etc/cairn/paths.txt
+  find /srv -name '*.conf' -print0 | cairn backup --files-from-raw -
   pg_dump app | cairn backup --stdin --stdin-name app.sql
   cairn backup --command \"pg_dump --format=custom app\" --stdin-name app.dump
   cairn backup /etc --command-argv '[\"pg_dump\",\"--format=custom\",\"app\"]' \\
       --stdin-name dumps/app.dump --command-timeout 2h
   cairn backup /srv/import --time \"2026-01-23 14:30\"    # record an older snapshot time
+  cairn backup /srv --exclude-caches --dry-run -v          # what would be stored, changing nothing
 
 Dump commands: each --command (run by `sh -c`) or --command-argv (a JSON array: program and
 arguments, no shell) is paired, in command-line order, with the next --stdin-name, the path of its
@@ -29,6 +33,11 @@ output in the snapshot. Its standard output is stored as it streams (no temporar
 is shown and its last 4 KiB kept in the snapshot summary. The snapshot is written only if every
 command exits 0 and every command and --stdin gives at least --min-bytes (default 1: an empty dump
 is a failure); otherwise nothing is saved and cairn exits with 5.
+Exclude patterns: `/var/cache` is that absolute path; `./build` and `../x` are taken from the
+current directory, as relative sources are; any other pattern matches at any depth (`*.tmp` any
+name, `etc/ssl` any path ending so); a trailing `/` matches directories only; `*` stays within one
+name, `**` crosses names. Patterns that matched nothing are named in the summary (`-v` also lists
+every entry left out and why).
 Exit code 3: the snapshot was saved but some entries could not be read (listed on stderr).
 Exit code 5: a dump command failed (status, signal, timeout or too little output) or standard
 input gave fewer than --min-bytes: no snapshot.";
@@ -38,11 +47,17 @@ pub struct BackupArgs {
     /// Files and directories to back up (stored under their absolute paths).
     #[arg(
         value_name = "PATH",
-        required_unless_present_any = ["stdin", "commands", "command_argv"]
+        required_unless_present_any = [
+            "stdin", "commands", "command_argv", "files_from", "files_from_verbatim", "files_from_raw"
+        ]
     )]
     pub paths: Vec<PathBuf>,
     /// Read the data from standard input instead of paths.
-    #[arg(long, conflicts_with = "paths", requires = "stdin_name")]
+    #[arg(
+        long,
+        conflicts_with_all = ["paths", "files_from", "files_from_verbatim", "files_from_raw"],
+        requires = "stdin_name"
+    )]
     pub stdin: bool,
     /// Path in the snapshot of the standard-input data or of a command's output, e.g. app.dump
     /// (/app.dump) or dumps/app.dump. Each --stdin, --command and --command-argv takes the next
@@ -69,27 +84,57 @@ pub struct BackupArgs {
     /// Host name to record (default: this machine's).
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
-    /// Leave out entries matching GLOB (repeatable). A pattern with `/` matches the absolute path, one without any name.
-    #[arg(long = "exclude", value_name = "GLOB")]
+    /// Back up the paths listed in FILE, one per line (blank lines and `#` comments skipped,
+    /// surrounding blanks trimmed; `-` reads standard input); repeatable, adds to PATH arguments.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Like --files-from, but every line is a path exactly as written (no comments, no trimming).
+    #[arg(long, value_name = "FILE")]
+    pub files_from_verbatim: Vec<PathBuf>,
+    /// Like --files-from, but paths are separated by NUL bytes (`find -print0`): any name works.
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Leave out entries matching GLOB (repeatable): `/abs/path`, `./rel/path`, `name`, `dir/`,
+    /// `*.tmp`, `**/cache/**` (see the rules below).
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
     pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case.
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
     /// Read exclude patterns from FILE, one per line (`#` comments).
     #[arg(long, value_name = "FILE")]
     pub exclude_file: Vec<PathBuf>,
+    /// Like --exclude-file, ignoring case.
+    #[arg(long, value_name = "FILE")]
+    pub iexclude_file: Vec<PathBuf>,
+    /// Leave out directories tagged as caches by a CACHEDIR.TAG file (bford.info/cachedir).
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out directories that hold a file NAME (starting with HEADER, when given); repeatable.
+    #[arg(long, value_name = "NAME[:HEADER]")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out regular files larger than SIZE (e.g. 500M, 2G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub exclude_larger_than: Option<u64>,
     /// Do not cross into other file systems.
     #[arg(long, short = 'x')]
     pub one_file_system: bool,
     /// Compare against this snapshot instead of the latest of the same host and paths.
     #[arg(long, value_name = "SNAP")]
     pub parent: Option<String>,
+    /// Read everything and say how much would be added (with -v: which files are new or changed),
+    /// but write nothing to the repository: no pack, index or snapshot.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Record this as the snapshot time instead of now, e.g. "2026-01-23 14:30" (local time) or
     /// "2026-01-23T14:30:00Z"; for imports of older data and for tests.
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
 }
 
-fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
+fn open_or_create(global: &GlobalArgs, dry_run: bool) -> Result<Repository> {
     let (path, is_default) = context::repo_location(global);
-    if is_default && !LocalBackend::new(&path).has_config()? {
+    if is_default && !dry_run && !LocalBackend::new(&path).has_config()? {
         let repo = context::init_repository(global, Config::generate()?)?;
         if !global.quiet {
             errln!(
@@ -106,31 +151,29 @@ fn open_or_create(global: &GlobalArgs) -> Result<Repository> {
 pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -> Result<i32> {
     // Checked before the repository is opened: a typo must not cost a password prompt.
     let stream_specs = streams(args, matches)?;
-    let mut patterns = args.excludes.clone();
-    for file in &args.exclude_file {
-        patterns.extend(ExcludeMatcher::patterns_from_file(file)?);
-    }
-    let excludes = ExcludeMatcher::new(&patterns)?;
-    let repo = open_or_create(global)?;
-    let parent = match &args.parent {
+    let mut options = BackupOptions {
+        host: args.host.clone(),
+        tags: args.tags.clone(),
+        one_file_system: args.one_file_system,
+        time: args.time.as_deref().map(parse_point_in_time).transpose()?,
+        dry_run: args.dry_run,
+        ..Default::default()
+    };
+    args.exclude_options().apply_to(&mut options)?;
+    let listed = files_from(args)?;
+    let repo = open_or_create(global, args.dry_run)?;
+    options.parent = match &args.parent {
         Some(spec) => Some(repo.find_snapshot(spec)?.0),
         None => None,
     };
     // archive::backup brings the index up to date once it holds its lease (FORMAT.md §12).
     let repo = repo.into_indexed_unsynced()?;
-    let options = BackupOptions {
-        host: args.host.clone(),
-        tags: args.tags.clone(),
-        excludes: excludes.clone(),
-        one_file_system: args.one_file_system,
-        parent,
-        time: args.time.as_deref().map(parse_point_in_time).transpose()?,
-
-        ..Default::default()
-    };
-    let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
-    let paths = archive::normalize_sources(&args.paths)?;
-    bar.scan(paths.clone(), excludes);
+    let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet)
+        .dry_run(args.dry_run);
+    let mut paths = args.paths.clone();
+    paths.extend(listed);
+    let paths = archive::normalize_sources(&paths)?;
+    bar.scan(paths.clone(), options.excludes.clone());
     let sources = BackupSources {
         paths,
         streams: stream_specs
@@ -156,7 +199,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
 }
 
 pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<()> {
-    let (id, snap) = (&outcome.snapshot_id, &outcome.snapshot);
+    let snap = &outcome.snapshot;
     let s = &snap.summary;
     let absent: Vec<String> = outcome.absent_packs.iter().map(|p| p.to_hex()).collect();
     if let Some(first) = absent.first() {
@@ -170,24 +213,39 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
     }
     if global.json {
         return output::print_json(&serde_json::json!({
-            "snapshot_id": id.to_hex(),
-            "short_id": id.short(),
+            "dry_run": outcome.snapshot_id.is_none(),
+            "snapshot_id": outcome.snapshot_id.map(|id| id.to_hex()),
+            "short_id": outcome.snapshot_id.map(|id| id.short()),
             "parent": snap.parent,
             "summary": s,
             "absent_packs": absent,
+            "unmatched_excludes": outcome.unmatched_excludes,
         }));
+    }
+    for pattern in &outcome.unmatched_excludes {
+        // Not an error (a cache directory may simply be absent today), but often a typo or a
+        // pattern written for another layout: said every time, so it is not missed.
+        errln!("warning: exclude pattern {pattern:?} matched nothing");
     }
     if !s.errors.is_empty() {
         // Each one was printed as a warning when it happened.
         errln!(
-            "{} entries could not be read (warnings above); the snapshot was saved without them",
-            s.errors.len()
+            "{} entries could not be read (warnings above); the snapshot {} without them",
+            s.errors.len(),
+            if outcome.snapshot_id.is_some() {
+                "was saved"
+            } else {
+                "would be saved"
+            }
         );
     }
     if global.quiet {
         return Ok(());
     }
-    outln!("snapshot {} saved", id.short());
+    match outcome.snapshot_id {
+        Some(id) => outln!("snapshot {} saved", id.short()),
+        None => outln!("dry run: nothing was written; a backup would store what follows"),
+    }
     outln!(
         "files: {} new, {} changed, {} unchanged",
         s.files_new,
@@ -218,6 +276,53 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
         );
     }
     Ok(())
+}
+
+impl BackupArgs {
+    /// The exclude options of the command line.
+    pub fn exclude_options(&self) -> ExcludeOptions {
+        ExcludeOptions {
+            patterns: self.excludes.clone(),
+            pattern_files: self.exclude_file.clone(),
+            ipatterns: self.iexcludes.clone(),
+            ipattern_files: self.iexclude_file.clone(),
+            caches: self.exclude_caches,
+            if_present: self.exclude_if_present.clone(),
+            larger_than: self.exclude_larger_than,
+        }
+    }
+}
+
+/// The paths of `--files-from`, `--files-from-verbatim` and `--files-from-raw`. A list that names
+/// nothing is an error: a backup of nothing would look like success.
+fn files_from(args: &BackupArgs) -> Result<Vec<PathBuf>> {
+    use cairn::archive::ListFormat;
+    let lists = [
+        (&args.files_from, ListFormat::Lines, "--files-from"),
+        (
+            &args.files_from_verbatim,
+            ListFormat::Verbatim,
+            "--files-from-verbatim",
+        ),
+        (&args.files_from_raw, ListFormat::Nul, "--files-from-raw"),
+    ];
+    let mut out = Vec::new();
+    for (files, format, flag) in lists {
+        for file in files {
+            let paths = archive::read_path_list(file, format)
+                .map_err(|e| e.context(format!("{flag} {}", file.display())))?;
+            if paths.is_empty() {
+                return Err(Error::invalid_input(format!(
+                    "{flag} {}: the list names no path; refusing to back up nothing \
+                     (an empty list usually means the command that wrote it failed)",
+                    file.display()
+                ))
+                .into());
+            }
+            out.extend(paths);
+        }
+    }
+    Ok(out)
 }
 
 /// The streams of the command line in order: `(name, None)` for standard input, `(name, Some(command))`

@@ -20,6 +20,7 @@ Examples:
   cairn drill                                  # the latest snapshot, checks and targets from the plan
   cairn drill --random-within 30d --json > drill-report.json
   cairn drill 1a2b3c4d --scratch /var/tmp/drills --keep
+  cairn drill --host db1 --path /srv/app --random-within 7d   # among one source's snapshots
   cairn drill --check 'sqlite3 {root}/srv/app/app.db \"PRAGMA integrity_check\"' --max-rto 1h
 Exit codes: 0 pass, 1 RTO or RPO target missed, 2 a file differs from the snapshot, a check
 failed, or repository data is damaged (other cairn errors keep their usual codes).";
@@ -52,6 +53,8 @@ pub struct DrillArgs {
     pub max_rpo: Option<String>,
     #[command(flatten)]
     pub plan: PlanFileArg,
+    #[command(flatten)]
+    pub filter: super::selection::FilterArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
@@ -160,6 +163,7 @@ fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Res
     }
     let options = DrillOptions {
         choice,
+        filter: args.filter.to_filter()?,
         scratch_parent: args
             .scratch
             .clone()
@@ -172,7 +176,7 @@ fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Res
         max_rpo: span_arg(&args.max_rpo)?.or(span_of(&section.max_rpo)),
     };
     let repo = context::open_repository(global)?.into_indexed()?;
-    let chosen = drill::choose_snapshot(&repo, &options.choice, Utc::now())?;
+    let chosen = drill::choose_snapshot(&repo, &options.choice, &options.filter, Utc::now())?;
     if !global.quiet && !global.json {
         errln!(
             "drilling snapshot {} of {} ({})",

@@ -12,7 +12,8 @@ use super::{context, entry, output, selection, GlobalArgs};
 pub const EXAMPLES: &str = "\
 Examples:
   cairn find '*.conf'                     # by name, in every snapshot
-  cairn find '/etc/nginx/**'              # by absolute path (a pattern with `/`)
+  cairn find '/etc/nginx/**'              # by absolute path (a pattern starting with `/`)
+  cairn find 'nginx/sites-*/'             # directories, at any depth
   cairn find pg_hba.conf --host db1 --at \"2026-01-23\"
   cairn find --json 'db.sql' | jq -r '.matches[] | [.snapshot_time, .size, .mtime] | @tsv'
 Each line: snapshot id, snapshot time, size, modification time, path. The same file in many
@@ -20,8 +21,9 @@ snapshots shows when it changed (size, mtime). Unchanged directories are searche
 
 #[derive(clap::Args, Debug)]
 pub struct FindArgs {
-    /// Glob: with a `/` it matches the whole absolute path (`*` stays within one directory,
-    /// `**` crosses them), without one any entry name.
+    /// Glob, with the rules of `backup --exclude`: starting with `/` it matches the absolute path,
+    /// otherwise any path ending so (`*.conf`, `etc/ssh`); a trailing `/` matches directories only;
+    /// `*` stays within one name, `**` crosses them.
     #[arg(value_name = "PATTERN")]
     pub pattern: String,
     #[command(flatten)]

@@ -29,6 +29,7 @@ mod run;
 mod selection;
 mod shell;
 mod snapshots;
+mod stats;
 mod status;
 mod sync;
 mod unlock;
@@ -177,6 +178,9 @@ pub enum Command {
     /// Find entries matching a pattern across snapshots.
     #[command(after_help = find::EXAMPLES)]
     Find(find::FindArgs),
+    /// Sizes: what the snapshots restore to, and what they take once deduplicated and compressed.
+    #[command(after_help = stats::EXAMPLES)]
+    Stats(stats::StatsArgs),
     /// Compare two snapshots: added, removed and modified entries.
     #[command(after_help = diff::EXAMPLES)]
     Diff(diff::DiffArgs),
@@ -255,7 +259,7 @@ pub fn main() -> i32 {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
     }
-    progress::set_telling(&cli.global);
+    progress::set_telling(&cli.global, matches.subcommand_name().unwrap_or("cairn"));
     // A panic is a bug; it still ends with a message and exit 1, never Rust's 101 alone (leased
     // operations release their lease before it gets here, see `HeldLease::hold_while`).
     let outcome =
@@ -347,6 +351,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Cat(args) => cat::run(&cli.global, args),
         Command::Dump(args) => dump::run(&cli.global, args),
         Command::Find(args) => find::run(&cli.global, args),
+        Command::Stats(args) => stats::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
         Command::Sync(args) => sync::run(&cli.global, args),
         Command::Forget(args) => forget::run(&cli.global, args),

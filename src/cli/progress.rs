@@ -1,4 +1,7 @@
 //! Progress bars on a terminal (indicatif), silent otherwise; the library reports through callbacks.
+//! With `--json`, the bars are not drawn but said as JSON status lines on stderr (restic's
+//! `message_type: status`), one a second (`CAIRN_PROGRESS_FPS` sets the rate), so stdout keeps
+//! holding one JSON document: the result.
 //! Retries of remote requests are said too: in the bar's message while a bar is drawn, else (and with
 //! `-v`) as a line each on stderr; never under `--quiet`.
 
@@ -29,15 +32,75 @@ struct Telling {
 
 static TELLING: OnceLock<Telling> = OnceLock::new();
 
+/// With `--json` (and not `--quiet`): the command named in status lines, and how often they come.
+struct JsonStatus {
+    action: String,
+    every: Duration,
+}
+
+static JSON_STATUS: OnceLock<JsonStatus> = OnceLock::new();
+
 /// The bar drawn last, which retry notices go into.
 static DRAWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// Sets how retries are said, from the global options (the first call wins).
-pub fn set_telling(global: &super::GlobalArgs) {
+pub fn set_telling(global: &super::GlobalArgs, action: &str) {
     let _ = TELLING.set(Telling {
         verbose: global.verbose > 0,
         quiet: global.quiet,
     });
+    if global.json && !global.quiet {
+        let fps = std::env::var("CAIRN_PROGRESS_FPS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .unwrap_or(1.0)
+            .min(60.0);
+        let _ = JSON_STATUS.set(JsonStatus {
+            action: action.to_string(),
+            every: Duration::from_secs_f64(1.0 / fps),
+        });
+    }
+}
+
+/// Says a hidden bar's state as a JSON line on stderr at the `--json` rate, until every handle of
+/// the bar is dropped or it is finished. Nothing without `--json`.
+fn json_status(bar: &ProgressBar, unit: &'static str) {
+    let Some(status) = JSON_STATUS.get() else {
+        return;
+    };
+    let weak = bar.downgrade();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(status.every);
+        let Some(bar) = weak.upgrade() else {
+            return;
+        };
+        if bar.is_finished() {
+            return;
+        }
+        errln!("{}", status_line(&status.action, &bar, unit));
+    });
+}
+
+/// One status line: `{"message_type":"status","action":"backup","seconds_elapsed":..,...}`.
+fn status_line(action: &str, bar: &ProgressBar, unit: &str) -> String {
+    let done = bar.position();
+    let mut line = serde_json::json!({
+        "message_type": "status",
+        "action": action,
+        "seconds_elapsed": bar.elapsed().as_secs_f64(),
+        "unit": unit,
+        "done": done,
+    });
+    if let Some(total) = bar.length().filter(|t| *t > 0) {
+        line["total"] = total.into();
+        line["percent_done"] = (done as f64 / total as f64).min(1.0).into();
+    }
+    let message = bar.message();
+    if !message.is_empty() {
+        line["message"] = message.into();
+    }
+    line.to_string()
 }
 
 fn drawn(bar: &ProgressBar) {
@@ -76,7 +139,9 @@ pub fn on_retry() -> OnRetry {
 /// A byte bar with throughput and ETA, hidden when not wanted.
 pub fn byte_bar(show: bool, total: u64) -> ProgressBar {
     if !show {
-        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+        json_status(&bar, "bytes");
+        return bar;
     }
     let bar = ProgressBar::new(total);
     drawn(&bar);
@@ -91,9 +156,12 @@ pub fn byte_bar(show: bool, total: u64) -> ProgressBar {
 }
 
 /// A bar counting items (`what`: e.g. "packs"), hidden when not wanted; set its length when known.
-pub fn count_bar(show: bool, what: &str) -> ProgressBar {
+pub fn count_bar(show: bool, what: &'static str) -> ProgressBar {
     if !show {
-        return ProgressBar::hidden();
+        let bar = ProgressBar::hidden();
+        // The prune bar's unit is its message, relabelled at each step.
+        json_status(&bar, if what.starts_with('{') { "items" } else { what });
+        return bar;
     }
     let bar = ProgressBar::new(0);
     drawn(&bar);
@@ -113,6 +181,7 @@ pub struct BackupBar {
     files: std::sync::atomic::AtomicU64,
     verbose: bool,
     quiet: bool,
+    dry_run: bool,
 }
 
 impl BackupBar {
@@ -122,12 +191,19 @@ impl BackupBar {
             files: Default::default(),
             verbose,
             quiet,
+            dry_run: false,
         }
+    }
+
+    /// A dry run's bar: with -v it lists the files that would be stored, on stdout.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
     }
 
     /// Counts files and bytes below `paths` in a background thread to give the bar a length.
     pub fn scan(&self, paths: Vec<PathBuf>, excludes: ExcludeMatcher) {
-        if self.bar.is_hidden() {
+        if self.bar.is_hidden() && JSON_STATUS.get().is_none() {
             return;
         }
         let bar = self.bar.clone();
@@ -135,12 +211,12 @@ impl BackupBar {
             let mut total = 0u64;
             let mut stack = paths;
             while let Some(p) = stack.pop() {
-                if excludes.is_excluded(&p) {
-                    continue;
-                }
                 let Ok(meta) = std::fs::symlink_metadata(&p) else {
                     continue;
                 };
+                if excludes.is_excluded(&p, meta.is_dir()) {
+                    continue;
+                }
                 if meta.is_dir() {
                     if let Ok(rd) = std::fs::read_dir(&p) {
                         stack.extend(rd.flatten().map(|e| e.path()));
@@ -167,8 +243,23 @@ impl BackupProgress for BackupBar {
         if n % 64 == 0 {
             self.bar.set_message(format!("{n} entries"));
         }
-        if self.verbose {
+        if self.verbose && !self.dry_run {
             self.bar.suspend(|| errln!("{}", path.display()));
+        }
+    }
+
+    fn file_read(&self, path: &Path, new: bool) {
+        // A dry run's purpose: which files a backup would read and store.
+        if self.dry_run && self.verbose {
+            let what = if new { "new" } else { "changed" };
+            self.bar.suspend(|| outln!("{what} {}", path.display()));
+        }
+    }
+
+    fn excluded(&self, path: &Path, why: &str) {
+        if self.verbose {
+            self.bar
+                .suspend(|| errln!("excluded {} ({why})", path.display()));
         }
     }
 

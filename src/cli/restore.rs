@@ -17,7 +17,9 @@ Examples:
   cairn restore latest --include '*.conf' --exclude '/srv/cache/**' --target /tmp/r --verify
   cairn restore 1a2b3c4d --target /srv/restore --overwrite
   cairn restore latest --host db1 --tag nightly --at \"2026-01-23 14:30\" --target /tmp/r
-Patterns with a `/` match the absolute path in the snapshot, others any entry name.";
+  cairn restore latest:/srv/www --target /srv/www --overwrite --dry-run -v   # what would be written
+Patterns follow the rules of `backup --exclude` over the paths in the snapshot: `/etc/ssl` is that
+path, `*.conf` or `nginx/sites-enabled` match at any depth, a trailing `/` matches directories only.";
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
@@ -39,6 +41,10 @@ pub struct RestoreArgs {
     /// Read every written file back and check it against the snapshot's chunk ids.
     #[arg(long)]
     pub verify: bool,
+    /// Write nothing: say what would be restored (with -v, every path in the target) and whether
+    /// the index names every chunk needed (exit 1 if not).
+    #[arg(long, short = 'n', conflicts_with = "verify")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub filter: selection::FilterArgs,
 }
@@ -77,6 +83,9 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
     };
     // The snapshot root's entries sit at `/name`; below it, paths continue from the located one.
     let source: &[u8] = if at.node.is_none() { b"" } else { &at.path };
+    if args.dry_run {
+        return dry_run(global, args, &opened, &at, root, source, &options);
+    }
     let stats = restore::restore_from(&opened.repo, root, source, &args.target, &options, &bar)?;
     bar.bar.finish_and_clear();
     let id = opened.id;
@@ -111,5 +120,64 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
         );
     }
     locate::report_reads(global, &opened.counter);
+    Ok(super::exit::OK)
+}
+
+/// `--dry-run`: the plan of the restore, without writing.
+fn dry_run(
+    global: &GlobalArgs,
+    args: &RestoreArgs,
+    opened: &locate::Opened,
+    at: &cairn::browse::Located,
+    root: RestoreRoot<'_>,
+    source: &[u8],
+    options: &RestoreOptions,
+) -> Result<i32> {
+    let list = global.verbose > 0 && !global.json;
+    let report = restore::dry_run(
+        &opened.repo,
+        root,
+        source,
+        &args.target,
+        options,
+        |path, _| {
+            if list {
+                outln!("{}", path.display());
+            }
+        },
+    )?;
+    let s = &report.stats;
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "dry_run": true,
+            "snapshot_id": opened.id.to_hex(),
+            "path": at.display(),
+            "target": args.target.display().to_string(),
+            "files": s.files,
+            "dirs": s.dirs,
+            "others": s.others,
+            "bytes": s.bytes,
+            "missing_chunks": report.missing_chunks,
+        }))?;
+    } else if !global.quiet {
+        outln!(
+            "dry run: restoring {} of snapshot {} to {} would write {} files, {} dirs, {} other entries, {}",
+            at.display(),
+            opened.id.short(),
+            args.target.display(),
+            s.files,
+            s.dirs,
+            s.others,
+            output::bytes(s.bytes)
+        );
+    }
+    if report.missing_chunks > 0 {
+        errln!(
+            "error: {} chunk(s) of these files are not in the index: the restore would fail; \
+             run `cairn check` to find the damage",
+            report.missing_chunks
+        );
+        return Ok(super::exit::ERROR);
+    }
     Ok(super::exit::OK)
 }

@@ -39,6 +39,8 @@ pub struct DrillCheck {
 pub struct DrillOptions {
     /// Which snapshot.
     pub choice: SnapshotChoice,
+    /// Among which snapshots (`--host`, `--tag`, `--path`, `--at`).
+    pub filter: crate::repo::select::SnapshotFilter,
     /// Parent directory of the scratch directory (a fresh one is made inside).
     pub scratch_parent: PathBuf,
     /// Keep the restored tree afterwards.
@@ -149,16 +151,16 @@ pub struct DrillReport {
 pub fn choose_snapshot(
     repo: &IndexedRepository,
     choice: &SnapshotChoice,
+    filter: &crate::repo::select::SnapshotFilter,
     now: DateTime<Utc>,
 ) -> Result<(SnapshotId, Snapshot)> {
     match choice {
-        SnapshotChoice::Latest => repo.repo().find_snapshot("latest"),
-        SnapshotChoice::Id(id) => repo.repo().find_snapshot(id),
+        SnapshotChoice::Latest => repo.repo().select_snapshot("latest", filter),
+        SnapshotChoice::Id(id) => repo.repo().select_snapshot(id, filter),
         SnapshotChoice::RandomWithin(span) => {
             let since = now - chrono::Duration::from_std(*span).unwrap_or(chrono::Duration::MAX);
-            let recent: Vec<(SnapshotId, Snapshot)> = repo
-                .repo()
-                .snapshots()?
+            let recent: Vec<(SnapshotId, Snapshot)> = filter
+                .apply(repo.repo().snapshots()?)
                 .into_iter()
                 .filter(|(_, s)| {
                     DateTime::parse_from_rfc3339(&s.time)

@@ -100,6 +100,14 @@ impl ContentItem {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The chunk it names; `None` for a hole.
+    pub fn data_id(&self) -> Option<BlobId> {
+        match self {
+            ContentItem::Data { id, .. } => Some(*id),
+            ContentItem::Hole { .. } => None,
+        }
+    }
 }
 
 /// One directory entry.

@@ -79,6 +79,18 @@ pub struct BackupSection {
     /// Files of exclude patterns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_files: Vec<PathBuf>,
+    /// Exclude patterns that ignore case, as `--iexclude` takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iexcludes: Vec<String>,
+    /// Leave out directories tagged by a CACHEDIR.TAG (`--exclude-caches`).
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// Leave out directories holding one of these files, `NAME[:HEADER]` (`--exclude-if-present`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out regular files larger than this size, e.g. `2G` (`--exclude-larger-than`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_larger_than: Option<String>,
     /// Stay on the file system of each source.
     #[serde(default)]
     pub one_file_system: bool,
@@ -317,6 +329,13 @@ impl Plan {
                 return Err(
                     "[backup] paths is empty and there is no [[dump]]: nothing to back up".into(),
                 );
+            }
+            if let Some(size) = &b.exclude_larger_than {
+                parse_size(size).map_err(|e| format!("[backup] exclude_larger_than: {e}"))?;
+            }
+            for spec in &b.exclude_if_present {
+                crate::archive::TagFile::parse(spec)
+                    .map_err(|e| format!("[backup] exclude_if_present: {e}"))?;
             }
         }
         let mut seen = std::collections::HashSet::new();

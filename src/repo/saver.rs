@@ -56,6 +56,8 @@ pub struct BlobSaver<'r> {
     state: Mutex<State>,
     uploader: PackUploader,
     index_interval: Duration,
+    // Counts what would be stored and writes nothing (`backup --dry-run`).
+    dry_run: bool,
 }
 
 impl<'r> BlobSaver<'r> {
@@ -75,7 +77,15 @@ impl<'r> BlobSaver<'r> {
                 stats: SaveStats::default(),
             }),
             index_interval: INDEX_INTERVAL,
+            dry_run: false,
         }
+    }
+
+    /// A saver that compresses and seals as usual, to count what would be stored, but writes no
+    /// pack and no index file. It remembers every new blob id until it is dropped.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
     }
 
     /// Writes an index file for the packs stored so far once the oldest of them has waited
@@ -233,6 +243,9 @@ impl<'r> BlobSaver<'r> {
             }
             state.stats.blobs += 1;
             state.stats.bytes += sealed.len() as u64;
+            if self.dry_run {
+                return Ok(true);
+            }
             let writer = match blob_type {
                 BlobType::Data => &mut state.data,
                 BlobType::Tree => &mut state.tree,
@@ -324,6 +337,9 @@ impl<'r> BlobSaver<'r> {
     /// # Errors
     /// When a write fails.
     pub fn finish(&self) -> Result<SaveStats> {
+        if self.dry_run {
+            return Ok(self.lock().stats);
+        }
         let (data, tree) = {
             let mut state = self.lock();
             let key = self.repo.repo().key();

@@ -6,11 +6,13 @@
 //! Never writes bytes that failed verification: a damaged blob aborts the restore and removes the half-written file.
 
 mod contents;
+mod dry_run;
 mod metadata;
 pub mod plan;
 mod trees;
 mod verify;
 
+pub use dry_run::{dry_run, DryRunReport};
 pub use verify::file_matches;
 
 use std::collections::HashMap;
@@ -248,8 +250,8 @@ pub(crate) fn io_err<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Err
 impl Restorer<'_> {
     /// Whether the entry at snapshot path `source` is restored, given whether an ancestor
     /// already matched an include pattern.
-    fn wanted(&self, source: &Path, included: bool) -> (bool, bool) {
-        if self.options.exclude.is_excluded(source) {
+    fn wanted(&self, source: &Path, is_dir: bool, included: bool) -> (bool, bool) {
+        if self.options.exclude.is_excluded(source, is_dir) {
             return (false, false);
         }
         let included = included
@@ -257,7 +259,7 @@ impl Restorer<'_> {
                 .options
                 .include
                 .as_ref()
-                .is_none_or(|m| m.is_excluded(source));
+                .is_none_or(|m| m.is_excluded(source, is_dir));
         (true, included)
     }
 
@@ -334,7 +336,8 @@ impl Restorer<'_> {
         source: &[u8],
         included: bool,
     ) -> Result<Planned> {
-        let (walk, included) = self.wanted(Path::new(OsStr::from_bytes(source)), included);
+        let is_dir = node.kind == NodeKind::Dir;
+        let (walk, included) = self.wanted(Path::new(OsStr::from_bytes(source)), is_dir, included);
         if !walk || (!included && node.kind != NodeKind::Dir) {
             return Ok(Planned::Skipped);
         }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use cairn::archive::{
-    self, BackupOptions, BackupSources, DumpCommand, ExcludeMatcher, StreamSource,
+    self, BackupOptions, BackupSources, DumpCommand, ExcludeOptions, StreamSource,
 };
 use cairn::plan::{size_of, span_of, Plan};
 
@@ -13,26 +13,27 @@ use crate::cli::{backup, context, exit, progress, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
     let section = plan.backup.clone().unwrap_or_default();
-    let mut patterns = section.excludes.clone();
-    for file in &section.exclude_files {
-        patterns.extend(ExcludeMatcher::patterns_from_file(file)?);
-    }
-    let excludes = ExcludeMatcher::new(&patterns)?;
-    let repo = context::open_repository(global)?.into_indexed_unsynced()?;
-    let options = BackupOptions {
+    let mut options = BackupOptions {
         host: section.host.clone(),
         tags: section.tags.clone(),
-        excludes: excludes.clone(),
         one_file_system: section.one_file_system,
-        parent: None,
-        time: None,
-
         ..Default::default()
     };
+    ExcludeOptions {
+        patterns: section.excludes.clone(),
+        pattern_files: section.exclude_files.clone(),
+        ipatterns: section.iexcludes.clone(),
+        ipattern_files: Vec::new(),
+        caches: section.exclude_caches,
+        if_present: section.exclude_if_present.clone(),
+        larger_than: size_of(&section.exclude_larger_than),
+    }
+    .apply_to(&mut options)?;
+    let repo = context::open_repository(global)?.into_indexed_unsynced()?;
     let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
     let paths = archive::normalize_sources(&section.paths)?;
     if !paths.is_empty() {
-        bar.scan(paths.clone(), excludes);
+        bar.scan(paths.clone(), options.excludes.clone());
     }
     let streams = plan
         .dumps
@@ -63,7 +64,7 @@ pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
         message: (code == exit::PARTIAL)
             .then(|| format!("{} entries could not be read", snap.summary.errors.len())),
         details: serde_json::json!({
-            "snapshot_id": outcome.snapshot_id.to_hex(),
+            "snapshot_id": outcome.snapshot_id.map(|id| id.to_hex()),
             "snapshot_time": snap.time,
             "group": format!("{}:{}", snap.host, snap.paths.join(",")),
             "total_bytes": snap.summary.total_bytes,

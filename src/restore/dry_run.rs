@@ -1,0 +1,121 @@
+//! `restore --dry-run`: what a restore would write, decided by the same rules (target checks,
+//! include and exclude patterns), with every chunk it would read looked up in the index; nothing
+//! is created or written.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::browse::trees::TreeLoader;
+use crate::browse::walk::{walk, Descend};
+use crate::error::{Error, Result};
+use crate::format::tree::{ContentItem, Node, NodeKind};
+use crate::id::BlobId;
+use crate::repo::IndexedRepository;
+
+use super::{check_target, RestoreOptions, RestoreRoot, RestoreStats};
+
+/// What a restore would do.
+#[derive(Clone, Debug, Default)]
+pub struct DryRunReport {
+    /// Entries that would be written, counted as a restore counts them (`verified` stays 0).
+    pub stats: RestoreStats,
+    /// Chunks of the files that the index does not name: a restore would fail on them.
+    pub missing_chunks: u64,
+}
+
+/// Walks what [`super::restore_from`] would restore and calls `visit` with each entry's path in
+/// the target, in path order; checks the target the same way (a non-empty target without
+/// `overwrite` is refused, as the restore would refuse it).
+///
+/// # Errors
+/// As the restore's own checks, and repository errors while loading trees.
+pub fn dry_run(
+    repo: &IndexedRepository,
+    root: RestoreRoot<'_>,
+    source: &[u8],
+    target: &Path,
+    options: &RestoreOptions,
+    mut visit: impl FnMut(&Path, &Node),
+) -> Result<DryRunReport> {
+    let mut report = DryRunReport::default();
+    let loader = TreeLoader::cached(repo);
+    let count = |report: &mut DryRunReport, node: &Node| -> Result<()> {
+        match node.kind {
+            NodeKind::Dir => report.stats.dirs += 1,
+            NodeKind::File => {
+                report.stats.files += 1;
+                report.stats.bytes += node.size;
+                report.missing_chunks += missing_chunks(repo, &node.content)?;
+            }
+            _ => report.stats.others += 1,
+        }
+        Ok(())
+    };
+    match root {
+        RestoreRoot::Entry(node) => {
+            let path = target.join(OsStr::from_bytes(&node.name));
+            if !options.overwrite && std::fs::symlink_metadata(&path).is_ok() {
+                return Err(Error::invalid_input(format!(
+                    "{} exists; remove it or pass --overwrite",
+                    path.display()
+                )));
+            }
+            visit(&path, node);
+            count(&mut report, node)?;
+        }
+        RestoreRoot::Tree { tree, .. } => {
+            check_target(target, options)?;
+            // The depth of the shallowest entry an include matched: everything below it is
+            // included too.
+            let mut included_at: Option<usize> = None;
+            walk(&loader, &tree, source, |path, node| {
+                let d = depth(path);
+                if included_at.is_some_and(|at| d <= at) {
+                    included_at = None;
+                }
+                let snapshot_path = Path::new(OsStr::from_bytes(path));
+                let is_dir = node.kind == NodeKind::Dir;
+                if options.exclude.is_excluded(snapshot_path, is_dir) {
+                    return Ok(Descend::No);
+                }
+                let included = included_at.is_some()
+                    || options
+                        .include
+                        .as_ref()
+                        .is_none_or(|m| m.is_excluded(snapshot_path, is_dir));
+                if included && included_at.is_none() && options.include.is_some() {
+                    included_at = Some(d);
+                }
+                // Directories are created on the way whether or not an include matched them.
+                if included || is_dir {
+                    let below = &path[source.len()..];
+                    let in_target = target_path(target, below);
+                    visit(&in_target, node);
+                    count(&mut report, node)?;
+                }
+                Ok(Descend::Yes)
+            })?;
+        }
+    }
+    Ok(report)
+}
+
+fn depth(path: &[u8]) -> usize {
+    path.iter().filter(|&&b| b == b'/').count()
+}
+
+fn target_path(target: &Path, below: &[u8]) -> PathBuf {
+    let relative = below.strip_prefix(b"/").unwrap_or(below);
+    target.join(OsStr::from_bytes(relative))
+}
+
+/// How many of the chunks of a file's content the index does not name.
+fn missing_chunks(repo: &IndexedRepository, content: &[ContentItem]) -> Result<u64> {
+    let ids: Vec<BlobId> = content.iter().filter_map(ContentItem::data_id).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let found = repo.index().lookup_many(&ids)?;
+    Ok(found.iter().filter(|l| l.is_none()).count() as u64)
+}
