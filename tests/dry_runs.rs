@@ -279,6 +279,17 @@ fn drill_chooses_among_the_filtered_snapshots() {
         env.root().to_str().unwrap(),
     ]);
     assert_eq!(report["snapshot_id"], first["snapshot_id"], "{report}");
+    // The human report shows times to the second in the local zone, not RFC 3339 nanoseconds.
+    let out = env.r_ok(&[
+        "drill",
+        "--host",
+        "alpha",
+        "--scratch",
+        env.root().to_str().unwrap(),
+    ]);
+    let head = out.stdout.lines().next().unwrap_or_default();
+    assert!(head.starts_with("drill of snapshot "), "{}", out.describe());
+    assert!(!head.contains('T') && !head.contains('Z'), "{head}");
     let out = env.r(&["drill", "--host", "gamma"]);
     assert_ne!(out.code, 0, "{}", out.describe());
     assert!(

@@ -181,7 +181,7 @@ fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Res
         errln!(
             "drilling snapshot {} of {} ({})",
             chosen.0.short(),
-            chosen.1.time,
+            output::local_time(&chosen.1),
             options.choice.describe()
         );
     }
@@ -231,7 +231,7 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
     outln!(
         "drill of snapshot {} ({}), chosen: {}",
         &r.snapshot_id[..8],
-        r.snapshot_time,
+        output::local_time_of(&r.snapshot_time),
         r.chosen
     );
     outln!(

@@ -4,18 +4,7 @@ use serde::Serialize;
 
 /// `1.5 GiB` style sizes.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    cairn::plan::units::describe_size(n)
 }
 
 /// Prints a value as one JSON document on stdout.
@@ -30,4 +19,17 @@ pub fn local_time(snap: &cairn::Snapshot) -> String {
         .with_timezone(&chrono::Local)
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
+}
+
+/// An RFC 3339 time (as snapshots and reports record it, to the nanosecond) in the local zone, to
+/// the second; the text itself when it does not parse.
+pub fn local_time_of(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
+        |_| rfc3339.to_string(),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        },
+    )
 }

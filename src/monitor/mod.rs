@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::plan::state::{Attempt, Outcome, State};
-use crate::plan::units::describe_span;
+use crate::plan::units::{describe_size, describe_span};
 
 /// A monitoring-plugin level; the order is severity, except that UNKNOWN ranks below CRITICAL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -283,14 +283,14 @@ fn judge_group(
         why.push(format!("older than {}", describe_span(th.warn_age)));
     }
     if let Some(bytes) = g.newest_bytes {
-        why.push(format!("{bytes} bytes"));
+        why.push(describe_size(bytes));
         if bytes < th.min_size {
             level = level.worst(Level::Critical);
             why.push(if bytes == 0 {
                 "empty: its sources or dump gave nothing (--min-size 0 accepts empty snapshots)"
                     .to_string()
             } else {
-                format!("smaller than the minimum {} bytes", th.min_size)
+                format!("smaller than the minimum {}", describe_size(th.min_size))
             });
         }
         if let (Some(max), Some(prev)) = (th.max_shrink, g.previous_bytes.filter(|&p| p > 0)) {
@@ -298,7 +298,8 @@ fn judge_group(
             if shrink > max {
                 level = level.worst(Level::Warning);
                 why.push(format!(
-                    "{shrink:.1}% smaller than the previous snapshot ({prev} bytes; at most {max}% allowed)"
+                    "{shrink:.1}% smaller than the previous snapshot ({}; at most {max}% allowed)",
+                    describe_size(prev)
                 ));
             }
         }

@@ -77,7 +77,7 @@ fn age_thresholds_give_ok_warning_critical() {
 fn a_small_or_shrunken_snapshot_is_flagged() {
     let (level, r) = level_of(&[group(3, Some(500), None)], None);
     assert_eq!(level, Level::Critical);
-    assert!(r.findings[0].message.contains("minimum 1000"));
+    assert!(r.findings[0].message.contains("minimum 1000 B"));
     let (level, r) = level_of(&[group(3, Some(5000), Some(10_000))], None);
     assert_eq!(level, Level::Warning);
     assert!(
@@ -89,6 +89,16 @@ fn a_small_or_shrunken_snapshot_is_flagged() {
         level_of(&[group(3, Some(9000), Some(10_000))], None).0,
         Level::Ok
     );
+}
+
+/// Regression: status said "41711538 bytes"; sizes are for people, as everywhere else.
+#[test]
+fn sizes_in_messages_are_for_people() {
+    let (_, r) = level_of(&[group(3, Some(41_711_538), Some(90_000_000))], None);
+    let message = &r.findings[0].message;
+    assert!(message.contains("39.8 MiB"), "{message}");
+    assert!(message.contains("(85.8 MiB; at most"), "{message}");
+    assert!(!message.contains("bytes"), "{message}");
 }
 
 #[test]

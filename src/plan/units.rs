@@ -97,6 +97,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?}: too large"))
 }
 
+/// A size for people: `512 B`, `39.8 MiB` (binary units, one decimal).
+pub fn describe_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// A span for people: `3h 12min`, `2d 4h`, `45s`.
 pub fn describe_span(span: Duration) -> String {
     let s = span.as_secs();
