@@ -89,7 +89,18 @@ impl Modes {
 /// what `mkdir` creates, so a shared mode is set again (failing quietly on a directory someone
 /// else owns).
 fn create_dirs(dir: &Path, mode: u32) -> std::io::Result<()> {
-    DirBuilder::new().recursive(true).mode(mode).create(dir)?;
+    // `mkdir` fails with EEXIST when another writer created the shard a moment before; if a removal
+    // of that shard's last pack then removes it again before the existence check, the error
+    // stands although nothing is wrong: try again.
+    let mut attempts = 0;
+    loop {
+        match DirBuilder::new().recursive(true).mode(mode).create(dir) {
+            Err(e) if e.kind() == IoKind::AlreadyExists && attempts < RENAME_ATTEMPTS => {
+                attempts += 1;
+            }
+            done => break done?,
+        }
+    }
     if mode != Modes::PRIVATE.dir {
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
     }
