@@ -11,8 +11,12 @@ pub enum ErrorKind {
     WrongPassword,
     /// The location holds no repository (or is not one).
     NotARepository,
-    /// Repository bytes failed authentication, decoding or a bound check, or an object is missing.
+    /// Repository bytes failed authentication, decoding or a bound check.
     Corrupted,
+    /// The storage does not hold an object that was asked for (never written, removed by a
+    /// concurrent prune, or lost): [`Error::object`] names it. Damage, like `Corrupted`, unless the
+    /// caller knows the object may have been removed meanwhile.
+    NotFound,
     /// The storage failed (I/O on the repository, not on a source file).
     Backend,
     /// Reading a source file or directory failed.
@@ -42,6 +46,16 @@ pub struct Error {
     /// Raw details from a lower layer (an OpenDAL error with its context), for `-v`: the message says
     /// what failed in cairn's words, the detail what the layer below said.
     detail: Option<String>,
+    /// The repository object involved, when one is.
+    object: Option<ObjectRef>,
+}
+
+/// A repository object named in an error: its kind as FORMAT.md names it (`pack`, `index file`,
+/// `snapshot`, ...) and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub name: String,
 }
 
 /// Shorthand used throughout the crate.
@@ -54,7 +68,29 @@ impl Error {
             kind,
             message: message.into(),
             detail: None,
+            object: None,
         }
+    }
+
+    /// The object `name` of kind `kind` (as FORMAT.md names kinds) is not in the storage.
+    pub fn not_found(kind: &str, name: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::NotFound, message);
+        e.object = Some(ObjectRef {
+            kind: kind.to_string(),
+            name: name.to_string(),
+        });
+        e
+    }
+
+    /// The repository object this error is about, when it names one.
+    pub fn object(&self) -> Option<&ObjectRef> {
+        self.object.as_ref()
+    }
+
+    /// Whether the repository lacks, or holds bad bytes for, what was asked: `Corrupted` or
+    /// `NotFound`. Readers that can use another copy, and reports that list damage, branch on this.
+    pub fn is_damage(&self) -> bool {
+        matches!(self.kind, ErrorKind::Corrupted | ErrorKind::NotFound)
     }
 
     /// The same error with raw details from the layer below (shown under `-v`).

@@ -4,6 +4,31 @@
 //! Data flows one way through a backup: source -> [`chunker`] -> keyed BLAKE3 id -> [`index`] (dedup)
 //! -> zstd -> seal -> [`pack`] -> [`backend`], then trees and the snapshot last. FORMAT.md specifies every byte.
 //!
+//! # Where things live
+//!
+//! The modules form layers; each uses only its own layer and the ones before it in this list.
+//!
+//! 1. **Formats and primitives** — [`id`], [`error`], [`crypto`] (keys, ids, sealing),
+//!    [`format`] (the bytes of every object FORMAT.md specifies: a new pack or tree version goes
+//!    to `format::pack` / `format::tree` with its reader kept for the old one), [`chunker`],
+//!    [`blob`] (compress and seal one blob), [`buffers`], [`process`] (child processes, and
+//!    side commands run to completion), [`signals`], [`units`] (spans and sizes as people write
+//!    them).
+//! 2. **Storage and packs** — [`backend`] (the `Backend` trait; a new storage service is a new
+//!    module there, passing `tests/common/conformance.rs`), [`pack`] (pack writer and reader),
+//!    [`index`] (index files in the repository, `index::files`, and the local index cache).
+//! 3. **The repository and its protocol** — [`repo`]: opening, keys (`repo::key_files`),
+//!    snapshots and their selection, the blob saver, and the pieces of FORMAT.md §12 every
+//!    writer shares (`repo::lease`, `repo::pending`).
+//! 4. **Operations**, one per command family: [`archive`] (backup), [`restore`], [`browse`]
+//!    (ls, cat, find, diff, stats), [`dump`], [`check`], [`sync`], [`drill`], and [`ops`]
+//!    (forget with its keep policies in `ops::retention`, prune, repair, keys, re-encryption).
+//!    An operation may use another (drill restores, stats walks like browse); none is used by
+//!    the layers before it.
+//! 5. **The nightly plan** — [`plan`] (plan file, state file, schedule, hooks; a new plan step
+//!    is a section in `plan::file`, a `plan::Step`, and its run in the CLI's runner) and
+//!    [`monitor`] (`status`).
+//!
 //! ```no_run
 //! use cairn::{backend::LocalBackend, Repository, archive, restore};
 //! # fn main() -> cairn::Result<()> {
@@ -44,8 +69,9 @@ pub mod restore;
 pub mod signals;
 pub mod sync;
 mod threads;
+pub mod units;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, ObjectRef, Result};
 pub use format::snapshot::{Snapshot, Summary};
 pub use id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
 pub use repo::{IndexedRepository, Repository, SnapshotFilter};

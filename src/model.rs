@@ -24,8 +24,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::id::SnapshotId;
 use crate::ops::forget::{self, GroupBy};
+use crate::ops::prune;
 use crate::ops::retention::KeepPolicy;
-use crate::ops::{lease, prune};
+use crate::repo::lease;
 use crate::repo::{IndexedRepository, Repository, SnapshotFilter};
 use crate::restore::{restore, NoRestoreProgress, RestoreOptions};
 
@@ -485,7 +486,7 @@ impl Model {
                 self.expire_leases()
             }
             // Prune refuses to delete anything while referenced data is missing.
-            Err(e) if self.lost_pack && e.kind() == ErrorKind::Corrupted => {
+            Err(e) if self.lost_pack && e.is_damage() => {
                 let _ = writeln!(self.log, "  refused: {e}");
                 Ok(())
             }
@@ -558,7 +559,7 @@ impl Model {
                             id.short()
                         )));
                     }
-                    if e.kind() != ErrorKind::Corrupted {
+                    if !e.is_damage() {
                         return Err(broken(format!(
                             "snapshot {} fails to restore with an error that is not damage: {e}",
                             id.short()

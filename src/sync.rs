@@ -324,7 +324,7 @@ pub fn execute(
             .push(format!("{} {}: {err}", object.kind.label(), object.name));
     };
     // What killed syncs left in the target's `tmp/`; a failure here costs space, not data.
-    let idle = crate::ops::lease::LEASE_TTL.to_std().unwrap_or_default();
+    let idle = crate::repo::lease::LEASE_TTL.to_std().unwrap_or_default();
     match target.remove_stale_temporaries(idle) {
         Ok(n) => lock(&report).temporaries_removed = n,
         Err(e) => lock(&report)
@@ -363,7 +363,7 @@ pub fn execute(
                     r.skipped.add(object.size);
                     r.verified.add(object.size);
                 }
-                Err(e) if e.kind() == ErrorKind::Corrupted => match copy(object) {
+                Err(e) if e.is_damage() => match copy(object) {
                     Ok(()) => {
                         let mut r = lock(&report);
                         r.copied.add(object.size);

@@ -244,3 +244,66 @@ fn a_bare_m_in_a_span_is_refused_by_every_command() {
         "--allow-remove-all",
     ]);
 }
+
+/// The plan's `[retention]` gives the same rules as `forget`'s flags, through one keep policy:
+/// `keep_tag` and `group_by` included (the plan file lacked both).
+#[test]
+fn the_plan_retention_takes_keep_tag_and_group_by() {
+    let env = Env::new();
+    env.init();
+    let a = env.path("a");
+    let b = env.path("b");
+    write_file(&a.join("f"), b"a");
+    write_file(&b.join("f"), b"b");
+    env.backup_json(&[&a], &["--tag", "release"]);
+    env.backup_json(&[&a], &[]);
+    env.backup_json(&[&b], &[]);
+    let plan = env.path("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[repository]\nlocation = \"{}\"\n\n[retention]\nkeep_last = 1\nkeep_tag = [\"release\"]\n\
+             group_by = \"\"\nprune = false\n",
+            env.repo_str()
+        ),
+    )
+    .unwrap();
+    env.cairn_ok(&[
+        "run",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--only",
+        "retention",
+    ]);
+    // One group for all (group_by = ""): the newest snapshot (of b) and the tagged one stay.
+    let left: Vec<(String, Vec<String>)> = env
+        .snapshots_json()
+        .iter()
+        .map(|s| {
+            (
+                s["paths"][0].as_str().unwrap().to_string(),
+                s["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&(a.display().to_string(), vec!["release".to_string()])));
+    assert!(left.contains(&(b.display().to_string(), vec![])));
+
+    std::fs::write(
+        &plan,
+        format!(
+            "[repository]\nlocation = \"{}\"\n\n[retention]\nkeep_last = 1\ngroup_by = \"hosts\"\n",
+            env.repo_str()
+        ),
+    )
+    .unwrap();
+    let out = env.cairn(&["plan", "validate", "--plan", plan.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{}", out.describe());
+    assert!(out.stderr.contains("group_by"), "{}", out.describe());
+}

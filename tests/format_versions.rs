@@ -30,7 +30,7 @@ fn unknown_versions_are_refused_clearly() {
 
     let name = bump_version(&env.repo.join("snapshots"));
     let out = env.r(&["snapshots"]);
-    out.assert_code(1);
+    out.assert_code(common::exit::UNSUPPORTED_VERSION);
     assert!(
         out.stderr.contains(&name)
             && out.stderr.contains("version 3")
@@ -42,7 +42,7 @@ fn unknown_versions_are_refused_clearly() {
     bump_version(&env.repo.join("index"));
     env.remove_cache();
     let out = env.r(&["check"]);
-    out.assert_code(1);
+    out.assert_code(common::exit::UNSUPPORTED_VERSION);
     assert!(
         out.stderr.contains("index file") && out.stderr.contains("version 3"),
         "{}",

@@ -346,7 +346,7 @@ fn reencrypt_seals_every_older_object_again() {
         &env.cache_dir(),
     )
     .unwrap();
-    let condemned = cairn::ops::pending::condemned_packs(&repo).unwrap();
+    let condemned = cairn::repo::pending::condemned_packs(&repo).unwrap();
     for p in common::pack_files(&env.repo) {
         let id = PackId::from_hex(&common::file_name_str(&p)).unwrap();
         assert!(
@@ -400,7 +400,7 @@ fn an_interrupted_reencryption_loses_nothing_and_a_rerun_finishes_it() {
             Repository::open(Box::new(backend), PASSWORD.as_bytes(), &env.cache_dir()).unwrap();
         let options = cairn::ops::prune::PruneOptions::default();
         let result =
-            cairn::ops::lease::acquire_exclusive(&repo, options.clock_skew).and_then(|held| {
+            cairn::repo::lease::acquire_exclusive(&repo, options.clock_skew).and_then(|held| {
                 let repo = repo.into_indexed()?;
                 held.hold_while(repo.repo(), |held| {
                     cairn::ops::reencrypt::reencrypt(&repo, held, &options)

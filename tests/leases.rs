@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cairn::backend::{LocalBackend, ObjectKind};
 use cairn::format::lifecycle::{Lease, LeaseKind};
-use cairn::ops::lease::{self, HeldLease};
+use cairn::repo::lease::{self, HeldLease};
 use cairn::Repository;
 use common::{files_under, random_bytes, write_file, Env, PASSWORD};
 

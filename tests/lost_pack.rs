@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use cairn::backend::LocalBackend;
 use cairn::format::index_file::IndexFile;
 use cairn::id::PackId;
-use cairn::ops::prune::read_index_file;
+use cairn::index::files;
 use cairn::Repository;
 use common::{exit, random_bytes, restored_path, tree_listing, write_file, Env};
 
@@ -108,7 +108,12 @@ fn readers_use_another_copy_when_the_first_indexed_pack_is_gone() {
         let lost = PackId::from_hex(&common::file_name_str(&data_pack)).unwrap();
         let files: Vec<(String, IndexFile)> = old_index
             .iter()
-            .map(|name| (name.clone(), read_index_file(repo.repo(), name).unwrap()))
+            .map(|name| {
+                (
+                    name.clone(),
+                    files::read(repo.repo().backend(), repo.repo().key(), name).unwrap(),
+                )
+            })
             .collect();
         repo.index().insert_files(&files).unwrap();
         let blob = files

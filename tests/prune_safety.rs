@@ -10,7 +10,8 @@ use std::sync::Mutex;
 
 use cairn::backend::{LocalBackend, ObjectKind};
 use cairn::check::{check, CheckOptions};
-use cairn::ops::{lease, pending, prune};
+use cairn::ops::prune;
+use cairn::repo::{lease, pending};
 use cairn::Repository;
 use common::failing::FailingBackend;
 use common::{random_bytes, restored_path, tree_listing, write_file, Env, PASSWORD};

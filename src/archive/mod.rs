@@ -28,7 +28,7 @@ use crate::format::lifecycle::LeaseKind;
 use crate::format::snapshot::{DumpRecord, Snapshot, SourceError, Summary};
 use crate::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
-use crate::ops::lease::HeldLease;
+use crate::repo::lease::HeldLease;
 use crate::repo::{BlobSaver, IndexedRepository};
 
 use content::ContentReader;
@@ -259,7 +259,7 @@ pub fn backup<'s>(
         // can only make the count of new bytes too low, never damage anything.
         repo.refresh_index()?;
         let absent_packs = repo.exclude_absent_packs()?;
-        let condemned = crate::ops::pending::condemned_packs(repo.repo())?;
+        let condemned = crate::repo::pending::condemned_packs(repo.repo())?;
         return backup_leased(
             repo,
             source,
@@ -276,12 +276,12 @@ pub fn backup<'s>(
     lease.hold_while(repo.repo(), |lease| {
         // Housekeeping, best effort: what killed processes left (stale temporaries, leases of dead
         // holders and long-expired ones) never fails a backup; prune sweeps again and reports.
-        let _ = crate::ops::lease::sweep(
+        let _ = crate::repo::lease::sweep(
             repo.repo(),
-            crate::ops::prune::PruneOptions::default().clock_skew,
-            crate::ops::lease::SweepExpired::Long,
+            crate::repo::lease::DEFAULT_CLOCK_SKEW,
+            crate::repo::lease::SweepExpired::Long,
         );
-        let condemned = crate::ops::pending::condemned_packs(repo.repo())?;
+        let condemned = crate::repo::pending::condemned_packs(repo.repo())?;
         // Only an index listed after the records were read is trusted: one read earlier may name
         // packs a prune has deleted since, their record gone too. The CLI opens the index without
         // reading it (`into_indexed_unsynced`), so this is its only listing.
@@ -866,7 +866,7 @@ impl Archiver<'_, '_> {
 fn parent_tree(repo: &IndexedRepository, id: &TreeId) -> Result<Option<Tree>> {
     match repo.load_tree(id) {
         Ok(tree) => Ok(Some(tree)),
-        Err(e) if e.kind() == ErrorKind::Corrupted => Ok(None),
+        Err(e) if e.is_damage() => Ok(None),
         Err(e) => Err(e),
     }
 }

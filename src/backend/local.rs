@@ -44,11 +44,9 @@ impl LocalBackend {
         let path = self.path(kind, name)?;
         match File::open(&path) {
             Ok(f) => Ok((f, path)),
-            Err(e) if e.kind() == IoKind::NotFound => Err(Error::corrupted(format!(
-                "{} {name} is missing from the repository ({})",
-                kind.label(),
-                path.display()
-            ))),
+            Err(e) if e.kind() == IoKind::NotFound => {
+                Err(super::missing(kind, name, &path.display().to_string()))
+            }
             Err(e) => Err(Error::io(ErrorKind::Backend, "cannot open", &path, e)),
         }
     }
@@ -482,10 +480,9 @@ mod tests {
                 .kind(),
             ErrorKind::Corrupted
         );
-        assert_eq!(
-            b.read(ObjectKind::Index, &name).unwrap_err().kind(),
-            ErrorKind::Corrupted
-        );
+        let gone = b.read(ObjectKind::Index, &name).unwrap_err();
+        assert_eq!(gone.kind(), ErrorKind::NotFound);
+        assert_eq!(gone.object().map(|o| o.name.as_str()), Some(name.as_str()));
         assert!(b.read(ObjectKind::Index, "../x").is_err());
         b.remove(ObjectKind::Pack, &name).unwrap();
         assert!(b.list(ObjectKind::Pack).unwrap().is_empty());

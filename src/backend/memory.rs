@@ -53,12 +53,7 @@ impl MemoryBackend {
         self.store()
             .get(&(kind.into(), name.to_string()))
             .cloned()
-            .ok_or_else(|| {
-                Error::corrupted(format!(
-                    "{} {name} is missing from the repository",
-                    kind.label()
-                ))
-            })
+            .ok_or_else(|| super::missing(kind, name, ""))
     }
 }
 
@@ -128,7 +123,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clones_share_one_store_and_missing_objects_are_corrupted_errors() {
+    fn clones_share_one_store_and_missing_objects_are_not_found_errors() {
         let a = MemoryBackend::new();
         a.create().unwrap();
         let b = a.clone();
@@ -150,7 +145,7 @@ mod tests {
         );
         a.remove(ObjectKind::Pack, "abcd").unwrap();
         let gone = b.read(ObjectKind::Pack, "abcd").unwrap_err();
-        assert_eq!(gone.kind(), crate::ErrorKind::Corrupted);
+        assert_eq!(gone.kind(), crate::ErrorKind::NotFound);
         assert!(gone.to_string().contains("abcd"), "{gone}");
         assert!(a.write(ObjectKind::Index, "../x", b"").is_err());
     }

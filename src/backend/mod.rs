@@ -96,6 +96,24 @@ impl ObjectKind {
     }
 }
 
+/// The error for an object the storage does not hold; `place` says where it was looked for (a path,
+/// an endpoint and key), or is empty.
+pub(crate) fn missing(kind: ObjectKind, name: &str, place: &str) -> Error {
+    let place = if place.is_empty() {
+        String::new()
+    } else {
+        format!(" ({place})")
+    };
+    Error::not_found(
+        kind.label(),
+        name,
+        format!(
+            "{} {name} is missing from the repository{place}",
+            kind.label()
+        ),
+    )
+}
+
 /// The error for an object larger than a reader accepts: damage or a planted file, refused before it is
 /// read.
 pub(crate) fn too_large(kind: ObjectKind, name: &str, size: u64, max: u64) -> Error {

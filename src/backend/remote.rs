@@ -289,11 +289,7 @@ impl RemoteBackend {
     }
 
     fn missing(&self, kind: ObjectKind, name: &str, path: &str) -> Error {
-        Error::corrupted(format!(
-            "{} {name} is missing from the repository ({})",
-            kind.label(),
-            self.where_(path)
-        ))
+        super::missing(kind, name, &self.where_(path))
     }
 
     /// Writes `bytes` whole. They are owned so that OpenDAL (and its retries) send them without a copy;

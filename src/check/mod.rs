@@ -19,7 +19,7 @@ use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
-use crate::ops::prune::read_index_file;
+use crate::index::files;
 use crate::repo::IndexedRepository;
 
 /// What to verify.
@@ -183,7 +183,7 @@ fn check_key_files(
     report: &mut CheckReport,
     listed: &mut settle::Listed,
 ) -> Result<()> {
-    let keys = crate::ops::keys::list_keys(repo.repo())?;
+    let keys = crate::repo::key_files::list_keys(repo.repo())?;
     listed.remember(ObjectKind::Key, keys.iter().map(|k| k.name.clone()));
     for key in keys {
         if let Some(problem) = &key.problem {
@@ -220,7 +220,7 @@ fn check_once(
     listed_objects.remember(ObjectKind::Index, index_files.iter().cloned());
     match repo.refresh_index() {
         Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::Corrupted => report.errors.push(format!(
+        Err(e) if e.is_damage() => report.errors.push(format!(
             "{e}; its blobs may be missing from the index: run `cairn repair index`"
         )),
         Err(e) => return Err(e),
@@ -233,7 +233,7 @@ fn check_once(
     // listed: a backup writes a pack before the index file naming it, so every pack named is listed.
     let mut index_entries: HashMap<PackId, Vec<BlobEntry>> = HashMap::new();
     for name in &index_files {
-        match read_index_file(repo.repo(), name) {
+        match files::read(repo.repo().backend(), repo.repo().key(), name) {
             Ok(file) => {
                 for pack in file.packs {
                     index_entries

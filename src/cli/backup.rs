@@ -392,12 +392,12 @@ fn parse_argv(json: &str) -> Result<Vec<String>> {
 
 /// `--min-bytes`: the sizes plan files take (`512`, `64K`, `10M`, `2G`).
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    cairn::plan::units::parse_size(text)
+    cairn::units::parse_size(text)
 }
 
 /// `--command-timeout`: the spans plan files take (`90s`, `10min`, `1h30min`), but not zero.
 fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
-    match cairn::plan::units::parse_span(text)? {
+    match cairn::units::parse_span(text)? {
         d if d.is_zero() => Err(format!(
             "{text:?}: a timeout of zero would stop every command at once"
         )),

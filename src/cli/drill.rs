@@ -8,9 +8,8 @@ use anyhow::Result;
 use chrono::Utc;
 
 use cairn::drill::{self, DrillCheck, DrillOptions, DrillReport, Verdict};
-use cairn::plan::units::{describe_span, parse_span};
 use cairn::plan::{span_of, Attempt, Outcome, Plan, SnapshotChoice, State};
-use cairn::ErrorKind;
+use cairn::units::{describe_span, parse_span};
 
 use super::planned::{global_for, state_path, PlanFileArg};
 use super::{context, exit_code_for, output, progress, GlobalArgs};
@@ -96,7 +95,7 @@ pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>)
             let damaged = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<cairn::Error>())
-                .is_some_and(|c| c.kind() == ErrorKind::Corrupted);
+                .is_some_and(|c| c.is_damage());
             // Damaged data is a failed drill (2); other errors keep cairn's codes.
             let code = if damaged {
                 Verdict::Failed.exit_code()

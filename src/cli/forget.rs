@@ -4,7 +4,8 @@ use anyhow::Result;
 
 use cairn::ops::forget::{self, describe_group, ForgetPlan, GroupBy};
 use cairn::ops::retention::{system_local, KeepPolicy};
-use cairn::plan::units::parse_time_span;
+use cairn::units::parse_time_span;
+use cairn::SnapshotFilter;
 
 use super::{context, exit, output, prune, selection, GlobalArgs};
 
@@ -80,25 +81,51 @@ impl ForgetArgs {
     }
 }
 
+/// One forget, however it was asked for: by the command line or by the plan's `[retention]`.
+pub struct ForgetRequest<'a> {
+    pub policy: KeepPolicy,
+    pub group_by: GroupBy,
+    pub filter: SnapshotFilter,
+    pub dry_run: bool,
+    pub allow_remove_all: bool,
+    /// Prune afterwards, with these options.
+    pub prune: Option<&'a prune::PruneTuning>,
+}
+
 pub fn run(global: &GlobalArgs, args: &ForgetArgs) -> Result<i32> {
+    forget(
+        global,
+        &ForgetRequest {
+            policy: args.policy(),
+            group_by: GroupBy::parse(&args.group_by)?,
+            filter: args.filter.to_filter()?,
+            dry_run: args.dry_run,
+            allow_remove_all: args.allow_remove_all,
+            prune: args.prune.then_some(&args.prune_options),
+        },
+    )
+}
+
+/// Plans, reports and (unless a dry run) executes a forget, then prunes when asked.
+pub fn forget(global: &GlobalArgs, request: &ForgetRequest<'_>) -> Result<i32> {
     let repo = context::open_repository(global)?;
     let plan = forget::plan(
         &repo,
-        &args.filter.to_filter()?,
-        GroupBy::parse(&args.group_by)?,
-        &args.policy(),
+        &request.filter,
+        request.group_by,
+        &request.policy,
         &system_local,
     )?;
-    let removed = if args.dry_run {
+    let removed = if request.dry_run {
         0
     } else {
-        forget::execute(&repo, &plan, args.allow_remove_all)?
+        forget::execute(&repo, &plan, request.allow_remove_all)?
     };
-    report(global, &plan, args.dry_run, removed)?;
-    if args.prune && !args.dry_run {
-        return prune::prune_repository(global, &args.prune_options, false, repo);
+    report(global, &plan, request.dry_run, removed)?;
+    match request.prune {
+        Some(tuning) if !request.dry_run => prune::prune_repository(global, tuning, false, repo),
+        _ => Ok(exit::OK),
     }
-    Ok(exit::OK)
 }
 
 fn report(global: &GlobalArgs, plan: &ForgetPlan, dry_run: bool, removed: usize) -> Result<()> {

@@ -10,10 +10,11 @@ use clap::Subcommand;
 use cairn::crypto::KdfParams;
 use cairn::format::key::KeyMetadata;
 use cairn::format::paper::RecoveryKey;
-use cairn::ops::keys::{self, short, KeyInfo};
-use cairn::ops::lease;
+use cairn::ops::keys::{self, short};
 use cairn::ops::prune::PruneOptions;
 use cairn::ops::reencrypt;
+use cairn::repo::key_files::{list_keys, KeyInfo};
+use cairn::repo::lease;
 use cairn::Error;
 
 use super::{context, output, GlobalArgs};
@@ -166,7 +167,7 @@ fn info_json(k: &KeyInfo) -> serde_json::Value {
 
 fn list(global: &GlobalArgs) -> Result<i32> {
     let repo = context::open_repository(global)?;
-    let keys = keys::list_keys(&repo)?;
+    let keys = list_keys(&repo)?;
     if global.json {
         output::print_json(&keys.iter().map(info_json).collect::<Vec<_>>())?;
         return Ok(super::exit::OK);
@@ -221,7 +222,7 @@ fn add(global: &GlobalArgs, new: &NewKeyArgs) -> Result<i32> {
 
 fn remove(global: &GlobalArgs, id: &str) -> Result<i32> {
     let repo = context::open_repository(global)?;
-    let name = keys::find_key(&keys::list_keys(&repo)?, id)?;
+    let name = keys::find_key(&list_keys(&repo)?, id)?;
     let removed = keys::remove_key(&repo, &name)?;
     if global.json {
         output::print_json(&serde_json::json!({

@@ -54,6 +54,8 @@ pub mod exit {
     pub const DAMAGED: i32 = 4;
     /// A dump command of a backup failed: no snapshot was written.
     pub const COMMAND_FAILED: i32 = 5;
+    /// An object has a format version this cairn does not read: a newer cairn wrote it.
+    pub const UNSUPPORTED_VERSION: i32 = 6;
     /// No repository at the given location.
     pub const NO_REPOSITORY: i32 = 10;
     /// Another process holds the lease the command needs (a prune, repair or re-encryption runs):
@@ -245,7 +247,7 @@ pub fn main() -> i32 {
             };
             let _ = e.print();
             if code != exit::OK && std::env::args_os().any(|a| a == "--json") {
-                print_json_error("usage", &e.kind().to_string(), code);
+                print_json_error("usage", &e.kind().to_string(), code, None);
                 stdout::flush_out();
             }
             return code;
@@ -280,7 +282,11 @@ pub fn main() -> i32 {
             }
             let code = exit_code_for(&err);
             if cli.global.json {
-                print_json_error(error_kind_name(&err), &format!("{err:#}"), code);
+                let object = err
+                    .chain()
+                    .find_map(|e| e.downcast_ref::<cairn::Error>())
+                    .and_then(cairn::Error::object);
+                print_json_error(error_kind_name(&err), &format!("{err:#}"), code, object);
             }
             code
         }
@@ -310,10 +316,13 @@ fn shell_argv(line: &str) -> Vec<String> {
 
 /// With `--json`, an error is a JSON object on stdout too, so a script reading stdout never
 /// takes a failure for an empty result (`cairn snapshots --json | jq length`).
-fn print_json_error(kind: &str, message: &str, exit_code: i32) {
-    let error = serde_json::json!({
+fn print_json_error(kind: &str, message: &str, exit_code: i32, object: Option<&cairn::ObjectRef>) {
+    let mut error = serde_json::json!({
         "error": { "kind": kind, "message": message, "exit_code": exit_code }
     });
+    if let Some(o) = object {
+        error["error"]["object"] = serde_json::json!({ "kind": o.kind, "name": o.name });
+    }
     outln!("{error}");
 }
 
@@ -327,6 +336,7 @@ fn error_kind_name(err: &anyhow::Error) -> &'static str {
         Some(ErrorKind::WrongPassword) => "wrong_password",
         Some(ErrorKind::NotARepository) => "no_repository",
         Some(ErrorKind::Corrupted) => "damaged",
+        Some(ErrorKind::NotFound) => "not_found",
         Some(ErrorKind::Backend) => "storage",
         Some(ErrorKind::SourceIo) => "source",
         Some(ErrorKind::InvalidInput) => "usage",
@@ -377,7 +387,8 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
     match kind {
         Some(ErrorKind::WrongPassword) => exit::WRONG_PASSWORD,
         Some(ErrorKind::NotARepository) => exit::NO_REPOSITORY,
-        Some(ErrorKind::Corrupted) => exit::DAMAGED,
+        Some(ErrorKind::Corrupted | ErrorKind::NotFound) => exit::DAMAGED,
+        Some(ErrorKind::UnsupportedVersion) => exit::UNSUPPORTED_VERSION,
         Some(ErrorKind::InvalidInput) => exit::USAGE,
         Some(ErrorKind::CommandFailed) => exit::COMMAND_FAILED,
         Some(ErrorKind::LeaseHeld) => exit::LEASE_HELD,

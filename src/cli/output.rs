@@ -4,7 +4,7 @@ use serde::Serialize;
 
 /// `1.5 GiB` style sizes.
 pub fn bytes(n: u64) -> String {
-    cairn::plan::units::describe_size(n)
+    cairn::units::describe_size(n)
 }
 
 /// Prints a value as one JSON document on stdout.

@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 
-use cairn::ops::lease;
 use cairn::ops::prune::{self, PruneOptions, PrunePlan};
-use cairn::plan::units::parse_time_span;
+use cairn::repo::lease;
+use cairn::units::parse_time_span;
 use cairn::Repository;
 
 use super::progress::{self, PruneBar};
@@ -42,6 +42,18 @@ pub struct PruneTuning {
     /// How far the clocks of hosts using the repository may disagree (e.g. 5min, 1h; 0s only for one host).
     #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = parse_time_span)]
     pub clock_skew: chrono::Duration,
+}
+
+impl Default for PruneTuning {
+    /// The library's defaults (what the flags' defaults also say).
+    fn default() -> Self {
+        let o = PruneOptions::default();
+        PruneTuning {
+            max_unused: o.max_unused * 100.0,
+            grace: o.grace,
+            clock_skew: o.clock_skew,
+        }
+    }
 }
 
 impl PruneTuning {

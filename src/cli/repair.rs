@@ -4,11 +4,11 @@
 use anyhow::Result;
 use indicatif::ProgressBar;
 
-use cairn::ops::lease;
 use cairn::ops::repair::{
     self, IndexRepairOutcome, IndexRepairPlan, RepairProgress, SnapshotRepairOptions,
     SnapshotRepairReport,
 };
+use cairn::repo::lease;
 
 use super::{context, exit, output, progress, GlobalArgs};
 
@@ -66,7 +66,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// How far the clocks of hosts using the repository may disagree (e.g. 5min, 1h; for the prune lease).
-    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = cairn::plan::units::parse_time_span)]
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = cairn::units::parse_time_span)]
     pub clock_skew: chrono::Duration,
 }
 

@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use clap::{CommandFactory, FromArgMatches};
 
-use cairn::plan::hooks::run_command;
 use cairn::plan::state::RunRecord;
-use cairn::plan::{is_due, span_of, Attempt, Outcome, Plan, State, Step};
+use cairn::plan::{schedule, ScheduledStep};
+use cairn::plan::{span_of, Attempt, Outcome, Plan, State, Step};
+use cairn::process::run::run_command;
 
 use super::planned::{global_for, state_path, PlanFileArg};
-use super::{dispatch, drill, exit, exit_code_for, output, Cli, GlobalArgs};
+use super::{drill, exit, exit_code_for, output, GlobalArgs};
 
 mod backup_step;
 mod lock;
@@ -85,8 +85,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
     };
     let started = Utc::now();
     let clock = Instant::now();
-    let todo = runner.schedule(&state, &only, args.force);
-    if let Some(missing) = only.iter().find(|s| !todo.iter().any(|(_, t, _)| t == *s)) {
+    let todo = schedule(&plan, &state, &only, args.force, Utc::now());
+    if let Some(missing) = only.iter().find(|s| !todo.iter().any(|t| t.step == **s)) {
         return Err(cairn::Error::invalid_input(format!(
             "--only {}: the plan {} has no such step (add its section to the plan)",
             missing.name(),
@@ -108,7 +108,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
             false
         }
         HookVerdict::Go => {
-            for (key, step, due) in &todo {
+            for ScheduledStep { key, step, due } in &todo {
                 if !due.due {
                     runner.say(&format!("{key}: not due ({})", due.reason));
                     continue;
@@ -220,57 +220,15 @@ impl Runner<'_> {
         }
     }
 
-    /// Every configured step (offsite once per target), with whether it is due.
-    fn schedule(
-        &self,
-        state: &State,
-        only: &BTreeSet<Step>,
-        force: bool,
-    ) -> Vec<(String, Step, cairn::plan::Due)> {
-        let p = self.plan;
-        let now = Utc::now();
-        let mut out = Vec::new();
-        let mut add = |key: String, step: Step, every: &Option<String>| {
-            if !only.is_empty() && !only.contains(&step) {
-                return;
-            }
-            let mut due = is_due(span_of(every), state.last_success(&key), now);
-            if force && !due.due {
-                due.due = true;
-                due.reason = format!("forced; {}", due.reason);
-            }
-            out.push((key, step, due));
-        };
-        if p.backup.is_some() || !p.dumps.is_empty() {
-            add("backup".into(), Step::Backup, &None);
-        }
-        if let Some(r) = &p.retention {
-            add("retention".into(), Step::Retention, &r.every);
-        }
-        if let Some(c) = &p.check {
-            add("check".into(), Step::Check, &c.every);
-        }
-        for o in &p.offsite {
-            add(format!("offsite.{}", o.name), Step::Offsite, &o.every);
-        }
-        if let Some(d) = &p.drill {
-            // Without `every`, drills run only when asked for (`--only drill` or `cairn drill`).
-            if d.every.is_some() || only.contains(&Step::Drill) {
-                add("drill".into(), Step::Drill, &d.every);
-            }
-        }
-        out
-    }
-
-    fn print_dry_run(&self, todo: &[(String, Step, cairn::plan::Due)]) -> Result<i32> {
+    fn print_dry_run(&self, todo: &[ScheduledStep]) -> Result<i32> {
         if self.global.json {
             let steps: Vec<_> = todo
                 .iter()
-                .map(|(k, _, d)| serde_json::json!({"step": k, "due": d.due, "reason": d.reason}))
+                .map(|t| serde_json::json!({"step": t.key, "due": t.due.due, "reason": t.due.reason}))
                 .collect();
             output::print_json(&serde_json::json!({ "dry_run": true, "steps": steps }))?;
         } else {
-            for (key, _, due) in todo {
+            for ScheduledStep { key, due, .. } in todo {
                 let verb = if due.due { "would run" } else { "not due" };
                 outln!("{key}: {verb} ({})", due.reason);
             }
@@ -318,59 +276,41 @@ impl Runner<'_> {
         }
     }
 
-    /// Runs a cairn command line in this process with the plan's global options.
-    fn command(&self, args: &[String]) -> Result<StepResult> {
-        let argv = std::iter::once("cairn".to_string()).chain(args.iter().cloned());
-        let matches = Cli::command()
-            .try_get_matches_from(argv)
-            .with_context(|| format!("internal: cannot parse `cairn {}`", args.join(" ")))?;
-        let mut cli = Cli::from_arg_matches(&matches)?;
-        cli.global = self.step_global.clone();
-        let code = dispatch(&cli, &matches)?;
-        Ok(StepResult {
-            code,
-            message: None,
-            details: serde_json::json!({ "command": args }),
-        })
-    }
-
+    /// The plan's `[retention]`: the same forget (and prune) as the command, with the rules the
+    /// plan gives, as one typed request.
     fn retention(&self) -> Result<StepResult> {
         let r = self
             .plan
             .retention
             .as_ref()
             .context("no [retention] in the plan")?;
-        let mut args = vec!["forget".to_string()];
-        for (flag, value) in [
-            ("--keep-last", r.keep_last),
-            ("--keep-hourly", r.keep_hourly),
-            ("--keep-daily", r.keep_daily),
-            ("--keep-weekly", r.keep_weekly),
-            ("--keep-monthly", r.keep_monthly),
-            ("--keep-yearly", r.keep_yearly),
-        ] {
-            if let Some(n) = value {
-                args.extend([flag.to_string(), n.to_string()]);
-            }
-        }
-        if let Some(w) = &r.keep_within {
-            args.extend(["--keep-within".to_string(), w.clone()]);
-        }
-        if r.prune {
-            args.push("--prune".into());
-        }
-        self.command(&args)
+        let tuning = super::prune::PruneTuning::default();
+        let request = super::forget::ForgetRequest {
+            policy: r.policy().map_err(cairn::Error::invalid_input)?,
+            group_by: r.group_by()?,
+            filter: cairn::SnapshotFilter::default(),
+            dry_run: false,
+            allow_remove_all: false,
+            prune: r.prune.then_some(&tuning),
+        };
+        Ok(StepResult {
+            code: super::forget::forget(&self.step_global, &request)?,
+            message: None,
+            details: serde_json::json!({ "prune": r.prune }),
+        })
     }
 
     fn check(&self) -> Result<StepResult> {
         let c = self.plan.check.as_ref().context("no [check] in the plan")?;
-        let mut args = vec!["check".to_string()];
-        match c.read_data.as_deref() {
-            Some("all") => args.push("--read-data".into()),
-            Some(subset) => args.extend(["--read-data-subset".to_string(), subset.to_string()]),
-            None => {}
-        }
-        self.command(&args)
+        let args = super::check::CheckArgs {
+            read_data: c.read_data.as_deref() == Some("all"),
+            read_data_subset: c.read_data.clone().filter(|s| s != "all"),
+        };
+        Ok(StepResult {
+            code: super::check::run(&self.step_global, &args)?,
+            message: None,
+            details: serde_json::json!({ "read_data": c.read_data }),
+        })
     }
 
     fn offsite(&self, name: &str) -> Result<StepResult> {
@@ -380,14 +320,20 @@ impl Runner<'_> {
             .iter()
             .find(|o| o.name == name)
             .context("no such [[offsite]] in the plan")?;
-        let mut args = vec!["sync".to_string(), "--to".to_string(), o.location.clone()];
-        if o.delete {
-            args.push("--delete".into());
-        }
-        for (k, v) in &o.options {
-            args.extend(["--peer-option".to_string(), format!("{k}={v}")]);
-        }
-        self.command(&args)
+        let args = super::sync::SyncArgs {
+            to: Some(PathBuf::from(&o.location)),
+            from: None,
+            delete: o.delete,
+            verify: false,
+            dry_run: false,
+            connections: super::sync::DEFAULT_CONNECTIONS,
+            peer_options: o.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        };
+        Ok(StepResult {
+            code: super::sync::run(&self.step_global, &args)?,
+            message: None,
+            details: serde_json::json!({ "to": o.location, "delete": o.delete }),
+        })
     }
 
     fn drill(&self) -> Result<StepResult> {

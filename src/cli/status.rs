@@ -8,8 +8,8 @@ use anyhow::Result;
 use chrono::Utc;
 
 use cairn::monitor::{self, render, StatusReport, Thresholds};
-use cairn::plan::units::{parse_size, parse_span};
 use cairn::plan::{size_of, span_of, Plan, State};
+use cairn::units::{parse_size, parse_span};
 
 use super::planned::{global_for, state_path, PlanFileArg};
 use super::{context, output, GlobalArgs};

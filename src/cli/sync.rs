@@ -20,6 +20,9 @@ With --delete, packs are deleted only when the password proves the source pruned
 source lost is kept on the target, with a warning and exit code 4).
 Exit code 0 only when the target holds every object of the source.";
 
+/// Objects in flight unless `--connections` says otherwise.
+pub const DEFAULT_CONNECTIONS: u16 = 8;
+
 #[derive(clap::Args, Debug)]
 #[command(group = clap::ArgGroup::new("direction").required(true))]
 pub struct SyncArgs {
@@ -41,7 +44,7 @@ pub struct SyncArgs {
     /// Objects transferred at once (and requests in flight per side). On SFTP each request in flight
     /// is its own ssh connection; connections the server refuses while too many start at once (sshd's
     /// MaxStartups, 10 by default) are retried after a pause, so more than about 8 rarely helps there.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub connections: u16,
     /// Option for the --to/--from location's storage, like -o for -r (repeatable).
     #[arg(short = 'O', long = "peer-option", value_name = "KEY=VALUE")]

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use cairn::ops::lease::{self, FoundLease, SweepExpired};
+use cairn::repo::lease::{self, FoundLease, SweepExpired};
 
 use super::{context, exit, output, GlobalArgs};
 
@@ -22,7 +22,7 @@ pub struct UnlockArgs {
     #[arg(long)]
     pub remove_all: bool,
     /// How far hosts' clocks may disagree: a lease counts until its expiry plus this.
-    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = cairn::plan::units::parse_time_span)]
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = cairn::units::parse_time_span)]
     pub clock_skew: chrono::Duration,
 }
 

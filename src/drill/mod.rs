@@ -18,10 +18,10 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::plan::hooks::{run_command, substitute, CommandRun};
-use crate::plan::SnapshotChoice;
+use crate::process::run::{run_command, substitute, CommandRun};
 use crate::repo::IndexedRepository;
 use crate::restore::{self, RestoreOptions, RestoreProgress};
+use crate::units;
 
 /// A command run on the restored data.
 #[derive(Clone, Debug)]
@@ -32,6 +32,51 @@ pub struct DrillCheck {
     pub argv: Vec<String>,
     /// For a dump check: the dump's absolute path in the snapshot.
     pub file: Option<String>,
+}
+
+/// How a drill picks its snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SnapshotChoice {
+    /// The newest snapshot.
+    Latest,
+    /// A snapshot id or prefix.
+    Id(String),
+    /// A snapshot chosen at random among those newer than the span.
+    RandomWithin(Duration),
+}
+
+impl SnapshotChoice {
+    /// Parses `latest`, `random-within 30d` (or `random-within=30d`), or a snapshot id.
+    ///
+    /// # Errors
+    /// A message naming the text when it is none of those.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let t = text.trim();
+        if t == "latest" {
+            return Ok(SnapshotChoice::Latest);
+        }
+        if let Some(rest) = t.strip_prefix("random-within") {
+            let span = rest.trim_start_matches([' ', '=']);
+            return units::parse_span(span).map(SnapshotChoice::RandomWithin);
+        }
+        if !t.is_empty() && t.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(SnapshotChoice::Id(t.to_string()));
+        }
+        Err(format!(
+            "{text:?}: expected latest, a snapshot id, or random-within SPAN (e.g. random-within 30d)"
+        ))
+    }
+
+    /// How the choice reads in a report.
+    pub fn describe(&self) -> String {
+        match self {
+            SnapshotChoice::Latest => "latest".into(),
+            SnapshotChoice::Id(id) => format!("given id {id}"),
+            SnapshotChoice::RandomWithin(d) => {
+                format!("random within {}", units::describe_span(*d))
+            }
+        }
+    }
 }
 
 /// How to drill.
@@ -112,7 +157,7 @@ pub struct DrillReport {
     /// How it was chosen.
     pub chosen: String,
     /// When the drill started.
-    #[serde(serialize_with = "crate::plan::state::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::format::rfc3339::serialize")]
     pub started: DateTime<Utc>,
     /// Drill start minus snapshot time, seconds.
     pub rpo_secs: f64,

@@ -9,6 +9,7 @@ pub mod key;
 pub mod lifecycle;
 pub mod pack;
 pub mod paper;
+pub mod rfc3339;
 pub mod snapshot;
 pub mod tree;
 pub mod wire;

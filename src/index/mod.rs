@@ -7,6 +7,7 @@
 //! copy elsewhere and never passes for a stored blob (FORMAT.md §11, "Readers and missing packs").
 
 pub(crate) mod cache_file;
+pub mod files;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use crate::crypto::MasterKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index_file::IndexFile;
 use crate::format::pack::BlobEntry;
-use crate::id::{BlobId, BlobType, IndexId, PackId};
+use crate::id::{BlobId, BlobType, PackId};
 
 const BLOBS: TableDefinition<[u8; 32], [u8; 45]> = TableDefinition::new("blobs");
 const FILES: TableDefinition<&str, ()> = TableDefinition::new("index_files");
@@ -84,18 +85,12 @@ fn read_index_file(
     key: &MasterKey,
     name: &str,
 ) -> Result<Option<(String, IndexFile)>> {
-    let bytes = match backend.read(ObjectKind::Index, name) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let still_listed = backend
-                .list(ObjectKind::Index)?
-                .iter()
-                .any(|(listed, _)| listed == name);
-            return if still_listed { Err(e) } else { Ok(None) };
-        }
-    };
-    let file = decode_index_file(key, name, &bytes)?;
-    Ok(Some((name.to_string(), file)))
+    match files::read(backend, key, name) {
+        Ok(file) => Ok(Some((name.to_string(), file))),
+        // Listed a moment ago: a prune replaced it meanwhile.
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What the cache knows of one blob.
@@ -135,19 +130,6 @@ impl Found {
             ))),
         }
     }
-}
-
-/// Verifies an index file's bytes against its name, then decodes them.
-///
-/// # Errors
-/// `Corrupted` when the bytes do not match the name or do not decode.
-pub fn decode_index_file(key: &MasterKey, name: &str, bytes: &[u8]) -> Result<IndexFile> {
-    if IndexId::hash_of(bytes).to_hex() != name {
-        return Err(Error::corrupted(format!(
-            "index file {name}: its content does not match its name (damaged)"
-        )));
-    }
-    IndexFile::decode(key, bytes).map_err(|e| e.context(format!("index file {name}")))
 }
 
 /// The open index cache of one repository.

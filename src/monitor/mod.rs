@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::plan::state::{Attempt, Outcome, State};
-use crate::plan::units::{describe_size, describe_span};
+use crate::units::{describe_size, describe_span};
 
 /// A monitoring-plugin level; the order is severity, except that UNKNOWN ranks below CRITICAL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -102,7 +102,7 @@ pub struct GroupFacts {
     /// The newest snapshot's id, when known.
     pub newest_id: Option<String>,
     /// Its time.
-    #[serde(serialize_with = "crate::plan::state::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::format::rfc3339::serialize")]
     pub newest_time: DateTime<Utc>,
     /// Its logical size, when recorded.
     pub newest_bytes: Option<u64>,

@@ -14,10 +14,10 @@ use crate::format::envelope::{self, EnvelopeKind};
 use crate::format::lifecycle::{PENDING_ENVELOPE, VERIFIED_ENVELOPE};
 use crate::format::{index_file, snapshot};
 use crate::id::{PackId, SnapshotId};
-use crate::ops::index_writer::IndexWriter;
-use crate::ops::lease::HeldLease;
-use crate::ops::pending;
+use crate::index::files::{self, IndexWriter};
 use crate::ops::prune::{self, PruneOptions, PruneOutcome};
+use crate::repo::lease::HeldLease;
+use crate::repo::pending;
 use crate::repo::{IndexedRepository, Repository};
 
 /// What a re-encryption did.
@@ -95,9 +95,9 @@ fn replace_index_files(repo: &Repository) -> Result<u64> {
         return Ok(0);
     }
     let mut seen: HashSet<PackId> = HashSet::new();
-    let mut writer = IndexWriter::new(repo);
+    let mut writer = IndexWriter::new(repo.backend(), repo.key());
     for name in &old {
-        for pack in prune::read_index_file(repo, name)?.packs {
+        for pack in files::read(repo.backend(), repo.key(), name)?.packs {
             if seen.insert(pack.pack) {
                 writer.push(pack)?;
             }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::units::{parse_size, parse_span};
 use crate::error::{Error, Result};
+use crate::units::{parse_size, parse_span};
 
 /// The whole plan file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -146,12 +146,56 @@ pub struct RetentionSection {
     /// ... years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<u32>,
-    /// Keep everything newer than this, as `--keep-within` takes (`30d`, `1y6mo`; units as in [`super::units::parse_span`]).
+    /// Keep everything newer than this, as `--keep-within` takes (`30d`, `1y6mo`; units as in [`crate::units::parse_span`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_within: Option<String>,
+    /// Keep every snapshot carrying one of these tags, as `--keep-tag` takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_tag: Vec<String>,
+    /// Group snapshots by these fields before applying the rules, as `--group-by` takes
+    /// (`host,paths` by default; `""` for one group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
     /// Prune after forgetting (default true).
     #[serde(default = "yes")]
     pub prune: bool,
+}
+
+impl RetentionSection {
+    /// The keep rules this section gives: the one type `forget` applies, whether its rules come
+    /// from the command line or from here.
+    ///
+    /// # Errors
+    /// A message naming the key whose value does not parse.
+    pub fn policy(&self) -> Result<crate::ops::retention::KeepPolicy, String> {
+        let within = self
+            .keep_within
+            .as_deref()
+            .map(crate::units::parse_time_span)
+            .transpose()
+            .map_err(|e| format!("[retention] keep_within: {e}"))?;
+        Ok(crate::ops::retention::KeepPolicy {
+            last: self.keep_last.unwrap_or(0),
+            hourly: self.keep_hourly.unwrap_or(0),
+            daily: self.keep_daily.unwrap_or(0),
+            weekly: self.keep_weekly.unwrap_or(0),
+            monthly: self.keep_monthly.unwrap_or(0),
+            yearly: self.keep_yearly.unwrap_or(0),
+            within,
+            tags: self.keep_tag.clone(),
+        })
+    }
+
+    /// How snapshots are grouped (`host,paths` unless `group_by` says otherwise).
+    ///
+    /// # Errors
+    /// An unknown field.
+    pub fn group_by(&self) -> crate::Result<crate::ops::forget::GroupBy> {
+        match &self.group_by {
+            Some(fields) => crate::ops::forget::GroupBy::parse(fields),
+            None => Ok(crate::ops::forget::GroupBy::default()),
+        }
+    }
 }
 
 /// `[check]`.
@@ -365,19 +409,9 @@ impl Plan {
         }
         if let Some(k) = &self.retention {
             span("[retention] every", &k.every)?;
-            if let Some(w) = &k.keep_within {
-                super::units::parse_time_span(w)
-                    .map_err(|e| format!("[retention] keep_within: {e}"))?;
-            }
-            let keeps = [
-                k.keep_last,
-                k.keep_hourly,
-                k.keep_daily,
-                k.keep_weekly,
-                k.keep_monthly,
-                k.keep_yearly,
-            ];
-            if keeps.iter().all(|k| k.unwrap_or(0) == 0) && k.keep_within.is_none() {
+            k.group_by()
+                .map_err(|e| format!("[retention] group_by: {e}"))?;
+            if k.policy()?.is_empty() {
                 return Err(
                     "[retention] keeps nothing: set at least one keep_* (e.g. keep_daily = 7)"
                         .into(),

@@ -2,70 +2,23 @@
 //! that run it. `cairn run`, `cairn status` and `cairn drill` read their defaults from here.
 
 mod file;
-pub mod hooks;
 mod schedule;
 pub mod state;
 mod systemd;
-pub mod units;
 
 pub use file::{
     size_of, span_of, BackupSection, CheckSection, DrillSection, DumpSection, HooksSection,
     MonitorSection, OffsiteSection, Plan, RepositorySection, RetentionSection, DEFAULT_CRIT_AGE,
     DEFAULT_WARN_AGE,
 };
-pub use schedule::{is_due, Due};
+pub use schedule::{is_due, schedule, Due, ScheduledStep};
 pub use state::{Attempt, Outcome, State, Step, StepRecord};
 pub use systemd::units as systemd_units;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
 
-/// How a drill picks its snapshot.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SnapshotChoice {
-    /// The newest snapshot.
-    Latest,
-    /// A snapshot id or prefix.
-    Id(String),
-    /// A snapshot chosen at random among those newer than the span.
-    RandomWithin(Duration),
-}
-
-impl SnapshotChoice {
-    /// Parses `latest`, `random-within 30d` (or `random-within=30d`), or a snapshot id.
-    ///
-    /// # Errors
-    /// A message naming the text when it is none of those.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let t = text.trim();
-        if t == "latest" {
-            return Ok(SnapshotChoice::Latest);
-        }
-        if let Some(rest) = t.strip_prefix("random-within") {
-            let span = rest.trim_start_matches([' ', '=']);
-            return units::parse_span(span).map(SnapshotChoice::RandomWithin);
-        }
-        if !t.is_empty() && t.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Ok(SnapshotChoice::Id(t.to_string()));
-        }
-        Err(format!(
-            "{text:?}: expected latest, a snapshot id, or random-within SPAN (e.g. random-within 30d)"
-        ))
-    }
-
-    /// How the choice reads in a report.
-    pub fn describe(&self) -> String {
-        match self {
-            SnapshotChoice::Latest => "latest".into(),
-            SnapshotChoice::Id(id) => format!("given id {id}"),
-            SnapshotChoice::RandomWithin(d) => {
-                format!("random within {}", units::describe_span(*d))
-            }
-        }
-    }
-}
+pub use crate::drill::SnapshotChoice;
 
 /// Where the plan file is when none is given: `$CAIRN_PLAN`, else `/etc/cairn/plan.toml` for root,
 /// else `~/.config/cairn/plan.toml`.
@@ -111,6 +64,7 @@ pub fn state_path(plan: &Plan, plan_path: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn snapshot_choices_parse() {

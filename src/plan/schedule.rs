@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::state::Attempt;
-use super::units::describe_span;
+use crate::units::describe_span;
 
 /// Largest slack subtracted from a step's interval.
 const MAX_SLACK: Duration = Duration::from_secs(3600);
@@ -49,6 +49,59 @@ pub fn is_due(every: Option<Duration>, last: Option<&Attempt>, now: DateTime<Utc
             describe_span(every)
         ),
     }
+}
+
+/// One step of a run: its key in the state file (`offsite.<name>` for each offsite target), what
+/// it is, and whether it is due.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduledStep {
+    pub key: String,
+    pub step: super::Step,
+    pub due: Due,
+}
+
+/// Every step the plan configures, in run order (offsite once per target), with whether it is
+/// due at `now`; only the steps in `only` when it is not empty, and every one of them due when
+/// `force`. A drill without `every` is listed only when `only` names it.
+pub fn schedule(
+    plan: &super::Plan,
+    state: &super::State,
+    only: &std::collections::BTreeSet<super::Step>,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Vec<ScheduledStep> {
+    use super::Step;
+    let mut out = Vec::new();
+    let mut add = |key: String, step: Step, every: &Option<String>| {
+        if !only.is_empty() && !only.contains(&step) {
+            return;
+        }
+        let mut due = is_due(super::span_of(every), state.last_success(&key), now);
+        if force && !due.due {
+            due.due = true;
+            due.reason = format!("forced; {}", due.reason);
+        }
+        out.push(ScheduledStep { key, step, due });
+    };
+    if plan.backup.is_some() || !plan.dumps.is_empty() {
+        add("backup".into(), Step::Backup, &None);
+    }
+    if let Some(r) = &plan.retention {
+        add("retention".into(), Step::Retention, &r.every);
+    }
+    if let Some(c) = &plan.check {
+        add("check".into(), Step::Check, &c.every);
+    }
+    for o in &plan.offsite {
+        add(format!("offsite.{}", o.name), Step::Offsite, &o.every);
+    }
+    if let Some(d) = &plan.drill {
+        // Without `every`, drills run only when asked for (`--only drill` or `cairn drill`).
+        if d.every.is_some() || only.contains(&Step::Drill) {
+            add("drill".into(), Step::Drill, &d.every);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     /// When it started.
-    #[serde(with = "rfc3339")]
+    #[serde(with = "crate::format::rfc3339")]
     pub started: DateTime<Utc>,
     /// How long it took, in seconds.
     pub duration_secs: f64,
@@ -248,25 +248,6 @@ impl State {
     /// The newest success under `key`.
     pub fn last_success(&self, key: &str) -> Option<&Attempt> {
         self.record(key).and_then(|r| r.last_success.as_ref())
-    }
-}
-
-/// (De)serializes a UTC time as an RFC 3339 string (chrono's own serde support is not enabled).
-pub mod rfc3339 {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Serializes `t` with as many fraction digits as it needs and `Z`.
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-    }
-
-    /// Reads any RFC 3339 time.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
     }
 }
 

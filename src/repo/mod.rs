@@ -1,7 +1,10 @@
 //! Opening and creating a repository: keys, config, snapshots, and typed access to the pieces (index, packs, blobs).
 
 mod key_choice;
+pub mod key_files;
+pub mod lease;
 mod pack_upload;
+pub mod pending;
 mod saver;
 pub mod select;
 
@@ -127,7 +130,7 @@ impl Repository {
             // planted one must not keep the others from opening.
             let bytes = match backend.read(ObjectKind::Key, &name) {
                 Ok(bytes) => bytes,
-                Err(e) if e.kind() == ErrorKind::Corrupted => {
+                Err(e) if e.is_damage() => {
                     last_error = Some(e);
                     continue;
                 }
@@ -200,7 +203,7 @@ impl Repository {
         require_config(backend.as_ref())?;
         let bytes = backend.read(ObjectKind::Config, "config")?;
         let config = Config::decode(&key, &bytes).map_err(|e| {
-            if e.kind() == ErrorKind::Corrupted {
+            if e.is_damage() {
                 Error::invalid_input(format!(
                     "the key does not open the config of {}: it belongs to another repository (or the config is damaged)",
                     backend.location()
@@ -294,7 +297,7 @@ impl Repository {
                 .and_then(|id| Ok((id, self.load_snapshot(&id)?)));
             match loaded {
                 Ok(snapshot) => out.push(snapshot),
-                Err(e) if e.kind() == ErrorKind::Corrupted => damaged.push((name, e)),
+                Err(e) if e.is_damage() => damaged.push((name, e)),
                 Err(e) => return Err(e),
             }
         }

@@ -7,18 +7,14 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::backend::ObjectKind;
 use crate::blob::{seal_blob_into, SCRATCH_KEEP};
 use crate::error::Result;
 use crate::format::index_file::{IndexFile, PackEntries};
-use crate::id::{BlobId, BlobType, IndexId, PackId};
+use crate::id::{BlobId, BlobType, PackId};
 use crate::pack::{FinishedPack, PackWriter};
 
 use super::pack_upload::PackUploader;
 use super::IndexedRepository;
-
-/// Index entries gathered before an index file is written mid-backup (bounds memory and lost work).
-const INDEX_FLUSH_BLOBS: usize = 100_000;
 
 /// How long a stored pack waits at most for the index file that names it, by default: what an
 /// interrupted backup loses (its packs are reused by the next one once they are indexed), against
@@ -288,7 +284,7 @@ impl<'r> BlobSaver<'r> {
                     }
                 }
             }
-            state.pending_blobs >= INDEX_FLUSH_BLOBS
+            state.pending_blobs >= crate::index::files::BLOBS_PER_FILE
                 || state
                     .oldest_pending
                     .is_some_and(|t| t.elapsed() >= self.index_interval)
@@ -317,9 +313,7 @@ impl<'r> BlobSaver<'r> {
             packs,
         };
         let repo = self.repo.repo();
-        let bytes = file.encode(repo.key())?;
-        let name = IndexId::hash_of(&bytes).to_hex();
-        repo.backend().write(ObjectKind::Index, &name, &bytes)?;
+        let name = crate::index::files::write(repo.backend(), repo.key(), &file)?;
         let files = [(name, file)];
         self.repo.index().insert_files(&files)?;
         // Now in the on-disk index: forget them here so memory does not grow with the backup.

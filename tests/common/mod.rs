@@ -30,6 +30,7 @@ pub mod exit {
     pub const PARTIAL: i32 = 3;
     pub const DAMAGED: i32 = 4;
     pub const COMMAND_FAILED: i32 = 5;
+    pub const UNSUPPORTED_VERSION: i32 = 6;
     pub const NO_REPO: i32 = 10;
     pub const WRONG_PASSWORD: i32 = 12;
 }

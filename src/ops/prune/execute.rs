@@ -10,15 +10,13 @@ use crate::blob::reseal_blob;
 use crate::error::{Error, Result};
 use crate::format::lifecycle::PendingDeletion;
 use crate::id::PackId;
-use crate::ops::index_writer::IndexWriter;
-use crate::ops::lease::HeldLease;
-use crate::ops::pending;
+use crate::index::files::{self, IndexWriter};
 use crate::pack::{parse_pack, PackReader};
+use crate::repo::lease::HeldLease;
+use crate::repo::pending;
 use crate::repo::{IndexedRepository, Repository};
 
 use crate::threads::map_bounded;
-
-use super::usage::read_index_file;
 
 /// Pack removals sent at once.
 const REMOVALS_IN_FLIGHT: usize = 8;
@@ -202,9 +200,9 @@ fn rewrite_index(
     doomed: &HashSet<PackId>,
 ) -> Result<u64> {
     let mut seen: HashSet<PackId> = HashSet::new();
-    let mut writer = IndexWriter::new(repo);
+    let mut writer = IndexWriter::new(repo.backend(), repo.key());
     for name in index_files {
-        for pack in read_index_file(repo, name)?.packs {
+        for pack in files::read(repo.backend(), repo.key(), name)?.packs {
             if doomed.contains(&pack.pack) || !seen.insert(pack.pack) {
                 continue;
             }

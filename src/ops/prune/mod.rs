@@ -9,7 +9,7 @@ mod execute;
 mod usage;
 
 pub use execute::{execute, execute_with_progress, PruneOutcome};
-pub use usage::{read_index_file, PackUsage};
+pub use usage::PackUsage;
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,9 +19,9 @@ use crate::backend::ObjectKind;
 use crate::error::Result;
 use crate::format::lifecycle::LeaseKind;
 use crate::id::PackId;
-use crate::ops::{lease, pending};
 use crate::pack::read_pack_prefix as pack_prefix;
 use crate::repo::Repository;
+use crate::repo::{lease, pending};
 
 use usage::Usage;
 
@@ -47,7 +47,7 @@ impl Default for PruneOptions {
         PruneOptions {
             max_unused: 0.05,
             grace: Duration::hours(1),
-            clock_skew: Duration::minutes(5),
+            clock_skew: lease::DEFAULT_CLOCK_SKEW,
             memory_blobs: blob_table::MEMORY_BLOBS,
             reencrypt: false,
         }

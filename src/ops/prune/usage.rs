@@ -6,16 +6,14 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 use redb::{Database, ReadableDatabase};
 
-use crate::backend::ObjectKind;
 use crate::browse::walk::PathChain;
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{Error, Result};
-use crate::format::index_file::IndexFile;
 use crate::format::pack::{ENTRY_LEN, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
 use crate::id::{BlobId, PackId, SnapshotId};
-use crate::index::BlobLocation;
+use crate::index::{files, BlobLocation};
 use crate::pack::PackReader;
 use crate::repo::Repository;
 
@@ -186,7 +184,7 @@ fn fill(
     progress: &dyn PruneProgress,
 ) -> Result<()> {
     for (name, _) in index_files {
-        let file = read_index_file(repo, name)?;
+        let file = files::read(repo.backend(), repo.key(), name)?;
         progress.advance(1);
         for pack in &file.packs {
             let Some(usage) = packs.get_mut(&pack.pack) else {
@@ -300,13 +298,4 @@ fn walk(
         progress.advance(1);
     }
     Ok(walk)
-}
-
-/// Reads and verifies one index file.
-///
-/// # Errors
-/// When it is missing, damaged or does not match its name.
-pub fn read_index_file(repo: &Repository, name: &str) -> Result<IndexFile> {
-    let bytes = repo.backend().read(ObjectKind::Index, name)?;
-    crate::index::decode_index_file(repo.key(), name, &bytes)
 }

@@ -8,13 +8,12 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::format::index_file::PackEntries;
 use crate::id::PackId;
-use crate::ops::index_writer::{files_needed, IndexWriter};
-use crate::ops::lease::HeldLease;
-use crate::ops::prune::read_index_file;
+use crate::index::files::{self, files_needed, IndexWriter};
 use crate::pack::read_pack_header;
+use crate::repo::lease::HeldLease;
 use crate::repo::Repository;
 
 use super::RepairProgress;
@@ -100,7 +99,7 @@ pub fn plan_index(repo: &Repository, progress: &dyn RepairProgress) -> Result<In
     for (name, read) in headers {
         match read {
             Ok(entries) => packs.push(entries),
-            Err(e) if e.kind() == ErrorKind::Corrupted => unreadable.push(UnreadablePack {
+            Err(e) if e.is_damage() => unreadable.push(UnreadablePack {
                 name,
                 reason: e.to_string(),
             }),
@@ -118,7 +117,7 @@ pub fn plan_index(repo: &Repository, progress: &dyn RepairProgress) -> Result<In
     let mut old: HashMap<PackId, PackEntries> = HashMap::new();
     let mut damaged_index_files = Vec::new();
     for name in &old_index_files {
-        match read_index_file(repo, name) {
+        match files::read(repo.backend(), repo.key(), name) {
             Ok(file) => old.extend(file.packs.into_iter().map(|p| (p.pack, p))),
             Err(e) => damaged_index_files.push(UnreadablePack {
                 name: name.clone(),
@@ -173,7 +172,7 @@ pub fn execute_index(
     plan: &IndexRepairPlan,
     lease: &HeldLease,
 ) -> Result<IndexRepairOutcome> {
-    let mut writer = IndexWriter::new(repo);
+    let mut writer = IndexWriter::new(repo.backend(), repo.key());
     for pack in &plan.packs {
         writer.push(pack.clone())?;
     }

@@ -12,16 +12,16 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::format::lifecycle::LeaseKind;
 use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, Node, NodeKind, Tree};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
-use crate::ops::lease::HeldLease;
-use crate::ops::pending;
-use crate::ops::prune::read_index_file;
+use crate::index::files;
 use crate::pack::read_pack_header;
+use crate::repo::lease::HeldLease;
+use crate::repo::pending;
 use crate::repo::{IndexedRepository, Repository};
 
 /// The tag every snapshot written by `repair snapshots` carries.
@@ -434,7 +434,7 @@ impl Rewriter<'_> {
                         waiting: None,
                     })))
                 }
-                Err(e) if e.kind() == ErrorKind::Corrupted => e.to_string(),
+                Err(e) if e.is_damage() => e.to_string(),
                 Err(e) => return Err(e),
             },
         };
@@ -479,7 +479,7 @@ fn refuse_if_held(
     let mut named: HashSet<PackId> = HashSet::new();
     for (name, _) in repo.backend().list(ObjectKind::Index)? {
         // An index file that cannot be read names nothing: its packs' headers are read below.
-        let Ok(file) = read_index_file(repo, &name) else {
+        let Ok(file) = files::read(repo.backend(), repo.key(), &name) else {
             continue;
         };
         for pack in file.packs.into_iter().filter(|p| packs.contains(&p.pack)) {
@@ -507,7 +507,7 @@ fn refuse_if_held(
                     .map(|b| (b.id, pack)),
             ),
             // Damaged: `repair index` leaves it out too, so nothing in it can be recovered.
-            Err(e) if e.kind() == ErrorKind::Corrupted => {}
+            Err(e) if e.is_damage() => {}
             Err(e) => {
                 return Err(e.context(format!(
                     "repair snapshots changed nothing: pack {pack} (in no index file) could not be read to tell whether it holds blobs the snapshots need; fix the cause and run it again"

@@ -44,7 +44,7 @@ fn list_once(repo: &Repository) -> Result<Option<Vec<FoundRecord>>> {
     for (name, _) in repo.backend().list(ObjectKind::Pending)? {
         let bytes = match repo.backend().read(ObjectKind::Pending, &name) {
             Ok(b) => b,
-            Err(_) if !exists(repo, &name)? => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let record = PendingDeletion::decode(repo.key(), &bytes)
@@ -52,14 +52,6 @@ fn list_once(repo: &Repository) -> Result<Option<Vec<FoundRecord>>> {
         out.push(FoundRecord { name, record });
     }
     Ok(Some(out))
-}
-
-fn exists(repo: &Repository, name: &str) -> Result<bool> {
-    Ok(repo
-        .backend()
-        .list(ObjectKind::Pending)?
-        .iter()
-        .any(|(n, _)| n == name))
 }
 
 /// The packs that any record condemns: a backup must not reuse blobs found only there.

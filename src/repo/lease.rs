@@ -20,6 +20,10 @@ use crate::repo::Repository;
 /// How long a lease lasts without a refresh.
 pub const LEASE_TTL: Duration = Duration::minutes(10);
 
+/// How far the clocks of hosts sharing a repository may disagree, unless told otherwise
+/// (`--clock-skew`): lease expiry and record ages are judged with this margin.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::minutes(5);
+
 /// How often a held lease is refreshed (a quarter of its life, so three refreshes may fail in a row).
 const REFRESH_EVERY: StdDuration = StdDuration::from_secs(150);
 

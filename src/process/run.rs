@@ -1,5 +1,5 @@
-//! Running the plan's side commands (hooks, drill checks, dump verify commands): argv without a
-//! shell, an environment of our choosing, a timeout that ends the command's whole process group,
+//! Running side commands to completion (the plan's hooks, drill checks, dump verify commands):
+//! argv without a shell, an environment of our choosing, a timeout that ends the command's whole process group,
 //! and the tail of its output kept for reports.
 
 use std::io::Read;
