@@ -9,10 +9,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::Utc;
 
+use cairn::plan::hooks::{self, run_hooks, HookEvent, HookVerdict};
 use cairn::plan::state::RunRecord;
 use cairn::plan::{schedule, ScheduledStep};
 use cairn::plan::{span_of, Attempt, Outcome, Plan, State, Step};
-use cairn::process::run::run_command;
 
 use super::planned::{global_for, state_path, PlanFileArg};
 use super::{drill, exit, exit_code_for, output, GlobalArgs};
@@ -28,9 +28,6 @@ Examples:
   cairn run --plan /etc/cairn/db.toml --json
 Exit code: 0 when every step that ran succeeded (or a before hook exited 75 to skip the run);
 otherwise the exit code of the first step that failed (see `cairn --help`).";
-
-/// Exit code of a `before` hook that asks to skip the run (EX_TEMPFAIL).
-const SKIP_CODE: i32 = 75;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -103,8 +100,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
     let mut snapshot_id = None;
     let skipped = match before {
         HookVerdict::Skip => true,
-        HookVerdict::Fail(code) => {
-            failed.push(("before hook".into(), code));
+        HookVerdict::Fail => {
+            failed.push(("before hook".into(), exit::ERROR));
             false
         }
         HookVerdict::Go => {
@@ -196,12 +193,6 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         outln!("run {}: {status}", record.run_id);
     }
     Ok(code)
-}
-
-enum HookVerdict {
-    Go,
-    Skip,
-    Fail(i32),
 }
 
 struct Runner<'a> {
@@ -349,7 +340,7 @@ impl Runner<'_> {
         })
     }
 
-    /// Runs the hooks of `event`; `before` decides whether the run goes on.
+    /// Runs the hooks of `event`, saying each failure; `before` decides whether the run goes on.
     fn hooks(
         &self,
         event: &str,
@@ -358,49 +349,29 @@ impl Runner<'_> {
         code: i32,
         snapshot: Option<&str>,
     ) -> HookVerdict {
-        let timeout =
-            span_of(&self.plan.hooks.timeout).unwrap_or(std::time::Duration::from_secs(600));
-        let env = vec![
-            ("CAIRN_EVENT".to_string(), event.to_string()),
-            ("CAIRN_STATUS".to_string(), status.to_string()),
-            ("CAIRN_EXIT_CODE".to_string(), code.to_string()),
-            (
-                "CAIRN_SNAPSHOT_ID".to_string(),
-                snapshot.unwrap_or("").to_string(),
-            ),
-            ("CAIRN_RUN_ID".to_string(), self.run_id.clone()),
-            (
-                "CAIRN_PLAN".to_string(),
-                self.plan_path.display().to_string(),
-            ),
-            (
-                "CAIRN_REPO".to_string(),
-                self.plan.repository.location.clone(),
-            ),
-        ];
-        for argv in list {
-            let result = run_command(argv, &env, timeout);
-            let (ok, skip, what) = match &result {
-                Ok(r) => (r.passed(), r.exit_code == Some(SKIP_CODE), r.describe_end()),
-                Err(e) => (false, false, e.to_string()),
-            };
-            if ok {
-                continue;
-            }
-            if event == "before" && skip {
-                self.say(&format!("before hook {argv:?} exited 75: run skipped"));
-                return HookVerdict::Skip;
-            }
+        let timeout = span_of(&self.plan.hooks.timeout).unwrap_or(hooks::DEFAULT_TIMEOUT);
+        let plan_path = self.plan_path.display().to_string();
+        let ev = HookEvent {
+            event,
+            status,
+            exit_code: code,
+            snapshot_id: snapshot,
+            run_id: &self.run_id,
+            plan_path: &plan_path,
+            repository: &self.plan.repository.location,
+        };
+        let verdict = run_hooks(list, &ev, timeout, |argv, what, run| {
             errln!("error: {event} hook {argv:?}: {what}");
-            if let Ok(r) = &result {
-                for line in r.last_lines(10) {
-                    errln!("    | {line}");
-                }
+            for line in run.map(|r| r.last_lines(10)).unwrap_or_default() {
+                errln!("    | {line}");
             }
-            if event == "before" {
-                return HookVerdict::Fail(exit::ERROR);
-            }
+        });
+        if verdict == HookVerdict::Skip {
+            self.say(&format!(
+                "before hook exited {}: run skipped",
+                hooks::SKIP_CODE
+            ));
         }
-        HookVerdict::Go
+        verdict
     }
 }

@@ -2,6 +2,7 @@
 //! that run it. `cairn run`, `cairn status` and `cairn drill` read their defaults from here.
 
 mod file;
+pub mod hooks;
 mod schedule;
 pub mod state;
 mod systemd;
