@@ -46,8 +46,8 @@ pub struct Error {
     /// Raw details from a lower layer (an OpenDAL error with its context), for `-v`: the message says
     /// what failed in cairn's words, the detail what the layer below said.
     detail: Option<String>,
-    /// The repository object involved, when one is.
-    object: Option<ObjectRef>,
+    /// The repository object involved, when one is (boxed: errors travel in every `Result`).
+    object: Option<Box<ObjectRef>>,
 }
 
 /// A repository object named in an error: its kind as FORMAT.md names it (`pack`, `index file`,
@@ -75,16 +75,16 @@ impl Error {
     /// The object `name` of kind `kind` (as FORMAT.md names kinds) is not in the storage.
     pub fn not_found(kind: &str, name: &str, message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::NotFound, message);
-        e.object = Some(ObjectRef {
+        e.object = Some(Box::new(ObjectRef {
             kind: kind.to_string(),
             name: name.to_string(),
-        });
+        }));
         e
     }
 
     /// The repository object this error is about, when it names one.
     pub fn object(&self) -> Option<&ObjectRef> {
-        self.object.as_ref()
+        self.object.as_deref()
     }
 
     /// Whether the repository lacks, or holds bad bytes for, what was asked: `Corrupted` or
