@@ -358,7 +358,8 @@ fn judge_steps(
         let last_ok = record.and_then(|r| r.last_success.as_ref());
         let last = record.and_then(|r| r.last_attempt.as_ref());
         let failed = last.is_some_and(|a| a.outcome == Outcome::Failed);
-        if (last.is_none() && max_age.is_none()) || (key == "backup" && !failed) {
+        let partial = last.is_some_and(|a| a.outcome == Outcome::Partial);
+        if (last.is_none() && max_age.is_none()) || (key == "backup" && !failed && !partial) {
             continue;
         }
         let mut level = Level::Ok;
@@ -385,14 +386,25 @@ fn judge_steps(
             }
         }
         if let Some(a) = last.filter(|a| a.outcome == Outcome::Failed) {
-            // A drill that found damage is as bad as a missing backup.
-            let failed = if key == "drill" && a.exit_code == 2 {
+            // Damage found (a drill's data or check failure, any step's exit 4: a check that
+            // found problems, a sync whose source lost packs) is as bad as a missing backup; a
+            // step that could not run is a warning.
+            let damage = (key == "drill" && a.exit_code == 2) || a.exit_code == DAMAGE_EXIT_CODE;
+            level = level.worst(if damage {
                 Level::Critical
             } else {
                 Level::Warning
-            };
-            level = level.worst(failed);
+            });
             why.push(failed_attempt("last attempt", a, now));
+        }
+        if let Some(a) = last.filter(|a| a.outcome == Outcome::Partial) {
+            // The snapshot was saved without some entries: not a success to stay quiet about.
+            level = level.worst(Level::Warning);
+            why.push(format!(
+                "last attempt {} ago saved a snapshot without some entries ({})",
+                describe_span(age_of(a.started, now)),
+                a.message.as_deref().unwrap_or("entries could not be read")
+            ));
         }
         findings.push(Finding {
             subject,
@@ -402,6 +414,9 @@ fn judge_steps(
     }
     judge_last_run(state, now, findings);
 }
+
+/// The exit code of a command that found the repository damaged (README, "Exit codes").
+const DAMAGE_EXIT_CODE: i32 = 4;
 
 /// `WHAT failed 3h 2min ago (2026-11-21T09:00:00Z, exit code 5): MESSAGE`.
 fn failed_attempt(what: &str, a: &Attempt, now: DateTime<Utc>) -> String {

@@ -307,3 +307,35 @@ fn a_run_failed_by_its_before_hook_is_a_warning() {
         r.findings
     );
 }
+
+/// Regression: a backup that saved a snapshot without some entries (exit 3) counted as a plain
+/// success, so `status` said OK about a snapshot that lacks files.
+#[test]
+fn a_partial_backup_is_a_warning() {
+    let mut state = State::default();
+    let mut partial = attempt(Outcome::Partial, hours_ago(1), 3);
+    partial.message = Some("2 entries could not be read".into());
+    state.note("backup", partial);
+    let (level, r) = level_of(&[group(1, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Warning, "{:?}", r.findings);
+    let f = r.findings.iter().find(|f| f.subject == "backup").unwrap();
+    assert!(
+        f.message.contains("without some entries") && f.message.contains("2 entries"),
+        "{}",
+        f.message
+    );
+}
+
+/// Regression: the README says a check that finds damage is CRITICAL, but it was a WARNING like
+/// a check that could not run.
+#[test]
+fn a_check_that_found_damage_is_critical_one_that_could_not_run_a_warning() {
+    let mut state = State::default();
+    state.note("check", attempt(Outcome::Failed, hours_ago(2), 4));
+    let (level, _) = level_of(&[group(3, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Critical);
+    let mut state = State::default();
+    state.note("check", attempt(Outcome::Failed, hours_ago(2), 1));
+    let (level, _) = level_of(&[group(3, Some(5000), None)], Some(&state));
+    assert_eq!(level, Level::Warning);
+}
