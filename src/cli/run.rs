@@ -3,22 +3,20 @@
 //! the state file and writes the Prometheus textfile.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
 
-use cairn::plan::hooks::{self, run_hooks, HookEvent, HookVerdict};
-use cairn::plan::state::RunRecord;
-use cairn::plan::{schedule, ScheduledStep};
-use cairn::plan::{span_of, Attempt, Outcome, Plan, State, Step};
+use cairn::plan::run::{RunOptions, StepRunner};
+use cairn::plan::{self, Attempt, Outcome, Plan, ScheduledStep, State, Step};
+use cairn::process::run::CommandRun;
 
 use super::planned::{global_for, state_path, PlanFileArg};
 use super::{drill, exit, exit_code_for, output, GlobalArgs};
 
 mod backup_step;
-mod lock;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -59,159 +57,73 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         .map(|s| Step::parse(s))
         .collect::<cairn::Result<_>>()?;
     let state_file = state_path(&plan, &plan_path)?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(lock::RunLock::acquire(&state_file)?)
+    let options = RunOptions {
+        plan_path: &plan_path,
+        state_file: &state_file,
+        only,
+        force: args.force,
     };
-    let mut state = State::load(&state_file)?;
-    state.repository = plan.repository.location.clone();
     // Steps print their usual output; with --json only the run's report goes to stdout.
     let mut step_global = global_for(global, &plan);
     if global.json {
         step_global.json = false;
         step_global.quiet = true;
     }
-    let runner = Runner {
+    let mut runner = Runner {
         global,
         step_global,
         plan: &plan,
-        plan_path: &plan_path,
-        state_file: &state_file,
-        run_id: hex::encode(cairn::crypto::random_array::<8>()?),
     };
-    let started = Utc::now();
-    let clock = Instant::now();
-    let todo = schedule(&plan, &state, &only, args.force, Utc::now());
-    if let Some(missing) = only.iter().find(|s| !todo.iter().any(|t| t.step == **s)) {
-        return Err(cairn::Error::invalid_input(format!(
-            "--only {}: the plan {} has no such step (add its section to the plan)",
-            missing.name(),
-            plan_path.display()
-        ))
-        .into());
-    }
     if args.dry_run {
-        return runner.print_dry_run(&todo);
+        let todo = plan::run::steps(&plan, &State::load(&state_file)?, &options)?;
+        return runner.print_dry_run(&todo, &state_file);
     }
-    let before = runner.hooks("before", &plan.hooks.before, "started", 0, None);
-    let mut ran = Vec::new();
-    let mut failed: Vec<(String, i32)> = Vec::new();
-    let mut snapshot_id = None;
-    let skipped = match before {
-        HookVerdict::Skip => true,
-        HookVerdict::Fail => {
-            failed.push(("before hook".into(), exit::ERROR));
-            false
-        }
-        HookVerdict::Go => {
-            for ScheduledStep { key, step, due } in &todo {
-                if !due.due {
-                    runner.say(&format!("{key}: not due ({})", due.reason));
-                    continue;
-                }
-                runner.say(&format!("== {key} ({})", due.reason));
-                let attempt = runner.run_step(*step, key);
-                if attempt.outcome == Outcome::Failed {
-                    failed.push((key.clone(), attempt.exit_code));
-                }
-                if *step == Step::Backup {
-                    snapshot_id = attempt
-                        .details
-                        .get("snapshot_id")
-                        .and_then(|v| v.as_str())
-                        .map(String::from);
-                }
-                ran.push(key.clone());
-                // Saved after every step: a crash later keeps what already happened.
-                state.note(key, attempt);
-                state.save(&state_file)?;
-            }
-            false
-        }
-    };
-    let code = failed.first().map(|(_, c)| *c).unwrap_or(exit::OK);
-    let status = match (skipped, failed.is_empty()) {
-        (true, _) => "skipped",
-        (false, true) => "ok",
-        (false, false) => "failed",
-    };
-    if !failed.is_empty() {
-        runner.hooks(
-            "on_failure",
-            &plan.hooks.on_failure,
-            status,
-            code,
-            snapshot_id.as_deref(),
-        );
-    }
-    runner.hooks(
-        "finally",
-        &plan.hooks.finally,
-        status,
-        code,
-        snapshot_id.as_deref(),
-    );
-    let record = RunRecord {
-        run_id: runner.run_id.clone(),
-        attempt: Attempt {
-            started,
-            duration_secs: clock.elapsed().as_secs_f64(),
-            outcome: if failed.is_empty() {
-                Outcome::Ok
-            } else {
-                Outcome::Failed
-            },
-            exit_code: code,
-            message: (!failed.is_empty()).then(|| {
-                let names: Vec<&str> = failed.iter().map(|(k, _)| k.as_str()).collect();
-                format!("failed: {}", names.join(", "))
-            }),
-            details: serde_json::json!({ "status": status }),
-        },
-        ran: ran.clone(),
-        failed: failed.iter().map(|(k, _)| k.clone()).collect(),
-    };
-    state.last_run = Some(record.clone());
-    state.save(&state_file)?;
-    if let Some(prom) = &plan.monitor.prometheus_file {
-        let text = cairn::monitor::render::prometheus(&state, None);
-        cairn::plan::state::write_atomically(prom, text.as_bytes())
-            .with_context(|| format!("cannot write the Prometheus file {}", prom.display()))?;
-    }
+    let report = plan::run::run(&plan, &options, &mut runner)?;
+    let record = &report.record;
     if global.json {
         output::print_json(&serde_json::json!({
             "run_id": record.run_id,
-            "status": status,
-            "exit_code": code,
-            "ran": ran,
+            "status": report.status,
+            "exit_code": report.exit_code,
+            "ran": record.ran,
             "failed": record.failed,
             "state_file": state_file,
-            "steps": ran.iter().map(|k| (k.clone(), state.record(k))).collect::<std::collections::BTreeMap<_, _>>(),
+            "steps": record.ran.iter().map(|k| (k.clone(), report.state.record(k))).collect::<std::collections::BTreeMap<_, _>>(),
         }))?;
     } else if !global.quiet {
-        outln!("run {}: {status}", record.run_id);
+        outln!("run {}: {}", record.run_id, report.status);
     }
-    Ok(code)
+    Ok(report.exit_code)
 }
 
+/// The steps of `cairn run`, as the commands of the same names run them with the plan's options.
 struct Runner<'a> {
     global: &'a GlobalArgs,
     step_global: GlobalArgs,
     plan: &'a Plan,
-    plan_path: &'a Path,
-    state_file: &'a PathBuf,
-    run_id: String,
 }
 
-impl Runner<'_> {
-    fn say(&self, text: &str) {
+impl StepRunner for Runner<'_> {
+    fn run_step(&mut self, step: Step, key: &str) -> Attempt {
+        Runner::run_step(self, step, key)
+    }
+
+    fn say(&mut self, text: &str) {
         if !self.global.quiet && !self.global.json {
             errln!("{text}");
         }
     }
 
-    fn print_dry_run(&self, todo: &[ScheduledStep]) -> Result<i32> {
+    fn hook_failed(&mut self, event: &str, argv: &[String], what: &str, run: Option<&CommandRun>) {
+        errln!("error: {event} hook {argv:?}: {what}");
+        for line in run.map(|r| r.last_lines(10)).unwrap_or_default() {
+            errln!("    | {line}");
+        }
+    }
+}
+
+impl Runner<'_> {
+    fn print_dry_run(&self, todo: &[ScheduledStep], state_file: &std::path::Path) -> Result<i32> {
         if self.global.json {
             let steps: Vec<_> = todo
                 .iter()
@@ -223,7 +135,7 @@ impl Runner<'_> {
                 let verb = if due.due { "would run" } else { "not due" };
                 outln!("{key}: {verb} ({})", due.reason);
             }
-            outln!("state file: {}", self.state_file.display());
+            outln!("state file: {}", state_file.display());
         }
         Ok(exit::OK)
     }
@@ -338,40 +250,5 @@ impl Runner<'_> {
             message: a.message,
             details: a.details,
         })
-    }
-
-    /// Runs the hooks of `event`, saying each failure; `before` decides whether the run goes on.
-    fn hooks(
-        &self,
-        event: &str,
-        list: &[Vec<String>],
-        status: &str,
-        code: i32,
-        snapshot: Option<&str>,
-    ) -> HookVerdict {
-        let timeout = span_of(&self.plan.hooks.timeout).unwrap_or(hooks::DEFAULT_TIMEOUT);
-        let plan_path = self.plan_path.display().to_string();
-        let ev = HookEvent {
-            event,
-            status,
-            exit_code: code,
-            snapshot_id: snapshot,
-            run_id: &self.run_id,
-            plan_path: &plan_path,
-            repository: &self.plan.repository.location,
-        };
-        let verdict = run_hooks(list, &ev, timeout, |argv, what, run| {
-            errln!("error: {event} hook {argv:?}: {what}");
-            for line in run.map(|r| r.last_lines(10)).unwrap_or_default() {
-                errln!("    | {line}");
-            }
-        });
-        if verdict == HookVerdict::Skip {
-            self.say(&format!(
-                "before hook exited {}: run skipped",
-                hooks::SKIP_CODE
-            ));
-        }
-        verdict
     }
 }

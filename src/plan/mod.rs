@@ -3,6 +3,8 @@
 
 mod file;
 pub mod hooks;
+pub mod lock;
+pub mod run;
 mod schedule;
 pub mod state;
 mod systemd;

@@ -4,8 +4,9 @@
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-use anyhow::Result;
 use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, ErrorKind, Result};
 
 /// The held lock.
 pub struct RunLock {
@@ -14,34 +15,30 @@ pub struct RunLock {
 
 impl RunLock {
     /// Takes the lock of the plan whose state file is `state_file`, or fails at once.
+    ///
+    /// # Errors
+    /// `Other` when another run holds it or the lock file cannot be opened.
     pub fn acquire(state_file: &Path) -> Result<RunLock> {
         let path = state_file.with_extension("lock");
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(ErrorKind::Other, "cannot create", dir, e))?;
         }
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| {
-                cairn::Error::io(
-                    cairn::ErrorKind::Other,
-                    "cannot open the run lock",
-                    &path,
-                    e,
-                )
-            })?;
+            .map_err(|e| Error::io(ErrorKind::Other, "cannot open the run lock", &path, e))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(RunLock { _lock: lock }),
-            Err((_, errno)) => Err(cairn::Error::new(
-                cairn::ErrorKind::Other,
+            Err((_, errno)) => Err(Error::new(
+                ErrorKind::Other,
                 format!(
                     "another `cairn run` of this plan is running (it holds {}: {errno}); this run does nothing",
                     path.display()
                 ),
-            )
-            .into()),
+            )),
         }
     }
 }

@@ -1,0 +1,230 @@
+//! One run of the plan (`cairn run`): take the plan's run lock, decide which steps are due, run
+//! the `before` hooks, each due step in order (recording every attempt in the state file as it
+//! ends, so a crash keeps what already happened), then `on_failure` and `finally`, the run's
+//! record and the Prometheus textfile. The steps themselves are the caller's ([`StepRunner`]).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::hooks::{self, run_hooks, HookEvent, HookVerdict};
+use super::lock::RunLock;
+use super::state::{write_atomically, RunRecord};
+use super::{schedule, span_of, Attempt, Outcome, Plan, ScheduledStep, State, Step};
+use crate::error::{Error, Result};
+use crate::process::run::CommandRun;
+
+/// The exit code of a run whose `before` hook failed (cairn's "any other failure").
+const HOOK_FAILED_EXIT: i32 = 1;
+
+/// Runs the steps of a plan and hears what a run has to say.
+pub trait StepRunner {
+    /// Runs the due step `step`, named `key` in the state file (`offsite.NAME` for an offsite
+    /// copy); the attempt is recorded as returned.
+    fn run_step(&mut self, step: Step, key: &str) -> Attempt;
+    /// A line for people: a step starts, is not due, or the run is skipped.
+    fn say(&mut self, _text: &str) {}
+    /// A hook of `event` failed: its argv, how it ended, its run when it started.
+    fn hook_failed(
+        &mut self,
+        _event: &str,
+        _argv: &[String],
+        _what: &str,
+        _run: Option<&CommandRun>,
+    ) {
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions<'a> {
+    /// The plan file's path (given to hooks as `CAIRN_PLAN`, named in messages).
+    pub plan_path: &'a Path,
+    /// The plan's state file.
+    pub state_file: &'a Path,
+    /// Only these steps (empty: every step of the plan).
+    pub only: BTreeSet<Step>,
+    /// Run them even when not due.
+    pub force: bool,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The run's record, as saved in the state file.
+    pub record: RunRecord,
+    /// `ok`, `failed` or `skipped` (a `before` hook exited 75).
+    pub status: &'static str,
+    /// The exit code of the first step that failed, else 0.
+    pub exit_code: i32,
+    /// The state file's content after the run.
+    pub state: State,
+}
+
+/// Every step the plan configures with whether it is due, after checking that each step of
+/// `only` is one the plan has.
+///
+/// # Errors
+/// `InvalidInput` naming a step of `only` the plan lacks.
+pub fn steps(plan: &Plan, state: &State, options: &RunOptions<'_>) -> Result<Vec<ScheduledStep>> {
+    let todo = schedule(plan, state, &options.only, options.force, Utc::now());
+    if let Some(missing) = options
+        .only
+        .iter()
+        .find(|s| !todo.iter().any(|t| t.step == **s))
+    {
+        return Err(Error::invalid_input(format!(
+            "--only {}: the plan {} has no such step (add its section to the plan)",
+            missing.name(),
+            options.plan_path.display()
+        )));
+    }
+    Ok(todo)
+}
+
+/// Runs the plan once.
+///
+/// # Errors
+/// Another run of the plan holds its lock; the state file or the Prometheus file cannot be
+/// read or written; `only` names a step the plan lacks. A step's failure is not an error: it is
+/// recorded, and the report's exit code is the first failing step's.
+pub fn run(plan: &Plan, options: &RunOptions<'_>, steps: &mut dyn StepRunner) -> Result<RunReport> {
+    let _lock = RunLock::acquire(options.state_file)?;
+    let mut state = State::load(options.state_file)?;
+    state.repository = plan.repository.location.clone();
+    let todo = self::steps(plan, &state, options)?;
+    let run_id = hex::encode(crate::crypto::random_array::<8>()?);
+    let started = Utc::now();
+    let clock = Instant::now();
+    let hooks = Hooks {
+        plan,
+        plan_path: options.plan_path.display().to_string(),
+        run_id: &run_id,
+    };
+    let mut ran = Vec::new();
+    let mut failed: Vec<(String, i32)> = Vec::new();
+    let mut snapshot_id = None;
+    let skipped = match hooks.run("before", &plan.hooks.before, "started", 0, None, steps) {
+        HookVerdict::Skip => {
+            steps.say(&format!(
+                "a before hook exited {}: run skipped",
+                hooks::SKIP_CODE
+            ));
+            true
+        }
+        HookVerdict::Fail => {
+            failed.push(("before hook".into(), HOOK_FAILED_EXIT));
+            false
+        }
+        HookVerdict::Go => {
+            for ScheduledStep { key, step, due } in &todo {
+                if !due.due {
+                    steps.say(&format!("{key}: not due ({})", due.reason));
+                    continue;
+                }
+                steps.say(&format!("== {key} ({})", due.reason));
+                let attempt = steps.run_step(*step, key);
+                if attempt.outcome == Outcome::Failed {
+                    failed.push((key.clone(), attempt.exit_code));
+                }
+                if *step == Step::Backup {
+                    snapshot_id = attempt
+                        .details
+                        .get("snapshot_id")
+                        .and_then(|v| v.as_str())
+                        .map(String::from);
+                }
+                ran.push(key.clone());
+                // Saved after every step: a crash later keeps what already happened.
+                state.note(key, attempt);
+                state.save(options.state_file)?;
+            }
+            false
+        }
+    };
+    let exit_code = failed.first().map_or(0, |(_, c)| *c);
+    let status = match (skipped, failed.is_empty()) {
+        (true, _) => "skipped",
+        (false, true) => "ok",
+        (false, false) => "failed",
+    };
+    let snapshot = snapshot_id.as_deref();
+    if !failed.is_empty() {
+        let list = &plan.hooks.on_failure;
+        hooks.run("on_failure", list, status, exit_code, snapshot, steps);
+    }
+    let list = &plan.hooks.finally;
+    hooks.run("finally", list, status, exit_code, snapshot, steps);
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        attempt: Attempt {
+            started,
+            duration_secs: clock.elapsed().as_secs_f64(),
+            outcome: if failed.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+            exit_code,
+            message: (!failed.is_empty()).then(|| {
+                let names: Vec<&str> = failed.iter().map(|(k, _)| k.as_str()).collect();
+                format!("failed: {}", names.join(", "))
+            }),
+            details: serde_json::json!({ "status": status }),
+        },
+        ran,
+        failed: failed.into_iter().map(|(k, _)| k).collect(),
+    };
+    state.last_run = Some(record.clone());
+    state.save(options.state_file)?;
+    if let Some(prom) = &plan.monitor.prometheus_file {
+        let text = crate::monitor::render::prometheus(&state, None);
+        write_atomically(prom, text.as_bytes()).map_err(|e| {
+            e.context(format!(
+                "cannot write the Prometheus file {}",
+                prom.display()
+            ))
+        })?;
+    }
+    Ok(RunReport {
+        record,
+        status,
+        exit_code,
+        state,
+    })
+}
+
+/// What every hook of one run is told.
+struct Hooks<'a> {
+    plan: &'a Plan,
+    plan_path: String,
+    run_id: &'a str,
+}
+
+impl Hooks<'_> {
+    fn run(
+        &self,
+        event: &str,
+        list: &[Vec<String>],
+        status: &str,
+        exit_code: i32,
+        snapshot_id: Option<&str>,
+        steps: &mut dyn StepRunner,
+    ) -> HookVerdict {
+        let timeout = span_of(&self.plan.hooks.timeout).unwrap_or(hooks::DEFAULT_TIMEOUT);
+        let ev = HookEvent {
+            event,
+            status,
+            exit_code,
+            snapshot_id,
+            run_id: self.run_id,
+            plan_path: &self.plan_path,
+            repository: &self.plan.repository.location,
+        };
+        run_hooks(list, &ev, timeout, |argv, what, run| {
+            steps.hook_failed(event, argv, what, run);
+        })
+    }
+}
