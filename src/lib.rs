@@ -25,10 +25,9 @@
 //!    (forget with its keep policies in `ops::retention`, prune, repair, keys, re-encryption).
 //!    An operation may use another (drill restores, stats walks like browse); none is used by
 //!    the layers before it.
-//! 5. **The nightly plan** — [`plan`] (plan file, state file, schedule, hooks, the run itself in
-//!    `plan::run`; a new plan step
-//!    is a section in `plan::file`, a `plan::Step`, and its run in the CLI's runner) and
-//!    [`monitor`] (`status`).
+//! 5. **The nightly plan** — [`plan`] (plan file, state file, schedule, hooks, and the run
+//!    itself in `plan::run`; a new plan step is a section in `plan::file`, a `plan::Step`, and
+//!    its work in the CLI's `StepRunner`) and [`monitor`] (`status`).
 //!
 //! ```no_run
 //! use cairn::{backend::LocalBackend, Repository, archive, restore};
