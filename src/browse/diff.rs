@@ -3,11 +3,11 @@
 //! without being loaded, so the cost follows the size of the change, not of the snapshots. The
 //! walk keeps a stack of directory pairs and one path buffer: memory linear in depth.
 
-use crate::browse::trees::TreeLoader;
 use crate::browse::walk::{subtree_of, walk, Descend, NamePath};
 use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::TreeId;
+use crate::repo::TreeLoader;
 
 /// How an entry differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::archive::ExcludeMatcher;
-use crate::browse::trees::TreeLoader;
 use crate::browse::walk::{subtree_of, NamePath};
 use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::TreeId;
+use crate::repo::TreeLoader;
 
 /// The matches below one tree: its own matching entries and the results of its subdirectories,
 /// in path order. Unchanged subtrees share one `Found` between snapshots instead of copies.

@@ -2,10 +2,10 @@
 //! the one entry a file path names.
 
 use crate::browse::path::Located;
-use crate::browse::trees::TreeLoader;
 use crate::browse::walk::{child_path, walk, Descend};
 use crate::error::Result;
 use crate::format::tree::Node;
+use crate::repo::TreeLoader;
 
 /// Calls `each` with the absolute path and entry of everything `at` lists, in name order.
 ///

@@ -11,8 +11,7 @@ pub mod find;
 pub mod ls;
 pub mod path;
 pub mod stats;
-pub mod trees;
 pub mod walk;
 
+pub use crate::repo::TreeLoader;
 pub use path::{locate, Located, SnapPath};
-pub use trees::TreeLoader;

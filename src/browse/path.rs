@@ -7,10 +7,10 @@
 //! and a backslash `\\` (see [`super::escape`]).
 
 use crate::browse::escape::{escape, unescape};
-use crate::browse::trees::TreeLoader;
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::TreeId;
+use crate::repo::TreeLoader;
 
 /// A parsed `SNAP[:PATH]` argument.
 #[derive(Clone, Debug, PartialEq, Eq)]

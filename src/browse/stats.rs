@@ -6,13 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::browse::trees::TreeLoader;
 use crate::browse::walk::subtree_of;
 use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::repo::IndexedRepository;
+use crate::repo::TreeLoader;
 
 /// Sizes of a set of snapshots.
 #[derive(Clone, Debug, Default, Serialize)]

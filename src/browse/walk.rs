@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use crate::browse::trees::TreeLoader;
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::TreeId;
+use crate::repo::TreeLoader;
 
 /// What the walk does after visiting a directory entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::browse::trees::TreeLoader;
 use crate::browse::walk::{walk, Descend};
 use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::TreeId;
 use crate::repo::IndexedRepository;
+use crate::repo::TreeLoader;
 
 /// Most mismatches listed in a report (the count covers all).
 pub const MAX_REPORTED: usize = 100;

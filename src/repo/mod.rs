@@ -7,9 +7,11 @@ mod pack_upload;
 pub mod pending;
 mod saver;
 pub mod select;
+pub mod trees;
 
 pub use saver::{BlobSaver, SaveStats, INDEX_INTERVAL};
 pub use select::SnapshotFilter;
+pub use trees::TreeLoader;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -589,8 +591,7 @@ impl IndexedRepository {
     /// # Errors
     /// When the tree blob is missing, damaged or malformed.
     pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {
-        let bytes = self.read_blob(id, BlobType::Tree)?;
-        Tree::decode(&bytes).map_err(|e| e.context(format!("tree {id}")))
+        TreeLoader::uncached(self).load(id)
     }
 
     /// A writer for new blobs.

@@ -6,12 +6,12 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::browse::trees::TreeLoader;
 use crate::browse::walk::{walk, Descend};
 use crate::error::{Error, Result};
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::BlobId;
 use crate::repo::IndexedRepository;
+use crate::repo::TreeLoader;
 
 use super::{check_target, RestoreOptions, RestoreRoot, RestoreStats};
 

@@ -1,5 +1,7 @@
-//! Tree loading for browsing, with a local cache of sealed tree blobs so that a second `ls`,
-//! `find` or `diff` reads nothing from the repository but the index and snapshot lists.
+//! The one tree loader: a tree by id, read from its pack (another indexed copy when that fails),
+//! and optionally through a local cache of sealed tree blobs, so that a second `ls`, `find` or
+//! `diff` reads nothing from the repository but the index and snapshot lists. Restore's bulk
+//! fetch (`restore::trees`) falls back on it for a tree its ranges could not give.
 //!
 //! The cache holds blobs exactly as stored in packs (still encrypted), one file per blob at
 //! `<cache dir>/<repo id>/trees/<first 2 hex>/<hex blob id>`. A cached blob is opened and
@@ -9,12 +11,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::IndexedRepository;
 use crate::backend::ObjectKind;
 use crate::blob::open_blob;
 use crate::error::Result;
 use crate::format::tree::Tree;
 use crate::id::{BlobType, TreeId};
-use crate::repo::IndexedRepository;
 
 /// Loads and decodes trees, through the local cache when one is given.
 pub struct TreeLoader<'a> {
@@ -66,7 +68,7 @@ impl<'a> TreeLoader<'a> {
                 }
             }
         }
-        let sealed = self
+        let read = self
             .repo
             .repo()
             .backend()
@@ -78,22 +80,20 @@ impl<'a> TreeLoader<'a> {
             )
             .and_then(|sealed| {
                 open_blob(key, &loc.entry, &sealed)
-                    .map(|_| sealed)
+                    .map(|plain| (sealed, plain))
                     .map_err(|e| e.context(format!("pack {}", loc.pack)))
             });
-        let sealed = match sealed {
-            Ok(sealed) => sealed,
-            // Not this tree's only copy, perhaps: read another (and cache nothing).
-            Err(e) => {
-                return self
-                    .repo
-                    .read_blob_elsewhere(id, BlobType::Tree, &loc.pack, e)
+        match read {
+            Ok((sealed, plain)) => {
+                // The cache only saves time: failing to write it is not an error.
+                let _ = store(&path, &sealed);
+                Ok(plain)
             }
-        };
-        let plain = open_blob(key, &loc.entry, &sealed)?;
-        // The cache only saves time: failing to write it is not an error.
-        let _ = store(&path, &sealed);
-        Ok(plain)
+            // Not this tree's only copy, perhaps: read another (and cache nothing).
+            Err(e) => self
+                .repo
+                .read_blob_elsewhere(id, BlobType::Tree, &loc.pack, e),
+        }
     }
 }
 
