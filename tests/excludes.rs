@@ -169,9 +169,16 @@ fn tagged_directories_and_large_files_are_left_out() {
             "200K",
         ],
     );
+    // A tagged directory keeps its tag file and nothing else, as restic and tar do.
     assert_eq!(
         listing(&restored(&env, &src, "r")),
-        vec!["fake/CACHEDIR.TAG", "fake/data", "small.txt"]
+        vec![
+            "cache/CACHEDIR.TAG",
+            "fake/CACHEDIR.TAG",
+            "fake/data",
+            "scratch/.nobackup",
+            "small.txt"
+        ]
     );
 
     // A header that does not match leaves the directory in.
@@ -256,7 +263,10 @@ fn a_plan_takes_the_same_exclude_options() {
     .unwrap();
     env.init();
     env.cairn_ok(&["run", "--plan", plan.to_str().unwrap(), "--only", "backup"]);
-    assert_eq!(listing(&restored(&env, &src, "r")), vec!["keep"]);
+    assert_eq!(
+        listing(&restored(&env, &src, "r")),
+        vec!["cache/CACHEDIR.TAG", "keep"]
+    );
 
     fs::write(
         &plan,

@@ -277,8 +277,9 @@ fn absolute_glob(pattern: &str, base: &Path) -> String {
     }
 }
 
-/// A file whose presence marks a directory to leave out (`--exclude-if-present NAME[:HEADER]`):
-/// the directory is skipped whole, tag included, as restic does.
+/// A file whose presence marks a directory whose contents are left out (`--exclude-if-present
+/// NAME[:HEADER]`, `--exclude-caches`): the directory and the tag file stay, as restic and tar keep
+/// them, so the snapshot shows what was left out and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TagFile {
     pub name: String,

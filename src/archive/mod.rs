@@ -704,8 +704,12 @@ impl Archiver<'_, '_> {
                 let root_device = root_device.unwrap_or(meta.dev());
                 let descend = !self.options.one_file_system || meta.dev() == root_device;
                 let parent_sub = self.parent_subtree(parent_node)?;
+                // A tagged directory keeps only its tag file (restic's and tar's rule for
+                // --exclude-caches and --exclude-if-present): the snapshot still shows what was
+                // left out, and why.
+                let tag = self.tag_of(path);
                 let tree = if descend {
-                    match self.archive_dir(path, parent_sub.as_ref(), root_device)? {
+                    match self.archive_dir(path, parent_sub.as_ref(), root_device, tag)? {
                         Some(t) => t,
                         None => return Ok(None),
                     }
@@ -742,16 +746,6 @@ impl Archiver<'_, '_> {
                 self.exclude(path, n);
                 return true;
             }
-            if let Some(tag) = self
-                .options
-                .exclude_if_present
-                .iter()
-                .find(|t| t.marks(path))
-            {
-                self.progress
-                    .excluded(path, &format!("it holds the tag file {}", tag.name));
-                return true;
-            }
         }
         match self.options.exclude_larger_than {
             Some(limit) if meta.is_file() && meta.len() > limit => {
@@ -763,12 +757,27 @@ impl Archiver<'_, '_> {
         }
     }
 
+    /// The name of the tag file that marks the directory `path` for `--exclude-if-present` or
+    /// `--exclude-caches`, if one does.
+    fn tag_of(&self, path: &Path) -> Option<&str> {
+        let tag = self
+            .options
+            .exclude_if_present
+            .iter()
+            .find(|t| t.marks(path))?;
+        self.progress
+            .excluded(path, &format!("its contents but the tag file {}", tag.name));
+        Some(&tag.name)
+    }
+
     /// Reads a directory's entries in parallel; `None` when the directory itself cannot be listed.
+    /// With `only`, the directory is tagged: that entry alone is kept.
     fn archive_dir(
         &self,
         path: &Path,
         parent: Option<&Tree>,
         root_device: u64,
+        only: Option<&str>,
     ) -> Result<Option<Tree>> {
         let entries = match std::fs::read_dir(path) {
             Ok(e) => e,
@@ -783,6 +792,9 @@ impl Archiver<'_, '_> {
                 Ok(e) => names.push(e.file_name()),
                 Err(e) => self.record_error(path, &e),
             }
+        }
+        if let Some(tag) = only {
+            names.retain(|n| n.as_bytes() == tag.as_bytes());
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let nodes = names

@@ -107,10 +107,12 @@ pub struct BackupArgs {
     /// Like --exclude-file, ignoring case.
     #[arg(long, value_name = "FILE")]
     pub iexclude_file: Vec<PathBuf>,
-    /// Leave out directories tagged as caches by a CACHEDIR.TAG file (bford.info/cachedir).
+    /// Leave out the contents of directories tagged as caches by a CACHEDIR.TAG file
+    /// (bford.info/cachedir); the directory and its tag stay.
     #[arg(long)]
     pub exclude_caches: bool,
-    /// Leave out directories that hold a file NAME (starting with HEADER, when given); repeatable.
+    /// Leave out the contents of directories that hold a file NAME (starting with HEADER, when
+    /// given), except that file; repeatable.
     #[arg(long, value_name = "NAME[:HEADER]")]
     pub exclude_if_present: Vec<String>,
     /// Leave out regular files larger than SIZE (e.g. 500M, 2G).

@@ -82,10 +82,11 @@ pub struct BackupSection {
     /// Exclude patterns that ignore case, as `--iexclude` takes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub iexcludes: Vec<String>,
-    /// Leave out directories tagged by a CACHEDIR.TAG (`--exclude-caches`).
+    /// Leave out the contents of directories tagged by a CACHEDIR.TAG (`--exclude-caches`).
     #[serde(default)]
     pub exclude_caches: bool,
-    /// Leave out directories holding one of these files, `NAME[:HEADER]` (`--exclude-if-present`).
+    /// Leave out the contents of directories holding one of these files, `NAME[:HEADER]`
+    /// (`--exclude-if-present`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_if_present: Vec<String>,
     /// Leave out regular files larger than this size, e.g. `2G` (`--exclude-larger-than`).
