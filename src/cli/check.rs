@@ -28,7 +28,11 @@ impl CheckArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> Result<i32> {
-    let read_data = args.selection()?;
+    check_with(global, args.selection()?)
+}
+
+/// Checks the repository, reading `read_data` of its data, and reports.
+pub fn check_with(global: &GlobalArgs, read_data: DataSelection) -> Result<i32> {
     let repo = context::open_repository(global)?.into_indexed()?;
     let report = check::check(&repo, CheckOptions { read_data })?;
     if global.json {

@@ -205,12 +205,8 @@ impl Runner<'_> {
 
     fn check(&self) -> Result<StepResult> {
         let c = self.plan.check.as_ref().context("no [check] in the plan")?;
-        let args = super::check::CheckArgs {
-            read_data: c.read_data.as_deref() == Some("all"),
-            read_data_subset: c.read_data.clone().filter(|s| s != "all"),
-        };
         Ok(StepResult {
-            code: super::check::run(&self.step_global, &args)?,
+            code: super::check::check_with(&self.step_global, c.selection()?)?,
             message: None,
             details: serde_json::json!({ "read_data": c.read_data }),
         })

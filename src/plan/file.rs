@@ -199,6 +199,56 @@ impl RetentionSection {
     }
 }
 
+impl BackupSection {
+    /// The options a backup of this section runs with: the same types `cairn backup`'s flags
+    /// fill, so a key here and its flag mean one thing.
+    ///
+    /// # Errors
+    /// An exclude file that cannot be read, an invalid pattern, tag file or size.
+    pub fn backup_options(&self) -> crate::Result<crate::archive::BackupOptions> {
+        let mut options = crate::archive::BackupOptions {
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+            one_file_system: self.one_file_system,
+            ..Default::default()
+        };
+        let larger_than = self
+            .exclude_larger_than
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| {
+                crate::Error::invalid_input(format!("[backup] exclude_larger_than: {e}"))
+            })?;
+        crate::archive::ExcludeOptions {
+            patterns: self.excludes.clone(),
+            pattern_files: self.exclude_files.clone(),
+            ipatterns: self.iexcludes.clone(),
+            ipattern_files: Vec::new(),
+            caches: self.exclude_caches,
+            if_present: self.exclude_if_present.clone(),
+            larger_than,
+        }
+        .apply_to(&mut options)?;
+        Ok(options)
+    }
+}
+
+impl CheckSection {
+    /// What `check` reads of the data: `read_data` as `--read-data` (`all`) or
+    /// `--read-data-subset` (`5%`, `1/7`) take it.
+    ///
+    /// # Errors
+    /// A value neither `all` nor a subset.
+    pub fn selection(&self) -> crate::Result<crate::check::DataSelection> {
+        match self.read_data.as_deref() {
+            None => Ok(crate::check::DataSelection::None),
+            Some("all") => Ok(crate::check::DataSelection::All),
+            Some(subset) => crate::check::DataSelection::parse_subset(subset),
+        }
+    }
+}
+
 /// `[check]`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -421,12 +471,8 @@ impl Plan {
         }
         if let Some(c) = &self.check {
             span("[check] every", &c.every)?;
-            if let Some(sel) = &c.read_data {
-                if sel != "all" {
-                    crate::check::DataSelection::parse_subset(sel)
-                        .map_err(|e| format!("[check] read_data: {e}"))?;
-                }
-            }
+            c.selection()
+                .map_err(|e| format!("[check] read_data: {e}"))?;
         }
         let mut names = std::collections::HashSet::new();
         for o in &self.offsite {

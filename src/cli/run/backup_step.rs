@@ -3,9 +3,7 @@
 
 use anyhow::Result;
 
-use cairn::archive::{
-    self, BackupOptions, BackupSources, DumpCommand, ExcludeOptions, StreamSource,
-};
+use cairn::archive::{self, BackupSources, DumpCommand, StreamSource};
 use cairn::plan::{size_of, span_of, Plan};
 
 use super::StepResult;
@@ -13,22 +11,7 @@ use crate::cli::{backup, context, exit, progress, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
     let section = plan.backup.clone().unwrap_or_default();
-    let mut options = BackupOptions {
-        host: section.host.clone(),
-        tags: section.tags.clone(),
-        one_file_system: section.one_file_system,
-        ..Default::default()
-    };
-    ExcludeOptions {
-        patterns: section.excludes.clone(),
-        pattern_files: section.exclude_files.clone(),
-        ipatterns: section.iexcludes.clone(),
-        ipattern_files: Vec::new(),
-        caches: section.exclude_caches,
-        if_present: section.exclude_if_present.clone(),
-        larger_than: size_of(&section.exclude_larger_than),
-    }
-    .apply_to(&mut options)?;
+    let options = section.backup_options()?;
     let repo = context::open_repository(global)?.into_indexed_unsynced()?;
     let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
     let paths = archive::normalize_sources(&section.paths)?;
