@@ -1,5 +1,6 @@
 //! Opening and creating a repository: keys, config, snapshots, and typed access to the pieces (index, packs, blobs).
 
+pub mod fetch;
 mod key_choice;
 pub mod key_files;
 pub mod lease;
@@ -544,23 +545,6 @@ impl IndexedRepository {
         PackReader::new(self.repo.backend(), self.repo.key())
             .read_blob(&loc.pack, &loc.entry)
             .or_else(|e| self.read_blob_elsewhere(id, blob_type, &loc.pack, e))
-    }
-
-    /// The verified plaintext of a blob of a range of `pack` read in bulk: from `range` (the
-    /// range's read; `entry` is relative to it), or from another indexed location when the range
-    /// could not be read or the blob does not open (a restore's reads by pack).
-    pub(crate) fn blob_of_range(
-        &self,
-        reader: &PackReader<'_>,
-        pack: &PackId,
-        range: &Result<Vec<u8>>,
-        entry: &crate::format::pack::BlobEntry,
-    ) -> Result<Vec<u8>> {
-        match range {
-            Ok(bytes) => reader.open_from(pack, bytes, entry),
-            Err(e) => Err(e.clone()),
-        }
-        .or_else(|e| self.read_blob_elsewhere(&entry.id, entry.blob_type, pack, e))
     }
 
     /// The verified plaintext of a blob that could not be read from `failed`, from another indexed

@@ -16,11 +16,9 @@ use rayon::prelude::*;
 
 use super::plan::{ReadPlan, ReadRange};
 use super::{io_err, metadata, RestoreProgress};
-use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::tree::{ContentItem, Node};
-use crate::pack::PackReader;
-use crate::repo::IndexedRepository;
+use crate::repo::{fetch, IndexedRepository};
 
 /// One file being restored.
 pub struct OutFile<'a> {
@@ -148,56 +146,52 @@ fn write_range(
     progress: &dyn RestoreProgress,
 ) -> Result<u64> {
     let restoring = |path: &Path| format!("restoring {}", path.display());
-    let name = range.pack.to_hex();
-    // A pack that is missing or damaged may not be the blob's only copy: each blob it fails to
-    // give is read from another indexed location, and the range's error stands only without one.
-    let bytes =
-        repo.repo()
-            .backend()
-            .read_range(ObjectKind::Pack, &name, range.offset, range.length);
-    let reader = PackReader::new(repo.repo().backend(), repo.repo().key());
     let mut written = 0;
     // Consecutive blobs mostly go to the same file: keep the last one open.
     let mut open: Option<(usize, File)> = None;
-    for blob in &range.blobs {
-        let mut entry = blob.entry;
-        entry.offset -= range.offset as u32;
-        let data = repo
-            .blob_of_range(&reader, &range.pack, &bytes, &entry)
-            .map_err(|e| {
+    fetch::read_range(
+        repo,
+        range,
+        |blob| &blob.entry,
+        |blob, data| {
+            // A pack that is missing or damaged may not be the blob's only copy: the fetch reads
+            // another indexed copy, and the error stands only without one.
+            let data = data.map_err(|e| {
                 let path = blob
                     .targets
                     .first()
                     .map_or(Path::new(""), |t| files[t.file].path);
                 e.context(restoring(path))
             })?;
-        for t in &blob.targets {
-            let out = &files[t.file];
-            if data.len() != t.len as usize {
-                return Err(Error::corrupted(format!(
-                    "{}: blob {} has {} bytes, the tree says {}",
-                    restoring(out.path),
-                    entry.id,
-                    data.len(),
-                    t.len
-                )));
-            }
-            let file = match &open {
-                Some((i, f)) if *i == t.file => f,
-                _ => &open.insert((t.file, out.open()?)).1,
-            };
-            file.write_all_at(&data, t.offset)
-                .map_err(io_err("cannot write", out.path))?;
-            // The last write: no later one can change the mtime set now.
-            if out.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                if let Some(node) = out.metadata {
-                    let applied = metadata::apply_to_open_file(file, out.path, node);
-                    let _ = out.metadata_applied.set(applied);
+            for t in &blob.targets {
+                let out = &files[t.file];
+                if data.len() != t.len as usize {
+                    return Err(Error::corrupted(format!(
+                        "{}: blob {} has {} bytes, the tree says {}",
+                        restoring(out.path),
+                        blob.entry.id,
+                        data.len(),
+                        t.len
+                    )));
                 }
+                let file = match &open {
+                    Some((i, f)) if *i == t.file => f,
+                    _ => &open.insert((t.file, out.open()?)).1,
+                };
+                file.write_all_at(&data, t.offset)
+                    .map_err(io_err("cannot write", out.path))?;
+                // The last write: no later one can change the mtime set now.
+                if out.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if let Some(node) = out.metadata {
+                        let applied = metadata::apply_to_open_file(file, out.path, node);
+                        let _ = out.metadata_applied.set(applied);
+                    }
+                }
+                written += u64::from(t.len);
+                progress.bytes(u64::from(t.len));
             }
-            written += u64::from(t.len);
-            progress.bytes(u64::from(t.len));
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(written)
 }

@@ -10,14 +10,7 @@ use crate::format::pack::BlobEntry;
 use crate::format::tree::ContentItem;
 use crate::id::{BlobId, PackId};
 use crate::index::BlobLocation;
-
-/// Blobs of a pack closer than this share a range: reading the gap costs less than another request
-/// (a seek on disk, a round trip remotely).
-pub const MAX_GAP: u64 = 256 << 10;
-
-/// A range grows no longer than this (unless one blob alone is longer), which bounds a restore's
-/// memory to about threads x this size, and splits big packs so that threads share them.
-pub const MAX_RANGE: u64 = 8 << 20;
+use crate::repo::fetch::{push_merged, PackRange};
 
 /// One place a blob's plaintext goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,44 +32,8 @@ pub struct PlannedBlob {
     pub targets: Vec<Target>,
 }
 
-/// Bytes of a pack read at once, and the blobs among them that are needed (in pack order), each
-/// with what the reader needs to know of it (`T`).
-#[derive(Clone, Debug)]
-pub struct PackRange<T> {
-    /// The pack.
-    pub pack: PackId,
-    /// First byte read.
-    pub offset: u64,
-    /// Bytes read.
-    pub length: u64,
-    /// The needed blobs inside, by offset.
-    pub blobs: Vec<T>,
-}
-
 /// A range of file contents to read: its blobs with the places they go.
 pub type ReadRange = PackRange<PlannedBlob>;
-
-/// Adds the blob at `entry` of `pack` (blobs come sorted by pack, then offset) to the last range of
-/// `out` when it lies less than [`MAX_GAP`] after it and the range stays within [`MAX_RANGE`], else
-/// starts a new range: reading a small gap costs less than another request.
-pub fn push_merged<T>(out: &mut Vec<PackRange<T>>, pack: PackId, entry: &BlobEntry, item: T) {
-    let start = u64::from(entry.offset);
-    let end = start + u64::from(entry.length);
-    if let Some(last) = out.last_mut().filter(|r| r.pack == pack) {
-        let last_end = last.offset + last.length;
-        if start >= last_end && start - last_end < MAX_GAP && end - last.offset <= MAX_RANGE {
-            last.length = end - last.offset;
-            last.blobs.push(item);
-            return;
-        }
-    }
-    out.push(PackRange {
-        pack,
-        offset: start,
-        length: end - start,
-        blobs: vec![item],
-    });
-}
 
 /// Everything a restore reads.
 #[derive(Clone, Debug, Default)]
@@ -158,6 +115,7 @@ fn merge_ranges(pack: PackId, blobs: Vec<PlannedBlob>, out: &mut Vec<ReadRange>)
 mod tests {
     use super::*;
     use crate::id::BlobType;
+    use crate::repo::fetch::{MAX_GAP, MAX_RANGE};
 
     fn id(n: u8) -> BlobId {
         BlobId([n; 32])

@@ -15,14 +15,12 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::plan::{push_merged, PackRange};
-use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobEntry;
 use crate::format::tree::{NodeKind, Tree};
 use crate::id::{BlobType, TreeId};
 use crate::index::BlobLocation;
-use crate::pack::PackReader;
+use crate::repo::fetch::{self, push_merged, PackRange};
 use crate::repo::IndexedRepository;
 
 /// Range reads of trees in flight: the default number of connections of a remote backend.
@@ -139,29 +137,23 @@ fn read_range(
     range: &PackRange<BlobEntry>,
     mut each: impl FnMut(TreeId, Vec<u8>, Tree) -> Result<()>,
 ) -> Result<()> {
-    // As for file contents: a tree the range fails to give is read from another indexed location.
-    let bytes = repo.repo().backend().read_range(
-        ObjectKind::Pack,
-        &range.pack.to_hex(),
-        range.offset,
-        range.length,
-    );
-    let reader = PackReader::new(repo.repo().backend(), repo.repo().key());
-    for entry in &range.blobs {
-        let mut relative = *entry;
-        relative.offset -= range.offset as u32;
-        let plain = repo.blob_of_range(&reader, &range.pack, &bytes, &relative)?;
-        let tree = Tree::decode(&plain).map_err(|e| e.context(format!("tree {}", entry.id)))?;
-        each(entry.id, plain, tree)?;
-    }
-    Ok(())
+    fetch::read_range(
+        repo,
+        range,
+        |entry| entry,
+        |entry, plain| {
+            let plain = plain?;
+            let tree = Tree::decode(&plain).map_err(|e| e.context(format!("tree {}", entry.id)))?;
+            each(entry.id, plain, tree)
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::id::{BlobId, PackId};
-    use crate::restore::plan::MAX_GAP;
+    use crate::repo::fetch::MAX_GAP;
 
     fn at(pack: u8, offset: u32, length: u32, n: u8) -> BlobLocation {
         BlobLocation {

@@ -1,0 +1,89 @@
+//! The one way blobs are fetched in bulk: the blobs wanted from a pack are sorted by offset and
+//! neighbours merged into ranges ([`push_merged`]), each range is read in one request, and every
+//! blob in it is opened (verified against its id) and handed on in turn ([`read_range`]); a blob the
+//! range fails to give (a missing or damaged pack) is read from another indexed copy. Restore reads
+//! file contents and trees this way.
+
+use crate::backend::ObjectKind;
+use crate::error::Result;
+use crate::format::pack::BlobEntry;
+use crate::id::PackId;
+use crate::pack::PackReader;
+
+use super::IndexedRepository;
+
+/// Blobs of a pack closer than this share a range: reading the gap costs less than another request
+/// (a seek on disk, a round trip remotely).
+pub const MAX_GAP: u64 = 256 << 10;
+
+/// A range grows no longer than this (unless one blob alone is longer), which bounds a restore's
+/// memory to about threads x this size, and splits big packs so that threads share them.
+pub const MAX_RANGE: u64 = 8 << 20;
+
+/// Bytes of a pack read at once, and the blobs among them that are needed (in pack order), each
+/// with what the reader needs to know of it (`T`).
+#[derive(Clone, Debug)]
+pub struct PackRange<T> {
+    /// The pack.
+    pub pack: PackId,
+    /// First byte read.
+    pub offset: u64,
+    /// Bytes read.
+    pub length: u64,
+    /// The needed blobs inside, by offset.
+    pub blobs: Vec<T>,
+}
+
+/// Adds the blob at `entry` of `pack` (blobs come sorted by pack, then offset) to the last range of
+/// `out` when it lies less than [`MAX_GAP`] after it and the range stays within [`MAX_RANGE`], else
+/// starts a new range: reading a small gap costs less than another request.
+pub fn push_merged<T>(out: &mut Vec<PackRange<T>>, pack: PackId, entry: &BlobEntry, item: T) {
+    let start = u64::from(entry.offset);
+    let end = start + u64::from(entry.length);
+    if let Some(last) = out.last_mut().filter(|r| r.pack == pack) {
+        let last_end = last.offset + last.length;
+        if start >= last_end && start - last_end < MAX_GAP && end - last.offset <= MAX_RANGE {
+            last.length = end - last.offset;
+            last.blobs.push(item);
+            return;
+        }
+    }
+    out.push(PackRange {
+        pack,
+        offset: start,
+        length: end - start,
+        blobs: vec![item],
+    });
+}
+
+/// Reads `range` in one request and hands each blob to `each` in order: the item, and the
+/// verified plaintext of the blob `entry_of(item)` names (an absolute entry in the pack), or why
+/// neither the range nor another indexed copy gave it.
+///
+/// # Errors
+/// What `each` returns.
+pub fn read_range<T>(
+    repo: &IndexedRepository,
+    range: &PackRange<T>,
+    entry_of: impl Fn(&T) -> &BlobEntry,
+    mut each: impl FnMut(&T, Result<Vec<u8>>) -> Result<()>,
+) -> Result<()> {
+    let bytes = repo.repo().backend().read_range(
+        ObjectKind::Pack,
+        &range.pack.to_hex(),
+        range.offset,
+        range.length,
+    );
+    let reader = PackReader::new(repo.repo().backend(), repo.repo().key());
+    for item in &range.blobs {
+        let mut relative = *entry_of(item);
+        relative.offset -= range.offset as u32;
+        let plain = match &bytes {
+            Ok(bytes) => reader.open_from(&range.pack, bytes, &relative),
+            Err(e) => Err(e.clone()),
+        }
+        .or_else(|e| repo.read_blob_elsewhere(&relative.id, relative.blob_type, &range.pack, e));
+        each(item, plain)?;
+    }
+    Ok(())
+}
