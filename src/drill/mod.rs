@@ -173,7 +173,7 @@ pub struct DrillReport {
     pub files_verified: u64,
     /// Their bytes.
     pub bytes_verified: u64,
-    /// What differs from the snapshot (at most [`verify::MAX_REPORTED`]).
+    /// What differs from the snapshot (at most `verify::MAX_REPORTED` of them).
     pub mismatches: Vec<Mismatch>,
     /// How many differ in all.
     pub mismatch_count: u64,

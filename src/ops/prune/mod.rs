@@ -35,7 +35,7 @@ pub struct PruneOptions {
     /// How far the clocks of hosts sharing the repository may disagree.
     pub clock_skew: Duration,
     /// Index entries up to which the blob table is kept in memory; above, it goes to a temporary
-    /// database on disk (default [`blob_table::MEMORY_BLOBS`]).
+    /// database on disk (default 500,000, `blob_table::MEMORY_BLOBS`).
     pub memory_blobs: u64,
     /// Also repack every used pack of an older data-key epoch than the key's newest, whatever its
     /// unused share (`key rotate --reencrypt`, FORMAT.md §15); costs one small read per pack.
