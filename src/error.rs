@@ -48,6 +48,10 @@ pub struct Error {
     detail: Option<String>,
     /// The repository object involved, when one is (boxed: errors travel in every `Result`).
     object: Option<Box<ObjectRef>>,
+    /// A storage failure that a later attempt may not meet (the endpoint unreachable, a timeout,
+    /// a server error), as opposed to one it will meet again (refused credentials, a missing
+    /// bucket).
+    retryable: bool,
 }
 
 /// A repository object named in an error: its kind as FORMAT.md names it (`pack`, `index file`,
@@ -69,7 +73,20 @@ impl Error {
             message: message.into(),
             detail: None,
             object: None,
+            retryable: false,
         }
+    }
+
+    /// The same error, marked as one a later attempt may not meet ([`Error::is_retryable`]).
+    pub fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+
+    /// Whether running the command again later may succeed: a storage failure of the transient
+    /// kind (set by the storage layer after its own retries gave up).
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
     }
 
     /// The object `name` of kind `kind` (as FORMAT.md names kinds) is not in the storage.

@@ -401,6 +401,12 @@ fn a_refused_s3_connection_fails_at_once_naming_the_endpoint_and_the_cause() {
         "{}",
         out.describe()
     );
+    // A script can tell a storage that may come back from one that will refuse again.
+    let out = r.on(&env, &["--json", "snapshots"]);
+    out.assert_code(1);
+    let error = &out.json()["error"];
+    assert_eq!(error["kind"], "storage", "{}", out.describe());
+    assert_eq!(error["retryable"], true, "{}", out.describe());
 }
 
 #[test]

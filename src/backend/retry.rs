@@ -343,7 +343,11 @@ pub(super) fn error(
         describe(failed, what, place, endpoint, bucket, timeout),
         hint(failed, bucket)
     );
-    let error = Error::new(ErrorKind::Backend, message);
+    let mut error = Error::new(ErrorKind::Backend, message);
+    // Unreachable, timed out or a temporary server error: a later run may get through.
+    if failed.no_answer.is_some() || failed.err.as_ref().is_some_and(|e| e.is_temporary()) {
+        error = error.retryable();
+    }
     match &failed.err {
         Some(err) => error.with_detail(format!("{err}")),
         None => error,
@@ -449,19 +453,24 @@ mod tests {
         assert!(err
             .detail()
             .is_some_and(|d| d.contains("send http request")));
+        assert!(
+            err.is_retryable(),
+            "an unreachable endpoint may be back later"
+        );
         let bucket = Failed::once(opendal::Error::new(
             DalKind::ConfigInvalid,
             "S3Error { code: \"NoSuchBucket\", message: \"The specified bucket does not exist\" }",
         ));
-        let text = error(
+        let missing = error(
             &bucket,
             "cannot list",
             "s3://b/p/",
             "s3 endpoint e",
             Some("b"),
             Duration::ZERO,
-        )
-        .to_string();
+        );
+        assert!(!missing.is_retryable(), "a missing bucket stays missing");
+        let text = missing.to_string();
         assert!(
             text.starts_with("the bucket b does not exist at s3 endpoint e"),
             "{text}"

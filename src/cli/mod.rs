@@ -282,11 +282,8 @@ pub fn main() -> i32 {
             }
             let code = exit_code_for(&err);
             if cli.global.json {
-                let object = err
-                    .chain()
-                    .find_map(|e| e.downcast_ref::<cairn::Error>())
-                    .and_then(cairn::Error::object);
-                print_json_error(error_kind_name(&err), &format!("{err:#}"), code, object);
+                let cause = err.chain().find_map(|e| e.downcast_ref::<cairn::Error>());
+                print_json_error(error_kind_name(&err), &format!("{err:#}"), code, cause);
             }
             code
         }
@@ -316,12 +313,15 @@ fn shell_argv(line: &str) -> Vec<String> {
 
 /// With `--json`, an error is a JSON object on stdout too, so a script reading stdout never
 /// takes a failure for an empty result (`cairn snapshots --json | jq length`).
-fn print_json_error(kind: &str, message: &str, exit_code: i32, object: Option<&cairn::ObjectRef>) {
+fn print_json_error(kind: &str, message: &str, exit_code: i32, cause: Option<&cairn::Error>) {
     let mut error = serde_json::json!({
         "error": { "kind": kind, "message": message, "exit_code": exit_code }
     });
-    if let Some(o) = object {
+    if let Some(o) = cause.and_then(cairn::Error::object) {
         error["error"]["object"] = serde_json::json!({ "kind": o.kind, "name": o.name });
+    }
+    if let Some(e) = cause.filter(|e| e.kind() == ErrorKind::Backend) {
+        error["error"]["retryable"] = e.is_retryable().into();
     }
     outln!("{error}");
 }
