@@ -11,8 +11,8 @@
 //! 1. **Formats and primitives** — [`id`], [`error`], [`crypto`] (keys, ids, sealing),
 //!    [`format`](mod@format) (the bytes of every object FORMAT.md specifies: a new pack or tree version goes
 //!    to `format::pack` / `format::tree` with its reader kept for the old one), [`chunker`],
-//!    [`blob`] (compress and seal one blob), [`buffers`], [`process`] (child processes, and
-//!    side commands run to completion), [`signals`], [`units`] (spans and sizes as people write
+//!    [`blob`] (compress and seal one blob), `buffers`, [`process`] (child processes, and
+//!    side commands run to completion), `signals` (crate-private), [`units`] (spans and sizes as people write
 //!    them).
 //! 2. **Storage and packs** — [`backend`] (the `Backend` trait; a new storage service is a new
 //!    module there, passing `tests/common/conformance.rs`), [`pack`] (pack writer and reader),
@@ -59,7 +59,7 @@ pub mod archive;
 pub mod backend;
 pub mod blob;
 pub mod browse;
-pub mod buffers;
+pub(crate) mod buffers;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
@@ -78,7 +78,7 @@ pub mod plan;
 pub mod process;
 pub mod repo;
 pub mod restore;
-pub mod signals;
+pub(crate) mod signals;
 pub mod sync;
 mod threads;
 pub mod units;
