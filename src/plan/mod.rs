@@ -7,6 +7,7 @@ pub mod lock;
 pub mod run;
 mod schedule;
 pub mod state;
+pub mod steps;
 mod systemd;
 
 pub use file::{

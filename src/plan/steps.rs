@@ -1,0 +1,59 @@
+//! What the plan's steps take from the plan and give back to the state file, in the library's
+//! types: the sources of the backup step, and the figures a backup attempt records (FORMAT.md,
+//! the plan's state file), which `status --offline` judges without the repository.
+
+use crate::archive::{BackupOutcome, BackupSources, DumpCommand, StreamSource};
+use crate::error::Result;
+use crate::repo::IndexedRepository;
+
+use super::{size_of, span_of, Plan};
+
+/// The plan's `[backup] paths` (made absolute) and its `[[dump]]` commands, as one backup's
+/// sources.
+///
+/// # Errors
+/// When the current directory is unknown (relative paths).
+pub fn backup_sources(plan: &Plan) -> Result<BackupSources<'static>> {
+    let paths = match &plan.backup {
+        Some(section) => crate::archive::normalize_sources(&section.paths)?,
+        None => Vec::new(),
+    };
+    let streams = plan
+        .dumps
+        .iter()
+        .map(|d| {
+            let command = DumpCommand::new(d.command.clone())
+                .timeout(span_of(&d.timeout))
+                .min_bytes(size_of(&d.min_bytes).unwrap_or(1));
+            StreamSource::command(d.path.clone(), command)
+        })
+        .collect();
+    Ok(BackupSources { paths, streams })
+}
+
+/// What the state file records of a backup: the snapshot, its group, its size and what it
+/// added, the parent's size (for `--max-shrink`), and each dump's size and duration.
+///
+/// # Errors
+/// When the parent snapshot cannot be read.
+pub fn backup_details(
+    repo: &IndexedRepository,
+    outcome: &BackupOutcome,
+) -> Result<serde_json::Value> {
+    let snap = &outcome.snapshot;
+    let previous_total = match &snap.parent {
+        Some(parent) => repo.repo().find_snapshot(parent)?.1.summary.total_bytes,
+        None => None,
+    };
+    Ok(serde_json::json!({
+        "snapshot_id": outcome.snapshot_id.map(|id| id.to_hex()),
+        "snapshot_time": snap.time,
+        "group": format!("{}:{}", snap.host, snap.paths.join(",")),
+        "total_bytes": snap.summary.total_bytes,
+        "bytes_added": snap.summary.bytes_added,
+        "previous_total_bytes": previous_total,
+        "dumps": snap.summary.dumps.iter().map(|d| serde_json::json!({
+            "path": d.path, "bytes": d.bytes, "duration_secs": d.duration_secs,
+        })).collect::<Vec<_>>(),
+    }))
+}
