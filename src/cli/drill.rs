@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::Utc;
 
-use cairn::drill::{self, DrillCheck, DrillOptions, DrillReport, Verdict};
-use cairn::plan::{span_of, Attempt, Outcome, Plan, SnapshotChoice, State};
+use cairn::drill::{self, DrillCheck, DrillReport, Verdict};
+use cairn::plan::{Attempt, Outcome, Plan, SnapshotChoice, State};
 use cairn::units::{describe_span, parse_span};
 
 use super::planned::{global_for, state_path, PlanFileArg};
@@ -23,9 +23,6 @@ Examples:
   cairn drill --check 'sqlite3 {root}/srv/app/app.db \"PRAGMA integrity_check\"' --max-rto 1h
 Exit codes: 0 pass, 1 RTO or RPO target missed, 2 a file differs from the snapshot, a check
 failed, or repository data is damaged (other cairn errors keep their usual codes).";
-
-/// Longest a drill check may run unless the plan says otherwise.
-const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct DrillArgs {
@@ -117,63 +114,38 @@ pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>)
 }
 
 fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Result<DrillReport> {
-    let section = plan.and_then(|p| p.drill.clone()).unwrap_or_default();
-    let choice = match (&args.random_within, &args.snapshot) {
+    // The plan's drill, with what the command line says on top.
+    let mut options = cairn::plan::steps::drill_options(plan)?;
+    match (&args.random_within, &args.snapshot) {
         (Some(span), _) => {
-            SnapshotChoice::RandomWithin(parse_span(span).map_err(cairn::Error::invalid_input)?)
+            options.choice =
+                SnapshotChoice::RandomWithin(parse_span(span).map_err(cairn::Error::invalid_input)?)
         }
-        (None, Some(snap)) => SnapshotChoice::parse(snap).map_err(cairn::Error::invalid_input)?,
-        (None, None) => match &section.snapshot {
-            Some(s) => SnapshotChoice::parse(s).map_err(cairn::Error::invalid_input)?,
-            None => SnapshotChoice::Latest,
-        },
-    };
+        (None, Some(snap)) => {
+            options.choice = SnapshotChoice::parse(snap).map_err(cairn::Error::invalid_input)?
+        }
+        (None, None) => {}
+    }
     let span_arg = |v: &Option<String>| -> Result<Option<Duration>> {
         Ok(v.as_deref()
             .map(parse_span)
             .transpose()
             .map_err(cairn::Error::invalid_input)?)
     };
-    let mut checks = Vec::new();
-    if let Some(p) = plan {
-        for d in &p.dumps {
-            if let Some(verify) = &d.verify {
-                checks.push(DrillCheck {
-                    name: format!("dump /{}", d.path.trim_start_matches('/')),
-                    argv: verify.clone(),
-                    file: Some(d.path.clone()),
-                });
-            }
-        }
-    }
-    for (i, argv) in section.checks.iter().enumerate() {
-        checks.push(DrillCheck {
-            name: format!("check #{}", i + 1),
-            argv: argv.clone(),
-            file: None,
-        });
-    }
     for (i, command) in args.checks.iter().enumerate() {
-        checks.push(DrillCheck {
+        options.checks.push(DrillCheck {
             name: format!("--check #{}", i + 1),
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             file: None,
         });
     }
-    let options = DrillOptions {
-        choice,
-        filter: args.filter.to_filter()?,
-        scratch_parent: args
-            .scratch
-            .clone()
-            .or(section.scratch.clone())
-            .unwrap_or_else(std::env::temp_dir),
-        keep: args.keep,
-        checks,
-        check_timeout: span_of(&section.check_timeout).unwrap_or(DEFAULT_CHECK_TIMEOUT),
-        max_rto: span_arg(&args.max_rto)?.or(span_of(&section.max_rto)),
-        max_rpo: span_arg(&args.max_rpo)?.or(span_of(&section.max_rpo)),
-    };
+    options.filter = args.filter.to_filter()?;
+    if let Some(scratch) = &args.scratch {
+        options.scratch_parent = scratch.clone();
+    }
+    options.keep = args.keep;
+    options.max_rto = span_arg(&args.max_rto)?.or(options.max_rto);
+    options.max_rpo = span_arg(&args.max_rpo)?.or(options.max_rpo);
     let repo = context::open_repository(global)?.into_indexed()?;
     let chosen = drill::choose_snapshot(&repo, &options.choice, &options.filter, Utc::now())?;
     if !global.quiet && !global.json {

@@ -2,8 +2,11 @@
 //! types: the sources of the backup step, and the figures a backup attempt records (FORMAT.md,
 //! the plan's state file), which `status --offline` judges without the repository.
 
+use std::time::Duration;
+
 use crate::archive::{BackupOutcome, BackupSources, DumpCommand, StreamSource};
-use crate::error::Result;
+use crate::drill::{DrillCheck, DrillOptions, SnapshotChoice};
+use crate::error::{Error, Result};
 use crate::repo::IndexedRepository;
 
 use super::{size_of, span_of, Plan};
@@ -56,4 +59,48 @@ pub fn backup_details(
             "path": d.path, "bytes": d.bytes, "duration_secs": d.duration_secs,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// Longest a drill check may run unless `[drill] check_timeout` says otherwise.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The drill the plan describes: its snapshot choice, scratch directory (else the temporary
+/// directory), the checks (each dump's `verify`, then `[drill] checks`), their timeout and the
+/// RTO and RPO targets. Without a plan, the defaults: the latest snapshot, no check, no target.
+///
+/// # Errors
+/// `InvalidInput` for a snapshot choice that does not parse.
+pub fn drill_options(plan: Option<&Plan>) -> Result<DrillOptions> {
+    let section = plan.and_then(|p| p.drill.clone()).unwrap_or_default();
+    let choice = match &section.snapshot {
+        Some(s) => SnapshotChoice::parse(s).map_err(Error::invalid_input)?,
+        None => SnapshotChoice::Latest,
+    };
+    let mut checks = Vec::new();
+    for d in plan.map(|p| p.dumps.as_slice()).unwrap_or_default() {
+        if let Some(verify) = &d.verify {
+            checks.push(DrillCheck {
+                name: format!("dump /{}", d.path.trim_start_matches('/')),
+                argv: verify.clone(),
+                file: Some(d.path.clone()),
+            });
+        }
+    }
+    for (i, argv) in section.checks.iter().enumerate() {
+        checks.push(DrillCheck {
+            name: format!("check #{}", i + 1),
+            argv: argv.clone(),
+            file: None,
+        });
+    }
+    Ok(DrillOptions {
+        choice,
+        filter: crate::repo::SnapshotFilter::default(),
+        scratch_parent: section.scratch.clone().unwrap_or_else(std::env::temp_dir),
+        keep: false,
+        checks,
+        check_timeout: span_of(&section.check_timeout).unwrap_or(DEFAULT_CHECK_TIMEOUT),
+        max_rto: span_of(&section.max_rto),
+        max_rpo: span_of(&section.max_rpo),
+    })
 }
