@@ -148,6 +148,27 @@ fn restore_dry_run_lists_what_would_be_written_and_finds_missing_chunks() {
     assert!(!out.stdout.contains("data/blob"), "{}", out.describe());
     assert!(!other.exists());
 
+    // With --include, a directory that leads to nothing included is not restored, and the dry
+    // run does not count it either (data/ here).
+    let included = env.path("included");
+    let args = |extra: &str| {
+        vec![
+            "restore".to_string(),
+            snap.clone(),
+            "--target".into(),
+            included.display().to_string(),
+            "--include".into(),
+            "*.conf".into(),
+            extra.to_string(),
+        ]
+    };
+    let dry = env.r_json(&args("--dry-run"));
+    let real = env.r_json(&args("--verify"));
+    for k in ["files", "dirs", "others", "bytes"] {
+        assert_eq!(real[k], dry[k], "{k}: dry {dry}\nreal {real}");
+    }
+    assert_eq!(dry["dirs"], 2, "etc and etc/sub: {dry}");
+
     // A non-empty target is refused, as the restore would refuse it.
     let out = env.r(&["restore", &snap, "--target", target.to_str().unwrap(), "-n"]);
     out.assert_code(2);

@@ -7,13 +7,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::browse::walk::{walk, Descend};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::BlobId;
 use crate::repo::IndexedRepository;
 use crate::repo::TreeLoader;
 
-use super::{check_target, RestoreOptions, RestoreRoot, RestoreStats};
+use super::{check_root_target, selected, RestoreOptions, RestoreRoot, RestoreStats};
 
 /// What a restore would do.
 #[derive(Clone, Debug, Default)]
@@ -52,47 +52,50 @@ pub fn dry_run(
         }
         Ok(())
     };
+    check_root_target(root, target, options)?;
     match root {
         RestoreRoot::Entry(node) => {
-            let path = target.join(OsStr::from_bytes(&node.name));
-            if !options.overwrite && std::fs::symlink_metadata(&path).is_ok() {
-                return Err(Error::invalid_input(format!(
-                    "{} exists; remove it or pass --overwrite",
-                    path.display()
-                )));
+            let in_snapshot = Path::new(OsStr::from_bytes(source));
+            let is_dir = node.kind == NodeKind::Dir;
+            if let (true, true) = selected(options, in_snapshot, is_dir, false) {
+                visit(&target.join(OsStr::from_bytes(&node.name)), node);
+                count(&mut report, node)?;
             }
-            visit(&path, node);
-            count(&mut report, node)?;
         }
         RestoreRoot::Tree { tree, .. } => {
-            check_target(target, options)?;
             // The depth of the shallowest entry an include matched: everything below it is
             // included too.
             let mut included_at: Option<usize> = None;
+            // Walked directories not included themselves, on the way to the entry visited: the
+            // restore creates one only if something below it is restored.
+            let mut pending: Vec<(usize, PathBuf, Node)> = Vec::new();
             walk(&loader, &tree, source, |path, node| {
                 let d = depth(path);
                 if included_at.is_some_and(|at| d <= at) {
                     included_at = None;
                 }
-                let snapshot_path = Path::new(OsStr::from_bytes(path));
+                // Those at this depth or deeper were siblings' subtrees: they led to nothing.
+                pending.retain(|(at, ..)| *at < d);
                 let is_dir = node.kind == NodeKind::Dir;
-                if options.exclude.is_excluded(snapshot_path, is_dir) {
+                let in_snapshot = Path::new(OsStr::from_bytes(path));
+                let (walked, included) =
+                    selected(options, in_snapshot, is_dir, included_at.is_some());
+                if !walked {
                     return Ok(Descend::No);
                 }
-                let included = included_at.is_some()
-                    || options
-                        .include
-                        .as_ref()
-                        .is_none_or(|m| m.is_excluded(snapshot_path, is_dir));
                 if included && included_at.is_none() && options.include.is_some() {
                     included_at = Some(d);
                 }
-                // Directories are created on the way whether or not an include matched them.
-                if included || is_dir {
-                    let below = &path[source.len()..];
-                    let in_target = target_path(target, below);
+                let in_target = target_path(target, &path[source.len()..]);
+                if included {
+                    for (_, dir_path, dir) in pending.drain(..) {
+                        visit(&dir_path, &dir);
+                        count(&mut report, &dir)?;
+                    }
                     visit(&in_target, node);
                     count(&mut report, node)?;
+                } else if is_dir {
+                    pending.push((d, in_target, node.clone()));
                 }
                 Ok(Descend::Yes)
             })?;

@@ -163,18 +163,7 @@ pub fn restore_from(
     options: &RestoreOptions,
     progress: &dyn RestoreProgress,
 ) -> Result<RestoreStats> {
-    match root {
-        RestoreRoot::Tree { .. } => check_target(target, options)?,
-        RestoreRoot::Entry(node) => {
-            let path = target.join(OsStr::from_bytes(&node.name));
-            if !options.overwrite && fs::symlink_metadata(&path).is_ok() {
-                return Err(Error::invalid_input(format!(
-                    "{} exists; remove it or pass --overwrite",
-                    path.display()
-                )));
-            }
-        }
-    }
+    check_root_target(root, target, options)?;
     fs::create_dir_all(target)
         .map_err(|e| Error::io(ErrorKind::Other, "cannot create", target, e))?;
     let mut r = Restorer {
@@ -221,6 +210,24 @@ pub fn restore_from(
     })
 }
 
+/// Refuses what `root` would overwrite without `overwrite`: a non-empty target for a tree, an
+/// existing `target/<name>` for one entry.
+fn check_root_target(root: RestoreRoot<'_>, target: &Path, options: &RestoreOptions) -> Result<()> {
+    match root {
+        RestoreRoot::Tree { .. } => check_target(target, options),
+        RestoreRoot::Entry(node) => {
+            let path = target.join(OsStr::from_bytes(&node.name));
+            if !options.overwrite && fs::symlink_metadata(&path).is_ok() {
+                return Err(Error::invalid_input(format!(
+                    "{} exists; remove it or pass --overwrite",
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
 fn check_target(target: &Path, options: &RestoreOptions) -> Result<()> {
     match fs::read_dir(target) {
         Ok(mut entries) => {
@@ -242,27 +249,27 @@ fn check_target(target: &Path, options: &RestoreOptions) -> Result<()> {
     }
 }
 
+/// Whether the entry at snapshot path `source` is walked (not excluded), and whether it is
+/// restored itself (`included`: an ancestor matched an include pattern, or it does, or there is
+/// none). A directory walked but not included is created only if something below it is.
+fn selected(options: &RestoreOptions, source: &Path, is_dir: bool, included: bool) -> (bool, bool) {
+    if options.exclude.is_excluded(source, is_dir) {
+        return (false, false);
+    }
+    let included = included
+        || options
+            .include
+            .as_ref()
+            .is_none_or(|m| m.is_excluded(source, is_dir));
+    (true, included)
+}
+
 pub(crate) fn io_err<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     let what = what.to_string();
     move |e| Error::io(ErrorKind::Other, &what, path, e)
 }
 
 impl Restorer<'_> {
-    /// Whether the entry at snapshot path `source` is restored, given whether an ancestor
-    /// already matched an include pattern.
-    fn wanted(&self, source: &Path, is_dir: bool, included: bool) -> (bool, bool) {
-        if self.options.exclude.is_excluded(source, is_dir) {
-            return (false, false);
-        }
-        let included = included
-            || self
-                .options
-                .include
-                .as_ref()
-                .is_none_or(|m| m.is_excluded(source, is_dir));
-        (true, included)
-    }
-
     /// Plans the entries of one directory and everything below it, depth first with a stack (no
     /// recursion: any depth fits) and the paths kept as one buffer each: creates directories and
     /// special files, queues regular files. Returns whether anything was restored (a directory
@@ -337,7 +344,8 @@ impl Restorer<'_> {
         included: bool,
     ) -> Result<Planned> {
         let is_dir = node.kind == NodeKind::Dir;
-        let (walk, included) = self.wanted(Path::new(OsStr::from_bytes(source)), is_dir, included);
+        let in_snapshot = Path::new(OsStr::from_bytes(source));
+        let (walk, included) = selected(self.options, in_snapshot, is_dir, included);
         if !walk || (!included && node.kind != NodeKind::Dir) {
             return Ok(Planned::Skipped);
         }
