@@ -4,13 +4,11 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
 
-use cairn::plan::run::{RunOptions, StepRunner};
-use cairn::plan::{self, Attempt, Outcome, Plan, ScheduledStep, State, Step};
+use cairn::plan::run::{RunOptions, StepEnd, StepRunner};
+use cairn::plan::{self, Outcome, Plan, ScheduledStep, State, Step};
 use cairn::process::run::CommandRun;
 
 use super::planned::{global_for, state_path, PlanFileArg};
@@ -75,7 +73,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         plan: &plan,
     };
     if args.dry_run {
-        let todo = plan::run::steps(&plan, &State::load(&state_file)?, &options)?;
+        let todo = plan::run::scheduled(&plan, &State::load(&state_file)?, &options)?;
         return runner.print_dry_run(&todo, &state_file);
     }
     let report = plan::run::run(&plan, &options, &mut runner)?;
@@ -104,8 +102,39 @@ struct Runner<'a> {
 }
 
 impl StepRunner for Runner<'_> {
-    fn run_step(&mut self, step: Step, key: &str) -> Attempt {
-        Runner::run_step(self, step, key)
+    fn run_step(&mut self, step: Step, key: &str) -> StepEnd {
+        let result = match step {
+            Step::Backup => backup_step::run(&self.step_global, self.plan),
+            Step::Retention => self.retention(),
+            Step::Check => self.check(),
+            Step::Offsite => self.offsite(key.trim_start_matches("offsite.")),
+            Step::Drill => self.drill(),
+        };
+        let (outcome, r) = match result {
+            Ok(r) if r.code == exit::OK => (Outcome::Ok, r),
+            Ok(r) if r.code == exit::PARTIAL && step == Step::Backup => (Outcome::Partial, r),
+            Ok(r) => (Outcome::Failed, r),
+            Err(e) => {
+                errln!("error: {key}: {e:#}");
+                (
+                    Outcome::Failed,
+                    StepResult {
+                        code: exit_code_for(&e),
+                        message: Some(format!("{e:#}")),
+                        details: serde_json::Value::Null,
+                    },
+                )
+            }
+        };
+        let message = r.message.or_else(|| {
+            (outcome == Outcome::Failed).then(|| format!("{key} ended with exit code {}", r.code))
+        });
+        StepEnd {
+            outcome,
+            exit_code: r.code,
+            message,
+            details: r.details,
+        }
     }
 
     fn say(&mut self, text: &str) {
@@ -138,45 +167,6 @@ impl Runner<'_> {
             outln!("state file: {}", state_file.display());
         }
         Ok(exit::OK)
-    }
-
-    fn run_step(&self, step: Step, key: &str) -> Attempt {
-        let started = Utc::now();
-        let clock = Instant::now();
-        let result = match step {
-            Step::Backup => backup_step::run(&self.step_global, self.plan),
-            Step::Retention => self.retention(),
-            Step::Check => self.check(),
-            Step::Offsite => self.offsite(key.trim_start_matches("offsite.")),
-            Step::Drill => self.drill(),
-        };
-        let (outcome, r) = match result {
-            Ok(r) if r.code == exit::OK => (Outcome::Ok, r),
-            Ok(r) if r.code == exit::PARTIAL && step == Step::Backup => (Outcome::Partial, r),
-            Ok(r) => (Outcome::Failed, r),
-            Err(e) => {
-                errln!("error: {key}: {e:#}");
-                (
-                    Outcome::Failed,
-                    StepResult {
-                        code: exit_code_for(&e),
-                        message: Some(format!("{e:#}")),
-                        details: serde_json::Value::Null,
-                    },
-                )
-            }
-        };
-        let message = r.message.or_else(|| {
-            (outcome == Outcome::Failed).then(|| format!("{key} ended with exit code {}", r.code))
-        });
-        Attempt {
-            started,
-            duration_secs: clock.elapsed().as_secs_f64(),
-            outcome,
-            exit_code: r.code,
-            message,
-            details: r.details,
-        }
     }
 
     /// The plan's `[retention]`: the same forget (and prune) as the command, with the rules the

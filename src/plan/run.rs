@@ -19,11 +19,21 @@ use crate::process::run::CommandRun;
 /// The exit code of a run whose `before` hook failed (cairn's "any other failure").
 const HOOK_FAILED_EXIT: i32 = 1;
 
+/// How one step ended, as its runner tells it; the run adds when it started and how long it took.
+#[derive(Clone, Debug)]
+pub struct StepEnd {
+    pub outcome: Outcome,
+    pub exit_code: i32,
+    pub message: Option<String>,
+    /// What the state file keeps of the step (for a backup: [`super::steps::backup_details`]).
+    pub details: serde_json::Value,
+}
+
 /// Runs the steps of a plan and hears what a run has to say.
 pub trait StepRunner {
     /// Runs the due step `step`, named `key` in the state file (`offsite.NAME` for an offsite
-    /// copy); the attempt is recorded as returned.
-    fn run_step(&mut self, step: Step, key: &str) -> Attempt;
+    /// copy).
+    fn run_step(&mut self, step: Step, key: &str) -> StepEnd;
     /// A line for people: a step starts, is not due, or the run is skipped.
     fn say(&mut self, _text: &str) {}
     /// A hook of `event` failed: its argv, how it ended, its run when it started.
@@ -68,7 +78,11 @@ pub struct RunReport {
 ///
 /// # Errors
 /// `InvalidInput` naming a step of `only` the plan lacks.
-pub fn steps(plan: &Plan, state: &State, options: &RunOptions<'_>) -> Result<Vec<ScheduledStep>> {
+pub fn scheduled(
+    plan: &Plan,
+    state: &State,
+    options: &RunOptions<'_>,
+) -> Result<Vec<ScheduledStep>> {
     let todo = schedule(plan, state, &options.only, options.force, Utc::now());
     if let Some(missing) = options
         .only
@@ -94,7 +108,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>, steps: &mut dyn StepRunner) ->
     let _lock = RunLock::acquire(options.state_file)?;
     let mut state = State::load(options.state_file)?;
     state.repository = plan.repository.location.clone();
-    let todo = self::steps(plan, &state, options)?;
+    let todo = scheduled(plan, &state, options)?;
     let run_id = hex::encode(crate::crypto::random_array::<8>()?);
     let started = Utc::now();
     let clock = Instant::now();
@@ -125,7 +139,17 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>, steps: &mut dyn StepRunner) ->
                     continue;
                 }
                 steps.say(&format!("== {key} ({})", due.reason));
-                let attempt = steps.run_step(*step, key);
+                let step_started = Utc::now();
+                let step_clock = Instant::now();
+                let end = steps.run_step(*step, key);
+                let attempt = Attempt {
+                    started: step_started,
+                    duration_secs: step_clock.elapsed().as_secs_f64(),
+                    outcome: end.outcome,
+                    exit_code: end.exit_code,
+                    message: end.message,
+                    details: end.details,
+                };
                 if attempt.outcome == Outcome::Failed {
                     failed.push((key.clone(), attempt.exit_code));
                 }
