@@ -263,23 +263,34 @@ fn json_progress_comes_as_status_lines_on_stderr() {
             "{s}"
         );
     }
-    // Without --json there is none, and --quiet silences them.
-    let out = env.run(
-        &[
-            "--json",
-            "-q",
+    // A restore says its progress the same way; --quiet silences it, and without --json the
+    // lines are not JSON at all.
+    let restore = |flags: &[&str], target: &str| {
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend([
             "-r",
             env.repo_str(),
             "restore",
             "latest",
             "--target",
-            "t",
-        ],
-        None,
-        &[("CAIRN_PROGRESS_FPS", Some("50"))],
+            target,
+        ]);
+        let out = env.run(&args, None, &[("CAIRN_PROGRESS_FPS", Some("50"))]);
+        out.assert_success();
+        out
+    };
+    let statuses = |out: &common::Output| out.stderr.matches("\"message_type\":\"status\"").count();
+    let out = restore(&["--json"], "t1");
+    assert!(statuses(&out) > 0, "{}", out.describe());
+    assert!(
+        out.stderr.contains("\"action\":\"restore\""),
+        "{}",
+        out.describe()
     );
-    out.assert_success();
-    assert!(!out.stderr.contains("message_type"), "{}", out.describe());
+    let out = restore(&["--json", "-q"], "t2");
+    assert_eq!(statuses(&out), 0, "{}", out.describe());
+    let out = restore(&[], "t3");
+    assert_eq!(statuses(&out), 0, "{}", out.describe());
 }
 
 #[test]

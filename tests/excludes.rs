@@ -225,9 +225,14 @@ fn files_from_in_three_formats() {
         vec![" spaced ", "a", "new\nline"]
     );
 
-    // A list from standard input.
-    let out = env.r_stdin(&["backup", "--files-from-raw", "-"], b"src/a\0");
+    // A list from standard input, its relative paths taken from the current directory.
+    let out = env.r_stdin(&["--json", "backup", "--files-from-raw", "-"], b"src/a\0");
     out.assert_success();
+    let latest = env.snapshots_json().pop().unwrap();
+    assert_eq!(
+        latest["paths"],
+        serde_json::json!([src.join("a").display().to_string()])
+    );
 
     // An empty list is an error, not a backup of nothing: the command that wrote it likely failed.
     let empty = env.path("empty.txt");
