@@ -223,6 +223,27 @@ fn stats_counts_restore_size_dedup_and_compression() {
     assert_eq!(latest["restore_size"], 1_000_000, "{latest}");
     let out = env.r_ok(&["stats"]);
     assert!(out.stdout.contains("restore size:"), "{}", out.describe());
+
+    // Chunks the index no longer names (their pack lost, the index rebuilt without it) are
+    // counted and make stats exit 4, as damage.
+    let data_pack = common::pack_files(&env.repo)
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(data_pack).unwrap();
+    env.r(&["repair", "index"]);
+    let out = env.r(&["--json", "stats"]);
+    out.assert_code(common::exit::DAMAGED);
+    assert!(
+        out.json()["missing_blobs"].as_u64().unwrap() > 0,
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("run `cairn check`"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]

@@ -142,6 +142,18 @@ fn iexclude_ignores_case_and_negation_is_refused() {
         "{}",
         out.describe()
     );
+
+    // A pattern file that cannot be read is named, and nothing is backed up.
+    let before = env.snapshots_json().len();
+    let out = env.r(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude-file",
+        "no-such-file",
+    ]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("no-such-file"), "{}", out.describe());
+    assert_eq!(env.snapshots_json().len(), before);
 }
 
 #[test]
