@@ -8,7 +8,7 @@
 //!
 //! The modules form layers; each uses only its own layer and the ones before it in this list.
 //!
-//! 1. **Formats and primitives** — [`id`], [`error`], [`crypto`] (keys, ids, sealing),
+//! 1. **Formats and primitives** — [`id`], [`error`], [`exit`] (exit codes), [`crypto`] (keys, ids, sealing),
 //!    [`format`](mod@format) (the bytes of every object FORMAT.md specifies: a new pack or tree version goes
 //!    to `format::pack` / `format::tree` with its reader kept for the old one), [`chunker`],
 //!    [`blob`] (compress and seal one blob), `buffers`, [`process`] (child processes, and
@@ -66,6 +66,7 @@ pub mod crypto;
 pub mod drill;
 pub mod dump;
 pub mod error;
+pub mod exit;
 pub mod format;
 pub mod id;
 pub mod index;

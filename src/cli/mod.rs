@@ -41,29 +41,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cairn::ErrorKind;
 
 /// Exit codes (documented in README.md; scripts depend on them).
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// Any failure not listed below.
-    pub const ERROR: i32 = 1;
-    /// Invalid usage or input: bad flags, unknown snapshot, non-empty restore target.
-    pub const USAGE: i32 = 2;
-    /// Backup saved, but some sources could not be read.
-    pub const PARTIAL: i32 = 3;
-    /// Repository data is damaged: corrupt, tampered or missing objects.
-    pub const DAMAGED: i32 = 4;
-    /// A dump command of a backup failed: no snapshot was written.
-    pub const COMMAND_FAILED: i32 = 5;
-    /// An object has a format version this cairn does not read: a newer cairn wrote it.
-    pub const UNSUPPORTED_VERSION: i32 = 6;
-    /// No repository at the given location.
-    pub const NO_REPOSITORY: i32 = 10;
-    /// Another process holds the lease the command needs (a prune, repair or re-encryption runs):
-    /// nothing was changed; run it again later.
-    pub const LEASE_HELD: i32 = 11;
-    /// The password opens no key of the repository.
-    pub const WRONG_PASSWORD: i32 = 12;
-}
+pub use cairn::exit;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -384,14 +362,5 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
         .chain()
         .find_map(|e| e.downcast_ref::<cairn::Error>())
         .map(cairn::Error::kind);
-    match kind {
-        Some(ErrorKind::WrongPassword) => exit::WRONG_PASSWORD,
-        Some(ErrorKind::NotARepository) => exit::NO_REPOSITORY,
-        Some(ErrorKind::Corrupted | ErrorKind::NotFound) => exit::DAMAGED,
-        Some(ErrorKind::UnsupportedVersion) => exit::UNSUPPORTED_VERSION,
-        Some(ErrorKind::InvalidInput) => exit::USAGE,
-        Some(ErrorKind::CommandFailed) => exit::COMMAND_FAILED,
-        Some(ErrorKind::LeaseHeld) => exit::LEASE_HELD,
-        _ => exit::ERROR,
-    }
+    kind.map_or(exit::ERROR, exit::for_kind)
 }

@@ -389,7 +389,9 @@ fn judge_steps(
             // Damage found (a drill's data or check failure, any step's exit 4: a check that
             // found problems, a sync whose source lost packs) is as bad as a missing backup; a
             // step that could not run is a warning.
-            let damage = (key == "drill" && a.exit_code == 2) || a.exit_code == DAMAGE_EXIT_CODE;
+            let damage = (key == "drill"
+                && a.exit_code == crate::drill::Verdict::Failed.exit_code())
+                || a.exit_code == crate::exit::DAMAGED;
             level = level.worst(if damage {
                 Level::Critical
             } else {
@@ -414,9 +416,6 @@ fn judge_steps(
     }
     judge_last_run(state, now, findings);
 }
-
-/// The exit code of a command that found the repository damaged (README, "Exit codes").
-const DAMAGE_EXIT_CODE: i32 = 4;
 
 /// `WHAT failed 3h 2min ago (2026-11-21T09:00:00Z, exit code 5): MESSAGE`.
 fn failed_attempt(what: &str, a: &Attempt, now: DateTime<Utc>) -> String {

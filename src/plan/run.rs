@@ -16,9 +16,6 @@ use super::{schedule, span_of, Attempt, Outcome, Plan, ScheduledStep, State, Ste
 use crate::error::{Error, Result};
 use crate::process::run::CommandRun;
 
-/// The exit code of a run whose `before` hook failed (cairn's "any other failure").
-const HOOK_FAILED_EXIT: i32 = 1;
-
 /// How one step ended, as its runner tells it; the run adds when it started and how long it took.
 #[derive(Clone, Debug)]
 pub struct StepEnd {
@@ -129,7 +126,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>, steps: &mut dyn StepRunner) ->
             true
         }
         HookVerdict::Fail => {
-            failed.push(("before hook".into(), HOOK_FAILED_EXIT));
+            failed.push(("before hook".into(), crate::exit::ERROR));
             false
         }
         HookVerdict::Go => {
