@@ -113,6 +113,23 @@ pub fn describe_size(n: u64) -> String {
     }
 }
 
+/// A span exactly, in the form [`parse_span`] reads back: the largest units first, e.g. `30d`,
+/// `1y6mo`, `2h30min`, `0s`.
+pub fn format_span(span: Duration) -> String {
+    let mut rest = span.as_secs();
+    if rest == 0 {
+        return "0s".to_string();
+    }
+    let mut text = String::new();
+    for &(name, seconds) in SPAN_UNITS.iter().rev() {
+        if rest >= seconds {
+            text.push_str(&format!("{}{name}", rest / seconds));
+            rest %= seconds;
+        }
+    }
+    text
+}
+
 /// A span for people: `3h 12min`, `2d 4h`, `45s`.
 pub fn describe_span(span: Duration) -> String {
     let s = span.as_secs();
@@ -177,6 +194,30 @@ mod tests {
         assert_eq!(parse_span("0h"), Ok(Duration::ZERO));
         assert_eq!(parse_time_span("10min"), Ok(chrono::TimeDelta::minutes(10)));
         assert!(parse_time_span("10m").is_err());
+    }
+
+    #[test]
+    fn formatted_spans_read_back_as_themselves() {
+        assert_eq!(format_span(Duration::from_secs(30 * 86_400)), "1mo");
+        assert_eq!(
+            format_span(Duration::from_secs((365 + 180) * 86_400)),
+            "1y6mo"
+        );
+        assert_eq!(format_span(Duration::from_secs(9000)), "2h30min");
+        assert_eq!(format_span(Duration::ZERO), "0s");
+        for seconds in [
+            1,
+            59,
+            61,
+            3601,
+            86_399,
+            90_061,
+            40_000_000,
+            u64::from(u32::MAX),
+        ] {
+            let span = Duration::from_secs(seconds);
+            assert_eq!(parse_span(&format_span(span)), Ok(span), "{seconds}");
+        }
     }
 
     #[test]

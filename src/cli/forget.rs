@@ -4,7 +4,6 @@ use anyhow::Result;
 
 use cairn::ops::forget::{self, describe_group, ForgetPlan, GroupBy};
 use cairn::ops::retention::{system_local, KeepPolicy};
-use cairn::units::parse_time_span;
 use cairn::SnapshotFilter;
 
 use super::{context, exit, output, prune, selection, GlobalArgs};
@@ -24,30 +23,8 @@ the space is reclaimed by prune (or --prune).";
 
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {
-    /// Keep the newest N snapshots.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_last: u32,
-    /// Keep the newest snapshot of each of the last N hours that have one.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_hourly: u32,
-    /// Likewise for days.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_daily: u32,
-    /// Likewise for ISO weeks (Monday to Sunday).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_weekly: u32,
-    /// Likewise for months.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_monthly: u32,
-    /// Likewise for years.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_yearly: u32,
-    /// Keep every snapshot at most this much older than the group's newest (e.g. 30d, 1y6mo, 12h).
-    #[arg(long, value_name = "DURATION", value_parser = parse_time_span)]
-    pub keep_within: Option<chrono::Duration>,
-    /// Keep every snapshot with this tag (repeat for several).
-    #[arg(long, value_name = "TAG")]
-    pub keep_tag: Vec<String>,
+    #[command(flatten)]
+    pub policy: KeepPolicy,
     /// Group snapshots by these fields: any of host, paths, tags (empty: one group).
     #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
     pub group_by: String,
@@ -66,21 +43,6 @@ pub struct ForgetArgs {
     pub prune_options: prune::PruneTuning,
 }
 
-impl ForgetArgs {
-    fn policy(&self) -> KeepPolicy {
-        KeepPolicy {
-            last: self.keep_last,
-            hourly: self.keep_hourly,
-            daily: self.keep_daily,
-            weekly: self.keep_weekly,
-            monthly: self.keep_monthly,
-            yearly: self.keep_yearly,
-            within: self.keep_within,
-            tags: self.keep_tag.clone(),
-        }
-    }
-}
-
 /// One forget, however it was asked for: by the command line or by the plan's `[retention]`.
 pub struct ForgetRequest<'a> {
     pub policy: KeepPolicy,
@@ -96,7 +58,7 @@ pub fn run(global: &GlobalArgs, args: &ForgetArgs) -> Result<i32> {
     forget(
         global,
         &ForgetRequest {
-            policy: args.policy(),
+            policy: args.policy.clone(),
             group_by: GroupBy::parse(&args.group_by)?,
             filter: args.filter.to_filter()?,
             dry_run: args.dry_run,

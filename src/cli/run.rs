@@ -179,7 +179,7 @@ impl Runner<'_> {
             .context("no [retention] in the plan")?;
         let tuning = super::prune::PruneTuning::default();
         let request = super::forget::ForgetRequest {
-            policy: r.policy().map_err(cairn::Error::invalid_input)?,
+            policy: r.keep.clone(),
             group_by: r.group_by()?,
             filter: cairn::SnapshotFilter::default(),
             dry_run: false,

@@ -4,6 +4,7 @@
 //! year) are taken in a local time zone that the caller injects, so tests can pin DST transitions.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Timelike, Utc};
+use serde::{Deserialize, Serialize};
 
 /// Maps a UTC instant to the local wall-clock time whose calendar buckets apply.
 pub type LocalClock<'a> = &'a dyn Fn(DateTime<Utc>) -> NaiveDateTime;
@@ -13,25 +14,127 @@ pub fn system_local(t: DateTime<Utc>) -> NaiveDateTime {
     t.with_timezone(&chrono::Local).naive_local()
 }
 
-/// `--keep-*` rules. A snapshot is kept when any rule keeps it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The keep rules: the one type behind `cairn forget --keep-*` (its clap arguments), the plan
+/// file's `[retention]` keys (`keep_*`, flattened there) and [`apply`]. A snapshot is kept when any
+/// rule keeps it. Adding a rule is one field here plus its bucket in [`apply`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct KeepPolicy {
-    /// The newest N snapshots.
+    /// Keep the newest N snapshots.
+    #[serde(rename = "keep_last", default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            id = "keep_last",
+            long = "keep-last",
+            value_name = "N",
+            default_value_t = 0
+        )
+    )]
     pub last: u32,
-    /// The newest snapshot of each of the newest N hours that have one.
+    /// Keep the newest snapshot of each of the newest N hours that have one.
+    #[serde(rename = "keep_hourly", default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            id = "keep_hourly",
+            long = "keep-hourly",
+            value_name = "N",
+            default_value_t = 0
+        )
+    )]
     pub hourly: u32,
-    /// Likewise per local calendar day.
+    /// Keep the newest snapshot of each of the newest N local calendar days that have one.
+    #[serde(rename = "keep_daily", default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            id = "keep_daily",
+            long = "keep-daily",
+            value_name = "N",
+            default_value_t = 0
+        )
+    )]
     pub daily: u32,
-    /// Likewise per ISO 8601 week (Monday first; a year may have week 53).
+    /// Likewise for ISO 8601 weeks (Monday to Sunday; a year may have week 53).
+    #[serde(rename = "keep_weekly", default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            id = "keep_weekly",
+            long = "keep-weekly",
+            value_name = "N",
+            default_value_t = 0
+        )
+    )]
     pub weekly: u32,
-    /// Likewise per calendar month.
+    /// Likewise for calendar months.
+    #[serde(rename = "keep_monthly", default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            id = "keep_monthly",
+            long = "keep-monthly",
+            value_name = "N",
+            default_value_t = 0
+        )
+    )]
     pub monthly: u32,
-    /// Likewise per calendar year.
+    /// Likewise for calendar years.
+    #[serde(rename = "keep_yearly", default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            id = "keep_yearly",
+            long = "keep-yearly",
+            value_name = "N",
+            default_value_t = 0
+        )
+    )]
     pub yearly: u32,
-    /// Every snapshot at most this much older than the group's newest.
+    /// Keep every snapshot at most this much older than the group's newest (e.g. 30d, 1y6mo, 12h).
+    #[serde(
+        rename = "keep_within",
+        default,
+        with = "span_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(
+        feature = "cli",
+        arg(id = "keep_within", long = "keep-within", value_name = "DURATION", value_parser = crate::units::parse_time_span)
+    )]
     pub within: Option<Duration>,
-    /// Every snapshot carrying any of these tags.
+    /// Keep every snapshot with this tag (repeat for several).
+    #[serde(rename = "keep_tag", default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(id = "keep_tag", long = "keep-tag", value_name = "TAG")
+    )]
     pub tags: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// `keep_within` in the plan file: a span as `--keep-within` takes it (`30d`, `1y6mo`).
+mod span_text {
+    use chrono::Duration;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(span: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        let seconds = span.map_or(0, |d| d.num_seconds().max(0) as u64);
+        s.serialize_str(&crate::units::format_span(std::time::Duration::from_secs(
+            seconds,
+        )))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::units::parse_time_span(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl KeepPolicy {

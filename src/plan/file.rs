@@ -129,30 +129,10 @@ pub struct RetentionSection {
     /// How often (default: every run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
-    /// Keep the newest N snapshots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the last N hours.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_hourly: Option<u32>,
-    /// ... days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_daily: Option<u32>,
-    /// ... weeks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_weekly: Option<u32>,
-    /// ... months.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_monthly: Option<u32>,
-    /// ... years.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_yearly: Option<u32>,
-    /// Keep everything newer than this, as `--keep-within` takes (`30d`, `1y6mo`; units as in [`crate::units::parse_span`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_within: Option<String>,
-    /// Keep every snapshot carrying one of these tags, as `--keep-tag` takes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keep_tag: Vec<String>,
+    /// The keep rules, as `keep_*` keys of this section (`keep_daily = 7`, `keep_within = "30d"`,
+    /// `keep_tag = ["release"]`): the same rules as `cairn forget --keep-*`.
+    #[serde(flatten)]
+    pub keep: crate::ops::retention::KeepPolicy,
     /// Group snapshots by these fields before applying the rules, as `--group-by` takes
     /// (`host,paths` by default; `""` for one group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,30 +143,6 @@ pub struct RetentionSection {
 }
 
 impl RetentionSection {
-    /// The keep rules this section gives: the one type `forget` applies, whether its rules come
-    /// from the command line or from here.
-    ///
-    /// # Errors
-    /// A message naming the key whose value does not parse.
-    pub fn policy(&self) -> Result<crate::ops::retention::KeepPolicy, String> {
-        let within = self
-            .keep_within
-            .as_deref()
-            .map(crate::units::parse_time_span)
-            .transpose()
-            .map_err(|e| format!("[retention] keep_within: {e}"))?;
-        Ok(crate::ops::retention::KeepPolicy {
-            last: self.keep_last.unwrap_or(0),
-            hourly: self.keep_hourly.unwrap_or(0),
-            daily: self.keep_daily.unwrap_or(0),
-            weekly: self.keep_weekly.unwrap_or(0),
-            monthly: self.keep_monthly.unwrap_or(0),
-            yearly: self.keep_yearly.unwrap_or(0),
-            within,
-            tags: self.keep_tag.clone(),
-        })
-    }
-
     /// How snapshots are grouped (`host,paths` unless `group_by` says otherwise).
     ///
     /// # Errors
@@ -462,7 +418,7 @@ impl Plan {
             span("[retention] every", &k.every)?;
             k.group_by()
                 .map_err(|e| format!("[retention] group_by: {e}"))?;
-            if k.policy()?.is_empty() {
+            if k.keep.is_empty() {
                 return Err(
                     "[retention] keeps nothing: set at least one keep_* (e.g. keep_daily = 7)"
                         .into(),
@@ -560,4 +516,56 @@ pub fn span_of(v: &Option<String>) -> Option<Duration> {
 /// A validated size field; `None` when absent.
 pub fn size_of(v: &Option<String>) -> Option<u64> {
     v.as_deref().and_then(|t| parse_size(t).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAN: &str = r#"
+[repository]
+location = "/srv/backup"
+
+[backup]
+paths = ["/etc"]
+
+[retention]
+keep_daily = 7
+keep_monthly = 12
+keep_within = "1y6mo"
+keep_tag = ["release"]
+group_by = "host"
+"#;
+
+    /// The plan's `keep_*` keys are `forget --keep-*`'s rules: one type, read and written alike.
+    #[test]
+    fn retention_keys_are_the_keep_policy_and_survive_a_round_trip() {
+        let plan = Plan::parse(PLAN).unwrap();
+        let keep = &plan.retention.as_ref().unwrap().keep;
+        assert_eq!(keep.daily, 7);
+        assert_eq!(keep.monthly, 12);
+        assert_eq!(keep.last, 0);
+        assert_eq!(keep.within, Some(chrono::TimeDelta::days(365 + 180)));
+        assert_eq!(keep.tags, ["release"]);
+        let written = toml::to_string(&plan).unwrap();
+        assert!(written.contains("keep_within = \"1y6mo\""), "{written}");
+        assert!(!written.contains("keep_last"), "{written}");
+        let again = Plan::parse(&written).unwrap();
+        assert_eq!(&again.retention.unwrap().keep, keep);
+    }
+
+    #[test]
+    fn unknown_and_bad_retention_keys_are_refused_by_name() {
+        for (old, new, expected) in [
+            ("keep_daily = 7", "keep_dayly = 7", "keep_dayly"),
+            ("keep_daily = 7", "keep_daily = -1", "-1"),
+            ("\"1y6mo\"", "\"6m\"", "6mo for months"),
+            ("group_by = \"host\"", "group_by = \"hosts\"", "hosts"),
+        ] {
+            let e = Plan::parse(&PLAN.replace(old, new))
+                .expect_err(new)
+                .to_string();
+            assert!(e.contains(expected), "{new}: {e}");
+        }
+    }
 }
