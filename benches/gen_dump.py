@@ -7,10 +7,16 @@ chunking has to cope with:
   * clustered updates: recent orders change status; PostgreSQL writes the new row version at
     the end of the table unless the update is HOT, so half of them move to the end of the
     COPY block and half stay in place;
-  * scattered deletes: a few users and events disappear from random places.
-Deterministic: the same day and size always give the same bytes.
+  * scattered deletes: a few users and events disappear from random places;
+  * scattered updates (the default workload, `scattered`): 0.1% of the rows of every table
+    change wherever they are, in place (a HOT update) or moved to the end. With 64 KiB chunks of
+    a few hundred rows each, this touches a large share of the chunks every day, as the nightly
+    dump of a busy OLTP database does. `--workload clustered` leaves them out (the workload the
+    stream-chunking study in FORMAT.md §5 used).
+Deterministic: the same day, size and workload always give the same bytes.
 
-Usage: gen_dump.py DAY OUT [--size-mb 512]
+Usage: gen_dump.py DAY OUT [--size-mb 512] [--workload scattered|clustered]
+       gen_dump.py DAY 'night{day}.sql' --series     (every day from 1 to DAY, one file each)
 """
 
 import argparse
@@ -91,6 +97,19 @@ class Table:
                 moved.append((i, v + 1))
         self.rows = [row for row in self.rows if row is not None] + moved
 
+    def update_scattered(self, rng, n):
+        # n rows anywhere change; half in place (HOT), half move to the end of the table.
+        picked = rng.sample(range(len(self.rows)), min(n, len(self.rows)))
+        moved = []
+        for pos in picked:
+            i, v = self.rows[pos]
+            if rng.random() < 0.5:
+                self.rows[pos] = (i, v + 1)
+            else:
+                self.rows[pos] = None
+                moved.append((i, v + 1))
+        self.rows = [row for row in self.rows if row is not None] + moved
+
     def delete_scattered(self, rng, n):
         doomed = set(rng.sample(range(len(self.rows)), min(n, len(self.rows))))
         self.rows = [row for pos, row in enumerate(self.rows) if pos not in doomed]
@@ -112,6 +131,9 @@ def main():
     parser.add_argument("day", type=int)
     parser.add_argument("out")
     parser.add_argument("--size-mb", type=int, default=512)
+    parser.add_argument("--workload", choices=("scattered", "clustered"), default="scattered")
+    parser.add_argument("--series", action="store_true",
+                        help="write every day up to DAY, to OUT with {day} replaced")
     args = parser.parse_args()
     # Average row sizes are about 77 (users), 63 (orders) and 136 (events) bytes (measured).
     scale = args.size_mb * (1 << 20) / (0.1 * 77 + 0.4 * 63 + 0.5 * 136)
@@ -121,6 +143,16 @@ def main():
         Table("events", "id, ts, kind, payload", event_row, int(scale * 0.5)),
     ]
     users, orders, events = tables
+
+    def write(path):
+        with open(path, "w", buffering=1 << 20) as out:
+            out.write(HEADER)
+            for table in tables:
+                table.write(out)
+            out.write("--\n-- PostgreSQL database dump complete\n--\n")
+
+    if args.series:
+        write(args.out.format(day=1))
     for day in range(2, args.day + 1):
         rng = random.Random(day)
         users.append(len(users.rows) // 500)
@@ -129,11 +161,13 @@ def main():
         orders.append(len(orders.rows) // 100)
         events.delete_scattered(rng, len(events.rows) // 5000)
         events.append(len(events.rows) // 50)
-    with open(args.out, "w", buffering=1 << 20) as out:
-        out.write(HEADER)
-        for table in tables:
-            table.write(out)
-        out.write("--\n-- PostgreSQL database dump complete\n--\n")
+        if args.workload == "scattered":
+            for table in tables:
+                table.update_scattered(rng, len(table.rows) // 1000)
+        if args.series:
+            write(args.out.format(day=day))
+    if not args.series:
+        write(args.out)
     return 0
 
 

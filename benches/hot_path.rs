@@ -97,6 +97,7 @@ fn entry_for(key: &MasterKey, plain: &[u8], sealed: &[u8]) -> BlobEntry {
         offset: 10,
         length: sealed.len() as u32,
         raw_length: plain.len() as u32,
+        delta: None,
     }
 }
 
@@ -164,9 +165,9 @@ fn bench_open(c: &mut Criterion) {
         let id = key.blob_id(&plain);
         let sealed = seal_blob(&key, BlobType::Data, &id, &plain, ZSTD_LEVEL).unwrap();
         let entry = entry_for(&key, &plain, &sealed);
-        assert_eq!(open_blob(&key, &entry, &sealed).unwrap(), plain);
+        assert_eq!(open_blob(&key, &entry, &sealed, None).unwrap(), plain);
         group.bench_function(name, |b| {
-            b.iter(|| open_blob(&key, &entry, black_box(&sealed)).unwrap())
+            b.iter(|| open_blob(&key, &entry, black_box(&sealed), None).unwrap())
         });
     }
     group.finish();

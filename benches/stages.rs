@@ -45,7 +45,10 @@ fn bench_pack_writing(c: &mut Criterion) {
             let mut writer = PackWriter::new(BlobType::Data, 32 * MIB);
             let mut finished = None;
             for n in 0..32 {
-                if let Some(pack) = writer.add(&key, fake_id(n), MIB as u32, &sealed).unwrap() {
+                if let Some(pack) = writer
+                    .add(&key, fake_id(n), MIB as u32, None, &sealed)
+                    .unwrap()
+                {
                     finished = Some(pack);
                 }
             }
@@ -70,6 +73,7 @@ fn filled_index(dir: &Path) -> Index {
                     offset: i * 4096,
                     length: 4096,
                     raw_length: 4000,
+                    delta: None,
                 })
                 .collect(),
         })
@@ -184,6 +188,7 @@ fn bench_restore_plan(c: &mut Criterion) {
                         offset: (n / 2000) % 8000 * 4096,
                         length: 4096,
                         raw_length: 4000,
+                        delta: None,
                     },
                 })
             })

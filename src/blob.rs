@@ -56,14 +56,31 @@ fn decompress_into(body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> std::io::R
 
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
+/// A delta: a zstd frame made against the plaintext of the base the AAD names ([`crate::delta`]).
+const COMPRESSION_DELTA: u8 = 2;
 
-/// The additional authenticated data that binds a sealed blob to its type and id (FORMAT.md §6).
+/// The additional authenticated data that binds a sealed blob to its type and id, and a delta to
+/// its base (FORMAT.md §6).
 pub fn aad(blob_type: BlobType, id: &BlobId) -> [u8; 13 + 1 + 32] {
     let mut out = [0u8; 46];
     out[..13].copy_from_slice(b"cairn blob v1");
     out[13] = blob_type.to_byte();
     out[14..].copy_from_slice(&id.0);
     out
+}
+
+/// The AAD of a delta of data blob `id` against `base`: a delta opened as if made against
+/// another base fails authentication instead of decoding to other bytes.
+fn delta_aad(id: &BlobId, base: &BlobId) -> Vec<u8> {
+    [&b"cairn delta v1"[..], &id.0, &base.0].concat()
+}
+
+/// The AAD `entry`'s blob was sealed with.
+fn entry_aad(entry: &BlobEntry) -> Vec<u8> {
+    match &entry.delta {
+        Some(delta) => delta_aad(&entry.id, &delta.base),
+        None => aad(entry.blob_type, &entry.id).to_vec(),
+    }
 }
 
 /// Compresses (when it helps) and seals a plaintext whose id is already known.
@@ -116,40 +133,90 @@ pub fn seal_blob_into(
     })
 }
 
-/// Proves a sealed blob is intact as written (its seal authenticates under its type and id)
-/// without decompressing it: enough to copy the sealed bytes elsewhere unchanged.
+/// Seals a delta of data blob `id` against `base` (FORMAT.md §6): `frame` is what
+/// [`crate::delta::compress`] made of the blob's plaintext against the base's.
 ///
 /// # Errors
-/// `Corrupted` when authentication fails or the payload is empty.
+/// When randomness is unavailable.
+pub fn seal_delta_into(
+    key: &MasterKey,
+    id: &BlobId,
+    base: &BlobId,
+    frame: &[u8],
+    sealed: &mut Vec<u8>,
+) -> Result<()> {
+    key.seal_parts_into(&delta_aad(id, base), &[&[COMPRESSION_DELTA], frame], sealed)
+}
+
+/// Proves a sealed blob is intact as written (its seal authenticates under its type and id, a
+/// delta's also under its base) without decompressing it: enough to copy the sealed bytes
+/// elsewhere unchanged.
+///
+/// # Errors
+/// `Corrupted` when authentication fails, the payload is empty or disagrees with the entry;
+/// `UnsupportedVersion` for a compression this build does not know.
 pub fn authenticate_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<()> {
     let what = format!("blob {}", entry.id);
-    let payload = key.open_any_epoch(&aad(entry.blob_type, &entry.id), sealed, &what)?;
-    match payload.first() {
-        Some(&COMPRESSION_NONE | &COMPRESSION_ZSTD) => Ok(()),
-        Some(other) => Err(Error::corrupted(format!(
-            "{what}: unknown compression {other}"
-        ))),
-        None => Err(Error::corrupted(format!("{what}: empty payload"))),
+    let payload = key.open_any_epoch(&entry_aad(entry), sealed, &what)?;
+    let (&flag, _) = payload
+        .split_first()
+        .ok_or_else(|| Error::corrupted(format!("{what}: empty payload")))?;
+    check_flag(&what, entry, flag)
+}
+
+/// Checks the compression flag against the entry (a delta's seal authenticated under its base
+/// already, so the flag is all that could disagree).
+fn check_flag(what: &str, entry: &BlobEntry, flag: u8) -> Result<()> {
+    match (flag, entry.delta) {
+        (COMPRESSION_NONE | COMPRESSION_ZSTD, None) | (COMPRESSION_DELTA, Some(_)) => Ok(()),
+        (COMPRESSION_NONE | COMPRESSION_ZSTD | COMPRESSION_DELTA, _) => Err(Error::corrupted(
+            format!("{what}: its compression flag {flag} disagrees with its index entry"),
+        )),
+        (other, _) => Err(Error::new(
+            crate::error::ErrorKind::UnsupportedVersion,
+            format!(
+                "{what}: compression {other} is unknown to this cairn (written by a newer version); upgrade cairn"
+            ),
+        )),
     }
 }
 
-/// Opens a sealed blob and proves it is the plaintext `entry` names.
+/// Opens a sealed blob and proves it is the plaintext `entry` names; `base` is the plaintext of
+/// the entry's base when it is a delta (see [`crate::repo::IndexedRepository::read_blob`], which
+/// rebuilds chains).
 ///
 /// # Errors
-/// `Corrupted` when authentication, decompression, the length or the id check fails.
-pub fn open_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-    open_verified(key, entry, sealed).map(|(plaintext, _)| plaintext)
+/// `Corrupted` when authentication, decompression, the length or the id check fails, or a delta
+/// comes without its base.
+pub fn open_blob(
+    key: &MasterKey,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    base: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    open_verified(key, entry, sealed, base).map(|(plaintext, _)| plaintext)
 }
 
 /// Opens a sealed blob of an older epoch, proves it as [`open_blob`] does, and seals its payload
 /// again under the newest epoch, compressed as it was (FORMAT.md §15: prune's repack and
-/// re-encryption never recompress).
+/// re-encryption never recompress). A delta is authenticated and its base checked against the
+/// entry, not rebuilt: its payload is copied as written.
 ///
 /// # Errors
 /// As [`open_blob`]; when randomness is unavailable.
 pub fn reseal_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-    let (_, payload) = open_verified(key, entry, sealed)?;
-    key.seal(&aad(entry.blob_type, &entry.id), &payload)
+    let payload = if entry.delta.is_some() {
+        let what = format!("blob {}", entry.id);
+        let payload = key.open_any_epoch(&entry_aad(entry), sealed, &what)?;
+        let (&flag, _) = payload
+            .split_first()
+            .ok_or_else(|| Error::corrupted(format!("{what}: empty payload")))?;
+        check_flag(&what, entry, flag)?;
+        payload
+    } else {
+        open_verified(key, entry, sealed, None)?.1
+    };
+    key.seal(&entry_aad(entry), &payload)
 }
 
 /// Proves a sealed blob is the plaintext `entry` names, as [`open_blob`] does, without keeping the
@@ -157,12 +224,17 @@ pub fn reseal_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<
 ///
 /// # Errors
 /// As [`open_blob`].
-pub fn verify_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<()> {
+pub fn verify_blob(
+    key: &MasterKey,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    base: Option<&[u8]>,
+) -> Result<()> {
     thread_local! {
         static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     }
     SCRATCH.with_borrow_mut(|(payload, plain)| {
-        let result = open_into(key, entry, sealed, payload, plain).map(|_| ());
+        let result = open_into(key, entry, sealed, base, payload, plain).map(|_| ());
         // One huge blob must not pin its buffers for the rest of the run.
         for buffer in [payload, plain] {
             if buffer.capacity() > SCRATCH_KEEP {
@@ -190,16 +262,18 @@ fn open_into(
     key: &MasterKey,
     entry: &BlobEntry,
     sealed: &[u8],
+    base: Option<&[u8]>,
     payload: &mut Vec<u8>,
     plain: &mut Vec<u8>,
 ) -> Result<Opened> {
     let what = || format!("blob {}", entry.id);
-    key.open_any_epoch_into(&aad(entry.blob_type, &entry.id), sealed, payload, what)?;
-    let (flag, body) = payload
+    key.open_any_epoch_into(&entry_aad(entry), sealed, payload, what)?;
+    let (&flag, body) = payload
         .split_first()
         .ok_or_else(|| Error::corrupted(format!("{}: empty payload", what())))?;
+    check_flag(&what(), entry, flag)?;
     let raw_len = entry.raw_length as usize;
-    let (opened, plaintext) = match *flag {
+    let (opened, plaintext) = match flag {
         COMPRESSION_NONE => (Opened::InPayload, body),
         COMPRESSION_ZSTD => {
             decompress_into(body, raw_len, plain).map_err(|e| {
@@ -210,11 +284,24 @@ fn open_into(
             })?;
             (Opened::InPlain, plain.as_slice())
         }
-        other => {
-            return Err(Error::corrupted(format!(
-                "{}: unknown compression {other}",
-                what()
-            )))
+        _ => {
+            let base_id = entry.delta.map(|d| d.base).unwrap_or_default();
+            let base = base.ok_or_else(|| {
+                Error::new(
+                    crate::error::ErrorKind::Other,
+                    format!(
+                        "internal: {} is a delta and was opened without its base",
+                        what()
+                    ),
+                )
+            })?;
+            crate::delta::decompress(base, body, raw_len, plain).map_err(|e| {
+                Error::corrupted(format!(
+                    "{}: its delta against base {base_id} does not rebuild ({e}): the delta or the base is damaged",
+                    what()
+                ))
+            })?;
+            (Opened::InPlain, plain.as_slice())
         }
     };
     if plaintext.len() != raw_len {
@@ -225,19 +312,27 @@ fn open_into(
         )));
     }
     if key.blob_id(plaintext) != entry.id {
-        return Err(Error::corrupted(format!(
-            "{}: content does not match its id",
-            what()
-        )));
+        return Err(Error::corrupted(match entry.delta.map(|d| d.base) {
+            Some(base) => format!(
+                "{}: rebuilt from its delta against base {base}, the content does not match its id: the delta or the base is damaged",
+                what()
+            ),
+            None => format!("{}: content does not match its id", what()),
+        }));
     }
     Ok(opened)
 }
 
 /// The verified plaintext and the payload (compression flag and body) it came from.
-fn open_verified(key: &MasterKey, entry: &BlobEntry, sealed: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+fn open_verified(
+    key: &MasterKey,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    base: Option<&[u8]>,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut payload = Vec::new();
     let mut plain = Vec::new();
-    match open_into(key, entry, sealed, &mut payload, &mut plain)? {
+    match open_into(key, entry, sealed, base, &mut payload, &mut plain)? {
         Opened::InPayload => plain.extend_from_slice(&payload[1..]),
         Opened::InPlain => {}
     }
@@ -255,6 +350,7 @@ mod tests {
             offset: 10,
             length: sealed.len() as u32,
             raw_length: raw as u32,
+            delta: None,
         }
     }
 
@@ -268,7 +364,7 @@ mod tests {
             let id = key.blob_id(&plain);
             let sealed = seal_blob(&key, BlobType::Data, &id, &plain, 3).unwrap();
             assert_eq!(
-                open_blob(&key, &entry(id, &sealed, plain.len()), &sealed).unwrap(),
+                open_blob(&key, &entry(id, &sealed, plain.len()), &sealed, None).unwrap(),
                 plain
             );
         }
@@ -282,11 +378,11 @@ mod tests {
         let sealed = seal_blob(&key, BlobType::Data, &id, &plain, 3).unwrap();
         let mut as_tree = entry(id, &sealed, plain.len());
         as_tree.blob_type = BlobType::Tree;
-        assert!(open_blob(&key, &as_tree, &sealed).is_err());
+        assert!(open_blob(&key, &as_tree, &sealed, None).is_err());
         let other = entry(BlobId([9; 32]), &sealed, plain.len());
-        assert!(open_blob(&key, &other, &sealed).is_err());
+        assert!(open_blob(&key, &other, &sealed, None).is_err());
         let short = entry(id, &sealed, plain.len() - 1);
-        assert!(open_blob(&key, &short, &sealed).is_err());
+        assert!(open_blob(&key, &short, &sealed, None).is_err());
     }
 
     #[test]
@@ -305,7 +401,7 @@ mod tests {
         let key = MasterKey::generate().unwrap();
         let id = key.blob_id(&plain);
         let sealed = seal_blob(&key, BlobType::Data, &id, &plain, 3).unwrap();
-        let e = verify_blob(&key, &entry(id, &sealed, 1000), &sealed).unwrap_err();
+        let e = verify_blob(&key, &entry(id, &sealed, 1000), &sealed, None).unwrap_err();
         assert!(e.to_string().contains("other than the 1000 bytes"), "{e}");
     }
 }

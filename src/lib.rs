@@ -63,6 +63,7 @@ pub(crate) mod buffers;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
+pub mod delta;
 pub mod drill;
 pub mod dump;
 pub mod error;

@@ -264,9 +264,9 @@ fn prune_after_rotation_reseals_what_it_repacks() {
         assert_eq!(prefix.epoch, 1);
         for e in &entries {
             let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-            cairn::blob::open_blob(current, e, sealed).unwrap();
+            cairn::blob::open_blob(current, e, sealed, None).unwrap();
             assert!(
-                cairn::blob::open_blob(&old, e, sealed).is_err(),
+                cairn::blob::open_blob(&old, e, sealed, None).is_err(),
                 "blob {} was copied under epoch 0 into an epoch-1 pack",
                 e.id
             );

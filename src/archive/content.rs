@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
 use nix::unistd::{lseek, Whence};
 
@@ -14,6 +14,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::ContentItem;
 use crate::id::BlobType;
 use crate::repo::BlobSaver;
+
+use super::delta_bases::DeltaBases;
 
 /// Bytes of chunks hashed, compressed and sealed together in parallel.
 const BATCH_BYTES: usize = 8 << 20;
@@ -33,9 +35,25 @@ pub struct ContentReader<'a, 'r> {
     pub(crate) zstd_level: i32,
     pub(crate) bytes_read: &'a AtomicU64,
     pub(crate) progress: &'a dyn super::BackupProgress,
+    /// Where changed chunks find a base to be stored as deltas against: the parent snapshot's
+    /// version of the content being read.
+    pub(crate) delta_bases: Option<Mutex<DeltaBases>>,
 }
 
 impl ContentReader<'_, '_> {
+    /// Stores changed chunks as deltas against their old selves in `parent` (the content of the
+    /// same file or stream in the parent snapshot) where that pays.
+    pub fn with_parent(mut self, parent: Option<&[ContentItem]>) -> Self {
+        self.delta_bases = parent.and_then(DeltaBases::new).map(Mutex::new);
+        self
+    }
+
+    fn skip_hole(&self, len: u64) {
+        if let Some(bases) = &self.delta_bases {
+            bases.lock().unwrap_or_else(|p| p.into_inner()).skip(len);
+        }
+    }
+
     /// Chunks and stores everything `source` yields.
     ///
     /// The first batch is cut on the calling thread; a source longer than that (a big file, a
@@ -108,9 +126,21 @@ impl ContentReader<'_, '_> {
             return Ok(());
         }
         let chunks = batch.chunk_slices();
-        let ids = self
-            .saver
-            .save_many(BlobType::Data, &chunks, self.zstd_level)?;
+        let ids = self.saver.save_many_against(
+            BlobType::Data,
+            &chunks,
+            self.zstd_level,
+            |ids, known| match &self.delta_bases {
+                Some(bases) => {
+                    let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+                    bases
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .propose(ids, &lens, known)
+                }
+                None => vec![None; ids.len()],
+            },
+        )?;
         for (id, chunk) in ids.into_iter().zip(chunks) {
             items.push(ContentItem::Data {
                 id,
@@ -148,6 +178,7 @@ impl ContentReader<'_, '_> {
         for (start, end) in regions {
             if start > pos {
                 items.push(ContentItem::Hole { len: start - pos });
+                self.skip_hole(start - pos);
             }
             file.seek(SeekFrom::Start(start))
                 .map_err(|e| source_err("cannot seek in", e))?;

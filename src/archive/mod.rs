@@ -2,6 +2,7 @@
 
 mod command;
 mod content;
+mod delta_bases;
 mod exclude;
 mod metadata;
 mod sources;
@@ -491,6 +492,7 @@ impl Archiver<'_, '_> {
             zstd_level,
             bytes_read: &self.counters.bytes_read,
             progress: self.progress,
+            delta_bases: None,
         }
     }
 
@@ -595,7 +597,12 @@ impl Archiver<'_, '_> {
         let mut node = synthetic_node(name, NodeKind::File, 0o644);
         // A stream is always read in full: it has no metadata that could prove it unchanged.
         let level = self.saver.config().zstd_level_for_streams();
-        let reader = self.content_reader(self.stream_chunker, level);
+        let parent_content = parent_node
+            .filter(|n| n.kind == NodeKind::File)
+            .map(|n| n.content.as_slice());
+        let reader = self
+            .content_reader(self.stream_chunker, level)
+            .with_parent(parent_content);
         match source.input {
             StreamInput::Reader {
                 reader: input,
@@ -838,6 +845,11 @@ impl Archiver<'_, '_> {
             Some(c) => c,
             None => match self
                 .content_reader(self.chunker, self.saver.config().zstd_level)
+                .with_parent(
+                    parent_node
+                        .filter(|n| n.kind == NodeKind::File)
+                        .map(|n| n.content.as_slice()),
+                )
                 .read_file(path)
             {
                 Ok(c) => c,

@@ -29,8 +29,13 @@ pub struct Stats {
     pub data_blobs: u64,
     /// Those chunks' plaintext size: the data after deduplication.
     pub data_raw_bytes: u64,
-    /// Those chunks' size in packs: after deduplication, compression and encryption.
+    /// Those chunks' size in packs (after deduplication, compression and encryption), and that of
+    /// the delta bases they need.
     pub data_stored_bytes: u64,
+    /// Chunks (referenced or bases) stored as deltas against an older chunk.
+    pub delta_blobs: u64,
+    /// Chunks no snapshot counted references but a delta needs as its base.
+    pub base_blobs: u64,
     /// The trees' size in packs.
     pub tree_stored_bytes: u64,
     /// Referenced blobs the index does not name (damage: `cairn check` says more).
@@ -78,17 +83,35 @@ pub fn stats(repo: &IndexedRepository, snapshots: &[(SnapshotId, Snapshot)]) -> 
     out.tree_blobs = trees.len() as u64;
     out.data_blobs = data.len() as u64;
     let index = repo.index();
-    let data: Vec<BlobId> = data.into_iter().collect();
-    for chunk in data.chunks(65_536) {
-        for location in index.lookup_many(chunk)? {
-            match location {
-                Some(l) => {
-                    out.data_raw_bytes += u64::from(l.entry.raw_length);
-                    out.data_stored_bytes += u64::from(l.entry.length);
+    // The bases of deltas are stored data the snapshots need too: each counted once, chains
+    // followed level by level.
+    let mut counted = data.clone();
+    let mut data: Vec<BlobId> = data.into_iter().collect();
+    let mut referenced = true;
+    while !data.is_empty() {
+        let mut bases = Vec::new();
+        for chunk in data.chunks(65_536) {
+            for location in index.lookup_many(chunk)? {
+                match location {
+                    Some(l) => {
+                        out.data_stored_bytes += u64::from(l.entry.length);
+                        if let Some(delta) = l.entry.delta {
+                            out.delta_blobs += 1;
+                            if counted.insert(delta.base) {
+                                out.base_blobs += 1;
+                                bases.push(delta.base);
+                            }
+                        }
+                        if referenced {
+                            out.data_raw_bytes += u64::from(l.entry.raw_length);
+                        }
+                    }
+                    None => out.missing_blobs += 1,
                 }
-                None => out.missing_blobs += 1,
             }
         }
+        data = bases;
+        referenced = false;
     }
     let trees: Vec<BlobId> = trees.into_iter().collect();
     for chunk in trees.chunks(65_536) {

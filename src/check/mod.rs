@@ -414,6 +414,8 @@ struct Walker<'a> {
     needed_unindexed: std::cell::RefCell<HashSet<PackId>>,
     /// Whether some tree could not be read: what lies below it is unknown.
     incomplete: bool,
+    /// What was found of each delta base already followed (`None`: restorable).
+    bases: std::cell::RefCell<std::collections::HashMap<BlobId, Option<String>>>,
 }
 
 impl<'a> Walker<'a> {
@@ -425,6 +427,7 @@ impl<'a> Walker<'a> {
             trees: 0,
             needed_unindexed: Default::default(),
             incomplete: false,
+            bases: Default::default(),
         }
     }
 
@@ -517,6 +520,16 @@ impl<'a> Walker<'a> {
 
     /// Why a blob found at `loc` by the index (or not found) cannot be restored, if it cannot.
     fn problem_of(&self, id: &BlobId, loc: Result<crate::index::BlobLocation>) -> Option<String> {
+        self.problem_at(id, loc, 0)
+    }
+
+    /// [`Walker::problem_of`] for a blob `depth` deltas below the one a snapshot references.
+    fn problem_at(
+        &self,
+        id: &BlobId,
+        loc: Result<crate::index::BlobLocation>,
+        depth: usize,
+    ) -> Option<String> {
         let loc = match loc {
             Ok(loc) => loc,
             Err(e) => {
@@ -535,9 +548,35 @@ impl<'a> Walker<'a> {
                 loc.pack
             ));
         }
-        self.damage
-            .blobs
-            .get(id)
-            .map(|why| format!("blob {id} is damaged ({why})"))
+        if let Some(why) = self.damage.blobs.get(id) {
+            return Some(format!("blob {id} is damaged ({why})"));
+        }
+        let delta = loc.entry.delta?;
+        self.base_problem(id, delta.base, depth + 1)
+    }
+
+    /// Why the chain below delta `id`, from its base `base` down, cannot be rebuilt, if it
+    /// cannot (FORMAT.md §6): every link indexed, readable and undamaged, at most
+    /// [`crate::delta::MAX_CHAIN`] deltas long. Each base is followed once per check.
+    fn base_problem(&self, id: &BlobId, base: BlobId, depth: usize) -> Option<String> {
+        if depth > crate::delta::MAX_CHAIN {
+            return Some(format!(
+                "blob {id}: its chain of deltas is longer than {} (or loops)",
+                crate::delta::MAX_CHAIN
+            ));
+        }
+        let known = self.bases.borrow().get(&base).cloned();
+        let problem = match known {
+            Some(problem) => problem,
+            None => {
+                let loc = self.repo.index().locate(&base, BlobType::Data);
+                let problem = self.problem_at(&base, loc, depth);
+                self.bases.borrow_mut().insert(base, problem.clone());
+                problem
+            }
+        };
+        problem.map(|why| {
+            format!("blob {id} is a delta against base {base}, which cannot be read: {why}")
+        })
     }
 }

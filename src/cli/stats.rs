@@ -64,6 +64,13 @@ pub fn run(global: &GlobalArgs, args: &StatsArgs) -> Result<i32> {
             output::bytes(s.tree_stored_bytes),
             s.tree_blobs
         );
+        if s.delta_blobs > 0 {
+            outln!(
+                "deltas:            {} chunks stored as deltas, {} older chunks kept as their bases",
+                s.delta_blobs,
+                s.base_blobs
+            );
+        }
     }
     if s.missing_blobs > 0 {
         errln!(

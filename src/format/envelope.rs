@@ -2,7 +2,9 @@
 //! version, (version 2) the data-key epoch, then one sealed body (FORMAT.md §2, §15).
 //!
 //! Version 1 is epoch 0. Writers keep writing version 1 while the key's newest epoch is 0, so a
-//! repository that was never rotated stays readable by builds that predate epochs.
+//! repository that was never rotated stays readable by builds that predate epochs. Versions 3 and
+//! 4 are 1 and 2 for an index file that lists delta entries (FORMAT.md §8): the layout is the
+//! same, the version tells builds that predate deltas to refuse the file.
 
 use crate::crypto::{MasterKey, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
@@ -12,8 +14,30 @@ use crate::format::wire::{read_header, Reader, Writer};
 pub const VERSION_EPOCH_0: u16 = 1;
 /// Version of objects that name their epoch (`u32` after the version).
 pub const VERSION_WITH_EPOCH: u16 = 2;
+/// Version 1 with a body that may hold delta entries.
+pub const VERSION_EPOCH_0_DELTAS: u16 = 3;
+/// Version 2 with a body that may hold delta entries.
+pub const VERSION_WITH_EPOCH_DELTAS: u16 = 4;
 /// Versions read.
-pub const READABLE: &[u16] = &[VERSION_EPOCH_0, VERSION_WITH_EPOCH];
+pub const READABLE: &[u16] = &[
+    VERSION_EPOCH_0,
+    VERSION_WITH_EPOCH,
+    VERSION_EPOCH_0_DELTAS,
+    VERSION_WITH_EPOCH_DELTAS,
+];
+
+/// What an object's version says beyond its epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The epoch whose data key sealed it.
+    pub epoch: u32,
+    /// Whether the body may hold delta entries (versions 3 and 4).
+    pub deltas: bool,
+}
+
+fn has_epoch(version: u16) -> bool {
+    version == VERSION_WITH_EPOCH || version == VERSION_WITH_EPOCH_DELTAS
+}
 
 /// What distinguishes one enveloped object kind from another.
 pub struct EnvelopeKind {
@@ -39,16 +63,30 @@ fn aad_with_epoch(aad: &[u8], epoch: u32) -> Vec<u8> {
 /// # Errors
 /// When randomness is unavailable.
 pub fn seal(key: &MasterKey, kind: &EnvelopeKind, body: &[u8]) -> Result<Vec<u8>> {
+    seal_with(key, kind, body, false)
+}
+
+/// [`seal`], as version 3 or 4 when the body holds delta entries (`deltas`).
+///
+/// # Errors
+/// When randomness is unavailable.
+pub fn seal_with(
+    key: &MasterKey,
+    kind: &EnvelopeKind,
+    body: &[u8],
+    deltas: bool,
+) -> Result<Vec<u8>> {
     let epoch = key.newest_epoch();
     let mut w = Writer::with_capacity(14 + SEAL_OVERHEAD + body.len());
+    let version = |plain, with_deltas| if deltas { with_deltas } else { plain };
     if epoch == 0 {
         w.bytes(kind.magic)
-            .u16(VERSION_EPOCH_0)
+            .u16(version(VERSION_EPOCH_0, VERSION_EPOCH_0_DELTAS))
             .bytes(&key.seal(kind.aad, body)?);
     } else {
         let sealed = key.seal(&aad_with_epoch(kind.aad, epoch), body)?;
         w.bytes(kind.magic)
-            .u16(VERSION_WITH_EPOCH)
+            .u16(version(VERSION_WITH_EPOCH, VERSION_WITH_EPOCH_DELTAS))
             .u32(epoch)
             .bytes(&sealed);
     }
@@ -61,6 +99,21 @@ pub fn seal(key: &MasterKey, kind: &EnvelopeKind, body: &[u8]) -> Result<Vec<u8>
 /// When the object is too large, has another magic or an unknown version, names an epoch the
 /// keyring lacks (`UnsupportedVersion`), or fails authentication.
 pub fn open(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(u32, Vec<u8>)> {
+    let (opened, body) = open_with(key, kind, bytes)?;
+    if opened.deltas {
+        return Err(Error::corrupted(format!(
+            "{}: version 3 or 4, which only index files have",
+            kind.what
+        )));
+    }
+    Ok((opened.epoch, body))
+}
+
+/// [`open`] for index files, whose versions 3 and 4 may list delta entries.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_with(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(Opened, Vec<u8>)> {
     if bytes.len() > kind.max_len {
         return Err(Error::corrupted(format!(
             "{}: {} bytes exceeds the limit of {} bytes",
@@ -71,17 +124,18 @@ pub fn open(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(u32, 
     }
     let mut r = Reader::new(bytes, kind.what);
     let version = read_header(&mut r, kind.magic, READABLE)?;
-    let (epoch, aad) = if version == VERSION_EPOCH_0 {
-        (0, kind.aad.to_vec())
-    } else {
+    let (epoch, aad) = if has_epoch(version) {
         let epoch = r.u32()?;
         (epoch, aad_with_epoch(kind.aad, epoch))
+    } else {
+        (0, kind.aad.to_vec())
     };
     if r.remaining() < SEAL_OVERHEAD {
         return Err(r.error("truncated: no sealed body"));
     }
     let body = key.open(epoch, &aad, &bytes[r.position()..], kind.what)?;
-    Ok((epoch, body))
+    let deltas = version >= VERSION_EPOCH_0_DELTAS;
+    Ok((Opened { epoch, deltas }, body))
 }
 
 /// The epoch an object names, read from its header alone (no key needed): 0 for version 1.
@@ -90,10 +144,10 @@ pub fn open(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(u32, 
 /// When the header is not one of `kind`.
 pub fn epoch_of(kind: &EnvelopeKind, bytes: &[u8]) -> Result<u32> {
     let mut r = Reader::new(bytes, kind.what);
-    if read_header(&mut r, kind.magic, READABLE)? == VERSION_EPOCH_0 {
-        Ok(0)
-    } else {
+    if has_epoch(read_header(&mut r, kind.magic, READABLE)?) {
         r.u32()
+    } else {
+        Ok(0)
     }
 }
 

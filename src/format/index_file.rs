@@ -3,7 +3,7 @@
 use crate::crypto::MasterKey;
 use crate::error::Result;
 use crate::format::envelope::{self, EnvelopeKind};
-use crate::format::pack::{BlobEntry, ENTRY_LEN};
+use crate::format::pack::{BlobEntry, DELTA_ENTRY_LEN, ENTRY_LEN};
 use crate::format::wire::{Reader, Writer};
 use crate::id::{IndexId, PackId};
 
@@ -47,11 +47,18 @@ impl IndexFile {
     /// # Errors
     /// When randomness is unavailable.
     pub fn encode(&self, key: &MasterKey) -> Result<Vec<u8>> {
-        envelope::seal(key, &ENVELOPE, &self.encode_body())
+        envelope::seal_with(key, &ENVELOPE, &self.encode_body(), self.has_deltas())
+    }
+
+    /// Whether any entry is a delta: such a file is written as version 3 or 4.
+    pub fn has_deltas(&self) -> bool {
+        self.packs
+            .iter()
+            .any(|p| p.blobs.iter().any(|b| b.delta.is_some()))
     }
 
     fn encode_body(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(8 + self.blob_count() * ENTRY_LEN);
+        let mut w = Writer::with_capacity(8 + self.blob_count() * DELTA_ENTRY_LEN);
         w.u32(self.supersedes.len() as u32);
         for id in &self.supersedes {
             w.bytes(&id.0);
@@ -71,15 +78,16 @@ impl IndexFile {
     /// # Errors
     /// When the file is damaged or of an unknown version.
     pub fn decode(key: &MasterKey, bytes: &[u8]) -> Result<Self> {
-        let (_, body) = envelope::open(key, &ENVELOPE, bytes)?;
-        Self::decode_body(&body)
+        let (opened, body) = envelope::open_with(key, &ENVELOPE, bytes)?;
+        Self::decode_body(&body, opened.deltas)
     }
 
-    /// Parses a decrypted body; exposed for fuzzing.
+    /// Parses a decrypted body, with delta entries when `deltas` (versions 3 and 4); exposed for
+    /// fuzzing.
     ///
     /// # Errors
     /// When counts overrun the body or entries are malformed.
-    pub fn decode_body(body: &[u8]) -> Result<Self> {
+    pub fn decode_body(body: &[u8], deltas: bool) -> Result<Self> {
         let mut r = Reader::new(body, "index file");
         let n = r.count(32)?;
         let mut supersedes = Vec::with_capacity(n);
@@ -93,7 +101,7 @@ impl IndexFile {
             let m = r.count(ENTRY_LEN)?;
             let mut blobs = Vec::with_capacity(m);
             for _ in 0..m {
-                blobs.push(BlobEntry::decode_from(&mut r)?);
+                blobs.push(BlobEntry::decode_from(&mut r, deltas)?);
             }
             packs.push(PackEntries { pack, blobs });
         }
@@ -105,6 +113,7 @@ impl IndexFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::pack::Delta;
     use crate::id::{BlobId, BlobType};
 
     #[test]
@@ -120,6 +129,7 @@ mod tests {
                     offset: 10,
                     length: 100,
                     raw_length: 50,
+                    delta: None,
                 }],
             }],
         };
@@ -127,26 +137,82 @@ mod tests {
         assert_eq!(IndexFile::decode(&key, &bytes).unwrap(), file);
         let body = file.encode_body();
         for cut in 0..body.len() {
-            assert!(IndexFile::decode_body(&body[..cut]).is_err());
+            assert!(IndexFile::decode_body(&body[..cut], false).is_err());
         }
     }
 
     fn arb_entry() -> impl proptest::strategy::Strategy<Value = BlobEntry> {
         use proptest::prelude::*;
         (
-            any::<bool>(),
+            0u8..3,
             any::<[u8; 32]>(),
             any::<u32>(),
             41u32..u32::MAX,
             0u32..(16 << 20),
+            any::<u32>(),
         )
-            .prop_map(|(tree, id, offset, length, raw_length)| BlobEntry {
-                blob_type: if tree { BlobType::Tree } else { BlobType::Data },
-                id: BlobId(id),
-                offset,
-                length,
-                raw_length,
-            })
+            .prop_map(
+                |(kind, id, offset, length, raw_length, generation)| BlobEntry {
+                    blob_type: if kind == 0 {
+                        BlobType::Tree
+                    } else {
+                        BlobType::Data
+                    },
+                    id: BlobId(id),
+                    offset,
+                    length,
+                    raw_length,
+                    // A delta against the id with its first byte changed: never itself.
+                    delta: (kind == 2).then(|| {
+                        let mut base = id;
+                        base[0] ^= 1;
+                        Delta {
+                            base: BlobId(base),
+                            generation,
+                        }
+                    }),
+                },
+            )
+    }
+
+    #[test]
+    fn delta_entries_need_a_version_that_allows_them() {
+        let key = MasterKey::generate().unwrap();
+        let delta = Delta {
+            base: BlobId([3; 32]),
+            generation: 5,
+        };
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![PackEntries {
+                pack: PackId([1; 32]),
+                blobs: vec![BlobEntry {
+                    blob_type: BlobType::Data,
+                    id: BlobId([2; 32]),
+                    offset: 10,
+                    length: 100,
+                    raw_length: 50,
+                    delta: Some(delta),
+                }],
+            }],
+        };
+        let bytes = file.encode(&key).unwrap();
+        assert_eq!(&bytes[8..10], &3u16.to_le_bytes());
+        assert_eq!(IndexFile::decode(&key, &bytes).unwrap(), file);
+        // The same body under version 1 is refused, not misread.
+        assert!(IndexFile::decode_body(&file.encode_body(), false).is_err());
+        // A delta against itself is damage.
+        let mut looped = file.clone();
+        looped.packs[0].blobs[0].delta = Some(Delta {
+            base: BlobId([2; 32]),
+            generation: 1,
+        });
+        let e = IndexFile::decode_body(&looped.encode_body(), true).unwrap_err();
+        assert!(e.to_string().contains("against itself"), "{e}");
+        // Without deltas a file keeps version 1, readable by builds that predate them.
+        let mut plain = file;
+        plain.packs[0].blobs[0].delta = None;
+        assert_eq!(&plain.encode(&key).unwrap()[8..10], &1u16.to_le_bytes());
     }
 
     proptest::proptest! {
@@ -165,12 +231,13 @@ mod tests {
                     .map(|(pack, blobs)| PackEntries { pack: PackId(pack), blobs })
                     .collect(),
             };
-            proptest::prop_assert_eq!(IndexFile::decode_body(&file.encode_body()).unwrap(), file);
+            let deltas = file.has_deltas();
+            proptest::prop_assert_eq!(IndexFile::decode_body(&file.encode_body(), deltas).unwrap(), file);
         }
 
         #[test]
         fn decode_body_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
-            let _ = IndexFile::decode_body(&bytes);
+            let _ = IndexFile::decode_body(&bytes, true);
         }
     }
 }

@@ -20,20 +20,20 @@ use crate::backend::{Backend, ObjectKind};
 use crate::crypto::MasterKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index_file::IndexFile;
-use crate::format::pack::BlobEntry;
+use crate::format::pack::{BlobEntry, Delta};
 use crate::id::{BlobId, BlobType, PackId};
 
-const BLOBS: TableDefinition<[u8; 32], [u8; 45]> = TableDefinition::new("blobs");
+const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
 const FILES: TableDefinition<&str, ()> = TableDefinition::new("index_files");
 /// Locations of blobs indexed more than once, besides the one in [`BLOBS`].
-const MORE: MultimapTableDefinition<[u8; 32], [u8; 45]> =
+const MORE: MultimapTableDefinition<[u8; 32], &[u8]> =
     MultimapTableDefinition::new("more_locations");
 /// Every pack an index file names, with the bytes its indexed blobs reach (offset + length of
 /// the last): compared with a listing of the packs to find the absent and the cut ones.
 const PACKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("packs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The layout of the tables above; a cache of another layout is emptied and read again.
-const SCHEMA: u64 = 3;
+const SCHEMA: u64 = 4;
 
 /// Where a blob is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,20 +44,55 @@ pub struct BlobLocation {
     pub entry: BlobEntry,
 }
 
-pub(crate) fn encode_location(pack: &PackId, e: &BlobEntry) -> [u8; 45] {
-    let mut out = [0u8; 45];
+/// A location as the cache stores it: pack, type, offset, length, raw length (45 bytes), and a
+/// delta's base and generation (36 more).
+pub(crate) struct EncodedLocation {
+    bytes: [u8; 81],
+    len: usize,
+}
+
+impl EncodedLocation {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+pub(crate) fn encode_location(pack: &PackId, e: &BlobEntry) -> EncodedLocation {
+    let mut out = [0u8; 81];
     out[..32].copy_from_slice(&pack.0);
     out[32] = e.blob_type.to_byte();
     out[33..37].copy_from_slice(&e.offset.to_le_bytes());
     out[37..41].copy_from_slice(&e.length.to_le_bytes());
     out[41..45].copy_from_slice(&e.raw_length.to_le_bytes());
-    out
+    let len = match &e.delta {
+        Some(delta) => {
+            out[45..77].copy_from_slice(&delta.base.0);
+            out[77..].copy_from_slice(&delta.generation.to_le_bytes());
+            81
+        }
+        None => 45,
+    };
+    EncodedLocation { bytes: out, len }
 }
 
-pub(crate) fn decode_location(id: BlobId, v: &[u8; 45]) -> Result<BlobLocation> {
+pub(crate) fn decode_location(id: BlobId, v: &[u8]) -> Result<BlobLocation> {
+    if v.len() != 45 && v.len() != 81 {
+        return Err(Error::corrupted(format!(
+            "index cache: a location of {} bytes for blob {id}",
+            v.len()
+        )));
+    }
     let word = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
     let mut pack = [0u8; 32];
     pack.copy_from_slice(&v[..32]);
+    let delta = (v.len() == 81).then(|| {
+        let mut base = [0u8; 32];
+        base.copy_from_slice(&v[45..77]);
+        Delta {
+            base: BlobId(base),
+            generation: word(77),
+        }
+    });
     Ok(BlobLocation {
         pack: PackId(pack),
         entry: BlobEntry {
@@ -66,6 +101,7 @@ pub(crate) fn decode_location(id: BlobId, v: &[u8; 45]) -> Result<BlobLocation> 
             offset: word(33),
             length: word(37),
             raw_length: word(41),
+            delta,
         },
     })
 }
@@ -344,10 +380,12 @@ impl Index {
                     packs.insert(pack.pack.0, reach.max(known))?;
                     for entry in &pack.blobs {
                         let location = encode_location(&pack.pack, entry);
-                        let replaced = blobs.insert(entry.id.0, location)?.map(|old| old.value());
+                        let replaced = blobs
+                            .insert(entry.id.0, location.as_slice())?
+                            .map(|old| old.value().to_vec());
                         // The blob was indexed before: keep that location too.
-                        if let Some(old) = replaced.filter(|old| *old != location) {
-                            more.insert(entry.id.0, old)?;
+                        if let Some(old) = replaced.filter(|old| old != location.as_slice()) {
+                            more.insert(entry.id.0, old.as_slice())?;
                         }
                     }
                 }
@@ -491,7 +529,7 @@ impl Index {
                 out.push(Found::Nowhere);
                 continue;
             };
-            let first = decode_location(*id, &first.value())?;
+            let first = decode_location(*id, first.value())?;
             let skipped = |pack: &PackId| unavailable.contains_key(pack) || excluded.contains(pack);
             if !skipped(&first.pack) {
                 out.push(Found::At(first));
@@ -507,7 +545,7 @@ impl Index {
             let mut found = None;
             if let Some(Some(more)) = &more {
                 for value in more.get(id.0)? {
-                    let loc = decode_location(*id, &value?.value())?;
+                    let loc = decode_location(*id, value?.value())?;
                     if !skipped(&loc.pack) {
                         found = Some(loc);
                         break;
@@ -591,7 +629,7 @@ impl Index {
         };
         let unavailable = self.unavailable.read().unwrap_or_else(|p| p.into_inner());
         for value in more.get(id.0)? {
-            let loc = decode_location(*id, &value?.value())?;
+            let loc = decode_location(*id, value?.value())?;
             if loc != first
                 && loc.entry.blob_type == blob_type
                 && !unavailable.contains_key(&loc.pack)
@@ -602,7 +640,7 @@ impl Index {
         }
         // The first location may have come from the further ones: the one in `BLOBS` is a copy too.
         if let Some(primary) = tx.open_table(BLOBS)?.get(id.0)? {
-            let loc = decode_location(*id, &primary.value())?;
+            let loc = decode_location(*id, primary.value())?;
             if loc.entry.blob_type == blob_type
                 && !out.contains(&loc)
                 && !unavailable.contains_key(&loc.pack)
@@ -626,7 +664,7 @@ impl Index {
         };
         for row in table.iter()? {
             let (k, v) = row?;
-            f(decode_location(BlobId(k.value()), &v.value())?)?;
+            f(decode_location(BlobId(k.value()), v.value())?)?;
         }
         Ok(())
     }
@@ -685,6 +723,7 @@ mod tests {
                 offset: i as u32 * 100,
                 length: 100,
                 raw_length: 90,
+                delta: None,
             })
             .collect();
         let packs = vec![PackEntries {

@@ -19,11 +19,16 @@ impl<'a> PackReader<'a> {
         PackReader { backend, key }
     }
 
-    /// The verified plaintext of one blob.
+    /// The verified plaintext of one blob; `base` is the plaintext of its base when it is a delta.
     ///
     /// # Errors
     /// When the pack is missing or short, or the blob fails verification; the message names the pack.
-    pub fn read_blob(&self, pack: &PackId, entry: &BlobEntry) -> Result<Vec<u8>> {
+    pub fn read_blob(
+        &self,
+        pack: &PackId,
+        entry: &BlobEntry,
+        base: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
         let name = pack.to_hex();
         let sealed = self.backend.read_range(
             ObjectKind::Pack,
@@ -31,10 +36,10 @@ impl<'a> PackReader<'a> {
             entry.offset as u64,
             entry.length as u64,
         )?;
-        open_blob(self.key, entry, &sealed).map_err(|e| e.context(format!("pack {name}")))
+        open_blob(self.key, entry, &sealed, base).map_err(|e| e.context(format!("pack {name}")))
     }
 
-    /// Opens a blob of a whole pack already in memory.
+    /// Opens a blob of a whole pack already in memory (`base` as for [`PackReader::read_blob`]).
     ///
     /// # Errors
     /// When the entry lies outside `pack_bytes` or the blob fails verification.
@@ -43,9 +48,10 @@ impl<'a> PackReader<'a> {
         pack: &PackId,
         pack_bytes: &[u8],
         entry: &BlobEntry,
+        base: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
         let sealed = sealed_slice(pack, pack_bytes, entry)?;
-        open_blob(self.key, entry, sealed).map_err(|e| e.context(format!("pack {pack}")))
+        open_blob(self.key, entry, sealed, base).map_err(|e| e.context(format!("pack {pack}")))
     }
 
     /// Proves a blob of a whole pack already in memory is intact, as [`PackReader::open_from`]
@@ -53,9 +59,15 @@ impl<'a> PackReader<'a> {
     ///
     /// # Errors
     /// When the entry lies outside `pack_bytes` or the blob fails verification.
-    pub fn verify_from(&self, pack: &PackId, pack_bytes: &[u8], entry: &BlobEntry) -> Result<()> {
+    pub fn verify_from(
+        &self,
+        pack: &PackId,
+        pack_bytes: &[u8],
+        entry: &BlobEntry,
+        base: Option<&[u8]>,
+    ) -> Result<()> {
         let sealed = sealed_slice(pack, pack_bytes, entry)?;
-        verify_blob(self.key, entry, sealed).map_err(|e| e.context(format!("pack {pack}")))
+        verify_blob(self.key, entry, sealed, base).map_err(|e| e.context(format!("pack {pack}")))
     }
 
     /// The sealed bytes of a blob of a whole pack already in memory, authenticated but not opened.

@@ -2,7 +2,7 @@
 
 use crate::crypto::MasterKey;
 use crate::error::Result;
-use crate::format::pack::{self, BlobEntry, PackPrefix};
+use crate::format::pack::{self, BlobEntry, Delta, PackPrefix};
 use crate::id::{BlobId, BlobType, PackId};
 
 /// A complete pack ready to store.
@@ -70,8 +70,8 @@ impl PackWriter {
         }
     }
 
-    /// Adds a blob sealed under `key`'s newest epoch; returns the finished pack when the target
-    /// size is reached.
+    /// Adds a blob sealed under `key`'s newest epoch (a delta when `delta` says against what);
+    /// returns the finished pack when the target size is reached.
     ///
     /// # Errors
     /// When sealing the header fails.
@@ -80,6 +80,7 @@ impl PackWriter {
         key: &MasterKey,
         id: BlobId,
         raw_length: u32,
+        delta: Option<Delta>,
         sealed: &[u8],
     ) -> Result<Option<ClosedPack>> {
         if self.buf.is_empty() {
@@ -100,7 +101,13 @@ impl PackWriter {
             offset: self.buf.len() as u32,
             length: sealed.len() as u32,
             raw_length,
+            delta,
         });
+        if delta.is_some() && !self.prefix.deltas {
+            // Versions 3 and 4 differ from 1 and 2 in the version bytes only (same prefix length).
+            self.prefix.deltas = true;
+            self.buf[8..10].copy_from_slice(&self.prefix.version().to_le_bytes());
+        }
         self.buf.extend_from_slice(sealed);
         if self.buf.len() >= self.target_size {
             return self.finish(key);

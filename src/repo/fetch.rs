@@ -1,8 +1,9 @@
 //! The one way blobs are fetched in bulk: the blobs wanted from a pack are sorted by offset and
 //! neighbours merged into ranges ([`push_merged`]), each range is read in one request, and every
 //! blob in it is opened (verified against its id) and handed on in turn ([`read_range`]); a blob the
-//! range fails to give (a missing or damaged pack) is read from another indexed copy. Restore reads
-//! file contents and trees this way.
+//! range fails to give (a missing or damaged pack) is read from another indexed copy. A delta's base
+//! is rebuilt through the index ([`IndexedRepository::base_plaintext`]). Restore reads file contents
+//! and trees this way.
 
 use crate::backend::ObjectKind;
 use crate::error::Result;
@@ -79,7 +80,9 @@ pub fn read_range<T>(
         let mut relative = *entry_of(item);
         relative.offset -= range.offset as u32;
         let plain = match &bytes {
-            Ok(bytes) => reader.open_from(&range.pack, bytes, &relative),
+            Ok(bytes) => repo
+                .base_plaintext(&relative, 0)
+                .and_then(|base| reader.open_from(&range.pack, bytes, &relative, base.as_deref())),
             Err(e) => Err(e.clone()),
         }
         .or_else(|e| repo.read_blob_elsewhere(&relative.id, relative.blob_type, &range.pack, e));

@@ -23,6 +23,7 @@ use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::format::key::{KeyFile, KeyMetadata};
+use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::id::{BlobId, BlobType, KeyId, PackId, SnapshotId, TreeId};
@@ -539,12 +540,79 @@ impl IndexedRepository {
     /// When the blob is not indexed, or every pack holding it is missing or damaged (the error of
     /// the first).
     pub fn read_blob(&self, id: &BlobId, blob_type: BlobType) -> Result<Vec<u8>> {
+        self.read_blob_in_chain(id, blob_type, 0)
+    }
+
+    /// [`IndexedRepository::read_blob`] of a blob `depth` deltas below the one first asked for.
+    fn read_blob_in_chain(
+        &self,
+        id: &BlobId,
+        blob_type: BlobType,
+        depth: usize,
+    ) -> Result<Vec<u8>> {
         // One index lookup when the first location reads (a backup loads every parent tree this
         // way); the other locations are looked up only after a failure.
         let loc = self.index.locate(id, blob_type)?;
-        PackReader::new(self.repo.backend(), self.repo.key())
-            .read_blob(&loc.pack, &loc.entry)
-            .or_else(|e| self.read_blob_elsewhere(id, blob_type, &loc.pack, e))
+        self.base_plaintext(&loc.entry, depth)
+            .and_then(|base| {
+                PackReader::new(self.repo.backend(), self.repo.key()).read_blob(
+                    &loc.pack,
+                    &loc.entry,
+                    base.as_deref(),
+                )
+            })
+            .or_else(|e| self.read_blob_elsewhere_in_chain(id, blob_type, &loc.pack, e, depth))
+    }
+
+    /// For each of `ids`, whether the index holds it and, for a delta, every link of its chain
+    /// (FORMAT.md §6) within [`crate::delta::MAX_CHAIN`]: whether it can be rebuilt, as far as the
+    /// index tells without reading.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn chains_complete(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        let mut complete = Vec::with_capacity(ids.len());
+        for location in self.index.lookup_many(ids)? {
+            let mut next = location;
+            let mut links = 0;
+            let ok = loop {
+                match next {
+                    None => break false,
+                    Some(loc) => match loc.entry.delta {
+                        None => break true,
+                        Some(_) if links == crate::delta::MAX_CHAIN => break false,
+                        Some(delta) => {
+                            links += 1;
+                            next = self.index.lookup(&delta.base)?;
+                        }
+                    },
+                }
+            };
+            complete.push(ok);
+        }
+        Ok(complete)
+    }
+
+    /// The plaintext of the base of `entry` when it is a delta (FORMAT.md §6), rebuilt through its
+    /// own chain; `None` for a blob stored whole. `depth` counts the deltas above `entry`.
+    ///
+    /// # Errors
+    /// `Corrupted` when the chain is longer than [`crate::delta::MAX_CHAIN`] (or loops), or the base
+    /// cannot be read; the message names the delta and its base.
+    pub fn base_plaintext(&self, entry: &BlobEntry, depth: usize) -> Result<Option<Vec<u8>>> {
+        let Some(base) = entry.delta.map(|d| d.base) else {
+            return Ok(None);
+        };
+        if depth >= crate::delta::MAX_CHAIN {
+            return Err(Error::corrupted(format!(
+                "blob {}: its chain of deltas is longer than {} (or loops)",
+                entry.id,
+                crate::delta::MAX_CHAIN
+            )));
+        }
+        self.read_blob_in_chain(&base, BlobType::Data, depth + 1)
+            .map(Some)
+            .map_err(|e| e.context(format!("base {base} of delta {}", entry.id)))
     }
 
     /// The verified plaintext of a blob that could not be read from `failed`, from another indexed
@@ -559,6 +627,17 @@ impl IndexedRepository {
         failed: &PackId,
         error: Error,
     ) -> Result<Vec<u8>> {
+        self.read_blob_elsewhere_in_chain(id, blob_type, failed, error, 0)
+    }
+
+    fn read_blob_elsewhere_in_chain(
+        &self,
+        id: &BlobId,
+        blob_type: BlobType,
+        failed: &PackId,
+        error: Error,
+        depth: usize,
+    ) -> Result<Vec<u8>> {
         let reader = PackReader::new(self.repo.backend(), self.repo.key());
         let Ok(locations) = self.index.locations(id, blob_type) else {
             return Err(error);
@@ -566,7 +645,12 @@ impl IndexedRepository {
         locations
             .iter()
             .filter(|loc| loc.pack != *failed)
-            .find_map(|loc| reader.read_blob(&loc.pack, &loc.entry).ok())
+            .find_map(|loc| {
+                let base = self.base_plaintext(&loc.entry, depth).ok()?;
+                reader
+                    .read_blob(&loc.pack, &loc.entry, base.as_deref())
+                    .ok()
+            })
             .ok_or(error)
     }
 

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::blob::{seal_blob_into, SCRATCH_KEEP};
+use crate::blob::{seal_blob_into, seal_delta_into, SCRATCH_KEEP};
 use crate::error::Result;
 use crate::format::index_file::{IndexFile, PackEntries};
+use crate::format::pack::{BlobEntry, Delta};
 use crate::id::{BlobId, BlobType, PackId};
 use crate::pack::{FinishedPack, PackWriter};
 
@@ -30,6 +31,11 @@ pub struct SaveStats {
     pub bytes: u64,
     /// Packs written.
     pub packs: u64,
+    /// Blobs added as deltas against an older chunk (FORMAT.md §6).
+    pub deltas: u64,
+    /// Changed chunks whose candidate base could not be read (damage `check` will name): they
+    /// were stored whole.
+    pub unreadable_bases: u64,
 }
 
 struct State {
@@ -167,19 +173,144 @@ impl<'r> BlobSaver<'r> {
         blobs: &[B],
         zstd_level: i32,
     ) -> Result<Vec<BlobId>> {
+        self.save_many_against(blob_type, blobs, zstd_level, |ids, _| vec![None; ids.len()])
+    }
+
+    /// [`BlobSaver::save_many`] where each new data blob may be stored as a delta against the
+    /// base `bases` proposes for it (given the batch's ids and which are known), when that is
+    /// markedly smaller ([`crate::delta`]).
+    ///
+    /// # Errors
+    /// As [`BlobSaver::save_many`].
+    pub fn save_many_against<B: AsRef<[u8]> + Sync>(
+        &self,
+        blob_type: BlobType,
+        blobs: &[B],
+        zstd_level: i32,
+        bases: impl FnOnce(&[BlobId], &[bool]) -> Vec<Option<BlobId>>,
+    ) -> Result<Vec<BlobId>> {
         let key = self.repo.repo().key();
         let ids: Vec<BlobId> = blobs.par_iter().map(|b| key.blob_id(b.as_ref())).collect();
         let known = self.known_many(&ids)?;
+        let bases = bases(&ids, &known);
         blobs
             .par_iter()
             .zip(&ids)
             .zip(&known)
-            .filter(|(_, known)| !**known)
-            .try_for_each(|((blob, id), _)| {
-                self.store_new(blob_type, *id, blob.as_ref(), zstd_level)
-                    .map(|_| ())
+            .zip(&bases)
+            .filter(|((_, known), _)| !**known)
+            .try_for_each(|(((blob, id), _), base)| {
+                let plaintext = blob.as_ref();
+                let stored = match base.filter(|_| blob_type == BlobType::Data) {
+                    Some(base) => self.store_as_delta(*id, plaintext, base, zstd_level)?,
+                    None => false,
+                };
+                if !stored {
+                    self.store_new(blob_type, *id, plaintext, zstd_level)?;
+                }
+                Ok::<(), crate::error::Error>(())
             })?;
         Ok(ids)
+    }
+
+    /// Stores a new data blob as a delta when `previous` (its likely older version) leads to a
+    /// usable base ([`BlobSaver::choose_base`]) and the delta is markedly smaller than the blob
+    /// compressed alone; false when it was not stored that way.
+    fn store_as_delta(
+        &self,
+        id: BlobId,
+        plaintext: &[u8],
+        previous: BlobId,
+        zstd_level: i32,
+    ) -> Result<bool> {
+        if plaintext.len() < crate::delta::MIN_TARGET {
+            return Ok(false);
+        }
+        let Some(delta) = self.choose_base(&previous)? else {
+            return Ok(false);
+        };
+        let Ok(base_plain) = self.repo.read_blob(&delta.base, BlobType::Data) else {
+            self.lock().stats.unreadable_bases += 1;
+            return Ok(false);
+        };
+        thread_local! {
+            static FRAME: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+        }
+        let mut frame = FRAME.take();
+        let worth = crate::delta::compress(
+            &base_plain,
+            plaintext,
+            crate::delta::DELTA_LEVEL,
+            &mut frame,
+        )
+        .is_ok()
+            && crate::delta::pays(frame.len(), plaintext, zstd_level);
+        let result = if worth {
+            let mut sealed = Vec::with_capacity(frame.len() + 64);
+            let key = self.repo.repo().key();
+            seal_delta_into(key, &id, &delta.base, &frame, &mut sealed).and_then(|()| {
+                let entry = BlobEntry {
+                    blob_type: BlobType::Data,
+                    id,
+                    offset: 0,
+                    length: sealed.len() as u32,
+                    raw_length: plaintext.len() as u32,
+                    delta: Some(delta),
+                };
+                self.queue_sealed(&entry, &sealed)
+            })
+        } else {
+            Ok(false)
+        };
+        if frame.capacity() <= SCRATCH_KEEP {
+            FRAME.set(frame);
+        }
+        result
+    }
+
+    /// The base for the next version of the chunk whose latest stored version is `previous`:
+    /// skip-deltas (FORMAT.md §6). With `n` the new version's generation (one more than
+    /// `previous`'s), the base is the member of `previous`'s chain of generation `n & (n - 1)`
+    /// (`n` with its lowest set bit cleared), so a delta spans `lowbit(n)` versions and a chain
+    /// holds `popcount(n)` deltas. `None` when a link of the chain is not stored outside the
+    /// excluded packs (a condemned base is as good as absent) or the new chain would exceed
+    /// [`crate::delta::MAX_WRITTEN_CHAIN`]: the blob is then stored whole and starts a new lineage.
+    fn choose_base(&self, previous: &BlobId) -> Result<Option<Delta>> {
+        // previous's chain, from previous down to its whole blob: (id, generation).
+        let mut chain: Vec<(BlobId, u32)> = Vec::new();
+        let mut next = Some(*previous);
+        while let Some(id) = next {
+            if chain.len() > crate::delta::MAX_WRITTEN_CHAIN {
+                return Ok(None);
+            }
+            let found = self
+                .repo
+                .index()
+                .lookup_many_mostly_new(std::slice::from_ref(&id), &self.excluded)?;
+            let Some(Some(loc)) = found.first() else {
+                return Ok(None);
+            };
+            if loc.entry.blob_type != BlobType::Data {
+                return Ok(None);
+            }
+            chain.push((id, loc.entry.delta.map_or(0, |d| d.generation)));
+            next = loc.entry.delta.map(|d| d.base);
+        }
+        let generation = chain[0].1.saturating_add(1);
+        let wanted = generation & (generation - 1);
+        let at = chain
+            .iter()
+            .position(|&(_, g)| g <= wanted)
+            .unwrap_or(chain.len() - 1);
+        // The chosen base has the rest of the chain below it.
+        let deltas_below = chain.len() - 1 - at;
+        if deltas_below + 1 > crate::delta::MAX_WRITTEN_CHAIN {
+            return Ok(None);
+        }
+        Ok(Some(Delta {
+            base: chain[at].0,
+            generation,
+        }))
     }
 
     /// Seals and queues a blob the index does not have; false when another thread queued it first.
@@ -197,8 +328,16 @@ impl<'r> BlobSaver<'r> {
         }
         let mut sealed = SEALED.take();
         let key = self.repo.repo().key();
+        let entry = BlobEntry {
+            blob_type,
+            id,
+            offset: 0,
+            length: 0,
+            raw_length: plaintext.len() as u32,
+            delta: None,
+        };
         let queued = seal_blob_into(key, blob_type, &id, plaintext, zstd_level, &mut sealed)
-            .and_then(|()| self.queue_sealed(blob_type, id, plaintext.len() as u32, &sealed));
+            .and_then(|()| self.queue_sealed(&entry, &sealed));
         if sealed.capacity() <= SCRATCH_KEEP {
             SEALED.set(sealed);
         }
@@ -206,31 +345,21 @@ impl<'r> BlobSaver<'r> {
     }
 
     /// Queues a blob that is already sealed (prune's repack copies blobs this way: the seal binds
-    /// only the type and id, not the pack, so it stays valid in a new pack). The caller has
-    /// authenticated `sealed`; false when the blob is already stored or queued.
+    /// only the type and id, not the pack, so it stays valid in a new pack), with the type, id,
+    /// raw length and base of `entry`. The caller has authenticated `sealed`; false when the blob
+    /// is already stored or queued.
     ///
     /// # Errors
     /// When the index cannot be read or writing a pack fails.
-    pub fn save_sealed(
-        &self,
-        blob_type: BlobType,
-        id: BlobId,
-        raw_length: u32,
-        sealed: &[u8],
-    ) -> Result<bool> {
-        if self.is_known(&id)? {
+    pub fn save_sealed(&self, entry: &BlobEntry, sealed: &[u8]) -> Result<bool> {
+        if self.is_known(&entry.id)? {
             return Ok(false);
         }
-        self.queue_sealed(blob_type, id, raw_length, sealed)
+        self.queue_sealed(entry, sealed)
     }
 
-    fn queue_sealed(
-        &self,
-        blob_type: BlobType,
-        id: BlobId,
-        raw_length: u32,
-        sealed: &[u8],
-    ) -> Result<bool> {
+    fn queue_sealed(&self, entry: &BlobEntry, sealed: &[u8]) -> Result<bool> {
+        let (blob_type, id) = (entry.blob_type, entry.id);
         let repo = self.repo.repo();
         let finished = {
             let mut state = self.lock();
@@ -239,6 +368,7 @@ impl<'r> BlobSaver<'r> {
             }
             state.stats.blobs += 1;
             state.stats.bytes += sealed.len() as u64;
+            state.stats.deltas += u64::from(entry.delta.is_some());
             if self.dry_run {
                 return Ok(true);
             }
@@ -252,7 +382,7 @@ impl<'r> BlobSaver<'r> {
                     writer.reuse(buffer);
                 }
             }
-            writer.add(repo.key(), id, raw_length, sealed)?
+            writer.add(repo.key(), id, entry.raw_length, entry.delta, sealed)?
         };
         if let Some(pack) = finished {
             self.store_pack(pack.named())?;

@@ -60,7 +60,7 @@ impl<'a> TreeLoader<'a> {
         let key = self.repo.repo().key();
         let path = cache_path(dir, id);
         if let Ok(sealed) = fs::read(&path) {
-            match open_blob(key, &loc.entry, &sealed) {
+            match open_blob(key, &loc.entry, &sealed, None) {
                 Ok(plain) => return Ok(plain),
                 // Damaged or foreign: forget it and fetch the real one below.
                 Err(_) => {
@@ -79,7 +79,7 @@ impl<'a> TreeLoader<'a> {
                 loc.entry.length as u64,
             )
             .and_then(|sealed| {
-                open_blob(key, &loc.entry, &sealed)
+                open_blob(key, &loc.entry, &sealed, None)
                     .map(|plain| (sealed, plain))
                     .map_err(|e| e.context(format!("pack {}", loc.pack)))
             });

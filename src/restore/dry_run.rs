@@ -113,12 +113,13 @@ fn target_path(target: &Path, below: &[u8]) -> PathBuf {
     target.join(OsStr::from_bytes(relative))
 }
 
-/// How many of the chunks of a file's content the index does not name.
+/// How many of the chunks of a file's content the index does not name, or names as a delta whose
+/// chain lacks a link.
 fn missing_chunks(repo: &IndexedRepository, content: &[ContentItem]) -> Result<u64> {
     let ids: Vec<BlobId> = content.iter().filter_map(ContentItem::data_id).collect();
     if ids.is_empty() {
         return Ok(0);
     }
-    let found = repo.index().lookup_many(&ids)?;
-    Ok(found.iter().filter(|l| l.is_none()).count() as u64)
+    let complete = repo.chains_complete(&ids)?;
+    Ok(complete.iter().filter(|ok| !**ok).count() as u64)
 }

@@ -130,6 +130,7 @@ mod tests {
                 offset,
                 length,
                 raw_length: 100,
+                delta: None,
             },
         }
     }

@@ -164,6 +164,7 @@ mod tests {
                 offset,
                 length,
                 raw_length: length,
+                delta: None,
             },
         }
     }

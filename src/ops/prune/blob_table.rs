@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redb::{ReadableTable, Table, TableDefinition};
 
 use crate::error::Result;
-use crate::format::pack::BlobEntry;
+use crate::format::pack::{BlobEntry, Delta};
 use crate::id::{BlobId, BlobType, PackId};
 use crate::index::{decode_location, encode_location, BlobLocation};
 
@@ -17,7 +17,7 @@ use crate::index::{decode_location, encode_location, BlobLocation};
 pub const MEMORY_BLOBS: u64 = 500_000;
 
 /// Blob id -> its best location: one in a live pack when there is one, else one in a condemned pack.
-pub const LOCATIONS: TableDefinition<[u8; 32], [u8; 45]> = TableDefinition::new("locations");
+pub const LOCATIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("locations");
 /// Blob ids referenced by some snapshot (trees included); doubles as the visited set of the walk.
 pub const REFERENCED: TableDefinition<[u8; 32], ()> = TableDefinition::new("referenced");
 
@@ -56,6 +56,9 @@ struct Row {
 #[derive(Default)]
 pub struct MemoryTable {
     rows: HashMap<BlobId, Row>,
+    /// What each row stored as a delta was made against: few rows are, so they are kept apart
+    /// from `rows`.
+    deltas: HashMap<BlobId, Delta>,
     packs: Vec<PackId>,
     pack_numbers: HashMap<PackId, u32>,
     // Referenced ids with no location: remembered so each is reported once.
@@ -85,6 +88,7 @@ impl MemoryTable {
                 offset: row.offset,
                 length: row.length,
                 raw_length: row.raw_length,
+                delta: self.deltas.get(&id).copied(),
             },
         }
     }
@@ -111,6 +115,10 @@ impl BlobTable for MemoryTable {
                 raw_length: entry.raw_length,
             },
         );
+        match entry.delta {
+            Some(delta) => self.deltas.insert(entry.id, delta),
+            None => self.deltas.remove(&entry.id),
+        };
         Ok(())
     }
 
@@ -134,7 +142,7 @@ impl BlobTable for MemoryTable {
 /// The table's two redb tables, open in one write transaction of the temporary database.
 pub struct DiskTable<'t> {
     /// See [`LOCATIONS`].
-    pub locations: Table<'t, [u8; 32], [u8; 45]>,
+    pub locations: Table<'t, [u8; 32], &'static [u8]>,
     /// See [`REFERENCED`].
     pub referenced: Table<'t, [u8; 32], ()>,
 }
@@ -143,13 +151,13 @@ impl BlobTable for DiskTable<'_> {
     fn pack_of(&self, id: &BlobId) -> Result<Option<PackId>> {
         match self.locations.get(id.0)? {
             None => Ok(None),
-            Some(raw) => Ok(Some(decode_location(*id, &raw.value())?.pack)),
+            Some(raw) => Ok(Some(decode_location(*id, raw.value())?.pack)),
         }
     }
 
     fn put(&mut self, pack: &PackId, entry: &BlobEntry) -> Result<()> {
         self.locations
-            .insert(entry.id.0, encode_location(pack, entry))?;
+            .insert(entry.id.0, encode_location(pack, entry).as_slice())?;
         Ok(())
     }
 
@@ -159,7 +167,7 @@ impl BlobTable for DiskTable<'_> {
         }
         match self.locations.get(id.0)? {
             None => Ok(Mark::Missing),
-            Some(raw) => Ok(Mark::First(decode_location(id, &raw.value())?)),
+            Some(raw) => Ok(Mark::First(decode_location(id, raw.value())?)),
         }
     }
 }
@@ -175,6 +183,7 @@ mod tests {
             offset,
             length: 100,
             raw_length: 200,
+            delta: None,
         }
     }
 

@@ -133,9 +133,9 @@ pub fn execute_with_progress(
                     if reseal {
                         let resealed = reseal_blob(r.key(), e, sealed)
                             .map_err(|err| err.context(format!("pack {pack}")))?;
-                        saver.save_sealed(e.blob_type, e.id, e.raw_length, &resealed)?;
+                        saver.save_sealed(e, &resealed)?;
                     } else {
-                        saver.save_sealed(e.blob_type, e.id, e.raw_length, sealed)?;
+                        saver.save_sealed(e, sealed)?;
                     }
                     Ok(1)
                 })

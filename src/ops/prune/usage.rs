@@ -262,7 +262,7 @@ fn walk(
                     let what =
                         || format!("snapshot {} path {}", snap_id.short(), path.dir_display());
                     let bytes = reader
-                        .read_blob(&loc.pack, &loc.entry)
+                        .read_blob(&loc.pack, &loc.entry, None)
                         .map_err(|e| e.context(what()))?;
                     Tree::decode(&bytes).map_err(|e| e.context(what()))
                 })
@@ -286,7 +286,23 @@ fn walk(
                                 if let ContentItem::Data { id, .. } = item {
                                     let what =
                                         || format!("snapshot {} file {}", snap_id.short(), child());
-                                    mark(*id, &what, &mut walk)?;
+                                    // A live delta keeps its base live, and that base its own
+                                    // (FORMAT.md §12): a chain is marked link by link, each
+                                    // link once, and bounded like a reader's.
+                                    let mut next = mark(*id, &what, &mut walk)?;
+                                    let mut links = 0;
+                                    while let Some(delta) = next.and_then(|loc| loc.entry.delta) {
+                                        links += 1;
+                                        if links > crate::delta::MAX_CHAIN {
+                                            return Err(Error::corrupted(format!(
+                                                "{}: blob {id} has a chain of deltas longer than {} (or a loop); prune stops",
+                                                what(),
+                                                crate::delta::MAX_CHAIN
+                                            )));
+                                        }
+                                        let base_of = || format!("{} (base of a delta)", what());
+                                        next = mark(delta.base, &base_of, &mut walk)?;
+                                    }
                                 }
                             }
                         }

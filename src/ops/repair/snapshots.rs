@@ -323,18 +323,44 @@ struct Rewriter<'a> {
 impl Rewriter<'_> {
     /// Why a referenced blob cannot be read, if it cannot.
     fn lost(&mut self, id: &TreeId, blob_type: BlobType) -> Result<Option<String>> {
-        let why = match self.repo.index().lookup(id)? {
-            None => format!("blob {id} is not in the index"),
-            Some(loc) if loc.entry.blob_type != blob_type => {
-                return Ok(Some(format!("blob {id} is indexed with the wrong type")))
-            }
-            Some(loc) if !self.packs.contains(&loc.pack) => {
-                format!("blob {id} is in pack {} which is missing", loc.pack)
-            }
-            Some(_) => return Ok(None),
+        let Some(why) = self.link_lost(id, blob_type)? else {
+            return Ok(None);
         };
         self.missing.insert(*id);
         Ok(Some(why))
+    }
+
+    /// Why `id` cannot be read, following a delta's chain (FORMAT.md §6): a lost base makes every
+    /// chunk built on it lost, and exactly those.
+    fn link_lost(&self, id: &TreeId, blob_type: BlobType) -> Result<Option<String>> {
+        let mut link = *id;
+        for depth in 0..=crate::delta::MAX_CHAIN {
+            let base_of = |why: String| match depth {
+                0 => why,
+                _ => format!("blob {id} is a delta whose base {why}"),
+            };
+            let loc = match self.repo.index().lookup(&link)? {
+                None => return Ok(Some(base_of(format!("blob {link} is not in the index")))),
+                Some(loc) if loc.entry.blob_type != blob_type => {
+                    return Ok(Some(format!("blob {link} is indexed with the wrong type")))
+                }
+                Some(loc) if !self.packs.contains(&loc.pack) => {
+                    return Ok(Some(base_of(format!(
+                        "blob {link} is in pack {} which is missing",
+                        loc.pack
+                    ))))
+                }
+                Some(loc) => loc,
+            };
+            match loc.entry.delta {
+                None => return Ok(None),
+                Some(delta) => link = delta.base,
+            }
+        }
+        Ok(Some(format!(
+            "blob {id}: its chain of deltas is longer than {} (or loops)",
+            crate::delta::MAX_CHAIN
+        )))
     }
 
     /// Repairs the tree `id` and everything below it, depth first with a stack (no recursion:

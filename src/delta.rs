@@ -1,0 +1,166 @@
+//! Delta compression of one chunk against another (FORMAT.md §6, delta blobs): a zstd frame that
+//! uses the base's plaintext as its prefix, so the bytes the two share cost a few bytes of match.
+//!
+//! The base is a single-use raw-content prefix (`ZSTD_CCtx_refPrefix`), never a formatted
+//! dictionary: a base that happens to start with zstd's dictionary magic is still plain content.
+
+use std::io;
+
+/// Longest chain of deltas a reader follows to rebuild one blob: a delta's base may itself be a
+/// delta, up to this many deltas in all above a blob stored whole. Deeper chains are damage (and a
+/// cycle is one).
+pub const MAX_CHAIN: usize = 16;
+
+/// Longest chain a writer builds: a new delta and the deltas below it number at most this many.
+/// Half of [`MAX_CHAIN`]: a blob indexed twice (two
+/// backups stored it at once, differently) may lead a reader down a longer chain than the writer
+/// measured, and the slack keeps that readable.
+pub const MAX_WRITTEN_CHAIN: usize = 8;
+
+/// Smallest chunk tried as a delta: below this, the base's id and the frame's header cost more
+/// than a delta can save.
+pub const MIN_TARGET: usize = 4096;
+
+/// Whether a delta frame of `frame_len` bytes is worth storing instead of `target` compressed
+/// alone at `level`: at most a 32nd of the chunk is taken at once (plain zstd does not get text
+/// below that), else only when it is at most half of what zstd alone gives. A delta costs a read
+/// of its base on restore, so a small gain is not worth it.
+pub fn pays(frame_len: usize, target: &[u8], level: i32) -> bool {
+    if frame_len <= target.len() / 32 {
+        return true;
+    }
+    match zstd::bulk::compress(target, level) {
+        Ok(alone) => frame_len * 2 <= alone.len().min(target.len()),
+        Err(_) => true,
+    }
+}
+
+/// The zstd level of delta frames: on chunks that share most of their bytes with the base, level 3
+/// finds the long matches a faster level also finds, and codes the changed bytes better.
+pub const DELTA_LEVEL: i32 = 3;
+
+/// Compresses `target` against `base` into `out` (cleared first).
+///
+/// # Errors
+/// When zstd fails (the caller then stores the chunk whole).
+pub fn compress(base: &[u8], target: &[u8], level: i32, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut cctx = zstd::zstd_safe::CCtx::create();
+    let zstd_err = |code| io::Error::other(zstd::zstd_safe::get_error_name(code));
+    cctx.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))
+        .map_err(zstd_err)?;
+    cctx.set_pledged_src_size(Some(target.len() as u64))
+        .map_err(zstd_err)?;
+    cctx.ref_prefix(base).map_err(zstd_err)?;
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(target.len()));
+    cctx.compress2(out, target).map_err(zstd_err)?;
+    Ok(())
+}
+
+/// Decompresses a frame made by [`compress`] against `base` into `out`, which holds exactly
+/// `raw_len` bytes afterwards; a frame that decodes to more fails without writing past them.
+///
+/// # Errors
+/// When the frame is damaged, was made against another base, or does not decode to `raw_len` bytes.
+pub fn decompress(base: &[u8], frame: &[u8], raw_len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut dctx = zstd::zstd_safe::DCtx::create();
+    let zstd_err = |code| io::Error::other(zstd::zstd_safe::get_error_name(code));
+    dctx.ref_prefix(base).map_err(zstd_err)?;
+    out.clear();
+    out.resize(raw_len, 0);
+    let written = dctx
+        .decompress(&mut out[..], frame)
+        .map_err(zstd_err)
+        .inspect_err(|_| out.clear())?;
+    if written != raw_len {
+        out.clear();
+        return Err(io::Error::other(format!(
+            "decodes to {written} bytes, not {raw_len}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b"abcdefghij klmnopqrstuvwxyz,0123456789\n"[(x >> 59) as usize % 38]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_edit_costs_a_small_frame_and_round_trips() {
+        let base = text(64 << 10, 1);
+        let mut target = base.clone();
+        target[30_000..30_040].copy_from_slice(&text(40, 2));
+        target.splice(50_000..50_000, text(100, 3));
+        let mut frame = Vec::new();
+        compress(&base, &target, DELTA_LEVEL, &mut frame).unwrap();
+        let alone = zstd::bulk::compress(&target, DELTA_LEVEL).unwrap();
+        assert!(frame.len() < 400, "{} bytes", frame.len());
+        assert!(
+            frame.len() * 50 < alone.len(),
+            "{} against {}",
+            frame.len(),
+            alone.len()
+        );
+        let mut out = Vec::new();
+        decompress(&base, &frame, target.len(), &mut out).unwrap();
+        assert_eq!(out, target);
+    }
+
+    #[test]
+    fn the_wrong_base_or_length_is_an_error_never_other_bytes() {
+        let base = text(20_000, 4);
+        let mut target = base.clone();
+        target[100] ^= 1;
+        let mut frame = Vec::new();
+        compress(&base, &target, DELTA_LEVEL, &mut frame).unwrap();
+        let mut out = Vec::new();
+        assert!(decompress(&base, &frame, target.len() - 1, &mut out).is_err());
+        assert!(out.is_empty());
+        assert!(decompress(&base, &frame, target.len() + 1, &mut out).is_err());
+        // Another base of the same length gives other bytes or an error: the caller's id check
+        // is what proves a rebuilt chunk, and it would fail here.
+        let other = text(20_000, 5);
+        if decompress(&other, &frame, target.len(), &mut out).is_ok() {
+            assert_ne!(out, target);
+        }
+    }
+
+    #[test]
+    fn a_base_that_looks_like_a_zstd_dictionary_is_plain_content() {
+        let mut base = 0xEC30_A437u32.to_le_bytes().to_vec();
+        base.extend(text(10_000, 6));
+        let target = [&base[..5000], b"edit", &base[5000..]].concat();
+        let mut frame = Vec::new();
+        compress(&base, &target, DELTA_LEVEL, &mut frame).unwrap();
+        let mut out = Vec::new();
+        decompress(&base, &frame, target.len(), &mut out).unwrap();
+        assert_eq!(out, target);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_base_and_target_round_trip(
+            base in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            target in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            level in 1i32..6,
+        ) {
+            let mut frame = Vec::new();
+            compress(&base, &target, level, &mut frame).unwrap();
+            let mut out = Vec::new();
+            decompress(&base, &frame, target.len(), &mut out).unwrap();
+            proptest::prop_assert_eq!(out, target);
+        }
+    }
+}
