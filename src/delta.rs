@@ -50,6 +50,21 @@ pub fn compress(base: &[u8], target: &[u8], level: i32, out: &mut Vec<u8>) -> io
         .map_err(zstd_err)?;
     cctx.set_pledged_src_size(Some(target.len() as u64))
         .map_err(zstd_err)?;
+    // The window must reach from the end of the target back to the start of the base: sized
+    // for the target alone (zstd's choice for a known size), a 1 MiB chunk could not see the
+    // start of its 1 MiB base, and a delta of a file chunk would store most of it again.
+    let reach = (base.len() + target.len()).max(1 << 10);
+    let window_log = (usize::BITS - (reach - 1).leading_zeros()).clamp(10, 27);
+    cctx.set_parameter(zstd::zstd_safe::CParameter::WindowLog(window_log))
+        .map_err(zstd_err)?;
+    // zstd indexes only the last `1 << (hashLog + 3)` bytes of a prefix (1 MiB at level 3): a
+    // larger base gets a hash table that covers all of it (8 MiB of table for a 16 MiB base).
+    let base_log = usize::BITS - base.len().max(1).leading_zeros();
+    if base_log > 20 {
+        let hash_log = (base_log - 3).min(24);
+        cctx.set_parameter(zstd::zstd_safe::CParameter::HashLog(hash_log))
+            .map_err(zstd_err)?;
+    }
     cctx.ref_prefix(base).map_err(zstd_err)?;
     out.clear();
     out.reserve(zstd::zstd_safe::compress_bound(target.len()));
@@ -116,6 +131,28 @@ mod tests {
         let mut out = Vec::new();
         decompress(&base, &frame, target.len(), &mut out).unwrap();
         assert_eq!(out, target);
+    }
+
+    /// File chunks are up to 8 MiB (16 MiB in the format): the base must stay within reach.
+    #[test]
+    fn a_large_chunk_reaches_back_to_the_start_of_its_base() {
+        let mut x = 7u64;
+        let base: Vec<u8> = (0..(3 << 20) + 12_345)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut target = base.clone();
+        target[10..26].copy_from_slice(b"changed in place");
+        let mut frame = Vec::new();
+        compress(&base, &target, DELTA_LEVEL, &mut frame).unwrap();
+        assert!(frame.len() < 10_000, "{} bytes", frame.len());
+        let mut out = Vec::new();
+        decompress(&base, &frame, target.len(), &mut out).unwrap();
+        assert!(out == target);
     }
 
     #[test]

@@ -110,6 +110,17 @@ impl Harness<'_> {
         }
         let rewritten = self.src.join("d0/changing.bin");
         write_file(&rewritten, &random_bytes(round + 7_000, 300_000));
+        // A database file edited in place at a few places each round: its changed chunks are
+        // stored as deltas against the previous round's (FORMAT.md §6), so every command here
+        // is also killed while it writes, copies, repacks or re-encrypts deltas.
+        let mut db = random_bytes(9_000, 3 << 20);
+        for r in 0..=round {
+            for i in 0..3u64 {
+                let at = ((r * 7_919 + i * 1_048_573) % (db.len() as u64 - 64)) as usize;
+                db[at..at + 32].copy_from_slice(&random_bytes(r * 10 + i, 32));
+            }
+        }
+        write_file(&self.src.join("d2/edited.db"), &db);
         if round > 0 {
             let _ = std::fs::remove_file(self.src.join(format!("d1/r{}-1.bin", round - 1)));
         }

@@ -13,6 +13,7 @@ mod check_races;
 mod cli_docs;
 mod crash;
 mod deep_tree;
+mod deltas;
 mod dry_runs;
 mod dump_tar;
 mod dumps;

@@ -173,7 +173,7 @@ fn dry_run(
     }
     if report.missing_chunks > 0 {
         errln!(
-            "error: {} chunk(s) of these files are not in the index: the restore would fail; \
+            "error: {} chunk(s) of these files are not in the index, or are deltas whose chain lacks a link: the restore would fail; \
              run `cairn check` to find the damage",
             report.missing_chunks
         );

@@ -18,8 +18,10 @@ pub const VERSION_WITH_EPOCH: u16 = 2;
 pub const VERSION_EPOCH_0_DELTAS: u16 = 3;
 /// Version 2 with a body that may hold delta entries.
 pub const VERSION_WITH_EPOCH_DELTAS: u16 = 4;
-/// Versions read.
-pub const READABLE: &[u16] = &[
+/// Versions read of every object.
+pub const READABLE: &[u16] = &[VERSION_EPOCH_0, VERSION_WITH_EPOCH];
+/// Versions read of index files.
+const READABLE_WITH_DELTAS: &[u16] = &[
     VERSION_EPOCH_0,
     VERSION_WITH_EPOCH,
     VERSION_EPOCH_0_DELTAS,
@@ -99,14 +101,7 @@ pub fn seal_with(
 /// When the object is too large, has another magic or an unknown version, names an epoch the
 /// keyring lacks (`UnsupportedVersion`), or fails authentication.
 pub fn open(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(u32, Vec<u8>)> {
-    let (opened, body) = open_with(key, kind, bytes)?;
-    if opened.deltas {
-        return Err(Error::corrupted(format!(
-            "{}: version 3 or 4, which only index files have",
-            kind.what
-        )));
-    }
-    Ok((opened.epoch, body))
+    open_versions(key, kind, bytes, READABLE).map(|(opened, body)| (opened.epoch, body))
 }
 
 /// [`open`] for index files, whose versions 3 and 4 may list delta entries.
@@ -114,6 +109,15 @@ pub fn open(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(u32, 
 /// # Errors
 /// As [`open`].
 pub fn open_with(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(Opened, Vec<u8>)> {
+    open_versions(key, kind, bytes, READABLE_WITH_DELTAS)
+}
+
+fn open_versions(
+    key: &MasterKey,
+    kind: &EnvelopeKind,
+    bytes: &[u8],
+    readable: &[u16],
+) -> Result<(Opened, Vec<u8>)> {
     if bytes.len() > kind.max_len {
         return Err(Error::corrupted(format!(
             "{}: {} bytes exceeds the limit of {} bytes",
@@ -123,7 +127,7 @@ pub fn open_with(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(
         )));
     }
     let mut r = Reader::new(bytes, kind.what);
-    let version = read_header(&mut r, kind.magic, READABLE)?;
+    let version = read_header(&mut r, kind.magic, readable)?;
     let (epoch, aad) = if has_epoch(version) {
         let epoch = r.u32()?;
         (epoch, aad_with_epoch(kind.aad, epoch))
@@ -144,7 +148,7 @@ pub fn open_with(key: &MasterKey, kind: &EnvelopeKind, bytes: &[u8]) -> Result<(
 /// When the header is not one of `kind`.
 pub fn epoch_of(kind: &EnvelopeKind, bytes: &[u8]) -> Result<u32> {
     let mut r = Reader::new(bytes, kind.what);
-    if has_epoch(read_header(&mut r, kind.magic, READABLE)?) {
+    if has_epoch(read_header(&mut r, kind.magic, READABLE_WITH_DELTAS)?) {
         r.u32()
     } else {
         Ok(0)

@@ -117,7 +117,9 @@ impl<'r> BlobSaver<'r> {
     }
 
     /// For each id, whether the blob is already stored (outside the excluded packs) or queued;
-    /// the index is asked once for all ids that are not queued.
+    /// the index is asked once for all ids that are not queued. A delta counts as stored only
+    /// when every link of its chain is (FORMAT.md §6): reusing one whose base was lost would make
+    /// the new snapshot depend on what no longer exists.
     ///
     /// # Errors
     /// When the index cannot be read.
@@ -141,9 +143,35 @@ impl<'r> BlobSaver<'r> {
             .lookup_many_mostly_new(&ask, &self.excluded)?
             .into_iter();
         for k in known.iter_mut().filter(|k| !**k) {
-            *k = matches!(found.next(), Some(Some(_)));
+            *k = match found.next() {
+                Some(Some(loc)) => match loc.entry.delta {
+                    None => true,
+                    Some(delta) => self.chain_stored(delta.base)?,
+                },
+                _ => false,
+            };
         }
         Ok(known)
+    }
+
+    /// Whether `base` and every base below it are stored outside the excluded packs, within
+    /// [`crate::delta::MAX_CHAIN`] links.
+    fn chain_stored(&self, base: BlobId) -> Result<bool> {
+        let mut next = base;
+        for _ in 0..crate::delta::MAX_CHAIN {
+            let found = self
+                .repo
+                .index()
+                .lookup_many_mostly_new(std::slice::from_ref(&next), &self.excluded)?;
+            match found.first() {
+                Some(Some(loc)) if loc.entry.blob_type == BlobType::Data => match loc.entry.delta {
+                    None => return Ok(true),
+                    Some(delta) => next = delta.base,
+                },
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     /// Stores `plaintext` unless a blob with its id exists; returns its id and whether it was new.
