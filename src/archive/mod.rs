@@ -202,6 +202,9 @@ pub struct BackupOutcome {
     pub absent_packs: Vec<PackId>,
     /// Exclude patterns that matched no entry (a typo, or a path that is not where it was meant).
     pub unmatched_excludes: Vec<String>,
+    /// Changed chunks whose delta base could not be read: stored whole, so the snapshot is
+    /// complete, but the base is damaged (`cairn check --read-data` names it).
+    pub unreadable_bases: u64,
 }
 
 #[derive(Default)]
@@ -382,6 +385,7 @@ fn backup_leased(
         bytes_read: c.bytes_read.load(Ordering::Relaxed),
         bytes_added: stats.bytes,
         blobs_added: stats.blobs,
+        deltas_added: stats.deltas,
         total_bytes: Some(c.total_bytes.load(Ordering::Relaxed)),
         duration_secs: started.elapsed().as_secs_f64(),
         errors: archiver
@@ -429,6 +433,7 @@ fn backup_leased(
         snapshot,
         absent_packs,
         unmatched_excludes,
+        unreadable_bases: stats.unreadable_bases,
     })
 }
 

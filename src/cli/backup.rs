@@ -213,6 +213,13 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
             absent.len()
         );
     }
+    if outcome.unreadable_bases > 0 {
+        errln!(
+            "warning: {} changed chunk(s) could not be stored as deltas because their base could not be read; \
+             they were stored whole and this snapshot is complete, but the repository is damaged: run `cairn check --read-data`",
+            outcome.unreadable_bases
+        );
+    }
     if global.json {
         return output::print_json(&serde_json::json!({
             "dry_run": outcome.snapshot_id.is_none(),
@@ -222,6 +229,7 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
             "summary": s,
             "absent_packs": absent,
             "unmatched_excludes": outcome.unmatched_excludes,
+            "unreadable_bases": outcome.unreadable_bases,
         }));
     }
     for pattern in &outcome.unmatched_excludes {
@@ -260,8 +268,12 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
         s.dirs_changed,
         s.dirs_unchanged
     );
+    let deltas = match s.deltas_added {
+        0 => String::new(),
+        n => format!(" ({n} as deltas)"),
+    };
     outln!(
-        "read {}, added {} in {} blobs, {:.1}s",
+        "read {}, added {} in {} blobs{deltas}, {:.1}s",
         output::bytes(s.bytes_read),
         output::bytes(s.bytes_added),
         s.blobs_added,

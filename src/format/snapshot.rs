@@ -48,6 +48,10 @@ pub struct Summary {
     pub bytes_added: u64,
     /// Blobs added.
     pub blobs_added: u64,
+    /// Of those, data blobs added as deltas against an older chunk (FORMAT.md §6); absent: none
+    /// (or a snapshot written before deltas existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deltas_added: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
     /// Wall time of the backup in seconds.
@@ -57,6 +61,10 @@ pub struct Summary {
     /// The dump commands whose output is in the snapshot (FORMAT.md §10); absent when there were none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dumps: Vec<DumpRecord>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One dump command of a backup: what ran, and how it ended (a snapshot exists only if every one

@@ -1,7 +1,7 @@
 //! Reads blobs back out of packs: one range per blob, opened and verified against its id.
 
 use crate::backend::{Backend, ObjectKind};
-use crate::blob::{authenticate_blob, open_blob, verify_blob};
+use crate::blob::{authenticate_blob, open_base, open_blob, verify_blob};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::format::pack::{self, BlobEntry, PackPrefix, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
@@ -37,6 +37,27 @@ impl<'a> PackReader<'a> {
             entry.length as u64,
         )?;
         open_blob(self.key, entry, &sealed, base).map_err(|e| e.context(format!("pack {name}")))
+    }
+
+    /// [`PackReader::read_blob`] of a blob read only as the base of a delta: not hashed (see
+    /// [`crate::blob::open_base`]).
+    ///
+    /// # Errors
+    /// As [`PackReader::read_blob`], minus the id check.
+    pub fn read_base(
+        &self,
+        pack: &PackId,
+        entry: &BlobEntry,
+        base: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        let name = pack.to_hex();
+        let sealed = self.backend.read_range(
+            ObjectKind::Pack,
+            &name,
+            entry.offset as u64,
+            entry.length as u64,
+        )?;
+        open_base(self.key, entry, &sealed, base).map_err(|e| e.context(format!("pack {name}")))
     }
 
     /// Opens a blob of a whole pack already in memory (`base` as for [`PackReader::read_blob`]).

@@ -21,6 +21,11 @@ pub const MAX_GAP: u64 = 256 << 10;
 /// memory to about threads x this size, and splits big packs so that threads share them.
 pub const MAX_RANGE: u64 = 8 << 20;
 
+/// Deltas a range holds at most. A delta costs far more to open than its bytes say (its base
+/// is read and decoded first), and restore spreads ranges over threads: a range of hundreds of
+/// small deltas kept one thread busy while the other idled.
+pub const MAX_DELTAS: usize = 16;
+
 /// Bytes of a pack read at once, and the blobs among them that are needed (in pack order), each
 /// with what the reader needs to know of it (`T`).
 #[derive(Clone, Debug)]
@@ -43,7 +48,9 @@ pub fn push_merged<T>(out: &mut Vec<PackRange<T>>, pack: PackId, entry: &BlobEnt
     let end = start + u64::from(entry.length);
     if let Some(last) = out.last_mut().filter(|r| r.pack == pack) {
         let last_end = last.offset + last.length;
-        if start >= last_end && start - last_end < MAX_GAP && end - last.offset <= MAX_RANGE {
+        let room = entry.delta.is_none() || last.blobs.len() < MAX_DELTAS;
+        if start >= last_end && start - last_end < MAX_GAP && end - last.offset <= MAX_RANGE && room
+        {
             last.length = end - last.offset;
             last.blobs.push(item);
             return;

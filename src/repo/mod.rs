@@ -555,11 +555,12 @@ impl IndexedRepository {
         let loc = self.index.locate(id, blob_type)?;
         self.base_plaintext(&loc.entry, depth)
             .and_then(|base| {
-                PackReader::new(self.repo.backend(), self.repo.key()).read_blob(
-                    &loc.pack,
-                    &loc.entry,
-                    base.as_deref(),
-                )
+                let reader = PackReader::new(self.repo.backend(), self.repo.key());
+                if depth == 0 {
+                    reader.read_blob(&loc.pack, &loc.entry, base.as_deref())
+                } else {
+                    reader.read_base(&loc.pack, &loc.entry, base.as_deref())
+                }
             })
             .or_else(|e| self.read_blob_elsewhere_in_chain(id, blob_type, &loc.pack, e, depth))
     }
@@ -647,9 +648,12 @@ impl IndexedRepository {
             .filter(|loc| loc.pack != *failed)
             .find_map(|loc| {
                 let base = self.base_plaintext(&loc.entry, depth).ok()?;
-                reader
-                    .read_blob(&loc.pack, &loc.entry, base.as_deref())
-                    .ok()
+                let base = base.as_deref();
+                match depth {
+                    0 => reader.read_blob(&loc.pack, &loc.entry, base),
+                    _ => reader.read_base(&loc.pack, &loc.entry, base),
+                }
+                .ok()
             })
             .ok_or(error)
     }
