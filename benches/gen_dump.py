@@ -84,22 +84,16 @@ class Table:
         self.next_id += n
 
     def update_recent(self, rng, n):
-        # The n most recent rows change; half move to the end (non-HOT), half stay in place.
+        # The n most recent rows change.
         start = max(0, len(self.rows) - 4 * n)
-        picked = sorted(rng.sample(range(start, len(self.rows)), min(n, len(self.rows) - start)))
-        moved = []
-        for pos in picked:
-            i, v = self.rows[pos]
-            if rng.random() < 0.5:
-                self.rows[pos] = (i, v + 1)
-            else:
-                self.rows[pos] = None
-                moved.append((i, v + 1))
-        self.rows = [row for row in self.rows if row is not None] + moved
+        self.update(rng, sorted(rng.sample(range(start, len(self.rows)), min(n, len(self.rows) - start))))
 
     def update_scattered(self, rng, n):
-        # n rows anywhere change; half in place (HOT), half move to the end of the table.
-        picked = rng.sample(range(len(self.rows)), min(n, len(self.rows)))
+        # n rows anywhere change.
+        self.update(rng, rng.sample(range(len(self.rows)), min(n, len(self.rows))))
+
+    def update(self, rng, picked):
+        # The rows at `picked` change; half in place (a HOT update), half move to the end.
         moved = []
         for pos in picked:
             i, v = self.rows[pos]

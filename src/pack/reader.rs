@@ -29,14 +29,8 @@ impl<'a> PackReader<'a> {
         entry: &BlobEntry,
         base: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
-        let name = pack.to_hex();
-        let sealed = self.backend.read_range(
-            ObjectKind::Pack,
-            &name,
-            entry.offset as u64,
-            entry.length as u64,
-        )?;
-        open_blob(self.key, entry, &sealed, base).map_err(|e| e.context(format!("pack {name}")))
+        let sealed = self.read_sealed(pack, entry)?;
+        open_blob(self.key, entry, &sealed, base).map_err(|e| e.context(format!("pack {pack}")))
     }
 
     /// [`PackReader::read_blob`] of a blob read only as the base of a delta: not hashed (see
@@ -50,14 +44,18 @@ impl<'a> PackReader<'a> {
         entry: &BlobEntry,
         base: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
-        let name = pack.to_hex();
-        let sealed = self.backend.read_range(
+        let sealed = self.read_sealed(pack, entry)?;
+        open_base(self.key, entry, &sealed, base).map_err(|e| e.context(format!("pack {pack}")))
+    }
+
+    /// The sealed bytes of one blob, read from its pack.
+    fn read_sealed(&self, pack: &PackId, entry: &BlobEntry) -> Result<Vec<u8>> {
+        self.backend.read_range(
             ObjectKind::Pack,
-            &name,
+            &pack.to_hex(),
             entry.offset as u64,
             entry.length as u64,
-        )?;
-        open_base(self.key, entry, &sealed, base).map_err(|e| e.context(format!("pack {name}")))
+        )
     }
 
     /// Opens a blob of a whole pack already in memory (`base` as for [`PackReader::read_blob`]).
