@@ -336,3 +336,43 @@ fn a_file_edited_in_place_is_stored_as_deltas() {
     assert!(Path::new(&env.path("restored")).exists());
     env.r_ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn a_backup_whose_bases_are_damaged_stores_whole_and_says_so() {
+    let (env, _) = ten_nights();
+    // Every chunk stored whole is damaged: every lineage's root is unreadable.
+    let (_, all) = deltas_and_locations(&env);
+    for loc in all.values() {
+        if loc.entry.delta.is_none() && loc.entry.blob_type == cairn::id::BlobType::Data {
+            flip_byte(
+                &pack_path(&env, &loc.pack),
+                u64::from(loc.entry.offset) + 30,
+            );
+        }
+    }
+    let mut table = Table::new(80_000);
+    for _ in 0..11 {
+        table.night();
+    }
+    let out = env.r_stdin(
+        &["--json", "backup", "--stdin", "--stdin-name", "db.sql"],
+        &table.dump(),
+    );
+    out.assert_success();
+    let unreadable = out.json()["unreadable_bases"].as_u64().unwrap();
+    assert!(unreadable > 0, "{}", out.describe());
+    assert!(
+        out.stderr.contains("could not be stored as deltas")
+            && out.stderr.contains("check --read-data"),
+        "{}",
+        out.describe()
+    );
+    // Those chunks were stored whole: at least that many new blobs are not deltas.
+    let summary = &out.json()["summary"];
+    let whole =
+        summary["blobs_added"].as_u64().unwrap() - summary["deltas_added"].as_u64().unwrap_or(0);
+    assert!(
+        whole >= unreadable,
+        "{whole} whole blobs, {unreadable} unreadable bases"
+    );
+}

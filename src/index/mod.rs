@@ -576,6 +576,39 @@ impl Index {
             .collect())
     }
 
+    /// The chain of `id` (FORMAT.md §6): its location, then its base's, down to a blob stored
+    /// whole, each the first one outside unavailable and `excluded` packs; `None` when a link is
+    /// in no such pack, is not a data blob below a delta, or the chain is longer than
+    /// [`crate::delta::MAX_CHAIN`] (or loops). One read transaction per link; a blob stored whole
+    /// is a chain of one.
+    ///
+    /// # Errors
+    /// When the cache cannot be read.
+    pub fn chain(
+        &self,
+        id: &BlobId,
+        excluded: &HashSet<PackId>,
+    ) -> Result<Option<Vec<BlobLocation>>> {
+        let mut chain: Vec<BlobLocation> = Vec::new();
+        let mut next = *id;
+        loop {
+            let found = self.find_many(std::slice::from_ref(&next), excluded)?;
+            let Some(loc) = found.into_iter().next().and_then(Found::location) else {
+                return Ok(None);
+            };
+            if !chain.is_empty() && loc.entry.blob_type != BlobType::Data {
+                return Ok(None);
+            }
+            let base = loc.entry.delta.map(|d| d.base);
+            chain.push(loc);
+            match base {
+                None => return Ok(Some(chain)),
+                Some(_) if chain.len() > crate::delta::MAX_CHAIN => return Ok(None),
+                Some(base) => next = base,
+            }
+        }
+    }
+
     /// Where `id` is stored, if anywhere.
     ///
     /// # Errors

@@ -572,26 +572,10 @@ impl IndexedRepository {
     /// # Errors
     /// When the cache cannot be read.
     pub fn chains_complete(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
-        let mut complete = Vec::with_capacity(ids.len());
-        for location in self.index.lookup_many(ids)? {
-            let mut next = location;
-            let mut links = 0;
-            let ok = loop {
-                match next {
-                    None => break false,
-                    Some(loc) => match loc.entry.delta {
-                        None => break true,
-                        Some(_) if links == crate::delta::MAX_CHAIN => break false,
-                        Some(delta) => {
-                            links += 1;
-                            next = self.index.lookup(&delta.base)?;
-                        }
-                    },
-                }
-            };
-            complete.push(ok);
-        }
-        Ok(complete)
+        let none = HashSet::new();
+        ids.iter()
+            .map(|id| Ok(self.index.chain(id, &none)?.is_some()))
+            .collect()
     }
 
     /// The plaintext of the base of `entry` when it is a delta (FORMAT.md §6), rebuilt through its

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::format::index_file::{IndexFile, PackEntries};
 use crate::format::pack::{BlobEntry, Delta};
 use crate::id::{BlobId, BlobType, PackId};
+use crate::index::BlobLocation;
 use crate::pack::{FinishedPack, PackWriter};
 
 use super::pack_upload::PackUploader;
@@ -146,32 +147,16 @@ impl<'r> BlobSaver<'r> {
             *k = match found.next() {
                 Some(Some(loc)) => match loc.entry.delta {
                     None => true,
-                    Some(delta) => self.chain_stored(delta.base)?,
+                    Some(delta) => self
+                        .repo
+                        .index()
+                        .chain(&delta.base, &self.excluded)?
+                        .is_some(),
                 },
                 _ => false,
             };
         }
         Ok(known)
-    }
-
-    /// Whether `base` and every base below it are stored outside the excluded packs, within
-    /// [`crate::delta::MAX_CHAIN`] links.
-    fn chain_stored(&self, base: BlobId) -> Result<bool> {
-        let mut next = base;
-        for _ in 0..crate::delta::MAX_CHAIN {
-            let found = self
-                .repo
-                .index()
-                .lookup_many_mostly_new(std::slice::from_ref(&next), &self.excluded)?;
-            match found.first() {
-                Some(Some(loc)) if loc.entry.blob_type == BlobType::Data => match loc.entry.delta {
-                    None => return Ok(true),
-                    Some(delta) => next = delta.base,
-                },
-                _ => return Ok(false),
-            }
-        }
-        Ok(false)
     }
 
     /// Stores `plaintext` unless a blob with its id exists; returns its id and whether it was new.
@@ -304,39 +289,26 @@ impl<'r> BlobSaver<'r> {
     /// excluded packs (a condemned base is as good as absent) or the new chain would exceed
     /// [`crate::delta::MAX_WRITTEN_CHAIN`]: the blob is then stored whole and starts a new lineage.
     fn choose_base(&self, previous: &BlobId) -> Result<Option<Delta>> {
-        // previous's chain, from previous down to its whole blob: (id, generation).
-        let mut chain: Vec<(BlobId, u32)> = Vec::new();
-        let mut next = Some(*previous);
-        while let Some(id) = next {
-            if chain.len() > crate::delta::MAX_WRITTEN_CHAIN {
-                return Ok(None);
-            }
-            let found = self
-                .repo
-                .index()
-                .lookup_many_mostly_new(std::slice::from_ref(&id), &self.excluded)?;
-            let Some(Some(loc)) = found.first() else {
-                return Ok(None);
-            };
-            if loc.entry.blob_type != BlobType::Data {
-                return Ok(None);
-            }
-            chain.push((id, loc.entry.delta.map_or(0, |d| d.generation)));
-            next = loc.entry.delta.map(|d| d.base);
+        // previous's chain, from previous down to its whole blob.
+        let Some(chain) = self.repo.index().chain(previous, &self.excluded)? else {
+            return Ok(None);
+        };
+        if chain[0].entry.blob_type != BlobType::Data {
+            return Ok(None);
         }
-        let generation = chain[0].1.saturating_add(1);
+        let generation_of = |l: &BlobLocation| l.entry.delta.map_or(0, |d| d.generation);
+        let generation = generation_of(&chain[0]).saturating_add(1);
         let wanted = generation & (generation - 1);
         let at = chain
             .iter()
-            .position(|&(_, g)| g <= wanted)
+            .position(|l| generation_of(l) <= wanted)
             .unwrap_or(chain.len() - 1);
         // The chosen base has the rest of the chain below it.
-        let deltas_below = chain.len() - 1 - at;
-        if deltas_below + 1 > crate::delta::MAX_WRITTEN_CHAIN {
+        if chain.len() - at > crate::delta::MAX_WRITTEN_CHAIN {
             return Ok(None);
         }
         Ok(Some(Delta {
-            base: chain[at].0,
+            base: chain[at].entry.id,
             generation,
         }))
     }
