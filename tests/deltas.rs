@@ -246,11 +246,7 @@ fn a_lost_base_makes_exactly_the_chunks_built_on_it_unrecoverable() {
     let (env, nights) = ten_nights();
     // Night 1's data pack holds every chunk stored whole: losing it loses night 1 and every
     // chunk of later nights built on it, which `check` names and `restore --dry-run` counts.
-    let first_pack = common::pack_files(&env.repo)
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    fs::remove_file(first_pack).unwrap();
+    fs::remove_file(common::largest_pack(&env.repo)).unwrap();
     let out = env.r(&["check"]);
     out.assert_code(exit::DAMAGED);
     assert!(

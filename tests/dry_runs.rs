@@ -175,11 +175,7 @@ fn restore_dry_run_lists_what_would_be_written_and_finds_missing_chunks() {
 
     // A pack lost, the index rebuilt without it: the dry run says the restore would fail.
     // The largest pack holds the data; the trees' pack stays, so the snapshot still loads.
-    let data_pack = common::pack_files(&env.repo)
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    fs::remove_file(data_pack).unwrap();
+    fs::remove_file(common::largest_pack(&env.repo)).unwrap();
     env.r(&["repair", "index"]);
     let out = env.r(&["restore", &snap, "--target", other.to_str().unwrap(), "-n"]);
     out.assert_code(1);
@@ -225,11 +221,7 @@ fn stats_counts_restore_size_dedup_and_compression() {
 
     // Chunks the index no longer names (their pack lost, the index rebuilt without it) are
     // counted and make stats exit 4, as damage.
-    let data_pack = common::pack_files(&env.repo)
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    fs::remove_file(data_pack).unwrap();
+    fs::remove_file(common::largest_pack(&env.repo)).unwrap();
     env.r(&["repair", "index"]);
     let out = env.r(&["--json", "stats"]);
     out.assert_code(common::exit::DAMAGED);

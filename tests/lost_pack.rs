@@ -23,11 +23,7 @@ fn one_backup(env: &Env) -> (PathBuf, PathBuf) {
     write_file(&src.join("a.bin"), &random_bytes(1, 400_000));
     write_file(&src.join("dir/b.bin"), &random_bytes(2, 300_000));
     env.backup_json(&[&src], &[]);
-    let data_pack = common::pack_files(&env.repo)
-        .into_iter()
-        .max_by_key(|p| p.metadata().unwrap().len())
-        .unwrap();
-    (src, data_pack)
+    (src, common::largest_pack(&env.repo))
 }
 
 fn assert_restores(env: &Env, snap: &str, src: &Path, name: &str) {

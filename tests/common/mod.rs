@@ -568,6 +568,15 @@ pub fn flip_byte(path: &Path, offset: u64) {
     f.sync_all().unwrap();
 }
 
+/// The largest pack file of the repository: the data pack of a small test's backup (the tree
+/// pack is smaller), which tests remove or damage to lose data.
+pub fn largest_pack(repo: &Path) -> PathBuf {
+    pack_files(repo)
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
 /// Pack files: regular files under `<repo>/data/` (recursive).
 pub fn pack_files(repo: &Path) -> Vec<PathBuf> {
     files_under(&repo.join("data"))
