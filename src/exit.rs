@@ -22,6 +22,12 @@ pub const NO_REPOSITORY: i32 = 10;
 pub const LEASE_HELD: i32 = 11;
 /// The password opens no key of the repository.
 pub const WRONG_PASSWORD: i32 = 12;
+/// `wal fetch` only: the repository does not hold the WAL file (PostgreSQL's `restore_command`
+/// convention for "not archived", which ends recovery's reading of the archive).
+pub const WAL_NOT_ARCHIVED: i32 = 1;
+/// `wal fetch` only: any failure but "not archived". PostgreSQL stops recovery on an exit code
+/// above 125 instead of taking the file for absent and promoting early.
+pub const WAL_FETCH_FAILED: i32 = 126;
 
 /// The exit code of a command that failed with an error of `kind`.
 pub fn for_kind(kind: crate::ErrorKind) -> i32 {

@@ -79,6 +79,10 @@ define_id!(
     /// A key file: unkeyed BLAKE3 of its bytes.
     KeyId
 );
+define_id!(
+    /// A WAL record: unkeyed BLAKE3 of its bytes.
+    WalRecordId
+);
 
 /// Storage objects are named by the unkeyed BLAKE3 of their bytes (FORMAT.md §3). Blob ids are
 /// keyed (`MasterKey::blob_id`), so `BlobId` deliberately has no `hash_of`.
@@ -92,7 +96,7 @@ macro_rules! content_named {
         }
     )*};
 }
-content_named!(PackId, IndexId, SnapshotId, KeyId);
+content_named!(PackId, IndexId, SnapshotId, KeyId, WalRecordId);
 
 /// Tree blobs are blobs; the alias documents intent where a tree is expected.
 pub type TreeId = BlobId;

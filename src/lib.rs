@@ -76,6 +76,7 @@ pub mod model;
 pub mod monitor;
 pub mod ops;
 pub mod pack;
+pub mod pg;
 pub mod plan;
 pub mod process;
 pub mod repo;
@@ -84,6 +85,7 @@ pub(crate) mod signals;
 pub mod sync;
 mod threads;
 pub mod units;
+pub mod wal;
 
 pub use archive::{backup, BackupOptions, BackupOutcome, BackupSource, BackupSources, NoProgress};
 pub use backend::{Backend, LocalBackend};

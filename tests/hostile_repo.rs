@@ -68,6 +68,7 @@ fn snapshot(repo: &IndexedRepository, root: TreeId, summary: Summary) -> String 
         program_version: "cairn 0.1.0".into(),
         summary,
         repaired_from: None,
+        postgres: None,
     };
     repo.repo().save_snapshot(&snap).unwrap().to_hex()
 }

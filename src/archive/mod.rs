@@ -1,7 +1,7 @@
 //! Backup: walk the sources, compare with the parent snapshot, feed contents through the saver, write trees and the snapshot last.
 
 mod command;
-mod content;
+pub(crate) mod content;
 mod delta_bases;
 mod exclude;
 mod metadata;
@@ -62,6 +62,23 @@ pub struct BackupOptions {
     /// Read, chunk, compress and seal everything, but write nothing: no lease, pack, index file
     /// or snapshot. The outcome's summary says what would be added.
     pub dry_run: bool,
+    /// Called once every source is stored, before the snapshot is written (in a dry run too).
+    pub before_snapshot: Option<SnapshotHook>,
+}
+
+/// Work done between storing a backup's content and writing its snapshot: it may add to the
+/// snapshot (a PostgreSQL base backup's stop position and label) or fail the backup, which then
+/// writes no snapshot.
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct SnapshotHook(
+    pub std::sync::Arc<dyn Fn(&IndexedRepository, &mut Snapshot) -> Result<()> + Send + Sync>,
+);
+
+impl std::fmt::Debug for SnapshotHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotHook")
+    }
 }
 
 /// Where the data comes from: the simple cases (see [`BackupSources`] for any mix).
@@ -397,7 +414,7 @@ fn backup_leased(
             .into_inner()
             .unwrap_or_else(|p| p.into_inner()),
     };
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         host,
         username: nix::unistd::User::from_uid(nix::unistd::geteuid())
@@ -412,7 +429,11 @@ fn backup_leased(
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary,
         repaired_from: None,
+        postgres: None,
     };
+    if let Some(hook) = &options.before_snapshot {
+        (hook.0)(repo, &mut snapshot)?;
+    }
     let snapshot_id = match lease {
         Some(lease) => {
             lease.ensure_valid()?;

@@ -14,7 +14,7 @@ pub struct LocalBackend {
     root: PathBuf,
 }
 
-const SUBDIRS: [&str; 8] = [
+const SUBDIRS: [&str; 9] = [
     "keys",
     "data",
     "index",
@@ -22,6 +22,7 @@ const SUBDIRS: [&str; 8] = [
     "locks",
     "pending",
     "verified",
+    "wal",
     "tmp",
 ];
 
@@ -215,7 +216,8 @@ impl Backend for LocalBackend {
             | ObjectKind::Snapshot
             | ObjectKind::Lease
             | ObjectKind::Pending
-            | ObjectKind::Verified => {
+            | ObjectKind::Verified
+            | ObjectKind::Wal => {
                 list_dir(&self.root.join(kind.dir()), &mut out)?;
             }
         }

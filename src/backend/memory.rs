@@ -26,6 +26,7 @@ impl From<ObjectKind> for Kind {
             ObjectKind::Lease => 5,
             ObjectKind::Pending => 6,
             ObjectKind::Verified => 7,
+            ObjectKind::Wal => 8,
         })
     }
 }

@@ -44,6 +44,8 @@ pub enum ObjectKind {
     Pending,
     /// When check last verified each pack (FORMAT.md §12).
     Verified,
+    /// Records of archived PostgreSQL WAL files (FORMAT.md §16).
+    Wal,
 }
 
 impl ObjectKind {
@@ -58,6 +60,7 @@ impl ObjectKind {
             ObjectKind::Lease => "lease",
             ObjectKind::Pending => "pending-deletion record",
             ObjectKind::Verified => "verification record",
+            ObjectKind::Wal => "WAL record",
         }
     }
 
@@ -72,6 +75,7 @@ impl ObjectKind {
             ObjectKind::Lease => "locks/",
             ObjectKind::Pending => "pending/",
             ObjectKind::Verified => "verified/",
+            ObjectKind::Wal => "wal/",
         }
     }
 
@@ -81,7 +85,7 @@ impl ObjectKind {
     /// bound from the repository's config ([`crate::format::config::Config::max_pack_len`]) where the
     /// config is known.
     pub fn max_len(self) -> u64 {
-        use crate::format::{config, index_file, key, lifecycle, pack, snapshot};
+        use crate::format::{config, index_file, key, lifecycle, pack, snapshot, wal};
         let envelope = |kind: &crate::format::envelope::EnvelopeKind| kind.max_len as u64;
         match self {
             ObjectKind::Config => envelope(&config::ENVELOPE),
@@ -92,6 +96,7 @@ impl ObjectKind {
             ObjectKind::Lease => envelope(&lifecycle::LEASE_ENVELOPE),
             ObjectKind::Pending => envelope(&lifecycle::PENDING_ENVELOPE),
             ObjectKind::Verified => envelope(&lifecycle::VERIFIED_ENVELOPE),
+            ObjectKind::Wal => envelope(&wal::ENVELOPE),
         }
     }
 }
@@ -129,14 +134,16 @@ pub(crate) fn too_large(kind: ObjectKind, name: &str, size: u64, max: u64) -> Er
 }
 
 /// Every kind, in the order a copy must write them so that a reader never sees an object whose
-/// dependencies are missing: keys and config (the target becomes a repository), packs, index, snapshots.
-/// Leases, pending-deletion and verification records are per-location bookkeeping and not copied.
-pub const WRITE_ORDER: [ObjectKind; 5] = [
+/// dependencies are missing: keys and config (the target becomes a repository), packs, index, then
+/// snapshots and WAL records (both name blobs only). Leases, pending-deletion and verification records
+/// are per-location bookkeeping and not copied.
+pub const WRITE_ORDER: [ObjectKind; 6] = [
     ObjectKind::Key,
     ObjectKind::Config,
     ObjectKind::Pack,
     ObjectKind::Index,
     ObjectKind::Snapshot,
+    ObjectKind::Wal,
 ];
 
 /// The path of an object relative to the repository root, `/`-separated (FORMAT.md §3).

@@ -7,6 +7,7 @@ mod read_data;
 pub(crate) mod rotation;
 mod settle;
 mod strays;
+mod wal;
 
 pub use rotation::DataSelection;
 
@@ -47,6 +48,8 @@ pub struct CheckReport {
     pub notes: Vec<String>,
     /// Snapshots checked.
     pub snapshots: u64,
+    /// Archived WAL files checked (FORMAT.md §16).
+    pub wal_files: u64,
     /// Trees checked.
     pub trees: u64,
     /// Packs whose header was read.
@@ -211,6 +214,7 @@ fn check_once(
     // snapshot needs is in an index file that the index refresh below reads (or in a prune's
     // replacement of it).
     let snapshots = load_snapshots(repo, &mut report, &mut listed_objects)?;
+    let wal_catalog = wal::load(repo, &mut listed_objects)?;
     check_key_files(repo, &mut report, &mut listed_objects)?;
     let index_listing = backend.list_classified(ObjectKind::Index)?;
     report
@@ -319,6 +323,7 @@ fn check_once(
     }
 
     report.snapshots = snapshots.len() as u64;
+    report.wal_files = wal::check(repo, &wal_catalog, &damage, &mut report);
     // The first walk shares trees between snapshots (fast); when it or the packs found problems, a
     // second walk per snapshot, knowing the damage, names every snapshot and path they affect.
     report.trees = first_walk.trees;

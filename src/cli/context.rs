@@ -139,6 +139,34 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
     )
 }
 
+/// How another cairn process (PostgreSQL's `restore_command`, a drill's server) can get the
+/// password this one got: the arguments to give it, or `None` when the password came from a
+/// variable or the terminal, which cannot be handed on without writing it down.
+pub fn password_source_args(global: &GlobalArgs) -> Option<Vec<String>> {
+    if let Some(file) = &global.password_file {
+        return Some(vec!["--password-file".into(), absolute(file).display().to_string()]);
+    }
+    if let Some(line) = &global.password_command_line {
+        return Some(vec!["--password-command".into(), line.clone()]);
+    }
+    take_password_environment();
+    let env = ENV_PASSWORD.get()?;
+    if env.password.is_some() {
+        return None;
+    }
+    if let Some(file) = &env.file {
+        return Some(vec!["--password-file".into(), absolute(file).display().to_string()]);
+    }
+    env.command
+        .as_ref()
+        .map(|line| vec!["--password-command".into(), line.clone()])
+}
+
+/// `path` made absolute against the current directory.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// A new password for a key file: the first line of `file`, else asked twice on the terminal.
 pub fn new_password(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
     let pw = match file {

@@ -19,6 +19,7 @@ mod key;
 mod locate;
 mod ls;
 mod output;
+mod pg;
 mod plan;
 mod planned;
 mod progress;
@@ -33,6 +34,7 @@ mod stats;
 mod status;
 mod sync;
 mod unlock;
+mod wal;
 
 use std::path::PathBuf;
 
@@ -196,6 +198,12 @@ pub enum Command {
     /// Remove leases that no longer count (crashed processes) and stale temporaries; --remove-all removes every lease.
     #[command(after_help = unlock::EXAMPLES)]
     Unlock(unlock::UnlockArgs),
+    /// PostgreSQL base backups and point-in-time recovery.
+    #[command(after_help = pg::EXAMPLES)]
+    Pg(pg::PgArgs),
+    /// PostgreSQL WAL archiving: archive_command, restore_command, and what is archived.
+    #[command(after_help = wal::EXAMPLES)]
+    Wal(wal::WalArgs),
     /// Manage passwords (key files) and the printable recovery key.
     #[command(after_help = key::EXAMPLES)]
     Key(key::KeyArgs),
@@ -353,6 +361,8 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
         Command::Unlock(args) => unlock::run(&cli.global, args),
+        Command::Wal(args) => wal::run(&cli.global, args),
+        Command::Pg(args) => pg::run(&cli.global, args),
     }
 }
 

@@ -12,4 +12,5 @@ pub mod paper;
 pub mod rfc3339;
 pub mod snapshot;
 pub mod tree;
+pub mod wal;
 pub mod wire;

@@ -110,6 +110,39 @@ pub struct Snapshot {
     /// Absent in every other snapshot (and in snapshots written before repair existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repaired_from: Option<String>,
+    /// For a PostgreSQL base backup (`pg backup`): where it starts and ends in the WAL, and the
+    /// files PostgreSQL gave to recover it. Absent in every other snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgBackup>,
+}
+
+/// What a PostgreSQL base backup needs besides its files (FORMAT.md §10, §16).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgBackup {
+    /// The data directory backed up (its path in the snapshot).
+    pub data_directory: String,
+    /// `server_version_num`.
+    pub server_version: u32,
+    /// The cluster's system identifier (decimal).
+    pub system_identifier: String,
+    /// Timeline the backup started on.
+    pub timeline: u32,
+    /// WAL position where the backup started (`X/X`).
+    pub start_lsn: String,
+    /// WAL file holding the start.
+    pub start_wal: String,
+    /// WAL position where the backup ended: recovery must replay up to here to be consistent.
+    pub stop_lsn: String,
+    /// WAL file holding the stop position.
+    pub stop_wal: String,
+    /// When the backup ended (RFC 3339): the earliest time it can be recovered to.
+    pub stop_time: String,
+    /// WAL segment size in bytes.
+    pub segment_size: u64,
+    /// The `backup_label` file to write into the restored data directory.
+    pub backup_label: String,
+    /// The `tablespace_map` file (empty when the cluster has no tablespaces).
+    pub tablespace_map: String,
 }
 
 impl Snapshot {
@@ -185,6 +218,7 @@ mod tests {
             program_version: "cairn 0.1.0".into(),
             summary: Summary::default(),
             repaired_from: None,
+            postgres: None,
         };
         let bytes = snap.encode(&key).unwrap();
         assert_eq!(Snapshot::decode(&key, &bytes).unwrap(), snap);
@@ -207,6 +241,7 @@ mod tests {
             program_version: "cairn 0.1.0".into(),
             summary: Summary::default(),
             repaired_from: None,
+            postgres: None,
         };
         // Snapshots written before the field existed have no such key and stay readable.
         let body = serde_json::to_vec(&snap).unwrap();

@@ -24,6 +24,20 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
+/// Writes a cache file whole: to a private temporary in the same directory (created when absent),
+/// renamed over `path`, so a concurrent reader sees the old file or the new one, never a part.
+///
+/// # Errors
+/// When the directory, the temporary or the rename fails.
+pub fn store(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_dir(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// A redb storage on the file at `path` (created private to the owner when absent) whose errors
 /// name the path.
 ///

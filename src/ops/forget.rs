@@ -262,6 +262,7 @@ mod tests {
             program_version: "cairn test".into(),
             summary: Summary::default(),
             repaired_from: None,
+            postgres: None,
         }
     }
 

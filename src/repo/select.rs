@@ -291,6 +291,7 @@ mod tests {
             program_version: "cairn test".into(),
             summary: Summary::default(),
             repaired_from: None,
+            postgres: None,
         }
     }
 

@@ -86,7 +86,7 @@ impl<'a> TreeLoader<'a> {
         match read {
             Ok((sealed, plain)) => {
                 // The cache only saves time: failing to write it is not an error.
-                let _ = store(&path, &sealed);
+                let _ = crate::index::cache_file::store(&path, &sealed);
                 Ok(plain)
             }
             // Not this tree's only copy, perhaps: read another (and cache nothing).
@@ -100,14 +100,4 @@ impl<'a> TreeLoader<'a> {
 fn cache_path(dir: &Path, id: &TreeId) -> PathBuf {
     let hex = id.to_hex();
     dir.join(&hex[..2]).join(hex)
-}
-
-/// Writes atomically so a concurrent reader never sees half a file.
-fn store(path: &Path, sealed: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    crate::index::cache_file::create_dir(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, sealed)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -22,6 +22,7 @@ use crate::id::PackId;
 use crate::pack::read_pack_prefix as pack_prefix;
 use crate::repo::Repository;
 use crate::repo::{lease, pending};
+use crate::wal::Catalog;
 
 use usage::Usage;
 
@@ -167,6 +168,13 @@ pub fn plan_with_progress(
     let condemned: HashSet<PackId> = records.iter().flat_map(|r| r.record.pack_ids()).collect();
 
     let snapshots = repo.snapshots()?;
+    let wal = Catalog::load(repo)?;
+    if let Some((name, e)) = wal.damaged().first() {
+        // What it names is unknown: deleting anything could lose archived WAL.
+        return Err(e.clone().context(format!(
+            "WAL record {name} is damaged; prune stops (`cairn check` tells more)"
+        )));
+    }
     let index_listing = repo.backend().list(ObjectKind::Index)?;
     let mut packs: HashMap<PackId, PackUsage> = HashMap::new();
     for (name, size) in repo.backend().list(ObjectKind::Pack)? {
@@ -188,7 +196,7 @@ pub fn plan_with_progress(
         options.memory_blobs,
         progress,
     )?;
-    let walk = usage.walk(repo, &snapshots, &mut packs, &condemned, progress)?;
+    let walk = usage.walk(repo, &snapshots, &wal, &mut packs, &condemned, progress)?;
     let index_files = index_listing.into_iter().map(|(name, _)| name).collect();
 
     let ripe_packs: HashSet<PackId> = records

@@ -16,6 +16,7 @@ use crate::id::{BlobId, PackId, SnapshotId};
 use crate::index::{files, BlobLocation};
 use crate::pack::PackReader;
 use crate::repo::Repository;
+use crate::wal::Catalog;
 
 use super::blob_table::{BlobTable, DiskTable, Mark, MemoryTable, LOCATIONS, REFERENCED};
 use super::{PruneProgress, PruneStep};
@@ -136,13 +137,14 @@ impl Usage {
         &mut self,
         repo: &Repository,
         snapshots: &[(SnapshotId, Snapshot)],
+        wal: &Catalog,
         packs: &mut HashMap<PackId, PackUsage>,
         condemned: &HashSet<PackId>,
         progress: &dyn PruneProgress,
     ) -> Result<Walk> {
         progress.step(PruneStep::Snapshots, snapshots.len() as u64);
         match &mut self.store {
-            Store::Memory(table) => walk(repo, snapshots, packs, condemned, table, progress),
+            Store::Memory(table) => walk(repo, snapshots, wal, packs, condemned, table, progress),
             Store::Disk { db, .. } => {
                 let tx = db.begin_write()?;
                 let walk = {
@@ -150,7 +152,7 @@ impl Usage {
                         locations: tx.open_table(LOCATIONS)?,
                         referenced: tx.open_table(REFERENCED)?,
                     };
-                    walk(repo, snapshots, packs, condemned, &mut table, progress)?
+                    walk(repo, snapshots, wal, packs, condemned, &mut table, progress)?
                 };
                 tx.commit()?;
                 Ok(walk)
@@ -211,6 +213,7 @@ fn fill(
 fn walk(
     repo: &Repository,
     snapshots: &[(SnapshotId, Snapshot)],
+    wal: &Catalog,
     packs: &mut HashMap<PackId, PackUsage>,
     condemned: &HashSet<PackId>,
     table: &mut impl BlobTable,
@@ -286,23 +289,7 @@ fn walk(
                                 if let ContentItem::Data { id, .. } = item {
                                     let what =
                                         || format!("snapshot {} file {}", snap_id.short(), child());
-                                    // A live delta keeps its base live, and that base its own
-                                    // (FORMAT.md §12): a chain is marked link by link, each
-                                    // link once, and bounded like a reader's.
-                                    let mut next = mark(*id, &what, &mut walk)?;
-                                    let mut links = 0;
-                                    while let Some(delta) = next.and_then(|loc| loc.entry.delta) {
-                                        links += 1;
-                                        if links > crate::delta::MAX_CHAIN {
-                                            return Err(Error::corrupted(format!(
-                                                "{}: blob {id} has a chain of deltas longer than {} (or a loop); prune stops",
-                                                what(),
-                                                crate::delta::MAX_CHAIN
-                                            )));
-                                        }
-                                        let base_of = || format!("{} (base of a delta)", what());
-                                        next = mark(delta.base, &base_of, &mut walk)?;
-                                    }
+                                    mark_chain(&mut mark, *id, &what, &mut walk)?;
                                 }
                             }
                         }
@@ -313,5 +300,40 @@ fn walk(
         }
         progress.advance(1);
     }
+    // Archived WAL is kept like a snapshot's content (FORMAT.md §16).
+    for (record, body) in wal.records() {
+        for file in &body.files {
+            let what = || format!("WAL record {} file {}", record.short(), file.name);
+            for id in file.chunk_ids() {
+                mark_chain(&mut mark, id, &what, &mut walk)?;
+            }
+        }
+    }
     Ok(walk)
+}
+
+/// Marks the data blob `id` and, when it is a delta, its bases: a live delta keeps its base live,
+/// and that base its own (FORMAT.md §12). A chain is marked link by link, each link once, and
+/// bounded like a reader's.
+fn mark_chain(
+    mark: &mut impl FnMut(BlobId, &dyn Fn() -> String, &mut Walk) -> Result<Option<BlobLocation>>,
+    id: BlobId,
+    what: &dyn Fn() -> String,
+    walk: &mut Walk,
+) -> Result<()> {
+    let mut next = mark(id, what, walk)?;
+    let mut links = 0;
+    while let Some(delta) = next.and_then(|loc| loc.entry.delta) {
+        links += 1;
+        if links > crate::delta::MAX_CHAIN {
+            return Err(Error::corrupted(format!(
+                "{}: blob {id} has a chain of deltas longer than {} (or a loop); prune stops",
+                what(),
+                crate::delta::MAX_CHAIN
+            )));
+        }
+        let base_of = || format!("{} (base of a delta)", what());
+        next = mark(delta.base, &base_of, walk)?;
+    }
+    Ok(())
 }

@@ -1,0 +1,248 @@
+//! `cairn pg backup|restore|setup`: PostgreSQL base backups and point-in-time recovery.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use cairn::pg::{self, PgBackupOptions, PitrOptions, RecoveryTarget};
+use cairn::repo::select::parse_point_in_time;
+use cairn::{BackupOptions, NoRestoreProgress};
+
+use super::{backup, context, exit, output, GlobalArgs};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  cairn pg setup                                   # the postgresql.conf lines for archiving
+  cairn pg backup                                  # base backup (libpq's PGHOST, PGUSER, ... apply)
+  cairn pg backup --conn 'host=db1 user=backup' --pgdata /var/lib/postgresql/15/main
+  cairn pg restore --to '2026-12-07 14:29:59' --target /var/lib/postgresql/15/restored
+  cairn pg restore --to latest --target /srv/pg-drill --archive-off
+
+A base backup runs on the database host (it reads the data directory) and is written only once
+the WAL that makes it consistent is archived by `wal push` into the same repository.
+`pg restore` picks the newest base backup that ended before the target, restores it, and writes
+backup_label, recovery.signal and the recovery settings (restore_command through `cairn wal
+fetch`, the target, promote); then start PostgreSQL on the directory.";
+
+#[derive(clap::Args, Debug)]
+pub struct PgArgs {
+    #[command(subcommand)]
+    pub command: PgCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PgCommand {
+    /// Take a base backup of a running cluster through its backup API.
+    Backup(PgBackupArgs),
+    /// Restore a base backup for point-in-time recovery.
+    Restore(PgRestoreArgs),
+    /// Print the postgresql.conf lines that archive WAL into this repository.
+    Setup,
+}
+
+/// How to reach the server.
+#[derive(clap::Args, Debug)]
+pub struct Connection {
+    /// libpq connection string or URI ('host=db1 user=backup', postgresql://...); without it
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE apply.
+    #[arg(long = "conn", value_name = "CONNINFO")]
+    pub conninfo: Option<String>,
+    /// The psql program to connect with.
+    #[arg(long, default_value = "psql", value_name = "PROGRAM")]
+    pub psql: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PgBackupArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// The data directory (default: what the server says).
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: Option<PathBuf>,
+    /// Wait for a spread checkpoint instead of asking for an immediate one.
+    #[arg(long)]
+    pub spread_checkpoint: bool,
+    /// How long to wait for the backup's last WAL file to be archived.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = cairn::units::parse_span)]
+    pub archive_timeout: Duration,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PgRestoreArgs {
+    /// Where recovery stops: a time ("2026-12-07 14:29:59", local unless a zone is given),
+    /// `latest` (all archived WAL), or `name:RESTORE_POINT`.
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+    /// The new data directory (absent or empty).
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Start from this base backup (snapshot id) instead of the newest before the target.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub base: Option<String>,
+    /// Turn archiving off in the restored cluster (drills and copies must not archive into the
+    /// production repository).
+    #[arg(long)]
+    pub archive_off: bool,
+    /// The restore_command to write (default: this cairn with this repository, cache directory
+    /// and password file or command).
+    #[arg(long, value_name = "COMMAND")]
+    pub restore_command: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: &PgArgs) -> Result<i32> {
+    match &args.command {
+        PgCommand::Backup(a) => run_backup(global, a),
+        PgCommand::Restore(a) => run_restore(global, a),
+        PgCommand::Setup => run_setup(global),
+    }
+}
+
+fn run_backup(global: &GlobalArgs, args: &PgBackupArgs) -> Result<i32> {
+    let repo = context::open_repository(global)?.into_indexed_unsynced()?;
+    let options = PgBackupOptions {
+        conninfo: args.connection.conninfo.clone(),
+        psql: args.connection.psql.clone(),
+        data_directory: args.pgdata.clone(),
+        fast_checkpoint: !args.spread_checkpoint,
+        archive_timeout: args.archive_timeout,
+        backup: BackupOptions {
+            tags: args.tags.clone(),
+            ..Default::default()
+        },
+    };
+    let outcome = pg::base_backup(&repo, &options, &cairn::NoProgress)?;
+    backup::report(global, &outcome)?;
+    if let (Some(pg), false) = (&outcome.snapshot.postgres, global.json || global.quiet) {
+        outln!(
+            "base backup of {} from {} ({}) to {} ({}), WAL archived",
+            pg.data_directory,
+            pg.start_lsn,
+            pg.start_wal,
+            pg.stop_lsn,
+            pg.stop_wal
+        );
+    }
+    Ok(if outcome.snapshot.summary.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    })
+}
+
+/// The command line of this cairn with the repository options of `global`, for PostgreSQL.
+fn cairn_command(global: &GlobalArgs, what: &str) -> Result<String> {
+    let exe = std::env::current_exe()?;
+    let (location, _) = context::repo_location(global);
+    let location = match context::parse_location(&location)? {
+        cairn::backend::Location::Local(p) => context::absolute(&p).display().to_string(),
+        _ => location.display().to_string(),
+    };
+    let mut argv = vec![exe.display().to_string(), "-r".into(), location];
+    if let Some(dir) = &global.cache_dir {
+        argv.push("--cache-dir".into());
+        argv.push(context::absolute(dir).display().to_string());
+    }
+    for o in &global.options {
+        argv.push("-o".into());
+        argv.push(o.clone());
+    }
+    match context::password_source_args(global) {
+        Some(args) => argv.extend(args),
+        None => bail!(cairn::Error::invalid_input(
+            "PostgreSQL runs cairn without this shell's CAIRN_PASSWORD: give the password as --password-file \
+             (a file PostgreSQL's user can read) or --password-command, or write the command yourself with --restore-command"
+        )),
+    }
+    let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    Ok(format!("{} {what}", quoted.join(" ")))
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
+    let target = match args.to.as_str() {
+        "latest" => RecoveryTarget::Latest,
+        t => match t.strip_prefix("name:") {
+            Some(name) => RecoveryTarget::Name(name.to_string()),
+            None => RecoveryTarget::Time(parse_point_in_time(t)?),
+        },
+    };
+    let restore_command = match &args.restore_command {
+        Some(c) => c.clone(),
+        None => cairn_command(global, "wal fetch %f %p")?,
+    };
+    let repo = context::open_repository(global)?;
+    let base = match &args.base {
+        Some(spec) => Some(repo.find_snapshot(spec)?.0),
+        None => None,
+    };
+    let repo = repo.into_indexed()?;
+    let options = PitrOptions {
+        target,
+        restore_command,
+        base,
+        archive_off: args.archive_off,
+    };
+    let outcome = pg::restore::restore(&repo, &options, &args.target, &NoRestoreProgress)?;
+    let pg = outcome.snapshot.postgres.as_ref();
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "base": outcome.base.to_hex(),
+            "base_stop_time": pg.map(|p| p.stop_time.clone()),
+            "target": args.target,
+            "settings": outcome.settings.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>(),
+            "newest_wal": outcome.newest_wal.as_ref().map(|(n, t)| serde_json::json!({"name": n.as_str(), "archived": t.to_rfc3339()})),
+            "files": outcome.stats.files,
+            "bytes": outcome.stats.bytes,
+        }))?;
+    } else if !global.quiet {
+        outln!(
+            "restored base backup {} (ended {}) into {}: {} files, {}",
+            outcome.base.short(),
+            pg.map(|p| p.stop_time.as_str()).unwrap_or("?"),
+            args.target.display(),
+            outcome.stats.files,
+            output::bytes(outcome.stats.bytes)
+        );
+        if let Some((name, at)) = &outcome.newest_wal {
+            outln!("newest archived WAL of its timeline: {name}, archived {}", at.to_rfc3339());
+        }
+        outln!("recovery settings appended to postgresql.auto.conf:");
+        for (k, v) in &outcome.settings {
+            outln!("  {k} = '{v}'");
+        }
+        outln!(
+            "next: start PostgreSQL on it (pg_ctl -D {} start, as the cluster's user); it replays WAL to the target and promotes",
+            args.target.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn run_setup(global: &GlobalArgs) -> Result<i32> {
+    let push = cairn_command(global, "wal push %p")?;
+    let fetch = cairn_command(global, "wal fetch %f %p")?;
+    outln!("# postgresql.conf (restart PostgreSQL after changing archive_mode):");
+    outln!("archive_mode = on");
+    outln!("wal_level = replica");
+    outln!("archive_command = '{}'", push.replace('\'', "''"));
+    outln!("# written by `cairn pg restore` when recovering:");
+    outln!("# restore_command = '{}'", fetch.replace('\'', "''"));
+    outln!("# PostgreSQL runs these as its own user: it must be able to read the password file and");
+    outln!("# write the cache directory (give --cache-dir to choose one).");
+    Ok(exit::OK)
+}

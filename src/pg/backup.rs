@@ -1,0 +1,306 @@
+//! `pg backup`: a physical base backup of a running cluster through PostgreSQL's backup API. The
+//! data directory is backed up as files (unchanged files cost a stat against the parent snapshot,
+//! changed ones only their new chunks and deltas), between `pg_backup_start` and `pg_backup_stop`
+//! in one session; the snapshot is written only once the WAL that makes the copy consistent is
+//! archived in the same repository, and it records the backup label PostgreSQL gave.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::archive::{self, BackupOptions, BackupOutcome, BackupProgress, BackupSources, SnapshotHook};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::{PgBackup, Snapshot};
+use crate::format::wal::WalName;
+use crate::repo::IndexedRepository;
+use crate::wal::Catalog;
+
+use super::session::Session;
+
+/// Entries of a data directory that a base backup leaves out, as PostgreSQL's own
+/// `pg_basebackup` does: WAL (archived separately), server state rebuilt at start, temporary
+/// files. Directories keep their entry, without their contents.
+const EXCLUDED_CONTENTS: &[&str] = &[
+    "pg_wal",
+    "pg_replslot",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat_tmp",
+    "pg_subtrans",
+];
+/// Files of the data directory's top level left out.
+const EXCLUDED_FILES: &[&str] = &[
+    "postmaster.pid",
+    "postmaster.opts",
+    "backup_label",
+    "backup_label.old",
+    "tablespace_map",
+    "tablespace_map.old",
+    "recovery.signal",
+    "standby.signal",
+];
+/// Left out at any depth.
+const EXCLUDED_ANYWHERE: &[&str] = &["pgsql_tmp*", "pg_internal.init"];
+
+/// How to reach the cluster and back it up.
+#[derive(Clone, Debug)]
+pub struct PgBackupOptions {
+    /// libpq conninfo string or URI; `None` uses libpq's environment (`PGHOST`, ...).
+    pub conninfo: Option<String>,
+    /// The `psql` program.
+    pub psql: String,
+    /// The data directory; default: what the server says (`SHOW data_directory`).
+    pub data_directory: Option<PathBuf>,
+    /// Start with an immediate checkpoint instead of a spread one.
+    pub fast_checkpoint: bool,
+    /// How long to wait for the backup's last WAL file to be archived.
+    pub archive_timeout: Duration,
+    /// Tags, host, parent and the like of the snapshot.
+    pub backup: BackupOptions,
+}
+
+impl Default for PgBackupOptions {
+    fn default() -> Self {
+        PgBackupOptions {
+            conninfo: None,
+            psql: "psql".into(),
+            data_directory: None,
+            fast_checkpoint: true,
+            archive_timeout: Duration::from_secs(60),
+            backup: BackupOptions::default(),
+        }
+    }
+}
+
+/// What the server told at the start.
+struct Started {
+    data_directory: PathBuf,
+    server_version: u32,
+    system_identifier: String,
+    segment_size: u64,
+    start_lsn: String,
+    start_wal: String,
+}
+
+/// Takes a base backup and writes its snapshot.
+///
+/// # Errors
+/// `CommandFailed` when the server cannot be reached, refuses the backup, or the backup's WAL is
+/// not archived within the timeout (no snapshot is written then); `InvalidInput` when the cluster
+/// cannot be backed up this way (archiving off, tablespaces, a data directory not on this host).
+pub fn base_backup(
+    repo: &IndexedRepository,
+    options: &PgBackupOptions,
+    progress: &dyn BackupProgress,
+) -> Result<BackupOutcome> {
+    let mut session = Session::open(&options.psql, options.conninfo.as_deref())?;
+    let started = start(&mut session, options)?;
+    let session = Arc::new(Mutex::new(session));
+    let mut backup = options.backup.clone();
+    backup.excludes = archive::ExcludeMatcher::new(&excludes(&started.data_directory))?;
+    let started = Arc::new(started);
+    let hook_session = Arc::clone(&session);
+    let hook_started = Arc::clone(&started);
+    let timeout = options.archive_timeout;
+    backup.before_snapshot = Some(SnapshotHook(Arc::new(move |repo, snapshot| {
+        let mut session = hook_session.lock().unwrap_or_else(|p| p.into_inner());
+        stop(&mut session, repo, &hook_started, timeout, snapshot)
+    })));
+    let sources = BackupSources {
+        paths: vec![started.data_directory.clone()],
+        streams: Vec::new(),
+    };
+    let outcome = archive::backup(repo, sources, &backup, progress);
+    // Ends the session whatever happened: a backup still running on the server is aborted.
+    drop(session);
+    outcome
+}
+
+fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
+    let server_version: u32 = session
+        .value("SHOW server_version_num")?
+        .parse()
+        .map_err(|_| Error::new(ErrorKind::CommandFailed, "PostgreSQL gave no server_version_num"))?;
+    if server_version < 100_000 {
+        return Err(Error::invalid_input(format!(
+            "PostgreSQL {server_version} is too old: cairn backs up PostgreSQL 10 and later"
+        )));
+    }
+    let archive_mode = session.value("SHOW archive_mode")?;
+    if archive_mode == "off" {
+        return Err(Error::invalid_input(
+            "archive_mode is off: a base backup is restorable only with the WAL written during it; \
+             set archive_mode = on and archive_command = 'cairn ... wal push %p' (`cairn pg setup` \
+             prints the lines), restart PostgreSQL, then back up",
+        ));
+    }
+    let tablespaces: u64 = session
+        .value("SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")?
+        .parse()
+        .unwrap_or(0);
+    if tablespaces > 0 {
+        return Err(Error::invalid_input(format!(
+            "the cluster has {tablespaces} tablespace(s) outside its data directory: cairn pg backup \
+             does not back those up yet"
+        )));
+    }
+    let data_directory = match &options.data_directory {
+        Some(d) => d.clone(),
+        None => PathBuf::from(session.value("SHOW data_directory")?),
+    };
+    if !data_directory.join("PG_VERSION").is_file() {
+        return Err(Error::invalid_input(format!(
+            "{} is not a PostgreSQL data directory readable here: cairn pg backup runs on the \
+             database's host, as a user that can read the data directory (or give --pgdata)",
+            data_directory.display()
+        )));
+    }
+    let data_directory = crate::archive::normalize_sources(&[data_directory])?
+        .pop()
+        .unwrap_or_default();
+    let system_identifier = session.value("SELECT system_identifier FROM pg_control_system()")?;
+    let segment_size: u64 = session
+        .value("SELECT pg_size_bytes(current_setting('wal_segment_size'))")?
+        .parse()
+        .unwrap_or(16 << 20);
+    let fast = if options.fast_checkpoint { "true" } else { "false" };
+    let label = format!("cairn {}", chrono::Utc::now().to_rfc3339());
+    let start_call = if server_version >= 150_000 {
+        format!("pg_backup_start('{label}', {fast})")
+    } else {
+        format!("pg_start_backup('{label}', {fast}, false)")
+    };
+    let row = session.query(&format!("SELECT lsn, pg_walfile_name(lsn) FROM {start_call} AS lsn"))?;
+    let [start_lsn, start_wal] = one_row(row, "the backup start")?;
+    Ok(Started {
+        data_directory,
+        server_version,
+        system_identifier,
+        segment_size,
+        start_lsn,
+        start_wal,
+    })
+}
+
+fn stop(
+    session: &mut Session,
+    repo: &IndexedRepository,
+    started: &Started,
+    timeout: Duration,
+    snapshot: &mut Snapshot,
+) -> Result<()> {
+    let stop_call = if started.server_version >= 150_000 {
+        "pg_backup_stop(false)"
+    } else {
+        "pg_stop_backup(false, false)"
+    };
+    // Hex: the label spans lines, and psql's output is read line by line.
+    let hex = |col: &str| format!("encode(convert_to(coalesce({col}, ''), 'UTF8'), 'hex')");
+    let row = session.query(&format!(
+        "SELECT lsn, pg_walfile_name(lsn), {}, {}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM {stop_call}",
+        hex("labelfile"),
+        hex("spcmapfile")
+    ))?;
+    let [stop_lsn, stop_wal, label, map, stop_time] = one_row(row, "the backup stop")?;
+    let decode = |h: &str| -> Result<String> {
+        let bytes = hex::decode(h)
+            .map_err(|e| Error::new(ErrorKind::CommandFailed, format!("backup label: {e}")))?;
+        String::from_utf8(bytes)
+            .map_err(|_| Error::new(ErrorKind::CommandFailed, "the backup label is not UTF-8"))
+    };
+    let stop_name = WalName::parse(&stop_wal)?;
+    wait_for_archive(repo, &stop_name, timeout)?;
+    // A file that vanished while the backup read the directory (a dropped table, a temporary
+    // file) is no loss: WAL replay from the backup's start recreates what the cluster needs.
+    snapshot
+        .summary
+        .errors
+        .retain(|e| !e.message.contains("No such file or directory"));
+    snapshot.postgres = Some(PgBackup {
+        data_directory: started.data_directory.display().to_string(),
+        server_version: started.server_version,
+        system_identifier: started.system_identifier.clone(),
+        timeline: stop_name.timeline(),
+        start_lsn: started.start_lsn.clone(),
+        start_wal: started.start_wal.clone(),
+        stop_lsn,
+        stop_wal,
+        stop_time,
+        segment_size: started.segment_size,
+        backup_label: decode(&label)?,
+        tablespace_map: decode(&map)?,
+    });
+    Ok(())
+}
+
+/// Waits until the repository holds `name`: the backup is restorable only with it.
+fn wait_for_archive(repo: &IndexedRepository, name: &WalName, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if Catalog::load(repo.repo())?.file(name).is_some() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                format!(
+                    "the backup's last WAL file {name} was not archived into this repository within {}s: \
+                     no snapshot was written. Is archive_command `cairn ... wal push %p` with this \
+                     repository? (SELECT * FROM pg_stat_archiver shows its failures)",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn one_row<const N: usize>(rows: Vec<Vec<String>>, what: &str) -> Result<[String; N]> {
+    let row = match <[Vec<String>; 1]>::try_from(rows) {
+        Ok([row]) => row,
+        Err(rows) => {
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                format!("PostgreSQL answered {what} with {} row(s), one was expected", rows.len()),
+            ))
+        }
+    };
+    <[String; N]>::try_from(row).map_err(|row| {
+        Error::new(
+            ErrorKind::CommandFailed,
+            format!("PostgreSQL answered {what} with {} value(s), {N} were expected", row.len()),
+        )
+    })
+}
+
+/// The exclude patterns of a data directory at `dir`.
+fn excludes(dir: &Path) -> Vec<String> {
+    let base = globset::escape(&dir.display().to_string());
+    let mut out: Vec<String> = EXCLUDED_CONTENTS
+        .iter()
+        .map(|d| format!("{base}/{d}/*"))
+        .collect();
+    out.extend(EXCLUDED_FILES.iter().map(|f| format!("{base}/{f}")));
+    out.extend(EXCLUDED_ANYWHERE.iter().map(|p| (*p).to_string()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_excludes_leave_out_wal_and_server_state_but_keep_their_directories() {
+        let dir = Path::new("/var/lib/postgresql/15/main");
+        let m = archive::ExcludeMatcher::new(&excludes(dir)).unwrap();
+        let out = |p: &str| m.is_excluded(Path::new(p), false);
+        assert!(out("/var/lib/postgresql/15/main/pg_wal/000000010000000000000003"));
+        assert!(out("/var/lib/postgresql/15/main/postmaster.pid"));
+        assert!(out("/var/lib/postgresql/15/main/base/5/pgsql_tmp123.0"));
+        assert!(!out("/var/lib/postgresql/15/main/pg_wal"));
+        assert!(!out("/var/lib/postgresql/15/main/base/5/16384"));
+        assert!(!out("/var/lib/postgresql/15/main/global/pg_control"));
+    }
+}

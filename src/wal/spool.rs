@@ -1,0 +1,117 @@
+//! The local spool of WAL work, per repository location, outside the repository: markers of
+//! files a push archived ahead of PostgreSQL's call for them, and segments fetched ahead of
+//! recovery's call. Both spare a call the repository's opening (a key derivation and listings),
+//! which keeps archiving and recovery at PostgreSQL's pace.
+//!
+//! Layout: `<cache root>/wal-spool/<first 32 hex of BLAKE3(location)>/{pushed,fetched}/<name>`,
+//! private to the owner like the rest of the cache.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::wal::WalName;
+
+/// The spool of one repository location.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// The spool of the repository at `location` (as the user gave it) under `cache_root`.
+    pub fn new(cache_root: &Path, location: &str) -> Spool {
+        let hash = blake3::hash(location.as_bytes()).to_hex();
+        Spool {
+            dir: cache_root.join("wal-spool").join(&hash.as_str()[..32]),
+        }
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Remembers that the file at `path` was archived as it is now (its size, modification time
+    /// and inode), once its record is written.
+    pub fn mark_pushed(&self, name: &WalName, path: &Path) -> Result<()> {
+        let stamp = stamp(path)?;
+        crate::index::cache_file::store(
+            &self.dir.join("pushed").join(name.as_str()),
+            stamp.as_bytes(),
+        )
+        .map_err(|e| Error::io(ErrorKind::Other, "cannot write the spool", &self.dir, e))
+    }
+
+    /// Whether a push archived the file at `path` as it is now; the marker is consumed (PostgreSQL
+    /// asks once, then recycles the file).
+    pub fn take_pushed(&self, name: &WalName, path: &Path) -> bool {
+        let marker = self.dir.join("pushed").join(name.as_str());
+        let Ok(recorded) = fs::read_to_string(&marker) else {
+            return false;
+        };
+        let same = stamp(path).is_ok_and(|now| now == recorded);
+        let _ = fs::remove_file(&marker);
+        same
+    }
+
+    /// Where a segment fetched ahead waits.
+    pub fn fetched_path(&self, name: &WalName) -> PathBuf {
+        self.dir.join("fetched").join(name.as_str())
+    }
+
+    /// Moves a segment fetched ahead to `dest`; false when none waits.
+    pub fn take_fetched(&self, name: &WalName, dest: &Path) -> Result<bool> {
+        let from = self.fetched_path(name);
+        if !from.exists() {
+            return Ok(false);
+        }
+        let io = |what: &str, p: &Path, e| Error::io(ErrorKind::Other, what, p, e);
+        if fs::rename(&from, dest).is_err() {
+            // Another file system: copy beside the destination, sync, rename.
+            let dir = dest.parent().unwrap_or(Path::new("."));
+            let tmp = tempfile::Builder::new()
+                .prefix(".cairn-wal-")
+                .tempfile_in(dir)
+                .map_err(|e| io("cannot create a temporary file in", dir, e))?;
+            fs::copy(&from, tmp.path()).map_err(|e| io("cannot copy to", tmp.path(), e))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| io("cannot write", tmp.path(), e))?;
+            tmp.persist(dest)
+                .map_err(|e| io("cannot rename a temporary file to", dest, e.error))?;
+            let _ = fs::remove_file(&from);
+        }
+        Ok(true)
+    }
+
+    /// Removes segments fetched ahead that recovery did not ask for within `idle`.
+    pub fn sweep_fetched(&self, idle: std::time::Duration) {
+        let Ok(entries) = fs::read_dir(self.dir.join("fetched")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > idle));
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// What identifies a file's current version: size, modification time and inode.
+fn stamp(path: &Path) -> Result<String> {
+    let meta =
+        fs::metadata(path).map_err(|e| Error::io(ErrorKind::SourceIo, "cannot read", path, e))?;
+    Ok(format!(
+        "{} {}.{:09} {}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino()
+    ))
+}
