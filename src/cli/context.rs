@@ -144,7 +144,10 @@ pub fn password(global: &GlobalArgs, confirm: bool) -> Result<Zeroizing<Vec<u8>>
 /// variable or the terminal, which cannot be handed on without writing it down.
 pub fn password_source_args(global: &GlobalArgs) -> Option<Vec<String>> {
     if let Some(file) = &global.password_file {
-        return Some(vec!["--password-file".into(), absolute(file).display().to_string()]);
+        return Some(vec![
+            "--password-file".into(),
+            absolute(file).display().to_string(),
+        ]);
     }
     if let Some(line) = &global.password_command_line {
         return Some(vec!["--password-command".into(), line.clone()]);
@@ -155,7 +158,10 @@ pub fn password_source_args(global: &GlobalArgs) -> Option<Vec<String>> {
         return None;
     }
     if let Some(file) = &env.file {
-        return Some(vec!["--password-file".into(), absolute(file).display().to_string()]);
+        return Some(vec![
+            "--password-file".into(),
+            absolute(file).display().to_string(),
+        ]);
     }
     env.command
         .as_ref()

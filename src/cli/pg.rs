@@ -163,8 +163,7 @@ fn cairn_command(global: &GlobalArgs, what: &str) -> Result<String> {
 
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
     {
         s.to_string()
@@ -219,7 +218,10 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
             output::bytes(outcome.stats.bytes)
         );
         if let Some((name, at)) = &outcome.newest_wal {
-            outln!("newest archived WAL of its timeline: {name}, archived {}", at.to_rfc3339());
+            outln!(
+                "newest archived WAL of its timeline: {name}, archived {}",
+                at.to_rfc3339()
+            );
         }
         outln!("recovery settings appended to postgresql.auto.conf:");
         for (k, v) in &outcome.settings {
@@ -242,7 +244,9 @@ fn run_setup(global: &GlobalArgs) -> Result<i32> {
     outln!("archive_command = '{}'", push.replace('\'', "''"));
     outln!("# written by `cairn pg restore` when recovering:");
     outln!("# restore_command = '{}'", fetch.replace('\'', "''"));
-    outln!("# PostgreSQL runs these as its own user: it must be able to read the password file and");
+    outln!(
+        "# PostgreSQL runs these as its own user: it must be able to read the password file and"
+    );
     outln!("# write the cache directory (give --cache-dir to choose one).");
     Ok(exit::OK)
 }

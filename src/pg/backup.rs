@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::archive::{self, BackupOptions, BackupOutcome, BackupProgress, BackupSources, SnapshotHook};
+use crate::archive::{
+    self, BackupOptions, BackupOutcome, BackupProgress, BackupSources, SnapshotHook,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{PgBackup, Snapshot};
 use crate::format::wal::WalName;
@@ -122,7 +124,12 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
     let server_version: u32 = session
         .value("SHOW server_version_num")?
         .parse()
-        .map_err(|_| Error::new(ErrorKind::CommandFailed, "PostgreSQL gave no server_version_num"))?;
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::CommandFailed,
+                "PostgreSQL gave no server_version_num",
+            )
+        })?;
     if server_version < 100_000 {
         return Err(Error::invalid_input(format!(
             "PostgreSQL {server_version} is too old: cairn backs up PostgreSQL 10 and later"
@@ -137,7 +144,9 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
         ));
     }
     let tablespaces: u64 = session
-        .value("SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")?
+        .value(
+            "SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')",
+        )?
         .parse()
         .unwrap_or(0);
     if tablespaces > 0 {
@@ -165,14 +174,20 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
         .value("SELECT pg_size_bytes(current_setting('wal_segment_size'))")?
         .parse()
         .unwrap_or(16 << 20);
-    let fast = if options.fast_checkpoint { "true" } else { "false" };
+    let fast = if options.fast_checkpoint {
+        "true"
+    } else {
+        "false"
+    };
     let label = format!("cairn {}", chrono::Utc::now().to_rfc3339());
     let start_call = if server_version >= 150_000 {
         format!("pg_backup_start('{label}', {fast})")
     } else {
         format!("pg_start_backup('{label}', {fast}, false)")
     };
-    let row = session.query(&format!("SELECT lsn, pg_walfile_name(lsn) FROM {start_call} AS lsn"))?;
+    let row = session.query(&format!(
+        "SELECT lsn, pg_walfile_name(lsn) FROM {start_call} AS lsn"
+    ))?;
     let [start_lsn, start_wal] = one_row(row, "the backup start")?;
     Ok(Started {
         data_directory,
@@ -263,14 +278,20 @@ fn one_row<const N: usize>(rows: Vec<Vec<String>>, what: &str) -> Result<[String
         Err(rows) => {
             return Err(Error::new(
                 ErrorKind::CommandFailed,
-                format!("PostgreSQL answered {what} with {} row(s), one was expected", rows.len()),
+                format!(
+                    "PostgreSQL answered {what} with {} row(s), one was expected",
+                    rows.len()
+                ),
             ))
         }
     };
     <[String; N]>::try_from(row).map_err(|row| {
         Error::new(
             ErrorKind::CommandFailed,
-            format!("PostgreSQL answered {what} with {} value(s), {N} were expected", row.len()),
+            format!(
+                "PostgreSQL answered {what} with {} value(s), {N} were expected",
+                row.len()
+            ),
         )
     })
 }
@@ -296,7 +317,9 @@ mod tests {
         let dir = Path::new("/var/lib/postgresql/15/main");
         let m = archive::ExcludeMatcher::new(&excludes(dir)).unwrap();
         let out = |p: &str| m.is_excluded(Path::new(p), false);
-        assert!(out("/var/lib/postgresql/15/main/pg_wal/000000010000000000000003"));
+        assert!(out(
+            "/var/lib/postgresql/15/main/pg_wal/000000010000000000000003"
+        ));
         assert!(out("/var/lib/postgresql/15/main/postmaster.pid"));
         assert!(out("/var/lib/postgresql/15/main/base/5/pgsql_tmp123.0"));
         assert!(!out("/var/lib/postgresql/15/main/pg_wal"));

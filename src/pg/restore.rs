@@ -92,7 +92,12 @@ pub fn restore(
 ) -> Result<PitrOutcome> {
     let backups = base_backups(repo)?;
     let (base, snapshot) = choose_base(&backups, options)?;
-    let pg = snapshot.postgres.clone().unwrap_or_else(|| unreachable_pg());
+    let Some(pg) = snapshot.postgres.clone() else {
+        return Err(Error::invalid_input(format!(
+            "snapshot {} is not a PostgreSQL base backup",
+            base.short()
+        )));
+    };
     if pg.server_version < 120_000 {
         return Err(Error::invalid_input(format!(
             "snapshot {} is of PostgreSQL {}: cairn writes recovery settings for PostgreSQL 12 and later",
@@ -141,24 +146,6 @@ pub fn restore(
     })
 }
 
-fn unreachable_pg() -> PgBackup {
-    // base_backups keeps only snapshots with PostgreSQL metadata.
-    PgBackup {
-        data_directory: String::new(),
-        server_version: 0,
-        system_identifier: String::new(),
-        timeline: 0,
-        start_lsn: String::new(),
-        start_wal: String::new(),
-        stop_lsn: String::new(),
-        stop_wal: String::new(),
-        stop_time: String::new(),
-        segment_size: 0,
-        backup_label: String::new(),
-        tablespace_map: String::new(),
-    }
-}
-
 /// The base backup to restore: the one asked for, else the newest that ended before the target.
 fn choose_base(
     backups: &[(SnapshotId, Snapshot)],
@@ -175,7 +162,10 @@ fn choose_base(
             .find(|(b, _)| b == id)
             .cloned()
             .ok_or_else(|| {
-                Error::invalid_input(format!("snapshot {} is not a PostgreSQL base backup", id.short()))
+                Error::invalid_input(format!(
+                    "snapshot {} is not a PostgreSQL base backup",
+                    id.short()
+                ))
             });
     }
     let ends = |s: &Snapshot| s.postgres.as_ref().map(stop_time).unwrap_or_default();
@@ -287,7 +277,10 @@ fn check_wal(
 
 /// The recovery settings for `options`.
 fn recovery_settings(options: &PitrOptions) -> Vec<(String, String)> {
-    let mut settings = vec![("restore_command".to_string(), options.restore_command.clone())];
+    let mut settings = vec![(
+        "restore_command".to_string(),
+        options.restore_command.clone(),
+    )];
     match &options.target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Time(t) => settings.push((

@@ -49,13 +49,16 @@ impl Session {
             std::thread::spawn(move || {
                 let mut text = String::new();
                 let _ = std::io::Read::read_to_string(&mut err, &mut text);
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&text);
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
             });
         }
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().map(BufReader::new).ok_or_else(|| {
-            Error::new(ErrorKind::CommandFailed, "psql gave no standard output")
-        })?;
+        let stdout =
+            child.stdout.take().map(BufReader::new).ok_or_else(|| {
+                Error::new(ErrorKind::CommandFailed, "psql gave no standard output")
+            })?;
         let mut session = Session {
             child,
             stdin,
@@ -108,7 +111,10 @@ impl Session {
             [row] if row.len() == 1 => Ok(row[0].clone()),
             _ => Err(Error::new(
                 ErrorKind::CommandFailed,
-                format!("PostgreSQL answered {sql:?} with {} row(s), one was expected", rows.len()),
+                format!(
+                    "PostgreSQL answered {sql:?} with {} row(s), one was expected",
+                    rows.len()
+                ),
             )),
         }
     }
@@ -119,12 +125,22 @@ impl Session {
         let status = self.child.wait();
         // The reader thread ends with psql; give it a moment to hand over the text.
         for _ in 0..50 {
-            if !self.stderr.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            if !self
+                .stderr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner()).trim().to_string();
+        let stderr = self
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .trim()
+            .to_string();
         let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
         Error::new(
             ErrorKind::CommandFailed,

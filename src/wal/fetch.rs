@@ -44,10 +44,11 @@ pub fn find<'c>(catalog: &'c Catalog, name: &WalName) -> Result<Option<&'c WalFi
 
 /// An archived segment of `name`'s timeline after it, if any.
 fn later_segment<'c>(catalog: &'c Catalog, name: &WalName) -> Option<&'c WalName> {
-    catalog
-        .files()
-        .map(|(n, _, _)| n)
-        .find(|n| n.kind() == WalKind::Segment && n.timeline() == name.timeline() && n.as_str() > name.as_str())
+    catalog.files().map(|(n, _, _)| n).find(|n| {
+        n.kind() == WalKind::Segment
+            && n.timeline() == name.timeline()
+            && n.as_str() > name.as_str()
+    })
 }
 
 fn not_found<'c>(catalog: &'c Catalog, name: &WalName) -> Result<Option<&'c WalFile>> {

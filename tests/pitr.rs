@@ -1,0 +1,487 @@
+//! Point-in-time recovery against a real PostgreSQL: a cluster of the test's own (initdb) archives
+//! its WAL with `archive_command = 'cairn ... wal push %p'`, `cairn pg backup` takes a base backup
+//! while a workload writes rows that carry their commit order, a `DROP TABLE` follows, and
+//! `cairn pg restore --to T` then a real server start gives exactly the rows committed before T;
+//! `--to latest` gives every committed row. A WAL record removed from the repository makes
+//! `check` and `pg restore` name the gap instead of recovering past it. Gated on the PostgreSQL
+//! binaries that `tests/servers/start.sh` found (`CAIRN_TEST_PG_BIN`).
+
+use crate::common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// A cluster in a directory of its own, run (with cairn) as PostgreSQL's user when the tests run
+/// as root, since postgres refuses to.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    work: PathBuf,
+    bin: String,
+    user: Option<(u32, u32)>,
+    cairn: PathBuf,
+    started: std::cell::RefCell<Vec<PathBuf>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    fn new() -> Option<Cluster> {
+        let bin = server_var("CAIRN_TEST_PG_BIN")?;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let user = if nix::unistd::geteuid().is_root() {
+            let account = nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .or_else(|| nix::unistd::User::from_name("nobody").ok().flatten())
+                .expect("a postgres or nobody account");
+            Some((account.uid.as_raw(), account.gid.as_raw()))
+        } else {
+            None
+        };
+        // PostgreSQL runs cairn as its own user: give it a copy it can execute.
+        let cairn = work.join("cairn");
+        std::fs::copy(env!("CARGO_BIN_EXE_cairn"), &cairn).unwrap();
+        std::fs::write(work.join("password"), "pitr test password\n").unwrap();
+        let cluster = Cluster {
+            _dir: dir,
+            work,
+            bin,
+            user,
+            cairn,
+            started: Default::default(),
+        };
+        cluster.chown(&cluster.work);
+        cluster.chown(&cluster.cairn);
+        cluster.chown(&cluster.work.join("password"));
+        std::fs::set_permissions(
+            cluster.work.join("password"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        Some(cluster)
+    }
+
+    fn chown(&self, path: &Path) {
+        if let Some((uid, gid)) = self.user {
+            nix::unistd::chown(
+                path,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .unwrap();
+        }
+    }
+
+    /// A command run as the cluster's user.
+    fn command(&self, program: &Path) -> Command {
+        let mut c = match self.user {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={gid}"),
+                    "--clear-groups".into(),
+                ])
+                .arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        c.current_dir(&self.work)
+            .env_remove("CAIRN_PASSWORD")
+            .env_remove("PGHOST")
+            .env_remove("PGPORT");
+        c
+    }
+
+    fn cairn_args(&self) -> Vec<String> {
+        vec![
+            "-r".into(),
+            self.work.join("repo").display().to_string(),
+            "--cache-dir".into(),
+            self.work.join("cache").display().to_string(),
+            "--password-file".into(),
+            self.work.join("password").display().to_string(),
+        ]
+    }
+
+    /// `cairn` with the repository options, as the cluster's user.
+    fn cairn(&self, args: &[&str], pg_port: Option<u16>) -> Output {
+        let mut c = self.command(&self.cairn);
+        c.args(self.cairn_args()).args(args);
+        if let Some(port) = pg_port {
+            c.env("PGHOST", "127.0.0.1")
+                .env("PGPORT", port.to_string())
+                .env("PGUSER", "cairn")
+                .env("PGDATABASE", "postgres");
+        }
+        output(c, &format!("cairn {}", args.join(" ")))
+    }
+
+    fn pg(&self, program: &str, args: &[&str]) -> Output {
+        let mut c = self.command(Path::new(&format!("{}/{program}", self.bin)));
+        c.args(args);
+        output(c, &format!("{program} {}", args.join(" ")))
+    }
+
+    /// initdb, archiving into the repository through `wal push`; returns the port.
+    fn create(&self, name: &str) -> u16 {
+        let data = self.work.join(name);
+        self.pg(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "cairn",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        )
+        .assert_success();
+        let port = free_port();
+        let push = format!(
+            "{} {} wal push %p",
+            self.cairn.display(),
+            self.cairn_args().join(" ")
+        );
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             fsync = off\narchive_mode = on\nwal_level = replica\narchive_timeout = 1\n\
+             archive_command = '{push}'\nmax_wal_size = 64MB\n",
+            self.work.display()
+        );
+        let mut text = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        text.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), text).unwrap();
+        port
+    }
+
+    fn start(&self, name: &str) {
+        let data = self.work.join(name);
+        let log = self.work.join(format!("{name}.log"));
+        let out = self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ],
+        );
+        if out.code != 0 {
+            panic!(
+                "{}\n--- server log ---\n{}",
+                out.describe(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        self.started.borrow_mut().push(data);
+    }
+
+    fn sql(&self, port: u16, sql: &str) -> String {
+        let out = self.pg(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "cairn",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
+        );
+        out.assert_success();
+        out.stdout.trim().to_string()
+    }
+
+    /// Waits until the server has archived every WAL file up to its current position.
+    fn wait_archived(&self, port: u16) {
+        let current = self.sql(port, "SELECT pg_walfile_name(pg_current_wal_lsn())");
+        self.sql(port, "SELECT pg_switch_wal()");
+        for _ in 0..600 {
+            let last = self.sql(
+                port,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            );
+            if last.as_str() >= current.as_str() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "the server did not archive {current}: {}",
+            self.sql(port, "SELECT * FROM pg_stat_archiver")
+        );
+    }
+
+    /// `pg restore` into a new directory, started on a new port with archiving off.
+    fn restore_and_start(&self, name: &str, to: &str) -> u16 {
+        let target = self.work.join(name);
+        let out = self.cairn(
+            &[
+                "pg",
+                "restore",
+                "--to",
+                to,
+                "--target",
+                target.to_str().unwrap(),
+                "--archive-off",
+            ],
+            None,
+        );
+        out.assert_success();
+        let port = free_port();
+        let conf = target.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!("port = {port}\n"));
+        std::fs::write(&conf, text).unwrap();
+        self.start(name);
+        // Recovery ends with a promotion: wait for it.
+        for _ in 0..600 {
+            if self.sql(port, "SELECT pg_is_in_recovery()") == "f" {
+                return port;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the restored server did not finish recovery");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for data in self.started.borrow().iter() {
+            let _ = self
+                .command(Path::new(&format!("{}/pg_ctl", self.bin)))
+                .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn output(mut c: Command, what: &str) -> Output {
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    Output {
+        cmd: what.to_string(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stdout_bytes: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Rows 1..=n into `log`, one transaction each, as a workload would.
+fn insert(cluster: &Cluster, port: u16, from: u32, to: u32) {
+    for n in from..=to {
+        cluster.sql(port, &format!("INSERT INTO log (n) VALUES ({n})"));
+    }
+}
+
+#[test]
+fn restore_to_a_time_gives_exactly_the_rows_committed_before_it_and_latest_gives_all() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    cluster.cairn(&["init"], None).assert_success();
+    let port = cluster.create("primary");
+    cluster.start("primary");
+    cluster.sql(
+        port,
+        "CREATE TABLE log (n int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert(&cluster, port, 1, 50);
+    // Data beyond a page or two, so the base backup has real relation files.
+    cluster.sql(
+        port,
+        "CREATE TABLE bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 50000) g",
+    );
+    let backup = cluster.cairn(&["--json", "pg", "backup"], Some(port));
+    backup.assert_success();
+    let pg = backup.json()["snapshot_id"].clone();
+    assert!(pg.is_string(), "{}", backup.describe());
+    insert(&cluster, port, 51, 120);
+    cluster.sql(port, "UPDATE bulk SET h = 'changed' WHERE g % 100 = 0");
+    let before_drop = cluster.sql(
+        port,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    insert(&cluster, port, 121, 125);
+    cluster.sql(port, "DROP TABLE log");
+    cluster.sql(port, "CREATE TABLE after_drop AS SELECT 1 AS x");
+    cluster.wait_archived(port);
+
+    let list = cluster.cairn(&["--json", "wal", "list"], None);
+    list.assert_success();
+    assert_eq!(
+        list.json()["timelines"][0]["gaps"],
+        serde_json::json!([]),
+        "{}",
+        list.describe()
+    );
+    cluster
+        .cairn(&["check", "--read-data"], None)
+        .assert_success();
+
+    let restored = cluster.restore_and_start("at_time", &before_drop);
+    let rows = cluster.sql(restored, "SELECT count(*), min(n), max(n) FROM log");
+    assert_eq!(rows, "120|1|120", "rows committed before {before_drop}");
+    assert_eq!(
+        cluster.sql(restored, "SELECT count(*) FROM bulk WHERE h = 'changed'"),
+        "500"
+    );
+    assert_eq!(
+        cluster.sql(restored, "SELECT to_regclass('after_drop') IS NULL"),
+        "t"
+    );
+
+    let latest = cluster.restore_and_start("latest", "latest");
+    assert_eq!(
+        cluster.sql(latest, "SELECT to_regclass('log') IS NULL"),
+        "t"
+    );
+    assert_eq!(cluster.sql(latest, "SELECT count(*) FROM after_drop"), "1");
+    assert_eq!(cluster.sql(latest, "SELECT count(*) FROM bulk"), "50000");
+
+    // A time before the base backup ended cannot be reached: refused with the range.
+    let out = cluster.cairn(
+        &[
+            "pg",
+            "restore",
+            "--to",
+            "2000-01-01T00:00:00Z",
+            "--target",
+            cluster.work.join("early").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 2, "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("before the end of the oldest base backup"),
+        "{}",
+        out.describe()
+    );
+    // As is a time after the newest archived WAL.
+    let out = cluster.cairn(
+        &[
+            "pg",
+            "restore",
+            "--to",
+            "2100-01-01T00:00:00Z",
+            "--target",
+            cluster.work.join("late").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 2, "{}", out.describe());
+    assert!(
+        out.stderr.contains("newest archived WAL"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn a_gap_in_the_archived_wal_is_reported_and_never_recovered_past() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    cluster.cairn(&["init"], None).assert_success();
+    let port = cluster.create("primary");
+    cluster.start("primary");
+    cluster.sql(port, "CREATE TABLE t (n int)");
+    cluster
+        .cairn(&["pg", "backup"], Some(port))
+        .assert_success();
+    for n in 0..4 {
+        cluster.sql(
+            port,
+            &format!("INSERT INTO t SELECT g FROM generate_series(1, 1000) g; SELECT {n}"),
+        );
+        cluster.wait_archived(port);
+    }
+    // Remove the record of a segment after the base backup with later ones archived.
+    let repo = cairn::Repository::open(
+        Box::new(cairn::LocalBackend::new(cluster.work.join("repo"))),
+        b"pitr test password",
+        &cluster.work.join("root-cache"),
+    )
+    .unwrap();
+    let catalog = cairn::wal::Catalog::load(&repo).unwrap();
+    let segments: Vec<String> = catalog
+        .files()
+        .filter(|(n, _, _)| n.kind() == cairn::format::wal::WalKind::Segment)
+        .map(|(n, _, _)| n.to_string())
+        .collect();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let missing = segments[segments.len() - 2].clone();
+    let (victim, _) = catalog
+        .records()
+        .iter()
+        .find(|(_, r)| r.files.iter().any(|f| f.name == missing))
+        .unwrap();
+    std::fs::remove_file(cluster.work.join("repo/wal").join(victim.to_hex())).unwrap();
+
+    let check = cluster.cairn(&["check"], None);
+    assert_eq!(check.code, 4, "{}", check.describe());
+    assert!(
+        check.stdout.contains(&missing) || check.stderr.contains(&missing),
+        "{}",
+        check.describe()
+    );
+    let out = cluster.cairn(
+        &[
+            "pg",
+            "restore",
+            "--to",
+            "latest",
+            "--target",
+            cluster.work.join("r").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 4, "{}", out.describe());
+    assert!(out.stderr.contains(&missing), "{}", out.describe());
+    let out = cluster.cairn(
+        &[
+            "wal",
+            "fetch",
+            &missing,
+            cluster.work.join("x").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 126, "{}", out.describe());
+}

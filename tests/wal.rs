@@ -1,0 +1,274 @@
+//! WAL archiving through the CLI, with files named and sized as PostgreSQL's (no server needed; the
+//! PostgreSQL end to end is `pitr.rs`): `wal push` stores a file once, accepts the same bytes again
+//! and refuses other bytes under the name; it archives ready files ahead and their own call then
+//! costs nothing; `wal fetch` writes exact bytes, exits 1 for a file never archived and 126 for a
+//! gap, damage or a wrong password; prune keeps archived WAL; check and `wal list` name a gap.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A pg_wal directory with segments of 1 MiB (PostgreSQL's smallest), pseudo-random bytes.
+struct PgWal {
+    dir: PathBuf,
+}
+
+const SEGMENT: usize = 1 << 20;
+
+impl PgWal {
+    fn new(env: &Env) -> PgWal {
+        let dir = env.path("pg_wal");
+        std::fs::create_dir_all(dir.join("archive_status")).unwrap();
+        PgWal { dir }
+    }
+
+    fn name(n: u64) -> String {
+        format!("00000001{:08X}{:08X}", n / 4096, n % 4096)
+    }
+
+    /// Writes segment `n` with content from `seed`, marked ready; returns its path.
+    fn segment(&self, n: u64, seed: u64) -> PathBuf {
+        let name = Self::name(n);
+        let path = self.dir.join(&name);
+        std::fs::write(&path, pseudo_random(SEGMENT, seed)).unwrap();
+        std::fs::write(
+            self.dir
+                .join("archive_status")
+                .join(format!("{name}.ready")),
+            b"",
+        )
+        .unwrap();
+        path
+    }
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Half text-like, as WAL compresses.
+            if i % 2 == 0 {
+                b'a' + (x % 16) as u8
+            } else {
+                x as u8
+            }
+        })
+        .collect()
+}
+
+fn push(env: &Env, path: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["wal", "push"];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    env.r(&args)
+}
+
+fn fetch(env: &Env, name: &str, dest: &Path) -> Output {
+    env.r(&[
+        "wal",
+        "fetch",
+        name,
+        dest.to_str().unwrap(),
+        "--prefetch",
+        "0",
+    ])
+}
+
+#[test]
+fn a_segment_is_archived_once_the_same_bytes_again_are_accepted_and_other_bytes_refused() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    let first = wal.segment(1, 1);
+    push(&env, &first, &["--ahead", "0"]).assert_success();
+    let again = env.r_json(&["wal", "push", "--ahead", "0", first.to_str().unwrap()]);
+    assert_eq!(again["result"], "already_archived", "{again}");
+    assert_eq!(again["bytes_added"], 0, "{again}");
+
+    std::fs::write(&first, pseudo_random(SEGMENT, 99)).unwrap();
+    let out = push(&env, &first, &["--ahead", "0"]);
+    assert_eq!(out.code, 2, "{}", out.describe());
+    assert!(out.stderr.contains("different bytes"), "{}", out.describe());
+
+    let dest = env.path("restored");
+    fetch(&env, &PgWal::name(1), &dest).assert_success();
+    assert!(std::fs::read(&dest).unwrap() == pseudo_random(SEGMENT, 1));
+}
+
+#[test]
+fn ready_files_are_archived_ahead_and_their_own_call_opens_nothing() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    let paths: Vec<PathBuf> = (1..=4).map(|n| wal.segment(n, n)).collect();
+    let out = env.r_json(&["wal", "push", paths[0].to_str().unwrap()]);
+    assert_eq!(out["ahead"].as_array().unwrap().len(), 3, "{out}");
+    // The later calls are answered from the spool: even a wrong password does not matter.
+    for p in &paths[1..] {
+        let out = env.run(
+            &[
+                "-r",
+                env.repo_str(),
+                "--json",
+                "wal",
+                "push",
+                p.to_str().unwrap(),
+            ],
+            None,
+            &[("CAIRN_PASSWORD", Some("wrong"))],
+        );
+        out.assert_success();
+        assert_eq!(out.json()["result"], "archived_ahead", "{}", out.describe());
+    }
+    // A file changed since it was archived ahead is not taken for archived.
+    let changed = wal.segment(5, 5);
+    env.r_json(&["wal", "push", "--ahead", "0", paths[0].to_str().unwrap()]);
+    std::fs::write(&changed, pseudo_random(SEGMENT, 55)).unwrap();
+    let out = env.r_json(&["wal", "push", changed.to_str().unwrap()]);
+    assert_eq!(out["result"], "stored", "{out}");
+    let list = env.r_json(&["wal", "list"]);
+    assert_eq!(list["files"], 5, "{list}");
+    assert_eq!(
+        list["timelines"][0]["gaps"].as_array().unwrap().len(),
+        0,
+        "{list}"
+    );
+}
+
+#[test]
+fn fetch_exits_1_for_a_file_never_archived_and_126_for_a_gap_damage_or_a_wrong_password() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    for n in [1, 2, 4] {
+        let p = wal.segment(n, n);
+        push(&env, &p, &["--ahead", "0"]).assert_success();
+    }
+    let dest = env.path("RECOVERYXLOG");
+    // Past the end: PostgreSQL's "not archived", which ends recovery's reading of the archive.
+    assert_eq!(fetch(&env, &PgWal::name(5), &dest).code, 1);
+    assert_eq!(fetch(&env, "00000002.history", &dest).code, 1);
+    // Segment 3 is missing while 4 is there: recovery must stop, not promote.
+    let out = fetch(&env, &PgWal::name(3), &dest);
+    assert_eq!(out.code, 126, "{}", out.describe());
+    assert!(out.stderr.contains(&PgWal::name(3)), "{}", out.describe());
+    assert!(!dest.exists());
+    let out = env.run(
+        &[
+            "-r",
+            env.repo_str(),
+            "wal",
+            "fetch",
+            &PgWal::name(1),
+            dest.to_str().unwrap(),
+        ],
+        None,
+        &[("CAIRN_PASSWORD", Some("wrong"))],
+    );
+    assert_eq!(out.code, 126, "{}", out.describe());
+    // A pack damaged under the segment.
+    let pack = largest_pack(&env.repo);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+    let damaged: Vec<i32> = [1, 2, 4]
+        .iter()
+        .map(|n| fetch(&env, &PgWal::name(*n), &dest).code)
+        .collect();
+    assert!(damaged.contains(&126), "{damaged:?}");
+    assert!(damaged.iter().all(|c| *c == 0 || *c == 126), "{damaged:?}");
+
+    let check = env.r(&["check"]);
+    assert_eq!(check.code, 4, "{}", check.describe());
+    assert!(
+        check.stdout.contains(&PgWal::name(3)) || check.stderr.contains(&PgWal::name(3)),
+        "{}",
+        check.describe()
+    );
+    let list = env.r(&["--json", "wal", "list"]);
+    assert_eq!(list.code, 4, "{}", list.describe());
+    let gaps = list.json()["timelines"][0]["gaps"].clone();
+    assert_eq!(gaps, serde_json::json!([[PgWal::name(3), PgWal::name(3)]]));
+}
+
+#[test]
+fn prefetched_segments_serve_the_next_calls_and_prune_keeps_archived_wal() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    let first = wal.segment(1, 1);
+    for n in 2..=6 {
+        wal.segment(n, n);
+    }
+    push(&env, &first, &[]).assert_success();
+    // Nothing else references the WAL: a prune that forgot it would remove every pack.
+    let ripe_at_once = ["prune", "--grace", "0s", "--clock-skew", "0s"];
+    env.r_ok(&ripe_at_once);
+    env.r_ok(&ripe_at_once);
+    assert!(!pack_files(&env.repo).is_empty());
+    env.r_ok(&["check", "--read-data"]);
+    let dest = env.path("RECOVERYXLOG");
+    env.r_ok(&[
+        "wal",
+        "fetch",
+        &PgWal::name(1),
+        dest.to_str().unwrap(),
+        "--prefetch",
+        "3",
+    ]);
+    assert!(std::fs::read(&dest).unwrap() == pseudo_random(SEGMENT, 1));
+    for n in 2..=4 {
+        let out = env.run(
+            &[
+                "-r",
+                env.repo_str(),
+                "-v",
+                "wal",
+                "fetch",
+                &PgWal::name(n),
+                dest.to_str().unwrap(),
+            ],
+            None,
+            &[("CAIRN_PASSWORD", Some("wrong"))],
+        );
+        out.assert_success();
+        assert!(out.stderr.contains("fetched ahead"), "{}", out.describe());
+        assert!(std::fs::read(&dest).unwrap() == pseudo_random(SEGMENT, n));
+    }
+    // Segment 5 was not prefetched: the wrong password now matters.
+    let out = env.run(
+        &[
+            "-r",
+            env.repo_str(),
+            "wal",
+            "fetch",
+            &PgWal::name(5),
+            dest.to_str().unwrap(),
+        ],
+        None,
+        &[("CAIRN_PASSWORD", Some("wrong"))],
+    );
+    assert_eq!(out.code, 126, "{}", out.describe());
+}
+
+#[test]
+fn names_that_are_not_wal_files_are_refused_before_anything_is_opened() {
+    let env = Env::new();
+    let bad = env.path("notwal.txt");
+    std::fs::write(&bad, b"x").unwrap();
+    let out = env.r(&["wal", "push", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.describe());
+    assert!(
+        out.stderr.contains("not the name of a PostgreSQL WAL file"),
+        "{}",
+        out.describe()
+    );
+    let out = env.r(&["wal", "fetch", "../../etc/passwd", "/tmp/x"]);
+    assert_eq!(out.code, 126, "{}", out.describe());
+}
