@@ -6,11 +6,12 @@ use crate::backend::{Backend, ObjectKind};
 use crate::error::Result;
 
 /// The kinds whose directories `check` does not otherwise list whole.
-const OTHER_KINDS: [ObjectKind; 4] = [
+const OTHER_KINDS: [ObjectKind; 5] = [
     ObjectKind::Key,
     ObjectKind::Lease,
     ObjectKind::Pending,
     ObjectKind::Verified,
+    ObjectKind::Wal,
 ];
 
 /// One note per file below `kind`'s directory that is not an object.

@@ -310,12 +310,13 @@ fn rotate(
             .context("re-encryption stopped; what was done is valid: run `cairn key rotate --reencrypt-only` to finish")?;
         if !global.json && !global.quiet {
             errln!(
-                "re-encrypted under epoch {}: {} pack(s) repacked ({} blobs) and condemned (a later `cairn prune` deletes them), {} index file(s), {} snapshot(s) (new ids), {} pending and {} verification record(s) written again",
+                "re-encrypted under epoch {}: {} pack(s) repacked ({} blobs) and condemned (a later `cairn prune` deletes them), {} index file(s), {} snapshot(s) (new ids), {} WAL, {} pending and {} verification record(s) written again",
                 done.epoch,
                 done.prune.repacked_packs,
                 done.prune.repacked_blobs,
                 done.index_files_replaced,
                 done.snapshots.len(),
+                done.wal_records,
                 done.pending_records,
                 done.verified_records
             );

@@ -32,6 +32,8 @@ pub struct Reencrypted {
     pub index_files_replaced: u64,
     /// Older-epoch snapshots written again: (old id, new id), oldest first.
     pub snapshots: Vec<(String, String)>,
+    /// Older-epoch WAL records written again (FORMAT.md §16).
+    pub wal_records: u64,
     /// Older-epoch pending-deletion records written again.
     pub pending_records: u64,
     /// Whether the verification records were written again.
@@ -63,6 +65,7 @@ pub fn reencrypt(
     held.ensure_valid()?;
     let index_files_replaced = replace_index_files(r)?;
     let snapshots = rewrite_snapshots(r)?;
+    let wal_records = rewrite_wal_records(r)?;
     let pending_records = rewrite_pending(r)?;
     let verified_records = rewrite_verified(r)?;
     Ok(Reencrypted {
@@ -70,6 +73,7 @@ pub fn reencrypt(
         prune,
         index_files_replaced,
         snapshots,
+        wal_records,
         pending_records,
         verified_records,
     })
@@ -134,6 +138,23 @@ fn rewrite_snapshots(repo: &Repository) -> Result<Vec<(String, String)>> {
         out.push((name, new.to_hex()));
     }
     Ok(out)
+}
+
+/// Step 4 for WAL records: each older-epoch record written again, then the old one removed (both
+/// name the same chunks, so WAL is archived throughout).
+fn rewrite_wal_records(repo: &Repository) -> Result<u64> {
+    let old = older(repo, ObjectKind::Wal, &crate::format::wal::ENVELOPE)?;
+    for name in &old {
+        let bytes = repo.backend().read(ObjectKind::Wal, name)?;
+        let record = crate::format::wal::WalRecord::decode(repo.key(), &bytes)
+            .map_err(|e| e.context(format!("WAL record {name}")))?;
+        let sealed = record.encode(repo.key())?;
+        let new = crate::id::WalRecordId::hash_of(&sealed);
+        repo.backend()
+            .write(ObjectKind::Wal, &new.to_hex(), &sealed)?;
+        repo.backend().remove(ObjectKind::Wal, name)?;
+    }
+    Ok(old.len() as u64)
 }
 
 /// Step 5: older-epoch pending-deletion records written again (same time, new record first).
