@@ -484,4 +484,13 @@ fn a_gap_in_the_archived_wal_is_reported_and_never_recovered_past() {
         None,
     );
     assert_eq!(out.code, 126, "{}", out.describe());
+    // Monitoring: CRITICAL, naming the gap a restore from the newest base backup would meet.
+    let status = cluster.cairn(&["status", "--format", "nagios"], None);
+    assert_eq!(status.code, 2, "{}", status.describe());
+    assert!(status.stdout.contains(&missing), "{}", status.describe());
+    assert!(
+        status.stdout.contains("'wal_gaps'=1;"),
+        "{}",
+        status.describe()
+    );
 }

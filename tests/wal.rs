@@ -272,3 +272,73 @@ fn names_that_are_not_wal_files_are_refused_before_anything_is_opened() {
     let out = env.r(&["wal", "fetch", "../../etc/passwd", "/tmp/x"]);
     assert_eq!(out.code, 126, "{}", out.describe());
 }
+
+#[test]
+fn status_judges_the_age_of_the_newest_archived_wal_and_its_gaps() {
+    let env = Env::new();
+    env.init();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), b"some data").unwrap();
+    env.r_ok(&["backup", data.to_str().unwrap()]);
+    let wal = PgWal::new(&env);
+    for n in [1, 2] {
+        push(&env, &wal.segment(n, n), &["--ahead", "0"]).assert_success();
+    }
+    let wal_finding = |args: &[&str]| -> (i32, serde_json::Value) {
+        let mut full = vec!["--json", "status"];
+        full.extend_from_slice(args);
+        let out = env.r(&full);
+        let report = out.json();
+        let finding = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["subject"] == "wal")
+            .cloned()
+            .unwrap_or_else(|| panic!("no wal finding: {}", out.describe()));
+        (out.code, finding)
+    };
+    // No base backup yet: the WAL alone restores nothing.
+    let (code, finding) = wal_finding(&[]);
+    assert_eq!(
+        (code, finding["level"].as_str()),
+        (1, Some("WARNING")),
+        "{finding}"
+    );
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("no base backup"),
+        "{finding}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, finding) = wal_finding(&["--wal-warn-age", "0s", "--wal-crit-age", "1s"]);
+    assert_eq!(
+        (code, finding["level"].as_str()),
+        (2, Some("CRITICAL")),
+        "{finding}"
+    );
+    push(&env, &wal.segment(4, 4), &["--ahead", "0"]).assert_success();
+    let (code, finding) = wal_finding(&[]);
+    assert_eq!(code, 2, "{finding}");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains(&PgWal::name(3)),
+        "{finding}"
+    );
+    let prom = env.r(&["status", "--format", "prometheus"]);
+    assert!(
+        prom.stdout.contains("cairn_wal_gaps 1"),
+        "{}",
+        prom.describe()
+    );
+    assert!(
+        prom.stdout.contains("cairn_wal_newest_age_seconds"),
+        "{}",
+        prom.describe()
+    );
+}

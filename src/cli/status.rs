@@ -55,6 +55,13 @@ pub struct StatusArgs {
     /// Answer from the plan's state file only: no repository access, no password.
     #[arg(long)]
     pub offline: bool,
+    /// WARNING when the newest archived PostgreSQL WAL file is older (default 1h; only when
+    /// the repository holds WAL).
+    #[arg(long, value_name = "SPAN", value_parser = parse_span)]
+    pub wal_warn_age: Option<std::time::Duration>,
+    /// CRITICAL when it is older (default 2h).
+    #[arg(long, value_name = "SPAN", value_parser = parse_span)]
+    pub wal_crit_age: Option<std::time::Duration>,
     /// The state file to read (default: the plan's).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
@@ -120,8 +127,9 @@ fn gather(global: &GlobalArgs, args: &StatusArgs) -> Result<(StatusReport, Optio
         None => global.clone(),
     };
     let repo = context::open_repository(&global)?;
-    let groups = monitor::groups_from_snapshots(&repo.snapshots()?);
-    let report = monitor::evaluate(
+    let snapshots = repo.snapshots()?;
+    let groups = monitor::groups_from_snapshots(&snapshots);
+    let mut report = monitor::evaluate(
         "repository",
         &groups,
         state.as_ref(),
@@ -129,6 +137,15 @@ fn gather(global: &GlobalArgs, args: &StatusArgs) -> Result<(StatusReport, Optio
         &thresholds,
         now,
     );
+    let catalog = cairn::wal::Catalog::load(&repo)?;
+    if let Some(wal) = monitor::wal::facts(&catalog, &snapshots) {
+        let defaults = monitor::wal::WalThresholds::default();
+        let th = monitor::wal::WalThresholds {
+            warn_age: args.wal_warn_age.unwrap_or(defaults.warn_age),
+            crit_age: args.wal_crit_age.unwrap_or(defaults.crit_age),
+        };
+        monitor::wal::judge(&mut report, &wal, &th, now);
+    }
     Ok((report, state))
 }
 

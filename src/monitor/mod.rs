@@ -3,6 +3,7 @@
 //! from the repository (snapshots) or, offline, from the plan's state file; rendering is in [`render`].
 
 pub mod render;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -194,6 +194,25 @@ pub fn prometheus(state: &State, report: Option<&StatusReport>) -> String {
         detail(drill, "bytes_verified"),
     );
     if let Some(r) = report {
+        let metric = |label: &str| -> Vec<(String, f64)> {
+            r.metrics
+                .iter()
+                .filter(|m| m.label == label)
+                .map(|m| (String::new(), m.value))
+                .collect()
+        };
+        family(
+            "cairn_wal_newest_age_seconds",
+            "Age of the newest archived PostgreSQL WAL file (the recovery point).",
+            "gauge",
+            metric("wal_age"),
+        );
+        family(
+            "cairn_wal_gaps",
+            "Runs of WAL segments missing from the archive.",
+            "gauge",
+            metric("wal_gaps"),
+        );
         family(
             "cairn_status_level",
             "cairn status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
