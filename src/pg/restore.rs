@@ -232,7 +232,8 @@ fn check_wal(
             Some(t) => newest = Some((name, t)),
             None => break,
         }
-        n += 1;
+        let Some(next) = n.checked_add(1) else { break };
+        n = next;
     }
     let later = catalog.files().any(|(name, _, _)| {
         name.kind() == WalKind::Segment

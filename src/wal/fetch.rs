@@ -127,7 +127,8 @@ pub fn next_segments<'c>(catalog: &'c Catalog, name: &WalName, count: usize) -> 
         return Vec::new();
     };
     (1..=count as u64)
-        .map(|k| WalName::segment(name.timeline(), number + k, file.size))
+        .map_while(|k| number.checked_add(k))
+        .map(|n| WalName::segment(name.timeline(), n, file.size))
         .map_while(|next| catalog.file(&next))
         .collect()
 }
