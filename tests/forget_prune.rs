@@ -307,3 +307,25 @@ fn the_plan_retention_takes_keep_tag_and_group_by() {
     assert_ne!(out.code, 0, "{}", out.describe());
     assert!(out.stderr.contains("group_by"), "{}", out.describe());
 }
+
+#[test]
+fn forget_by_id_removes_exactly_the_named_snapshots_and_refuses_rules_beside_them() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    let ids: Vec<String> = (0..3).map(|g| backup_generation(&env, &src, g)).collect();
+    let out = env.r(&["forget", &ids[0][..8], "--keep-last", "1"]);
+    assert_eq!(out.code, exit::USAGE, "{}", out.describe());
+    let dry = env.r_json(&["forget", "--dry-run", &ids[1][..8]]);
+    assert_eq!(dry["removed"], serde_json::json!([ids[1]]));
+    assert_eq!(env.snapshots_json().len(), 3);
+    env.r_ok(&["forget", &ids[0][..8], &ids[2]]);
+    let left: Vec<String> = env
+        .snapshots_json()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec![ids[1].clone()]);
+    let out = env.r(&["forget", &ids[0]]);
+    assert_eq!(out.code, exit::USAGE, "{}", out.describe());
+}

@@ -494,3 +494,114 @@ fn a_gap_in_the_archived_wal_is_reported_and_never_recovered_past() {
         status.describe()
     );
 }
+
+#[test]
+fn prune_removes_only_wal_that_no_kept_base_backup_can_replay() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    cluster.cairn(&["init"], None).assert_success();
+    let port = cluster.create("primary");
+    cluster.start("primary");
+    cluster.sql(port, "CREATE TABLE t (n int)");
+    for n in 0..3 {
+        cluster.sql(
+            port,
+            &format!("INSERT INTO t SELECT g FROM generate_series(1, 1000) g; SELECT {n}"),
+        );
+        cluster.wait_archived(port);
+    }
+    let first = cluster.cairn(&["--json", "pg", "backup"], Some(port));
+    first.assert_success();
+    let first_id = first.json()["snapshot_id"].as_str().unwrap().to_string();
+    for n in 0..3 {
+        cluster.sql(
+            port,
+            &format!("INSERT INTO t SELECT g FROM generate_series(1, 1000) g; SELECT {n}"),
+        );
+        cluster.wait_archived(port);
+    }
+    let second = cluster.cairn(&["--json", "pg", "backup"], Some(port));
+    second.assert_success();
+    let second_start = second.json()["summary"].clone();
+    assert!(second_start.is_object(), "{}", second.describe());
+    cluster.sql(port, "INSERT INTO t VALUES (-1)");
+    cluster.wait_archived(port);
+    let first_segment = |c: &Cluster| -> String {
+        let list = c.cairn(&["--json", "wal", "list"], None);
+        list.assert_success();
+        list.json()["timelines"][0]["first"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let now = ["prune", "--grace", "0s", "--clock-skew", "0s"];
+    // Both base backups kept: the first one's WAL stays, and only what precedes it goes.
+    let before = first_segment(&cluster);
+    cluster.cairn(&now, None).assert_success();
+    assert!(first_segment(&cluster) >= before);
+    let snapshots = cluster.cairn(&["--json", "snapshots"], None);
+    let start_wal = |id: &str| -> String {
+        snapshots
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["postgres"]["start_wal"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{}", snapshots.describe()))
+    };
+    let first_start = start_wal(&first_id);
+    assert_eq!(first_segment(&cluster), first_start);
+    // A recovery window keeps WAL the base backups no longer need.
+    cluster.cairn(&["forget", &first_id], None).assert_success();
+    let kept = cluster.cairn(
+        &[
+            "--json",
+            "prune",
+            "--grace",
+            "0s",
+            "--clock-skew",
+            "0s",
+            "--keep-wal-within",
+            "1h",
+        ],
+        None,
+    );
+    kept.assert_success();
+    assert_eq!(kept.json()["wal_files_expired"], 0, "{}", kept.describe());
+    assert_eq!(first_segment(&cluster), first_start);
+    // Without it, WAL before the second base backup's start goes; the rest restores.
+    let pruned = cluster.cairn(
+        &["--json", "prune", "--grace", "0s", "--clock-skew", "0s"],
+        None,
+    );
+    pruned.assert_success();
+    assert!(
+        pruned.json()["wal_files_expired"].as_u64().unwrap() >= 3,
+        "{}",
+        pruned.describe()
+    );
+    cluster.cairn(&now, None).assert_success();
+    let second_id = second.json()["snapshot_id"].as_str().unwrap().to_string();
+    let snapshots = cluster.cairn(&["--json", "snapshots"], None);
+    let second_wal = snapshots
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == second_id.as_str())
+        .map(|s| s["postgres"]["start_wal"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        first_segment(&cluster) <= second_wal,
+        "{} > {second_wal}",
+        first_segment(&cluster)
+    );
+    assert!(first_segment(&cluster) > first_start);
+    cluster
+        .cairn(&["check", "--read-data"], None)
+        .assert_success();
+    let restored = cluster.restore_and_start("latest", "latest");
+    assert_eq!(cluster.sql(restored, "SELECT count(*) FROM t"), "6001");
+}

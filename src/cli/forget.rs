@@ -14,6 +14,7 @@ Examples:
   cairn forget --keep-last 3 --host db1 --prune
   cairn forget --keep-within 30d --keep-tag release --group-by host,paths,tags
   cairn forget --json --keep-daily 7 --dry-run | jq '.[].snapshots[] | select(.keep|not) | .id'
+  cairn forget 1a2b3c4d 5e6f7a8b               # these snapshots, whatever the rules
 
 Snapshots are grouped by host and source paths (change with --group-by) and each group gets the
 rules separately; a snapshot is kept when any rule keeps it. Calendar rules use the local time zone
@@ -23,6 +24,9 @@ the space is reclaimed by prune (or --prune).";
 
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {
+    /// Remove exactly these snapshots (ids or unique prefixes) instead of applying keep rules.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
     #[command(flatten)]
     pub policy: KeepPolicy,
     /// Group snapshots by these fields: any of host, paths, tags (empty: one group).
@@ -55,6 +59,9 @@ pub struct ForgetRequest<'a> {
 }
 
 pub fn run(global: &GlobalArgs, args: &ForgetArgs) -> Result<i32> {
+    if !args.snapshots.is_empty() {
+        return forget_named(global, args);
+    }
     forget(
         global,
         &ForgetRequest {
@@ -66,6 +73,51 @@ pub fn run(global: &GlobalArgs, args: &ForgetArgs) -> Result<i32> {
             prune: args.prune.then_some(&args.prune_options),
         },
     )
+}
+
+/// `forget ID...`: the named snapshots go, with no rule involved.
+fn forget_named(global: &GlobalArgs, args: &ForgetArgs) -> Result<i32> {
+    if !args.policy.is_empty() {
+        return Err(cairn::Error::invalid_input(
+            "give either snapshot ids or --keep-* rules, not both",
+        )
+        .into());
+    }
+    let repo = context::open_repository(global)?;
+    let mut ids = Vec::new();
+    for spec in &args.snapshots {
+        let (id, _) = repo.find_snapshot(spec)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let removed = if args.dry_run {
+        0
+    } else {
+        forget::remove(&repo, &ids)?
+    };
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "dry_run": args.dry_run,
+            "removed": ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+        }))?;
+    } else if !global.quiet {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        for id in &ids {
+            outln!("{verb} snapshot {}", id.short());
+        }
+        if !args.dry_run {
+            outln!("removed {removed} snapshot(s)");
+        }
+    }
+    match args.prune && !args.dry_run {
+        true => prune::prune_repository(global, &args.prune_options, false, repo),
+        false => Ok(exit::OK),
+    }
 }
 
 /// Plans, reports and (unless a dry run) executes a forget, then prunes when asked.

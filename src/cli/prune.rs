@@ -42,6 +42,10 @@ pub struct PruneTuning {
     /// How far the clocks of hosts using the repository may disagree (e.g. 5min, 1h; 0s only for one host).
     #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = parse_time_span)]
     pub clock_skew: chrono::Duration,
+    /// Keep archived PostgreSQL WAL of this last span (e.g. 7d) even before the oldest base
+    /// backup; without it, WAL no kept base backup can replay is removed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_time_span)]
+    pub keep_wal_within: Option<chrono::Duration>,
 }
 
 impl Default for PruneTuning {
@@ -52,6 +56,7 @@ impl Default for PruneTuning {
             max_unused: o.max_unused * 100.0,
             grace: o.grace,
             clock_skew: o.clock_skew,
+            keep_wal_within: o.keep_wal_within,
         }
     }
 }
@@ -67,6 +72,7 @@ impl PruneTuning {
             max_unused: self.max_unused / 100.0,
             grace: self.grace,
             clock_skew: self.clock_skew,
+            keep_wal_within: self.keep_wal_within,
             ..PruneOptions::default()
         })
     }
@@ -121,6 +127,8 @@ fn report(global: &GlobalArgs, plan: &PrunePlan, outcome: Option<&prune::PruneOu
             "revive": plan.revive.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
             "waiting": plan.waiting,
             "missing": plan.missing,
+            "wal_records_expired": plan.wal_expired.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            "wal_files_expired": plan.wal_expired_files,
             "outcome": outcome,
         }));
         return;
@@ -129,6 +137,13 @@ fn report(global: &GlobalArgs, plan: &PrunePlan, outcome: Option<&prune::PruneOu
         return;
     }
     let verb = if outcome.is_some() { "" } else { "would " };
+    if !plan.wal_expired.is_empty() {
+        outln!(
+            "{verb}remove {} archived WAL file(s) in {} record(s) that no kept base backup can replay",
+            plan.wal_expired_files,
+            plan.wal_expired.len()
+        );
+    }
     outln!(
         "{} snapshot(s) reference {} blob(s) in {} pack(s) ({})",
         plan.snapshots,

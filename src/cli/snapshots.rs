@@ -29,6 +29,7 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
                     "parent": s.parent,
                     "program_version": s.program_version,
                     "summary": s.summary,
+                    "postgres": s.postgres,
                 })
             })
             .collect();

@@ -219,6 +219,17 @@ pub fn execute(repo: &Repository, plan: &ForgetPlan, allow_remove_all: bool) -> 
     Ok(removed)
 }
 
+/// Removes the snapshots `ids` named (restic's `forget ID...`); returns how many.
+///
+/// # Errors
+/// Backend errors (the ones removed before stay removed).
+pub fn remove(repo: &Repository, ids: &[SnapshotId]) -> Result<usize> {
+    for id in ids {
+        repo.backend().remove(ObjectKind::Snapshot, &id.to_hex())?;
+    }
+    Ok(ids.len())
+}
+
 /// A group key for messages, e.g. `host db1, paths /etc,/home`.
 pub fn describe_group(key: &GroupKey) -> String {
     let mut parts = Vec::new();

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod fetch;
 pub mod push;
+pub mod retention;
 pub mod spool;
 
 use std::collections::BTreeMap;

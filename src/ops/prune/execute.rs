@@ -41,6 +41,8 @@ pub struct PruneOutcome {
     pub index_files_written: u64,
     /// Old index files removed.
     pub index_files_removed: u64,
+    /// WAL records removed: no kept base backup needed them (FORMAT.md §16).
+    pub wal_records_removed: u64,
 }
 
 /// Executes `plan` while `lease` (the prune lease) is held.
@@ -75,6 +77,12 @@ pub fn execute_with_progress(
     }
     let r = repo.repo();
     let mut out = PruneOutcome::default();
+    // 0. WAL no base backup needs: its records go first; their blobs are unreferenced from here
+    // on, and the plan condemned the packs that held only those.
+    for id in &plan.wal_expired {
+        r.backend().remove(ObjectKind::Wal, &id.to_hex())?;
+        out.wal_records_removed += 1;
+    }
     let revived: HashSet<PackId> = plan.revive.iter().copied().collect();
     out.revived_packs = revived.len() as u64;
 

@@ -18,11 +18,13 @@ use chrono::{DateTime, Duration, Utc};
 use crate::backend::ObjectKind;
 use crate::error::Result;
 use crate::format::lifecycle::LeaseKind;
+use crate::format::wal::WalRecord;
 use crate::id::PackId;
+use crate::id::WalRecordId;
 use crate::pack::read_pack_prefix as pack_prefix;
 use crate::repo::Repository;
 use crate::repo::{lease, pending};
-use crate::wal::Catalog;
+use crate::wal::{retention, Catalog};
 
 use usage::Usage;
 
@@ -41,6 +43,9 @@ pub struct PruneOptions {
     /// Also repack every used pack of an older data-key epoch than the key's newest, whatever its
     /// unused share (`key rotate --reencrypt`, FORMAT.md §15); costs one small read per pack.
     pub reencrypt: bool,
+    /// Keep archived PostgreSQL WAL archived within this span even when no base backup needs it
+    /// (a recovery window); without it, WAL before the oldest base backup's start is removed.
+    pub keep_wal_within: Option<Duration>,
 }
 
 impl Default for PruneOptions {
@@ -51,6 +56,7 @@ impl Default for PruneOptions {
             clock_skew: lease::DEFAULT_CLOCK_SKEW,
             memory_blobs: blob_table::MEMORY_BLOBS,
             reencrypt: false,
+            keep_wal_within: None,
         }
     }
 }
@@ -101,6 +107,11 @@ pub struct PrunePlan {
     pub waiting: Vec<String>,
     /// Referenced blobs found nowhere: prune refuses to delete anything then.
     pub missing: Vec<String>,
+    /// WAL records no kept base backup needs (FORMAT.md §16): removed first, so their blobs are
+    /// condemned now with the packs no longer referenced.
+    pub wal_expired: Vec<WalRecordId>,
+    /// The WAL files those records hold.
+    pub wal_expired_files: usize,
     records: Vec<pending::FoundRecord>,
     ripe: HashSet<String>,
     index_files: Vec<String>,
@@ -175,6 +186,19 @@ pub fn plan_with_progress(
             "WAL record {name} is damaged; prune stops (`cairn check` tells more)"
         )));
     }
+    let wal_expired = retention::expired(&wal, &snapshots, options.keep_wal_within, now);
+    let expired: HashSet<WalRecordId> = wal_expired.iter().copied().collect();
+    let wal_kept: Vec<&(WalRecordId, WalRecord)> = wal
+        .records()
+        .iter()
+        .filter(|(id, _)| !expired.contains(id))
+        .collect();
+    let wal_expired_files = wal
+        .records()
+        .iter()
+        .filter(|(id, _)| expired.contains(id))
+        .map(|(_, r)| r.files.len())
+        .sum();
     let index_listing = repo.backend().list(ObjectKind::Index)?;
     let mut packs: HashMap<PackId, PackUsage> = HashMap::new();
     for (name, size) in repo.backend().list(ObjectKind::Pack)? {
@@ -196,7 +220,9 @@ pub fn plan_with_progress(
         options.memory_blobs,
         progress,
     )?;
-    let walk = usage.walk(repo, &snapshots, &wal, &mut packs, &condemned, progress)?;
+    let walk = usage.walk(
+        repo, &snapshots, &wal_kept, &mut packs, &condemned, progress,
+    )?;
     let index_files = index_listing.into_iter().map(|(name, _)| name).collect();
 
     let ripe_packs: HashSet<PackId> = records
@@ -239,6 +265,8 @@ pub fn plan_with_progress(
         repack,
         waiting,
         missing: walk.missing,
+        wal_expired,
+        wal_expired_files,
         records,
         ripe,
         index_files,

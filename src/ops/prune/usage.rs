@@ -12,11 +12,11 @@ use crate::error::{Error, Result};
 use crate::format::pack::{ENTRY_LEN, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
-use crate::id::{BlobId, PackId, SnapshotId};
+use crate::format::wal::WalRecord;
+use crate::id::{BlobId, PackId, SnapshotId, WalRecordId};
 use crate::index::{files, BlobLocation};
 use crate::pack::PackReader;
 use crate::repo::Repository;
-use crate::wal::Catalog;
 
 use super::blob_table::{BlobTable, DiskTable, Mark, MemoryTable, LOCATIONS, REFERENCED};
 use super::{PruneProgress, PruneStep};
@@ -137,7 +137,7 @@ impl Usage {
         &mut self,
         repo: &Repository,
         snapshots: &[(SnapshotId, Snapshot)],
-        wal: &Catalog,
+        wal: &[&(WalRecordId, WalRecord)],
         packs: &mut HashMap<PackId, PackUsage>,
         condemned: &HashSet<PackId>,
         progress: &dyn PruneProgress,
@@ -213,7 +213,7 @@ fn fill(
 fn walk(
     repo: &Repository,
     snapshots: &[(SnapshotId, Snapshot)],
-    wal: &Catalog,
+    wal: &[&(WalRecordId, WalRecord)],
     packs: &mut HashMap<PackId, PackUsage>,
     condemned: &HashSet<PackId>,
     table: &mut impl BlobTable,
@@ -301,7 +301,7 @@ fn walk(
         progress.advance(1);
     }
     // Archived WAL is kept like a snapshot's content (FORMAT.md §16).
-    for (record, body) in wal.records() {
+    for (record, body) in wal.iter().copied() {
         for file in &body.files {
             let what = || format!("WAL record {} file {}", record.short(), file.name);
             for id in file.chunk_ids() {
