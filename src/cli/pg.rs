@@ -74,7 +74,7 @@ pub struct PgBackupArgs {
 #[derive(clap::Args, Debug)]
 pub struct PgRestoreArgs {
     /// Where recovery stops: a time ("2026-12-07 14:29:59", local unless a zone is given),
-    /// `latest` (all archived WAL), or `name:RESTORE_POINT`.
+    /// `latest` (all archived WAL), `name:RESTORE_POINT`, or `lsn:16/B374D848`.
     #[arg(long, value_name = "TARGET")]
     pub to: String,
     /// The new data directory (absent or empty).
@@ -175,9 +175,10 @@ fn shell_quote(s: &str) -> String {
 fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
     let target = match args.to.as_str() {
         "latest" => RecoveryTarget::Latest,
-        t => match t.strip_prefix("name:") {
-            Some(name) => RecoveryTarget::Name(name.to_string()),
-            None => RecoveryTarget::Time(parse_point_in_time(t)?),
+        t => match (t.strip_prefix("name:"), t.strip_prefix("lsn:")) {
+            (Some(name), _) => RecoveryTarget::Name(name.to_string()),
+            (_, Some(lsn)) => RecoveryTarget::Lsn(pg::restore::parse_lsn(lsn)?),
+            _ => RecoveryTarget::Time(parse_point_in_time(t)?),
         },
     };
     let restore_command = match &args.restore_command {

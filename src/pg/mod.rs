@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod restore;
+pub mod server;
 pub mod session;
 
 pub use backup::{base_backup, PgBackupOptions};

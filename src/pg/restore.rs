@@ -28,6 +28,29 @@ pub enum RecoveryTarget {
     Time(DateTime<Utc>),
     /// Stop at a restore point made with `pg_create_restore_point(NAME)`.
     Name(String),
+    /// Stop after this WAL position (an LSN, as a 64-bit number).
+    Lsn(u64),
+}
+
+/// Parses an LSN as PostgreSQL prints it, `16/B374D848`.
+///
+/// # Errors
+/// `InvalidInput` for anything else.
+pub fn parse_lsn(text: &str) -> Result<u64> {
+    let invalid = || {
+        Error::invalid_input(format!(
+            "{text:?} is not a WAL position (LSN) such as 16/B374D848"
+        ))
+    };
+    let (high, low) = text.split_once('/').ok_or_else(invalid)?;
+    let high = u32::from_str_radix(high, 16).map_err(|_| invalid())?;
+    let low = u32::from_str_radix(low, 16).map_err(|_| invalid())?;
+    Ok((u64::from(high) << 32) | u64::from(low))
+}
+
+/// An LSN as PostgreSQL prints it.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
 /// How to restore.
@@ -186,6 +209,24 @@ fn choose_base(
                     ends(&sorted[0].1).to_rfc3339()
                 ))
             }),
+        RecoveryTarget::Lsn(lsn) => sorted
+            .iter()
+            .rev()
+            .find(|(_, s)| {
+                s.postgres
+                    .as_ref()
+                    .and_then(|pg| parse_lsn(&pg.stop_lsn).ok())
+                    .is_some_and(|stop| stop <= *lsn)
+            })
+            .map(|b| (*b).clone())
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "{} is before the end of the oldest base backup (snapshot {}): the repository can recover to {} or later",
+                    format_lsn(*lsn),
+                    sorted[0].0.short(),
+                    sorted[0].1.postgres.as_ref().map(|pg| pg.stop_lsn.as_str()).unwrap_or("?")
+                ))
+            }),
         RecoveryTarget::Latest | RecoveryTarget::Name(_) => Ok(sorted[sorted.len() - 1].clone()),
     }
 }
@@ -224,10 +265,7 @@ fn check_wal(
     let mut n = last;
     loop {
         let name = WalName::segment(start.timeline(), n, size);
-        let pushed = catalog
-            .files()
-            .find(|(candidate, _, _)| **candidate == name)
-            .map(|(_, _, record)| record.datetime());
+        let pushed = catalog.entry(&name).map(|(_, record)| record.datetime());
         match pushed {
             Some(t) => newest = Some((name, t)),
             None => break,
@@ -241,7 +279,18 @@ fn check_wal(
             && name.segment_number(size).is_some_and(|m| m > n)
     });
     let reach = newest.as_ref().map(|(_, t)| *t);
-    if let RecoveryTarget::Time(t) = target {
+    if let RecoveryTarget::Lsn(lsn) = target {
+        // Segment `n` is the first one not archived: the target must lie before it.
+        if lsn / size.max(1) >= n {
+            return Err(Error::invalid_input(format!(
+                "cannot recover to {}: WAL file {} is not archived; the repository can recover from {} to the end of {}",
+                format_lsn(*lsn),
+                WalName::segment(start.timeline(), n, size),
+                pg.stop_lsn,
+                newest.as_ref().map_or(pg.stop_wal.clone(), |(name, _)| name.to_string())
+            )));
+        }
+    } else if let RecoveryTarget::Time(t) = target {
         if reach.is_some_and(|r| r < *t) {
             let (name, at) = newest.clone().unwrap_or_else(|| (stop.clone(), Utc::now()));
             let why = if later {
@@ -289,6 +338,7 @@ fn recovery_settings(options: &PitrOptions) -> Vec<(String, String)> {
             t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
         )),
         RecoveryTarget::Name(name) => settings.push(("recovery_target_name".into(), name.clone())),
+        RecoveryTarget::Lsn(lsn) => settings.push(("recovery_target_lsn".into(), format_lsn(*lsn))),
     }
     if options.target != RecoveryTarget::Latest {
         settings.push(("recovery_target_action".into(), "promote".into()));

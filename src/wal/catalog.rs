@@ -69,6 +69,13 @@ impl Catalog {
         Some(&self.records[*r].1.files[*f])
     }
 
+    /// The archived file called `name` with the record that holds it (its oldest).
+    pub fn entry(&self, name: &WalName) -> Option<(&WalFile, &WalRecord)> {
+        let (r, f) = self.by_name.get(name)?.first()?;
+        let record = &self.records[*r].1;
+        Some((&record.files[*f], record))
+    }
+
     /// Every archived file, by name, with the record that holds it (oldest first).
     pub fn files(&self) -> impl Iterator<Item = (&WalName, &WalFile, &WalRecord)> + '_ {
         self.by_name.iter().filter_map(|(name, at)| {
