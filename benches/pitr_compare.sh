@@ -12,13 +12,17 @@
 #      the .ready files in pg_wal/archive_status (the archiver's lag, in segments) and the size
 #      of pg_wal are sampled; at DURATION/2 the server's clock_timestamp() becomes the PITR
 #      target; afterwards `pg_switch_wal()` and a wait until that segment is archived. "WAL
-#      stored" is what the repository grew by over the run and the wait (no backup ran then);
+#      stored" is what the repository grew by over the run and the wait (no backup ran then).
+#      pg_wal grows by the WAL written whatever the archiver does, as no checkpoint falls in
+#      the run to recycle segments: the .ready count is what tells an archiver falling behind;
 #   3. a second base backup (pgBackRest: `--type=incr`);
 #   4. an UPDATE of the first 1% of pgbench_accounts (a clustered range), CHECKPOINT, and a third
 #      base backup (pgBackRest: `--type=incr` again);
 #   5. the server stops; a restore to the target into a new directory (cairn: `pg restore --to`;
-#      pgBackRest: `restore --type=time --target-action=promote`), the server started there on
-#      another port, timed until `pg_is_in_recovery()` is false. The restored pgbench_history is
+#      pgBackRest: `restore --type=time --target-action=promote`), both with archiving off, the
+#      server started there on another port, timed until `pg_is_in_recovery()` is false ("restore"
+#      is the tool's command, "recovery" the rest: start-up, WAL replay, promotion). Both tools
+#      restore the full backup, the newest that ended before the target. The restored pgbench_history is
 #      checked against the target: no row newer than it, its newest row less than a second older,
 #      and as many rows as the primary had up to the target, less at most the 4 transactions in
 #      flight at that instant.
@@ -131,6 +135,7 @@ cleanup() {
   for pid in "${SERVERS[@]}"; do stop_server "$pid"; done
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 # rec TOOL KEY VALUE: one result.
 rec() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RESULTS"; }
