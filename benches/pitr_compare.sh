@@ -22,10 +22,10 @@
 #      pgBackRest: `restore --type=time --target-action=promote`), both with archiving off, the
 #      server started there on another port, timed until `pg_is_in_recovery()` is false ("restore"
 #      is the tool's command, "recovery" the rest: start-up, WAL replay, promotion). Both tools
-#      restore the full backup, the newest that ended before the target. The restored pgbench_history is
-#      checked against the target: no row newer than it, its newest row less than a second older,
-#      and as many rows as the primary had up to the target, less at most the 4 transactions in
-#      flight at that instant.
+#      restore the full backup, the newest that ended before the target. The restored
+#      pgbench_history is checked against the target: no row newer than it, its newest row less
+#      than a second older, and as many rows as the primary had up to the target, less at most
+#      the CLIENTS transactions in flight at that instant.
 # Every tool command runs as `postgres` under `/usr/bin/time -f '%e %M'`; archive_command and
 # restore_command are wrapped the same way (one line per call), so each step has its seconds and
 # peak RSS. Repository growth is `du -sb` of the repository directory before and after (cairn's
