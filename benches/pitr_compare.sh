@@ -1,0 +1,460 @@
+#!/usr/bin/env bash
+# PostgreSQL continuous archiving and point-in-time recovery: cairn against pgBackRest, on this
+# machine, in one run, each tool on its own copy of the same pgbench database.
+#
+# The database is made once per SCALE (`pgbench -i -s SCALE`, about 15 MB per unit of scale) and
+# copied with `cp -a` for every tool, so both start from the same bytes. Each tool then goes
+# through one simulated day and a half, on a private PostgreSQL (Debian's package, started here
+# as a plain process on 127.0.0.1 as the `postgres` user, fsync=off, full_page_writes on,
+# wal_level=replica, max_wal_size=4GB, archive_timeout=0) whose archive_command is the tool's:
+#   1. full base backup (cairn: `pg backup`; pgBackRest: `backup --type=full`);
+#   2. DURATION seconds of `pgbench -c 4 -j 2 -N` (every accounts page gets written): each second
+#      the .ready files in pg_wal/archive_status (the archiver's lag, in segments) and the size
+#      of pg_wal are sampled; at DURATION/2 the server's clock_timestamp() becomes the PITR
+#      target; afterwards `pg_switch_wal()` and a wait until that segment is archived. "WAL
+#      stored" is what the repository grew by over the run and the wait (no backup ran then).
+#      pg_wal grows by the WAL written whatever the archiver does, as no checkpoint falls in
+#      the run to recycle segments: the .ready count is what tells an archiver falling behind;
+#   3. a second base backup (pgBackRest: `--type=incr`);
+#   4. an UPDATE of the first 1% of pgbench_accounts (a clustered range), CHECKPOINT, and a third
+#      base backup (pgBackRest: `--type=incr` again);
+#   5. the server stops; a restore to the target into a new directory (cairn: `pg restore --to`;
+#      pgBackRest: `restore --type=time --target-action=promote`), both with archiving off, the
+#      server started there on another port, timed until `pg_is_in_recovery()` is false ("restore"
+#      is the tool's command, "recovery" the rest: start-up, WAL replay, promotion). Both tools
+#      restore the full backup, the newest that ended before the target. The restored
+#      pgbench_history is checked against the target: no row newer than it, its newest row less
+#      than a second older, and as many rows as the primary had up to the target, less at most
+#      the CLIENTS transactions in flight at that instant.
+# Every tool command runs as `postgres` under `/usr/bin/time -f '%e %M'`; archive_command and
+# restore_command are wrapped the same way (one line per call), so each step has its seconds and
+# peak RSS. Repository growth is `du -sb` of the repository directory before and after (cairn's
+# local cache directory, and pgBackRest's spool, are outside it). pgBackRest runs with zstd
+# compression, process-max=2 and archive-async=y, as the issue specifies; its peak is that of its
+# largest process (%M is per process), and its asynchronous archive-push/archive-get daemons,
+# which detach, are not measured.
+#
+# Usage: benches/pitr_compare.sh
+#   SCALE=100 (pgbench scale) DURATION=60 (seconds of pgbench) TOOLS="cairn pgbackrest"
+#   CLIENTS=4 THREADS=2 (pgbench -c/-j)
+# Work directory: $CAIRN_BENCH_DIR (default /var/tmp/cairn-pitr-bench); the initialized database
+# is kept there per SCALE and reused. Needs root (it runs PostgreSQL and the tools as postgres).
+# Results: $CAIRN_BENCH_DIR/results.tsv (tool, key, value), the tables in summary.md, logs in
+# $CAIRN_BENCH_DIR/<tool>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=${CAIRN_BENCH_DIR:-/var/tmp/cairn-pitr-bench}
+SCALE=${SCALE:-100}
+DURATION=${DURATION:-60}
+TOOLS=${TOOLS:-cairn pgbackrest}
+CLIENTS=${CLIENTS:-4}
+THREADS=${THREADS:-2}
+TEMPLATE=$WORK/template-s$SCALE
+RESULTS=$WORK/results.tsv
+STANZA=bench
+
+log() { printf '[pitr_compare] %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and the tools are started as the postgres user)"
+
+install_tools() {
+  local need=()
+  [ -x /usr/bin/time ] || need+=(time)
+  ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
+  [[ " $TOOLS " != *" pgbackrest "* ]] || command -v pgbackrest >/dev/null || need+=(pgbackrest)
+  if [ ${#need[@]} -gt 0 ]; then apt-get install -y -q "${need[@]}" >/dev/null; fi
+  id -u postgres >/dev/null 2>&1 || die "no postgres user (Debian's postgresql package makes it)"
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  if [[ " $TOOLS " == *" cairn "* ]]; then
+    log "building cairn (release)"
+    cargo build --release --quiet
+  fi
+}
+
+# Everything the tools and PostgreSQL run as: postgres, with a HOME it can read.
+AS_PG=(setpriv --reuid="$(id -u postgres)" --regid="$(id -g postgres)" --clear-groups
+  env HOME="$WORK/home")
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+now() { date +%s.%N; }
+# since T0 [T1]: seconds from T0 to T1 (default: now).
+since() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN { printf "%.3f", b - a }'; }
+
+# q PORT SQL: one query as the superuser, unaligned output.
+q() { "$PGBIN/psql" -X -Atq -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"; }
+
+# Settings of every server here, primaries and restored ones alike.
+COMMON=(-c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=replica -c max_wal_size=4GB
+  -c archive_timeout=0)
+
+SERVERS=()
+# start_server DATADIR PORT SOCKETDIR LOGFILE [ARGS...]: starts postgres in the background and
+# sets SERVER_PID; does not wait for it to accept connections.
+start_server() {
+  local data=$1 port=$2 sock=$3 logfile=$4
+  shift 4
+  setsid "${AS_PG[@]}" "$PGBIN/postgres" -D "$data" -p "$port" -k "$sock" "${COMMON[@]}" "$@" \
+    >>"$logfile" 2>&1 </dev/null &
+  SERVER_PID=$!
+  SERVERS+=("$SERVER_PID")
+}
+
+wait_ready() {
+  local port=$1 pid=$2 logfile=$3
+  for _ in $(seq 300); do
+    "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres && return
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  tail -20 "$logfile" >&2
+  die "PostgreSQL on port $port did not start; see $logfile"
+}
+
+# stop_server PID: fast shutdown, waits until the process is gone.
+stop_server() {
+  local pid=$1
+  kill -INT "$pid" 2>/dev/null || return 0
+  for _ in $(seq 600); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "PostgreSQL $pid did not stop in 60 s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+SAMPLER=
+PGBENCH=
+cleanup() {
+  local pid
+  for pid in $SAMPLER $PGBENCH; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${SERVERS[@]}"; do stop_server "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# rec TOOL KEY VALUE: one result.
+rec() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RESULTS"; }
+
+repo_bytes() { du -sb "$T/repo" | cut -f1; }
+
+# timed TOOL STEP CMD...: runs CMD as postgres under /usr/bin/time, output into the tool's log;
+# records STEP.s and STEP.kib.
+timed() {
+  local tool=$1 step=$2 secs kib
+  shift 2
+  sync
+  printf '\n$ %s\n' "$*" >>"$T/tool.log"
+  if ! /usr/bin/time -f '%e %M' -o "$T/time.out" "${AS_PG[@]}" "$@" >>"$T/tool.log" 2>&1; then
+    tail -20 "$T/tool.log" >&2
+    die "$tool $step failed: $*; see $T/tool.log"
+  fi
+  read -r secs kib <"$T/time.out"
+  rec "$tool" "$step.s" "$secs"
+  rec "$tool" "$step.kib" "$kib"
+}
+
+# The pgbench database every tool starts from, made once per SCALE.
+make_template() {
+  if [ -f "$TEMPLATE/done" ]; then return; fi
+  log "initializing a pgbench database at scale $SCALE"
+  rm -rf "$TEMPLATE"
+  mkdir -p "$TEMPLATE"
+  chown postgres: "$TEMPLATE"
+  "${AS_PG[@]}" "$PGBIN/initdb" -D "$TEMPLATE/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+    --no-sync >"$TEMPLATE/initdb.log" 2>&1
+  local port
+  port=$(free_port)
+  start_server "$TEMPLATE/data" "$port" "$TEMPLATE" "$TEMPLATE/server.log"
+  wait_ready "$port" "$SERVER_PID" "$TEMPLATE/server.log"
+  "$PGBIN/pgbench" -q -i -s "$SCALE" -h 127.0.0.1 -p "$port" -U postgres postgres \
+    >"$TEMPLATE/pgbench-init.log" 2>&1
+  q "$port" "CHECKPOINT" >/dev/null
+  stop_server "$SERVER_PID"
+  touch "$TEMPLATE/done"
+}
+
+# An executable that runs a command under /usr/bin/time, appending "seconds peak-KiB" to a file:
+# wraps archive_command and restore_command, so each call of the tool is measured.
+write_wrapper() {
+  cat >"$T/timed" <<'EOF'
+#!/bin/sh
+# timed LOG CMD...: runs CMD, appends its seconds and peak RSS (KiB) to LOG; exits as CMD does.
+log=$1
+shift
+exec /usr/bin/time -a -o "$log" -f '%e %M' "$@"
+EOF
+  chmod 755 "$T/timed"
+}
+
+# Per tool: the repository, and the commands PostgreSQL runs.
+setup_tool() {
+  local tool=$1
+  case $tool in
+    cairn)
+      cp "$ROOT/target/release/cairn" "$T/cairn"
+      printf 'pitr-bench-password\n' >"$T/pw"
+      chmod 600 "$T/pw"
+      chown postgres: "$T/cairn" "$T/pw"
+      TOOL=("$T/cairn" -r "$T/repo" --cache-dir "$T/cache" --password-file "$T/pw")
+      "${AS_PG[@]}" "${TOOL[@]}" -q init >>"$T/tool.log" 2>&1
+      ARCHIVE_COMMAND="$T/timed $T/push.times ${TOOL[*]} wal push %p"
+      ;;
+    pgbackrest)
+      cat >"$T/pgbackrest.conf" <<EOF
+[global]
+repo1-path=$T/repo
+repo1-retention-full=2
+compress-type=zst
+process-max=2
+archive-async=y
+spool-path=$T/spool
+start-fast=y
+log-level-console=warn
+log-level-file=info
+log-path=$T/pgbr-log
+lock-path=$T/pgbr-lock
+
+[$STANZA]
+pg1-path=$T/data
+pg1-port=$PORT
+pg1-socket-path=$T
+EOF
+      mkdir -p "$T/repo" "$T/spool" "$T/pgbr-log" "$T/pgbr-lock"
+      chown -R postgres: "$T"
+      TOOL=(pgbackrest --config="$T/pgbackrest.conf" --stanza="$STANZA")
+      ARCHIVE_COMMAND="$T/timed $T/push.times ${TOOL[*]} archive-push %p"
+      ;;
+    *) die "unknown tool $tool (known: cairn pgbackrest)" ;;
+  esac
+}
+
+base_backup() {
+  local tool=$1 step=$2 kind=$3 before
+  before=$(repo_bytes)
+  case $tool in
+    cairn) timed "$tool" "$step" env PGHOST=127.0.0.1 PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres \
+      "${TOOL[@]}" --json pg backup --pgdata "$T/data" --tag "$step" ;;
+    pgbackrest) timed "$tool" "$step" "${TOOL[@]}" --type="$kind" backup ;;
+  esac
+  rec "$tool" "$step.bytes" "$(($(repo_bytes) - before))"
+}
+
+# Samples the archiver's lag (.ready files) and pg_wal's size once a second until killed.
+sample_wal() {
+  local ready bytes
+  while :; do
+    ready=$(find "$T/data/pg_wal/archive_status" -name '*.ready' 2>/dev/null | wc -l)
+    bytes=$(du -sb "$T/data/pg_wal" 2>/dev/null | cut -f1)
+    printf '%s %s %s\n' "$(now)" "$ready" "$bytes" >>"$T/wal.samples"
+    sleep 1
+  done
+}
+
+# The pgbench run with the archiver sampled, the PITR target taken in its middle, and the wait
+# until everything it wrote is archived.
+busy_minute() {
+  local tool=$1 before lsn0 lsn1 seg t0 failed0 archived0
+  before=$(repo_bytes)
+  lsn0=$(q "$PORT" "SELECT pg_current_wal_lsn()")
+  failed0=$(q "$PORT" "SELECT failed_count FROM pg_stat_archiver")
+  archived0=$(q "$PORT" "SELECT archived_count FROM pg_stat_archiver")
+  : >"$T/wal.samples"
+  sample_wal &
+  SAMPLER=$!
+  "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -N -c "$CLIENTS" -j "$THREADS" \
+    -T "$DURATION" postgres >"$T/pgbench.log" 2>&1 &
+  PGBENCH=$!
+  sleep $((DURATION / 2))
+  TARGET=$(q "$PORT" "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
+  rec "$tool" target "$TARGET"
+  wait "$PGBENCH" || { cat "$T/pgbench.log" >&2; die "pgbench failed"; }
+  PGBENCH=
+  kill "$SAMPLER"
+  wait "$SAMPLER" 2>/dev/null || true
+  SAMPLER=
+  rec "$tool" tps "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$T/pgbench.log" | tail -n 1)"
+  lsn1=$(q "$PORT" "SELECT pg_current_wal_lsn()")
+  rec "$tool" wal_written.bytes "$(q "$PORT" "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")"
+  rec "$tool" lag.max "$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$T/wal.samples")"
+  rec "$tool" pg_wal.start "$(head -n 1 "$T/wal.samples" | cut -d' ' -f3)"
+  rec "$tool" pg_wal.max "$(awk 'BEGIN { m = 0 } $3 > m { m = $3 } END { print m }' "$T/wal.samples")"
+  # Everything written so far into the archive: the segment pg_switch_wal() closes.
+  t0=$(now)
+  seg=$(q "$PORT" "SELECT pg_walfile_name(pg_switch_wal())")
+  for _ in $(seq 6000); do
+    [ "$(q "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver")" = t ] && break
+    sleep 0.1
+  done
+  [ "$(q "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver")" = t ] ||
+    die "$tool: $seg not archived 600 s after pgbench ended; see $T/server.log"
+  rec "$tool" drain.s "$(since "$t0")"
+  rec "$tool" archive.failed "$(($(q "$PORT" "SELECT failed_count FROM pg_stat_archiver") - failed0))"
+  rec "$tool" archive.segments "$(($(q "$PORT" "SELECT archived_count FROM pg_stat_archiver") - archived0))"
+  rec "$tool" wal_stored.bytes "$(($(repo_bytes) - before))"
+}
+
+# Restore to TARGET into a new directory, start PostgreSQL there, time until it is promoted, and
+# check its pgbench_history against the primary's.
+pitr() {
+  local tool=$1 restored=$T/restored port t0 t1 t2 state pid
+  rm -rf "$restored"
+  "${AS_PG[@]}" mkdir -m 700 "$restored"
+  t0=$(now)
+  case $tool in
+    cairn) timed "$tool" restore "${TOOL[@]}" pg restore --to "${TARGET/ /T}Z" --target "$restored" --archive-off ;;
+    pgbackrest) timed "$tool" restore "${TOOL[@]}" restore --type=time --target="$TARGET+00" \
+      --target-action=promote --archive-mode=off --pg1-path="$restored" ;;
+  esac
+  t1=$(now)
+  # Each restore_command call timed like archive_command's.
+  "${AS_PG[@]}" sed -i "s|^restore_command = '|restore_command = '$T/timed $T/fetch.times |" "$restored/postgresql.auto.conf"
+  grep -q "^restore_command = '$T/timed" "$restored/postgresql.auto.conf" ||
+    die "$tool restore wrote no restore_command into $restored/postgresql.auto.conf"
+  port=$(free_port)
+  start_server "$restored" "$port" "$T" "$T/restored.log"
+  pid=$SERVER_PID
+  for _ in $(seq 36000); do
+    state=$(q "$port" "SELECT pg_is_in_recovery()" 2>/dev/null || true)
+    [ "$state" = f ] && break
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$T/restored.log" >&2; die "$tool: restored server exited; see $T/restored.log"; }
+    sleep 0.1
+  done
+  [ "$state" = f ] || die "$tool: restored server still in recovery after an hour"
+  t2=$(now)
+  rec "$tool" pitr.restore.s "$(since "$t0" "$t1")"
+  rec "$tool" pitr.recovery.s "$(since "$t1" "$t2")"
+  rec "$tool" pitr.total.s "$(since "$t0" "$t2")"
+  local at="timestamptz '$TARGET+00'" rows newer lag
+  rows=$(q "$port" "SELECT count(*) FROM pgbench_history")
+  newer=$(q "$port" "SELECT count(*) FROM pgbench_history WHERE mtime::timestamptz > $at")
+  lag=$(q "$port" "SELECT coalesce(extract(epoch FROM $at - max(mtime)::timestamptz), 1e9) FROM pgbench_history")
+  rec "$tool" restored.rows "$rows"
+  rec "$tool" restored.newer "$newer"
+  rec "$tool" restored.lag.s "$lag"
+  stop_server "$pid"
+  local ok=yes
+  [ "$newer" = 0 ] || ok="no: $newer rows newer than the target"
+  awk -v l="$lag" 'BEGIN { exit !(l < 1) }' || ok="no: newest row $lag s before the target"
+  [ "$rows" -le "$PRIMARY_UPTO" ] && [ "$rows" -ge $((PRIMARY_UPTO - CLIENTS)) ] ||
+    ok="no: $rows rows, the primary had $PRIMARY_UPTO up to the target"
+  [ "$rows" -gt 0 ] && [ "$rows" -lt "$PRIMARY_ROWS" ] || ok="no: $rows rows of $PRIMARY_ROWS"
+  rec "$tool" restored.ok "$ok"
+  [ "$ok" = yes ] || log "$tool: the restored database does not match the target ($ok)"
+}
+
+run_tool() {
+  local tool=$1
+  T=$WORK/$tool
+  rm -rf "$T"
+  mkdir -p "$T"
+  log "$tool: copying the scale-$SCALE database"
+  cp -a "$TEMPLATE/data" "$T/data"
+  chown postgres: "$T"
+  PORT=$(free_port)
+  write_wrapper
+  setup_tool "$tool"
+  start_server "$T/data" "$PORT" "$T" "$T/server.log" -c archive_mode=on \
+    -c "archive_command=$ARCHIVE_COMMAND"
+  local primary=$SERVER_PID
+  wait_ready "$PORT" "$primary" "$T/server.log"
+  if [ "$tool" = pgbackrest ]; then
+    "${AS_PG[@]}" "${TOOL[@]}" stanza-create >>"$T/tool.log" 2>&1 || die "pgbackrest stanza-create failed; see $T/tool.log"
+  fi
+  log "$tool: full base backup"
+  base_backup "$tool" full full
+  log "$tool: $DURATION s of pgbench -c $CLIENTS -j $THREADS -N"
+  busy_minute "$tool"
+  log "$tool: second base backup"
+  base_backup "$tool" day2 incr
+  log "$tool: 1% update, third base backup"
+  q "$PORT" "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((SCALE * 1000))" >/dev/null
+  q "$PORT" "CHECKPOINT" >/dev/null
+  base_backup "$tool" update1 incr
+  PRIMARY_ROWS=$(q "$PORT" "SELECT count(*) FROM pgbench_history")
+  PRIMARY_UPTO=$(q "$PORT" "SELECT count(*) FROM pgbench_history WHERE mtime::timestamptz <= timestamptz '$TARGET+00'")
+  rec "$tool" primary.rows "$PRIMARY_ROWS"
+  rec "$tool" primary.upto "$PRIMARY_UPTO"
+  rec "$tool" archive.failed_total "$(q "$PORT" "SELECT failed_count FROM pg_stat_archiver")"
+  # What is still connected when the primary stops (nothing should be, backups included).
+  q "$PORT" "SELECT pid, backend_type, application_name, state, left(query, 80)
+    FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'" \
+    >"$T/activity-at-stop.txt"
+  stop_server "$primary"
+  log "$tool: point-in-time recovery to $TARGET UTC"
+  pitr "$tool"
+  # What each archive_command and restore_command call took: seconds and peak KiB per line
+  # (/usr/bin/time adds a line of its own for a failed call).
+  local f
+  for f in push fetch; do
+    rec "$tool" "$f.calls" "$(grep -cE '^[0-9.]+ [0-9]+$' "$T/$f.times" || true)"
+    rec "$tool" "$f.max.s" "$(awk '/^[0-9.]+ [0-9]+$/ && $1 > m { m = $1 } END { print m + 0 }' "$T/$f.times")"
+    rec "$tool" "$f.kib" "$(awk '/^[0-9.]+ [0-9]+$/ && $2 > m { m = $2 } END { print m + 0 }' "$T/$f.times")"
+  done
+  rec "$tool" repo.bytes "$(repo_bytes)"
+  case $tool in
+    cairn)
+      "${AS_PG[@]}" "${TOOL[@]}" --json wal list >"$T/wal-list.json" 2>>"$T/tool.log" || true
+      "${AS_PG[@]}" "${TOOL[@]}" --json snapshots >"$T/snapshots.json" 2>>"$T/tool.log" || true
+      ;;
+    pgbackrest) "${AS_PG[@]}" "${TOOL[@]}" info >"$T/info.txt" 2>>"$T/tool.log" || true ;;
+  esac
+  # The data directories are the bulk; the repository and the logs stay for a look.
+  rm -rf "$T/data" "$T/restored"
+}
+
+summarize() {
+  python3 - "$RESULTS" "$SCALE" "$DURATION" <<'EOF'
+import sys, collections
+results, scale, duration = sys.argv[1], sys.argv[2], sys.argv[3]
+r = collections.defaultdict(dict)
+tools = []
+for line in open(results):
+    tool, key, value = line.rstrip("\n").split("\t")
+    if tool not in tools:
+        tools.append(tool)
+    r[tool][key] = value
+f = lambda t, k: float(r[t][k])
+mb = lambda t, k: f"{f(t, k) / 1e6:.0f}"
+mib = lambda t, k: f"{f(t, k) / 1024:.0f}"
+s = lambda t, k: f"{f(t, k):.1f}"
+steps = ["full", "day2", "update1", "restore", "push", "fetch"]
+print(f"pgbench scale {scale}, {duration} s of pgbench -N; PITR target in its middle")
+print()
+print("| tool | full backup s / MB / peak MiB | archiver max lag (segments) / failures / WAL MB stored "
+      "| day-2 backup s / MB | 1%-update backup s / MB | PITR s (restore + recovery) | peak MiB |")
+print("|---|---|---|---|---|---|---|")
+for t in tools:
+    peak = max(f(t, f"{k}.kib") for k in steps) / 1024
+    print(f"| {t} | {s(t, 'full.s')} / {mb(t, 'full.bytes')} / {mib(t, 'full.kib')} "
+          f"| {r[t]['lag.max']} / {r[t]['archive.failed']} / {mb(t, 'wal_stored.bytes')} "
+          f"| {s(t, 'day2.s')} / {mb(t, 'day2.bytes')} | {s(t, 'update1.s')} / {mb(t, 'update1.bytes')} "
+          f"| {s(t, 'pitr.total.s')} ({s(t, 'pitr.restore.s')} + {s(t, 'pitr.recovery.s')}) | {peak:.0f} |")
+print()
+print("| tool | tps | WAL written MB (segments archived) | pg_wal MB start / max | drain s "
+      "| archive_command calls / slowest s / peak MiB | restore_command calls / peak MiB "
+      "| peak MiB backups (full, day 2, 1%) / restore | restored rows (primary up to target) / check |")
+print("|---|---|---|---|---|---|---|---|---|")
+for t in tools:
+    print(f"| {t} | {s(t, 'tps')} | {mb(t, 'wal_written.bytes')} ({r[t]['archive.segments']}) "
+          f"| {mb(t, 'pg_wal.start')} / {mb(t, 'pg_wal.max')} | {s(t, 'drain.s')} "
+          f"| {r[t]['push.calls']} / {s(t, 'push.max.s')} / {mib(t, 'push.kib')} "
+          f"| {r[t]['fetch.calls']} / {mib(t, 'fetch.kib')} "
+          f"| {mib(t, 'full.kib')}, {mib(t, 'day2.kib')}, {mib(t, 'update1.kib')} / {mib(t, 'restore.kib')} "
+          f"| {r[t]['restored.rows']} ({r[t]['primary.upto']}) / {r[t]['restored.ok']} |")
+EOF
+}
+
+mkdir -p "$WORK/home"
+chown postgres: "$WORK/home"
+install_tools
+make_template
+: >"$RESULTS"
+for tool in $TOOLS; do
+  run_tool "$tool"
+done
+summarize | tee "$WORK/summary.md"
