@@ -224,19 +224,30 @@ fn prefetched_segments_serve_the_next_calls_and_prune_keeps_archived_wal() {
     ]);
     assert!(std::fs::read(&dest).unwrap() == pseudo_random(SEGMENT, 1));
     for n in 2..=4 {
-        let out = env.run(
-            &[
-                "-r",
-                env.repo_str(),
-                "-v",
-                "wal",
-                "fetch",
-                &PgWal::name(n),
-                dest.to_str().unwrap(),
-            ],
-            None,
-            &[("CAIRN_PASSWORD", Some("wrong"))],
-        );
+        // The prefetch runs in the background: give it a moment, as recovery's replay would.
+        let fetch_with_a_wrong_password = || {
+            env.run(
+                &[
+                    "-r",
+                    env.repo_str(),
+                    "-v",
+                    "wal",
+                    "fetch",
+                    &PgWal::name(n),
+                    dest.to_str().unwrap(),
+                ],
+                None,
+                &[("CAIRN_PASSWORD", Some("wrong"))],
+            )
+        };
+        let mut out = fetch_with_a_wrong_password();
+        for _ in 0..100 {
+            if out.code == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            out = fetch_with_a_wrong_password();
+        }
         out.assert_success();
         assert!(out.stderr.contains("fetched ahead"), "{}", out.describe());
         assert!(std::fs::read(&dest).unwrap() == pseudo_random(SEGMENT, n));

@@ -41,6 +41,19 @@ pub enum WalCommand {
     Fetch(FetchArgs),
     /// The archived WAL: timelines, first and last segment, gaps.
     List,
+    /// Fetch the segments after NAME into the local spool (what `wal fetch` starts in the
+    /// background; reads the password from standard input).
+    #[command(hide = true)]
+    Prefetch(PrefetchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PrefetchArgs {
+    /// The segment recovery last asked for.
+    pub name: String,
+    /// How many segments after it.
+    #[arg(long, default_value_t = 8)]
+    pub count: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,7 +71,8 @@ pub struct FetchArgs {
     pub name: String,
     /// Where to write it (PostgreSQL's %p).
     pub dest: PathBuf,
-    /// Also fetch up to this many following segments into the local spool, for the next calls.
+    /// Fetch up to this many following segments into the local spool for the next calls, in a
+    /// background process (0: none).
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub prefetch: usize,
 }
@@ -68,6 +82,7 @@ pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
         WalCommand::Push(a) => run_push(global, a),
         WalCommand::Fetch(a) => Ok(run_fetch(global, a)),
         WalCommand::List => run_list(global),
+        WalCommand::Prefetch(a) => run_prefetch(global, a),
     }
 }
 
@@ -194,6 +209,7 @@ fn fetch_to(global: &GlobalArgs, args: &FetchArgs) -> Result<i32> {
         if global.verbose > 0 {
             errln!("{name}: fetched ahead");
         }
+        start_prefetch(global, &spool, &name, &args.dest, args.prefetch);
         return Ok(exit::OK);
     }
     let repo = context::open_repository(global)?.into_indexed()?;
@@ -205,10 +221,77 @@ fn fetch_to(global: &GlobalArgs, args: &FetchArgs) -> Result<i32> {
         return Ok(exit::WAL_NOT_ARCHIVED);
     };
     fetch::write_file(&repo, file, &args.dest)?;
-    fetch::prefetch(&repo, &catalog, &name, args.prefetch, &spool);
+    start_prefetch(global, &spool, &name, &args.dest, args.prefetch);
     if global.verbose > 0 {
         errln!("{name}: fetched ({})", output::bytes(file.size));
     }
+    Ok(exit::OK)
+}
+
+/// Starts a background `wal prefetch` when segments after `name` are missing from the spool and
+/// no prefetch runs, so that this call returns to PostgreSQL at once. It gets the password on
+/// its standard input (never in its arguments or environment), fetches at most `count`
+/// segments, and ends; a failure there only means recovery's next calls fetch for themselves.
+fn start_prefetch(global: &GlobalArgs, spool: &Spool, name: &WalName, dest: &Path, count: usize) {
+    let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    if count == 0
+        || name.kind() != cairn::format::wal::WalKind::Segment
+        || !size.is_power_of_two()
+        || !spool.lacks_ahead(name, size, count)
+        || spool.lock_prefetch().is_none()
+    {
+        return;
+    }
+    let Ok(password) = context::password(global, false) else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let (location, _) = context::repo_location(global);
+    let mut command = cairn::process::command(exe);
+    command
+        .arg("-r")
+        .arg(location)
+        .arg("--cache-dir")
+        .arg(context::cache_root(global))
+        .args(["--password-file", "/dev/stdin", "-q"]);
+    for o in &global.options {
+        command.args(["-o", o]);
+    }
+    if let Some(hint) = &global.key_hint {
+        command.args(["--key-hint", hint]);
+    }
+    command
+        .args([
+            "wal",
+            "prefetch",
+            name.as_str(),
+            "--count",
+            &count.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Its own process group: a signal meant for this call (PostgreSQL stopping recovery) does
+    // not reach it, and it ends by itself after `count` segments.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    if let Ok(mut child) = command.spawn() {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = std::io::Write::write_all(&mut stdin, &password);
+        }
+    }
+}
+
+fn run_prefetch(global: &GlobalArgs, args: &PrefetchArgs) -> Result<i32> {
+    let name = WalName::parse(&args.name)?;
+    let spool = spool(global);
+    let Some(_lock) = spool.lock_prefetch() else {
+        return Ok(exit::OK);
+    };
+    let repo = context::open_repository(global)?.into_indexed()?;
+    let catalog = Catalog::load(repo.repo())?;
+    fetch::prefetch(&repo, &catalog, &name, args.count, &spool);
     Ok(exit::OK)
 }
 

@@ -86,6 +86,31 @@ impl Spool {
         Ok(true)
     }
 
+    /// Whether some of the `count` segments after `name` (segments of `segment_size` bytes) are
+    /// not waiting in the spool: then a prefetch has work.
+    pub fn lacks_ahead(&self, name: &WalName, segment_size: u64, count: usize) -> bool {
+        let Some(number) = name.segment_number(segment_size) else {
+            return false;
+        };
+        (1..=count as u64)
+            .filter_map(|k| number.checked_add(k))
+            .map(|n| WalName::segment(name.timeline(), n, segment_size))
+            .any(|next| !self.fetched_path(&next).exists())
+    }
+
+    /// The prefetch lock: held by the one process that fetches ahead; `None` when another holds it.
+    pub fn lock_prefetch(&self) -> Option<nix::fcntl::Flock<fs::File>> {
+        let dir = self.dir.join("fetched");
+        crate::index::cache_file::create_dir(&dir).ok()?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("prefetch.lock"))
+            .ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+    }
+
     /// Removes segments fetched ahead that recovery did not ask for within `idle`.
     pub fn sweep_fetched(&self, idle: std::time::Duration) {
         let Ok(entries) = fs::read_dir(self.dir.join("fetched")) else {
