@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::Utc;
 
+use cairn::drill::pitr::{pitr_drill, PitrDrillOptions, PitrDrillReport};
 use cairn::drill::{self, DrillCheck, DrillReport, Verdict};
 use cairn::plan::{Attempt, Outcome, Plan, SnapshotChoice, State};
 use cairn::units::{describe_span, parse_span};
@@ -21,6 +22,7 @@ Examples:
   cairn drill 1a2b3c4d --scratch /var/tmp/drills --keep
   cairn drill --host db1 --path /srv/app --random-within 7d   # among one source's snapshots
   cairn drill --check 'sqlite3 {root}/srv/app/app.db \"PRAGMA integrity_check\"' --max-rto 1h
+  cairn drill --pitr '2026-12-07 14:29:59' --check 'psql \"{conninfo}\" -c \"SELECT count(*) FROM orders\"'
 Exit codes: 0 pass, 1 RTO or RPO target missed, 2 a file differs from the snapshot, a check
 failed, or repository data is damaged (other cairn errors keep their usual codes).";
 
@@ -47,6 +49,21 @@ pub struct DrillArgs {
     /// RPO target (age of the snapshot), e.g. 26h.
     #[arg(long, value_name = "SPAN")]
     pub max_rpo: Option<String>,
+    /// Drill a PostgreSQL point-in-time recovery to TARGET instead (a time, `latest`,
+    /// `name:POINT`, `lsn:X/Y`): restore the base backup, start PostgreSQL on a free port of
+    /// 127.0.0.1, wait for its promotion, run the checks ({port}, {conninfo}, {root}). Run it as
+    /// the cluster's user.
+    #[arg(long, value_name = "TARGET", conflicts_with_all = ["snapshot", "random_within"])]
+    pub pitr: Option<String>,
+    /// The psql program of --pitr.
+    #[arg(long, default_value = "psql", value_name = "PROGRAM")]
+    pub psql: String,
+    /// The pg_ctl program of --pitr (default: the base backup's PostgreSQL version's).
+    #[arg(long, value_name = "PROGRAM")]
+    pub pg_ctl: Option<PathBuf>,
+    /// Longest recovery of --pitr (server start to promotion).
+    #[arg(long, default_value = "1h", value_name = "SPAN", value_parser = parse_span)]
+    pub recovery_timeout: Duration,
     #[command(flatten)]
     pub plan: PlanFileArg,
     #[command(flatten)]
@@ -73,6 +90,9 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
 /// plan's state file. `cairn run` calls this for its drill step.
 pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Attempt {
     let started = Utc::now();
+    if args.pitr.is_some() {
+        return pitr_attempt(global, args, plan, started);
+    }
     let (outcome, code, message, details) = match drill_once(global, args, plan) {
         Ok(report) => {
             if let Err(e) = print_report(global, &report) {
@@ -261,6 +281,180 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
             Verdict::Failed => "FAILED",
         },
         summary_line(r)
+    );
+    Ok(())
+}
+
+/// [`drill_attempt`] of a point-in-time recovery drill.
+fn pitr_attempt(
+    global: &GlobalArgs,
+    args: &DrillArgs,
+    plan: Option<&Plan>,
+    started: chrono::DateTime<Utc>,
+) -> Attempt {
+    let (outcome, code, message, details) = match pitr_once(global, args, plan) {
+        Ok(report) => {
+            if let Err(e) = print_pitr_report(global, &report) {
+                errln!("error: cannot print the drill report: {e:#}");
+            }
+            let outcome = if report.verdict == Verdict::Failed {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            };
+            let message =
+                (report.verdict != Verdict::Pass).then(|| report.targets_missed.join("; "));
+            let details = serde_json::to_value(&report).unwrap_or_default();
+            (outcome, report.verdict.exit_code(), message, details)
+        }
+        Err(e) => {
+            errln!("error: {e:#}");
+            let damaged = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<cairn::Error>())
+                .is_some_and(|c| c.is_damage());
+            let code = if damaged {
+                Verdict::Failed.exit_code()
+            } else {
+                exit_code_for(&e)
+            };
+            (
+                Outcome::Failed,
+                code,
+                Some(format!("{e:#}")),
+                serde_json::Value::Null,
+            )
+        }
+    };
+    Attempt {
+        started,
+        duration_secs: (Utc::now() - started).num_milliseconds() as f64 / 1000.0,
+        outcome,
+        exit_code: code,
+        message,
+        details,
+    }
+}
+
+fn pitr_once(
+    global: &GlobalArgs,
+    args: &DrillArgs,
+    plan: Option<&Plan>,
+) -> Result<PitrDrillReport> {
+    let plan_options = cairn::plan::steps::drill_options(plan)?;
+    let target = super::pg::parse_target(args.pitr.as_deref().unwrap_or("latest"))?;
+    let mut checks = Vec::new();
+    for (i, command) in args.checks.iter().enumerate() {
+        checks.push(DrillCheck {
+            name: format!("--check #{}", i + 1),
+            argv: vec!["sh".into(), "-c".into(), command.clone()],
+            file: None,
+        });
+    }
+    let max_rto = match &args.max_rto {
+        Some(span) => Some(parse_span(span).map_err(cairn::Error::invalid_input)?),
+        None => plan_options.max_rto,
+    };
+    // The restored server fetches WAL through this cairn with a password file in the scratch
+    // directory, which goes with it.
+    let restore_command = super::pg::cairn_command(
+        global,
+        Some(vec!["--password-file".into(), "{password_file}".into()]),
+        "wal fetch %f %p",
+    )?;
+    let password = context::password(global, false)?;
+    let options = PitrDrillOptions {
+        target,
+        restore_command,
+        password: Some(password),
+        scratch_parent: args.scratch.clone().unwrap_or(plan_options.scratch_parent),
+        keep: args.keep,
+        checks,
+        check_timeout: plan_options.check_timeout,
+        max_rto,
+        recovery_timeout: args.recovery_timeout,
+        psql: args.psql.clone(),
+        pg_ctl: args.pg_ctl.clone(),
+    };
+    let repo = context::open_repository(global)?.into_indexed()?;
+    let bar = progress::RestoreBar {
+        bar: progress::byte_bar(progress::wanted(global), 0),
+    };
+    let report = pitr_drill(&repo, &options, &bar)?;
+    bar.bar.finish_and_clear();
+    Ok(report)
+}
+
+fn print_pitr_report(global: &GlobalArgs, r: &PitrDrillReport) -> Result<()> {
+    if global.json {
+        return output::print_json(r);
+    }
+    if global.quiet {
+        if r.verdict != Verdict::Pass {
+            errln!("drill: {}", r.targets_missed.join("; "));
+        }
+        return Ok(());
+    }
+    outln!(
+        "point-in-time recovery drill to {} from base backup {} (ended {})",
+        r.target,
+        &r.snapshot_id[..8],
+        r.base_stop_time
+    );
+    match &r.recovered_to {
+        Some(t) => outln!(
+            "recovered to {t} (the last transaction replayed); RPO {}",
+            describe_span(Duration::from_secs_f64(r.rpo_secs.max(0.0)))
+        ),
+        None => outln!("recovery point unknown: no transaction was replayed"),
+    }
+    outln!(
+        "RTO {:.1}s: restore {:.1}s, recovery {:.1}s, checks {:.1}s{}",
+        r.rto_secs,
+        r.phases.restore_secs,
+        r.phases.recovery_secs,
+        r.phases.checks_secs,
+        r.max_rto_secs
+            .map(|m| format!(", target {}", describe_span(Duration::from_secs_f64(m))))
+            .unwrap_or_default()
+    );
+    for c in &r.checks {
+        let state = match &c.error {
+            Some(e) => format!("could not run: {e}"),
+            None if c.run.passed() => "ok".into(),
+            None => format!("FAILED, {}", c.run.describe_end()),
+        };
+        outln!(
+            "check {} ({:.1}s): {} — {}",
+            c.name,
+            c.run.duration_secs,
+            c.run.command.join(" "),
+            state
+        );
+        if !c.run.passed() {
+            for line in c.run.last_lines(10) {
+                outln!("    | {line}");
+            }
+        }
+    }
+    if r.kept {
+        outln!(
+            "restored data directory kept at {} (stopped)",
+            r.scratch.display()
+        );
+    }
+    outln!(
+        "{}{}",
+        match r.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::TargetMissed => "TARGET MISSED",
+            Verdict::Failed => "FAILED",
+        },
+        if r.targets_missed.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.targets_missed.join("; "))
+        }
     );
     Ok(())
 }

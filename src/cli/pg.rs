@@ -91,6 +91,19 @@ pub struct PgRestoreArgs {
     /// and password file or command).
     #[arg(long, value_name = "COMMAND")]
     pub restore_command: Option<String>,
+    /// Then start PostgreSQL on the restored directory, on 127.0.0.1:PORT (and a socket in the
+    /// directory), wait until recovery reached the target and promoted, and leave it running.
+    #[arg(long, value_name = "PORT")]
+    pub start: Option<u16>,
+    /// The pg_ctl of --start (default: the base backup's PostgreSQL version's).
+    #[arg(long, value_name = "PROGRAM")]
+    pub pg_ctl: Option<PathBuf>,
+    /// The psql of --start.
+    #[arg(long, default_value = "psql", value_name = "PROGRAM")]
+    pub psql: String,
+    /// Longest recovery of --start (server start to promotion).
+    #[arg(long, default_value = "1h", value_name = "SPAN", value_parser = cairn::units::parse_span)]
+    pub recovery_timeout: Duration,
 }
 
 pub fn run(global: &GlobalArgs, args: &PgArgs) -> Result<i32> {
@@ -133,8 +146,13 @@ fn run_backup(global: &GlobalArgs, args: &PgBackupArgs) -> Result<i32> {
     })
 }
 
-/// The command line of this cairn with the repository options of `global`, for PostgreSQL.
-fn cairn_command(global: &GlobalArgs, what: &str) -> Result<String> {
+/// The command line of this cairn with the repository options of `global`, for PostgreSQL; the
+/// password from `password_args` when given, else from where this process got it.
+pub(super) fn cairn_command(
+    global: &GlobalArgs,
+    password_args: Option<Vec<String>>,
+    what: &str,
+) -> Result<String> {
     let exe = std::env::current_exe()?;
     let (location, _) = context::repo_location(global);
     let location = match context::parse_location(&location)? {
@@ -150,7 +168,7 @@ fn cairn_command(global: &GlobalArgs, what: &str) -> Result<String> {
         argv.push("-o".into());
         argv.push(o.clone());
     }
-    match context::password_source_args(global) {
+    match password_args.or_else(|| context::password_source_args(global)) {
         Some(args) => argv.extend(args),
         None => bail!(cairn::Error::invalid_input(
             "PostgreSQL runs cairn without this shell's CAIRN_PASSWORD: give the password as --password-file \
@@ -172,18 +190,23 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
-    let target = match args.to.as_str() {
+/// A recovery target as written on the command line: a time, `latest`, `name:POINT`, `lsn:X/Y`.
+pub(super) fn parse_target(text: &str) -> Result<RecoveryTarget> {
+    Ok(match text {
         "latest" => RecoveryTarget::Latest,
         t => match (t.strip_prefix("name:"), t.strip_prefix("lsn:")) {
             (Some(name), _) => RecoveryTarget::Name(name.to_string()),
             (_, Some(lsn)) => RecoveryTarget::Lsn(pg::restore::parse_lsn(lsn)?),
             _ => RecoveryTarget::Time(parse_point_in_time(t)?),
         },
-    };
+    })
+}
+
+fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
+    let target = parse_target(&args.to)?;
     let restore_command = match &args.restore_command {
         Some(c) => c.clone(),
-        None => cairn_command(global, "wal fetch %f %p")?,
+        None => cairn_command(global, None, "wal fetch %f %p")?,
     };
     let repo = context::open_repository(global)?;
     let base = match &args.base {
@@ -199,6 +222,19 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
     };
     let outcome = pg::restore::restore(&repo, &options, &args.target, &NoRestoreProgress)?;
     let pg = outcome.snapshot.postgres.as_ref();
+    let recovered = match args.start {
+        Some(port) => {
+            let pg_ctl = args
+                .pg_ctl
+                .clone()
+                .unwrap_or_else(|| pg::server::pg_ctl_for(pg.map_or(0, |p| p.server_version)));
+            let server = pg::server::Server::start(&args.target, &pg_ctl, port)?;
+            let recovered = server.wait_promoted(&args.psql, args.recovery_timeout)?;
+            server.keep();
+            Some(recovered)
+        }
+        None => None,
+    };
     if global.json {
         output::print_json(&serde_json::json!({
             "base": outcome.base.to_hex(),
@@ -208,6 +244,11 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
             "newest_wal": outcome.newest_wal.as_ref().map(|(n, t)| serde_json::json!({"name": n.as_str(), "archived": t.to_rfc3339()})),
             "files": outcome.stats.files,
             "bytes": outcome.stats.bytes,
+            "started": recovered.as_ref().map(|r| serde_json::json!({
+                "port": args.start,
+                "recovered_to": r.last_replayed,
+                "recovery_secs": r.duration.as_secs_f64(),
+            })),
         }))?;
     } else if !global.quiet {
         outln!(
@@ -228,17 +269,26 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
         for (k, v) in &outcome.settings {
             outln!("  {k} = '{v}'");
         }
-        outln!(
-            "next: start PostgreSQL on it (pg_ctl -D {} start, as the cluster's user); it replays WAL to the target and promotes",
-            args.target.display()
-        );
+        match &recovered {
+            Some(r) => outln!(
+                "PostgreSQL recovered in {:.1}s to {} and promoted; it runs on 127.0.0.1:{} (pg_ctl -D {} stop)",
+                r.duration.as_secs_f64(),
+                r.last_replayed.as_deref().unwrap_or("the base backup (no transaction replayed)"),
+                args.start.unwrap_or_default(),
+                args.target.display()
+            ),
+            None => outln!(
+                "next: start PostgreSQL on it (pg_ctl -D {} start, as the cluster's user); it replays WAL to the target and promotes",
+                args.target.display()
+            ),
+        }
     }
     Ok(exit::OK)
 }
 
 fn run_setup(global: &GlobalArgs) -> Result<i32> {
-    let push = cairn_command(global, "wal push %p")?;
-    let fetch = cairn_command(global, "wal fetch %f %p")?;
+    let push = cairn_command(global, None, "wal push %p")?;
+    let fetch = cairn_command(global, None, "wal fetch %f %p")?;
     outln!("# postgresql.conf (restart PostgreSQL after changing archive_mode):");
     outln!("archive_mode = on");
     outln!("wal_level = replica");

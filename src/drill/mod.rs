@@ -5,6 +5,7 @@
 //! A drill never writes to the repository; the scratch directory is its own and is removed
 //! afterwards unless asked to keep it.
 
+pub mod pitr;
 mod verify;
 
 pub use verify::Mismatch;
@@ -341,6 +342,17 @@ pub fn drill(
 }
 
 fn run_checks(checks: &[DrillCheck], root: &Path, timeout: Duration) -> Vec<CheckResult> {
+    run_checks_with(checks, root, &[], timeout)
+}
+
+/// [`run_checks`] with more placeholders (`{port}` of a PITR drill's server...), each also given
+/// to the check as `CAIRN_DRILL_<NAME>`.
+fn run_checks_with(
+    checks: &[DrillCheck],
+    root: &Path,
+    extra: &[(&str, &str)],
+    timeout: Duration,
+) -> Vec<CheckResult> {
     let root_text = root.display().to_string();
     checks
         .iter()
@@ -350,11 +362,13 @@ fn run_checks(checks: &[DrillCheck], root: &Path, timeout: Duration) -> Vec<Chec
                 .as_deref()
                 .map(|f| format!("{root_text}/{}", f.trim_start_matches('/')))
                 .unwrap_or_default();
-            let argv = substitute(&c.argv, &[("root", &root_text), ("file", &file)]);
-            let env = vec![
-                ("CAIRN_DRILL_ROOT".to_string(), root_text.clone()),
-                ("CAIRN_DRILL_FILE".to_string(), file.clone()),
-            ];
+            let mut values = vec![("root", root_text.as_str()), ("file", file.as_str())];
+            values.extend_from_slice(extra);
+            let argv = substitute(&c.argv, &values);
+            let env: Vec<(String, String)> = values
+                .iter()
+                .map(|(k, v)| (format!("CAIRN_DRILL_{}", k.to_uppercase()), v.to_string()))
+                .collect();
             match run_command(&argv, &env, timeout) {
                 Ok(run) => CheckResult {
                     name: c.name.clone(),

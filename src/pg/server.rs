@@ -108,7 +108,19 @@ impl Server {
                     "SELECT pg_is_in_recovery(), coalesce(to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')",
                 )
             });
-            if let Ok(rows) = answer {
+            let rows = match answer {
+                Ok(rows) => Some(rows),
+                // Refused, starting up, in recovery: ask again. A refusal of who asks (no such
+                // role, a password, pg_hba.conf) will not change: say so at once.
+                Err(e) if refuses_the_client(&e.to_string()) => {
+                    return Err(Error::new(
+                        ErrorKind::CommandFailed,
+                        format!("the restored server refused cairn's connection ({e}); set PGUSER (and PGPASSFILE) to a role it accepts"),
+                    ))
+                }
+                Err(_) => None,
+            };
+            if let Some(rows) = rows {
                 if let [row] = rows.as_slice() {
                     if row.first().map(String::as_str) == Some("f") {
                         return Ok(Recovered {
@@ -161,6 +173,19 @@ impl Drop for Server {
                 .status();
         }
     }
+}
+
+/// Whether a failed connection was refused for who asked rather than because the server is not
+/// ready yet.
+fn refuses_the_client(message: &str) -> bool {
+    [
+        "does not exist",
+        "authentication failed",
+        "no pg_hba.conf entry",
+        "password",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// The last lines of a server log, for an error message.
