@@ -73,7 +73,7 @@ pub struct FetchArgs {
     pub dest: PathBuf,
     /// Fetch up to this many following segments into the local spool for the next calls, in a
     /// background process (0: none).
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(long, default_value_t = 16, value_name = "N")]
     pub prefetch: usize,
 }
 
@@ -205,6 +205,15 @@ fn fetch_to(global: &GlobalArgs, args: &FetchArgs) -> Result<i32> {
     let name = WalName::parse(&args.name)?;
     let spool = spool(global);
     spool.sweep_fetched(std::time::Duration::from_secs(3600));
+    // A prefetch under way is probably fetching this very segment: wait for it rather than
+    // open the repository a second time.
+    let waiting_since = std::time::Instant::now();
+    while !spool.fetched_path(&name).exists()
+        && spool.prefetch_running()
+        && waiting_since.elapsed() < std::time::Duration::from_secs(60)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     if spool.take_fetched(&name, &args.dest)? {
         if global.verbose > 0 {
             errln!("{name}: fetched ahead");
@@ -234,10 +243,12 @@ fn fetch_to(global: &GlobalArgs, args: &FetchArgs) -> Result<i32> {
 /// segments, and ends; a failure there only means recovery's next calls fetch for themselves.
 fn start_prefetch(global: &GlobalArgs, spool: &Spool, name: &WalName, dest: &Path, count: usize) {
     let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    // Refilled when half the window is used up: one process (one key derivation and opening)
+    // per count/2 segments, not one per call.
     if count == 0
         || name.kind() != cairn::format::wal::WalKind::Segment
         || !size.is_power_of_two()
-        || !spool.lacks_ahead(name, size, count)
+        || spool.ready_ahead(name, size, count) >= count.div_ceil(2)
         || spool.lock_prefetch().is_none()
     {
         return;

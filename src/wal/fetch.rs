@@ -152,7 +152,8 @@ pub fn prefetch(
     if waiting.is_empty() || crate::index::cache_file::create_dir(&dir).is_err() {
         return;
     }
-    waiting.par_iter().for_each(|f| {
+    // In order: recovery asks for the next one first (each is read in parallel inside).
+    for f in waiting {
         let _ = write_file(repo, f, &spool.fetched_path(&f.wal_name()));
-    });
+    }
 }

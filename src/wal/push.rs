@@ -21,6 +21,10 @@ use crate::repo::IndexedRepository;
 
 use super::Catalog;
 
+/// zstd level of WAL chunks: WAL compresses well and is most of what a busy cluster's repository
+/// grows by, so it gets pgBackRest's default level rather than the file default (2).
+pub const WAL_ZSTD_LEVEL: i32 = 3;
+
 /// What became of one file handed to [`push`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pushed {
@@ -73,7 +77,7 @@ pub fn push(repo: &IndexedRepository, files: &[PathBuf]) -> Result<PushOutcome> 
             saver: &saver,
             // WAL does not repeat itself from segment to segment: large chunks keep the index small.
             chunker: ChunkerParams::from_config(repo.repo().config()),
-            zstd_level: repo.repo().config().zstd_level,
+            zstd_level: WAL_ZSTD_LEVEL,
             bytes_read: &bytes_read,
             progress: &NoProgress,
             delta_bases: None,

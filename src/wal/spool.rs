@@ -86,16 +86,22 @@ impl Spool {
         Ok(true)
     }
 
-    /// Whether some of the `count` segments after `name` (segments of `segment_size` bytes) are
-    /// not waiting in the spool: then a prefetch has work.
-    pub fn lacks_ahead(&self, name: &WalName, segment_size: u64, count: usize) -> bool {
+    /// How many of the `count` segments after `name` (segments of `segment_size` bytes) wait in
+    /// the spool, in a row from the next one.
+    pub fn ready_ahead(&self, name: &WalName, segment_size: u64, count: usize) -> usize {
         let Some(number) = name.segment_number(segment_size) else {
-            return false;
+            return count;
         };
         (1..=count as u64)
-            .filter_map(|k| number.checked_add(k))
+            .map_while(|k| number.checked_add(k))
             .map(|n| WalName::segment(name.timeline(), n, segment_size))
-            .any(|next| !self.fetched_path(&next).exists())
+            .take_while(|next| self.fetched_path(next).exists())
+            .count()
+    }
+
+    /// Whether a prefetch holds the lock now.
+    pub fn prefetch_running(&self) -> bool {
+        self.dir.join("prefetch.lock").exists() && self.lock_prefetch().is_none()
     }
 
     /// The prefetch lock: held by the one process that fetches ahead; `None` when another holds it.
