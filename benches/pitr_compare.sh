@@ -26,21 +26,38 @@
 #      pgbench_history is checked against the target: no row newer than it, its newest row less
 #      than a second older, and as many rows as the primary had up to the target, less at most
 #      the CLIENTS transactions in flight at that instant.
+#
+# A second phase (skipped with DAYS=0) measures the repository's size after DAYS simulated days
+# of daily base backups and continuous archiving. Each tool starts again from a fresh copy of the
+# database, with a new repository in $CAIRN_BENCH_DIR/<tool>-week and the same server and
+# archive_command as above: a full base backup (day 0), then DAYS times DAY_SECONDS seconds of
+# `pgbench -c CLIENTS -j THREADS -N` (a "day") followed by a base backup (cairn: `pg backup`;
+# pgBackRest: `backup --type=incr`, its smallest daily backup), so DAYS+1 base backups with WAL
+# archived all along; at the end `pg_switch_wal()` and a wait until that segment is archived.
+# Nothing is expired: pgBackRest keeps repo1-retention-full=9999999 (its maximum) full backups,
+# cairn runs no forget or prune. The repository's size is taken after each day's base backup
+# (day 0 first) and at the end; the base backups are counted in the tool's own listing (cairn
+# `snapshots`, pgBackRest `info`), their seconds summed and their peak RSS the largest; "WAL
+# segments archived" counts the distinct segments archive_command was given (pg_stat_archiver's
+# archived_count, in results.tsv as week.archive.files, adds each backup's history file). As
+# pgbench runs for a time, the WAL each tool's days wrote differs: it is printed below the table.
+#
 # Every tool command runs as `postgres` under `/usr/bin/time -f '%e %M'`; archive_command and
-# restore_command are wrapped the same way (one line per call), so each step has its seconds and
-# peak RSS. Repository growth is `du -sb` of the repository directory before and after (cairn's
-# local cache directory, and pgBackRest's spool, are outside it). pgBackRest runs with zstd
-# compression, process-max=2 and archive-async=y, as the issue specifies; its peak is that of its
-# largest process (%M is per process), and its asynchronous archive-push/archive-get daemons,
-# which detach, are not measured.
+# restore_command are wrapped the same way (one line per call, and the call's command line in a
+# .cmd file beside), so each step has its seconds and peak RSS. Repository growth is `du -sb` of
+# the repository directory before and after (cairn's local cache directory, and pgBackRest's
+# spool, are outside it). pgBackRest runs with zstd compression, process-max=2 and
+# archive-async=y, as the issue specifies; its peak is that of its largest process (%M is per
+# process), and its asynchronous archive-push/archive-get daemons, which detach, are not measured.
 #
 # Usage: benches/pitr_compare.sh
 #   SCALE=100 (pgbench scale) DURATION=60 (seconds of pgbench) TOOLS="cairn pgbackrest"
 #   CLIENTS=4 THREADS=2 (pgbench -c/-j)
+#   DAYS=7 (simulated days of the second phase; 0 skips it) DAY_SECONDS=20 (pgbench s per day)
 # Work directory: $CAIRN_BENCH_DIR (default /var/tmp/cairn-pitr-bench); the initialized database
 # is kept there per SCALE and reused. Needs root (it runs PostgreSQL and the tools as postgres).
 # Results: $CAIRN_BENCH_DIR/results.tsv (tool, key, value), the tables in summary.md, logs in
-# $CAIRN_BENCH_DIR/<tool>/.
+# $CAIRN_BENCH_DIR/<tool>/ and, for the second phase, $CAIRN_BENCH_DIR/<tool>-week/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,6 +67,8 @@ DURATION=${DURATION:-60}
 TOOLS=${TOOLS:-cairn pgbackrest}
 CLIENTS=${CLIENTS:-4}
 THREADS=${THREADS:-2}
+DAYS=${DAYS:-7}
+DAY_SECONDS=${DAY_SECONDS:-20}
 TEMPLATE=$WORK/template-s$SCALE
 RESULTS=$WORK/results.tsv
 STANZA=bench
@@ -57,6 +76,8 @@ STANZA=bench
 log() { printf '[pitr_compare] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
+[[ $DAYS =~ ^[0-9]+$ ]] || die "DAYS must be a whole number of days (0 skips the second phase)"
+[[ $DAY_SECONDS =~ ^[1-9][0-9]*$ ]] || die "DAY_SECONDS must be a positive whole number"
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and the tools are started as the postgres user)"
 
 install_tools() {
@@ -178,22 +199,27 @@ make_template() {
   touch "$TEMPLATE/done"
 }
 
-# An executable that runs a command under /usr/bin/time, appending "seconds peak-KiB" to a file:
-# wraps archive_command and restore_command, so each call of the tool is measured.
+# An executable that runs a command under /usr/bin/time, appending "seconds peak-KiB" to a file,
+# and the command line to that file's name with .cmd added: wraps archive_command and
+# restore_command, so each call of the tool is measured, and the files it got are known.
 write_wrapper() {
   cat >"$T/timed" <<'EOF'
 #!/bin/sh
-# timed LOG CMD...: runs CMD, appends its seconds and peak RSS (KiB) to LOG; exits as CMD does.
+# timed LOG CMD...: runs CMD, appends its seconds and peak RSS (KiB) to LOG and CMD itself to
+# LOG.cmd; exits as CMD does.
 log=$1
 shift
+printf '%s\n' "$*" >>"$log.cmd"
 exec /usr/bin/time -a -o "$log" -f '%e %M' "$@"
 EOF
   chmod 755 "$T/timed"
 }
 
-# Per tool: the repository, and the commands PostgreSQL runs.
+# setup_tool TOOL KEEP_FULL: the repository, and the commands PostgreSQL runs. KEEP_FULL is
+# pgBackRest's repo1-retention-full (its expire runs after every backup); cairn expires nothing
+# unless told to by forget/prune, which nothing here runs.
 setup_tool() {
-  local tool=$1
+  local tool=$1 keep_full=$2
   case $tool in
     cairn)
       cp "$ROOT/target/release/cairn" "$T/cairn"
@@ -208,7 +234,7 @@ setup_tool() {
       cat >"$T/pgbackrest.conf" <<EOF
 [global]
 repo1-path=$T/repo
-repo1-retention-full=2
+repo1-retention-full=$keep_full
 compress-type=zst
 process-max=2
 archive-async=y
@@ -244,6 +270,32 @@ base_backup() {
   rec "$tool" "$step.bytes" "$(($(repo_bytes) - before))"
 }
 
+# pgbench_start SECONDS LOGFILE: the write-only pgbench load in the background, its pid in PGBENCH.
+pgbench_start() {
+  "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -N -c "$CLIENTS" -j "$THREADS" \
+    -T "$1" postgres >"$2" 2>&1 &
+  PGBENCH=$!
+}
+
+# pgbench_wait LOGFILE: waits for PGBENCH (in this shell, its parent); sets TPS from its report.
+pgbench_wait() {
+  wait "$PGBENCH" || { cat "$1" >&2; die "pgbench failed; see $1"; }
+  PGBENCH=
+  TPS=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1" | tail -n 1)
+}
+
+# switch_wal TOOL: closes the current WAL segment with pg_switch_wal() and waits (at most 600 s)
+# until the archiver reports it archived.
+switch_wal() {
+  local tool=$1 seg
+  seg=$(q "$PORT" "SELECT pg_walfile_name(pg_switch_wal())")
+  for _ in $(seq 6000); do
+    [ "$(q "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver")" = t ] && return
+    sleep 0.1
+  done
+  die "$tool: $seg not archived 600 s after pg_switch_wal(); see $T/server.log"
+}
+
 # Samples the archiver's lag (.ready files) and pg_wal's size once a second until killed.
 sample_wal() {
   local ready bytes
@@ -258,7 +310,7 @@ sample_wal() {
 # The pgbench run with the archiver sampled, the PITR target taken in its middle, and the wait
 # until everything it wrote is archived.
 busy_minute() {
-  local tool=$1 before lsn0 lsn1 seg t0 failed0 archived0
+  local tool=$1 before lsn0 lsn1 t0 failed0 archived0
   before=$(repo_bytes)
   lsn0=$(q "$PORT" "SELECT pg_current_wal_lsn()")
   failed0=$(q "$PORT" "SELECT failed_count FROM pg_stat_archiver")
@@ -266,18 +318,15 @@ busy_minute() {
   : >"$T/wal.samples"
   sample_wal &
   SAMPLER=$!
-  "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -N -c "$CLIENTS" -j "$THREADS" \
-    -T "$DURATION" postgres >"$T/pgbench.log" 2>&1 &
-  PGBENCH=$!
+  pgbench_start "$DURATION" "$T/pgbench.log"
   sleep $((DURATION / 2))
   TARGET=$(q "$PORT" "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
   rec "$tool" target "$TARGET"
-  wait "$PGBENCH" || { cat "$T/pgbench.log" >&2; die "pgbench failed"; }
-  PGBENCH=
+  pgbench_wait "$T/pgbench.log"
+  rec "$tool" tps "$TPS"
   kill "$SAMPLER"
   wait "$SAMPLER" 2>/dev/null || true
   SAMPLER=
-  rec "$tool" tps "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$T/pgbench.log" | tail -n 1)"
   lsn1=$(q "$PORT" "SELECT pg_current_wal_lsn()")
   rec "$tool" wal_written.bytes "$(q "$PORT" "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")"
   rec "$tool" lag.max "$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$T/wal.samples")"
@@ -285,13 +334,7 @@ busy_minute() {
   rec "$tool" pg_wal.max "$(awk 'BEGIN { m = 0 } $3 > m { m = $3 } END { print m }' "$T/wal.samples")"
   # Everything written so far into the archive: the segment pg_switch_wal() closes.
   t0=$(now)
-  seg=$(q "$PORT" "SELECT pg_walfile_name(pg_switch_wal())")
-  for _ in $(seq 6000); do
-    [ "$(q "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver")" = t ] && break
-    sleep 0.1
-  done
-  [ "$(q "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver")" = t ] ||
-    die "$tool: $seg not archived 600 s after pgbench ended; see $T/server.log"
+  switch_wal "$tool"
   rec "$tool" drain.s "$(since "$t0")"
   rec "$tool" archive.failed "$(($(q "$PORT" "SELECT failed_count FROM pg_stat_archiver") - failed0))"
   rec "$tool" archive.segments "$(($(q "$PORT" "SELECT archived_count FROM pg_stat_archiver") - archived0))"
@@ -347,24 +390,33 @@ pitr() {
   [ "$ok" = yes ] || log "$tool: the restored database does not match the target ($ok)"
 }
 
-run_tool() {
-  local tool=$1
-  T=$WORK/$tool
+# start_primary TOOL DIR KEEP_FULL: in DIR (made afresh, and T from now on), a copy of the
+# template database, the tool's empty repository and PostgreSQL archiving into it on a free
+# PORT; sets PRIMARY to the server's pid.
+start_primary() {
+  local tool=$1 keep_full=$3
+  T=$2
   rm -rf "$T"
   mkdir -p "$T"
-  log "$tool: copying the scale-$SCALE database"
+  log "$tool: copying the scale-$SCALE database into $T"
   cp -a "$TEMPLATE/data" "$T/data"
   chown postgres: "$T"
   PORT=$(free_port)
   write_wrapper
-  setup_tool "$tool"
+  setup_tool "$tool" "$keep_full"
   start_server "$T/data" "$PORT" "$T" "$T/server.log" -c archive_mode=on \
     -c "archive_command=$ARCHIVE_COMMAND"
-  local primary=$SERVER_PID
-  wait_ready "$PORT" "$primary" "$T/server.log"
+  PRIMARY=$SERVER_PID
+  wait_ready "$PORT" "$PRIMARY" "$T/server.log"
   if [ "$tool" = pgbackrest ]; then
     "${AS_PG[@]}" "${TOOL[@]}" stanza-create >>"$T/tool.log" 2>&1 || die "pgbackrest stanza-create failed; see $T/tool.log"
   fi
+}
+
+run_tool() {
+  local tool=$1
+  start_primary "$tool" "$WORK/$tool" 2
+  local primary=$PRIMARY
   log "$tool: full base backup"
   base_backup "$tool" full full
   log "$tool: $DURATION s of pgbench -c $CLIENTS -j $THREADS -N"
@@ -407,10 +459,67 @@ run_tool() {
   rm -rf "$T/data" "$T/restored"
 }
 
+# The second phase: DAYS simulated days of base backups and archiving, nothing expired.
+run_week() {
+  local tool=$1 day archived0 failed0 lsn0
+  start_primary "$tool" "$WORK/$tool-week" 9999999
+  lsn0=$(q "$PORT" "SELECT pg_current_wal_lsn()")
+  archived0=$(q "$PORT" "SELECT archived_count FROM pg_stat_archiver")
+  failed0=$(q "$PORT" "SELECT failed_count FROM pg_stat_archiver")
+  log "$tool: week, day 0: full base backup"
+  base_backup "$tool" week.day0 full
+  rec "$tool" week.day0.repo.bytes "$(repo_bytes)"
+  for day in $(seq "$DAYS"); do
+    log "$tool: week, day $day of $DAYS: $DAY_SECONDS s of pgbench -c $CLIENTS -j $THREADS -N, base backup"
+    pgbench_start "$DAY_SECONDS" "$T/pgbench-day$day.log"
+    pgbench_wait "$T/pgbench-day$day.log"
+    rec "$tool" "week.day$day.tps" "$TPS"
+    rec "$tool" "week.day$day.xacts" \
+      "$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/pgbench-day$day.log")"
+    base_backup "$tool" "week.day$day" incr
+    rec "$tool" "week.day$day.repo.bytes" "$(repo_bytes)"
+  done
+  # WAL written, up to the switch (which would round it up to a whole segment).
+  rec "$tool" week.wal_written.bytes \
+    "$(q "$PORT" "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')::bigint")"
+  switch_wal "$tool"
+  # archived_count counts the backup history files (*.backup) too; the segments are the distinct
+  # WAL file names archive_command was given (a retried one counts once).
+  rec "$tool" week.archive.files "$(($(q "$PORT" "SELECT archived_count FROM pg_stat_archiver") - archived0))"
+  rec "$tool" week.archive.segments "$(grep -oE '/[0-9A-F]{24}$' "$T/push.times.cmd" | sort -u | wc -l)"
+  rec "$tool" week.archive.failed "$(($(q "$PORT" "SELECT failed_count FROM pg_stat_archiver") - failed0))"
+  rec "$tool" week.repo.bytes "$(repo_bytes)"
+  # The base backups' seconds summed, and the largest peak, from what base_backup recorded.
+  rec "$tool" week.backup.s "$(awk -F'\t' -v t="$tool" '$1 == t && $2 ~ /^week\.day[0-9]+\.s$/ { s += $3 }
+    END { printf "%.2f", s }' "$RESULTS")"
+  rec "$tool" week.backup.kib "$(awk -F'\t' -v t="$tool" '$1 == t && $2 ~ /^week\.day[0-9]+\.kib$/ && $3 > m { m = $3 }
+    END { print m + 0 }' "$RESULTS")"
+  # How many base backups the repository holds, by the tool's own account.
+  local count
+  case $tool in
+    cairn)
+      "${AS_PG[@]}" "${TOOL[@]}" --json snapshots >"$T/snapshots.json" 2>>"$T/tool.log" ||
+        die "cairn snapshots failed; see $T/tool.log"
+      count=$(python3 -c 'import json, sys; print(sum(1 for s in json.load(open(sys.argv[1])) if s.get("postgres")))' "$T/snapshots.json")
+      ;;
+    pgbackrest)
+      "${AS_PG[@]}" "${TOOL[@]}" info >"$T/info.txt" 2>>"$T/tool.log" || true
+      "${AS_PG[@]}" "${TOOL[@]}" --output=json info >"$T/info.json" 2>>"$T/tool.log" ||
+        die "pgbackrest info failed; see $T/tool.log"
+      count=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))[0]["backup"]))' "$T/info.json")
+      ;;
+  esac
+  rec "$tool" week.backups "$count"
+  [ "$count" = $((DAYS + 1)) ] || log "$tool: the repository lists $count base backups, not $((DAYS + 1))"
+  stop_server "$PRIMARY"
+  rm -rf "$T/data"
+}
+
 summarize() {
-  python3 - "$RESULTS" "$SCALE" "$DURATION" <<'EOF'
+  python3 - "$RESULTS" "$SCALE" "$DURATION" "$DAYS" "$DAY_SECONDS" <<'EOF'
 import sys, collections
 results, scale, duration = sys.argv[1], sys.argv[2], sys.argv[3]
+days, day_seconds = int(sys.argv[4]), sys.argv[5]
 r = collections.defaultdict(dict)
 tools = []
 for line in open(results):
@@ -446,6 +555,26 @@ for t in tools:
           f"| {r[t]['fetch.calls']} / {mib(t, 'fetch.kib')} "
           f"| {mib(t, 'full.kib')}, {mib(t, 'day2.kib')}, {mib(t, 'update1.kib')} / {mib(t, 'restore.kib')} "
           f"| {r[t]['restored.rows']} ({r[t]['primary.upto']}) / {r[t]['restored.ok']} |")
+week = [t for t in tools if "week.repo.bytes" in r[t]]
+if week:
+    mb1 = lambda t, k: f"{f(t, k) / 1e6:.1f}"
+    print()
+    print(f"pgbench scale {scale}, {days} simulated days: a full base backup, then each day "
+          f"{day_seconds} s of pgbench -N and a base backup; WAL archived throughout, nothing expired")
+    print()
+    print(f"| tool | repository after {days} days MB | per day (MB, list) "
+          "| base backups: count / total s / peak MiB | WAL segments archived |")
+    print("|---|---|---|---|---|")
+    for t in week:
+        per_day = ", ".join(mb1(t, f"week.day{d}.repo.bytes") for d in range(days + 1))
+        print(f"| {t} | {mb1(t, 'week.repo.bytes')} | {per_day} "
+              f"| {r[t]['week.backups']} / {s(t, 'week.backup.s')} / {mib(t, 'week.backup.kib')} "
+              f"| {r[t]['week.archive.segments']} |")
+    # pgbench runs for a time, not a number of transactions: what each tool's days wrote differs.
+    print()
+    print("WAL written over the days MB / pgbench transactions: " + "; ".join(
+        f"{t} {f(t, 'week.wal_written.bytes') / 1e6:.0f} / "
+        f"{sum(int(r[t][f'week.day{d}.xacts']) for d in range(1, days + 1))}" for t in week))
 EOF
 }
 
@@ -457,4 +586,9 @@ make_template
 for tool in $TOOLS; do
   run_tool "$tool"
 done
+if [ "$DAYS" -gt 0 ]; then
+  for tool in $TOOLS; do
+    run_week "$tool"
+  done
+fi
 summarize | tee "$WORK/summary.md"
