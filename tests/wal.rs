@@ -434,3 +434,43 @@ fn prunes_running_beside_archiving_keep_every_archived_file() {
         );
     }
 }
+
+#[test]
+fn the_plans_monitor_section_sets_the_wal_age_thresholds() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    push(&env, &wal.segment(1, 1), &["--ahead", "0"]).assert_success();
+    let plan = env.path("plan.toml");
+    let write_plan = |crit: &str| {
+        std::fs::write(
+            &plan,
+            format!(
+                "[repository]\nlocation = \"{}\"\npassword_command = [\"printf\", \"%s\\n\", \"{}\"]\n\n[monitor]\nwal_warn_age = \"0s\"\nwal_crit_age = \"{crit}\"\n",
+                env.repo_str(),
+                env.password
+            ),
+        )
+        .unwrap();
+    };
+    let wal_level = || -> String {
+        let out = env.cairn(&["--json", "status", "--plan", plan.to_str().unwrap()]);
+        let report = out.json();
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["subject"] == "wal")
+            .map(|f| f["level"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no wal finding: {}", out.describe()))
+    };
+    write_plan("1d");
+    assert_eq!(wal_level(), "WARNING");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write_plan("1s");
+    assert_eq!(wal_level(), "CRITICAL");
+    write_plan("soon");
+    let out = env.cairn(&["plan", "validate", "--plan", plan.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.describe());
+    assert!(out.stderr.contains("wal_crit_age"), "{}", out.describe());
+}

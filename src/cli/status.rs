@@ -55,11 +55,11 @@ pub struct StatusArgs {
     /// Answer from the plan's state file only: no repository access, no password.
     #[arg(long)]
     pub offline: bool,
-    /// WARNING when the newest archived PostgreSQL WAL file is older (default 1h; only when
-    /// the repository holds WAL).
+    /// WARNING when the newest archived PostgreSQL WAL file is older (default: plan, else 1h;
+    /// only when the repository holds WAL).
     #[arg(long, value_name = "SPAN", value_parser = parse_span)]
     pub wal_warn_age: Option<std::time::Duration>,
-    /// CRITICAL when it is older (default 2h).
+    /// CRITICAL when it is older (default: plan, else 2h).
     #[arg(long, value_name = "SPAN", value_parser = parse_span)]
     pub wal_crit_age: Option<std::time::Duration>,
     /// The state file to read (default: the plan's).
@@ -140,10 +140,23 @@ fn gather(global: &GlobalArgs, args: &StatusArgs) -> Result<(StatusReport, Optio
     let catalog = cairn::wal::Catalog::load(&repo)?;
     if let Some(wal) = monitor::wal::facts(&catalog, &snapshots) {
         let defaults = monitor::wal::WalThresholds::default();
+        let m = plan_ref.map(|p| p.monitor.clone()).unwrap_or_default();
         let th = monitor::wal::WalThresholds {
-            warn_age: args.wal_warn_age.unwrap_or(defaults.warn_age),
-            crit_age: args.wal_crit_age.unwrap_or(defaults.crit_age),
+            warn_age: args
+                .wal_warn_age
+                .or_else(|| span_of(&m.wal_warn_age))
+                .unwrap_or(defaults.warn_age),
+            crit_age: args
+                .wal_crit_age
+                .or_else(|| span_of(&m.wal_crit_age))
+                .unwrap_or(defaults.crit_age),
         };
+        if th.warn_age > th.crit_age {
+            return Err(cairn::Error::invalid_input(
+                "the WAL warning age is longer than the WAL critical age",
+            )
+            .into());
+        }
         monitor::wal::judge(&mut report, &wal, &th, now);
     }
     Ok((report, state))

@@ -261,6 +261,12 @@ pub struct MonitorSection {
     /// Last passing drill older than this: WARNING.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_max_age: Option<String>,
+    /// Newest archived PostgreSQL WAL file older than this: WARNING (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_warn_age: Option<String>,
+    /// Newest archived PostgreSQL WAL file older than this: CRITICAL (default 2h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_crit_age: Option<String>,
     /// The state file (default: under the user's state directory, named after the plan file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_file: Option<PathBuf>,
@@ -455,6 +461,8 @@ impl Plan {
             ("check_max_age", &m.check_max_age),
             ("offsite_max_age", &m.offsite_max_age),
             ("drill_max_age", &m.drill_max_age),
+            ("wal_warn_age", &m.wal_warn_age),
+            ("wal_crit_age", &m.wal_crit_age),
         ] {
             span(&format!("[monitor] {key}"), v)?;
         }
