@@ -350,6 +350,16 @@ fn restore_to_a_time_gives_exactly_the_rows_committed_before_it_and_latest_gives
         "{}",
         list.describe()
     );
+    // Every archived segment carries the cluster's system identifier, the base backup's.
+    let snapshots = cluster.cairn(&["--json", "snapshots"], None);
+    let sysid = snapshots.json()[0]["postgres"]["system_identifier"].clone();
+    assert!(sysid.is_string(), "{}", snapshots.describe());
+    assert_eq!(
+        list.json()["system_identifiers"],
+        serde_json::json!([sysid]),
+        "{}",
+        list.describe()
+    );
     cluster
         .cairn(&["check", "--read-data"], None)
         .assert_success();

@@ -318,6 +318,10 @@ fn run_list(global: &GlobalArgs) -> Result<i32> {
             "newest_record": newest,
             "damaged_records": catalog.damaged().iter().map(|(n, e)| serde_json::json!({"name": n, "error": e.to_string()})).collect::<Vec<_>>(),
             "conflicts": catalog.conflicts().iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            "system_identifiers": catalog
+                .files()
+                .filter_map(|(_, f, _)| f.system_identifier.clone())
+                .collect::<std::collections::BTreeSet<_>>(),
             "timelines": timelines.iter().map(|t| serde_json::json!({
                 "timeline": t.timeline,
                 "segment_size": t.segment_size,

@@ -132,6 +132,24 @@ pub struct WalFile {
     pub size: u64,
     /// Its bytes, in order: `[hex chunk id, length]` pairs.
     pub chunks: Vec<(String, u32)>,
+    /// For a segment or `.partial` file: the system identifier of the cluster that wrote it
+    /// (decimal), from its first page's header; absent when the header does not carry one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+}
+
+/// The system identifier in a WAL segment's first page, when `head` (its first bytes) starts
+/// with a long page header: `xlp_info` has `XLP_LONG_HEADER` (2), and the `u64` at byte 24
+/// follows the 20-byte standard header padded to 24 (PostgreSQL's `XLogLongPageHeaderData`,
+/// little-endian on the platforms PostgreSQL and cairn share).
+pub fn system_identifier_of(head: &[u8]) -> Option<u64> {
+    const XLP_LONG_HEADER: u16 = 0x0002;
+    let info = u16::from_le_bytes(head.get(2..4)?.try_into().ok()?);
+    if info & XLP_LONG_HEADER == 0 {
+        return None;
+    }
+    let sysid = u64::from_le_bytes(head.get(24..32)?.try_into().ok()?);
+    (sysid != 0).then_some(sysid)
 }
 
 impl WalFile {
@@ -172,6 +190,7 @@ impl WalFile {
             name: name.as_str().to_string(),
             size,
             chunks,
+            system_identifier: None,
         }
     }
 
@@ -233,6 +252,16 @@ impl WalRecord {
                 })?;
                 sum += u64::from(*len);
             }
+            if file
+                .system_identifier
+                .as_ref()
+                .is_some_and(|s| s.parse::<u64>().is_err())
+            {
+                return Err(Error::corrupted(format!(
+                    "WAL record: {}: system identifier is not a number",
+                    file.name
+                )));
+            }
             if sum != file.size || file.size > MAX_FILE_SIZE {
                 return Err(Error::corrupted(format!(
                     "WAL record: {}: size {} does not match its chunks ({sum} bytes) or exceeds {MAX_FILE_SIZE}",
@@ -278,6 +307,18 @@ mod tests {
             let err = WalName::parse(bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_system_identifier_is_read_from_a_long_page_header_only() {
+        let mut page = vec![0u8; 40];
+        page[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+        page[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+        page[24..32].copy_from_slice(&7_312_345_678_901_234_567u64.to_le_bytes());
+        assert_eq!(system_identifier_of(&page), Some(7_312_345_678_901_234_567));
+        page[2..4].copy_from_slice(&0x0004u16.to_le_bytes());
+        assert_eq!(system_identifier_of(&page), None);
+        assert_eq!(system_identifier_of(&page[..20]), None);
     }
 
     #[test]

@@ -248,6 +248,25 @@ fn check_wal(
             base.short()
         )));
     };
+    // WAL another cluster wrote (an initdb or pg_upgrade since, or two clusters archiving into
+    // one repository) cannot recover this backup: refused before PostgreSQL tries it.
+    let foreign = catalog.files().find(|(name, file, _)| {
+        name.kind() == WalKind::Segment
+            && name.segment_number(size).is_some_and(|n| n >= first)
+            && file
+                .system_identifier
+                .as_ref()
+                .is_some_and(|id| *id != pg.system_identifier)
+    });
+    if let Some((name, file, _)) = foreign {
+        return Err(Error::invalid_input(format!(
+            "WAL file {name} was written by the cluster with system identifier {}, base backup {} by {}: \
+             the repository holds the WAL of another cluster after this base backup's start, and recovery would fail or mix them",
+            file.system_identifier.as_deref().unwrap_or("?"),
+            base.short(),
+            pg.system_identifier
+        )));
+    }
     for n in first..=last {
         let name = WalName::segment(start.timeline(), n, size);
         if catalog.file(&name).is_none() {

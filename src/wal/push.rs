@@ -14,7 +14,9 @@ use crate::chunker::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::lifecycle::LeaseKind;
 use crate::format::tree::ContentItem;
-use crate::format::wal::{WalFile, WalName, WalRecord, MAX_FILE_SIZE};
+use crate::format::wal::{
+    system_identifier_of, WalFile, WalKind, WalName, WalRecord, MAX_FILE_SIZE,
+};
 use crate::id::{PackId, WalRecordId};
 use crate::repo::lease::HeldLease;
 use crate::repo::IndexedRepository;
@@ -89,7 +91,13 @@ pub fn push(repo: &IndexedRepository, files: &[PathBuf]) -> Result<PushOutcome> 
         let mut stored = Vec::new();
         for (path, name) in files.iter().zip(names) {
             let content = read_file(&reader, path)?;
-            let file = WalFile::new(&name, &content);
+            let mut file = WalFile::new(&name, &content);
+            if matches!(name.kind(), WalKind::Segment | WalKind::Partial) {
+                file.system_identifier = head_of(path)
+                    .as_deref()
+                    .and_then(system_identifier_of)
+                    .map(|id| id.to_string());
+            }
             let pushed = match catalog.file(&name) {
                 Some(old) if old.chunks == file.chunks => Pushed::AlreadyArchived,
                 Some(_) => Pushed::Conflict,
@@ -135,6 +143,18 @@ pub fn wal_name_of(path: &Path) -> Result<WalName> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::invalid_input(format!("{}: not a WAL file path", path.display())))?;
     WalName::parse(name).map_err(|e| e.context(path.display().to_string()))
+}
+
+/// The first 64 bytes of a file, `None` when it cannot be read (the push itself reports that).
+fn head_of(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64);
+    File::open(path)
+        .ok()?
+        .take(64)
+        .read_to_end(&mut head)
+        .ok()?;
+    Some(head)
 }
 
 fn read_file(reader: &ContentReader<'_, '_>, path: &Path) -> Result<Vec<ContentItem>> {
