@@ -732,3 +732,38 @@ fn a_pitr_drill_and_restore_start_recover_to_the_target_and_run_their_checks() {
         "30|f"
     );
 }
+
+#[test]
+fn a_base_backup_whose_wal_is_not_archived_writes_no_snapshot() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    cluster.cairn(&["init"], None).assert_success();
+    let port = cluster.create("primary");
+    cluster.start("primary");
+    // archive_command fails: the backup's last WAL file never reaches the repository.
+    cluster.sql(port, "ALTER SYSTEM SET archive_command = 'false'");
+    cluster.sql(port, "SELECT pg_reload_conf()");
+    let out = cluster.cairn(&["pg", "backup", "--archive-timeout", "3s"], Some(port));
+    assert_eq!(out.code, 5, "{}", out.describe());
+    assert!(
+        out.stderr.contains("was not archived"),
+        "{}",
+        out.describe()
+    );
+    let snapshots = cluster.cairn(&["--json", "snapshots"], None);
+    assert_eq!(
+        snapshots.json(),
+        serde_json::json!([]),
+        "{}",
+        snapshots.describe()
+    );
+    // The session ended, and the backup with it: the server can start another one.
+    assert_eq!(
+        cluster.sql(
+            port,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cairn'"
+        ),
+        "0"
+    );
+}

@@ -90,22 +90,37 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
 /// plan's state file. `cairn run` calls this for its drill step.
 pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Attempt {
     let started = Utc::now();
-    if args.pitr.is_some() {
-        return pitr_attempt(global, args, plan, started);
-    }
-    let (outcome, code, message, details) = match drill_once(global, args, plan) {
-        Ok(report) => {
+    let judged = if args.pitr.is_some() {
+        pitr_once(global, args, plan).map(|report| {
+            if let Err(e) = print_pitr_report(global, &report) {
+                errln!("error: cannot print the drill report: {e:#}");
+            }
+            let message =
+                (report.verdict != Verdict::Pass).then(|| report.targets_missed.join("; "));
+            (report.verdict, message, serde_json::to_value(&report))
+        })
+    } else {
+        drill_once(global, args, plan).map(|report| {
             if let Err(e) = print_report(global, &report) {
                 errln!("error: cannot print the drill report: {e:#}");
             }
-            let outcome = if report.verdict == Verdict::Failed {
+            let message = (report.verdict != Verdict::Pass).then(|| summary_line(&report));
+            (report.verdict, message, serde_json::to_value(&report))
+        })
+    };
+    let (outcome, code, message, details) = match judged {
+        Ok((verdict, message, details)) => {
+            let outcome = if verdict == Verdict::Failed {
                 Outcome::Failed
             } else {
                 Outcome::Ok
             };
-            let message = (report.verdict != Verdict::Pass).then(|| summary_line(&report));
-            let details = serde_json::to_value(&report).unwrap_or_default();
-            (outcome, report.verdict.exit_code(), message, details)
+            (
+                outcome,
+                verdict.exit_code(),
+                message,
+                details.unwrap_or_default(),
+            )
         }
         Err(e) => {
             errln!("error: {e:#}");
@@ -251,25 +266,7 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
     for m in &r.mismatches {
         outln!("  differs: {}: {}", m.path, m.problem);
     }
-    for c in &r.checks {
-        let state = match &c.error {
-            Some(e) => format!("could not run: {e}"),
-            None if c.run.passed() => "ok".into(),
-            None => format!("FAILED, {}", c.run.describe_end()),
-        };
-        outln!(
-            "check {} ({:.1}s): {} — {}",
-            c.name,
-            c.run.duration_secs,
-            c.run.command.join(" "),
-            state
-        );
-        if !c.run.passed() {
-            for line in c.run.last_lines(10) {
-                outln!("    | {line}");
-            }
-        }
-    }
+    print_checks(&r.checks);
     if r.kept {
         outln!("restored tree kept at {}", r.scratch.display());
     }
@@ -283,57 +280,6 @@ fn print_report(global: &GlobalArgs, r: &DrillReport) -> Result<()> {
         summary_line(r)
     );
     Ok(())
-}
-
-/// [`drill_attempt`] of a point-in-time recovery drill.
-fn pitr_attempt(
-    global: &GlobalArgs,
-    args: &DrillArgs,
-    plan: Option<&Plan>,
-    started: chrono::DateTime<Utc>,
-) -> Attempt {
-    let (outcome, code, message, details) = match pitr_once(global, args, plan) {
-        Ok(report) => {
-            if let Err(e) = print_pitr_report(global, &report) {
-                errln!("error: cannot print the drill report: {e:#}");
-            }
-            let outcome = if report.verdict == Verdict::Failed {
-                Outcome::Failed
-            } else {
-                Outcome::Ok
-            };
-            let message =
-                (report.verdict != Verdict::Pass).then(|| report.targets_missed.join("; "));
-            let details = serde_json::to_value(&report).unwrap_or_default();
-            (outcome, report.verdict.exit_code(), message, details)
-        }
-        Err(e) => {
-            errln!("error: {e:#}");
-            let damaged = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<cairn::Error>())
-                .is_some_and(|c| c.is_damage());
-            let code = if damaged {
-                Verdict::Failed.exit_code()
-            } else {
-                exit_code_for(&e)
-            };
-            (
-                Outcome::Failed,
-                code,
-                Some(format!("{e:#}")),
-                serde_json::Value::Null,
-            )
-        }
-    };
-    Attempt {
-        started,
-        duration_secs: (Utc::now() - started).num_milliseconds() as f64 / 1000.0,
-        outcome,
-        exit_code: code,
-        message,
-        details,
-    }
 }
 
 fn pitr_once(
@@ -418,25 +364,7 @@ fn print_pitr_report(global: &GlobalArgs, r: &PitrDrillReport) -> Result<()> {
             .map(|m| format!(", target {}", describe_span(Duration::from_secs_f64(m))))
             .unwrap_or_default()
     );
-    for c in &r.checks {
-        let state = match &c.error {
-            Some(e) => format!("could not run: {e}"),
-            None if c.run.passed() => "ok".into(),
-            None => format!("FAILED, {}", c.run.describe_end()),
-        };
-        outln!(
-            "check {} ({:.1}s): {} — {}",
-            c.name,
-            c.run.duration_secs,
-            c.run.command.join(" "),
-            state
-        );
-        if !c.run.passed() {
-            for line in c.run.last_lines(10) {
-                outln!("    | {line}");
-            }
-        }
-    }
+    print_checks(&r.checks);
     if r.kept {
         outln!(
             "restored data directory kept at {} (stopped)",
@@ -457,4 +385,27 @@ fn print_pitr_report(global: &GlobalArgs, r: &PitrDrillReport) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Each check's command, time and end, with the last lines of a failing one's output.
+fn print_checks(checks: &[drill::CheckResult]) {
+    for c in checks {
+        let state = match &c.error {
+            Some(e) => format!("could not run: {e}"),
+            None if c.run.passed() => "ok".into(),
+            None => format!("FAILED, {}", c.run.describe_end()),
+        };
+        outln!(
+            "check {} ({:.1}s): {} — {}",
+            c.name,
+            c.run.duration_secs,
+            c.run.command.join(" "),
+            state
+        );
+        if !c.run.passed() {
+            for line in c.run.last_lines(10) {
+                outln!("    | {line}");
+            }
+        }
+    }
 }

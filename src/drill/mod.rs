@@ -244,25 +244,10 @@ pub fn drill(
     let snapshot_time = DateTime::parse_from_rfc3339(&snapshot.time)
         .map_err(|e| Error::corrupted(format!("snapshot {}: bad time: {e}", id.short())))?
         .with_timezone(&Utc);
-    std::fs::create_dir_all(&options.scratch_parent).map_err(|e| {
-        Error::io(
-            ErrorKind::Other,
-            "cannot create the scratch directory",
-            &options.scratch_parent,
-            e,
-        )
-    })?;
-    let scratch = tempfile::Builder::new()
-        .prefix(&format!("cairn-drill-{}-", id.short()))
-        .tempdir_in(&options.scratch_parent)
-        .map_err(|e| {
-            Error::io(
-                ErrorKind::Other,
-                "cannot create a scratch directory in",
-                &options.scratch_parent,
-                e,
-            )
-        })?;
+    let scratch = scratch_dir(
+        &options.scratch_parent,
+        &format!("cairn-drill-{}-", id.short()),
+    )?;
     let root = scratch.path().to_path_buf();
     let clock = Instant::now();
     let restored = restore::restore(
@@ -343,6 +328,29 @@ pub fn drill(
 
 fn run_checks(checks: &[DrillCheck], root: &Path, timeout: Duration) -> Vec<CheckResult> {
     run_checks_with(checks, root, &[], timeout)
+}
+
+/// A fresh scratch directory below `parent` (created when absent), removed when dropped.
+fn scratch_dir(parent: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(parent).map_err(|e| {
+        Error::io(
+            ErrorKind::Other,
+            "cannot create the scratch directory",
+            parent,
+            e,
+        )
+    })?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .map_err(|e| {
+            Error::io(
+                ErrorKind::Other,
+                "cannot create a scratch directory in",
+                parent,
+                e,
+            )
+        })
 }
 
 /// [`run_checks`] with more placeholders (`{port}` of a PITR drill's server...), each also given

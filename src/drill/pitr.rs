@@ -16,7 +16,7 @@ use crate::pg::server::{pg_ctl_for, Server};
 use crate::repo::IndexedRepository;
 use crate::restore::RestoreProgress;
 
-use super::{run_checks_with, CheckResult, DrillCheck, Verdict};
+use super::{run_checks_with, scratch_dir, CheckResult, DrillCheck, Verdict};
 
 /// How to drill.
 #[derive(Clone, Debug)]
@@ -113,25 +113,7 @@ pub fn pitr_drill(
     progress: &dyn RestoreProgress,
 ) -> Result<PitrDrillReport> {
     let started = Utc::now();
-    std::fs::create_dir_all(&options.scratch_parent).map_err(|e| {
-        Error::io(
-            ErrorKind::Other,
-            "cannot create the scratch directory",
-            &options.scratch_parent,
-            e,
-        )
-    })?;
-    let scratch = tempfile::Builder::new()
-        .prefix("cairn-pitr-drill-")
-        .tempdir_in(&options.scratch_parent)
-        .map_err(|e| {
-            Error::io(
-                ErrorKind::Other,
-                "cannot create a scratch directory in",
-                &options.scratch_parent,
-                e,
-            )
-        })?;
+    let scratch = scratch_dir(&options.scratch_parent, "cairn-pitr-drill-")?;
     let data = scratch.path().join("data");
     let mut restore_command = options.restore_command.clone();
     if let Some(password) = &options.password {

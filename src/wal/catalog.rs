@@ -65,8 +65,7 @@ impl Catalog {
 
     /// The archived file called `name` (its oldest record when several hold the same bytes).
     pub fn file(&self, name: &WalName) -> Option<&WalFile> {
-        let (r, f) = self.by_name.get(name)?.first()?;
-        Some(&self.records[*r].1.files[*f])
+        self.entry(name).map(|(file, _)| file)
     }
 
     /// The archived file called `name` with the record that holds it (its oldest).
