@@ -130,6 +130,19 @@ impl Cluster {
         output(c, &format!("cairn {}", args.join(" ")))
     }
 
+    /// `cairn` as the cluster's user with no repository option: what it needs comes from `args`
+    /// (a plan file); libpq's environment names the server on `pg_port`.
+    fn cairn_plain(&self, args: &[&str], pg_port: u16) -> Output {
+        let mut c = self.command(&self.cairn);
+        c.args(args)
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", pg_port.to_string())
+            .env("PGUSER", "cairn")
+            .env("PGDATABASE", "postgres")
+            .env("XDG_STATE_HOME", self.work.join("state"));
+        output(c, &format!("cairn {}", args.join(" ")))
+    }
+
     fn pg(&self, program: &str, args: &[&str]) -> Output {
         let mut c = self.command(Path::new(&format!("{}/{program}", self.bin)));
         c.args(args);
@@ -765,5 +778,149 @@ fn a_base_backup_whose_wal_is_not_archived_writes_no_snapshot() {
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cairn'"
         ),
         "0"
+    );
+}
+
+/// The plan file drives it all: `pg setup --plan` gives the archive_command, which reads the
+/// repository and password from the plan; `cairn run` takes the base backup (`[postgres]`),
+/// applies retention with the plan's WAL window, and drills a point-in-time recovery whose
+/// check counts the rows; `status` judges the base backups by `[postgres]`'s ages.
+#[test]
+fn a_plan_with_a_postgres_section_archives_backs_up_keeps_wal_and_drills() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let work = &cluster.work;
+    let port = cluster.create("primary");
+    let plan = work.join("plan.toml");
+    let check = "test \"$(psql \"{conninfo}\" -X -Atc 'SELECT count(*) FROM log')\" = 20";
+    std::fs::write(
+        &plan,
+        format!(
+            "[repository]\nlocation = \"{repo}\"\npassword_file = \"{pw}\"\ncache_dir = \"{cache}\"\n\n\
+             [postgres]\nevery = \"1d\"\nkeep_wal_within = \"1d\"\nqueue_max = \"1G\"\n\
+             warn_age = \"8d\"\ncrit_age = \"15d\"\n\n\
+             [retention]\nkeep_last = 1\n\n\
+             [drill]\nevery = \"1d\"\npitr = \"latest\"\nscratch = \"{scratch}\"\nchecks = [[\"sh\", \"-c\", {check:?}]]\n",
+            repo = work.join("repo").display(),
+            pw = work.join("password").display(),
+            cache = work.join("cache").display(),
+            scratch = work.join("drills").display(),
+        ),
+    )
+    .unwrap();
+    cluster.chown(&plan);
+    std::fs::create_dir_all(work.join("drills")).unwrap();
+    cluster.chown(&work.join("drills"));
+    let plan_arg = plan.to_str().unwrap();
+    // The repository at the plan's location, with the plan's password file.
+    cluster.cairn(&["init"], None).assert_success();
+    let setup = cluster.cairn_plain(&["pg", "setup", "--plan", plan_arg], port);
+    setup.assert_success();
+    let archive_line = setup
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("archive_command = "))
+        .unwrap_or_else(|| panic!("no archive_command: {}", setup.describe()))
+        .to_string();
+    assert!(
+        archive_line.contains("wal push --plan") && !archive_line.contains("password"),
+        "{archive_line}"
+    );
+    let conf = work.join("primary/postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&archive_line);
+    text.push('\n');
+    std::fs::write(&conf, text).unwrap();
+    cluster.start("primary");
+    cluster.sql(
+        port,
+        "CREATE TABLE log (n int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert(&cluster, port, 1, 20);
+    cluster.wait_archived(port);
+
+    // The drill recovers to the latest archived WAL: its check counts the twenty rows.
+    let run = cluster.cairn_plain(&["--json", "run", "--plan", plan_arg], port);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    let report = run.json();
+    assert_eq!(
+        report["ran"],
+        serde_json::json!(["postgres", "retention", "drill"]),
+        "{report}"
+    );
+    let base = report["steps"]["postgres"]["last_success"]["details"].clone();
+    assert!(base["stop_wal"].as_str().is_some(), "{report}");
+    let drill = cluster.cairn_plain(&["--json", "run", "--plan", plan_arg], port);
+    assert_eq!(drill.code, 0, "{}", drill.describe());
+    let report = drill.json();
+    // Base backup and drill are not due a second time the same day; retention runs every time.
+    assert_eq!(report["ran"], serde_json::json!(["retention"]), "{report}");
+    let drill = cluster.cairn_plain(
+        &[
+            "--json", "run", "--plan", plan_arg, "--only", "drill", "--force",
+        ],
+        port,
+    );
+    assert_eq!(drill.code, 0, "{}", drill.describe());
+    let details = &drill.json()["steps"]["drill"]["last_attempt"]["details"];
+    assert_eq!(details["verdict"], "pass", "{details}");
+
+    // A second base backup: retention keeps one, and the WAL before it stays within the window.
+    let again = cluster.cairn_plain(
+        &[
+            "--json",
+            "run",
+            "--plan",
+            plan_arg,
+            "--only",
+            "postgres,retention",
+            "--force",
+        ],
+        port,
+    );
+    assert_eq!(again.code, 0, "{}", again.describe());
+    let snapshots = cluster.cairn(&["--json", "snapshots"], None);
+    assert_eq!(
+        snapshots.json().as_array().unwrap().len(),
+        1,
+        "{}",
+        snapshots.describe()
+    );
+    let list = cluster.cairn(&["--json", "wal", "list"], None);
+    list.assert_success();
+    let first = list.json()["timelines"][0]["first"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        first.as_str() <= base["start_wal"].as_str().unwrap(),
+        "the WAL of the last day was pruned: first archived {first}, {}",
+        list.describe()
+    );
+
+    let status = cluster.cairn_plain(&["--json", "status", "--plan", plan_arg], port);
+    let report = status.json();
+    let finding = |subject: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["subject"].as_str().unwrap().starts_with(subject))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {subject} finding: {}", status.describe()))
+    };
+    assert_eq!(
+        finding("base backup")["level"],
+        "OK",
+        "{}",
+        status.describe()
+    );
+    assert_eq!(finding("wal")["level"], "OK", "{}", status.describe());
+    let metrics = cluster.cairn_plain(&["status", "--plan", plan_arg, "--format", "nagios"], port);
+    assert!(
+        metrics.stdout.contains("'wal_backlog'="),
+        "{}",
+        metrics.describe()
     );
 }

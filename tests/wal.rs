@@ -474,3 +474,101 @@ fn the_plans_monitor_section_sets_the_wal_age_thresholds() {
     assert_eq!(out.code, 2, "{}", out.describe());
     assert!(out.stderr.contains("wal_crit_age"), "{}", out.describe());
 }
+
+/// PostgreSQL's side of a successful `archive_command`: the file is no longer ready.
+fn archived(wal: &PgWal, n: u64) {
+    let status = wal.dir.join("archive_status");
+    let name = PgWal::name(n);
+    std::fs::rename(
+        status.join(format!("{name}.ready")),
+        status.join(format!("{name}.done")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_queue_over_its_limit_drops_its_oldest_files_and_the_drop_is_recorded_and_critical() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    let first = wal.segment(1, 1);
+    push(&env, &first, &["--queue-max", "2M"]).assert_success();
+    archived(&wal, 1);
+    // The repository was out of reach for a while: four segments wait, 4 MiB over a 2 MiB limit.
+    let paths: Vec<PathBuf> = (2..=5).map(|n| wal.segment(n, n)).collect();
+    let out = env.r_json(&[
+        "wal",
+        "push",
+        "--queue-max",
+        "2M",
+        paths[0].to_str().unwrap(),
+    ]);
+    assert_eq!(out["result"], "dropped", "{out}");
+    assert_eq!(
+        out["dropped"],
+        serde_json::json!([PgWal::name(2), PgWal::name(3)]),
+        "{out}"
+    );
+    archived(&wal, 2);
+    // PostgreSQL's own call for the other dropped file is answered at once, and the next file
+    // is archived with the one after it.
+    let out = env.r_json(&[
+        "wal",
+        "push",
+        "--queue-max",
+        "2M",
+        paths[1].to_str().unwrap(),
+    ]);
+    assert_eq!(out["result"], "archived_ahead", "{out}");
+    archived(&wal, 3);
+    let out = env.r_json(&[
+        "wal",
+        "push",
+        "--queue-max",
+        "2M",
+        paths[2].to_str().unwrap(),
+    ]);
+    assert_eq!(out["result"], "stored", "{out}");
+    assert_eq!(out["drops_recorded"], 2, "{out}");
+    assert_eq!(out["backlog"]["bytes"], 2 * SEGMENT, "{out}");
+    // The drop is in the repository: wal list names it, status is CRITICAL and says why, recovery
+    // stops at the gap instead of promoting past it.
+    let list = env.r(&["--json", "wal", "list"]);
+    assert_eq!(list.code, 4, "{}", list.describe());
+    let dropped: Vec<String> = list.json()["dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dropped, [PgWal::name(2), PgWal::name(3)]);
+    let status = env.r(&["--json", "status"]);
+    assert_eq!(status.code, 2, "{}", status.describe());
+    let finding = status.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "wal")
+        .cloned()
+        .unwrap();
+    let message = finding["message"].as_str().unwrap();
+    assert!(
+        message.contains("dropped unarchived") && message.contains(&PgWal::name(2)),
+        "{finding}"
+    );
+    let prom = env.r(&["status", "--format", "prometheus"]);
+    assert!(
+        prom.stdout.contains("cairn_wal_dropped 2"),
+        "{}",
+        prom.describe()
+    );
+    let dest = env.path("fetched");
+    let out = fetch(&env, &PgWal::name(2), &dest);
+    assert_eq!(out.code, 126, "{}", out.describe());
+    // The journal was settled: a later record does not name the drops again.
+    let sixth = wal.segment(6, 6);
+    archived(&wal, 4);
+    archived(&wal, 5);
+    let out = env.r_json(&["wal", "push", "--queue-max", "2M", sixth.to_str().unwrap()]);
+    assert_eq!(out["drops_recorded"], 0, "{out}");
+}

@@ -26,7 +26,7 @@ Examples:
 Exit codes: 0 pass, 1 RTO or RPO target missed, 2 a file differs from the snapshot, a check
 failed, or repository data is damaged (other cairn errors keep their usual codes).";
 
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct DrillArgs {
     /// The snapshot to drill: `latest` (default) or an id.
     #[arg(value_name = "SNAP", conflicts_with = "random_within")]
@@ -70,6 +70,30 @@ pub struct DrillArgs {
     pub filter: super::selection::FilterArgs,
 }
 
+impl Default for DrillArgs {
+    /// What `cairn drill` with no argument means (the drill step of `cairn run`).
+    fn default() -> Self {
+        DrillArgs {
+            snapshot: None,
+            random_within: None,
+            scratch: None,
+            keep: false,
+            checks: Vec::new(),
+            max_rto: None,
+            max_rpo: None,
+            pitr: None,
+            psql: "psql".into(),
+            pg_ctl: None,
+            recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
+            plan: PlanFileArg::default(),
+            filter: Default::default(),
+        }
+    }
+}
+
+/// Longest recovery of a PITR drill unless `--recovery-timeout` says otherwise.
+const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(3600);
+
 pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
     let plan = args.plan.optional()?;
     let global = match &plan {
@@ -90,8 +114,11 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
 /// plan's state file. `cairn run` calls this for its drill step.
 pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Attempt {
     let started = Utc::now();
-    let judged = if args.pitr.is_some() {
-        pitr_once(global, args, plan).map(|report| {
+    let plan_pitr = plan
+        .and_then(|p| p.drill.as_ref())
+        .and_then(|d| d.pitr.as_deref());
+    let judged = if let Some(pitr) = args.pitr.as_deref().or(plan_pitr) {
+        pitr_once(global, args, plan, pitr).map(|report| {
             if let Err(e) = print_pitr_report(global, &report) {
                 errln!("error: cannot print the drill report: {e:#}");
             }
@@ -286,10 +313,18 @@ fn pitr_once(
     global: &GlobalArgs,
     args: &DrillArgs,
     plan: Option<&Plan>,
+    pitr: &str,
 ) -> Result<PitrDrillReport> {
     let plan_options = cairn::plan::steps::drill_options(plan)?;
-    let target = super::pg::parse_target(args.pitr.as_deref().unwrap_or("latest"))?;
-    let mut checks = Vec::new();
+    let target = super::pg::parse_target(pitr)?;
+    // The plan's `[drill] checks` (its dumps' `verify` checks a restored file, which a PITR
+    // drill has none of), then the command line's.
+    let mut checks: Vec<DrillCheck> = plan_options
+        .checks
+        .iter()
+        .filter(|c| c.file.is_none())
+        .cloned()
+        .collect();
     for (i, command) in args.checks.iter().enumerate() {
         checks.push(DrillCheck {
             name: format!("--check #{}", i + 1),
@@ -407,5 +442,25 @@ fn print_checks(checks: &[drill::CheckResult]) {
                 outln!("    | {line}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        drill: DrillArgs,
+    }
+
+    /// `cairn run`'s drill step uses `DrillArgs::default()`: it must mean what no flag means.
+    #[test]
+    fn the_default_drill_is_the_drill_without_flags() {
+        let parsed = Cli::parse_from(["cairn"]).drill;
+        let default = DrillArgs::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
     }
 }

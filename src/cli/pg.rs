@@ -6,14 +6,17 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use cairn::pg::{self, PgBackupOptions, PitrOptions, RecoveryTarget};
-use cairn::repo::select::parse_point_in_time;
-use cairn::{BackupOptions, NoRestoreProgress};
+use cairn::NoRestoreProgress;
 
+use super::planned::{global_for, PlanFileArg};
 use super::{backup, context, exit, output, GlobalArgs};
+use cairn::plan::Plan;
 
 pub const EXAMPLES: &str = "\
 Examples:
   cairn pg setup                                   # the postgresql.conf lines for archiving
+  cairn pg setup --plan /etc/cairn/plan.toml       # ... through the plan's repository and [postgres]
+  cairn pg backup --plan /etc/cairn/plan.toml      # what `cairn run` does for [postgres]
   cairn pg backup                                  # base backup (libpq's PGHOST, PGUSER, ... apply)
   cairn pg backup --conn 'host=db1 user=backup' --pgdata /var/lib/postgresql/15/main
   cairn pg restore --to '2026-12-07 14:29:59' --target /var/lib/postgresql/15/restored
@@ -38,7 +41,7 @@ pub enum PgCommand {
     /// Restore a base backup for point-in-time recovery.
     Restore(PgRestoreArgs),
     /// Print the postgresql.conf lines that archive WAL into this repository.
-    Setup,
+    Setup(PgSetupArgs),
 }
 
 /// How to reach the server.
@@ -48,13 +51,17 @@ pub struct Connection {
     /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE apply.
     #[arg(long = "conn", value_name = "CONNINFO")]
     pub conninfo: Option<String>,
-    /// The psql program to connect with.
-    #[arg(long, default_value = "psql", value_name = "PROGRAM")]
-    pub psql: String,
+    /// The psql program to connect with (default `psql`).
+    #[arg(long, value_name = "PROGRAM")]
+    pub psql: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct PgBackupArgs {
+    /// Take the repository and the [postgres] section's settings from this plan file; flags
+    /// given here win.
+    #[command(flatten)]
+    pub plan: PlanFileArg,
     #[command(flatten)]
     pub connection: Connection,
     /// The data directory (default: what the server says).
@@ -63,16 +70,27 @@ pub struct PgBackupArgs {
     /// Wait for a spread checkpoint instead of asking for an immediate one.
     #[arg(long)]
     pub spread_checkpoint: bool,
-    /// How long to wait for the backup's last WAL file to be archived.
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = cairn::units::parse_span)]
-    pub archive_timeout: Duration,
+    /// How long to wait for the backup's last WAL file to be archived (default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = cairn::units::parse_span)]
+    pub archive_timeout: Option<Duration>,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
+pub struct PgSetupArgs {
+    /// Archive through this plan file: the commands name the plan, which gives the repository,
+    /// its password and the archiver's settings ([postgres]).
+    #[command(flatten)]
+    pub plan: PlanFileArg,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct PgRestoreArgs {
+    /// Take the repository from this plan file, and write a restore_command that names it.
+    #[command(flatten)]
+    pub plan: PlanFileArg,
     /// Where recovery stops: a time ("2026-12-07 14:29:59", local unless a zone is given),
     /// `latest` (all archived WAL), `name:RESTORE_POINT`, or `lsn:16/B374D848`.
     #[arg(long, value_name = "TARGET")]
@@ -110,24 +128,49 @@ pub fn run(global: &GlobalArgs, args: &PgArgs) -> Result<i32> {
     match &args.command {
         PgCommand::Backup(a) => run_backup(global, a),
         PgCommand::Restore(a) => run_restore(global, a),
-        PgCommand::Setup => run_setup(global),
+        PgCommand::Setup(a) => run_setup(global, a),
     }
 }
 
 fn run_backup(global: &GlobalArgs, args: &PgBackupArgs) -> Result<i32> {
-    let repo = context::open_repository(global)?.into_indexed_unsynced()?;
-    let options = PgBackupOptions {
-        conninfo: args.connection.conninfo.clone(),
-        psql: args.connection.psql.clone(),
-        data_directory: args.pgdata.clone(),
-        fast_checkpoint: !args.spread_checkpoint,
-        archive_timeout: args.archive_timeout,
-        backup: BackupOptions {
-            tags: args.tags.clone(),
-            ..Default::default()
-        },
+    let (global, plan) = planned_global(global, &args.plan)?;
+    let mut options = match &plan {
+        Some(plan) => cairn::plan::steps::pg_backup_options(plan)?,
+        None => PgBackupOptions::default(),
     };
-    let outcome = pg::base_backup(&repo, &options, &cairn::NoProgress)?;
+    let c = &args.connection;
+    if let Some(conn) = &c.conninfo {
+        options.conninfo = Some(conn.clone());
+    }
+    if let Some(psql) = &c.psql {
+        options.psql = psql.clone();
+    }
+    if let Some(dir) = &args.pgdata {
+        options.data_directory = Some(dir.clone());
+    }
+    if args.spread_checkpoint {
+        options.fast_checkpoint = false;
+    }
+    if let Some(t) = args.archive_timeout {
+        options.archive_timeout = t;
+    }
+    options.backup.tags.extend(args.tags.iter().cloned());
+    let repo = context::open_repository(&global)?.into_indexed_unsynced()?;
+    let outcome = base_backup(&global, &repo, &options)?;
+    Ok(if outcome.snapshot.summary.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    })
+}
+
+/// Takes a base backup and reports it as `pg backup` does (also `cairn run`'s postgres step).
+pub(super) fn base_backup(
+    global: &GlobalArgs,
+    repo: &cairn::repo::IndexedRepository,
+    options: &PgBackupOptions,
+) -> Result<cairn::BackupOutcome> {
+    let outcome = pg::base_backup(repo, options, &cairn::NoProgress)?;
     backup::report(global, &outcome)?;
     if let (Some(pg), false) = (&outcome.snapshot.postgres, global.json || global.quiet) {
         outln!(
@@ -139,10 +182,20 @@ fn run_backup(global: &GlobalArgs, args: &PgBackupArgs) -> Result<i32> {
             pg.stop_wal
         );
     }
-    Ok(if outcome.snapshot.summary.errors.is_empty() {
-        exit::OK
-    } else {
-        exit::PARTIAL
+    Ok(outcome)
+}
+
+/// The global options with the plan's repository when `--plan` names one, and the plan.
+pub(super) fn planned_global(
+    global: &GlobalArgs,
+    plan: &PlanFileArg,
+) -> Result<(GlobalArgs, Option<Plan>)> {
+    Ok(match &plan.plan {
+        Some(_) => {
+            let (_, plan) = plan.required()?;
+            (global_for(global, &plan), Some(plan))
+        }
+        None => (global.clone(), None),
     })
 }
 
@@ -192,22 +245,17 @@ fn shell_quote(s: &str) -> String {
 
 /// A recovery target as written on the command line: a time, `latest`, `name:POINT`, `lsn:X/Y`.
 pub(super) fn parse_target(text: &str) -> Result<RecoveryTarget> {
-    Ok(match text {
-        "latest" => RecoveryTarget::Latest,
-        t => match (t.strip_prefix("name:"), t.strip_prefix("lsn:")) {
-            (Some(name), _) => RecoveryTarget::Name(name.to_string()),
-            (_, Some(lsn)) => RecoveryTarget::Lsn(pg::restore::parse_lsn(lsn)?),
-            _ => RecoveryTarget::Time(parse_point_in_time(t)?),
-        },
-    })
+    Ok(RecoveryTarget::parse(text)?)
 }
 
 fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
     let target = parse_target(&args.to)?;
     let restore_command = match &args.restore_command {
         Some(c) => c.clone(),
-        None => cairn_command(global, None, "wal fetch %f %p")?,
+        None => wal_command(global, &args.plan, "fetch", "%f %p")?,
     };
+    let (planned, _) = planned_global(global, &args.plan)?;
+    let global = &planned;
     let repo = context::open_repository(global)?;
     let base = match &args.base {
         Some(spec) => Some(repo.find_snapshot(spec)?.0),
@@ -286,18 +334,45 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn run_setup(global: &GlobalArgs) -> Result<i32> {
-    let push = cairn_command(global, None, "wal push %p")?;
-    let fetch = cairn_command(global, None, "wal fetch %f %p")?;
+fn run_setup(global: &GlobalArgs, args: &PgSetupArgs) -> Result<i32> {
+    let push = wal_command(global, &args.plan, "push", "%p")?;
+    let fetch = wal_command(global, &args.plan, "fetch", "%f %p")?;
     outln!("# postgresql.conf (restart PostgreSQL after changing archive_mode):");
     outln!("archive_mode = on");
     outln!("wal_level = replica");
     outln!("archive_command = '{}'", push.replace('\'', "''"));
     outln!("# written by `cairn pg restore` when recovering:");
     outln!("# restore_command = '{}'", fetch.replace('\'', "''"));
-    outln!(
-        "# PostgreSQL runs these as its own user: it must be able to read the password file and"
-    );
-    outln!("# write the cache directory (give --cache-dir to choose one).");
+    match &args.plan.plan {
+        Some(path) => outln!(
+            "# PostgreSQL runs these as its own user: it must be able to read {} and the\n\
+             # password file or command it names, and write the plan's cache directory.",
+            context::absolute(path).display()
+        ),
+        None => outln!(
+            "# PostgreSQL runs these as its own user: it must be able to read the password file and\n\
+             # write the cache directory (give --cache-dir to choose one)."
+        ),
+    }
     Ok(exit::OK)
+}
+
+/// The `wal SUB ARGS` command line PostgreSQL runs: through the plan file when `--plan` names
+/// one (so that changing the plan's repository or password changes archiving too), else with
+/// this process's repository options spelled out.
+fn wal_command(global: &GlobalArgs, plan: &PlanFileArg, sub: &str, args: &str) -> Result<String> {
+    match &plan.plan {
+        Some(path) => {
+            // Loaded to refuse a plan that does not validate before PostgreSQL runs it.
+            plan.required()?;
+            let exe = std::env::current_exe()?;
+            let path = context::absolute(path);
+            Ok(format!(
+                "{} wal {sub} --plan {} {args}",
+                shell_quote(&exe.display().to_string()),
+                shell_quote(&path.display().to_string())
+            ))
+        }
+        None => cairn_command(global, None, &format!("wal {sub} {args}")),
+    }
 }

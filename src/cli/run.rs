@@ -21,6 +21,7 @@ Examples:
   cairn run                                   # every step that is due, as the timer does
   cairn run --dry-run                         # what would run, and why
   cairn run --only backup,offsite --force     # these steps now, due or not
+  cairn run --only postgres --force           # a PostgreSQL base backup now ([postgres])
   cairn run --plan /etc/cairn/db.toml --json
 Exit code: 0 when every step that ran succeeded (or a before hook exited 75 to skip the run);
 otherwise the exit code of the first step that failed (see `cairn --help`).";
@@ -29,7 +30,7 @@ otherwise the exit code of the first step that failed (see `cairn --help`).";
 pub struct RunArgs {
     #[command(flatten)]
     pub plan: PlanFileArg,
-    /// Run only these steps (comma-separated: backup,retention,check,offsite,drill).
+    /// Run only these steps (comma-separated: backup,postgres,retention,check,offsite,drill).
     #[arg(long, value_name = "STEPS", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Run the selected steps even when not due.
@@ -105,6 +106,7 @@ impl StepRunner for Runner<'_> {
     fn run_step(&mut self, step: Step, key: &str) -> StepEnd {
         let result = match step {
             Step::Backup => backup_step::run(&self.step_global, self.plan),
+            Step::Postgres => backup_step::postgres(&self.step_global, self.plan),
             Step::Retention => self.retention(),
             Step::Check => self.check(),
             Step::Offsite => self.offsite(key.trim_start_matches("offsite.")),
@@ -177,7 +179,16 @@ impl Runner<'_> {
             .retention
             .as_ref()
             .context("no [retention] in the plan")?;
-        let tuning = super::prune::PruneTuning::default();
+        let mut tuning = super::prune::PruneTuning::default();
+        if let Some(within) = self
+            .plan
+            .postgres
+            .as_ref()
+            .and_then(|p| p.keep_wal_within.as_deref())
+        {
+            tuning.keep_wal_within =
+                Some(cairn::units::parse_time_span(within).map_err(cairn::Error::invalid_input)?);
+        }
         let request = super::forget::ForgetRequest {
             policy: r.keep.clone(),
             group_by: r.group_by()?,

@@ -111,7 +111,7 @@ fn gather(global: &GlobalArgs, args: &StatusArgs) -> Result<(StatusReport, Optio
                 "--offline reads the plan's state file: give --plan or --state-file",
             )
         })?;
-        let groups: Vec<_> = monitor::group_from_state(&state).into_iter().collect();
+        let groups = monitor::groups_from_state(&state);
         let report = monitor::evaluate(
             "state file",
             &groups,
@@ -182,6 +182,12 @@ fn thresholds(args: &StatusArgs, plan: Option<&Plan>) -> Result<Thresholds> {
         check_max_age: span_of(&m.check_max_age),
         offsite_max_age: span_of(&m.offsite_max_age),
         drill_max_age: span_of(&m.drill_max_age),
+        base_backup_ages: plan.and_then(|p| p.postgres.as_ref()).map(|pg| {
+            (
+                span_of(&pg.warn_age).unwrap_or(plan_warn),
+                span_of(&pg.crit_age).unwrap_or(plan_crit),
+            )
+        }),
     };
     if let Some(p) = th.max_shrink.filter(|p| !(0.0..=100.0).contains(p)) {
         return Err(cairn::Error::invalid_input(format!(

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use cairn::format::wal::WalName;
-use cairn::wal::{self, fetch, push, Catalog, Spool};
+use cairn::wal::{self, fetch, push, Catalog, Queue, Spool};
 
+use super::planned::PlanFileArg;
 use super::{context, exit, output, GlobalArgs};
+use cairn::plan::Plan;
 
 pub const EXAMPLES: &str = "\
 Examples (postgresql.conf; PostgreSQL runs them as its own user, so give that user the
@@ -40,11 +42,18 @@ pub enum WalCommand {
     /// Write an archived WAL file where recovery wants it (restore_command = 'cairn ... wal fetch %f %p').
     Fetch(FetchArgs),
     /// The archived WAL: timelines, first and last segment, gaps.
-    List,
+    List(ListArgs),
     /// Fetch the segments after NAME into the local spool (what `wal fetch` starts in the
     /// background; reads the password from standard input).
     #[command(hide = true)]
     Prefetch(PrefetchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Take the repository from this plan file.
+    #[command(flatten)]
+    pub plan: PlanFileArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,9 +69,18 @@ pub struct PrefetchArgs {
 pub struct PushArgs {
     /// The WAL file (PostgreSQL's %p: a path relative to the data directory, or absolute).
     pub path: PathBuf,
-    /// Also archive up to this many other files PostgreSQL marked ready, in the same record.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    pub ahead: usize,
+    /// Take the repository and [postgres]'s push_ahead and queue_max from this plan file.
+    #[command(flatten)]
+    pub plan: PlanFileArg,
+    /// Also archive up to this many other files PostgreSQL marked ready, in the same record
+    /// (default 16).
+    #[arg(long, value_name = "N")]
+    pub ahead: Option<usize>,
+    /// Largest backlog of WAL waiting in pg_wal (e.g. 8G): beyond it the oldest files are
+    /// dropped unarchived, so that the primary's disk does not fill; each drop is recorded in
+    /// the repository and makes `status` CRITICAL. Default: no limit.
+    #[arg(long, value_name = "SIZE", value_parser = cairn::units::parse_size)]
+    pub queue_max: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,19 +89,60 @@ pub struct FetchArgs {
     pub name: String,
     /// Where to write it (PostgreSQL's %p).
     pub dest: PathBuf,
+    /// Take the repository and [postgres]'s fetch_prefetch from this plan file.
+    #[command(flatten)]
+    pub plan: PlanFileArg,
     /// Fetch up to this many following segments into the local spool for the next calls, in a
-    /// background process (0: none).
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    pub prefetch: usize,
+    /// background process (0: none; default 16).
+    #[arg(long, value_name = "N")]
+    pub prefetch: Option<usize>,
 }
 
 pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
     match &args.command {
-        WalCommand::Push(a) => run_push(global, a),
-        WalCommand::Fetch(a) => Ok(run_fetch(global, a)),
-        WalCommand::List => run_list(global),
+        WalCommand::Push(a) => {
+            let (global, plan) = planned(global, &a.plan)?;
+            let settings = plan.as_ref().and_then(|p| p.postgres.as_ref());
+            let ahead = a
+                .ahead
+                .or(settings.and_then(|s| s.push_ahead))
+                .unwrap_or(DEFAULT_AHEAD);
+            let queue_max = a
+                .queue_max
+                .or(settings.and_then(|s| cairn::plan::size_of(&s.queue_max)));
+            run_push(&global, &a.path, ahead, queue_max)
+        }
+        WalCommand::Fetch(a) => {
+            let (global, plan) = match planned(global, &a.plan) {
+                Ok(p) => p,
+                // Never exit 1 ("not archived") for a plan that cannot be read.
+                Err(e) => {
+                    errln!("error: {e:#}");
+                    return Ok(exit::WAL_FETCH_FAILED);
+                }
+            };
+            let prefetch = a
+                .prefetch
+                .or(plan
+                    .as_ref()
+                    .and_then(|p| p.postgres.as_ref())
+                    .and_then(|s| s.fetch_prefetch))
+                .unwrap_or(DEFAULT_PREFETCH);
+            Ok(run_fetch(&global, &a.name, &a.dest, prefetch))
+        }
+        WalCommand::List(a) => run_list(&planned(global, &a.plan)?.0),
         WalCommand::Prefetch(a) => run_prefetch(global, a),
     }
+}
+
+/// Files `wal push` archives ahead unless told otherwise.
+const DEFAULT_AHEAD: usize = 16;
+/// Segments `wal fetch` prefetches unless told otherwise.
+const DEFAULT_PREFETCH: usize = 16;
+
+/// The global options with the plan's repository when `--plan` names one, and the plan.
+fn planned(global: &GlobalArgs, plan: &PlanFileArg) -> Result<(GlobalArgs, Option<Plan>)> {
+    super::pg::planned_global(global, plan)
 }
 
 fn spool(global: &GlobalArgs) -> Spool {
@@ -94,10 +153,10 @@ fn spool(global: &GlobalArgs) -> Spool {
     )
 }
 
-fn run_push(global: &GlobalArgs, args: &PushArgs) -> Result<i32> {
-    let name = push::wal_name_of(&args.path)?;
+fn run_push(global: &GlobalArgs, path: &Path, ahead: usize, queue_max: Option<u64>) -> Result<i32> {
+    let name = push::wal_name_of(path)?;
     let spool = spool(global);
-    if spool.take_pushed(&name, &args.path) {
+    if spool.take_pushed(&name, path) {
         if global.json {
             output::print_json(
                 &serde_json::json!({ "name": name.as_str(), "result": "archived_ahead" }),
@@ -107,10 +166,35 @@ fn run_push(global: &GlobalArgs, args: &PushArgs) -> Result<i32> {
         }
         return Ok(exit::OK);
     }
+    let queue = Queue::scan(path.parent().unwrap_or(Path::new(".")));
+    let mut dropped = Vec::new();
+    if let Some(max) = queue_max {
+        dropped = queue.over(max);
+        if dropped.iter().any(|(n, _)| *n == name) {
+            return drop_unarchived(global, &spool, &queue, &dropped, &name, max);
+        }
+    }
     let repo = context::open_repository(global)?.into_indexed_unsynced()?;
-    let mut files = vec![args.path.clone()];
-    files.extend(ready_after(&args.path, &name, args.ahead));
-    let outcome = push::push(&repo, &files)?;
+    let mut files = vec![path.to_path_buf()];
+    files.extend(
+        queue
+            .files
+            .iter()
+            .filter(|(n, _, _)| *n != name && !dropped.iter().any(|(d, _)| d == n))
+            .map(|(_, p, _)| p.clone())
+            .take(ahead),
+    );
+    let notes = push::PushNotes {
+        backlog: Some(queue.backlog(queue_max)),
+        dropped: spool.journaled_drops(),
+    };
+    let outcome = push::push(&repo, &files, &notes)?;
+    if outcome.record.is_some() && !notes.dropped.is_empty() {
+        // The record names them now; a failure here only names them again in the next one.
+        if let Err(e) = spool.settle_drops(&notes.dropped) {
+            errln!("warning: {e}");
+        }
+    }
     for warning in &outcome.absent_packs {
         errln!("warning: pack {warning} is named by the index but missing: its blobs were stored again");
     }
@@ -134,6 +218,8 @@ fn run_push(global: &GlobalArgs, args: &PushArgs) -> Result<i32> {
             "record": outcome.record.map(|r| r.to_hex()),
             "bytes_read": outcome.bytes_read,
             "bytes_added": outcome.bytes_added,
+            "backlog": notes.backlog,
+            "drops_recorded": notes.dropped.len(),
         }))?;
     }
     match main {
@@ -161,33 +247,47 @@ fn run_push(global: &GlobalArgs, args: &PushArgs) -> Result<i32> {
     }
 }
 
-/// Up to `ahead` files PostgreSQL marked ready for archiving besides `name`, oldest first.
-fn ready_after(path: &Path, name: &WalName, ahead: usize) -> Vec<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let Ok(entries) = std::fs::read_dir(dir.join("archive_status")) else {
-        return Vec::new();
-    };
-    let mut ready: Vec<WalName> = entries
-        .flatten()
-        .filter_map(|e| {
-            let file = e.file_name().to_str()?.strip_suffix(".ready")?.to_string();
-            WalName::parse(&file).ok()
-        })
-        .filter(|n| n != name)
-        .collect();
-    // PostgreSQL archives in name order within a timeline; history files first, as it does.
-    ready.sort_by_key(|n| (n.kind() != cairn::format::wal::WalKind::History, n.clone()));
-    ready
-        .into_iter()
-        .map(|n| dir.join(n.as_str()))
-        .filter(|p| p.is_file())
-        .take(ahead)
-        .collect()
+/// The queue exceeds `--queue-max` and `name` is among its oldest files: they are acknowledged
+/// to PostgreSQL unarchived (it then recycles them), journaled first so that the next record
+/// names them, and said loudly in PostgreSQL's log.
+fn drop_unarchived(
+    global: &GlobalArgs,
+    spool: &Spool,
+    queue: &Queue,
+    dropped: &[(WalName, PathBuf)],
+    name: &WalName,
+    max: u64,
+) -> Result<i32> {
+    spool.journal_drops(&queue.drops(dropped, max))?;
+    for (other, path) in dropped.iter().filter(|(n, _)| n != name) {
+        if let Err(e) = spool.mark_pushed(other, path) {
+            // PostgreSQL's own call for it then decides again.
+            errln!("warning: {e}");
+        }
+    }
+    errln!(
+        "WARNING: {} of WAL wait in pg_wal to be archived, more than --queue-max {}: {} file(s) \
+         from {name} on dropped unarchived so that the disk does not fill. Point-in-time recovery \
+         cannot cross them: fix archiving (`cairn wal push` errors above), then take a base \
+         backup (`cairn pg backup`). `cairn status` reports the drop CRITICAL.",
+        output::bytes(queue.bytes()),
+        output::bytes(max),
+        dropped.len()
+    );
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "name": name.as_str(),
+            "result": "dropped",
+            "dropped": dropped.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            "backlog": queue.backlog(Some(max)),
+        }))?;
+    }
+    Ok(exit::OK)
 }
 
 /// `wal fetch` never lets an error through as exit 1, which PostgreSQL reads as "not archived".
-fn run_fetch(global: &GlobalArgs, args: &FetchArgs) -> i32 {
-    match fetch_to(global, args) {
+fn run_fetch(global: &GlobalArgs, name: &str, dest: &Path, prefetch: usize) -> i32 {
+    match fetch_to(global, name, dest, prefetch) {
         Ok(code) => code,
         Err(err) => {
             errln!("error: {err:#}");
@@ -201,8 +301,8 @@ fn run_fetch(global: &GlobalArgs, args: &FetchArgs) -> i32 {
     }
 }
 
-fn fetch_to(global: &GlobalArgs, args: &FetchArgs) -> Result<i32> {
-    let name = WalName::parse(&args.name)?;
+fn fetch_to(global: &GlobalArgs, name: &str, dest: &Path, prefetch: usize) -> Result<i32> {
+    let name = WalName::parse(name)?;
     let spool = spool(global);
     spool.sweep_fetched(std::time::Duration::from_secs(3600));
     // A prefetch under way is probably fetching this very segment: wait for it rather than
@@ -214,11 +314,11 @@ fn fetch_to(global: &GlobalArgs, args: &FetchArgs) -> Result<i32> {
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    if spool.take_fetched(&name, &args.dest)? {
+    if spool.take_fetched(&name, dest)? {
         if global.verbose > 0 {
             errln!("{name}: fetched ahead");
         }
-        start_prefetch(global, &spool, &name, &args.dest, args.prefetch);
+        start_prefetch(global, &spool, &name, dest, prefetch);
         return Ok(exit::OK);
     }
     let repo = context::open_repository(global)?.into_indexed()?;
@@ -229,8 +329,8 @@ fn fetch_to(global: &GlobalArgs, args: &FetchArgs) -> Result<i32> {
         }
         return Ok(exit::WAL_NOT_ARCHIVED);
     };
-    fetch::write_file(&repo, file, &args.dest)?;
-    start_prefetch(global, &spool, &name, &args.dest, args.prefetch);
+    fetch::write_file(&repo, file, dest)?;
+    start_prefetch(global, &spool, &name, dest, prefetch);
     if global.verbose > 0 {
         errln!("{name}: fetched ({})", output::bytes(file.size));
     }
@@ -331,6 +431,11 @@ fn run_list(global: &GlobalArgs) -> Result<i32> {
                 "history": t.history,
                 "gaps": t.gaps.iter().map(|(a, b)| [a.as_str(), b.as_str()]).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            "dropped": catalog.dropped().iter().map(|(n, d, host)| serde_json::json!({
+                "name": n.as_str(), "time": d.time, "host": host,
+                "backlog_bytes": d.backlog_bytes, "queue_max": d.queue_max,
+            })).collect::<Vec<_>>(),
+            "backlog": catalog.newest_push().and_then(|r| r.backlog),
         }))?;
     } else {
         outln!(
@@ -356,6 +461,21 @@ fn run_list(global: &GlobalArgs) -> Result<i32> {
             for (a, b) in &t.gaps {
                 outln!("  gap: {a} .. {b} missing");
             }
+        }
+        for (name, d, host) in catalog.dropped() {
+            outln!(
+                "dropped unarchived: {name}, by {host} at {} ({} waited, more than --queue-max {})",
+                d.time,
+                output::bytes(d.backlog_bytes),
+                output::bytes(d.queue_max)
+            );
+        }
+        if let Some(b) = catalog.newest_push().and_then(|r| r.backlog) {
+            outln!(
+                "archive queue at the newest push: {} file(s), {}",
+                b.files,
+                output::bytes(b.bytes)
+            );
         }
         for (name, e) in catalog.damaged() {
             outln!("damaged WAL record {name}: {e}");

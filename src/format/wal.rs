@@ -213,6 +213,38 @@ pub struct WalRecord {
     pub host: String,
     /// The files, each stored whole.
     pub files: Vec<WalFile>,
+    /// What waited in `pg_wal` to be archived when the push started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<WalBacklog>,
+    /// Files earlier pushes dropped unarchived because the backlog exceeded its limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<WalDrop>,
+}
+
+/// The archive queue a push saw: the files PostgreSQL had marked ready, this one included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalBacklog {
+    /// How many.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The push's limit on `bytes` (`--queue-max`), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_max: Option<u64>,
+}
+
+/// A file a push acknowledged to PostgreSQL without archiving it, because the backlog exceeded
+/// the push's `--queue-max`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalDrop {
+    /// The file's name.
+    pub name: String,
+    /// When it was dropped, RFC 3339.
+    pub time: String,
+    /// The backlog's bytes then.
+    pub backlog_bytes: u64,
+    /// The limit it exceeded.
+    pub queue_max: u64,
 }
 
 impl WalRecord {
@@ -243,6 +275,16 @@ impl WalRecord {
             .map_err(|e| Error::corrupted(format!("WAL record: {e}")))?;
         chrono::DateTime::parse_from_rfc3339(&record.time)
             .map_err(|e| Error::corrupted(format!("WAL record: time {:?}: {e}", record.time)))?;
+        for dropped in &record.dropped {
+            WalName::parse(&dropped.name)
+                .map_err(|e| Error::corrupted(format!("WAL record: dropped file: {e}")))?;
+            chrono::DateTime::parse_from_rfc3339(&dropped.time).map_err(|e| {
+                Error::corrupted(format!(
+                    "WAL record: dropped file {}: time {:?}: {e}",
+                    dropped.name, dropped.time
+                ))
+            })?;
+        }
         for file in &record.files {
             WalName::parse(&file.name).map_err(|e| Error::corrupted(format!("WAL record: {e}")))?;
             let mut sum: u64 = 0;
@@ -352,8 +394,26 @@ mod tests {
             time: "2026-12-07T04:00:00Z".into(),
             host: "db1".into(),
             files: vec![WalFile::new(&name, &content)],
+            backlog: Some(WalBacklog {
+                files: 3,
+                bytes: 48 << 20,
+                queue_max: Some(1 << 30),
+            }),
+            dropped: vec![WalDrop {
+                name: "000000010000000000000001".into(),
+                time: "2026-12-07T03:00:00Z".into(),
+                backlog_bytes: 2 << 30,
+                queue_max: 1 << 30,
+            }],
         };
         assert_eq!(record.files[0].size, 15);
+        let mut wrong = record.clone();
+        wrong.dropped[0].name = "../x".into();
+        let body = serde_json::to_vec(&wrong).unwrap();
+        assert!(WalRecord::decode_body(&body)
+            .unwrap_err()
+            .to_string()
+            .contains("dropped file"));
         let bytes = record.encode(&key).unwrap();
         assert_eq!(WalRecord::decode(&key, &bytes).unwrap(), record);
         assert_eq!(record.files[0].content(), content);

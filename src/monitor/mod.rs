@@ -91,6 +91,9 @@ pub struct Thresholds {
     pub offsite_max_age: Option<Duration>,
     /// Last passing drill older: WARNING.
     pub drill_max_age: Option<Duration>,
+    /// The WARNING and CRITICAL ages of a group of PostgreSQL base backups, when they differ
+    /// from `warn_age` and `crit_age` (`[postgres] warn_age`, `crit_age`).
+    pub base_backup_ages: Option<(Duration, Duration)>,
 }
 
 /// The newest snapshots of one group (same host and paths).
@@ -111,6 +114,8 @@ pub struct GroupFacts {
     pub newest_added: Option<u64>,
     /// The previous snapshot's logical size, when there is one that recorded it.
     pub previous_bytes: Option<u64>,
+    /// Its newest snapshot is a PostgreSQL base backup.
+    pub base_backup: bool,
 }
 
 /// One judged fact.
@@ -194,14 +199,23 @@ pub fn groups_from_snapshots(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<GroupF
                 newest_bytes: newest.summary.total_bytes,
                 newest_added: Some(newest.summary.bytes_added),
                 previous_bytes: list.get(1).and_then(|(_, _, s)| s.summary.total_bytes),
+                base_backup: newest.postgres.is_some(),
             }
         })
         .collect()
 }
 
-/// The backup group as the state file remembers it (for `--offline`).
-pub fn group_from_state(state: &State) -> Option<GroupFacts> {
-    let last = state.last_success("backup")?;
+/// The groups of the backup step and the base-backup step as the state file remembers them
+/// (for `--offline`).
+pub fn groups_from_state(state: &State) -> Vec<GroupFacts> {
+    ["backup", "postgres"]
+        .into_iter()
+        .filter_map(|step| group_from_step(state, step))
+        .collect()
+}
+
+fn group_from_step(state: &State, step: &str) -> Option<GroupFacts> {
+    let last = state.last_success(step)?;
     let d = &last.details;
     let time = d
         .get("snapshot_time")
@@ -213,7 +227,7 @@ pub fn group_from_state(state: &State) -> Option<GroupFacts> {
         label: d
             .get("group")
             .and_then(|g| g.as_str())
-            .unwrap_or("backup")
+            .unwrap_or(step)
             .to_string(),
         snapshots: 1,
         newest_id: d
@@ -224,6 +238,7 @@ pub fn group_from_state(state: &State) -> Option<GroupFacts> {
         newest_bytes: d.get("total_bytes").and_then(|v| v.as_u64()),
         newest_added: d.get("bytes_added").and_then(|v| v.as_u64()),
         previous_bytes: d.get("previous_total_bytes").and_then(|v| v.as_u64()),
+        base_backup: step == "postgres",
     })
 }
 
@@ -273,15 +288,21 @@ fn judge_group(
     metrics: &mut Vec<Metric>,
 ) {
     let age = age_of(g.newest_time, now);
-    let subject = format!("backup {}", g.label);
+    let (subject, (warn_age, crit_age)) = match (g.base_backup, th.base_backup_ages) {
+        (true, ages) => (
+            format!("base backup {}", g.label),
+            ages.unwrap_or((th.warn_age, th.crit_age)),
+        ),
+        (false, _) => (format!("backup {}", g.label), (th.warn_age, th.crit_age)),
+    };
     let mut level = Level::Ok;
     let mut why = vec![format!("newest snapshot {} ago", describe_span(age))];
-    if age >= th.crit_age {
+    if age >= crit_age {
         level = Level::Critical;
-        why.push(format!("older than {}", describe_span(th.crit_age)));
-    } else if age >= th.warn_age {
+        why.push(format!("older than {}", describe_span(crit_age)));
+    } else if age >= warn_age {
         level = Level::Warning;
-        why.push(format!("older than {}", describe_span(th.warn_age)));
+        why.push(format!("older than {}", describe_span(warn_age)));
     }
     if let Some(bytes) = g.newest_bytes {
         why.push(describe_size(bytes));
@@ -317,8 +338,8 @@ fn judge_group(
         label: format!("age_{tag}"),
         value: age.as_secs_f64().round(),
         unit: "s",
-        warn: Some(th.warn_age.as_secs_f64()),
-        crit: Some(th.crit_age.as_secs_f64()),
+        warn: Some(warn_age.as_secs_f64()),
+        crit: Some(crit_age.as_secs_f64()),
     });
     if let Some(bytes) = g.newest_bytes {
         metrics.push(Metric {
@@ -343,6 +364,7 @@ fn judge_steps(
     // step is reported only when its last attempt failed.
     let mut keys: Vec<(String, String, Option<Duration>)> = vec![
         ("backup".into(), "backup".into(), None),
+        ("postgres".into(), "base backup".into(), None),
         ("retention".into(), "retention".into(), None),
         ("check".into(), "check".into(), th.check_max_age),
     ];
@@ -360,7 +382,9 @@ fn judge_steps(
         let last = record.and_then(|r| r.last_attempt.as_ref());
         let failed = last.is_some_and(|a| a.outcome == Outcome::Failed);
         let partial = last.is_some_and(|a| a.outcome == Outcome::Partial);
-        if (last.is_none() && max_age.is_none()) || (key == "backup" && !failed && !partial) {
+        // The groups judge the backups' successes (age, size).
+        let judged_by_group = key == "backup" || key == "postgres";
+        if (last.is_none() && max_age.is_none()) || (judged_by_group && !failed && !partial) {
             continue;
         }
         let mut level = Level::Ok;

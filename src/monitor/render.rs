@@ -214,6 +214,18 @@ pub fn prometheus(state: &State, report: Option<&StatusReport>) -> String {
             metric("wal_gaps"),
         );
         family(
+            "cairn_wal_backlog_bytes",
+            "Bytes of WAL waiting in pg_wal to be archived when the newest push started.",
+            "gauge",
+            metric("wal_backlog"),
+        );
+        family(
+            "cairn_wal_dropped",
+            "WAL files wal push --queue-max dropped unarchived after the newest base backup.",
+            "gauge",
+            metric("wal_dropped"),
+        );
+        family(
             "cairn_status_level",
             "cairn status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
             "gauge",

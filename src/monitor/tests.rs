@@ -21,6 +21,10 @@ fn thresholds() -> Thresholds {
         check_max_age: Some(Duration::from_secs(8 * 86_400)),
         offsite_max_age: Some(Duration::from_secs(2 * 86_400)),
         drill_max_age: None,
+        base_backup_ages: Some((
+            Duration::from_secs(7 * 86_400),
+            Duration::from_secs(9 * 86_400),
+        )),
     }
 }
 
@@ -33,6 +37,7 @@ fn group(age_h: i64, bytes: Option<u64>, previous: Option<u64>) -> GroupFacts {
         newest_bytes: bytes,
         newest_added: Some(10),
         previous_bytes: previous,
+        base_backup: false,
     }
 }
 
@@ -184,7 +189,7 @@ fn the_state_file_stands_in_for_the_repository_offline() {
         "group": "db1:/srv", "total_bytes": 800, "previous_total_bytes": 900
     });
     state.note("backup", backup);
-    let g = group_from_state(&state).unwrap();
+    let g = groups_from_state(&state).remove(0);
     assert_eq!(g.label, "db1:/srv");
     assert_eq!((g.newest_bytes, g.previous_bytes), (Some(800), Some(900)));
     assert_eq!(level_of(&[g], None).0, Level::Critical);
@@ -338,4 +343,37 @@ fn a_check_that_found_damage_is_critical_one_that_could_not_run_a_warning() {
     state.note("check", attempt(Outcome::Failed, hours_ago(2), 1));
     let (level, _) = level_of(&[group(3, Some(5000), None)], Some(&state));
     assert_eq!(level, Level::Warning);
+}
+
+/// Weekly base backups are judged by `[postgres]`'s ages, not by the nightly backup's.
+#[test]
+fn a_base_backup_group_is_judged_by_its_own_ages() {
+    let th = thresholds();
+    let base = GroupFacts {
+        label: "db1:/var/lib/postgresql/15/main".into(),
+        base_backup: true,
+        ..group(3 * 24, Some(5000), Some(5000))
+    };
+    let files = group(3 * 24, Some(5000), Some(5000));
+    let report = evaluate("repository", &[base.clone(), files], None, &[], &th, now());
+    let levels: Vec<(&str, Level)> = report
+        .findings
+        .iter()
+        .map(|f| (f.subject.as_str(), f.level))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            ("base backup db1:/var/lib/postgresql/15/main", Level::Ok),
+            ("backup db1:/srv", Level::Critical)
+        ],
+        "{:?}",
+        report.findings
+    );
+    let old = GroupFacts {
+        newest_time: hours_ago(8 * 24),
+        ..base
+    };
+    let report = evaluate("repository", &[old], None, &[], &th, now());
+    assert_eq!(report.level, Level::Warning, "{:?}", report.findings);
 }

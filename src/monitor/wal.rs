@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use crate::format::snapshot::Snapshot;
-use crate::format::wal::WalName;
+use crate::format::wal::{WalBacklog, WalName};
 use crate::id::SnapshotId;
-use crate::units::describe_span;
+use crate::units::{describe_size, describe_span};
 use crate::wal::{timelines, Catalog};
 use chrono::{DateTime, Utc};
 
@@ -52,6 +52,10 @@ pub struct WalFacts {
     pub problems: Vec<String>,
     /// Whether some base backup exists (without one the WAL restores nothing).
     pub base_backup: bool,
+    /// Files `wal push --queue-max` dropped unarchived after the newest base backup's start.
+    pub dropped_after_base: Vec<String>,
+    /// The archive queue the newest push saw.
+    pub backlog: Option<WalBacklog>,
 }
 
 /// The facts of `catalog`, judged against the newest base backup among `snapshots`; `None` when
@@ -70,10 +74,28 @@ pub fn facts(catalog: &Catalog, snapshots: &[(SnapshotId, Snapshot)]) -> Option<
     });
     let mut out = WalFacts {
         files: catalog.files().count(),
-        newest: catalog.records().last().map(|(_, r)| r.datetime()),
+        newest: catalog.newest_push().map(|r| r.datetime()),
         base_backup: newest_base.is_some(),
+        backlog: catalog.newest_push().and_then(|r| r.backlog),
         ..WalFacts::default()
     };
+    let after_start = |timeline: u32, number: Option<u64>| match start {
+        None => true,
+        Some((tli, first)) => {
+            timeline > tli || (timeline == tli && number.is_some_and(|n| n >= first))
+        }
+    };
+    for (name, drop, host) in catalog.dropped() {
+        let size = newest_base.map_or(16 << 20, |pg| pg.segment_size);
+        if after_start(name.timeline(), name.segment_number(size)) {
+            out.dropped_after_base.push(format!(
+                "{name} (dropped by {host} at {}: {} waited, more than --queue-max {})",
+                drop.time,
+                describe_size(drop.backlog_bytes),
+                describe_size(drop.queue_max)
+            ));
+        }
+    }
     for timeline in timelines(catalog) {
         for (first, last) in &timeline.gaps {
             let text = if first == last {
@@ -81,16 +103,10 @@ pub fn facts(catalog: &Catalog, snapshots: &[(SnapshotId, Snapshot)]) -> Option<
             } else {
                 format!("{first} to {last}")
             };
-            let after = match start {
-                None => true,
-                Some((tli, number)) => {
-                    timeline.timeline > tli
-                        || (timeline.timeline == tli
-                            && first
-                                .segment_number(timeline.segment_size)
-                                .is_some_and(|n| n >= number))
-                }
-            };
+            let after = after_start(
+                timeline.timeline,
+                first.segment_number(timeline.segment_size),
+            );
             if after {
                 out.gaps_after_base.push(text);
             } else {
@@ -141,6 +157,27 @@ pub fn judge(report: &mut StatusReport, wal: &WalFacts, th: &WalThresholds, now:
             wal.gaps_after_base.join(", ")
         ));
     }
+    if !wal.dropped_after_base.is_empty() {
+        level = Level::Critical;
+        why.push(format!(
+            "dropped unarchived: {} (fix archiving, then take a base backup)",
+            wal.dropped_after_base.join(", ")
+        ));
+    }
+    if let Some(b) = &wal.backlog {
+        why.push(format!(
+            "{} file(s), {} waited to be archived at the newest push{}",
+            b.files,
+            describe_size(b.bytes),
+            b.queue_max
+                .map(|m| format!(" (queue limit {})", describe_size(m)))
+                .unwrap_or_default()
+        ));
+        if b.queue_max.is_some_and(|m| b.bytes >= m / 2) {
+            level = level.worst(Level::Warning);
+            why.push("the archive queue is past half its limit: beyond it WAL is dropped".into());
+        }
+    }
     if !wal.gaps_before_base.is_empty() {
         level = level.worst(Level::Warning);
         why.push(format!(
@@ -171,6 +208,22 @@ pub fn judge(report: &mut StatusReport, wal: &WalFacts, th: &WalThresholds, now:
             crit: Some(th.crit_age.as_secs_f64()),
         });
     }
+    if let Some(b) = &wal.backlog {
+        report.metrics.push(Metric {
+            label: "wal_backlog".into(),
+            value: b.bytes as f64,
+            unit: "B",
+            warn: b.queue_max.map(|m| (m / 2) as f64),
+            crit: b.queue_max.map(|m| m as f64),
+        });
+    }
+    report.metrics.push(Metric {
+        label: "wal_dropped".into(),
+        value: wal.dropped_after_base.len() as f64,
+        unit: "",
+        warn: None,
+        crit: Some(1.0),
+    });
     report.metrics.push(Metric {
         label: "wal_gaps".into(),
         value: (wal.gaps_after_base.len() + wal.gaps_before_base.len()) as f64,

@@ -117,7 +117,11 @@ pub fn base_backup(
     let outcome = archive::backup(repo, sources, &backup, progress);
     // Ends the session whatever happened: a backup still running on the server is aborted.
     drop(session);
-    outcome
+    let mut outcome = outcome?;
+    // The exclusions are PostgreSQL's list, not the user's: one that matched nothing (no
+    // `backup_label.old` today) is no typo to warn about.
+    outcome.unmatched_excludes.clear();
+    Ok(outcome)
 }
 
 fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {

@@ -32,6 +32,24 @@ pub enum RecoveryTarget {
     Lsn(u64),
 }
 
+impl RecoveryTarget {
+    /// A target as `pg restore --to` and the plan's `[drill] pitr` take it: `latest`, a time
+    /// (local unless a zone is given), `name:POINT` or `lsn:X/Y`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for anything else.
+    pub fn parse(text: &str) -> Result<RecoveryTarget> {
+        Ok(match text {
+            "latest" => RecoveryTarget::Latest,
+            t => match (t.strip_prefix("name:"), t.strip_prefix("lsn:")) {
+                (Some(name), _) => RecoveryTarget::Name(name.to_string()),
+                (_, Some(lsn)) => RecoveryTarget::Lsn(parse_lsn(lsn)?),
+                _ => RecoveryTarget::Time(crate::repo::select::parse_point_in_time(t)?),
+            },
+        })
+    }
+}
+
 /// Parses an LSN as PostgreSQL prints it, `16/B374D848`.
 ///
 /// # Errors

@@ -38,6 +38,9 @@ pub struct Plan {
     /// Restore drills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillSection>,
+    /// A PostgreSQL cluster: its base backups, its archived WAL's retention and archiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSection>,
     /// Commands run around `cairn run`.
     #[serde(default)]
     pub hooks: HooksSection,
@@ -300,6 +303,59 @@ pub struct DrillSection {
     /// Longest one check may run (default 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_timeout: Option<String>,
+    /// Drill a point-in-time recovery of the `[postgres]` cluster instead of restoring a
+    /// snapshot: `latest`, a time, `name:POINT` or `lsn:X/Y`, as `cairn drill --pitr` takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<String>,
+}
+
+/// `[postgres]`: base backups of a PostgreSQL cluster whose WAL `wal push --plan` archives into
+/// the repository, how long that WAL is kept, and how the archiver behaves.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// libpq connection string or URI (default: libpq's environment, `PGHOST`, `PGUSER`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<String>,
+    /// The psql program (default `psql`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psql: Option<String>,
+    /// The data directory (default: what the server says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgdata: Option<PathBuf>,
+    /// How often `cairn run` takes a base backup (default: every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Wait for a spread checkpoint instead of asking for an immediate one.
+    #[serde(default)]
+    pub spread_checkpoint: bool,
+    /// How long a base backup waits for its last WAL file to be archived (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_timeout: Option<String>,
+    /// Tags of the base backups' snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Keep the archived WAL of this last span even before the oldest kept base backup (prune's
+    /// `--keep-wal-within`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_wal_within: Option<String>,
+    /// Newest base backup older than this: WARNING (default: `[monitor] warn_age`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_age: Option<String>,
+    /// Newest base backup older than this: CRITICAL (default: `[monitor] crit_age`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit_age: Option<String>,
+    /// Files `wal push` archives ahead of PostgreSQL's call (`--ahead`, default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_ahead: Option<usize>,
+    /// Segments `wal fetch` prefetches (`--prefetch`, default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_prefetch: Option<usize>,
+    /// Largest backlog of WAL waiting to be archived in `pg_wal` (`--queue-max`); beyond it
+    /// `wal push` drops the oldest files unarchived so the primary's disk does not fill, and the
+    /// loss is recorded and reported CRITICAL. Default: no limit (PostgreSQL keeps every file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_max: Option<String>,
 }
 
 /// `[hooks]`: lists of commands (argv, no shell).
@@ -492,6 +548,31 @@ impl Plan {
                 argv(&format!("[drill] checks #{}", i + 1), c)?;
             }
         }
+        if let Some(p) = &self.postgres {
+            span("[postgres] every", &p.every)?;
+            span("[postgres] archive_timeout", &p.archive_timeout)?;
+            span("[postgres] warn_age", &p.warn_age)?;
+            span("[postgres] crit_age", &p.crit_age)?;
+            if let Some(w) = &p.keep_wal_within {
+                crate::units::parse_time_span(w)
+                    .map_err(|e| format!("[postgres] keep_wal_within: {e}"))?;
+            }
+            if let Some(q) = &p.queue_max {
+                parse_size(q).map_err(|e| format!("[postgres] queue_max: {e}"))?;
+            }
+            if p.psql.as_deref() == Some("") {
+                return Err("[postgres] psql is empty".into());
+            }
+        }
+        if let Some(target) = self.drill.as_ref().and_then(|d| d.pitr.as_deref()) {
+            crate::pg::RecoveryTarget::parse(target).map_err(|e| format!("[drill] pitr: {e}"))?;
+        }
+        if self.drill.as_ref().is_some_and(|d| d.pitr.is_some()) && self.postgres.is_none() {
+            return Err(
+                "[drill] pitr needs a [postgres] section (the cluster whose recovery is drilled)"
+                    .into(),
+            );
+        }
         span("[hooks] timeout", &self.hooks.timeout)?;
         for (key, list) in [
             ("before", &self.hooks.before),
@@ -575,5 +656,35 @@ group_by = "host"
                 .to_string();
             assert!(e.contains(expected), "{new}: {e}");
         }
+    }
+
+    #[test]
+    fn the_postgres_section_is_checked_and_a_pitr_drill_needs_it() {
+        let section = "\n[postgres]\nconn = \"host=/run/postgresql user=postgres\"\nevery = \"1d\"\nkeep_wal_within = \"14d\"\nqueue_max = \"8G\"\n";
+        let plan = Plan::parse(&format!("{PLAN}{section}")).unwrap();
+        let pg = plan.postgres.as_ref().unwrap();
+        assert_eq!(pg.queue_max.as_deref(), Some("8G"));
+        assert_eq!(size_of(&pg.queue_max), Some(8 << 30));
+        for (old, new, expected) in [
+            ("\"14d\"", "\"2 weeks\"", "keep_wal_within"),
+            ("\"8G\"", "\"lots\"", "queue_max"),
+            ("every = \"1d\"", "every = \"daily\"", "[postgres] every"),
+            ("conn =", "connection =", "connection"),
+        ] {
+            let e = Plan::parse(&format!("{PLAN}{}", section.replace(old, new)))
+                .expect_err(new)
+                .to_string();
+            assert!(e.contains(expected), "{new}: {e}");
+        }
+        let drill = "\n[drill]\npitr = \"latest\"\n";
+        let e = Plan::parse(&format!("{PLAN}{drill}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a [postgres]"), "{e}");
+        Plan::parse(&format!("{PLAN}{section}{drill}")).unwrap();
+        let e = Plan::parse(&format!("{PLAN}{section}\n[drill]\npitr = \"yesterday\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[drill] pitr"), "{e}");
     }
 }

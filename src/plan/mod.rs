@@ -12,8 +12,8 @@ mod systemd;
 
 pub use file::{
     size_of, span_of, BackupSection, CheckSection, DrillSection, DumpSection, HooksSection,
-    MonitorSection, OffsiteSection, Plan, RepositorySection, RetentionSection, DEFAULT_CRIT_AGE,
-    DEFAULT_WARN_AGE,
+    MonitorSection, OffsiteSection, Plan, PostgresSection, RepositorySection, RetentionSection,
+    DEFAULT_CRIT_AGE, DEFAULT_WARN_AGE,
 };
 pub use schedule::{is_due, schedule, Due, ScheduledStep};
 pub use state::{Attempt, Outcome, State, Step, StepRecord};

@@ -86,6 +86,9 @@ pub fn schedule(
     if plan.backup.is_some() || !plan.dumps.is_empty() {
         add("backup".into(), Step::Backup, &None);
     }
+    if let Some(p) = &plan.postgres {
+        add("postgres".into(), Step::Postgres, &p.every);
+    }
     if let Some(r) = &plan.retention {
         add("retention".into(), Step::Retention, &r.every);
     }

@@ -22,6 +22,8 @@ const MAX_STATE_LEN: u64 = 16 << 20;
 pub enum Step {
     /// Back up the sources and dumps.
     Backup,
+    /// Take a PostgreSQL base backup (`[postgres]`).
+    Postgres,
     /// Forget and prune.
     Retention,
     /// Verify the repository.
@@ -34,8 +36,9 @@ pub enum Step {
 
 impl Step {
     /// Every step, in run order.
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Backup,
+        Step::Postgres,
         Step::Retention,
         Step::Check,
         Step::Offsite,
@@ -46,6 +49,7 @@ impl Step {
     pub fn name(self) -> &'static str {
         match self {
             Step::Backup => "backup",
+            Step::Postgres => "postgres",
             Step::Retention => "retention",
             Step::Check => "check",
             Step::Offsite => "offsite",
@@ -63,7 +67,7 @@ impl Step {
             .find(|s| s.name() == name.trim())
             .ok_or_else(|| {
                 Error::invalid_input(format!(
-                    "unknown step {name:?}: the steps are backup, retention, check, offsite, drill"
+                    "unknown step {name:?}: the steps are backup, postgres, retention, check, offsite, drill"
                 ))
             })
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::archive::{BackupOutcome, BackupSources, DumpCommand, StreamSource};
 use crate::drill::{DrillCheck, DrillOptions, SnapshotChoice};
 use crate::error::{Error, Result};
+use crate::pg::PgBackupOptions;
 use crate::repo::IndexedRepository;
 
 use super::{size_of, span_of, Plan};
@@ -59,6 +60,47 @@ pub fn backup_details(
             "path": d.path, "bytes": d.bytes, "duration_secs": d.duration_secs,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// The base backup the plan's `[postgres]` describes, as `cairn pg backup`'s flags fill it.
+///
+/// # Errors
+/// `InvalidInput` when the plan has no `[postgres]`.
+pub fn pg_backup_options(plan: &Plan) -> Result<PgBackupOptions> {
+    let p = plan
+        .postgres
+        .as_ref()
+        .ok_or_else(|| Error::invalid_input("the plan has no [postgres] section"))?;
+    let defaults = PgBackupOptions::default();
+    Ok(PgBackupOptions {
+        conninfo: p.conn.clone(),
+        psql: p.psql.clone().unwrap_or(defaults.psql),
+        data_directory: p.pgdata.clone(),
+        fast_checkpoint: !p.spread_checkpoint,
+        archive_timeout: span_of(&p.archive_timeout).unwrap_or(defaults.archive_timeout),
+        backup: crate::archive::BackupOptions {
+            tags: p.tags.clone(),
+            ..Default::default()
+        },
+    })
+}
+
+/// What the state file records of a base backup: what [`backup_details`] records, and the WAL
+/// range the backup needs.
+///
+/// # Errors
+/// When the parent snapshot cannot be read.
+pub fn pg_backup_details(
+    repo: &IndexedRepository,
+    outcome: &BackupOutcome,
+) -> Result<serde_json::Value> {
+    let mut details = backup_details(repo, outcome)?;
+    if let (Some(pg), Some(map)) = (&outcome.snapshot.postgres, details.as_object_mut()) {
+        map.insert("start_wal".into(), pg.start_wal.clone().into());
+        map.insert("stop_wal".into(), pg.stop_wal.clone().into());
+        map.insert("stop_time".into(), pg.stop_time.clone().into());
+    }
+    Ok(details)
 }
 
 /// Longest a drill check may run unless `[drill] check_timeout` says otherwise.

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::format::wal::{WalFile, WalName, WalRecord};
+use crate::format::wal::{WalDrop, WalFile, WalName, WalRecord};
 use crate::id::WalRecordId;
 use crate::repo::Repository;
 
@@ -87,6 +87,31 @@ impl Catalog {
     /// The records, oldest first.
     pub fn records(&self) -> &[(WalRecordId, WalRecord)] {
         &self.records
+    }
+
+    /// Files pushes dropped unarchived (`--queue-max`) and no record archived since, by name,
+    /// with the host that recorded the drop.
+    pub fn dropped(&self) -> Vec<(WalName, &WalDrop, &str)> {
+        let mut out: BTreeMap<WalName, (&WalDrop, &str)> = BTreeMap::new();
+        for (_, record) in &self.records {
+            for drop in &record.dropped {
+                if let Ok(name) = WalName::parse(&drop.name) {
+                    if !self.by_name.contains_key(&name) {
+                        out.entry(name).or_insert((drop, record.host.as_str()));
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|(n, (d, h))| (n, d, h)).collect()
+    }
+
+    /// The newest record that archived files: when and what the archive queue held then.
+    pub fn newest_push(&self) -> Option<&WalRecord> {
+        self.records
+            .iter()
+            .rev()
+            .map(|(_, r)| r)
+            .find(|r| !r.files.is_empty())
     }
 
     /// Records that could not be read, with why.

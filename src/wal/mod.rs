@@ -8,12 +8,14 @@
 pub mod catalog;
 pub mod fetch;
 pub mod push;
+pub mod queue;
 pub mod retention;
 pub mod spool;
 
 use std::collections::BTreeMap;
 
 pub use catalog::Catalog;
+pub use queue::Queue;
 pub use spool::Spool;
 
 use crate::format::wal::{WalKind, WalName};

@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::lifecycle::LeaseKind;
 use crate::format::tree::ContentItem;
 use crate::format::wal::{
-    system_identifier_of, WalFile, WalKind, WalName, WalRecord, MAX_FILE_SIZE,
+    system_identifier_of, WalBacklog, WalDrop, WalFile, WalKind, WalName, WalRecord, MAX_FILE_SIZE,
 };
 use crate::id::{PackId, WalRecordId};
 use crate::repo::lease::HeldLease;
@@ -38,12 +38,22 @@ pub enum Pushed {
     Conflict,
 }
 
+/// What a push records besides its files: the queue it saw and the drops no record names yet.
+#[derive(Clone, Debug, Default)]
+pub struct PushNotes {
+    /// The archive queue when the push started.
+    pub backlog: Option<WalBacklog>,
+    /// Files dropped unarchived, from the spool's journal.
+    pub dropped: Vec<WalDrop>,
+}
+
 /// The outcome of a push.
 #[derive(Debug, Default)]
 pub struct PushOutcome {
     /// Each file with what became of it, in the order given.
     pub files: Vec<(WalName, Pushed)>,
-    /// The record written (none when every file was already archived or refused).
+    /// The record written (none when every file was already archived or refused and there was
+    /// no drop to record).
     pub record: Option<WalRecordId>,
     /// Sealed bytes added to packs.
     pub bytes_added: u64,
@@ -62,7 +72,7 @@ pub struct PushOutcome {
 /// `InvalidInput` when a name is not a WAL file name or a file is too large; `SourceIo` when a
 /// file cannot be read; other kinds when the repository fails. A conflict is not an error here:
 /// it is reported per file.
-pub fn push(repo: &IndexedRepository, files: &[PathBuf]) -> Result<PushOutcome> {
+pub fn push(repo: &IndexedRepository, files: &[PathBuf], notes: &PushNotes) -> Result<PushOutcome> {
     let names = files
         .iter()
         .map(|path| wal_name_of(path))
@@ -111,13 +121,15 @@ pub fn push(repo: &IndexedRepository, files: &[PathBuf]) -> Result<PushOutcome> 
         let stats = saver.finish()?;
         outcome.bytes_added = stats.bytes;
         outcome.bytes_read = bytes_read.into_inner();
-        if stored.is_empty() {
+        if stored.is_empty() && notes.dropped.is_empty() {
             return Ok(outcome);
         }
         let record = WalRecord {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             host: crate::repo::lease::hostname(),
             files: stored,
+            backlog: notes.backlog,
+            dropped: notes.dropped.clone(),
         };
         let bytes = record.encode(repo.repo().key())?;
         let id = WalRecordId::hash_of(&bytes);

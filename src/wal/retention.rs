@@ -42,6 +42,13 @@ pub fn expired(
         .iter()
         .filter(|(_, record)| keep_within.is_none_or(|window| record.datetime() < now - window))
         .filter(|(_, record)| record.files.iter().all(|f| before(&f.wal_name())))
+        // A drop's record goes with the WAL around it: status keeps saying why that gap is there.
+        .filter(|(_, record)| {
+            record
+                .dropped
+                .iter()
+                .all(|d| WalName::parse(&d.name).is_ok_and(|n| before(&n)))
+        })
         .map(|(id, _)| *id)
         .collect()
 }

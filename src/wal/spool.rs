@@ -3,15 +3,20 @@
 //! recovery's call. Both spare a call the repository's opening (a key derivation and listings),
 //! which keeps archiving and recovery at PostgreSQL's pace.
 //!
-//! Layout: `<cache root>/wal-spool/<first 32 hex of BLAKE3(location)>/{pushed,fetched}/<name>`,
-//! private to the owner like the rest of the cache.
+//! It also journals files `wal push --queue-max` dropped until a record names them.
+//!
+//! Layout: `<cache root>/wal-spool/<first 32 hex of BLAKE3(location)>/{pushed,fetched}/<name>`
+//! and `dropped.json`, private to the owner like the rest of the cache.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::wal::WalName;
+use crate::format::wal::{WalDrop, WalName};
+
+/// The journal of drops (JSON list of FORMAT.md §16's dropped-file objects) in the spool.
+const DROP_JOURNAL: &str = "dropped.json";
 
 /// The spool of one repository location.
 #[derive(Clone, Debug)]
@@ -54,6 +59,44 @@ impl Spool {
         let same = stamp(path).is_ok_and(|now| now == recorded);
         let _ = fs::remove_file(&marker);
         same
+    }
+
+    /// Adds drops to the journal of files dropped unarchived that no record names yet.
+    pub fn journal_drops(&self, drops: &[WalDrop]) -> Result<()> {
+        let mut all = self.journaled_drops();
+        all.extend(drops.iter().cloned());
+        self.write_journal(&all)
+    }
+
+    /// The drops no record names yet.
+    pub fn journaled_drops(&self) -> Vec<WalDrop> {
+        fs::read(self.dir.join(DROP_JOURNAL))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Removes from the journal the drops a written record now names.
+    pub fn settle_drops(&self, recorded: &[WalDrop]) -> Result<()> {
+        let left: Vec<WalDrop> = self
+            .journaled_drops()
+            .into_iter()
+            .filter(|d| !recorded.contains(d))
+            .collect();
+        self.write_journal(&left)
+    }
+
+    fn write_journal(&self, drops: &[WalDrop]) -> Result<()> {
+        let bytes = serde_json::to_vec(drops).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let io = |e| Error::io(ErrorKind::Other, "cannot write the spool", &self.dir, e);
+        crate::index::cache_file::create_dir(&self.dir).map_err(io)?;
+        // Synced before PostgreSQL hears the file is archived: a crash must not forget a drop.
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
+        std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(self.dir.join(DROP_JOURNAL))
+            .map_err(|e| io(e.error))?;
+        Ok(())
     }
 
     /// Where a segment fetched ahead waits.

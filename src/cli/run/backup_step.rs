@@ -1,5 +1,5 @@
-//! The backup step of `cairn run`: the plan's paths and dumps into one snapshot, with the figures
-//! the state file and `status --offline` need.
+//! The backup steps of `cairn run`: the plan's paths and dumps into one snapshot, and the
+//! `[postgres]` cluster's base backup, with the figures the state file and `status --offline` need.
 
 use anyhow::Result;
 
@@ -26,5 +26,19 @@ pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
         code,
         message: (code == exit::PARTIAL).then(|| format!("{errors} entries could not be read")),
         details: steps::backup_details(&repo, &outcome)?,
+    })
+}
+
+/// The `[postgres]` step: a base backup, as `cairn pg backup` takes it with the plan's options.
+pub fn postgres(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
+    let options = steps::pg_backup_options(plan)?;
+    let repo = context::open_repository(global)?.into_indexed_unsynced()?;
+    let outcome = crate::cli::pg::base_backup(global, &repo, &options)?;
+    let errors = outcome.snapshot.summary.errors.len();
+    let code = if errors == 0 { exit::OK } else { exit::PARTIAL };
+    Ok(StepResult {
+        code,
+        message: (code == exit::PARTIAL).then(|| format!("{errors} entries could not be read")),
+        details: steps::pg_backup_details(&repo, &outcome)?,
     })
 }
