@@ -151,6 +151,16 @@ impl Cluster {
 
     /// initdb, archiving into the repository through `wal push`; returns the port.
     fn create(&self, name: &str) -> u16 {
+        let push = format!(
+            "{} {} wal push %p",
+            self.cairn.display(),
+            self.cairn_args().join(" ")
+        );
+        self.create_archiving(name, &push)
+    }
+
+    /// initdb with `push` as archive_command; returns the port.
+    fn create_archiving(&self, name: &str, push: &str) -> u16 {
         let data = self.work.join(name);
         self.pg(
             "initdb",
@@ -166,11 +176,6 @@ impl Cluster {
         )
         .assert_success();
         let port = free_port();
-        let push = format!(
-            "{} {} wal push %p",
-            self.cairn.display(),
-            self.cairn_args().join(" ")
-        );
         let conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              fsync = off\narchive_mode = on\nwal_level = replica\narchive_timeout = 1\n\
@@ -923,4 +928,84 @@ fn a_plan_with_a_postgres_section_archives_backs_up_keeps_wal_and_drills() {
         "{}",
         metrics.describe()
     );
+}
+
+/// PostgreSQL's archiver under kill -9: each file's first `wal push` is killed at a random moment
+/// (before, during or after its record is written); PostgreSQL retries, and in the end every
+/// segment is archived once, the repository checks clean, the WAL has no gap, and recovery gives
+/// every row.
+#[test]
+fn wal_push_killed_at_random_moments_loses_no_segment_and_postgresql_retries() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    cluster.cairn(&["init"], None).assert_success();
+    let work = &cluster.work;
+    let killed = work.join("killed");
+    std::fs::create_dir(&killed).unwrap();
+    cluster.chown(&killed);
+    let script = work.join("push.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             marker={killed}/$(basename \"$1\")\n\
+             if [ ! -e \"$marker\" ]; then\n\
+             \x20 : > \"$marker\"\n\
+             \x20 {cairn} {args} wal push \"$1\" &\n\
+             \x20 pid=$!\n\
+             \x20 sleep $(printf '0.%03d' $(shuf -i 0-400 -n 1))\n\
+             \x20 kill -9 $pid 2>/dev/null\n\
+             \x20 wait $pid\n\
+             \x20 exit 1\n\
+             fi\n\
+             exec {cairn} {args} wal push \"$1\"\n",
+            killed = killed.display(),
+            cairn = cluster.cairn.display(),
+            args = cluster.cairn_args().join(" "),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cluster.chown(&script);
+    let port = cluster.create_archiving("primary", &format!("{} %p", script.display()));
+    cluster.start("primary");
+    cluster.sql(port, "CREATE TABLE t (n int)");
+    cluster
+        .cairn(&["pg", "backup"], Some(port))
+        .assert_success();
+    for n in 0..6 {
+        cluster.sql(
+            port,
+            &format!(
+                "INSERT INTO t SELECT g FROM generate_series({}, {}) g",
+                n * 20_000 + 1,
+                (n + 1) * 20_000
+            ),
+        );
+        cluster.sql(port, "SELECT pg_switch_wal()");
+    }
+    cluster.wait_archived(port);
+    let failed: u64 = cluster
+        .sql(port, "SELECT failed_count FROM pg_stat_archiver")
+        .parse()
+        .unwrap();
+    assert!(failed >= 6, "the pushes were not killed: {failed} failures");
+    cluster.cairn(&["check"], None).assert_success();
+    let list = cluster.cairn(&["--json", "wal", "list"], None);
+    assert_eq!(list.code, 0, "{}", list.describe());
+    let report = list.json();
+    assert!(
+        report["conflicts"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert!(
+        report["timelines"][0]["gaps"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{report}"
+    );
+    let restored = cluster.restore_and_start("restored", "latest");
+    assert_eq!(cluster.sql(restored, "SELECT count(*) FROM t"), "120000");
 }
