@@ -786,7 +786,8 @@ fn a_base_backup_whose_wal_is_not_archived_writes_no_snapshot() {
     );
 }
 
-/// The plan file drives it all: `pg setup --plan` gives the archive_command, which reads the
+/// The plan file drives it all: `pg setup --plan` gives the archive_command, which archives
+/// through the background archiver (`push_async`) and reads the
 /// repository and password from the plan; `cairn run` takes the base backup (`[postgres]`),
 /// applies retention with the plan's WAL window, and drills a point-in-time recovery whose
 /// check counts the rows; `status` judges the base backups by `[postgres]`'s ages.
@@ -803,7 +804,7 @@ fn a_plan_with_a_postgres_section_archives_backs_up_keeps_wal_and_drills() {
         &plan,
         format!(
             "[repository]\nlocation = \"{repo}\"\npassword_file = \"{pw}\"\ncache_dir = \"{cache}\"\n\n\
-             [postgres]\nevery = \"1d\"\nkeep_wal_within = \"1d\"\nqueue_max = \"1G\"\n\
+             [postgres]\nevery = \"1d\"\npush_async = true\nkeep_wal_within = \"1d\"\nqueue_max = \"1G\"\n\
              warn_age = \"8d\"\ncrit_age = \"15d\"\n\n\
              [retention]\nkeep_last = 1\n\n\
              [drill]\nevery = \"1d\"\npitr = \"latest\"\nscratch = \"{scratch}\"\nchecks = [[\"sh\", \"-c\", {check:?}]]\n",

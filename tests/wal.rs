@@ -572,3 +572,64 @@ fn a_queue_over_its_limit_drops_its_oldest_files_and_the_drop_is_recorded_and_cr
     let out = env.r_json(&["wal", "push", "--queue-max", "2M", sixth.to_str().unwrap()]);
     assert_eq!(out["drops_recorded"], 0, "{out}");
 }
+
+/// Whether a background archiver still holds its lock under `cache`.
+fn archiver_running(cache: &Path) -> bool {
+    let Ok(spools) = std::fs::read_dir(cache.join("wal-spool")) else {
+        return false;
+    };
+    spools.flatten().any(|spool| {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(spool.path().join("archiver.lock"))
+        else {
+            return false;
+        };
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+    })
+}
+
+#[test]
+fn an_asynchronous_push_waits_for_the_background_archiver_which_stores_the_queue_and_ends() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    let paths: Vec<PathBuf> = (1..=5).map(|n| wal.segment(n, n)).collect();
+    let out = env.r_json(&["wal", "push", "--async", paths[0].to_str().unwrap()]);
+    assert_eq!(out["result"], "archived_async", "{out}");
+    archived(&wal, 1);
+    // Files marked ready later are stored as they come, without PostgreSQL's call.
+    let late = wal.segment(6, 6);
+    for (n, p) in (2..=6).zip(paths[1..].iter().chain([&late])) {
+        let out = env.r_json(&["wal", "push", "--async", p.to_str().unwrap()]);
+        assert!(
+            out["result"] == "archived_async" || out["result"] == "archived_ahead",
+            "{out}"
+        );
+        archived(&wal, n);
+    }
+    let list = env.r_json(&["wal", "list"]);
+    assert_eq!(list["files"], 6, "{list}");
+    assert_eq!(
+        list["backlog"]["files"].as_u64().map(|f| f >= 1),
+        Some(true),
+        "{list}"
+    );
+    // Other bytes under an archived name: the archiver refuses the file, and the call pushes it
+    // itself to say so with exit 2, as a synchronous push does.
+    let other = wal.segment(3, 33);
+    let out = env.r(&["wal", "push", "--async", other.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.describe());
+    assert!(out.stderr.contains("different bytes"), "{}", out.describe());
+    // With nothing left to archive, the archiver ends by itself.
+    let cache = env.cache_dir();
+    let waited = std::time::Instant::now();
+    while archiver_running(&cache) {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(30),
+            "the background archiver did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    env.r_ok(&["check"]);
+}

@@ -47,6 +47,10 @@ pub enum WalCommand {
     /// background; reads the password from standard input).
     #[command(hide = true)]
     Prefetch(PrefetchArgs),
+    /// Archive the files PostgreSQL marks ready until none comes for a while (what `wal push
+    /// --async` starts in the background; reads the password from standard input).
+    #[command(hide = true)]
+    Archiver(ArchiverArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -81,6 +85,24 @@ pub struct PushArgs {
     /// the repository and makes `status` CRITICAL. Default: no limit.
     #[arg(long, value_name = "SIZE", value_parser = cairn::units::parse_size)]
     pub queue_max: Option<u64>,
+    /// Archive through a background archiver that keeps the repository open and stores files
+    /// as PostgreSQL marks them ready; this call waits until its file is stored (as pgBackRest's
+    /// archive-async).
+    #[arg(long = "async")]
+    pub asynchronous: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ArchiverArgs {
+    /// PostgreSQL's pg_wal directory.
+    #[arg(long, value_name = "DIR")]
+    pub pg_wal: PathBuf,
+    /// Most files in one record.
+    #[arg(long, default_value_t = DEFAULT_AHEAD + 1)]
+    pub batch: usize,
+    /// The queue limit to record.
+    #[arg(long, value_parser = cairn::units::parse_size)]
+    pub queue_max: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,7 +132,8 @@ pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
             let queue_max = a
                 .queue_max
                 .or(settings.and_then(|s| cairn::plan::size_of(&s.queue_max)));
-            run_push(&global, &a.path, ahead, queue_max)
+            let asynchronous = a.asynchronous || settings.is_some_and(|s| s.push_async);
+            run_push(&global, &a.path, ahead, queue_max, asynchronous)
         }
         WalCommand::Fetch(a) => {
             let (global, plan) = match planned(global, &a.plan) {
@@ -132,6 +155,7 @@ pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
         }
         WalCommand::List(a) => run_list(&planned(global, &a.plan)?.0),
         WalCommand::Prefetch(a) => run_prefetch(global, a),
+        WalCommand::Archiver(a) => run_archiver(global, a),
     }
 }
 
@@ -153,7 +177,13 @@ fn spool(global: &GlobalArgs) -> Spool {
     )
 }
 
-fn run_push(global: &GlobalArgs, path: &Path, ahead: usize, queue_max: Option<u64>) -> Result<i32> {
+fn run_push(
+    global: &GlobalArgs,
+    path: &Path,
+    ahead: usize,
+    queue_max: Option<u64>,
+    asynchronous: bool,
+) -> Result<i32> {
     let name = push::wal_name_of(path)?;
     let spool = spool(global);
     if spool.take_pushed(&name, path) {
@@ -173,6 +203,22 @@ fn run_push(global: &GlobalArgs, path: &Path, ahead: usize, queue_max: Option<u6
         if dropped.iter().any(|(n, _)| *n == name) {
             return drop_unarchived(global, &spool, &queue, &dropped, &name, max);
         }
+    }
+    let queued = queue.files.iter().any(|(n, _, _)| *n == name);
+    if asynchronous && queued {
+        let pg_wal = path.parent().unwrap_or(Path::new("."));
+        if archived_in_background(global, &spool, path, &name, pg_wal, ahead, queue_max)? {
+            if global.json {
+                output::print_json(
+                    &serde_json::json!({ "name": name.as_str(), "result": "archived_async" }),
+                )?;
+            } else if global.verbose > 0 {
+                errln!("{name}: archived by the background archiver");
+            }
+            return Ok(exit::OK);
+        }
+        // The archiver ended without it (a failure, a refusal): this call pushes it, and says
+        // what is wrong with the exit code PostgreSQL logs.
     }
     let repo = context::open_repository(global)?.into_indexed_unsynced()?;
     let mut files = vec![path.to_path_buf()];
@@ -246,6 +292,105 @@ fn run_push(global: &GlobalArgs, path: &Path, ahead: usize, queue_max: Option<u6
         None => Ok(exit::ERROR),
     }
 }
+
+/// Longest a call waits for the background archiver to store its file.
+const ASYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until the background archiver (started when none runs) has stored `name`: true then,
+/// false when it ended or refused the file without storing it.
+///
+/// # Errors
+/// When it runs but has not stored the file within [`ASYNC_WAIT`] (PostgreSQL retries).
+fn archived_in_background(
+    global: &GlobalArgs,
+    spool: &Spool,
+    path: &Path,
+    name: &WalName,
+    pg_wal: &Path,
+    ahead: usize,
+    queue_max: Option<u64>,
+) -> Result<bool> {
+    let mut child = None;
+    if !spool.archiver_running() {
+        spool.clear_archiver_error();
+        let dir = context::absolute(pg_wal).display().to_string();
+        let batch = (ahead + 1).to_string();
+        let max = queue_max.map(|m| m.to_string());
+        let mut args = vec!["wal", "archiver", "--pg-wal", &dir, "--batch", &batch];
+        if let Some(max) = &max {
+            args.extend(["--queue-max", max]);
+        }
+        child = spawn_background(global, &args, Some(&spool.dir().join("archiver.log")));
+    }
+    let started = std::time::Instant::now();
+    loop {
+        if spool.take_pushed(name, path) {
+            return Ok(true);
+        }
+        if spool
+            .archiver_error()
+            .is_some_and(|e| e.contains(name.as_str()))
+        {
+            return Ok(false);
+        }
+        let spawned_alive = child
+            .as_mut()
+            .is_some_and(|c: &mut std::process::Child| matches!(c.try_wait(), Ok(None)));
+        if !spool.archiver_running() && !spawned_alive {
+            // It may have stored the file just before it ended.
+            return Ok(spool.take_pushed(name, path));
+        }
+        if started.elapsed() > ASYNC_WAIT {
+            return Err(cairn::Error::new(
+                cairn::ErrorKind::Other,
+                format!(
+                    "the background archiver has not stored {name} within {}s (its log: {})",
+                    ASYNC_WAIT.as_secs(),
+                    spool.dir().join("archiver.log").display()
+                ),
+            )
+            .into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn run_archiver(global: &GlobalArgs, args: &ArchiverArgs) -> Result<i32> {
+    let spool = spool(global);
+    let Some(_lock) = spool.lock_archiver() else {
+        return Ok(exit::OK);
+    };
+    let repo = context::open_repository(global)?.into_indexed_unsynced()?;
+    let options = wal::archiver::ArchiverOptions {
+        pg_wal: args.pg_wal.clone(),
+        batch: args.batch,
+        idle: ARCHIVER_IDLE,
+        queue_max: args.queue_max,
+    };
+    let report = wal::archiver::run(&repo, &spool, &options)?;
+    errln!(
+        "{}: archiver ended: {} file(s) in {} record(s){}",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        report.files,
+        report.batches,
+        if report.refused.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", refused {:?}",
+                report
+                    .refused
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+            )
+        }
+    );
+    Ok(exit::OK)
+}
+
+/// How long a background archiver waits for more files before it ends.
+const ARCHIVER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The queue exceeds `--queue-max` and `name` is among its oldest files: they are acknowledged
 /// to PostgreSQL unarchived (it then recycles them), journaled first so that the next record
@@ -353,12 +498,25 @@ fn start_prefetch(global: &GlobalArgs, spool: &Spool, name: &WalName, dest: &Pat
     {
         return;
     }
-    let Ok(password) = context::password(global, false) else {
-        return;
-    };
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
+    let count = count.to_string();
+    let _ = spawn_background(
+        global,
+        &["wal", "prefetch", name.as_str(), "--count", &count],
+        None,
+    );
+}
+
+/// Starts this cairn with the repository options of `global` and `args` in the background: its
+/// own process group (a signal meant for this call, PostgreSQL stopping, does not reach it), the
+/// password on its standard input (never in its arguments or environment), its standard error
+/// appended to `log` when given. It ends by itself.
+fn spawn_background(
+    global: &GlobalArgs,
+    args: &[&str],
+    log: Option<&Path>,
+) -> Option<std::process::Child> {
+    let password = context::password(global, false).ok()?;
+    let exe = std::env::current_exe().ok()?;
     let (location, _) = context::repo_location(global);
     let mut command = cairn::process::command(exe);
     command
@@ -373,25 +531,27 @@ fn start_prefetch(global: &GlobalArgs, spool: &Spool, name: &WalName, dest: &Pat
     if let Some(hint) = &global.key_hint {
         command.args(["--key-hint", hint]);
     }
+    let stderr = match log.and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    }) {
+        Some(file) => std::process::Stdio::from(file),
+        None => std::process::Stdio::null(),
+    };
     command
-        .args([
-            "wal",
-            "prefetch",
-            name.as_str(),
-            "--count",
-            &count.to_string(),
-        ])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // Its own process group: a signal meant for this call (PostgreSQL stopping recovery) does
-    // not reach it, and it ends by itself after `count` segments.
+        .stderr(stderr);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    if let Ok(mut child) = command.spawn() {
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = std::io::Write::write_all(&mut stdin, &password);
-        }
+    let mut child = command.spawn().ok()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = std::io::Write::write_all(&mut stdin, &password);
     }
+    Some(child)
 }
 
 fn run_prefetch(global: &GlobalArgs, args: &PrefetchArgs) -> Result<i32> {

@@ -348,6 +348,9 @@ pub struct PostgresSection {
     /// Files `wal push` archives ahead of PostgreSQL's call (`--ahead`, default 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_ahead: Option<usize>,
+    /// Archive through a background archiver (`wal push --async`).
+    #[serde(default)]
+    pub push_async: bool,
     /// Segments `wal fetch` prefetches (`--prefetch`, default 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_prefetch: Option<usize>,

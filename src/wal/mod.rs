@@ -5,6 +5,7 @@
 //! WAL record (`wal/<hash>`) names the files of one push with their chunks. Records are roots for
 //! prune and check, as snapshots are.
 
+pub mod archiver;
 pub mod catalog;
 pub mod fetch;
 pub mod push;

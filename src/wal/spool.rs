@@ -17,6 +17,8 @@ use crate::format::wal::{WalDrop, WalName};
 
 /// The journal of drops (JSON list of FORMAT.md §16's dropped-file objects) in the spool.
 const DROP_JOURNAL: &str = "dropped.json";
+/// The background archiver's last failure.
+const ARCHIVER_ERROR: &str = "archiver-error";
 
 /// The spool of one repository location.
 #[derive(Clone, Debug)]
@@ -47,6 +49,43 @@ impl Spool {
             stamp.as_bytes(),
         )
         .map_err(|e| Error::io(ErrorKind::Other, "cannot write the spool", &self.dir, e))
+    }
+
+    /// Whether a push archived the file at `path` as it is now, leaving the marker.
+    pub fn is_pushed(&self, name: &WalName, path: &Path) -> bool {
+        let marker = self.dir.join("pushed").join(name.as_str());
+        fs::read_to_string(marker)
+            .is_ok_and(|recorded| stamp(path).is_ok_and(|now| now == recorded))
+    }
+
+    /// The background archiver's lock: held by the one process that archives ahead; `None` when
+    /// another holds it.
+    pub fn lock_archiver(&self) -> Option<nix::fcntl::Flock<fs::File>> {
+        self.lock("archiver.lock")
+    }
+
+    /// Whether a background archiver holds its lock now.
+    pub fn archiver_running(&self) -> bool {
+        self.dir.join("archiver.lock").exists() && self.lock_archiver().is_none()
+    }
+
+    /// Leaves the background archiver's failure for the calls waiting on it.
+    pub fn set_archiver_error(&self, message: &str) {
+        let text = format!(
+            "{} {message}",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let _ = crate::index::cache_file::store(&self.dir.join(ARCHIVER_ERROR), text.as_bytes());
+    }
+
+    /// The background archiver's last failure (its time, then its message), if any.
+    pub fn archiver_error(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join(ARCHIVER_ERROR)).ok()
+    }
+
+    /// Forgets the background archiver's last failure.
+    pub fn clear_archiver_error(&self) {
+        let _ = fs::remove_file(self.dir.join(ARCHIVER_ERROR));
     }
 
     /// Whether a push archived the file at `path` as it is now; the marker is consumed (PostgreSQL
@@ -149,13 +188,17 @@ impl Spool {
 
     /// The prefetch lock: held by the one process that fetches ahead; `None` when another holds it.
     pub fn lock_prefetch(&self) -> Option<nix::fcntl::Flock<fs::File>> {
-        let dir = self.dir.join("fetched");
-        crate::index::cache_file::create_dir(&dir).ok()?;
+        crate::index::cache_file::create_dir(&self.dir.join("fetched")).ok()?;
+        self.lock("prefetch.lock")
+    }
+
+    fn lock(&self, name: &str) -> Option<nix::fcntl::Flock<fs::File>> {
+        crate::index::cache_file::create_dir(&self.dir).ok()?;
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.dir.join("prefetch.lock"))
+            .open(self.dir.join(name))
             .ok()?;
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
     }
@@ -178,7 +221,7 @@ impl Spool {
 }
 
 /// What identifies a file's current version: size, modification time and inode.
-fn stamp(path: &Path) -> Result<String> {
+pub(crate) fn stamp(path: &Path) -> Result<String> {
     let meta =
         fs::metadata(path).map_err(|e| Error::io(ErrorKind::SourceIo, "cannot read", path, e))?;
     Ok(format!(
