@@ -1010,3 +1010,115 @@ fn wal_push_killed_at_random_moments_loses_no_segment_and_postgresql_retries() {
     let restored = cluster.restore_and_start("restored", "latest");
     assert_eq!(cluster.sql(restored, "SELECT count(*) FROM t"), "120000");
 }
+
+/// A tablespace outside the data directory is backed up with it; a restore puts it where
+/// `--tablespace-mapping` says (refusing the live cluster's directory), links it, and recovery
+/// gives every row of a table that lives there; a PITR drill puts it in its scratch directory.
+#[test]
+fn a_tablespace_is_backed_up_and_restored_where_the_mapping_says() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    cluster.cairn(&["init"], None).assert_success();
+    let work = &cluster.work;
+    let space = work.join("space");
+    std::fs::create_dir(&space).unwrap();
+    std::fs::set_permissions(&space, std::fs::Permissions::from_mode(0o700)).unwrap();
+    cluster.chown(&space);
+    let port = cluster.create("primary");
+    cluster.start("primary");
+    cluster.sql(
+        port,
+        &format!("CREATE TABLESPACE space LOCATION '{}'", space.display()),
+    );
+    cluster.sql(port, "CREATE TABLE t (n int) TABLESPACE space");
+    cluster.sql(
+        port,
+        "INSERT INTO t SELECT g FROM generate_series(1, 1000) g",
+    );
+    let backup = cluster.cairn(&["--json", "pg", "backup"], Some(port));
+    backup.assert_success();
+    cluster.sql(
+        port,
+        "INSERT INTO t SELECT g FROM generate_series(1001, 3000) g",
+    );
+    cluster.wait_archived(port);
+    let snapshots = cluster.cairn(&["--json", "snapshots"], None).json();
+    let paths = snapshots[0]["paths"].clone();
+    assert!(
+        paths
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str() == space.to_str()),
+        "{paths}"
+    );
+
+    let target = work.join("restored");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "pg",
+            "restore",
+            "--to",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--archive-off",
+        ];
+        args.extend_from_slice(extra);
+        cluster.cairn(&args, None)
+    };
+    // Back to its own directory: the live cluster's, which is not empty.
+    let refused = restore(&[]);
+    assert_eq!(refused.code, 2, "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("--tablespace-mapping"),
+        "{}",
+        refused.describe()
+    );
+    assert!(
+        !target.exists(),
+        "a refused restore wrote {}",
+        target.display()
+    );
+    let moved = work.join("space-restored");
+    let mapping = format!("{}={}", space.display(), moved.display());
+    restore(&["--tablespace-mapping", &mapping]).assert_success();
+    let new_port = free_port();
+    let conf = target.join("postgresql.auto.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!("port = {new_port}\n"));
+    std::fs::write(&conf, text).unwrap();
+    cluster.start("restored");
+    for _ in 0..600 {
+        if cluster.sql(new_port, "SELECT pg_is_in_recovery()") == "f" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        cluster.sql(
+            new_port,
+            "SELECT count(*), pg_tablespace_location((SELECT oid FROM pg_tablespace WHERE spcname = 'space')) FROM t"
+        ),
+        format!("3000|{}", moved.display())
+    );
+    // The live tablespace was not touched by the recovery.
+    assert_eq!(cluster.sql(port, "SELECT count(*) FROM t"), "3000");
+
+    let scratch = work.join("drills");
+    let drill = cluster.cairn(
+        &[
+            "--json",
+            "drill",
+            "--pitr",
+            "latest",
+            "--scratch",
+            scratch.to_str().unwrap(),
+            "--check",
+            "test \"$(psql \"{conninfo}\" -X -Atc 'SELECT count(*) FROM t')\" = 3000",
+        ],
+        Some(port),
+    );
+    assert_eq!(drill.code, 0, "{}", drill.describe());
+}

@@ -105,6 +105,10 @@ pub struct PgRestoreArgs {
     /// production repository).
     #[arg(long)]
     pub archive_off: bool,
+    /// Restore the tablespace backed up at OLD into NEW (repeatable); without it a tablespace
+    /// goes back to its own directory, which must then be absent or empty.
+    #[arg(long, value_name = "OLD=NEW", value_parser = parse_mapping)]
+    pub tablespace_mapping: Vec<(String, PathBuf)>,
     /// The restore_command to write (default: this cairn with this repository, cache directory
     /// and password file or command).
     #[arg(long, value_name = "COMMAND")]
@@ -243,6 +247,18 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// `OLD=NEW` of `--tablespace-mapping`.
+fn parse_mapping(text: &str) -> std::result::Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((old, new)) if old.starts_with('/') && !new.is_empty() => {
+            Ok((old.trim_end_matches('/').to_string(), PathBuf::from(new)))
+        }
+        _ => Err(format!(
+            "{text:?}: give OLD=NEW, the tablespace's directory in the backup and where it goes"
+        )),
+    }
+}
+
 /// A recovery target as written on the command line: a time, `latest`, `name:POINT`, `lsn:X/Y`.
 pub(super) fn parse_target(text: &str) -> Result<RecoveryTarget> {
     Ok(RecoveryTarget::parse(text)?)
@@ -267,6 +283,8 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
         restore_command,
         base,
         archive_off: args.archive_off,
+        tablespace_mapping: args.tablespace_mapping.clone(),
+        tablespaces_under: None,
     };
     let outcome = pg::restore::restore(&repo, &options, &args.target, &NoRestoreProgress)?;
     let pg = outcome.snapshot.postgres.as_ref();
@@ -292,6 +310,7 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
             "newest_wal": outcome.newest_wal.as_ref().map(|(n, t)| serde_json::json!({"name": n.as_str(), "archived": t.to_rfc3339()})),
             "files": outcome.stats.files,
             "bytes": outcome.stats.bytes,
+            "tablespaces": outcome.tablespaces.iter().map(|(oid, dir)| serde_json::json!({"oid": oid, "directory": dir})).collect::<Vec<_>>(),
             "started": recovered.as_ref().map(|r| serde_json::json!({
                 "port": args.start,
                 "recovered_to": r.last_replayed,
@@ -307,6 +326,9 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
             outcome.stats.files,
             output::bytes(outcome.stats.bytes)
         );
+        for (oid, dir) in &outcome.tablespaces {
+            outln!("tablespace {oid} restored into {}", dir.display());
+        }
         if let Some((name, at)) = &outcome.newest_wal {
             outln!(
                 "newest archived WAL of its timeline: {name}, archived {}",

@@ -16,7 +16,9 @@ pub const EXAMPLES: &str = "\
 Examples (postgresql.conf; PostgreSQL runs them as its own user, so give that user the
 password file and a cache directory it can write):
   archive_mode = on
+  archive_command = 'cairn wal push --plan /etc/cairn/plan.toml %p'    # see `cairn pg setup`
   archive_command = 'CAIRN_PASSWORD_FILE=/etc/cairn/password cairn -r /srv/backup wal push %p'
+  archive_command = 'cairn wal push --plan /etc/cairn/plan.toml --async --queue-max 20G %p'
   restore_command = 'CAIRN_PASSWORD_FILE=/etc/cairn/password cairn -r /srv/backup wal fetch %f %p'
   cairn -r /srv/backup wal list
 
@@ -24,7 +26,9 @@ password file and a cache directory it can write):
 file archived before with the same bytes exits 0 at once; one with other bytes under the same
 name is refused (exit 2), so PostgreSQL keeps it and retries. It also archives the files
 PostgreSQL has marked ready after this one (pg_wal/archive_status/*.ready, --ahead), so that
-the calls for them return without opening the repository.
+the calls for them return without opening the repository. With --async a background archiver
+stores files as they become ready and each call waits for its own. With --queue-max, files
+beyond that much waiting WAL are dropped unarchived (recorded; `cairn status` is CRITICAL).
 `wal fetch` exits 0 with the file written, 1 when the repository does not hold it (PostgreSQL
 takes that for the end of the archive), and 126 for any other failure (wrong password, damaged
 data, unreachable storage), on which PostgreSQL stops recovery instead of promoting early.";

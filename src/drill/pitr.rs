@@ -132,6 +132,9 @@ pub fn pitr_drill(
             restore_command,
             base: None,
             archive_off: true,
+            tablespace_mapping: Vec::new(),
+            // Never back to their own directories, which the live cluster uses.
+            tablespaces_under: Some(scratch.path().join("tablespaces")),
         },
         &data,
         progress,

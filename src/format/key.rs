@@ -334,14 +334,15 @@ mod tests {
     #[test]
     fn wrap_unwrap_round_trip() {
         let master = MasterKey::generate().unwrap();
-        let file = KeyFile::wrap(&master, b"secret", KdfParams::MINIMUM, &meta()).unwrap();
+        let meta = meta();
+        let file = KeyFile::wrap(&master, b"secret", KdfParams::MINIMUM, &meta).unwrap();
         let bytes = file.encode();
         let parsed = KeyFile::decode(&bytes).unwrap();
         assert_eq!(parsed, file);
         assert_eq!(parsed.encode(), bytes);
         let opened = parsed.unwrap_key(b"secret").unwrap();
         assert!(opened == master);
-        assert_eq!(parsed.metadata(&master).unwrap(), Some(meta()));
+        assert_eq!(parsed.metadata(&master).unwrap(), Some(meta));
         let err = parsed.unwrap_key(b"wrong").err().unwrap();
         assert_eq!(err.kind(), ErrorKind::WrongPassword);
         let other = MasterKey::generate().unwrap();
@@ -430,11 +431,13 @@ mod tests {
     #[test]
     fn rotated_keyring_round_trips_and_names_its_newest_epoch() {
         let master = MasterKey::generate().unwrap().with_new_epoch().unwrap();
-        let file = KeyFile::wrap(&master, b"pw", KdfParams::MINIMUM, &meta()).unwrap();
+        // One value: `meta()` stamps the current second, which may change between two calls.
+        let meta = meta();
+        let file = KeyFile::wrap(&master, b"pw", KdfParams::MINIMUM, &meta).unwrap();
         let parsed = KeyFile::decode(&file.encode()).unwrap();
         assert_eq!(parsed.epoch_hint(), 1);
         assert!(parsed.unwrap_key(b"pw").unwrap() == master);
-        assert_eq!(parsed.metadata(&master).unwrap(), Some(meta()));
+        assert_eq!(parsed.metadata(&master).unwrap(), Some(meta));
         // A keyring from before the rotation cannot read metadata sealed under epoch 1.
         let old = MasterKey::from_bytes(&master.to_bytes());
         let e = parsed.metadata(&old).unwrap_err();

@@ -141,8 +141,22 @@ pub struct PgBackup {
     pub segment_size: u64,
     /// The `backup_label` file to write into the restored data directory.
     pub backup_label: String,
-    /// The `tablespace_map` file (empty when the cluster has no tablespaces).
+    /// The `tablespace_map` PostgreSQL returned when it is written as such (empty when the
+    /// cluster has no tablespaces, and in backups that record `tablespaces`).
     pub tablespace_map: String,
+    /// The cluster's tablespaces outside the data directory, each backed up as a path of the
+    /// snapshot; their links in `pg_tblspc` are not in the snapshot (a restore makes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tablespaces: Vec<PgTablespace>,
+}
+
+/// A tablespace of a base backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgTablespace {
+    /// Its OID: the name of its link in `pg_tblspc`.
+    pub oid: u32,
+    /// Its directory on the host (its path in the snapshot).
+    pub location: String,
 }
 
 impl Snapshot {

@@ -12,7 +12,7 @@ use crate::archive::{
     self, BackupOptions, BackupOutcome, BackupProgress, BackupSources, SnapshotHook,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::snapshot::{PgBackup, Snapshot};
+use crate::format::snapshot::{PgBackup, PgTablespace, Snapshot};
 use crate::format::wal::WalName;
 use crate::repo::IndexedRepository;
 use crate::wal::Catalog;
@@ -24,6 +24,9 @@ use super::session::Session;
 /// files. Directories keep their entry, without their contents.
 const EXCLUDED_CONTENTS: &[&str] = &[
     "pg_wal",
+    // Links to the tablespaces, which are backed up as paths of their own: a restore makes
+    // them anew to where it puts each tablespace, never to the live cluster's directories.
+    "pg_tblspc",
     "pg_replslot",
     "pg_dynshmem",
     "pg_notify",
@@ -84,6 +87,7 @@ struct Started {
     segment_size: u64,
     start_lsn: String,
     start_wal: String,
+    tablespaces: Vec<PgTablespace>,
 }
 
 /// Takes a base backup and writes its snapshot.
@@ -91,7 +95,7 @@ struct Started {
 /// # Errors
 /// `CommandFailed` when the server cannot be reached, refuses the backup, or the backup's WAL is
 /// not archived within the timeout (no snapshot is written then); `InvalidInput` when the cluster
-/// cannot be backed up this way (archiving off, tablespaces, a data directory not on this host).
+/// cannot be backed up this way (archiving off, an in-place tablespace, a data directory or tablespace not on this host).
 pub fn base_backup(
     repo: &IndexedRepository,
     options: &PgBackupOptions,
@@ -110,8 +114,15 @@ pub fn base_backup(
         let mut session = hook_session.lock().unwrap_or_else(|p| p.into_inner());
         stop(&mut session, repo, &hook_started, timeout, snapshot)
     })));
+    let mut paths = vec![started.data_directory.clone()];
+    paths.extend(
+        started
+            .tablespaces
+            .iter()
+            .map(|t| PathBuf::from(&t.location)),
+    );
     let sources = BackupSources {
-        paths: vec![started.data_directory.clone()],
+        paths,
         streams: Vec::new(),
     };
     let outcome = archive::backup(repo, sources, &backup, progress);
@@ -147,18 +158,7 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
              prints the lines), restart PostgreSQL, then back up",
         ));
     }
-    let tablespaces: u64 = session
-        .value(
-            "SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')",
-        )?
-        .parse()
-        .unwrap_or(0);
-    if tablespaces > 0 {
-        return Err(Error::invalid_input(format!(
-            "the cluster has {tablespaces} tablespace(s) outside its data directory: cairn pg backup \
-             does not back those up yet"
-        )));
-    }
+    let tablespaces = tablespaces(session)?;
     let data_directory = match &options.data_directory {
         Some(d) => d.clone(),
         None => PathBuf::from(session.value("SHOW data_directory")?),
@@ -200,7 +200,45 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
         segment_size,
         start_lsn,
         start_wal,
+        tablespaces,
     })
+}
+
+/// The cluster's tablespaces outside the data directory, each a readable directory here.
+fn tablespaces(session: &mut Session) -> Result<Vec<PgTablespace>> {
+    let rows = session.query(
+        "SELECT oid, spcname, pg_tablespace_location(oid) FROM pg_tablespace \
+         WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid",
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let [oid, name, location] = <[String; 3]>::try_from(row).map_err(|_| {
+            Error::new(
+                ErrorKind::CommandFailed,
+                "PostgreSQL answered the tablespace list with an unexpected row",
+            )
+        })?;
+        let oid: u32 = oid.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::CommandFailed,
+                format!("tablespace {name}: OID {oid:?} is not a number"),
+            )
+        })?;
+        if !location.starts_with('/') {
+            return Err(Error::invalid_input(format!(
+                "tablespace {name} is in place ({location:?}, allow_in_place_tablespaces): cairn pg \
+                 backup backs up tablespaces with a directory of their own only"
+            )));
+        }
+        if !Path::new(&location).is_dir() {
+            return Err(Error::invalid_input(format!(
+                "tablespace {name} is at {location}, which is not a directory readable here: run \
+                 cairn pg backup on the database's host as a user that can read it"
+            )));
+        }
+        out.push(PgTablespace { oid, location });
+    }
+    Ok(out)
 }
 
 fn stop(
@@ -249,7 +287,15 @@ fn stop(
         stop_time,
         segment_size: started.segment_size,
         backup_label: decode(&label)?,
-        tablespace_map: decode(&map)?,
+        // The map's content is `tablespaces`; written empty so that a build that does not know
+        // `tablespaces` makes no link into the live cluster's tablespaces (its restore fails to
+        // recover instead).
+        tablespace_map: if started.tablespaces.is_empty() {
+            decode(&map)?
+        } else {
+            String::new()
+        },
+        tablespaces: started.tablespaces.clone(),
     });
     Ok(())
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::browse::{locate, TreeLoader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::snapshot::{PgBackup, Snapshot};
+use crate::format::snapshot::{PgBackup, PgTablespace, Snapshot};
 use crate::format::wal::{WalKind, WalName};
 use crate::id::SnapshotId;
 use crate::repo::IndexedRepository;
@@ -83,6 +83,11 @@ pub struct PitrOptions {
     /// Turn WAL archiving off in the restored cluster (a drill or a copy must not archive into
     /// the production repository).
     pub archive_off: bool,
+    /// Where tablespaces go: `(location in the backup, new directory)`. One not listed goes to
+    /// `tablespaces_under/<oid>` when that is set, else back to its location.
+    pub tablespace_mapping: Vec<(String, PathBuf)>,
+    /// The directory under which unmapped tablespaces go (drills).
+    pub tablespaces_under: Option<PathBuf>,
 }
 
 /// What a restore did.
@@ -98,6 +103,8 @@ pub struct PitrOutcome {
     pub settings: Vec<(String, String)>,
     /// The newest archived WAL file of the base backup's timeline and when it was archived.
     pub newest_wal: Option<(WalName, DateTime<Utc>)>,
+    /// Each tablespace's OID and where it was restored.
+    pub tablespaces: Vec<(u32, PathBuf)>,
 }
 
 /// The base backups of the repository, oldest first.
@@ -148,34 +155,27 @@ pub fn restore(
     }
     let catalog = Catalog::load(repo.repo())?;
     let newest_wal = check_wal(&catalog, &base, &pg, &options.target)?;
+    // Every destination is checked before anything is written.
+    let tablespaces = place_tablespaces(&pg, options)?;
 
     let loader = TreeLoader::uncached(repo);
-    let components: Vec<Vec<u8>> = pg
-        .data_directory
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(|c| c.as_bytes().to_vec())
-        .collect();
-    let located = locate(&loader, &snapshot.tree_id(), &components)?;
-    let Some(tree) = located.tree else {
-        return Err(Error::corrupted(format!(
-            "snapshot {}: {} is not a directory",
-            base.short(),
-            pg.data_directory
-        )));
-    };
-    let root = RestoreRoot::Tree {
-        tree,
-        dir: located.node.as_ref(),
-    };
-    let stats = restore_from(
+    let source = Restored {
         repo,
-        root,
-        pg.data_directory.as_bytes(),
-        dir,
-        &RestoreOptions::default(),
+        loader: &loader,
+        base: &base,
+        snapshot: &snapshot,
         progress,
-    )?;
+    };
+    let mut stats = source.directory(&pg.data_directory, dir)?;
+    for (tablespace, dest) in &tablespaces {
+        let more = source.directory(&tablespace.location, dest)?;
+        stats.files += more.files;
+        stats.dirs += more.dirs;
+        stats.others += more.others;
+        stats.bytes += more.bytes;
+        stats.warnings.extend(more.warnings);
+        link_tablespace(dir, tablespace.oid, dest)?;
+    }
     let settings = recovery_settings(options);
     write_recovery_files(dir, &pg, &settings)?;
     Ok(PitrOutcome {
@@ -184,7 +184,115 @@ pub fn restore(
         stats,
         settings,
         newest_wal,
+        tablespaces: tablespaces
+            .into_iter()
+            .map(|(t, dest)| (t.oid, dest))
+            .collect(),
     })
+}
+
+/// Where each tablespace of `pg` goes, checked to be absent or empty.
+fn place_tablespaces(pg: &PgBackup, options: &PitrOptions) -> Result<Vec<(PgTablespace, PathBuf)>> {
+    if let Some((old, _)) = options
+        .tablespace_mapping
+        .iter()
+        .find(|(old, _)| !pg.tablespaces.iter().any(|t| t.location == *old))
+    {
+        let known: Vec<&str> = pg.tablespaces.iter().map(|t| t.location.as_str()).collect();
+        return Err(Error::invalid_input(format!(
+            "--tablespace-mapping {old}: the base backup has no tablespace there (it has: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    let mut out = Vec::new();
+    for t in &pg.tablespaces {
+        let mapped = options
+            .tablespace_mapping
+            .iter()
+            .find(|(old, _)| *old == t.location)
+            .map(|(_, new)| new.clone());
+        let dest = mapped
+            .or_else(|| {
+                options
+                    .tablespaces_under
+                    .as_ref()
+                    .map(|d| d.join(t.oid.to_string()))
+            })
+            .unwrap_or_else(|| PathBuf::from(&t.location));
+        let dest = std::path::absolute(&dest).unwrap_or(dest);
+        let occupied = fs::read_dir(&dest).is_ok_and(|mut d| d.next().is_some());
+        if occupied || fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::invalid_input(format!(
+                "tablespace {} goes to {}, which is not empty (the live cluster's?): give \
+                 --tablespace-mapping {}=NEW_DIRECTORY",
+                t.oid,
+                dest.display(),
+                t.location
+            )));
+        }
+        out.push((t.clone(), dest));
+    }
+    Ok(out)
+}
+
+/// The base backup being restored.
+struct Restored<'a> {
+    repo: &'a IndexedRepository,
+    loader: &'a TreeLoader<'a>,
+    base: &'a SnapshotId,
+    snapshot: &'a Snapshot,
+    progress: &'a dyn RestoreProgress,
+}
+
+impl Restored<'_> {
+    /// Restores the directory at `path` in the snapshot (the data directory or a tablespace's)
+    /// into `dest`.
+    fn directory(&self, path: &str, dest: &Path) -> Result<RestoreStats> {
+        let components: Vec<Vec<u8>> = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_bytes().to_vec())
+            .collect();
+        let located = locate(self.loader, &self.snapshot.tree_id(), &components)?;
+        let Some(tree) = located.tree else {
+            return Err(Error::corrupted(format!(
+                "snapshot {}: {path} is not a directory",
+                self.base.short()
+            )));
+        };
+        let root = RestoreRoot::Tree {
+            tree,
+            dir: located.node.as_ref(),
+        };
+        restore_from(
+            self.repo,
+            root,
+            path.as_bytes(),
+            dest,
+            &RestoreOptions::default(),
+            self.progress,
+        )
+    }
+}
+
+/// Makes `pg_tblspc/<oid>` in the restored data directory a link to `dest`, owned like the
+/// directory, as PostgreSQL's own base backups leave it.
+fn link_tablespace(dir: &Path, oid: u32, dest: &Path) -> Result<()> {
+    let links = dir.join("pg_tblspc");
+    fs::create_dir_all(&links)
+        .map_err(|e| Error::io(ErrorKind::Other, "cannot create", &links, e))?;
+    let link = links.join(oid.to_string());
+    std::os::unix::fs::symlink(dest, &link)
+        .map_err(|e| Error::io(ErrorKind::Other, "cannot create the link", &link, e))?;
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = fs::metadata(dir) {
+        let _ = std::os::unix::fs::lchown(&link, Some(meta.uid()), Some(meta.gid()));
+    }
+    Ok(())
 }
 
 /// The base backup to restore: the one asked for, else the newest that ended before the target.
