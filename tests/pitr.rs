@@ -22,7 +22,7 @@ struct Cluster {
     bin: String,
     user: Option<(u32, u32)>,
     cairn: PathBuf,
-    started: std::cell::RefCell<Vec<PathBuf>>,
+    started: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 fn free_port() -> u16 {
@@ -211,7 +211,7 @@ impl Cluster {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
-        self.started.borrow_mut().push(data);
+        self.started.lock().unwrap().push(data);
     }
 
     fn sql(&self, port: u16, sql: &str) -> String {
@@ -295,7 +295,12 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for data in self.started.borrow().iter() {
+        for data in self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = self
                 .command(Path::new(&format!("{}/pg_ctl", self.bin)))
                 .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
@@ -744,7 +749,7 @@ fn a_pitr_drill_and_restore_start_recover_to_the_target_and_run_their_checks() {
         Some(port),
     );
     out.assert_success();
-    cluster.started.borrow_mut().push(started);
+    cluster.started.lock().unwrap().push(started);
     assert_eq!(
         cluster.sql(new_port, "SELECT count(*), pg_is_in_recovery() FROM log"),
         "30|f"
@@ -1121,4 +1126,87 @@ fn a_tablespace_is_backed_up_and_restored_where_the_mapping_says() {
         Some(port),
     );
     assert_eq!(drill.code, 0, "{}", drill.describe());
+}
+
+/// A base backup taken from a streaming standby (its primary archives the WAL): the backup waits
+/// until the primary has archived the file its stop position needs, and a restore from it
+/// recovers every row the primary committed.
+#[test]
+fn a_base_backup_from_a_standby_restores_what_the_primary_committed() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    cluster.cairn(&["init"], None).assert_success();
+    let work = &cluster.work;
+    let port = cluster.create("primary");
+    cluster.start("primary");
+    cluster.sql(port, "CREATE TABLE t (n int)");
+    cluster.sql(
+        port,
+        "INSERT INTO t SELECT g FROM generate_series(1, 1000) g",
+    );
+    let standby = work.join("standby");
+    cluster
+        .pg(
+            "pg_basebackup",
+            &[
+                "-D",
+                standby.to_str().unwrap(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "cairn",
+                "-R",
+                "-X",
+                "stream",
+            ],
+        )
+        .assert_success();
+    let standby_port = free_port();
+    let conf = standby.join("postgresql.auto.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!("port = {standby_port}\n"));
+    std::fs::write(&conf, text).unwrap();
+    cluster.start("standby");
+    assert_eq!(cluster.sql(standby_port, "SELECT pg_is_in_recovery()"), "t");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let backup = std::thread::scope(|s| {
+        // The primary goes on writing, so it switches WAL files (archive_timeout = 1 s) and
+        // archives the one the standby backup ends in.
+        s.spawn(|| {
+            let mut n = 1000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                cluster.sql(port, &format!("INSERT INTO t VALUES ({n})"));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let out = cluster.cairn(
+            &[
+                "--json",
+                "pg",
+                "backup",
+                "--pgdata",
+                standby.to_str().unwrap(),
+            ],
+            Some(standby_port),
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    });
+    backup.assert_success();
+    let snapshots = cluster.cairn(&["--json", "snapshots"], None).json();
+    assert!(
+        snapshots[0]["postgres"]["backup_label"]
+            .as_str()
+            .unwrap()
+            .contains("BACKUP FROM: standby"),
+        "{snapshots}"
+    );
+    let committed = cluster.sql(port, "SELECT count(*) FROM t");
+    cluster.wait_archived(port);
+    let restored = cluster.restore_and_start("restored", "latest");
+    assert_eq!(cluster.sql(restored, "SELECT count(*) FROM t"), committed);
 }

@@ -86,8 +86,12 @@ struct Started {
     system_identifier: String,
     segment_size: u64,
     start_lsn: String,
-    start_wal: String,
+    /// The start's WAL file; on a standby, where `pg_walfile_name` cannot run, it is read from
+    /// the backup label at the stop.
+    start_wal: Option<String>,
     tablespaces: Vec<PgTablespace>,
+    /// The server is a standby: the primary archives the WAL the backup needs.
+    standby: bool,
 }
 
 /// Takes a base backup and writes its snapshot.
@@ -150,8 +154,10 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
             "PostgreSQL {server_version} is too old: cairn backs up PostgreSQL 10 and later"
         )));
     }
+    let standby = session.value("SELECT pg_is_in_recovery()")? == "t";
     let archive_mode = session.value("SHOW archive_mode")?;
-    if archive_mode == "off" {
+    // A standby's own archive_mode says nothing: its primary archives (the stop waits for it).
+    if archive_mode == "off" && !standby {
         return Err(Error::invalid_input(
             "archive_mode is off: a base backup is restorable only with the WAL written during it; \
              set archive_mode = on and archive_command = 'cairn ... wal push %p' (`cairn pg setup` \
@@ -189,10 +195,17 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
     } else {
         format!("pg_start_backup('{label}', {fast}, false)")
     };
-    let row = session.query(&format!(
-        "SELECT lsn, pg_walfile_name(lsn) FROM {start_call} AS lsn"
-    ))?;
-    let [start_lsn, start_wal] = one_row(row, "the backup start")?;
+    let (start_lsn, start_wal) = if standby {
+        let row = session.query(&format!("SELECT lsn FROM {start_call} AS lsn"))?;
+        let [start_lsn] = one_row(row, "the backup start")?;
+        (start_lsn, None)
+    } else {
+        let row = session.query(&format!(
+            "SELECT lsn, pg_walfile_name(lsn) FROM {start_call} AS lsn"
+        ))?;
+        let [start_lsn, start_wal] = one_row(row, "the backup start")?;
+        (start_lsn, Some(start_wal))
+    };
     Ok(Started {
         data_directory,
         server_version,
@@ -201,6 +214,7 @@ fn start(session: &mut Session, options: &PgBackupOptions) -> Result<Started> {
         start_lsn,
         start_wal,
         tablespaces,
+        standby,
     })
 }
 
@@ -255,8 +269,14 @@ fn stop(
     };
     // Hex: the label spans lines, and psql's output is read line by line.
     let hex = |col: &str| format!("encode(convert_to(coalesce({col}, ''), 'UTF8'), 'hex')");
+    // On a standby pg_walfile_name cannot run: the file is worked out from the label below.
+    let walfile = if started.standby {
+        "''"
+    } else {
+        "pg_walfile_name(lsn)"
+    };
     let row = session.query(&format!(
-        "SELECT lsn, pg_walfile_name(lsn), {}, {}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM {stop_call}",
+        "SELECT lsn, {walfile}, {}, {}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM {stop_call}",
         hex("labelfile"),
         hex("spcmapfile")
     ))?;
@@ -267,8 +287,26 @@ fn stop(
         String::from_utf8(bytes)
             .map_err(|_| Error::new(ErrorKind::CommandFailed, "the backup label is not UTF-8"))
     };
+    let label = decode(&label)?;
+    let start_wal = match &started.start_wal {
+        Some(name) => name.clone(),
+        None => label_start_wal(&label)?,
+    };
+    let stop_wal = if started.standby {
+        let start = WalName::parse(&start_wal)?;
+        let lsn = super::restore::parse_lsn(&stop_lsn)?;
+        // The file holding the last byte before the stop position, as pg_walfile_name says.
+        WalName::segment(
+            start.timeline(),
+            lsn.saturating_sub(1) / started.segment_size,
+            started.segment_size,
+        )
+        .to_string()
+    } else {
+        stop_wal
+    };
     let stop_name = WalName::parse(&stop_wal)?;
-    wait_for_archive(repo, &stop_name, timeout)?;
+    wait_for_archive(repo, &stop_name, timeout, started.standby)?;
     // A file that vanished while the backup read the directory (a dropped table, a temporary
     // file) is no loss: WAL replay from the backup's start recreates what the cluster needs.
     snapshot
@@ -281,12 +319,12 @@ fn stop(
         system_identifier: started.system_identifier.clone(),
         timeline: stop_name.timeline(),
         start_lsn: started.start_lsn.clone(),
-        start_wal: started.start_wal.clone(),
+        start_wal,
         stop_lsn,
         stop_wal,
         stop_time,
         segment_size: started.segment_size,
-        backup_label: decode(&label)?,
+        backup_label: label,
         // The map's content is `tablespaces`; written empty so that a build that does not know
         // `tablespaces` makes no link into the live cluster's tablespaces (its restore fails to
         // recover instead).
@@ -300,8 +338,29 @@ fn stop(
     Ok(())
 }
 
+/// The start WAL file a backup label names: `START WAL LOCATION: 0/2000028 (file NAME)`.
+fn label_start_wal(label: &str) -> Result<String> {
+    label
+        .lines()
+        .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
+        .and_then(|rest| rest.split("(file ").nth(1))
+        .map(|rest| rest.trim_end_matches(')').trim().to_string())
+        .filter(|name| WalName::parse(name).is_ok())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::CommandFailed,
+                "the backup label PostgreSQL returned names no start WAL file",
+            )
+        })
+}
+
 /// Waits until the repository holds `name`: the backup is restorable only with it.
-fn wait_for_archive(repo: &IndexedRepository, name: &WalName, timeout: Duration) -> Result<()> {
+fn wait_for_archive(
+    repo: &IndexedRepository,
+    name: &WalName,
+    timeout: Duration,
+    standby: bool,
+) -> Result<()> {
     let started = Instant::now();
     loop {
         if Catalog::load(repo.repo())?.file(name).is_some() {
@@ -313,8 +372,15 @@ fn wait_for_archive(repo: &IndexedRepository, name: &WalName, timeout: Duration)
                 format!(
                     "the backup's last WAL file {name} was not archived into this repository within {}s: \
                      no snapshot was written. Is archive_command `cairn ... wal push %p` with this \
-                     repository? (SELECT * FROM pg_stat_archiver shows its failures)",
-                    timeout.as_secs()
+                     repository? (SELECT * FROM pg_stat_archiver shows its failures){}",
+                    timeout.as_secs(),
+                    if standby {
+                        ". This server is a standby: its primary archives that file once it \
+                         switches to the next one (set archive_timeout on the primary, or run \
+                         SELECT pg_switch_wal() there)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -361,6 +427,16 @@ fn excludes(dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_wal_file_is_read_from_a_standby_backup_label() {
+        let label = "START WAL LOCATION: 0/5000028 (file 000000010000000000000005)\n\
+                     CHECKPOINT LOCATION: 0/5000060\nBACKUP METHOD: streamed\n\
+                     BACKUP FROM: standby\nSTART TIME: 2026-12-07 08:00:00 UTC\n";
+        assert_eq!(label_start_wal(label).unwrap(), "000000010000000000000005");
+        assert!(label_start_wal("START WAL LOCATION: 0/5000028\n").is_err());
+        assert!(label_start_wal("START WAL LOCATION: 0/5 (file ../x)\n").is_err());
+    }
 
     #[test]
     fn the_excludes_leave_out_wal_and_server_state_but_keep_their_directories() {
