@@ -1,7 +1,7 @@
 //! WAL records (FORMAT.md §16): decrypted JSON bodies through the body decoder, and the same bytes
 //! sealed as a record through `decode(key, bytes)`. Whatever decodes names only valid WAL file
-//! names, ids and sizes, and re-encodes to an equal record; the catalog's name arithmetic never
-//! panics on what a record holds.
+//! names (archived and dropped), ids and sizes, and re-encodes to an equal record; the catalog's
+//! name arithmetic never panics on what a record holds.
 #![no_main]
 
 #[path = "common.rs"]
@@ -27,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
         if let Some(n) = name.segment_number(size) {
             assert_eq!(WalName::segment(name.timeline(), n, size).segment_number(size), Some(n));
         }
+    }
+    for dropped in &record.dropped {
+        WalName::parse(&dropped.name).expect("a decoded record names dropped WAL files");
     }
     let again = WalRecord::decode(key, &record.encode(key).unwrap())
         .expect("a decoded record re-encodes to a decodable one");
