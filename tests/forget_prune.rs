@@ -329,3 +329,37 @@ fn forget_by_id_removes_exactly_the_named_snapshots_and_refuses_rules_beside_the
     let out = env.r(&["forget", &ids[0]]);
     assert_eq!(out.code, exit::USAGE, "{}", out.describe());
 }
+
+/// Each backup writes an index file of its own; once they are many more than their entries
+/// need, prune rewrites them into as few as hold the entries, with no pack to delete, and every
+/// snapshot still restores exactly.
+#[test]
+fn prune_consolidates_an_index_of_many_small_files() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for g in 0..40 {
+        write_file(&src.join(format!("f{g}")), &random_bytes(g, 5_000));
+        env.backup_json(&[&src], &[]);
+    }
+    let index_files = || files_under(&env.repo.join("index")).len();
+    assert!(index_files() >= 40, "{} index files", index_files());
+    let planned = env.r_json(&["prune", "--dry-run"]);
+    assert_eq!(planned["consolidate_index"], true, "{planned}");
+    assert!(index_files() >= 40, "a dry run changed the index");
+    let done = prune(&env);
+    assert_eq!(done["outcome"]["index_files_written"], 1, "{done}");
+    assert_eq!(index_files(), 1);
+    env.r_ok(&["check", "--read-data"]);
+    let out = env.path("out");
+    env.r_ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(
+        tree_listing(&out.join(src.strip_prefix("/").unwrap())),
+        tree_listing(&src)
+    );
+    // Consolidated, it is not rewritten again.
+    assert_eq!(
+        env.r_json(&["prune", "--dry-run"])["consolidate_index"],
+        false
+    );
+}

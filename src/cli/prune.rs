@@ -129,6 +129,8 @@ fn report(global: &GlobalArgs, plan: &PrunePlan, outcome: Option<&prune::PruneOu
             "missing": plan.missing,
             "wal_records_expired": plan.wal_expired.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
             "wal_files_expired": plan.wal_expired_files,
+            "index_files": plan.index_file_count,
+            "consolidate_index": plan.consolidate_index,
             "outcome": outcome,
         }));
         return;
@@ -167,6 +169,19 @@ fn report(global: &GlobalArgs, plan: &PrunePlan, outcome: Option<&prune::PruneOu
             "{verb}revive {} condemned pack(s) that a snapshot needs",
             plan.revive.len()
         );
+    }
+    if plan.consolidate_index {
+        match outcome {
+            Some(o) => outln!(
+                "consolidated {} index file(s) into {}",
+                o.index_files_removed,
+                o.index_files_written
+            ),
+            None => outln!(
+                "would consolidate {} index file(s), more than their entries need",
+                plan.index_file_count
+            ),
+        }
     }
     for w in &plan.waiting {
         outln!("waiting: {w}");

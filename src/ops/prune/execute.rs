@@ -156,20 +156,22 @@ pub fn execute_with_progress(
     }
 
     // 3. Delete ripe packs: first the index stops naming them, then they go, then their records.
+    // The same rewrite consolidates an index of many small files when no pack goes.
+    let doomed: HashSet<PackId> = plan.delete.iter().map(|(id, _)| *id).collect();
+    let unindex = plan
+        .delete
+        .iter()
+        .any(|(id, _)| plan.packs.get(id).is_some_and(|u| u.indexed));
+    if unindex || plan.consolidate_index {
+        lease.ensure_valid()?;
+        out.index_files_written = rewrite_index(r, &plan.index_files, &doomed)?;
+        for name in &plan.index_files {
+            r.backend().remove(ObjectKind::Index, name)?;
+            out.index_files_removed += 1;
+        }
+    }
     if !plan.delete.is_empty() {
         lease.ensure_valid()?;
-        let doomed: HashSet<PackId> = plan.delete.iter().map(|(id, _)| *id).collect();
-        if plan
-            .delete
-            .iter()
-            .any(|(id, _)| plan.packs.get(id).is_some_and(|u| u.indexed))
-        {
-            out.index_files_written = rewrite_index(r, &plan.index_files, &doomed)?;
-            for name in &plan.index_files {
-                r.backend().remove(ObjectKind::Index, name)?;
-                out.index_files_removed += 1;
-            }
-        }
         // Several removals in flight: on remote storage each is a round trip. A pack whose removal
         // fails stays unindexed, so a later prune condemns and deletes it again.
         progress.step(PruneStep::Delete, plan.delete.len() as u64);

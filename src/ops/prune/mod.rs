@@ -21,6 +21,7 @@ use crate::format::lifecycle::LeaseKind;
 use crate::format::wal::WalRecord;
 use crate::id::PackId;
 use crate::id::WalRecordId;
+use crate::index::files::BLOBS_PER_FILE;
 use crate::pack::read_pack_prefix as pack_prefix;
 use crate::repo::Repository;
 use crate::repo::{lease, pending};
@@ -112,6 +113,11 @@ pub struct PrunePlan {
     pub wal_expired: Vec<WalRecordId>,
     /// The WAL files those records hold.
     pub wal_expired_files: usize,
+    /// Index files listed (step 2).
+    pub index_file_count: usize,
+    /// They are many more than their entries need (each backup, WAL push and interrupted run
+    /// adds one): they are rewritten into as few as hold the entries, even with no pack to delete.
+    pub consolidate_index: bool,
     records: Vec<pending::FoundRecord>,
     ripe: HashSet<String>,
     index_files: Vec<String>,
@@ -139,6 +145,10 @@ impl PrunePlan {
         self.packs.values().map(|u| u.size).sum()
     }
 }
+
+/// How many index files beyond those their entries need make a prune consolidate them: a few
+/// are cheap to read, and rewriting at every prune would churn a small repository's index.
+const SPARE_INDEX_FILES: usize = 32;
 
 /// Plans a prune. The caller holds the exclusive prune lease.
 ///
@@ -223,7 +233,10 @@ pub fn plan_with_progress(
     let walk = usage.walk(
         repo, &snapshots, &wal_kept, &mut packs, &condemned, progress,
     )?;
-    let index_files = index_listing.into_iter().map(|(name, _)| name).collect();
+    let index_files: Vec<String> = index_listing.into_iter().map(|(name, _)| name).collect();
+    let entries: u64 = packs.values().filter(|u| u.indexed).map(|u| u.blobs).sum();
+    let needed = entries.div_ceil(BLOBS_PER_FILE as u64).max(1) as usize;
+    let consolidate_index = index_files.len() > needed + SPARE_INDEX_FILES;
 
     let ripe_packs: HashSet<PackId> = records
         .iter()
@@ -267,6 +280,8 @@ pub fn plan_with_progress(
         missing: walk.missing,
         wal_expired,
         wal_expired_files,
+        index_file_count: index_files.len(),
+        consolidate_index,
         records,
         ripe,
         index_files,
