@@ -8,9 +8,8 @@ use anyhow::{bail, Result};
 use cairn::pg::{self, PgBackupOptions, PitrOptions, RecoveryTarget};
 use cairn::NoRestoreProgress;
 
-use super::planned::{global_for, PlanFileArg};
+use super::planned::PlanFileArg;
 use super::{backup, context, exit, output, GlobalArgs};
-use cairn::plan::Plan;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -137,7 +136,7 @@ pub fn run(global: &GlobalArgs, args: &PgArgs) -> Result<i32> {
 }
 
 fn run_backup(global: &GlobalArgs, args: &PgBackupArgs) -> Result<i32> {
-    let (global, plan) = planned_global(global, &args.plan)?;
+    let (global, plan) = args.plan.global_for(global)?;
     let mut options = match &plan {
         Some(plan) => cairn::plan::steps::pg_backup_options(plan)?,
         None => PgBackupOptions::default(),
@@ -187,20 +186,6 @@ pub(super) fn base_backup(
         );
     }
     Ok(outcome)
-}
-
-/// The global options with the plan's repository when `--plan` names one, and the plan.
-pub(super) fn planned_global(
-    global: &GlobalArgs,
-    plan: &PlanFileArg,
-) -> Result<(GlobalArgs, Option<Plan>)> {
-    Ok(match &plan.plan {
-        Some(_) => {
-            let (_, plan) = plan.required()?;
-            (global_for(global, &plan), Some(plan))
-        }
-        None => (global.clone(), None),
-    })
 }
 
 /// The command line of this cairn with the repository options of `global`, for PostgreSQL; the
@@ -270,7 +255,7 @@ fn run_restore(global: &GlobalArgs, args: &PgRestoreArgs) -> Result<i32> {
         Some(c) => c.clone(),
         None => wal_command(global, &args.plan, "fetch", "%f %p")?,
     };
-    let (planned, _) = planned_global(global, &args.plan)?;
+    let (planned, _) = args.plan.global_for(global)?;
     let global = &planned;
     let repo = context::open_repository(global)?;
     let base = match &args.base {

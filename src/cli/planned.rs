@@ -26,6 +26,19 @@ impl PlanFileArg {
         Ok((path, plan))
     }
 
+    /// The global options with the plan's repository when `--plan` names one (see
+    /// [`global_for`]), and that plan; without `--plan`, `global` as it is. For the commands
+    /// PostgreSQL runs, where a plan is used only when named.
+    pub fn global_for(&self, global: &GlobalArgs) -> Result<(GlobalArgs, Option<Plan>)> {
+        Ok(match &self.plan {
+            Some(_) => {
+                let (_, plan) = self.required()?;
+                (global_for(global, &plan), Some(plan))
+            }
+            None => (global.clone(), None),
+        })
+    }
+
     /// The plan when one was named or exists at the default place; `None` when neither.
     pub fn optional(&self) -> Result<Option<(PathBuf, Plan)>> {
         if self.plan.is_none() && !plan::default_plan_path().exists() {

@@ -12,7 +12,6 @@ mod push;
 
 use super::planned::PlanFileArg;
 use super::{context, exit, output, GlobalArgs};
-use cairn::plan::Plan;
 
 pub const EXAMPLES: &str = "\
 Examples (postgresql.conf; PostgreSQL runs them as its own user, so give that user the
@@ -129,7 +128,7 @@ pub struct FetchArgs {
 pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
     match &args.command {
         WalCommand::Push(a) => {
-            let (global, plan) = planned(global, &a.plan)?;
+            let (global, plan) = a.plan.global_for(global)?;
             let settings = plan.as_ref().and_then(|p| p.postgres.as_ref());
             let ahead = a
                 .ahead
@@ -142,7 +141,7 @@ pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
             push::run_push(&global, &a.path, ahead, queue_max, asynchronous)
         }
         WalCommand::Fetch(a) => {
-            let (global, plan) = match planned(global, &a.plan) {
+            let (global, plan) = match a.plan.global_for(global) {
                 Ok(p) => p,
                 // Never exit 1 ("not archived") for a plan that cannot be read.
                 Err(e) => {
@@ -159,7 +158,7 @@ pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
                 .unwrap_or(DEFAULT_PREFETCH);
             Ok(fetch::run_fetch(&global, &a.name, &a.dest, prefetch))
         }
-        WalCommand::List(a) => run_list(&planned(global, &a.plan)?.0),
+        WalCommand::List(a) => run_list(&a.plan.global_for(global)?.0),
         WalCommand::Prefetch(a) => fetch::run_prefetch(global, a),
         WalCommand::Archiver(a) => push::run_archiver(global, a),
     }
@@ -169,11 +168,6 @@ pub fn run(global: &GlobalArgs, args: &WalArgs) -> Result<i32> {
 const DEFAULT_AHEAD: usize = 16;
 /// Segments `wal fetch` prefetches unless told otherwise.
 const DEFAULT_PREFETCH: usize = 16;
-
-/// The global options with the plan's repository when `--plan` names one, and the plan.
-fn planned(global: &GlobalArgs, plan: &PlanFileArg) -> Result<(GlobalArgs, Option<Plan>)> {
-    super::pg::planned_global(global, plan)
-}
 
 fn spool(global: &GlobalArgs) -> Spool {
     let (location, _) = context::repo_location(global);
