@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// A cluster in a directory of its own, run (with cairn) as PostgreSQL's user when the tests run
-/// as root, since postgres refuses to.
+/// A cluster in a directory of its own with an empty repository beside it, run (with cairn) as
+/// PostgreSQL's user when the tests run as root, since postgres refuses to.
 struct Cluster {
     _dir: tempfile::TempDir,
     work: PathBuf,
@@ -70,6 +70,7 @@ impl Cluster {
             std::fs::Permissions::from_mode(0o600),
         )
         .unwrap();
+        cluster.cairn(&["init"], None).assert_success();
         Some(cluster)
     }
 
@@ -336,7 +337,6 @@ fn restore_to_a_time_gives_exactly_the_rows_committed_before_it_and_latest_gives
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let port = cluster.create("primary");
     cluster.start("primary");
     cluster.sql(
@@ -451,7 +451,6 @@ fn a_gap_in_the_archived_wal_is_reported_and_never_recovered_past() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let port = cluster.create("primary");
     cluster.start("primary");
     cluster.sql(port, "CREATE TABLE t (n int)");
@@ -533,7 +532,6 @@ fn prune_removes_only_wal_that_no_kept_base_backup_can_replay() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let port = cluster.create("primary");
     cluster.start("primary");
     cluster.sql(port, "CREATE TABLE t (n int)");
@@ -644,7 +642,6 @@ fn a_pitr_drill_and_restore_start_recover_to_the_target_and_run_their_checks() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let port = cluster.create("primary");
     cluster.start("primary");
     cluster.sql(
@@ -761,7 +758,6 @@ fn a_base_backup_whose_wal_is_not_archived_writes_no_snapshot() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let port = cluster.create("primary");
     cluster.start("primary");
     // archive_command fails: the backup's last WAL file never reaches the repository.
@@ -824,8 +820,6 @@ fn a_plan_with_a_postgres_section_archives_backs_up_keeps_wal_and_drills() {
     std::fs::create_dir_all(work.join("drills")).unwrap();
     cluster.chown(&work.join("drills"));
     let plan_arg = plan.to_str().unwrap();
-    // The repository at the plan's location, with the plan's password file.
-    cluster.cairn(&["init"], None).assert_success();
     let setup = cluster.cairn_plain(&["pg", "setup", "--plan", plan_arg], port);
     setup.assert_success();
     let archive_line = setup
@@ -945,7 +939,6 @@ fn wal_push_killed_at_random_moments_loses_no_segment_and_postgresql_retries() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let work = &cluster.work;
     let killed = work.join("killed");
     std::fs::create_dir(&killed).unwrap();
@@ -1024,7 +1017,6 @@ fn a_tablespace_is_backed_up_and_restored_where_the_mapping_says() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let work = &cluster.work;
     let space = work.join("space");
     std::fs::create_dir(&space).unwrap();
@@ -1087,6 +1079,16 @@ fn a_tablespace_is_backed_up_and_restored_where_the_mapping_says() {
         target.display()
     );
     let moved = work.join("space-restored");
+    // A mapping for a directory that holds no tablespace of the backup is a typo: refused.
+    let typo = format!("{}/elsewhere={}", work.display(), moved.display());
+    let refused = restore(&["--tablespace-mapping", &typo]);
+    assert_eq!(refused.code, 2, "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("has no tablespace there"),
+        "{}",
+        refused.describe()
+    );
+    assert!(!target.exists() && !moved.exists());
     let mapping = format!("{}={}", space.display(), moved.display());
     restore(&["--tablespace-mapping", &mapping]).assert_success();
     let new_port = free_port();
@@ -1136,7 +1138,6 @@ fn a_base_backup_from_a_standby_restores_what_the_primary_committed() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    cluster.cairn(&["init"], None).assert_success();
     let work = &cluster.work;
     let port = cluster.create("primary");
     cluster.start("primary");

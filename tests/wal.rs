@@ -633,3 +633,36 @@ fn an_asynchronous_push_waits_for_the_background_archiver_which_stores_the_queue
     }
     env.r_ok(&["check"]);
 }
+
+/// A background archiver that cannot open the repository ends at once; the call then pushes by
+/// itself and fails with the repository's error and exit code, without waiting out its minute,
+/// and marks nothing archived.
+#[test]
+fn an_asynchronous_push_whose_archiver_fails_reports_the_error_itself() {
+    let env = Env::new();
+    env.init();
+    let wal = PgWal::new(&env);
+    let first = wal.segment(1, 1);
+    let started = std::time::Instant::now();
+    let out = env.run(
+        &[
+            "-r",
+            env.repo_str(),
+            "wal",
+            "push",
+            "--async",
+            first.to_str().unwrap(),
+        ],
+        None,
+        &[("CAIRN_PASSWORD", Some("wrong"))],
+    );
+    assert_eq!(out.code, exit::WRONG_PASSWORD, "{}", out.describe());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the call waited out the archiver"
+    );
+    // Nothing was taken for archived: the right password archives it now.
+    let out = env.r_json(&["wal", "push", "--async", first.to_str().unwrap()]);
+    assert_eq!(out["result"], "archived_async", "{out}");
+    assert_eq!(env.r_json(&["wal", "list"])["files"], 1);
+}

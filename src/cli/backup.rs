@@ -193,11 +193,16 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
     bar.bar.finish_and_clear();
     let outcome = outcome?;
     report(global, &outcome)?;
-    Ok(if outcome.snapshot.summary.errors.is_empty() {
+    Ok(exit_code(&outcome))
+}
+
+/// A backup's exit code: 0, or 3 when the snapshot was saved without entries it could not read.
+pub fn exit_code(outcome: &archive::BackupOutcome) -> i32 {
+    if outcome.snapshot.summary.errors.is_empty() {
         exit::OK
     } else {
         exit::PARTIAL
-    })
+    }
 }
 
 pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<()> {

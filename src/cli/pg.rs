@@ -160,11 +160,7 @@ fn run_backup(global: &GlobalArgs, args: &PgBackupArgs) -> Result<i32> {
     options.backup.tags.extend(args.tags.iter().cloned());
     let repo = context::open_repository(&global)?.into_indexed_unsynced()?;
     let outcome = base_backup(&global, &repo, &options)?;
-    Ok(if outcome.snapshot.summary.errors.is_empty() {
-        exit::OK
-    } else {
-        exit::PARTIAL
-    })
+    Ok(backup::exit_code(&outcome))
 }
 
 /// Takes a base backup and reports it as `pg backup` does (also `cairn run`'s postgres step).

@@ -114,7 +114,10 @@ impl StepRunner for Runner<'_> {
         };
         let (outcome, r) = match result {
             Ok(r) if r.code == exit::OK => (Outcome::Ok, r),
-            Ok(r) if r.code == exit::PARTIAL && step == Step::Backup => (Outcome::Partial, r),
+            // A snapshot saved without some entries is a partial success, not a failure.
+            Ok(r) if r.code == exit::PARTIAL && matches!(step, Step::Backup | Step::Postgres) => {
+                (Outcome::Partial, r)
+            }
             Ok(r) => (Outcome::Failed, r),
             Err(e) => {
                 errln!("error: {key}: {e:#}");

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::format::wal::WalName;
 use crate::repo::IndexedRepository;
 
-use super::push::{self, PushNotes, Pushed};
+use super::push::{self, Pushed};
 use super::{Queue, Spool};
 
 /// How the archiver works.
@@ -80,21 +80,15 @@ pub fn run(
             std::thread::sleep(POLL);
             continue;
         }
-        let notes = PushNotes {
-            backlog: Some(queue.backlog(options.queue_max)),
-            dropped: spool.journaled_drops(),
-        };
         let paths: Vec<PathBuf> = todo.iter().map(|(_, p)| p.clone()).collect();
-        let outcome = match push::push(repo, &paths, &notes) {
+        let backlog = queue.backlog(options.queue_max);
+        let outcome = match push::push_spooled(repo, spool, &paths, backlog, None) {
             Ok(outcome) => outcome,
             Err(e) => {
                 spool.set_archiver_error(&e.to_string());
                 return Err(e);
             }
         };
-        if outcome.record.is_some() && !notes.dropped.is_empty() {
-            spool.settle_drops(&notes.dropped)?;
-        }
         report.batches += usize::from(outcome.record.is_some());
         for ((name, pushed), path) in outcome.files.iter().zip(&paths) {
             if *pushed == Pushed::Conflict {
@@ -102,11 +96,10 @@ pub fn run(
                     "{name} is archived already with different bytes"
                 ));
                 report.refused.push(name.clone());
-                continue;
+            } else {
+                done.insert((name.clone(), super::spool::stamp(path).unwrap_or_default()));
+                report.files += 1;
             }
-            spool.mark_pushed(name, path)?;
-            done.insert((name.clone(), super::spool::stamp(path).unwrap_or_default()));
-            report.files += 1;
         }
         idle_since = Instant::now();
     }

@@ -21,7 +21,7 @@ use crate::id::{PackId, WalRecordId};
 use crate::repo::lease::HeldLease;
 use crate::repo::IndexedRepository;
 
-use super::Catalog;
+use super::{Catalog, Spool};
 
 /// zstd level of WAL chunks: WAL compresses well and is most of what a busy cluster's repository
 /// grows by, so it gets pgBackRest's default level rather than the file default (2).
@@ -143,6 +143,37 @@ pub fn push(repo: &IndexedRepository, files: &[PathBuf], notes: &PushNotes) -> R
         outcome.record = Some(id);
         Ok(outcome)
     })
+}
+
+/// [`push`] with the spool's bookkeeping, as both a call of its own and the background
+/// archiver do it: the record carries the archive queue `backlog` and the journaled drops, the
+/// journal forgets those once the record names them, and every file stored or found archived is
+/// marked pushed, except `own` (the file of the call, which PostgreSQL asks for only once).
+///
+/// # Errors
+/// As [`push`]; and when the spool cannot be written (the files are archived then, and
+/// PostgreSQL's retry finds them so).
+pub fn push_spooled(
+    repo: &IndexedRepository,
+    spool: &Spool,
+    files: &[PathBuf],
+    backlog: WalBacklog,
+    own: Option<&WalName>,
+) -> Result<PushOutcome> {
+    let notes = PushNotes {
+        backlog: Some(backlog),
+        dropped: spool.journaled_drops(),
+    };
+    let outcome = push(repo, files, &notes)?;
+    if outcome.record.is_some() && !notes.dropped.is_empty() {
+        spool.settle_drops(&notes.dropped)?;
+    }
+    for ((name, pushed), path) in outcome.files.iter().zip(files) {
+        if *pushed != Pushed::Conflict && Some(name) != own {
+            spool.mark_pushed(name, path)?;
+        }
+    }
+    Ok(outcome)
 }
 
 /// The WAL file name of `path`'s last component.

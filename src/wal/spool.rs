@@ -91,12 +91,8 @@ impl Spool {
     /// Whether a push archived the file at `path` as it is now; the marker is consumed (PostgreSQL
     /// asks once, then recycles the file).
     pub fn take_pushed(&self, name: &WalName, path: &Path) -> bool {
-        let marker = self.dir.join("pushed").join(name.as_str());
-        let Ok(recorded) = fs::read_to_string(&marker) else {
-            return false;
-        };
-        let same = stamp(path).is_ok_and(|now| now == recorded);
-        let _ = fs::remove_file(&marker);
+        let same = self.is_pushed(name, path);
+        let _ = fs::remove_file(self.dir.join("pushed").join(name.as_str()));
         same
     }
 

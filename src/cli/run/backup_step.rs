@@ -20,13 +20,7 @@ pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
     let outcome = archive::backup(&repo, sources, &options, &bar)?;
     bar.bar.finish_and_clear();
     backup::report(global, &outcome)?;
-    let errors = outcome.snapshot.summary.errors.len();
-    let code = if errors == 0 { exit::OK } else { exit::PARTIAL };
-    Ok(StepResult {
-        code,
-        message: (code == exit::PARTIAL).then(|| format!("{errors} entries could not be read")),
-        details: steps::backup_details(&repo, &outcome)?,
-    })
+    Ok(ended(&outcome, steps::backup_details(&repo, &outcome)?))
 }
 
 /// The `[postgres]` step: a base backup, as `cairn pg backup` takes it with the plan's options.
@@ -34,11 +28,16 @@ pub fn postgres(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
     let options = steps::pg_backup_options(plan)?;
     let repo = context::open_repository(global)?.into_indexed_unsynced()?;
     let outcome = crate::cli::pg::base_backup(global, &repo, &options)?;
+    Ok(ended(&outcome, steps::pg_backup_details(&repo, &outcome)?))
+}
+
+/// How a backup step ended: its exit code, why it was partial, what the state file keeps.
+fn ended(outcome: &archive::BackupOutcome, details: serde_json::Value) -> StepResult {
+    let code = backup::exit_code(outcome);
     let errors = outcome.snapshot.summary.errors.len();
-    let code = if errors == 0 { exit::OK } else { exit::PARTIAL };
-    Ok(StepResult {
+    StepResult {
         code,
         message: (code == exit::PARTIAL).then(|| format!("{errors} entries could not be read")),
-        details: steps::pg_backup_details(&repo, &outcome)?,
-    })
+        details,
+    }
 }

@@ -64,29 +64,18 @@ pub(super) fn run_push(
             .map(|(_, p, _)| p.clone())
             .take(ahead),
     );
-    let notes = push::PushNotes {
-        backlog: Some(queue.backlog(queue_max)),
-        dropped: spool.journaled_drops(),
-    };
-    let outcome = push::push(&repo, &files, &notes)?;
-    if outcome.record.is_some() && !notes.dropped.is_empty() {
-        // The record names them now; a failure here only names them again in the next one.
-        if let Err(e) = spool.settle_drops(&notes.dropped) {
-            errln!("warning: {e}");
-        }
-    }
+    let backlog = queue.backlog(queue_max);
+    let drops_recorded = spool.journaled_drops().len();
+    let outcome = push::push_spooled(&repo, &spool, &files, backlog, Some(&name))?;
     for warning in &outcome.absent_packs {
         errln!("warning: pack {warning} is named by the index but missing: its blobs were stored again");
     }
     let mut main = None;
-    for ((file_name, pushed), path) in outcome.files.iter().zip(&files) {
+    for (file_name, pushed) in &outcome.files {
         if *file_name == name {
             main = Some(pushed.clone());
         } else if *pushed == push::Pushed::Conflict {
             errln!("warning: {file_name} is archived already with other bytes: left for PostgreSQL's own call, which will fail");
-        } else if let Err(e) = spool.mark_pushed(file_name, path) {
-            // PostgreSQL's own call for it then archives it again, which costs time only.
-            errln!("warning: {e}");
         }
     }
     let ahead = outcome.files.len().saturating_sub(1);
@@ -98,8 +87,8 @@ pub(super) fn run_push(
             "record": outcome.record.map(|r| r.to_hex()),
             "bytes_read": outcome.bytes_read,
             "bytes_added": outcome.bytes_added,
-            "backlog": notes.backlog,
-            "drops_recorded": notes.dropped.len(),
+            "backlog": backlog,
+            "drops_recorded": if outcome.record.is_some() { drops_recorded } else { 0 },
         }))?;
     }
     match main {
