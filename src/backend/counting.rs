@@ -43,6 +43,27 @@ impl CountingBackend {
 }
 
 impl Backend for CountingBackend {
+    fn lock_settings(&self) -> Result<Option<super::LockSettings>> {
+        self.inner.lock_settings()
+    }
+
+    fn enable_lock(&self, settings: &super::LockSettings) -> Result<()> {
+        self.inner.enable_lock(settings)
+    }
+
+    fn retention(&self, kind: ObjectKind, name: &str) -> Result<Option<super::Retention>> {
+        self.inner.retention(kind, name)
+    }
+
+    fn extend_retention(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        retention: &super::Retention,
+    ) -> Result<()> {
+        self.inner.extend_retention(kind, name, retention)
+    }
+
     fn location(&self) -> String {
         self.inner.location()
     }

@@ -9,14 +9,18 @@ mod direct;
 mod local;
 pub mod location;
 mod memory;
+pub mod object_lock;
 mod remote;
 mod retry;
+mod s3_lock;
+mod sigv4;
 mod ssh;
 
 pub use counting::{CountingBackend, ReadCounter};
 pub use local::LocalBackend;
 pub use location::Location;
 pub use memory::MemoryBackend;
+pub use object_lock::{LockMode, LockSettings, Retention};
 pub use remote::RemoteBackend;
 
 use std::collections::BTreeMap;
@@ -510,6 +514,50 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// When the storage refuses.
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()>;
+
+    /// The Object Lock settings of this location (FORMAT.md §17); `None` where it is not locked,
+    /// and on every backend but S3.
+    ///
+    /// # Errors
+    /// When the settings cannot be read or are damaged.
+    fn lock_settings(&self) -> Result<Option<LockSettings>> {
+        Ok(None)
+    }
+
+    /// Makes this location locked with `settings`: checks that the bucket has versioning and
+    /// Object Lock, then writes the settings, so that every later write carries a lock.
+    ///
+    /// # Errors
+    /// `InvalidInput` off S3 or on a bucket without Object Lock (saying how to create one).
+    fn enable_lock(&self, settings: &LockSettings) -> Result<()> {
+        let _ = settings;
+        Err(Error::invalid_input(format!(
+            "{} is not on S3: Object Lock needs an S3 bucket created with Object Lock",
+            self.location()
+        )))
+    }
+
+    /// The retention of an object's current version; `None` when it has none.
+    ///
+    /// # Errors
+    /// When the object is missing or the storage cannot be asked; `InvalidInput` off S3.
+    fn retention(&self, kind: ObjectKind, name: &str) -> Result<Option<Retention>> {
+        let _ = (kind, name);
+        Ok(None)
+    }
+
+    /// Sets the retention of an object's current version to `retention`, which is never earlier
+    /// than the one it has.
+    ///
+    /// # Errors
+    /// When the storage refuses; `InvalidInput` off S3.
+    fn extend_retention(&self, kind: ObjectKind, name: &str, retention: &Retention) -> Result<()> {
+        let _ = (kind, name, retention);
+        Err(Error::invalid_input(format!(
+            "{} is not on S3: it has no Object Lock",
+            self.location()
+        )))
+    }
 
     /// Removes the temporaries in `tmp/` (FORMAT.md §3, §11) not modified for `idle`: what writes
     /// killed midway left. Returns how many were removed; 0 where the backend writes no temporaries.

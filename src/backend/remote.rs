@@ -7,7 +7,7 @@
 //! Objects are always written whole.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use opendal::blocking;
@@ -16,7 +16,9 @@ use opendal::options::{ListOptions, ReadOptions};
 use opendal::{Buffer, EntryMode, ErrorKind as DalKind, Operator};
 
 use super::location::Location;
+use super::object_lock::{self, LockSettings, Retention, LOCKING_PATH, MAX_LOCKING_LEN};
 use super::retry::{self, Attempts, Failed, Health, Policy};
+use super::s3_lock::S3Lock;
 use super::{object_path, Backend, BackendOptions, ObjectKind, OnRetry, RetryNotice};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -91,6 +93,13 @@ pub struct RemoteBackend {
     policy: Policy,
     health: Health,
     on_retry: Option<OnRetry>,
+    /// On S3: the service configuration, from which the Object Lock client is made when first
+    /// needed (a repository without locks never needs credentials OpenDAL did not find itself).
+    s3_config: Option<BTreeMap<String, String>>,
+    s3_lock: OnceLock<S3Lock>,
+    /// The location's Object Lock settings (FORMAT.md §17), read at the first write that needs
+    /// them (outer `None`: not read yet).
+    locking: RwLock<Option<Option<LockSettings>>>,
     // Declared after the operator: dropped after the operator whose requests run on it.
     _runtime: Arc<tokio::runtime::Runtime>,
     // Declared last: stops leftover ssh masters once the connections above are closed.
@@ -119,6 +128,7 @@ impl RemoteBackend {
                     format!("cannot start the storage runtime: {e}"),
                 )
             })?;
+        let s3_config = (scheme == "s3").then(|| config.clone());
         let op = Operator::via_iter(&scheme, config).map_err(|e| {
             let hint = if e.kind() == DalKind::Unsupported {
                 format!(
@@ -168,6 +178,9 @@ impl RemoteBackend {
             },
             health: Health::default(),
             on_retry: options.on_retry.clone(),
+            s3_config,
+            s3_lock: OnceLock::new(),
+            locking: RwLock::new(None),
             _runtime: Arc::new(runtime),
             _ssh_masters: (scheme == "sftp").then(super::ssh::MasterGuard::adopt),
         })
@@ -314,9 +327,44 @@ impl RemoteBackend {
         }
     }
 
-    /// Writes one object: in place where writes are atomic, else to `tmp/` and renamed.
+    /// The Object Lock client; `InvalidInput` off S3 or without credentials.
+    fn lock_client(&self) -> Result<&S3Lock> {
+        if let Some(client) = self.s3_lock.get() {
+            return Ok(client);
+        }
+        let Some(config) = &self.s3_config else {
+            return Err(Error::invalid_input(format!(
+                "{} is not on S3: Object Lock needs an S3 bucket",
+                self.location
+            )));
+        };
+        let client = S3Lock::new(config, self.policy.timeout)?;
+        Ok(self.s3_lock.get_or_init(|| client))
+    }
+
+    /// Runs an Object Lock request of `client` on this backend's runtime, retried by the same
+    /// policy as every other request.
+    fn lock_request<T, F>(&self, what: &str, path: &str, request: impl Fn() -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, opendal::Error>>,
+    {
+        self.again(what, path, || self._runtime.block_on(request()))
+            .map_err(|e| self.error(e, what, path))
+    }
+
+    /// Writes one object: in place where writes are atomic, else to `tmp/` and renamed; with
+    /// its retention where the location is locked and the kind is one that is.
     fn put_object(&self, kind: ObjectKind, name: &str, bytes: Buffer) -> Result<()> {
         let path = object_path(kind, name)?;
+        if object_lock::is_locked_kind(kind) {
+            if let Some(settings) = self.lock_settings()? {
+                let retention = settings.on_write(chrono::Utc::now());
+                let (s3, body) = (self.lock_client()?, bytes.to_vec());
+                return self.lock_request("cannot write", &path, || {
+                    s3.put(&path, body.clone(), &retention)
+                });
+            }
+        }
         if !self.write_by_rename {
             return self
                 .again("cannot write", &path, || self.put(&path, bytes.clone()))
@@ -631,6 +679,81 @@ impl Backend for RemoteBackend {
 
     fn write_owned(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
         self.put_object(kind, name, bytes.into()).map(|()| None)
+    }
+
+    fn lock_settings(&self) -> Result<Option<LockSettings>> {
+        if let Some(settings) = *self.locking.read().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(settings);
+        }
+        if self.s3_config.is_none() {
+            return Ok(None);
+        }
+        let read = self.again("cannot read", LOCKING_PATH, || {
+            let meta = self.op.stat(LOCKING_PATH)?;
+            if meta.content_length() > MAX_LOCKING_LEN {
+                return Ok(Err(meta.content_length()));
+            }
+            self.op.read(LOCKING_PATH).map(|b| Ok(b.to_vec()))
+        });
+        let settings = match read {
+            Ok(Ok(bytes)) => Some(LockSettings::from_bytes(&bytes)?),
+            Ok(Err(size)) => {
+                return Err(Error::corrupted(format!(
+                    "the {LOCKING_PATH} object of {} is {size} bytes, more than the {MAX_LOCKING_LEN} it may be",
+                    self.location
+                )))
+            }
+            Err(e) if e.kind() == DalKind::NotFound => None,
+            Err(e) => return Err(self.error(e, "cannot read", LOCKING_PATH)),
+        };
+        *self.locking.write().unwrap_or_else(|e| e.into_inner()) = Some(settings);
+        Ok(settings)
+    }
+
+    fn enable_lock(&self, settings: &LockSettings) -> Result<()> {
+        let s3 = self.lock_client()?;
+        let bucket = self.lock_request("cannot read the lock settings of", "", || s3.bucket())?;
+        let name = self.bucket.as_deref().unwrap_or("the bucket");
+        if !bucket.versioning || !bucket.object_lock {
+            return Err(Error::invalid_input(format!(
+                "{name} at {} has {}: a locked repository needs a bucket created with Object Lock, \
+                 e.g. `aws s3api create-bucket --bucket {name} --object-lock-enabled-for-bucket` \
+                 (which also enables versioning); see README, \"Protecting backups from ransomware\"",
+                self.endpoint,
+                if bucket.versioning {
+                    "no Object Lock"
+                } else {
+                    "neither versioning nor Object Lock"
+                }
+            )));
+        }
+        let retention = settings.on_write(chrono::Utc::now());
+        let body = settings.to_bytes();
+        self.lock_request("cannot write", LOCKING_PATH, || {
+            s3.put(LOCKING_PATH, body.clone(), &retention)
+        })?;
+        *self.locking.write().unwrap_or_else(|e| e.into_inner()) = Some(Some(*settings));
+        Ok(())
+    }
+
+    fn retention(&self, kind: ObjectKind, name: &str) -> Result<Option<Retention>> {
+        let path = object_path(kind, name)?;
+        let s3 = self.lock_client()?;
+        match self.again("cannot read the retention of", &path, || {
+            self._runtime.block_on(s3.retention(&path))
+        }) {
+            Ok(r) => Ok(r),
+            Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
+            Err(e) => Err(self.error(e, "cannot read the retention of", &path)),
+        }
+    }
+
+    fn extend_retention(&self, kind: ObjectKind, name: &str, retention: &Retention) -> Result<()> {
+        let path = object_path(kind, name)?;
+        let s3 = self.lock_client()?;
+        self.lock_request("cannot extend the lock of", &path, || {
+            s3.extend(&path, retention)
+        })
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<()> {

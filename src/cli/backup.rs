@@ -137,7 +137,7 @@ pub struct BackupArgs {
 fn open_or_create(global: &GlobalArgs, dry_run: bool) -> Result<Repository> {
     let (path, is_default) = context::repo_location(global);
     if is_default && !dry_run && !LocalBackend::new(&path).has_config()? {
-        let repo = context::init_repository(global, Config::generate()?)?;
+        let repo = context::init_repository(global, Config::generate()?, None)?;
         if !global.quiet {
             errln!(
                 "created a new repository at {} (the default location)",

@@ -259,19 +259,24 @@ fn password_from_command(argv: &[String]) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// Creates a repository at the location named by the global options.
-pub fn init_repository(global: &GlobalArgs, config: Config) -> Result<Repository> {
+pub fn init_repository(
+    global: &GlobalArgs,
+    config: Config,
+    lock: Option<cairn::backend::LockSettings>,
+) -> Result<Repository> {
     let backend = repo_backend(global)?;
     let location = backend.location();
     let pw = password(global, true)?;
     if pw.is_empty() {
         return Err(Error::invalid_input("an empty password is not allowed").into());
     }
-    let repo = Repository::init(
+    let repo = Repository::init_locked(
         backend,
         &pw,
         KdfParams::default(),
         config,
         &cache_root(global),
+        lock.as_ref(),
     )
     .with_context(|| format!("cannot create a repository at {location}"))?;
     Ok(repo)

@@ -18,6 +18,9 @@ pub struct InitArgs {
     /// zstd level of standard input and dump commands (-7 to 22; default 1).
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub stream_compression: Option<i32>,
+    /// S3 Object Lock for every object the repository writes (FORMAT.md §17).
+    #[command(flatten)]
+    pub lock: super::retention::LockArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
@@ -48,12 +51,17 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
     if let Some(level) = args.stream_compression {
         config.stream_zstd_level = Some(level);
     }
-    let repo = context::init_repository(global, config)?;
+    let repo = context::init_repository(global, config, args.lock.settings()?)?;
     let location = repo.backend().location();
     if global.json {
         output::print_json(&serde_json::json!({
             "repository": location,
             "id": repo.config().repo_id,
+            "lock": args.lock.settings()?.map(|s| serde_json::json!({
+                "mode": s.mode,
+                "period_seconds": s.period_seconds,
+                "margin_seconds": s.margin_seconds,
+            })),
         }))?;
     } else if !global.quiet {
         errln!(

@@ -26,6 +26,7 @@ mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod retention;
 mod run;
 mod selection;
 mod shell;
@@ -195,6 +196,9 @@ pub enum Command {
     /// Restore drill: restore a snapshot to scratch, re-hash it, run checks, measure RTO and RPO.
     #[command(after_help = drill::EXAMPLES)]
     Drill(drill::DrillArgs),
+    /// S3 Object Lock: extend the locks of what kept snapshots need, as the keep policy says, or show them.
+    #[command(after_help = retention::EXAMPLES)]
+    Retention(retention::RetentionArgs),
     /// Remove leases that no longer count (crashed processes) and stale temporaries; --remove-all removes every lease.
     #[command(after_help = unlock::EXAMPLES)]
     Unlock(unlock::UnlockArgs),
@@ -361,6 +365,7 @@ fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
         Command::Unlock(args) => unlock::run(&cli.global, args),
+        Command::Retention(args) => retention::run(&cli.global, args),
         Command::Wal(args) => wal::run(&cli.global, args),
         Command::Pg(args) => pg::run(&cli.global, args),
     }

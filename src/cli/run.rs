@@ -231,6 +231,17 @@ impl Runner<'_> {
             dry_run: false,
             connections: super::sync::DEFAULT_CONNECTIONS,
             peer_options: o.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            lock: super::retention::LockArgs {
+                lock_mode: o.lock_mode.clone(),
+                lock_period: o.lock_period.as_deref().map(parse_lock_span).transpose()?,
+                lock_margin: o.lock_margin.as_deref().map(parse_lock_span).transpose()?,
+            },
+            keep: self
+                .plan
+                .retention
+                .as_ref()
+                .map(|r| r.keep.clone())
+                .unwrap_or_default(),
         };
         Ok(StepResult {
             code: super::sync::run(&self.step_global, &args)?,
@@ -251,4 +262,9 @@ impl Runner<'_> {
             details: a.details,
         })
     }
+}
+
+/// A lock span of `[[offsite]]` (checked when the plan loaded).
+fn parse_lock_span(text: &str) -> Result<chrono::Duration> {
+    cairn::units::parse_time_span(text).map_err(|e| anyhow::anyhow!(e))
 }

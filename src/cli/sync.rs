@@ -15,9 +15,14 @@ Examples:
   cairn -r /srv/backup sync --to sftp://backup@vault.example:22/srv/cairn -O key=/root/.ssh/id_ed25519
   cairn -r /srv/backup sync --to s3://offsite-bucket/cairn --delete --verify --json
   cairn -r /srv/restore-copy sync --from s3://offsite-bucket/cairn
+  cairn -r /srv/backup sync --to s3://locked-bucket/cairn --lock-mode compliance --lock-period 30d \
+      --keep-daily 7 --keep-monthly 12
 No password is needed to copy: objects are copied as they are and checked against their names.
 With --delete, packs are deleted only when the password proves the source pruned them (a pack the
 source lost is kept on the target, with a warning and exit code 4).
+With --lock-mode (a bucket created with Object Lock), every object written to the target is
+locked, and after the copy the locks of what kept snapshots need are extended as the --keep-*
+rules say (FORMAT.md §17); a target locked before is locked alike without the option.
 Exit code 0 only when the target holds every object of the source.";
 
 /// Objects in flight unless `--connections` says otherwise.
@@ -49,6 +54,12 @@ pub struct SyncArgs {
     /// Option for the --to/--from location's storage, like -o for -r (repeatable).
     #[arg(short = 'O', long = "peer-option", value_name = "KEY=VALUE")]
     pub peer_options: Vec<String>,
+    /// Lock the target (S3 Object Lock), from this copy on.
+    #[command(flatten)]
+    pub lock: super::retention::LockArgs,
+    /// On a locked target: the keep policy its locks follow (without: every snapshot one lock period).
+    #[command(flatten)]
+    pub keep: cairn::ops::retention::KeepPolicy,
 }
 
 struct SyncBar(indicatif::ProgressBar);
@@ -93,6 +104,13 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
     if args.dry_run {
         return print_plan(global, &plan, args.delete);
     }
+    if let Some(settings) = args.lock.settings()? {
+        if target.lock_settings()? != Some(settings) {
+            target
+                .enable_lock(&settings)
+                .with_context(|| format!("cannot lock {}", target.location()))?;
+        }
+    }
     let options = SyncOptions {
         delete: args.delete,
         verify: args.verify,
@@ -102,7 +120,10 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
     let report = sync::execute(source.as_ref(), target.as_ref(), &plan, &options, &bar)?;
     bar.0.finish_and_clear();
     print_report(global, &report, source.location(), target.location())?;
-    Ok(if !report.complete {
+    let locks_failed = report.complete
+        && target.lock_settings()?.is_some()
+        && !extend_target_locks(global, args, &target_location(args, &repo_path))?;
+    Ok(if !report.complete || locks_failed {
         exit::ERROR
     } else if source_lost_packs {
         // The source is damaged: a script must not read this sync as a clean one.
@@ -110,6 +131,41 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
     } else {
         exit::OK
     })
+}
+
+fn target_location(args: &SyncArgs, repo_path: &std::path::Path) -> (PathBuf, bool) {
+    match &args.to {
+        Some(to) => (to.clone(), true),
+        None => (repo_path.to_path_buf(), false),
+    }
+}
+
+/// Extends the locks of the target (a copy of the same repository, so the same password opens
+/// it) as `args.keep` says; false when some could not be extended.
+fn extend_target_locks(
+    global: &GlobalArgs,
+    args: &SyncArgs,
+    (location, peer): &(PathBuf, bool),
+) -> Result<bool> {
+    let options = if *peer {
+        &args.peer_options
+    } else {
+        &global.options
+    };
+    let options = context::backend_options(options, None, usize::from(args.connections))?;
+    let backend = backend::open(&context::parse_location(location)?, &options)?;
+    let password = context::password(global, false)
+        .context("extending the target's locks needs the repository password")?;
+    // Its own cache: the copy may lag the source, and must not be read through the source's.
+    let cache = tempfile::tempdir()?;
+    let repo = cairn::Repository::open(backend, &password, cache.path())?.into_indexed()?;
+    let group_by = cairn::ops::forget::GroupBy::default();
+    let report =
+        super::retention::extend(&repo, &args.keep, group_by, usize::from(args.connections))?;
+    if !global.json {
+        super::retention::print_report(global, &report, "cannot extend")?;
+    }
+    Ok(report.failed.is_empty())
 }
 
 /// Keeps the target's copy of every pack the source lost (its index still names it): only packs

@@ -214,6 +214,34 @@ pub fn apply(
     reasons
 }
 
+/// Until when `policy` goes on keeping a snapshot taken at `time` that [`apply`] keeps for
+/// `reasons`, if backups go on at least as often as its rules count: the latest over its dated
+/// rules (hourly N: N hours after it; daily N: N days; weekly N: N weeks; monthly N: N months of
+/// 31 days; yearly N: N years of 366 days; within: the span). `None` when only rules without a
+/// date (last, tags) keep it. Object Lock extends locks to this date (FORMAT.md §17).
+pub fn horizon(
+    policy: &KeepPolicy,
+    time: DateTime<Utc>,
+    reasons: &[String],
+) -> Option<DateTime<Utc>> {
+    reasons
+        .iter()
+        .filter_map(|reason| {
+            let rule = reason.split(' ').next().unwrap_or_default();
+            let span = match rule {
+                "hourly" => Duration::hours(i64::from(policy.hourly)),
+                "daily" => Duration::days(i64::from(policy.daily)),
+                "weekly" => Duration::weeks(i64::from(policy.weekly)),
+                "monthly" => Duration::days(31 * i64::from(policy.monthly)),
+                "yearly" => Duration::days(366 * i64::from(policy.yearly)),
+                "within" => policy.within?,
+                _ => return None,
+            };
+            Some(time + span)
+        })
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +277,22 @@ mod tests {
             .filter(|(_, r)| !r.is_empty())
             .map(|(i, _)| i)
             .collect()
+    }
+
+    #[test]
+    fn a_snapshot_is_kept_until_its_longest_dated_rule_lets_it_go() {
+        let policy = KeepPolicy {
+            last: 1,
+            daily: 7,
+            monthly: 12,
+            ..Default::default()
+        };
+        let t = utc("2026-01-31T23:00:00Z");
+        let daily = ["daily 1".to_string()];
+        assert_eq!(horizon(&policy, t, &daily), Some(t + Duration::days(7)));
+        let monthly = ["daily 2".to_string(), "monthly 1".to_string()];
+        assert_eq!(horizon(&policy, t, &monthly), Some(t + Duration::days(372)));
+        assert_eq!(horizon(&policy, t, &["last 1".to_string()]), None);
     }
 
     #[test]

@@ -237,6 +237,16 @@ pub struct OffsiteSection {
     /// Delete from the target what the repository no longer has (default true).
     #[serde(default = "yes")]
     pub delete: bool,
+    /// S3 Object Lock of the target: `governance` or `compliance` (with `lock_period`); its
+    /// locks then follow `[retention]` (FORMAT.md §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<String>,
+    /// Each object stays locked at least this long from its write (`30d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_period: Option<String>,
+    /// Added to the date `[retention]` needs a snapshot until (default `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_margin: Option<String>,
 }
 
 /// `[monitor]`.
@@ -512,6 +522,34 @@ impl Plan {
                 return Err(format!("[[offsite]] name {:?} is used twice", o.name));
             }
             span(&format!("[[offsite]] {} every", o.name), &o.every)?;
+            span(
+                &format!("[[offsite]] {} lock_period", o.name),
+                &o.lock_period,
+            )?;
+            span(
+                &format!("[[offsite]] {} lock_margin", o.name),
+                &o.lock_margin,
+            )?;
+            match (o.lock_mode.as_deref(), &o.lock_period) {
+                (None, None) => {}
+                (Some("governance" | "compliance"), Some(_)) => {}
+                (Some(m @ ("governance" | "compliance")), None) => {
+                    return Err(format!(
+                        "[[offsite]] {} lock_mode = {m:?} needs lock_period (e.g. \"30d\")",
+                        o.name
+                    ))
+                }
+                (Some(m), _) => {
+                    return Err(format!(
+                        "[[offsite]] {} lock_mode = {m:?}: give \"governance\" or \"compliance\"",
+                        o.name
+                    ))
+                }
+                (None, Some(_)) => return Err(format!(
+                    "[[offsite]] {} lock_period needs lock_mode (\"governance\" or \"compliance\")",
+                    o.name
+                )),
+            }
         }
         let m = &self.monitor;
         for (key, v) in [

@@ -64,6 +64,23 @@ impl Repository {
         config: Config,
         cache_root: &Path,
     ) -> Result<Self> {
+        Self::init_locked(backend, password, kdf, config, cache_root, None)
+    }
+
+    /// [`Repository::init`], and with `lock` the location is locked first (FORMAT.md §17), so
+    /// that the key and config are the first objects written with a lock.
+    ///
+    /// # Errors
+    /// As [`Repository::init`]; `InvalidInput` when `lock` is given and the location is not an S3
+    /// bucket with Object Lock.
+    pub fn init_locked(
+        backend: Box<dyn Backend>,
+        password: &[u8],
+        kdf: KdfParams,
+        config: Config,
+        cache_root: &Path,
+        lock: Option<&crate::backend::LockSettings>,
+    ) -> Result<Self> {
         config
             .validate()
             .map_err(|e| Error::invalid_input(e.to_string()))?;
@@ -74,6 +91,9 @@ impl Repository {
             )));
         }
         backend.create()?;
+        if let Some(lock) = lock {
+            backend.enable_lock(lock)?;
+        }
         let key = MasterKey::generate()?;
         let key_file = KeyFile::wrap(&key, password, kdf, &KeyMetadata::new(None)?)?.encode();
         let key_name = KeyId::hash_of(&key_file).to_hex();

@@ -43,6 +43,8 @@ pub struct PruneOutcome {
     pub index_files_removed: u64,
     /// WAL records removed: no kept base backup needed them (FORMAT.md §16).
     pub wal_records_removed: u64,
+    /// Ripe packs kept because their Object Lock has not expired (FORMAT.md §17).
+    pub locked_packs: u64,
 }
 
 /// Executes `plan` while `lease` (the prune lease) is held.
@@ -184,6 +186,20 @@ pub fn execute_with_progress(
             out.bytes_freed += size?;
             out.deleted_packs += 1;
         }
+    }
+    // Locked packs stay condemned (still indexed), in a record as old as the oldest ripe one,
+    // so a prune after their locks expire deletes them without a new grace period.
+    if !plan.locked.is_empty() {
+        let marked = plan
+            .records
+            .iter()
+            .filter(|rec| plan.ripe.contains(&rec.name))
+            .map(|rec| rec.record.datetime())
+            .min()
+            .unwrap_or_else(chrono::Utc::now);
+        let held: Vec<PackId> = plan.locked.iter().map(|(id, _, _)| *id).collect();
+        pending::write(r, &PendingDeletion::new(marked, &held))?;
+        out.locked_packs = held.len() as u64;
     }
     for name in &plan.ripe {
         r.backend().remove(ObjectKind::Pending, name)?;

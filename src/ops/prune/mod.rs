@@ -98,6 +98,9 @@ pub struct PrunePlan {
     pub packs: HashMap<PackId, PackUsage>,
     /// Condemned packs deleted now (their record is ripe), with sizes.
     pub delete: Vec<(PackId, u64)>,
+    /// Ripe condemned packs whose Object Lock has not expired (FORMAT.md §17), with size and
+    /// retain-until date: they stay condemned, in a new record, until a prune after that date.
+    pub locked: Vec<(PackId, u64, DateTime<Utc>)>,
     /// Condemned packs that a snapshot needs after all: they leave their record.
     pub revive: Vec<PackId>,
     /// Packs with no referenced blob (including packs of interrupted backups), condemned now.
@@ -264,6 +267,11 @@ pub fn plan_with_progress(
         }
     }
     delete.sort();
+    let locked = if repo.backend().lock_settings()?.is_some() {
+        hold_locked(repo, &mut delete, &mut waiting, now)?
+    } else {
+        Vec::new()
+    };
     condemn.sort();
     repack.sort_by_key(|(id, _)| *id);
     let mut revive: Vec<PackId> = walk.revive.into_iter().collect();
@@ -273,6 +281,7 @@ pub fn plan_with_progress(
         referenced_blobs: walk.referenced,
         packs,
         delete,
+        locked,
         revive,
         condemn,
         repack,
@@ -287,6 +296,42 @@ pub fn plan_with_progress(
         index_files,
         usage,
     })
+}
+
+/// Takes the packs whose lock has not expired out of `delete` (a deletion would only hide them
+/// behind a delete marker and free nothing), and says until when they wait.
+fn hold_locked(
+    repo: &Repository,
+    delete: &mut Vec<(PackId, u64)>,
+    waiting: &mut Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(PackId, u64, DateTime<Utc>)>> {
+    let retentions = crate::threads::map_bounded(delete, 8, |(id, _)| {
+        repo.backend().retention(ObjectKind::Pack, &id.to_hex())
+    });
+    let mut locked = Vec::new();
+    let mut free = Vec::new();
+    for ((id, size), retention) in delete.drain(..).zip(retentions) {
+        match retention {
+            Ok(Some(r)) if r.until > now => locked.push((id, size, r.until)),
+            Ok(_) => free.push((id, size)),
+            // Gone already: nothing to wait for.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => free.push((id, size)),
+            Err(e) => return Err(e),
+        }
+    }
+    *delete = free;
+    if let (Some(first), Some(last)) = (
+        locked.iter().map(|l| l.2).min(),
+        locked.iter().map(|l| l.2).max(),
+    ) {
+        waiting.push(format!(
+            "{} condemned pack(s) ({} bytes) are locked: they are deleted by a prune after their locks expire, the first at {first}, the last at {last}",
+            locked.len(),
+            locked.iter().map(|l| l.1).sum::<u64>()
+        ));
+    }
+    Ok(locked)
 }
 
 /// Why a record made at `marked` cannot be acted on yet, or `None` when it can.
