@@ -31,6 +31,7 @@ mod latest;
 mod leases;
 mod lost_pack;
 mod model;
+mod object_lock;
 mod one_file_system;
 mod pitr;
 mod plan_run;

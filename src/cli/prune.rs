@@ -121,6 +121,9 @@ fn report(global: &GlobalArgs, plan: &PrunePlan, outcome: Option<&prune::PruneOu
             "bytes_total": plan.bytes_total(),
             "delete": ids(&plan.delete),
             "bytes_freed_now": plan.bytes_freed_now(),
+            "locked": plan.locked.iter().map(|(id, size, until)| serde_json::json!({
+                "pack": id.to_hex(), "size": size, "locked_until": until.to_rfc3339(),
+            })).collect::<Vec<_>>(),
             "condemn": ids(&plan.condemn),
             "repack": plan.repack.iter().map(|(id, _)| id.to_hex()).collect::<Vec<_>>(),
             "bytes_freed_later": plan.bytes_freed_later(),

@@ -545,10 +545,12 @@ impl Plan {
                         o.name
                     ))
                 }
-                (None, Some(_)) => return Err(format!(
+                (None, Some(_)) => {
+                    return Err(format!(
                     "[[offsite]] {} lock_period needs lock_mode (\"governance\" or \"compliance\")",
                     o.name
-                )),
+                ))
+                }
             }
         }
         let m = &self.monitor;

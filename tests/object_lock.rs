@@ -1,0 +1,244 @@
+//! S3 Object Lock (FORMAT.md §17) against moto_server, which refuses to delete a locked version:
+//! a locked repository locks every object it writes, prune waits for locks to expire, a plain
+//! bucket is refused, and a sync target's locks follow the keep policy.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cairn::backend::{self, Backend, BackendOptions, Location, ObjectKind, WRITE_ORDER};
+
+use crate::common::{self, offsite::Remote, server_var, Env};
+
+/// A new bucket on moto for one test (with Object Lock, which also enables versioning, when
+/// `locked`), and the remote for a repository in it.
+fn bucket(test: &str, locked: bool) -> Option<(Remote, String)> {
+    let endpoint = server_var("CAIRN_TEST_MOTO_ENDPOINT")?;
+    let name = format!("{test}-{}", std::process::id());
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sf", "-X", "PUT", &format!("{endpoint}/{name}")]);
+    if locked {
+        curl.args(["-H", "x-amz-bucket-object-lock-enabled: true"]);
+    }
+    assert!(
+        curl.status().unwrap().success(),
+        "cannot create bucket {name}"
+    );
+    let var = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+    let remote = Remote {
+        url: format!("s3://{name}/repo"),
+        options: Vec::new(),
+        vars: vec![
+            var("AWS_ACCESS_KEY_ID", "test"),
+            var("AWS_SECRET_ACCESS_KEY", "test"),
+            var("AWS_REGION", "us-east-1"),
+            var("AWS_ENDPOINT_URL", &endpoint),
+        ],
+    };
+    Some((remote, endpoint))
+}
+
+/// The library's view of the remote, to read retentions as a third party would.
+fn open(remote: &Remote, endpoint: &str) -> Box<dyn Backend> {
+    let options = BackendOptions::from_pairs(&[
+        "access_key_id=test".to_string(),
+        "secret_access_key=test".to_string(),
+        "region=us-east-1".to_string(),
+        format!("endpoint={endpoint}"),
+    ])
+    .unwrap();
+    backend::open(&Location::parse(&remote.url).unwrap(), &options).unwrap()
+}
+
+/// Every object of the kinds a restore needs, with its retention.
+fn retentions(b: &dyn Backend) -> Vec<(ObjectKind, String, Option<cairn::backend::Retention>)> {
+    let mut out = Vec::new();
+    for kind in WRITE_ORDER {
+        for (name, _) in b.list(kind).unwrap() {
+            let r = b.retention(kind, &name).unwrap();
+            out.push((kind, name, r));
+        }
+    }
+    out
+}
+
+fn backup(env: &Env, r: &Remote, src: &Path) {
+    r.on(env, &["-q", "backup", src.to_str().unwrap()])
+        .assert_success();
+}
+
+#[test]
+fn a_locked_repository_locks_what_it_writes_and_prune_waits_for_the_locks() {
+    let Some((r, endpoint)) = bucket("lockprune", true) else {
+        return;
+    };
+    let env = Env::new();
+    r.on(
+        &env,
+        &[
+            "init",
+            "--lock-mode",
+            "governance",
+            "--lock-period",
+            "6s",
+            "--lock-margin",
+            "1s",
+        ],
+    )
+    .assert_success();
+    let src = env.path("src");
+    common::write_file(&src.join("old.bin"), &common::random_bytes(1, 3 << 20));
+    backup(&env, &r, &src);
+    std::fs::remove_file(src.join("old.bin")).unwrap();
+    common::write_file(&src.join("new.bin"), &common::random_bytes(2, 2 << 20));
+    backup(&env, &r, &src);
+    let b = open(&r, &endpoint);
+    let locks = retentions(b.as_ref());
+    assert!(locks.len() >= 7, "{locks:?}");
+    let now = chrono::Utc::now();
+    for (kind, name, retention) in &locks {
+        let retention = retention.unwrap_or_else(|| panic!("{} {name} has no lock", kind.label()));
+        assert_eq!(retention.mode, cairn::backend::LockMode::Governance);
+        assert!(
+            retention.until > now,
+            "{} {name}: {retention:?}",
+            kind.label()
+        );
+    }
+    // Leases are bookkeeping, never locked: none is left behind.
+    assert!(b.list(ObjectKind::Lease).unwrap().is_empty());
+
+    // The older snapshot goes; its pack is condemned, then ripe but still locked: it waits.
+    let forget = r.on(
+        &env,
+        &[
+            "--json",
+            "forget",
+            "--keep-last",
+            "1",
+            "--prune",
+            "--grace",
+            "0h",
+            "--clock-skew",
+            "0h",
+        ],
+    );
+    forget.assert_success();
+    let prune = r.on(
+        &env,
+        &["--json", "prune", "--grace", "0h", "--clock-skew", "0h"],
+    );
+    prune.assert_success();
+    let plan = prune.json();
+    assert!(plan["delete"].as_array().unwrap().is_empty(), "{plan}");
+    let locked = plan["locked"].as_array().unwrap();
+    assert!(!locked.is_empty(), "{plan}");
+    assert!(plan["waiting"].to_string().contains("locked"), "{plan}");
+    let held = locked[0]["pack"].as_str().unwrap().to_string();
+    assert!(
+        b.size(ObjectKind::Pack, &held).is_ok(),
+        "a locked pack was deleted"
+    );
+
+    // Once the locks expire, the next prune deletes the pack.
+    std::thread::sleep(Duration::from_secs(7));
+    let prune = r.on(
+        &env,
+        &["--json", "prune", "--grace", "0h", "--clock-skew", "0h"],
+    );
+    prune.assert_success();
+    let plan = prune.json();
+    assert!(plan["delete"].to_string().contains(&held), "{plan}");
+    assert!(b.size(ObjectKind::Pack, &held).is_err());
+    r.on(&env, &["check", "--read-data"]).assert_success();
+    common::offsite::assert_remote_restores(&env, &r, &src, "restored");
+}
+
+#[test]
+fn a_bucket_without_object_lock_is_refused_with_how_to_create_one() {
+    let Some((r, _)) = bucket("lockplain", false) else {
+        return;
+    };
+    let env = Env::new();
+    let out = r.on(
+        &env,
+        &["init", "--lock-mode", "compliance", "--lock-period", "30d"],
+    );
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("--object-lock-enabled-for-bucket"),
+        "{}",
+        out.describe()
+    );
+    // Nothing was written: the location is still empty and takes an unlocked repository.
+    r.on(&env, &["init"]).assert_success();
+}
+
+#[test]
+fn a_sync_targets_locks_follow_the_keep_policy() {
+    let Some((r, endpoint)) = bucket("locksync", true) else {
+        return;
+    };
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    common::write_file(&src.join("a.bin"), &common::random_bytes(3, 1 << 20));
+    env.r_ok(&["-q", "backup", src.to_str().unwrap()]);
+    let local = env.root().join("repo");
+    let out = r.sync(
+        &env,
+        &local,
+        "--to",
+        &[
+            "--lock-mode",
+            "compliance",
+            "--lock-period",
+            "1d",
+            "--lock-margin",
+            "2d",
+            "--keep-daily",
+            "7",
+        ],
+    );
+    out.assert_success();
+    let b = open(&r, &endpoint);
+    // The snapshot and everything it needs: kept 7 days by the daily rule, plus the 2-day margin.
+    let floor = chrono::Utc::now() + chrono::Duration::days(8);
+    for (kind, name, retention) in retentions(b.as_ref()) {
+        let retention = retention.unwrap_or_else(|| panic!("{} {name} has no lock", kind.label()));
+        assert_eq!(retention.mode, cairn::backend::LockMode::Compliance);
+        assert!(
+            retention.until > floor,
+            "{} {name}: {retention:?}",
+            kind.label()
+        );
+    }
+    r.on(&env, &["retention", "show", "--keep-daily", "7"])
+        .assert_success();
+    // A monthly rule needs the locks longer: show says so, extend fixes it and counts requests.
+    let show = r.on(&env, &["retention", "show", "--keep-monthly", "12"]);
+    show.assert_code(1);
+    assert!(
+        show.stderr.contains("lock too short"),
+        "{}",
+        show.describe()
+    );
+    let extended = r.on(
+        &env,
+        &["--json", "retention", "extend", "--keep-monthly", "12"],
+    );
+    extended.assert_success();
+    let report = extended.json();
+    let n = report["checked"].as_u64().unwrap();
+    assert!(n >= 5 && report["extended"].as_u64() == Some(n), "{report}");
+    assert_eq!(report["requests"].as_u64(), Some(2 * n));
+    r.on(&env, &["retention", "show", "--keep-monthly", "12"])
+        .assert_success();
+    // Extended once, the locks hold: a second run reads and changes nothing.
+    let again = r
+        .on(
+            &env,
+            &["--json", "retention", "extend", "--keep-monthly", "12"],
+        )
+        .json();
+    assert_eq!(again["extended"].as_u64(), Some(0), "{again}");
+}
