@@ -96,7 +96,7 @@ pub fn plan(
         }
     }
     // Longest-needed first: the first snapshot to reach a blob needs it longest.
-    kept.sort_by(|a, b| b.0.cmp(&a.0));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.0));
     let mut pack_until: HashMap<PackId, DateTime<Utc>> = HashMap::new();
     let mut seen: HashSet<BlobId> = HashSet::new();
     let mut objects = Vec::new();
