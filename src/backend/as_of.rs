@@ -82,6 +82,9 @@ pub(crate) fn choose(
 }
 
 /// A read-only view of an S3 repository as it was at a past time.
+///
+/// Readers of a view need no lease (FORMAT.md §12), and cannot write one: a prune of the live
+/// repository deletes by adding delete markers, which leave every version the view reads in place.
 pub struct AsOfBackend {
     remote: RemoteBackend,
     time: DateTime<Utc>,
