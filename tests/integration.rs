@@ -5,6 +5,7 @@
 
 mod common;
 
+mod as_of;
 mod backend_conformance;
 mod bad_input;
 mod bounded;

@@ -137,4 +137,8 @@ impl Backend for CountingBackend {
     fn remove_stale_temporaries(&self, idle: std::time::Duration) -> Result<u64> {
         self.inner.remove_stale_temporaries(idle)
     }
+
+    fn read_only(&self) -> bool {
+        self.inner.read_only()
+    }
 }

@@ -4,6 +4,7 @@
 //! writes by rename, fsync); every remote service by [`RemoteBackend`] over OpenDAL. Both lay objects out
 //! under the same names ([`object_path`], FORMAT.md §3), so a directory copied to a bucket is a repository.
 
+mod as_of;
 mod counting;
 mod direct;
 mod local;
@@ -16,6 +17,7 @@ mod s3_lock;
 mod sigv4;
 mod ssh;
 
+pub use as_of::{AsOfBackend, ObjectVersion};
 pub use counting::{CountingBackend, ReadCounter};
 pub use local::LocalBackend;
 pub use location::Location;
@@ -557,6 +559,13 @@ pub trait Backend: Send + Sync {
             "{} is not on S3: it has no Object Lock",
             self.location()
         )))
+    }
+
+    /// Whether every write and remove is refused: a view of the repository as it was at a past time
+    /// ([`AsOfBackend`]). Readers that keep bookkeeping in the repository (`check`'s verification
+    /// record) skip it rather than fail.
+    fn read_only(&self) -> bool {
+        false
     }
 
     /// Removes the temporaries in `tmp/` (FORMAT.md §3, §11) not modified for `idle`: what writes

@@ -15,6 +15,7 @@ use opendal::layers::{ConcurrentLimitLayer, ThrottleLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions};
 use opendal::{Buffer, EntryMode, ErrorKind as DalKind, Operator};
 
+use super::as_of::ObjectVersion;
 use super::location::Location;
 use super::object_lock::{self, LockSettings, Retention, LOCKING_PATH, MAX_LOCKING_LEN};
 use super::retry::{self, Attempts, Failed, Health, Policy};
@@ -414,6 +415,118 @@ impl RemoteBackend {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// What a reader of past versions ([`super::AsOfBackend`]) asks of the storage: kept apart from the
+/// [`Backend`] calls above, which see only the current objects.
+impl RemoteBackend {
+    /// Every version of every object below `prefix` (recursively), delete markers included, as the
+    /// service lists them. Only a service that keeps versions lists them (S3 with bucket versioning).
+    ///
+    /// # Errors
+    /// `InvalidInput` when the service cannot list and read versions; `Backend` when the listing
+    /// fails or names a version without its id or time.
+    pub fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>> {
+        let capability = self.op.info().capability();
+        if !(capability.list_with_versions
+            && capability.list_with_deleted
+            && capability.read_with_version)
+        {
+            return Err(Error::invalid_input(format!(
+                "{} keeps no object versions cairn can read (OpenDAL service {}): only S3 lists them",
+                self.location,
+                self.op.info().scheme()
+            )));
+        }
+        let what = "cannot list the object versions of";
+        let entries = match self.again(what, prefix, || {
+            self.op.list_options(
+                prefix,
+                ListOptions {
+                    recursive: true,
+                    versions: true,
+                    deleted: true,
+                    ..Default::default()
+                },
+            )
+        }) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == DalKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(e, what, prefix)),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let meta = entry.metadata();
+            // Delete markers are listed as files of no length.
+            if meta.mode() != EntryMode::FILE {
+                continue;
+            }
+            let unplaced = |field: &str| {
+                Error::new(
+                    ErrorKind::Backend,
+                    format!(
+                        "{} lists a version of {} without its {field}; cannot tell which version was current when",
+                        self.endpoint,
+                        self.where_(entry.path())
+                    ),
+                )
+            };
+            let version = meta.version().ok_or_else(|| unplaced("version id"))?;
+            let modified = meta
+                .last_modified()
+                .ok_or_else(|| unplaced("modification time"))?;
+            out.push(ObjectVersion {
+                path: entry.path().to_string(),
+                version: version.to_string(),
+                modified: std::time::SystemTime::from(modified).into(),
+                size: meta.content_length(),
+                deleted: meta.is_deleted(),
+                current: meta.is_current() == Some(true),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Bytes `range` of version `version` of an object (an id [`RemoteBackend::list_versions`]
+    /// listed) into `buf`, cleared first; fewer bytes than asked is a `Corrupted` error.
+    ///
+    /// # Errors
+    /// When the version is missing (its history was cut meanwhile), unreadable or too short.
+    pub fn read_version_into(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        version: &str,
+        range: std::ops::Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let path = object_path(kind, name)?;
+        buf.clear();
+        if range.is_empty() {
+            return Ok(());
+        }
+        let options = opendal::options::ReaderOptions {
+            version: Some(version.to_string()),
+            ..Default::default()
+        };
+        let place = format!("{path}, version {version}");
+        match self.again("cannot read", &place, || {
+            buf.clear();
+            self.op
+                .reader_options(&path, options.clone())
+                .and_then(|r| r.read_into(buf, range.clone()))
+        }) {
+            Ok(_) if buf.len() as u64 == range.end - range.start => Ok(()),
+            Ok(_) => Err(Error::corrupted(format!(
+                "{} {name} (version {version}) is too short for bytes {}..{} (truncated?)",
+                kind.label(),
+                range.start,
+                range.end
+            ))),
+            Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &place)),
+            Err(e) => Err(self.error(e, "cannot read", &place)),
+        }
     }
 }
 

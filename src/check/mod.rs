@@ -1,7 +1,8 @@
 //! `check`: proves that every snapshot can be restored (structure), and optionally that the blobs of all
 //! or a rotating subset of the packs decrypt and verify. Every problem names the snapshots and paths it affects.
 //!
-//! Changes nothing in the repository except the verification record that subset rotation needs.
+//! Changes nothing in the repository except the verification record that subset rotation needs, and
+//! not that either in a read-only view ([`crate::backend::Backend::read_only`]).
 
 mod read_data;
 pub(crate) mod rotation;
@@ -125,7 +126,7 @@ pub fn check(repo: &IndexedRepository, options: CheckOptions) -> Result<CheckRep
             }
         }
     }
-    if options.read_data.reads_data() {
+    if options.read_data.reads_data() && !repo.repo().backend().read_only() {
         // The packs read meanwhile were verified all the same; the error below matters more than
         // a failure to record them.
         let _ = rotation::save(repo.repo(), &verified, &last_ids, &records);
@@ -157,7 +158,9 @@ fn save_rotation(
     records: &[String],
     report: &mut CheckReport,
 ) {
-    if options.read_data.reads_data() {
+    // A read-only view (a past state, `--as-of`) is never written, not even this record; the next
+    // check of the repository itself picks the packs again as if this one had not run.
+    if options.read_data.reads_data() && !repo.repo().backend().read_only() {
         if let Err(e) = rotation::save(repo.repo(), verified, ids, records) {
             report
                 .notes

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use cairn::backend::{self, Backend, BackendOptions, CountingBackend, Location, ReadCounter};
@@ -66,18 +67,34 @@ pub fn repo_backend(global: &GlobalArgs) -> Result<Box<dyn Backend>> {
         global.limit_upload.as_deref(),
         BackendOptions::default().connections,
     )?;
-    Ok(backend::open(&parse_location(&path)?, &options)?)
+    open_backend(&parse_location(&path)?, &options, global.as_of)
 }
 
-/// The cache root.
+/// The storage at `location`; with `as_of` (`--as-of`), read-only as it was at that time.
+pub fn open_backend(
+    location: &Location,
+    options: &BackendOptions,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Box<dyn Backend>> {
+    match as_of {
+        None => Ok(backend::open(location, options)?),
+        Some(time) => super::as_of::open(location, options, time),
+    }
+}
+
+/// The cache root; with `--as-of`, that of the past state ([`super::as_of::cache_root`]).
 pub fn cache_root(global: &GlobalArgs) -> PathBuf {
-    global.cache_dir.clone().unwrap_or_else(|| {
+    let root = global.cache_dir.clone().unwrap_or_else(|| {
         dirs::cache_dir()
             .map(|d| d.join("cairn"))
             .unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("cairn-cache-{}", nix::unistd::getuid()))
             })
-    })
+    });
+    match global.as_of {
+        Some(time) => super::as_of::cache_root(&root, time),
+        None => root,
+    }
 }
 
 /// The password variables of cairn's environment, taken out of it once at start.

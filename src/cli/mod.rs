@@ -4,6 +4,7 @@
 #[macro_use]
 mod stdout;
 
+mod as_of;
 mod backup;
 mod cat;
 mod check;
@@ -61,6 +62,7 @@ Examples:
   cairn -r /srv/backup diff 1a2b3c4d latest /etc
   cairn -r /srv/backup sync --to s3://offsite-bucket/cairn
   cairn -r s3://offsite-bucket/cairn -o endpoint=https://minio.example:9000 snapshots
+  cairn -r s3://offsite-bucket/cairn --as-of \"2026-01-23 14:30\" snapshots   # as it was then
   cairn run --plan /etc/cairn/plan.toml      # the nightly job: backup, retention, check, offsite, drill
   cairn status --format nagios --offline     # monitoring, exit 0-3
   cairn drill --random-within 30d            # restore drill: RTO, RPO, checks
@@ -120,6 +122,15 @@ pub struct GlobalArgs {
     /// Local cache directory (index database).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Open the S3 repository read-only as it was at TIME, from the object versions its bucket keeps
+    /// (bucket versioning): every object as its newest version written at or before TIME, absent if
+    /// that is a delete marker. For recovery after objects were deleted or overwritten. TIME as
+    /// `backup --time` takes it: "2026-01-23 14:30" (local time), "2026-01-23T14:30:00Z". Only
+    /// commands that read take it; for sync it applies to the source (-r with --to, the --from
+    /// location with --from). Example:
+    /// cairn -r /srv/recovered sync --from s3://backups/web1 --as-of "2026-01-23 14:30"
+    #[arg(long, global = true, value_name = "TIME", value_parser = as_of::parse_time)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -338,6 +349,9 @@ fn error_kind_name(err: &anyhow::Error) -> &'static str {
 
 /// Runs one parsed command line (`cairn run` calls this for its steps).
 fn dispatch(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
+    if cli.global.as_of.is_some() {
+        as_of::refuse_writers(&cli.command)?;
+    }
     match &cli.command {
         Command::Init(args) => init::run(&cli.global, args),
         Command::Backup(args) => match matches.subcommand_matches("backup") {

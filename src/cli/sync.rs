@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 
-use cairn::backend::{self, Backend};
+use cairn::backend::Backend;
 use cairn::sync::{self, SyncOptions, SyncPlan, SyncProgress, SyncReport};
 
 use super::{context, exit, output, progress, GlobalArgs};
@@ -17,7 +18,9 @@ Examples:
   cairn -r /srv/restore-copy sync --from s3://offsite-bucket/cairn
   cairn -r /srv/backup sync --to s3://locked-bucket/cairn --lock-mode compliance --lock-period 30d \
       --keep-daily 7 --keep-monthly 12
+  cairn -r /srv/recovered sync --from s3://offsite-bucket/cairn --as-of \"2026-01-23 14:30\"
 No password is needed to copy: objects are copied as they are and checked against their names.
+With --as-of, the source is read as it was at that time, from its bucket's object versions.
 With --delete, packs are deleted only when the password proves the source pruned them (a pack the
 source lost is kept on the target, with a warning and exit code 4).
 With --lock-mode (a bucket created with Object Lock), every object written to the target is
@@ -34,7 +37,8 @@ pub struct SyncArgs {
     /// Copy the repository (-r) to this location (a directory or a URL, like -r).
     #[arg(long, value_name = "TARGET", group = "direction")]
     pub to: Option<PathBuf>,
-    /// Copy this location's repository into the repository location (-r).
+    /// Copy this location's repository into the repository location (-r); with --as-of, as it was
+    /// at that time.
     #[arg(long, value_name = "SOURCE", group = "direction")]
     pub from: Option<PathBuf>,
     /// Also remove from the target what the source no longer has (snapshots first, packs last).
@@ -77,22 +81,25 @@ impl SyncProgress for SyncBar {
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
     let connections = usize::from(args.connections);
     let (repo_path, _) = context::repo_location(global);
-    let open =
-        |path: &PathBuf, options: &[String], limit: Option<&str>| -> Result<Box<dyn Backend>> {
-            let options = context::backend_options(options, limit, connections)?;
-            let location = context::parse_location(path)?;
-            Ok(backend::open(&location, &options)?)
-        };
-    // The upload limit applies to whichever side is written.
+    let open = |path: &PathBuf,
+                options: &[String],
+                limit: Option<&str>,
+                as_of: Option<DateTime<Utc>>|
+     -> Result<Box<dyn Backend>> {
+        let options = context::backend_options(options, limit, connections)?;
+        let location = context::parse_location(path)?;
+        context::open_backend(&location, &options, as_of)
+    };
+    // The upload limit applies to whichever side is written; `--as-of` to the side read.
     let limit = global.limit_upload.as_deref();
     let (source, target) = match (&args.to, &args.from) {
         (Some(to), _) => (
-            open(&repo_path, &global.options, None)?,
-            open(to, &args.peer_options, limit)?,
+            open(&repo_path, &global.options, None, global.as_of)?,
+            open(to, &args.peer_options, limit, None)?,
         ),
         (None, Some(from)) => (
-            open(from, &args.peer_options, None)?,
-            open(&repo_path, &global.options, limit)?,
+            open(from, &args.peer_options, None, global.as_of)?,
+            open(&repo_path, &global.options, limit, None)?,
         ),
         (None, None) => unreachable!("clap requires --to or --from"),
     };
@@ -184,7 +191,8 @@ fn protect_lost_packs(
     let needed = match context::password(global, false) {
         Ok(password) => {
             let options = context::backend_options(options, None, usize::from(args.connections))?;
-            let backend = backend::open(&context::parse_location(&source)?, &options)?;
+            let location = context::parse_location(&source)?;
+            let backend = context::open_backend(&location, &options, global.as_of)?;
             let repo = cairn::Repository::open(backend, &password, &context::cache_root(global))?;
             Some(sync::packs_the_source_indexes(repo)?)
         }

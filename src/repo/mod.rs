@@ -460,7 +460,7 @@ fn require_config(backend: &dyn Backend) -> Result<()> {
     let has = |kind: ObjectKind| backend.list(kind).is_ok_and(|l| !l.is_empty());
     if has(ObjectKind::Snapshot) || has(ObjectKind::Pack) {
         return Err(Error::corrupted(format!(
-            "{} holds a repository's snapshots and packs but no config: the config was deleted or lost, and without it nothing can be read; copy it back from an offsite copy of this repository (`cairn sync`, or any copy of its `config` object)",
+            "{} holds a repository's snapshots and packs but no config: the config was deleted or lost, and without it nothing can be read; copy it back from an offsite copy of this repository (`cairn sync`, or any copy of its `config` object), or, on an S3 bucket with versioning, read the repository as it was before with `--as-of TIME`",
             backend.location()
         )));
     }
