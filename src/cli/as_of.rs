@@ -45,6 +45,7 @@ pub fn refuse_writers(command: &Command) -> Result<()> {
         Command::Prune(_) => "prune",
         Command::Repair(_) => "repair",
         Command::Unlock(_) => "unlock",
+        Command::Retention(_) => "retention",
         Command::Key(_) => "key",
         Command::Wal(_) => "wal",
         Command::Pg(_) => "pg",

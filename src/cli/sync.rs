@@ -160,7 +160,7 @@ fn extend_target_locks(
         &global.options
     };
     let options = context::backend_options(options, None, usize::from(args.connections))?;
-    let backend = backend::open(&context::parse_location(location)?, &options)?;
+    let backend = cairn::backend::open(&context::parse_location(location)?, &options)?;
     let password = context::password(global, false)
         .context("extending the target's locks needs the repository password")?;
     // Its own cache: the copy may lag the source, and must not be read through the source's.
