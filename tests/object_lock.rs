@@ -242,3 +242,56 @@ fn a_sync_targets_locks_follow_the_keep_policy() {
         .json();
     assert_eq!(again["extended"].as_u64(), Some(0), "{again}");
 }
+
+#[test]
+fn forged_snapshot_times_push_no_real_snapshot_out_of_a_locked_repository() {
+    let Some((r, _)) = bucket("lockforge", true) else {
+        return;
+    };
+    let env = Env::new();
+    r.on(
+        &env,
+        &["init", "--lock-mode", "governance", "--lock-period", "1d"],
+    )
+    .assert_success();
+    let src = env.path("src");
+    common::write_file(&src.join("a.bin"), &common::random_bytes(4, 1 << 20));
+    let mut real = Vec::new();
+    for _ in 0..2 {
+        let out = r.on(&env, &["--json", "backup", src.to_str().unwrap()]);
+        out.assert_success();
+        real.push(out.json()["snapshot_id"].as_str().unwrap().to_string());
+    }
+    // A host holding the key writes snapshots that claim to be newer (and one much older).
+    let now = chrono::Utc::now();
+    for claimed in [
+        now + chrono::Duration::days(30),
+        now + chrono::Duration::days(31),
+        now - chrono::Duration::days(40),
+    ] {
+        let time = claimed.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        r.on(
+            &env,
+            &["-q", "backup", "--time", &time, src.to_str().unwrap()],
+        )
+        .assert_success();
+    }
+    let out = r.on(&env, &["--json", "forget", "--keep-last", "2"]);
+    out.assert_success();
+    let groups = out.json();
+    let decisions: Vec<&serde_json::Value> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["snapshots"].as_array().unwrap())
+        .collect();
+    assert_eq!(decisions.len(), 5, "{groups}");
+    for d in &decisions {
+        assert_eq!(d["keep"], true, "{groups}");
+        let reasons = d["reasons"].to_string();
+        let is_real = real.iter().any(|id| id == d["id"].as_str().unwrap());
+        assert_eq!(is_real, !reasons.contains("time not trusted"), "{groups}");
+    }
+    let listed = r.on(&env, &["--json", "snapshots"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 5);
+}

@@ -43,6 +43,14 @@ impl CountingBackend {
 }
 
 impl Backend for CountingBackend {
+    fn modified(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.inner.modified(kind, name)
+    }
+
     fn lock_settings(&self) -> Result<Option<super::LockSettings>> {
         self.inner.lock_settings()
     }

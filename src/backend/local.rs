@@ -313,6 +313,19 @@ impl Backend for LocalBackend {
             .len())
     }
 
+    fn modified(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let (file, path) = self.open(kind, name)?;
+        let modified = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(|e| Error::io(ErrorKind::Backend, "cannot stat", &path, e))?;
+        Ok(Some(modified.into()))
+    }
+
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();

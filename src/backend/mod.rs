@@ -561,6 +561,20 @@ pub trait Backend: Send + Sync {
         )))
     }
 
+    /// When the storage wrote the object (its modification time), which the writer of its bytes
+    /// cannot choose; `None` where the backend cannot tell.
+    ///
+    /// # Errors
+    /// When the object is missing or the storage cannot be asked.
+    fn modified(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let _ = (kind, name);
+        Ok(None)
+    }
+
     /// Whether every write and remove is refused: a view of the repository as it was at a past time
     /// ([`AsOfBackend`]). Readers that keep bookkeeping in the repository (`check`'s verification
     /// record) skip it rather than fail.

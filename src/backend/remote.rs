@@ -786,6 +786,21 @@ impl Backend for RemoteBackend {
         }
     }
 
+    fn modified(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let path = object_path(kind, name)?;
+        match self.again("cannot stat", &path, || self.op.stat(&path)) {
+            Ok(meta) => Ok(meta
+                .last_modified()
+                .map(|t| std::time::SystemTime::from(t).into())),
+            Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &path)),
+            Err(e) => Err(self.error(e, "cannot stat", &path)),
+        }
+    }
+
     fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         self.put_object(kind, name, Buffer::from(bytes.to_vec()))
     }

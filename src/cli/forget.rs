@@ -176,6 +176,14 @@ fn report(global: &GlobalArgs, plan: &ForgetPlan, dry_run: bool, removed: usize)
             );
         }
     }
+    for s in &plan.set_aside {
+        outln!(
+            "kept aside: snapshot {} claims {} but its file was written at {}: its time is not trusted on a locked repository, so no rule counts it (remove it by id if it is yours)",
+            s.id.short(),
+            s.snapshot.time,
+            s.written.to_rfc3339()
+        );
+    }
     let total = plan.removals().count();
     if dry_run {
         outln!("would remove {total} snapshot(s)");

@@ -115,6 +115,76 @@ pub struct GroupPlan {
 pub struct ForgetPlan {
     /// Groups, in key order.
     pub groups: Vec<GroupPlan>,
+    /// Snapshots left out of the rules because their claimed time is not to be trusted (on a
+    /// locked location, [`set_aside_untrusted`]): they are kept.
+    pub set_aside: Vec<SetAside>,
+}
+
+/// How far a snapshot's claimed time may be from when the storage wrote its file, on a locked
+/// location (FORMAT.md §17, "Forged times").
+#[derive(Clone, Copy, Debug)]
+pub struct TimeTrust {
+    /// Claimed after the write: only clocks that disagree (default 1 hour).
+    pub ahead: chrono::Duration,
+    /// Claimed before the write: the backup's own duration and the delay until a sync copied
+    /// it (default 2 days).
+    pub behind: chrono::Duration,
+}
+
+impl Default for TimeTrust {
+    fn default() -> Self {
+        TimeTrust {
+            ahead: chrono::Duration::hours(1),
+            behind: chrono::Duration::days(2),
+        }
+    }
+}
+
+/// A snapshot whose claimed time is too far from when its file was written.
+#[derive(Clone, Debug)]
+pub struct SetAside {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// Its content (with the claimed time).
+    pub snapshot: Snapshot,
+    /// When the storage wrote its file.
+    pub written: chrono::DateTime<chrono::Utc>,
+}
+
+/// Splits `snapshots` into those whose claimed time lies within `trust` of when `backend` wrote
+/// their file and those it does not. A host holding the key can claim any time (`backup --time`);
+/// storage write times it cannot choose. A snapshot claimed far from its write is set aside: it
+/// pushes no other snapshot out of a rule, and is itself kept. A backend that cannot tell write
+/// times trusts every snapshot.
+///
+/// # Errors
+/// When a snapshot file's write time cannot be read.
+pub fn set_aside_untrusted(
+    backend: &dyn crate::backend::Backend,
+    snapshots: Vec<(SnapshotId, Snapshot)>,
+    trust: TimeTrust,
+) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<SetAside>)> {
+    let written = crate::threads::map_bounded(&snapshots, 16, |(id, _)| {
+        backend.modified(crate::backend::ObjectKind::Snapshot, &id.to_hex())
+    });
+    let mut trusted = Vec::new();
+    let mut aside = Vec::new();
+    for ((id, snapshot), written) in snapshots.into_iter().zip(written) {
+        match written? {
+            Some(w)
+                if snapshot.datetime() > w + trust.ahead
+                    || snapshot.datetime() < w - trust.behind =>
+            {
+                aside.push(SetAside {
+                    id,
+                    snapshot,
+                    written: w,
+                })
+            }
+            _ => trusted.push((id, snapshot)),
+        }
+    }
+    Ok((trusted, aside))
 }
 
 impl ForgetPlan {
@@ -145,12 +215,40 @@ pub fn plan(
     policy: &KeepPolicy,
     local: LocalClock<'_>,
 ) -> Result<ForgetPlan> {
-    Ok(plan_snapshots(
-        filter.apply(repo.snapshots()?),
-        group_by,
-        policy,
-        local,
-    ))
+    let snapshots = filter.apply(repo.snapshots()?);
+    // On a locked location the locks protect what the rules keep: a forged time must not move
+    // real snapshots out of them (FORMAT.md §17).
+    let (snapshots, set_aside) = if repo.backend().lock_settings()?.is_some() {
+        set_aside_untrusted(repo.backend(), snapshots, TimeTrust::default())?
+    } else {
+        (snapshots, Vec::new())
+    };
+    let mut plan = plan_snapshots(snapshots, group_by, policy, local);
+    // Listed in their groups as kept, so reports show them where they belong.
+    for s in &set_aside {
+        let key = group_by.key(&s.snapshot);
+        let decision = SnapshotDecision {
+            id: s.id,
+            snapshot: s.snapshot.clone(),
+            reasons: vec![format!(
+                "time not trusted (written {})",
+                s.written.to_rfc3339()
+            )],
+        };
+        match plan.groups.iter_mut().find(|g| g.key == key) {
+            Some(group) => {
+                group.snapshots.push(decision);
+                group.snapshots.sort_by_key(|d| d.snapshot.datetime());
+            }
+            None => plan.groups.push(GroupPlan {
+                key,
+                snapshots: vec![decision],
+            }),
+        }
+    }
+    plan.groups.sort_by(|a, b| a.key.cmp(&b.key));
+    plan.set_aside = set_aside;
+    Ok(plan)
 }
 
 /// Plans forget over given snapshots (oldest first).
@@ -192,7 +290,10 @@ pub fn plan_snapshots(
             }
         })
         .collect();
-    ForgetPlan { groups }
+    ForgetPlan {
+        groups,
+        set_aside: Vec::new(),
+    }
 }
 
 /// Removes the snapshot files the plan does not keep; returns how many.

@@ -6,7 +6,9 @@
 //! period from now while it is kept by a rule without a date (`keep_last`, tags) or no policy is
 //! given; the margin is added. Everything it needs (its file, its trees and data packs, the delta
 //! bases below them, the index files naming those packs, the keys and config) is needed as long
-//! as the longest-needed snapshot that needs it. Archived WAL is needed one period from now while
+//! as the longest-needed snapshot that needs it. A snapshot whose claimed time is far from when
+//! storage wrote it is kept out of the rules ([`forget::set_aside_untrusted`]) and needed one period
+//! from now while it exists. Archived WAL is needed one period from now while
 //! it is kept. An object whose lock ends before it is needed is extended past that by half a
 //! period, so that a nightly run extends each object about once per half period, not every night.
 
@@ -83,7 +85,11 @@ pub fn plan(
         crate::id::SnapshotId,
         crate::format::snapshot::Snapshot,
     )> = Vec::new();
-    let snapshots = r.snapshots()?;
+    // A forged claimed time must not take real snapshots out of the rules, and so out of their
+    // locks: such snapshots are kept for one period at a time, like forget keeps them.
+    let (snapshots, set_aside) =
+        forget::set_aside_untrusted(r.backend(), r.snapshots()?, forget::TimeTrust::default())?;
+    kept.extend(set_aside.into_iter().map(|s| (floor, s.id, s.snapshot)));
     if policy.is_empty() {
         kept.extend(snapshots.into_iter().map(|(id, s)| (floor, id, s)));
     } else {
