@@ -243,10 +243,15 @@ impl Runner<'_> {
                 .map(|r| r.keep.clone())
                 .unwrap_or_default(),
         };
+        let (code, locks) = super::sync::run_with_locks(&self.step_global, &args)?;
         Ok(StepResult {
-            code: super::sync::run(&self.step_global, &args)?,
+            code,
             message: None,
-            details: serde_json::json!({ "to": o.location, "delete": o.delete }),
+            details: serde_json::json!({
+                "to": o.location,
+                "delete": o.delete,
+                "locks": locks.as_ref().map(super::retention::report_json),
+            }),
         })
     }
 

@@ -79,6 +79,15 @@ impl SyncProgress for SyncBar {
 }
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
+    run_with_locks(global, args).map(|(code, _)| code)
+}
+
+/// [`run`], and the report of the lock extension when the target is locked (for `cairn run`'s
+/// offsite step, which records it for `status`).
+pub fn run_with_locks(
+    global: &GlobalArgs,
+    args: &SyncArgs,
+) -> Result<(i32, Option<cairn::ops::object_lock::LockReport>)> {
     let connections = usize::from(args.connections);
     let (repo_path, _) = context::repo_location(global);
     let open = |path: &PathBuf,
@@ -109,7 +118,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
         && plan.deletes_packs()
         && protect_lost_packs(global, args, &repo_path, &mut plan)?;
     if args.dry_run {
-        return print_plan(global, &plan, args.delete);
+        return print_plan(global, &plan, args.delete).map(|code| (code, None));
     }
     if let Some(settings) = args.lock.settings()? {
         if target.lock_settings()? != Some(settings) {
@@ -127,17 +136,25 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
     let report = sync::execute(source.as_ref(), target.as_ref(), &plan, &options, &bar)?;
     bar.0.finish_and_clear();
     print_report(global, &report, source.location(), target.location())?;
-    let locks_failed = report.complete
-        && target.lock_settings()?.is_some()
-        && !extend_target_locks(global, args, &target_location(args, &repo_path))?;
-    Ok(if !report.complete || locks_failed {
+    let locks = if report.complete && target.lock_settings()?.is_some() {
+        Some(extend_target_locks(
+            global,
+            args,
+            &target_location(args, &repo_path),
+        )?)
+    } else {
+        None
+    };
+    let locks_failed = locks.as_ref().is_some_and(|l| !l.failed.is_empty());
+    let code = if !report.complete || locks_failed {
         exit::ERROR
     } else if source_lost_packs {
         // The source is damaged: a script must not read this sync as a clean one.
         exit::DAMAGED
     } else {
         exit::OK
-    })
+    };
+    Ok((code, locks))
 }
 
 fn target_location(args: &SyncArgs, repo_path: &std::path::Path) -> (PathBuf, bool) {
@@ -148,12 +165,12 @@ fn target_location(args: &SyncArgs, repo_path: &std::path::Path) -> (PathBuf, bo
 }
 
 /// Extends the locks of the target (a copy of the same repository, so the same password opens
-/// it) as `args.keep` says; false when some could not be extended.
+/// it) as `args.keep` says.
 fn extend_target_locks(
     global: &GlobalArgs,
     args: &SyncArgs,
     (location, peer): &(PathBuf, bool),
-) -> Result<bool> {
+) -> Result<cairn::ops::object_lock::LockReport> {
     let options = if *peer {
         &args.peer_options
     } else {
@@ -172,7 +189,7 @@ fn extend_target_locks(
     if !global.json {
         super::retention::print_report(global, &report, "cannot extend")?;
     }
-    Ok(report.failed.is_empty())
+    Ok(report)
 }
 
 /// Keeps the target's copy of every pack the source lost (its index still names it): only packs

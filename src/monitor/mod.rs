@@ -410,6 +410,9 @@ fn judge_steps(
                 why.push("never succeeded".into());
             }
         }
+        if let Some(a) = last_ok {
+            judge_locks(&key, a, now, &mut level, &mut why, metrics);
+        }
         if let Some(a) = last.filter(|a| a.outcome == Outcome::Failed) {
             // Damage found (a drill's data or check failure, any step's exit 4: a check that
             // found problems, a sync whose source lost packs) is as bad as a missing backup; a
@@ -441,6 +444,59 @@ fn judge_steps(
     }
     judge_last_run(state, now, findings);
 }
+
+/// Lock coverage of a locked offsite copy (FORMAT.md §17): the earliest lock expiry among the
+/// objects its kept snapshots need, as the last successful extension left it. WARNING within
+/// [`LOCK_WARN_LEFT`] (the extension has stopped, or the margin is thin), CRITICAL within
+/// [`LOCK_CRIT_LEFT`] or past it: from then on a kept snapshot could be deleted by whoever
+/// holds the storage credentials.
+fn judge_locks(
+    key: &str,
+    a: &Attempt,
+    now: DateTime<Utc>,
+    level: &mut Level,
+    why: &mut Vec<String>,
+    metrics: &mut Vec<Metric>,
+) {
+    let Some(expiry) = a.details["locks"]["earliest_expiry"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+    else {
+        return;
+    };
+    let left = (expiry - now).num_seconds();
+    metrics.push(Metric {
+        label: format!("{}_lock_left", metric_tag(key)),
+        value: left as f64,
+        unit: "s",
+        warn: Some(LOCK_WARN_LEFT.as_secs_f64()),
+        crit: Some(LOCK_CRIT_LEFT.as_secs_f64()),
+    });
+    let left_std = Duration::from_secs(left.max(0) as u64);
+    if left <= 0 {
+        *level = level.worst(Level::Critical);
+        why.push(format!(
+            "its locks ran out at {} (an object kept snapshots need is no longer locked)",
+            expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+        return;
+    }
+    why.push(format!(
+        "locked for {} more at least",
+        describe_span(left_std)
+    ));
+    if left_std < LOCK_CRIT_LEFT {
+        *level = level.worst(Level::Critical);
+    } else if left_std < LOCK_WARN_LEFT {
+        *level = level.worst(Level::Warning);
+    }
+}
+
+/// Lock coverage left below which status warns.
+pub const LOCK_WARN_LEFT: Duration = Duration::from_secs(7 * 86_400);
+/// Lock coverage left below which status is critical.
+pub const LOCK_CRIT_LEFT: Duration = Duration::from_secs(86_400);
 
 /// `WHAT failed 3h 2min ago (2026-11-21T09:00:00Z, exit code 5): MESSAGE`.
 fn failed_attempt(what: &str, a: &Attempt, now: DateTime<Utc>) -> String {

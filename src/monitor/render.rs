@@ -225,6 +225,23 @@ pub fn prometheus(state: &State, report: Option<&StatusReport>) -> String {
             "gauge",
             metric("wal_dropped"),
         );
+        let lock_left: Vec<(String, f64)> = r
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let target = m
+                    .label
+                    .strip_prefix("offsite_")?
+                    .strip_suffix("_lock_left")?;
+                Some((format!("{{target=\"{}\"}}", escape(target)), m.value))
+            })
+            .collect();
+        family(
+            "cairn_offsite_lock_left_seconds",
+            "Time until the earliest lock of a locked offsite copy ends, as its last extension left it.",
+            "gauge",
+            lock_left,
+        );
         family(
             "cairn_status_level",
             "cairn status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",

@@ -377,3 +377,34 @@ fn a_base_backup_group_is_judged_by_its_own_ages() {
     let report = evaluate("repository", &[old], None, &[], &th, now());
     assert_eq!(report.level, Level::Warning, "{:?}", report.findings);
 }
+
+#[test]
+fn a_locked_offsite_copy_is_judged_by_the_lock_time_it_has_left() {
+    let verdict = |days_left: i64| {
+        let mut state = State::default();
+        let mut a = attempt(Outcome::Ok, hours_ago(1), 0);
+        let expiry = now() + chrono::Duration::days(days_left);
+        a.details = serde_json::json!({"locks": {"earliest_expiry": expiry.to_rfc3339()}});
+        state.note("offsite.s3", a);
+        let (_, r) = level_of(&[group(3, Some(5000), None)], Some(&state));
+        let f = r
+            .findings
+            .into_iter()
+            .find(|f| f.subject == "offsite s3")
+            .unwrap();
+        let metric = r
+            .metrics
+            .iter()
+            .find(|m| m.label == "offsite_s3_lock_left")
+            .map(|m| m.value);
+        (f.level, f.message, metric)
+    };
+    let (level, message, metric) = verdict(30);
+    assert_eq!(level, Level::Ok, "{message}");
+    assert!(message.contains("locked for 30d"), "{message}");
+    assert_eq!(metric, Some(30.0 * 86_400.0));
+    assert_eq!(verdict(3).0, Level::Warning);
+    let (level, message, _) = verdict(-1);
+    assert_eq!(level, Level::Critical);
+    assert!(message.contains("ran out"), "{message}");
+}

@@ -151,6 +151,14 @@ pub struct SetAside {
     pub written: chrono::DateTime<chrono::Utc>,
 }
 
+/// Snapshots split by [`set_aside_untrusted`].
+pub struct TrustSplit {
+    /// Claimed within the trusted window of their write.
+    pub trusted: Vec<(SnapshotId, Snapshot)>,
+    /// The others.
+    pub set_aside: Vec<SetAside>,
+}
+
 /// Splits `snapshots` into those whose claimed time lies within `trust` of when `backend` wrote
 /// their file and those it does not. A host holding the key can claim any time (`backup --time`);
 /// storage write times it cannot choose. A snapshot claimed far from its write is set aside: it
@@ -163,7 +171,7 @@ pub fn set_aside_untrusted(
     backend: &dyn crate::backend::Backend,
     snapshots: Vec<(SnapshotId, Snapshot)>,
     trust: TimeTrust,
-) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<SetAside>)> {
+) -> Result<TrustSplit> {
     let written = crate::threads::map_bounded(&snapshots, 16, |(id, _)| {
         backend.modified(crate::backend::ObjectKind::Snapshot, &id.to_hex())
     });
@@ -184,7 +192,10 @@ pub fn set_aside_untrusted(
             _ => trusted.push((id, snapshot)),
         }
     }
-    Ok((trusted, aside))
+    Ok(TrustSplit {
+        trusted,
+        set_aside: aside,
+    })
 }
 
 impl ForgetPlan {
@@ -218,10 +229,16 @@ pub fn plan(
     let snapshots = filter.apply(repo.snapshots()?);
     // On a locked location the locks protect what the rules keep: a forged time must not move
     // real snapshots out of them (FORMAT.md §17).
-    let (snapshots, set_aside) = if repo.backend().lock_settings()?.is_some() {
+    let TrustSplit {
+        trusted: snapshots,
+        set_aside,
+    } = if repo.backend().lock_settings()?.is_some() {
         set_aside_untrusted(repo.backend(), snapshots, TimeTrust::default())?
     } else {
-        (snapshots, Vec::new())
+        TrustSplit {
+            trusted: snapshots,
+            set_aside: Vec::new(),
+        }
     };
     let mut plan = plan_snapshots(snapshots, group_by, policy, local);
     // Listed in their groups as kept, so reports show them where they belong.

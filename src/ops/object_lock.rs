@@ -87,9 +87,15 @@ pub fn plan(
     )> = Vec::new();
     // A forged claimed time must not take real snapshots out of the rules, and so out of their
     // locks: such snapshots are kept for one period at a time, like forget keeps them.
-    let (snapshots, set_aside) =
+    let split =
         forget::set_aside_untrusted(r.backend(), r.snapshots()?, forget::TimeTrust::default())?;
-    kept.extend(set_aside.into_iter().map(|s| (floor, s.id, s.snapshot)));
+    let snapshots = split.trusted;
+    kept.extend(
+        split
+            .set_aside
+            .into_iter()
+            .map(|s| (floor, s.id, s.snapshot)),
+    );
     if policy.is_empty() {
         kept.extend(snapshots.into_iter().map(|(id, s)| (floor, id, s)));
     } else {
