@@ -840,7 +840,20 @@ impl Backend for RemoteBackend {
 
     fn enable_lock(&self, settings: &LockSettings) -> Result<()> {
         let s3 = self.lock_client()?;
-        let bucket = self.lock_request("cannot read the lock settings of", "", || s3.bucket())?;
+        let what = "cannot read the lock settings of";
+        let bucket =
+            match self.again(what, "", || self._runtime.block_on(s3.bucket())) {
+                Ok(bucket) => bucket,
+                Err(e) if e.kind() == DalKind::Unsupported => {
+                    return Err(Error::invalid_input(format!(
+                    "the S3 service at {} does not support Object Lock ({}): a locked repository \
+                     needs a service with S3 Object Lock (AWS S3, MinIO, Ceph RGW)",
+                    self.endpoint,
+                    e.err.as_ref().map(|e| e.message().to_string()).unwrap_or_default()
+                )))
+                }
+                Err(e) => return Err(self.error(e, what, "")),
+            };
         let name = self.bucket.as_deref().unwrap_or("the bucket");
         if !bucket.versioning || !bucket.object_lock {
             return Err(Error::invalid_input(format!(

@@ -266,6 +266,7 @@ pub(super) fn describe(
         DalKind::NotFound => "not found".to_string(),
         DalKind::RateLimited => format!("the service is throttling requests ({tries})"),
         DalKind::ConfigInvalid => "the service rejects the configuration".to_string(),
+        DalKind::Unsupported => format!("the service does not support it ({})", err.message()),
         _ if err.is_temporary() || failed.attempts > 1 => {
             format!("{endpoint} failed the request ({tries})")
         }

@@ -335,14 +335,18 @@ impl S3Lock {
         let kind = match status.as_u16() {
             404 => DalKind::NotFound,
             403 => DalKind::PermissionDenied,
+            // A service without these calls (an S3-compatible store without Object Lock).
+            501 => DalKind::Unsupported,
             _ => DalKind::Unexpected,
         };
         let err = DalError::new(kind, what);
-        Err(if status.is_server_error() || status.as_u16() == 429 {
-            err.set_temporary()
-        } else {
-            err
-        })
+        Err(
+            if (status.is_server_error() && status.as_u16() != 501) || status.as_u16() == 429 {
+                err.set_temporary()
+            } else {
+                err
+            },
+        )
     }
 }
 
