@@ -156,6 +156,9 @@ pub struct SyncReport {
     pub temporaries_removed: u64,
     /// Target objects the source lacks that were left in place (no `delete`).
     pub extra: Tally,
+    /// With `delete` on a locked target (FORMAT.md §17): packs the source lacks that were left in
+    /// place because their lock has not expired; a later sync deletes them.
+    pub locked: Tally,
     /// Whether the target now holds every object of the source, intact as far as checked.
     pub complete: bool,
     /// Wall time.
@@ -399,10 +402,26 @@ pub fn execute(
         }
     }
     if !stopped {
+        let locked_target = options.delete && target.lock_settings()?.is_some();
+        let now = chrono::Utc::now();
         for object in &plan.extra {
             if !options.delete {
                 lock(&report).extra.add(object.size);
                 continue;
+            }
+            // A locked pack would only be hidden behind a delete marker and free nothing.
+            if locked_target && object.kind == ObjectKind::Pack {
+                match target.retention(object.kind, &object.name) {
+                    Ok(Some(r)) if r.until > now => {
+                        lock(&report).locked.add(object.size);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        record_failure(&report, object, e);
+                        continue;
+                    }
+                }
             }
             match target.remove(object.kind, &object.name) {
                 Ok(()) => lock(&report).deleted.add(object.size),

@@ -343,3 +343,54 @@ fn the_signed_lock_requests_pass_a_server_that_verifies_signatures() {
     assert!(show.stderr.contains("not locked"), "{}", show.describe());
     assert!(!show.stderr.contains("Signature"), "{}", show.describe());
 }
+
+#[test]
+fn sync_delete_leaves_locked_packs_until_their_locks_expire() {
+    let Some((r, endpoint)) = bucket("locksyncdel", true) else {
+        return;
+    };
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    common::write_file(&src.join("old.bin"), &common::random_bytes(6, 2 << 20));
+    env.r_ok(&["-q", "backup", src.to_str().unwrap()]);
+    std::fs::remove_file(src.join("old.bin")).unwrap();
+    common::write_file(&src.join("new.bin"), &common::random_bytes(7, 1 << 20));
+    env.r_ok(&["-q", "backup", src.to_str().unwrap()]);
+    let local = env.root().join("repo");
+    // The copy's extension locks each object for period + margin + period / 2 from the sync: 7 s.
+    let lock = [
+        "--lock-mode",
+        "governance",
+        "--lock-period",
+        "4s",
+        "--lock-margin",
+        "1s",
+    ];
+    r.sync(&env, &local, "--to", &lock).assert_success();
+    // The source forgets the old snapshot and prunes its pack away.
+    env.r_ok(&["-q", "forget", "--keep-last", "1"]);
+    for _ in 0..2 {
+        env.r_ok(&["-q", "prune", "--grace", "0h", "--clock-skew", "0h"]);
+    }
+    let out = r.sync(&env, &local, "--to", &["--delete"]);
+    out.assert_success();
+    let report = common::offsite::report(&out);
+    assert!(
+        report["locked"]["objects"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    let b = open(&r, &endpoint);
+    let packs_before = b.list(ObjectKind::Pack).unwrap().len();
+    std::thread::sleep(Duration::from_secs(8));
+    let out = r.sync(&env, &local, "--to", &["--delete"]);
+    out.assert_success();
+    let report = common::offsite::report(&out);
+    assert_eq!(report["locked"]["objects"].as_u64(), Some(0), "{report}");
+    assert!(
+        report["deleted"]["objects"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(b.list(ObjectKind::Pack).unwrap().len() < packs_before);
+    common::offsite::assert_remote_restores(&env, &r, &src, "restored");
+}

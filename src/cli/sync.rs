@@ -326,6 +326,13 @@ fn print_report(global: &GlobalArgs, report: &SyncReport, from: String, to: Stri
             report.temporaries_removed
         );
     }
+    if report.locked.objects > 0 && !global.quiet && !global.json {
+        errln!(
+            "{} pack(s) ({}) the source no longer has stay on the target until their locks expire; a later sync --delete removes them",
+            report.locked.objects,
+            output::bytes(report.locked.bytes)
+        );
+    }
     if report.extra.objects > 0 {
         errln!(
             "note: the target has {} objects the source lacks; --delete removes them",
