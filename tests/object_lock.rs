@@ -394,3 +394,94 @@ fn sync_delete_leaves_locked_packs_until_their_locks_expire() {
     assert!(b.list(ObjectKind::Pack).unwrap().len() < packs_before);
     common::offsite::assert_remote_restores(&env, &r, &src, "restored");
 }
+
+#[test]
+fn a_plans_locked_offsite_copy_follows_retention_and_status_reports_its_coverage() {
+    let Some((r, _)) = bucket("lockplan", true) else {
+        return;
+    };
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    common::write_file(&src.join("a.bin"), &common::random_bytes(8, 1 << 20));
+    let plan = env.path("plan.toml");
+    let state = env.path("state.json");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"
+[repository]
+location = "{repo}"
+password_command = ["printf", "%s\n", "{password}"]
+
+[backup]
+paths = ["{src}"]
+
+[retention]
+keep_daily = 7
+keep_monthly = 12
+
+[[offsite]]
+name = "vault"
+location = "{target}"
+lock_mode = "compliance"
+lock_period = "1d"
+
+[monitor]
+state_file = "{state}"
+"#,
+            repo = env.repo_str(),
+            password = env.password,
+            src = src.display(),
+            target = r.url,
+            state = state.display(),
+        ),
+    )
+    .unwrap();
+    let vars: Vec<(&str, Option<&str>)> = r
+        .vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref()))
+        .chain([("CAIRN_PASSWORD", None)])
+        .collect();
+    let plan_arg = plan.to_str().unwrap();
+    env.run(&["run", "--plan", plan_arg], None, &vars)
+        .assert_success();
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let locks = &recorded["steps"]["offsite.vault"]["last_success"]["details"]["locks"];
+    assert!(locks["extended"].as_u64().unwrap() >= 5, "{recorded}");
+    // The snapshot is this month's newest: kept 12 months, so locked about a year.
+    let expiry =
+        chrono::DateTime::parse_from_rfc3339(locks["earliest_expiry"].as_str().unwrap()).unwrap();
+    assert!(
+        expiry > chrono::Utc::now() + chrono::Duration::days(300),
+        "{locks}"
+    );
+    let status = env.run(&["--json", "status", "--plan", plan_arg], None, &vars);
+    status.assert_success();
+    let report = status.json();
+    let vault = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "offsite vault")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(vault["level"], "OK", "{report}");
+    assert!(
+        vault["message"].as_str().unwrap().contains("locked for"),
+        "{report}"
+    );
+    let out = r.on(
+        &env,
+        &[
+            "retention",
+            "show",
+            "--keep-daily",
+            "7",
+            "--keep-monthly",
+            "12",
+        ],
+    );
+    out.assert_success();
+}
