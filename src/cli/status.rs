@@ -182,6 +182,10 @@ fn thresholds(args: &StatusArgs, plan: Option<&Plan>) -> Result<Thresholds> {
         check_max_age: span_of(&m.check_max_age),
         offsite_max_age: span_of(&m.offsite_max_age),
         drill_max_age: span_of(&m.drill_max_age),
+        lock_left: (
+            span_of(&m.lock_warn_left).unwrap_or(monitor::LOCK_WARN_LEFT),
+            span_of(&m.lock_crit_left).unwrap_or(monitor::LOCK_CRIT_LEFT),
+        ),
         base_backup_ages: plan.and_then(|p| p.postgres.as_ref()).map(|pg| {
             (
                 span_of(&pg.warn_age).unwrap_or(plan_warn),

@@ -91,6 +91,9 @@ pub struct Thresholds {
     pub offsite_max_age: Option<Duration>,
     /// Last passing drill older: WARNING.
     pub drill_max_age: Option<Duration>,
+    /// Lock coverage of a locked offsite copy left below these: WARNING, CRITICAL
+    /// ([`LOCK_WARN_LEFT`], [`LOCK_CRIT_LEFT`] by default).
+    pub lock_left: (Duration, Duration),
     /// The WARNING and CRITICAL ages of a group of PostgreSQL base backups, when they differ
     /// from `warn_age` and `crit_age` (`[postgres] warn_age`, `crit_age`).
     pub base_backup_ages: Option<(Duration, Duration)>,
@@ -411,7 +414,7 @@ fn judge_steps(
             }
         }
         if let Some(a) = last_ok {
-            judge_locks(&key, a, now, &mut level, &mut why, metrics);
+            judge_locks(&key, a, th.lock_left, now, &mut level, &mut why, metrics);
         }
         if let Some(a) = last.filter(|a| a.outcome == Outcome::Failed) {
             // Damage found (a drill's data or check failure, any step's exit 4: a check that
@@ -447,12 +450,12 @@ fn judge_steps(
 
 /// Lock coverage of a locked offsite copy (FORMAT.md §17): the earliest lock expiry among the
 /// objects its kept snapshots need, as the last successful extension left it. WARNING within
-/// [`LOCK_WARN_LEFT`] (the extension has stopped, or the margin is thin), CRITICAL within
-/// [`LOCK_CRIT_LEFT`] or past it: from then on a kept snapshot could be deleted by whoever
-/// holds the storage credentials.
+/// `warn` (the extension has stopped, or the margin is thin), CRITICAL within `crit` or past it:
+/// from then on a kept snapshot could be deleted by whoever holds the storage credentials.
 fn judge_locks(
     key: &str,
     a: &Attempt,
+    (warn, crit): (Duration, Duration),
     now: DateTime<Utc>,
     level: &mut Level,
     why: &mut Vec<String>,
@@ -470,8 +473,8 @@ fn judge_locks(
         label: format!("{}_lock_left", metric_tag(key)),
         value: left as f64,
         unit: "s",
-        warn: Some(LOCK_WARN_LEFT.as_secs_f64()),
-        crit: Some(LOCK_CRIT_LEFT.as_secs_f64()),
+        warn: Some(warn.as_secs_f64()),
+        crit: Some(crit.as_secs_f64()),
     });
     let left_std = Duration::from_secs(left.max(0) as u64);
     if left <= 0 {
@@ -486,16 +489,16 @@ fn judge_locks(
         "locked for {} more at least",
         describe_span(left_std)
     ));
-    if left_std < LOCK_CRIT_LEFT {
+    if left_std < crit {
         *level = level.worst(Level::Critical);
-    } else if left_std < LOCK_WARN_LEFT {
+    } else if left_std < warn {
         *level = level.worst(Level::Warning);
     }
 }
 
-/// Lock coverage left below which status warns.
+/// Lock coverage left below which status warns by default.
 pub const LOCK_WARN_LEFT: Duration = Duration::from_secs(7 * 86_400);
-/// Lock coverage left below which status is critical.
+/// Lock coverage left below which status is critical by default.
 pub const LOCK_CRIT_LEFT: Duration = Duration::from_secs(86_400);
 
 /// `WHAT failed 3h 2min ago (2026-11-21T09:00:00Z, exit code 5): MESSAGE`.

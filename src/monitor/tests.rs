@@ -21,6 +21,7 @@ fn thresholds() -> Thresholds {
         check_max_age: Some(Duration::from_secs(8 * 86_400)),
         offsite_max_age: Some(Duration::from_secs(2 * 86_400)),
         drill_max_age: None,
+        lock_left: (LOCK_WARN_LEFT, LOCK_CRIT_LEFT),
         base_backup_ages: Some((
             Duration::from_secs(7 * 86_400),
             Duration::from_secs(9 * 86_400),

@@ -274,6 +274,12 @@ pub struct MonitorSection {
     /// Last passing drill older than this: WARNING.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_max_age: Option<String>,
+    /// A locked offsite copy whose earliest needed lock ends sooner than this: WARNING (default 7d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_warn_left: Option<String>,
+    /// ... sooner than this, or already ended: CRITICAL (default 1d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_crit_left: Option<String>,
     /// Newest archived PostgreSQL WAL file older than this: WARNING (default 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_warn_age: Option<String>,
@@ -560,6 +566,8 @@ impl Plan {
             ("check_max_age", &m.check_max_age),
             ("offsite_max_age", &m.offsite_max_age),
             ("drill_max_age", &m.drill_max_age),
+            ("lock_warn_left", &m.lock_warn_left),
+            ("lock_crit_left", &m.lock_crit_left),
             ("wal_warn_age", &m.wal_warn_age),
             ("wal_crit_age", &m.wal_crit_age),
         ] {
