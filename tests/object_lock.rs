@@ -485,3 +485,28 @@ state_file = "{state}"
     );
     out.assert_success();
 }
+
+#[test]
+fn an_init_stopped_after_writing_its_lock_settings_can_be_run_again() {
+    let Some((r, endpoint)) = bucket("lockreinit", true) else {
+        return;
+    };
+    let env = Env::new();
+    let settings = cairn::backend::LockSettings::new(
+        cairn::backend::LockMode::Governance,
+        chrono::Duration::days(1),
+        chrono::Duration::days(1),
+    )
+    .unwrap();
+    // What an init killed between its first write and its key file leaves.
+    open(&r, &endpoint).enable_lock(&settings).unwrap();
+    r.on(
+        &env,
+        &["init", "--lock-mode", "governance", "--lock-period", "1d"],
+    )
+    .assert_success();
+    let src = env.path("src");
+    common::write_file(&src.join("a.bin"), &common::random_bytes(9, 1 << 20));
+    backup(&env, &r, &src);
+    common::offsite::assert_remote_restores(&env, &r, &src, "restored");
+}

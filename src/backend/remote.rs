@@ -661,9 +661,11 @@ impl Backend for RemoteBackend {
             Err(e) if e.kind() == DalKind::NotFound => Vec::new(),
             Err(e) => return Err(self.error(e, "cannot list", "")),
         };
+        // A lone `locking` object is what an `init --lock-mode` stopped before its key file left:
+        // the location holds no repository yet.
         if entries
             .iter()
-            .any(|e| e.metadata().mode() == EntryMode::FILE)
+            .any(|e| e.metadata().mode() == EntryMode::FILE && e.path() != LOCKING_PATH)
         {
             return Err(Error::invalid_input(format!(
                 "{} is not empty; choose an empty or new location for the repository",
