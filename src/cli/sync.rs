@@ -180,9 +180,11 @@ fn extend_target_locks(
     let backend = cairn::backend::open(&context::parse_location(location)?, &options)?;
     let password = context::password(global, false)
         .context("extending the target's locks needs the repository password")?;
-    // Its own cache: the copy may lag the source, and must not be read through the source's.
-    let cache = tempfile::tempdir()?;
-    let repo = cairn::Repository::open(backend, &password, cache.path())?.into_indexed()?;
+    // The source's cache: after a complete sync the copy holds the same index files (and
+    // perhaps extras), so the index cache barely changes, and tree blobs are verified by id
+    // whichever copy they came from; the walk then reads only trees new since the last sync.
+    let repo = cairn::Repository::open(backend, &password, &context::cache_root(global))?
+        .into_indexed()?;
     let group_by = cairn::ops::forget::GroupBy::default();
     let report =
         super::retention::extend(&repo, &args.keep, group_by, usize::from(args.connections))?;

@@ -22,9 +22,13 @@ use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, PackId};
 use crate::ops::forget::{self, GroupBy};
 use crate::ops::retention::{self, KeepPolicy, LocalClock};
+use crate::repo::trees::TreeLoader;
 use crate::repo::IndexedRepository;
 use crate::threads::map_bounded;
 use crate::wal::Catalog;
+
+/// Trees read at once while walking a snapshot.
+const TREES_IN_FLIGHT: usize = 16;
 
 /// One object and the date until which it must stay locked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,30 +133,38 @@ pub fn plan(
         }
         Ok::<bool, Error>(true)
     };
+    let loader = TreeLoader::cached(repo);
     for (until, id, snapshot) in &kept {
         objects.push(Needed {
             kind: ObjectKind::Snapshot,
             name: id.to_hex(),
             until: *until,
         });
-        let mut stack = vec![snapshot.tree_id()];
-        while let Some(tree_id) = stack.pop() {
-            let what = || format!("snapshot {}", id.short());
-            if !need_blob(tree_id, *until, &what)? {
-                continue;
+        // Level by level, each level's new trees read at once: on remote storage each is a
+        // ranged read, and one after another they took most of the plan's time.
+        let what = || format!("snapshot {}", id.short());
+        let mut level = vec![snapshot.tree_id()];
+        while !level.is_empty() {
+            let mut new = Vec::with_capacity(level.len());
+            for tree_id in level.drain(..) {
+                if need_blob(tree_id, *until, &what)? {
+                    new.push(tree_id);
+                }
             }
-            let tree = repo.load_tree(&tree_id).map_err(|e| e.context(what()))?;
-            for node in &tree.nodes {
-                match node.kind {
-                    NodeKind::Dir => stack.extend(node.subtree),
-                    NodeKind::File => {
-                        for item in &node.content {
-                            if let ContentItem::Data { id: blob, .. } = item {
-                                need_blob(*blob, *until, &what)?;
+            let trees = map_bounded(&new, TREES_IN_FLIGHT, |t| loader.load(t));
+            for tree in trees {
+                for node in &tree.map_err(|e| e.context(what()))?.nodes {
+                    match node.kind {
+                        NodeKind::Dir => level.extend(node.subtree),
+                        NodeKind::File => {
+                            for item in &node.content {
+                                if let ContentItem::Data { id: blob, .. } = item {
+                                    need_blob(*blob, *until, &what)?;
+                                }
                             }
                         }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
         }
