@@ -539,7 +539,8 @@ pub trait Backend: Send + Sync {
         )))
     }
 
-    /// The retention of an object's current version; `None` when it has none.
+    /// The retention of an object's current version; `None` when it has none. The kind
+    /// [`ObjectKind::Config`] with the name `locking` names the lock settings themselves.
     ///
     /// # Errors
     /// When the object is missing or the storage cannot be asked; `InvalidInput` off S3.

@@ -530,6 +530,15 @@ impl RemoteBackend {
     }
 }
 
+/// The path whose lock [`Backend::retention`] reads: an object's, or with the config's kind and
+/// the name `locking`, the location's lock settings (FORMAT.md §17).
+fn lock_path(kind: ObjectKind, name: &str) -> Result<String> {
+    if kind == ObjectKind::Config && name == LOCKING_PATH {
+        return Ok(LOCKING_PATH.to_string());
+    }
+    object_path(kind, name)
+}
+
 /// The OpenDAL scheme and configuration map for a location, `-o` options passed through.
 fn service_config(
     location: &Location,
@@ -880,7 +889,7 @@ impl Backend for RemoteBackend {
     }
 
     fn retention(&self, kind: ObjectKind, name: &str) -> Result<Option<Retention>> {
-        let path = object_path(kind, name)?;
+        let path = lock_path(kind, name)?;
         let s3 = self.lock_client()?;
         match self.again("cannot read the retention of", &path, || {
             self._runtime.block_on(s3.retention(&path))
@@ -892,7 +901,7 @@ impl Backend for RemoteBackend {
     }
 
     fn extend_retention(&self, kind: ObjectKind, name: &str, retention: &Retention) -> Result<()> {
-        let path = object_path(kind, name)?;
+        let path = lock_path(kind, name)?;
         let s3 = self.lock_client()?;
         self.lock_request("cannot extend the lock of", &path, || {
             s3.extend(&path, retention)

@@ -5,7 +5,8 @@
 //! daily count in days, a monthly one for the monthly count in months), and at least one lock
 //! period from now while it is kept by a rule without a date (`keep_last`, tags) or no policy is
 //! given; the margin is added. Everything it needs (its file, its trees and data packs, the delta
-//! bases below them, the index files naming those packs, the keys and config) is needed as long
+//! bases below them, the index files naming those packs, the keys, the config and the `locking`
+//! settings) is needed as long
 //! as the longest-needed snapshot that needs it. A snapshot whose claimed time is far from when
 //! storage wrote it is kept out of the rules ([`forget::set_aside_untrusted`]) and needed one period
 //! from now while it exists. Archived WAL is needed one period from now while
@@ -218,6 +219,12 @@ pub fn plan(
             });
         }
     }
+    // The settings themselves: deleted, later writes would go unlocked.
+    objects.push(Needed {
+        kind: ObjectKind::Config,
+        name: crate::backend::object_lock::LOCKING_PATH.to_string(),
+        until: latest,
+    });
     Ok(LockPlan {
         objects,
         snapshots: kept.len(),
