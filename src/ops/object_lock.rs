@@ -6,12 +6,12 @@
 //! period from now while it is kept by a rule without a date (`keep_last`, tags) or no policy is
 //! given; the margin is added. Everything it needs (its file, its trees and data packs, the delta
 //! bases below them, the index files naming those packs, the keys, the config and the `locking`
-//! settings) is needed as long
-//! as the longest-needed snapshot that needs it. A snapshot whose claimed time is far from when
-//! storage wrote it is kept out of the rules ([`forget::set_aside_untrusted`]) and needed one period
-//! from now while it exists. Archived WAL is needed one period from now while
-//! it is kept. An object whose lock ends before it is needed is extended past that by half a
-//! period, so that a nightly run extends each object about once per half period, not every night.
+//! settings) is needed as long as the longest-needed snapshot that needs it; a blob stored twice
+//! is locked where the index finds it first. A snapshot whose claimed time is far from when
+//! storage wrote it is kept out of the rules ([`forget::set_aside_untrusted`]) and needed one
+//! period from now while it exists; so is archived WAL. An object whose lock ends before it is
+//! needed is extended past that by half a period, so that a nightly run extends each object about
+//! once per half period, not every night.
 
 use std::collections::{HashMap, HashSet};
 
