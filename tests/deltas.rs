@@ -80,6 +80,8 @@ fn backup_dump(env: &Env, dump: &[u8]) -> (String, u64) {
     );
     out.assert_success();
     let v = out.json();
+    // Shown with a failing test's output: what the night stored, and how.
+    eprintln!("backup summary: {}", v["summary"]);
     (
         v["snapshot_id"].as_str().unwrap().to_string(),
         v["summary"]["bytes_added"].as_u64().unwrap(),
