@@ -510,3 +510,59 @@ fn an_init_stopped_after_writing_its_lock_settings_can_be_run_again() {
     backup(&env, &r, &src);
     common::offsite::assert_remote_restores(&env, &r, &src, "restored");
 }
+
+#[test]
+fn the_ledger_spares_requests_and_is_thrown_away_when_a_lock_proves_it_wrong() {
+    let Some((r, endpoint)) = bucket("lockledger", true) else {
+        return;
+    };
+    let env = Env::new();
+    env.r_ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    common::write_file(&src.join("a.bin"), &common::random_bytes(10, 24 << 20));
+    env.r_ok(&["-q", "backup", src.to_str().unwrap()]);
+    let local = env.root().join("repo");
+    let lock = [
+        "--lock-mode",
+        "governance",
+        "--lock-period",
+        "30d",
+        "--keep-daily",
+        "7",
+    ];
+    r.sync(&env, &local, "--to", &lock).assert_success();
+    let extend = |env: &Env| {
+        let out = r.on(env, &["--json", "retention", "extend", "--keep-daily", "7"]);
+        out.assert_success();
+        out.json()
+    };
+    // The sync read every lock and recorded them: now only a sample is asked about.
+    let quiet = extend(&env);
+    let n = quiet["checked"].as_u64().unwrap();
+    assert!(n >= 20, "{quiet}");
+    assert_eq!(quiet["extended"].as_u64(), Some(0), "{quiet}");
+    assert!(quiet["from_ledger"].as_u64().unwrap() >= n - 12, "{quiet}");
+    assert_eq!(
+        quiet["requests"].as_u64().unwrap() + quiet["from_ledger"].as_u64().unwrap(),
+        n,
+        "{quiet}"
+    );
+    // Someone shortens every lock (moto, like governance mode with bypass, allows it): the
+    // sample finds out, the ledger goes, and every lock is read and extended again.
+    let b = open(&r, &endpoint);
+    let short = cairn::backend::Retention {
+        mode: cairn::backend::LockMode::Governance,
+        until: chrono::Utc::now() + chrono::Duration::days(1),
+    };
+    for kind in WRITE_ORDER {
+        for (name, _) in b.list(kind).unwrap() {
+            b.extend_retention(kind, &name, &short).unwrap();
+        }
+    }
+    let redone = extend(&env);
+    assert_eq!(redone["ledger_discarded"], true, "{redone}");
+    assert_eq!(redone["from_ledger"].as_u64(), Some(0), "{redone}");
+    assert!(redone["extended"].as_u64().unwrap() >= n - 1, "{redone}");
+    r.on(&env, &["retention", "show", "--keep-daily", "7"])
+        .assert_success();
+}

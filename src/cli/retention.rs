@@ -128,9 +128,13 @@ pub fn print_report(global: &GlobalArgs, report: &LockReport, failed_word: &str)
         return output::print_json(&report_json(report));
     }
     if !global.quiet {
+        if report.ledger_discarded {
+            errln!("warning: a lock was shorter than the local ledger said: it was discarded and every lock read again");
+        }
         errln!(
-            "locks: {} object(s) checked, {} extended, {} request(s); earliest expiry {}",
+            "locks: {} object(s) checked ({} vouched for by the local ledger), {} extended, {} request(s); earliest expiry {}",
             report.checked,
+            report.from_ledger,
             report.extended,
             report.requests,
             report
@@ -149,6 +153,8 @@ pub fn report_json(report: &LockReport) -> serde_json::Value {
         "checked": report.checked,
         "extended": report.extended,
         "requests": report.requests,
+        "from_ledger": report.from_ledger,
+        "ledger_discarded": report.ledger_discarded,
         "covered": report.covered,
         "failed": report.failed,
         "earliest_expiry": report.earliest_expiry.map(|t| t.to_rfc3339()),

@@ -28,6 +28,9 @@ use crate::repo::IndexedRepository;
 use crate::threads::map_bounded;
 use crate::wal::Catalog;
 
+mod ledger;
+use ledger::Ledger;
+
 /// Trees read at once while walking a snapshot.
 const TREES_IN_FLIGHT: usize = 16;
 
@@ -58,8 +61,13 @@ pub struct LockReport {
     pub checked: u64,
     /// Objects whose lock was extended.
     pub extended: u64,
-    /// Requests sent: one retention read per object, one more per extension.
+    /// Requests sent: one retention read per object asked about, one more per extension.
     pub requests: u64,
+    /// Objects the local ledger vouched for, not asked about (FORMAT.md §17, "Ledger").
+    pub from_ledger: u64,
+    /// A sampled object was locked for less than the ledger said: it was thrown away and every
+    /// object read.
+    pub ledger_discarded: bool,
     /// Objects that ended up locked at least as long as needed.
     pub covered: u64,
     /// Needed objects that could not be extended or read, with the reason.
@@ -260,14 +268,104 @@ fn visit(
     apply: bool,
 ) -> Result<LockReport> {
     let settings = settings_of(repo)?;
+    if !apply {
+        return Ok(pass(repo, plan, connections, &settings, Pass::Inspect).report);
+    }
+    let location = repo.repo().backend().location();
+    let path = Ledger::path(&repo.repo().cache_dir(), &location);
+    let now = Utc::now();
+    let mut ledger = Ledger::load(&path, &location);
+    let whole = ledger.due_whole(now, settings.period());
+    let mode = if whole {
+        Pass::Extend(None)
+    } else {
+        Pass::Extend(Some(&ledger))
+    };
+    let mut done = pass(repo, plan, connections, &settings, mode);
+    if done.ledger_wrong {
+        // The storage holds a shorter lock than the ledger says (a lock removed with governance
+        // bypass, a bucket replaced): trust none of it, and read every object.
+        let asked = done.report.requests;
+        done = pass(repo, plan, connections, &settings, Pass::Extend(None));
+        done.report.requests += asked;
+        done.report.ledger_discarded = true;
+    }
+    let read_whole = (whole || done.report.ledger_discarded).then_some(now);
+    ledger.replace(done.locks, read_whole);
+    // The ledger only saves requests: a run that cannot write it has still extended every lock.
+    let _ = ledger.save(&path);
+    Ok(done.report)
+}
+
+/// What one pass over the needed objects does.
+#[derive(Clone, Copy)]
+enum Pass<'a> {
+    /// Reads every lock and extends none: a short one is a failure.
+    Inspect,
+    /// Extends short locks; with a ledger, an object it vouches for is not asked about, except
+    /// a random sample.
+    Extend(Option<&'a Ledger>),
+}
+
+/// How one object fared.
+enum Visit {
+    /// The ledger vouches for it until then; not asked.
+    Vouched(DateTime<Utc>),
+    /// Read: locked long enough, until then.
+    Read(DateTime<Utc>),
+    /// Extended until then.
+    Extended(DateTime<Utc>),
+    /// Sampled, and locked for less than the ledger says.
+    Wrong,
+}
+
+/// The outcome of a pass.
+struct Passed {
+    report: LockReport,
+    /// The lock of every object now known, for the ledger.
+    locks: HashMap<String, DateTime<Utc>>,
+    /// A sampled object proved the ledger wrong.
+    ledger_wrong: bool,
+}
+
+fn pass(
+    repo: &IndexedRepository,
+    plan: &LockPlan,
+    connections: usize,
+    settings: &LockSettings,
+    mode: Pass<'_>,
+) -> Passed {
     let backend = repo.repo().backend();
     let slack = Duration::seconds(settings.period_seconds / 2);
-    let results = map_bounded(&plan.objects, connections.max(1), |needed| {
-        let current = backend.retention(needed.kind, &needed.name)?;
-        if let Some(r) = current.filter(|r| r.until >= needed.until) {
-            return Ok((r.until, false));
+    let ledger = match mode {
+        Pass::Extend(ledger) => ledger,
+        Pass::Inspect => None,
+    };
+    let vouched: Vec<Option<DateTime<Utc>>> = plan
+        .objects
+        .iter()
+        .map(|n| {
+            ledger
+                .and_then(|l| l.until(&ledger::key(n.kind, &n.name)))
+                .filter(|until| *until >= n.until)
+        })
+        .collect();
+    let sampled = ledger::sample(&vouched);
+    let work: Vec<(usize, &Needed)> = plan.objects.iter().enumerate().collect();
+    let results = map_bounded(&work, connections.max(1), |&(i, needed)| {
+        if let (Some(until), false) = (vouched[i], sampled[i]) {
+            return Ok(Visit::Vouched(until));
         }
-        if !apply {
+        let current = backend.retention(needed.kind, &needed.name)?;
+        if let Some(claimed) = vouched[i] {
+            if current.is_none_or(|r| r.until < claimed - Duration::seconds(1)) {
+                return Ok(Visit::Wrong);
+            }
+        }
+        if let Some(r) = current.filter(|r| r.until >= needed.until) {
+            return Ok(Visit::Read(r.until));
+        }
+        if matches!(mode, Pass::Inspect) {
             return Err(Error::invalid_input(match current {
                 Some(r) => format!("locked until {}, needed until {}", r.until, needed.until),
                 None => format!("not locked, needed until {}", needed.until),
@@ -278,26 +376,49 @@ fn visit(
             until: needed.until + slack,
         };
         backend.extend_retention(needed.kind, &needed.name, &retention)?;
-        Ok::<_, Error>((retention.until, true))
+        Ok::<_, Error>(Visit::Extended(retention.until))
     });
     let mut report = LockReport::default();
+    let mut locks = HashMap::new();
+    let mut ledger_wrong = false;
     for (needed, result) in plan.objects.iter().zip(results) {
         report.checked += 1;
-        report.requests += 1;
-        match result {
-            Ok((until, extended)) => {
-                report.extended += u64::from(extended);
-                report.requests += u64::from(extended);
-                report.covered += 1;
-                report.earliest_expiry =
-                    Some(report.earliest_expiry.map_or(until, |e| e.min(until)));
+        let until = match result {
+            Ok(Visit::Vouched(until)) => {
+                report.from_ledger += 1;
+                until
             }
-            Err(e) => report
-                .failed
-                .push(format!("{} {}: {e}", needed.kind.label(), needed.name)),
-        }
+            Ok(Visit::Read(until)) => {
+                report.requests += 1;
+                until
+            }
+            Ok(Visit::Extended(until)) => {
+                report.requests += 2;
+                report.extended += 1;
+                until
+            }
+            Ok(Visit::Wrong) => {
+                report.requests += 1;
+                ledger_wrong = true;
+                continue;
+            }
+            Err(e) => {
+                report.requests += 1;
+                report
+                    .failed
+                    .push(format!("{} {}: {e}", needed.kind.label(), needed.name));
+                continue;
+            }
+        };
+        report.covered += 1;
+        report.earliest_expiry = Some(report.earliest_expiry.map_or(until, |e| e.min(until)));
+        locks.insert(ledger::key(needed.kind, &needed.name), until);
     }
-    Ok(report)
+    Passed {
+        report,
+        locks,
+        ledger_wrong,
+    }
 }
 
 fn settings_of(repo: &IndexedRepository) -> Result<LockSettings> {
