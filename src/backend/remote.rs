@@ -360,7 +360,8 @@ impl RemoteBackend {
         if object_lock::is_locked_kind(kind) {
             if let Some(settings) = self.lock_settings()? {
                 let retention = settings.on_write(chrono::Utc::now());
-                let (s3, body) = (self.lock_client()?, bytes.to_vec());
+                // Shared, not copied, by every attempt: a pack is held once.
+                let (s3, body) = (self.lock_client()?, bytes.to_bytes());
                 return self.lock_request("cannot write", &path, || {
                     s3.put(&path, body.clone(), &retention)
                 });
@@ -880,7 +881,7 @@ impl Backend for RemoteBackend {
             )));
         }
         let retention = settings.on_write(chrono::Utc::now());
-        let body = settings.to_bytes();
+        let body = bytes::Bytes::from(settings.to_bytes());
         self.lock_request("cannot write", LOCKING_PATH, || {
             s3.put(LOCKING_PATH, body.clone(), &retention)
         })?;

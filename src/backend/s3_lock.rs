@@ -106,7 +106,7 @@ impl S3Lock {
     pub async fn put(
         &self,
         path: &str,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         retention: &Retention,
     ) -> Result<(), DalError> {
         use base64::Engine;
@@ -149,7 +149,7 @@ impl S3Lock {
                 Some(path),
                 &[],
                 Vec::new(),
-                Vec::new(),
+                bytes::Bytes::new(),
                 sigv4::sha256_hex(b""),
             )
             .await?;
@@ -207,7 +207,7 @@ impl S3Lock {
             Some(path),
             &[("retention", "")],
             headers,
-            body,
+            body.into(),
             payload,
         )
         .await?;
@@ -226,7 +226,7 @@ impl S3Lock {
                 None,
                 &[("versioning", "")],
                 Vec::new(),
-                Vec::new(),
+                bytes::Bytes::new(),
                 empty.clone(),
             )
             .await?
@@ -239,7 +239,7 @@ impl S3Lock {
                 None,
                 &[("object-lock", "")],
                 Vec::new(),
-                Vec::new(),
+                bytes::Bytes::new(),
                 empty,
             )
             .await
@@ -265,7 +265,7 @@ impl S3Lock {
         path: Option<&str>,
         query: &[(&str, &str)],
         headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         payload_hash: String,
     ) -> Result<reqwest::Response, DalError> {
         let key = path.map(|p| format!("{}{}", self.prefix, p.trim_start_matches('/')));
