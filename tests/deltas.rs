@@ -143,15 +143,24 @@ fn scattered_changes_are_stored_as_small_deltas_and_restore_exactly() {
     let (env, nights) = ten_nights();
     let first = nights[0].2;
     assert!(first > 1_000_000, "night 1 stored only {first} bytes");
+    // Most chunks change every night; stored whole they would cost about half of night 1. What a
+    // night costs depends on the repository's secret chunking seed and on the skip-delta
+    // generation (nights 3, 5 and 9 delta against older versions): over 16 repositories a night
+    // cost 15 KB to 118 KB, once 164 KB, against about 1.49 MB for night 1. So each night is
+    // bounded by a sixth of night 1, and the nine together by half of it.
     for (n, (_, dump, added)) in nights.iter().enumerate().skip(1) {
-        // Most chunks change every night; stored whole they would cost about half of night 1.
         assert!(
-            *added * 10 < first,
+            *added * 6 < first,
             "night {} stored {added} bytes against {first} for night 1 ({} byte dump)",
             n + 1,
             dump.len()
         );
     }
+    let later: u64 = nights.iter().skip(1).map(|(_, _, added)| added).sum();
+    assert!(
+        later * 2 < first,
+        "nights 2 to 10 stored {later} bytes against {first} for night 1"
+    );
     for (id, dump, _) in &nights {
         assert_restores(&env, id, dump);
     }
