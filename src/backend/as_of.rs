@@ -251,13 +251,7 @@ impl Backend for AsOfBackend {
         let end = offset
             .checked_add(len)
             .filter(|&end| end <= chosen.size)
-            .ok_or_else(|| {
-                Error::corrupted(format!(
-                    "{} {name} is too short for bytes {offset}..{} (truncated?)",
-                    kind.label(),
-                    offset.saturating_add(len)
-                ))
-            })?;
+            .ok_or_else(|| super::too_short(kind, name, Some(chosen.size), offset, len))?;
         let mut out = Vec::new();
         self.remote
             .read_version_into(kind, name, &chosen.version, offset..end, &mut out)?;
@@ -269,15 +263,6 @@ impl Backend for AsOfBackend {
     }
 
     fn write(&self, kind: ObjectKind, name: &str, _bytes: &[u8]) -> Result<()> {
-        Err(self.refused(&format!("write {} {name}", kind.label())))
-    }
-
-    fn write_owned(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        _bytes: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>> {
         Err(self.refused(&format!("write {} {name}", kind.label())))
     }
 

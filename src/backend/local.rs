@@ -292,11 +292,7 @@ impl Backend for LocalBackend {
             .map_err(|e| Error::io(ErrorKind::Backend, "cannot stat", &path, e))?
             .len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(Error::corrupted(format!(
-                "{} {name} is {size} bytes, too short for bytes {offset}..{} (truncated?)",
-                kind.label(),
-                offset.saturating_add(len)
-            )));
+            return Err(super::too_short(kind, name, Some(size), offset, len));
         }
         let mut out = vec![0u8; len as usize];
         file.seek(SeekFrom::Start(offset))

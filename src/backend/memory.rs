@@ -93,11 +93,7 @@ impl Backend for MemoryBackend {
         let size = bytes.len() as u64;
         match offset.checked_add(len) {
             Some(end) if end <= size => Ok(bytes[offset as usize..end as usize].to_vec()),
-            _ => Err(Error::corrupted(format!(
-                "{} {name} is {size} bytes, too short for bytes {offset}..{} (truncated?)",
-                kind.label(),
-                offset.saturating_add(len)
-            ))),
+            _ => Err(super::too_short(kind, name, Some(size), offset, len)),
         }
     }
 

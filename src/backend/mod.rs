@@ -139,6 +139,25 @@ pub(crate) fn too_large(kind: ObjectKind, name: &str, size: u64, max: u64) -> Er
     ))
 }
 
+/// The error for a ranged read past the end of an object (`size`, when known): a truncated or
+/// replaced object, or an index that names bytes it never held.
+pub(crate) fn too_short(
+    kind: ObjectKind,
+    name: &str,
+    size: Option<u64>,
+    offset: u64,
+    len: u64,
+) -> Error {
+    let size = size
+        .map(|s| format!(" is {s} bytes,"))
+        .unwrap_or_else(|| " is".into());
+    Error::corrupted(format!(
+        "{} {name}{size} too short for bytes {offset}..{} (truncated?)",
+        kind.label(),
+        offset.saturating_add(len)
+    ))
+}
+
 /// Every kind, in the order a copy must write them so that a reader never sees an object whose
 /// dependencies are missing: keys and config (the target becomes a repository), packs, index, then
 /// snapshots and WAL records (both name blobs only). Leases, pending-deletion and verification records

@@ -519,12 +519,10 @@ impl RemoteBackend {
                 .and_then(|r| r.read_into(buf, range.clone()))
         }) {
             Ok(_) if buf.len() as u64 == range.end - range.start => Ok(()),
-            Ok(_) => Err(Error::corrupted(format!(
-                "{} {name} (version {version}) is too short for bytes {}..{} (truncated?)",
-                kind.label(),
-                range.start,
-                range.end
-            ))),
+            Ok(_) => Err(
+                super::too_short(kind, name, None, range.start, range.end - range.start)
+                    .context(format!("version {version}")),
+            ),
             Err(e) if e.kind() == DalKind::NotFound => Err(self.missing(kind, name, &place)),
             Err(e) => Err(self.error(e, "cannot read", &place)),
         }
@@ -759,13 +757,7 @@ impl Backend for RemoteBackend {
 
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = object_path(kind, name)?;
-        let short = || {
-            Error::corrupted(format!(
-                "{} {name} is too short for bytes {offset}..{} (truncated?)",
-                kind.label(),
-                offset.saturating_add(len)
-            ))
-        };
+        let short = || super::too_short(kind, name, None, offset, len);
         let end = offset.checked_add(len).ok_or_else(short)?;
         if len == 0 {
             return Ok(Vec::new());
