@@ -63,14 +63,15 @@ pub struct RetentionArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum RetentionCommand {
     /// Extend the locks of every object a kept snapshot needs, as the keep policy says.
-    Extend(ExtendArgs),
+    Extend(PolicyArgs),
     /// Read the locks of every object a kept snapshot needs; exit 1 when one ends before it is
     /// needed.
-    Show(ExtendArgs),
+    Show(PolicyArgs),
 }
 
+/// The keep policy the locks follow, and how many requests go out at once.
 #[derive(clap::Args, Debug)]
-pub struct ExtendArgs {
+pub struct PolicyArgs {
     #[command(flatten)]
     pub keep: KeepPolicy,
     /// Group snapshots by these fields before applying the rules (as forget takes it).
@@ -83,33 +84,28 @@ pub struct ExtendArgs {
 
 pub fn run(global: &GlobalArgs, args: &RetentionArgs) -> Result<i32> {
     let repo = context::open_repository(global)?.into_indexed()?;
-    match &args.command {
-        RetentionCommand::Extend(a) => {
-            let report = extend(&repo, &a.keep, GroupBy::parse(&a.group_by)?, a.connections)?;
-            print_report(global, &report, "cannot extend")?;
-            Ok(if report.failed.is_empty() {
-                exit::OK
-            } else {
-                exit::ERROR
-            })
-        }
-        RetentionCommand::Show(a) => {
-            let plan = object_lock::plan(
-                &repo,
-                &a.keep,
-                GroupBy::parse(&a.group_by)?,
-                &system_local,
-                chrono::Utc::now(),
-            )?;
-            let report = object_lock::inspect(&repo, &plan, a.connections)?;
-            print_report(global, &report, "lock too short")?;
-            Ok(if report.failed.is_empty() {
-                exit::OK
-            } else {
-                exit::ERROR
-            })
-        }
-    }
+    let (a, extending) = match &args.command {
+        RetentionCommand::Extend(a) => (a, true),
+        RetentionCommand::Show(a) => (a, false),
+    };
+    let plan = object_lock::plan(
+        &repo,
+        &a.keep,
+        GroupBy::parse(&a.group_by)?,
+        &system_local,
+        chrono::Utc::now(),
+    )?;
+    let report = if extending {
+        object_lock::extend(&repo, &plan, a.connections)?
+    } else {
+        object_lock::inspect(&repo, &plan, a.connections)?
+    };
+    print_report(global, &report, extending)?;
+    Ok(if report.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
 }
 
 /// Plans and extends the locks of `repo`'s location by `keep`.
@@ -123,7 +119,7 @@ pub fn extend(
     Ok(object_lock::extend(repo, &plan, connections)?)
 }
 
-pub fn print_report(global: &GlobalArgs, report: &LockReport, failed_word: &str) -> Result<()> {
+pub fn print_report(global: &GlobalArgs, report: &LockReport, extending: bool) -> Result<()> {
     if global.json {
         return output::print_json(&report_json(report));
     }
@@ -142,6 +138,11 @@ pub fn print_report(global: &GlobalArgs, report: &LockReport, failed_word: &str)
                 .map_or_else(|| "none".to_string(), |t| t.to_rfc3339())
         );
     }
+    let failed_word = if extending {
+        "cannot extend"
+    } else {
+        "lock too short"
+    };
     for f in &report.failed {
         errln!("error: {failed_word}: {f}");
     }

@@ -189,7 +189,7 @@ fn extend_target_locks(
     let report =
         super::retention::extend(&repo, &args.keep, group_by, usize::from(args.connections))?;
     if !global.json {
-        super::retention::print_report(global, &report, "cannot extend")?;
+        super::retention::print_report(global, &report, true)?;
     }
     Ok(report)
 }
