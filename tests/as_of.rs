@@ -145,17 +145,7 @@ fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
 fn remote_on(moto: &Moto, test: &str) -> (Remote, String) {
     let bucket = format!("cairn-{test}-{}", std::process::id());
     moto.versioned_bucket(&bucket);
-    let var = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
-    let remote = Remote {
-        url: format!("s3://{bucket}/repo"),
-        options: Vec::new(),
-        vars: vec![
-            var("AWS_ACCESS_KEY_ID", "test"),
-            var("AWS_SECRET_ACCESS_KEY", "test"),
-            var("AWS_REGION", "us-east-1"),
-            var("AWS_ENDPOINT_URL", &moto.endpoint),
-        ],
-    };
+    let remote = offsite::moto_remote(&moto.endpoint, format!("s3://{bucket}/repo"));
     (remote, bucket)
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use cairn::backend::{self, Backend, BackendOptions, Location, ObjectKind, WRITE_ORDER};
 
-use crate::common::{self, offsite::Remote, server_var, Env};
+use crate::common::offsite::{self, Remote};
+use crate::common::{self, server_var, Env};
 
 /// A new bucket on moto for one test (with Object Lock, which also enables versioning, when
 /// `locked`), and the remote for a repository in it.
@@ -23,18 +24,18 @@ fn bucket(test: &str, locked: bool) -> Option<(Remote, String)> {
         curl.status().unwrap().success(),
         "cannot create bucket {name}"
     );
-    let var = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
-    let remote = Remote {
-        url: format!("s3://{name}/repo"),
-        options: Vec::new(),
-        vars: vec![
-            var("AWS_ACCESS_KEY_ID", "test"),
-            var("AWS_SECRET_ACCESS_KEY", "test"),
-            var("AWS_REGION", "us-east-1"),
-            var("AWS_ENDPOINT_URL", &endpoint),
-        ],
-    };
+    let remote = offsite::moto_remote(&endpoint, format!("s3://{name}/repo"));
     Some((remote, endpoint))
+}
+
+/// Lock settings as `init --lock-mode governance --lock-period 1d --lock-margin 1d` writes them.
+fn governance_for_a_day() -> cairn::backend::LockSettings {
+    cairn::backend::LockSettings::new(
+        cairn::backend::LockMode::Governance,
+        chrono::Duration::days(1),
+        chrono::Duration::days(1),
+    )
+    .unwrap()
 }
 
 /// The library's view of the remote, to read retentions as a third party would.
@@ -150,7 +151,7 @@ fn a_locked_repository_locks_what_it_writes_and_prune_waits_for_the_locks() {
     assert!(plan["delete"].to_string().contains(&held), "{plan}");
     assert!(b.size(ObjectKind::Pack, &held).is_err());
     r.on(&env, &["check", "--read-data"]).assert_success();
-    common::offsite::assert_remote_restores(&env, &r, &src, "restored");
+    offsite::assert_remote_restores(&env, &r, &src, "restored");
 }
 
 #[test]
@@ -305,15 +306,7 @@ fn forged_snapshot_times_push_no_real_snapshot_out_of_a_locked_repository() {
 fn the_signed_lock_requests_pass_a_server_that_verifies_signatures() {
     let env = Env::new();
     let server = crate::common::s3::S3Server::start(&env.path("s3"));
-    let r = Remote {
-        url: server.url("signed"),
-        options: Vec::new(),
-        vars: server
-            .env()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    };
+    let r = server.remote("signed");
     let out = r.on(
         &env,
         &["init", "--lock-mode", "governance", "--lock-period", "1d"],
@@ -322,12 +315,7 @@ fn the_signed_lock_requests_pass_a_server_that_verifies_signatures() {
     assert!(out.stderr.contains("Object Lock"), "{}", out.describe());
     assert!(!out.stderr.contains("Signature"), "{}", out.describe());
     r.on(&env, &["init"]).assert_success();
-    let settings = cairn::backend::LockSettings::new(
-        cairn::backend::LockMode::Governance,
-        chrono::Duration::days(1),
-        chrono::Duration::days(1),
-    )
-    .unwrap();
+    let settings = governance_for_a_day();
     common::write_file(
         &server.object_file("signed", "locking"),
         &settings.to_bytes(),
@@ -336,12 +324,62 @@ fn the_signed_lock_requests_pass_a_server_that_verifies_signatures() {
     common::write_file(&src.join("a.bin"), &common::random_bytes(5, 3 << 20));
     backup(&env, &r, &src);
     r.on(&env, &["check", "--read-data"]).assert_success();
-    common::offsite::assert_remote_restores(&env, &r, &src, "restored");
+    offsite::assert_remote_restores(&env, &r, &src, "restored");
     // Retention reads (HEAD) are signed too; s3s keeps no retention, so each reads as unlocked.
     let show = r.on(&env, &["retention", "show"]);
     show.assert_code(1);
     assert!(show.stderr.contains("not locked"), "{}", show.describe());
     assert!(!show.stderr.contains("Signature"), "{}", show.describe());
+}
+
+/// Extensions the storage refuses are failures, never a quiet success: s3s has no
+/// `PutObjectRetention` (501), so `retention extend` names every object it could not extend, and
+/// a sync into a locked target whose locks cannot be extended exits 1 though every object was
+/// copied.
+#[test]
+fn locks_that_cannot_be_extended_fail_the_extension_and_the_sync() {
+    let env = Env::new();
+    let server = crate::common::s3::S3Server::start(&env.path("s3"));
+    let r = server.remote("refusing");
+    env.init();
+    let src = env.path("src");
+    common::write_file(&src.join("a.bin"), &common::random_bytes(11, 1 << 20));
+    env.r_ok(&["-q", "backup", src.to_str().unwrap()]);
+    let local = env.root().join("repo");
+    r.sync(&env, &local, "--to", &[]).assert_success();
+    common::write_file(
+        &server.object_file("refusing", "locking"),
+        &governance_for_a_day().to_bytes(),
+    );
+    let out = r.on(&env, &["--json", "retention", "extend"]);
+    out.assert_code(1);
+    let report = out.json();
+    let failed = report["failed"].as_array().unwrap();
+    assert!(!failed.is_empty(), "{report}");
+    assert_eq!(
+        failed.len() as u64,
+        report["checked"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert_eq!(report["extended"].as_u64(), Some(0), "{report}");
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.as_str().unwrap().contains("does not support")),
+        "{report}"
+    );
+    // A new snapshot: copied, then its locks cannot be extended.
+    common::write_file(&src.join("b.bin"), &common::random_bytes(12, 1 << 20));
+    env.r_ok(&["-q", "backup", src.to_str().unwrap()]);
+    let sync = r.sync(&env, &local, "--to", &[]);
+    sync.assert_code(1);
+    let report = sync.json();
+    assert_eq!(report["complete"], true, "{report}");
+    assert!(
+        !report["locks"]["failed"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    offsite::assert_remote_restores(&env, &r, &src, "restored");
 }
 
 #[test]
@@ -375,7 +413,7 @@ fn sync_delete_leaves_locked_packs_until_their_locks_expire() {
     }
     let out = r.sync(&env, &local, "--to", &["--delete"]);
     out.assert_success();
-    let report = common::offsite::report(&out);
+    let report = offsite::report(&out);
     assert!(
         report["locked"]["objects"].as_u64().unwrap() >= 1,
         "{report}"
@@ -385,14 +423,14 @@ fn sync_delete_leaves_locked_packs_until_their_locks_expire() {
     std::thread::sleep(Duration::from_secs(8));
     let out = r.sync(&env, &local, "--to", &["--delete"]);
     out.assert_success();
-    let report = common::offsite::report(&out);
+    let report = offsite::report(&out);
     assert_eq!(report["locked"]["objects"].as_u64(), Some(0), "{report}");
     assert!(
         report["deleted"]["objects"].as_u64().unwrap() >= 1,
         "{report}"
     );
     assert!(b.list(ObjectKind::Pack).unwrap().len() < packs_before);
-    common::offsite::assert_remote_restores(&env, &r, &src, "restored");
+    offsite::assert_remote_restores(&env, &r, &src, "restored");
 }
 
 #[test]
@@ -492,12 +530,7 @@ fn an_init_stopped_after_writing_its_lock_settings_can_be_run_again() {
         return;
     };
     let env = Env::new();
-    let settings = cairn::backend::LockSettings::new(
-        cairn::backend::LockMode::Governance,
-        chrono::Duration::days(1),
-        chrono::Duration::days(1),
-    )
-    .unwrap();
+    let settings = governance_for_a_day();
     // What an init killed between its first write and its key file leaves.
     open(&r, &endpoint).enable_lock(&settings).unwrap();
     r.on(
@@ -508,7 +541,7 @@ fn an_init_stopped_after_writing_its_lock_settings_can_be_run_again() {
     let src = env.path("src");
     common::write_file(&src.join("a.bin"), &common::random_bytes(9, 1 << 20));
     backup(&env, &r, &src);
-    common::offsite::assert_remote_restores(&env, &r, &src, "restored");
+    offsite::assert_remote_restores(&env, &r, &src, "restored");
 }
 
 #[test]

@@ -13,18 +13,6 @@ use std::time::{Duration, Instant};
 use common::Env;
 use offsite::{report, Remote};
 
-fn remote(server: &s3::S3Server, prefix: &str) -> Remote {
-    Remote {
-        url: server.url(prefix),
-        options: Vec::new(),
-        vars: server
-            .env()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    }
-}
-
 /// A local repository with one backup of a tree of `megabytes` MiB in 1 MiB packs.
 fn local_repo(env: &Env, megabytes: usize) -> std::path::PathBuf {
     let src = offsite::make_tree(&env.root(), megabytes);
@@ -42,14 +30,14 @@ fn first_pack(server: &s3::S3Server, prefix: &str) -> std::path::PathBuf {
 fn repository_on_s3() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
-    offsite::repository_on_remote(&env, &remote(&server, "backups/repo"));
+    offsite::repository_on_remote(&env, &server.remote("backups/repo"));
 }
 
 #[test]
 fn sync_local_to_s3_and_back() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
-    offsite::sync_round_trip(&env, &remote(&server, "offsite"));
+    offsite::sync_round_trip(&env, &server.remote("offsite"));
 }
 
 #[test]
@@ -94,7 +82,7 @@ fn options_on_the_command_line_instead_of_the_environment() {
         out.describe()
     );
     // A location with no repository: exit 10, as for a local directory.
-    let empty = remote(&server, "nothing-here");
+    let empty = server.remote("nothing-here");
     empty
         .on(&env, &["snapshots"])
         .assert_code(common::exit::NO_REPO);
@@ -105,7 +93,7 @@ fn torn_and_damaged_target_objects_are_replaced() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
     let src = local_repo(&env, 3);
-    let r = remote(&server, "torn");
+    let r = server.remote("torn");
     report(&r.sync(&env, &env.repo, "--to", &[]));
 
     // A torn upload: the object exists but is short. A plain sync sees the size and replaces it.
@@ -133,7 +121,7 @@ fn a_killed_sync_resumes_and_never_shows_a_snapshot_early() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
     let src = local_repo(&env, 24);
-    let r = remote(&server, "killed");
+    let r = server.remote("killed");
     // 24 MiB at 4 MiB/s over one connection takes several seconds: kill it after the first packs land.
     let mut cmd = env.command();
     cmd.args([
@@ -197,7 +185,7 @@ fn a_flaky_server_is_carried_through_by_retries() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
     let src = offsite::make_tree(&env.root(), 3);
-    let r = remote(&server, "flaky");
+    let r = server.remote("flaky");
     // Every third request fails with 503 SlowDown: backup, sync, check and restore still complete.
     server.fail_every(3);
     r.on(&env, &["init", "--pack-size", "1"]).assert_success();
@@ -223,7 +211,7 @@ fn delete_removes_what_the_source_dropped_snapshots_first() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
     let src = local_repo(&env, 2);
-    let r = remote(&server, "mirror");
+    let r = server.remote("mirror");
     report(&r.sync(&env, &env.repo, "--to", &[]));
     // A second snapshot, synced, then dropped from the source (as `forget` would).
     common::write_file(&src.join("later.txt"), b"added later");
@@ -257,7 +245,7 @@ fn sync_refuses_a_different_repository_and_a_non_repository_source() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
     local_repo(&env, 1);
-    let other = remote(&server, "other");
+    let other = server.remote("other");
     other.on(&env, &["init"]).assert_success();
     let out = other.sync(&env, &env.repo, "--to", &[]);
     out.assert_code(common::exit::USAGE);
@@ -266,7 +254,7 @@ fn sync_refuses_a_different_repository_and_a_non_repository_source() {
         "{}",
         out.describe()
     );
-    let nothing = remote(&server, "nothing");
+    let nothing = server.remote("nothing");
     nothing
         .sync(&env, &env.repo.join("missing"), "--to", &[])
         .assert_code(common::exit::NO_REPO);
@@ -301,14 +289,14 @@ fn opendal_scheme_passes_options_through_and_keeps_the_layout() {
             format!("endpoint={}", server.endpoint()),
             "region=us-east-1".into(),
         ],
-        vars: remote(&server, "").vars,
+        vars: server.remote("").vars,
     };
     generic.on(&env, &["init"]).assert_success();
     generic
         .on(&env, &["backup", src.to_str().unwrap()])
         .assert_success();
     // The same repository through the s3:// form: same object names.
-    let same = remote(&server, "generic");
+    let same = server.remote("generic");
     assert_eq!(snapshot_count(&env, &same), 1);
 
     let dir = env.path("via-fs");
@@ -451,7 +439,7 @@ fn a_server_that_vanishes_mid_backup_is_retried_visibly_then_named() {
     let env = Env::new();
     let server = s3::S3Server::start(&env.path("s3"));
     let endpoint = server.endpoint();
-    let r = remote(&server, "vanish");
+    let r = server.remote("vanish");
     r.on(&env, &["init", "--pack-size", "1"]).assert_success();
 
     let mut cmd = env.command();
@@ -539,7 +527,7 @@ fn a_bucket_that_does_not_exist_is_named_on_open_and_on_init() {
     let r = Remote {
         url: "s3://nosuchbucket/x".into(),
         options: Vec::new(),
-        vars: remote(&server, "x").vars,
+        vars: server.remote("x").vars,
     };
     for command in ["snapshots", "init"] {
         let out = r.on(&env, &[command]);

@@ -64,17 +64,7 @@ fn webdav(test: &str) -> Option<Remote> {
 
 fn moto(test: &str) -> Option<Remote> {
     let endpoint = server_var("CAIRN_TEST_MOTO_ENDPOINT")?;
-    let var = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
-    Some(Remote {
-        url: unique("s3://cairn", test),
-        options: Vec::new(),
-        vars: vec![
-            var("AWS_ACCESS_KEY_ID", "test"),
-            var("AWS_SECRET_ACCESS_KEY", "test"),
-            var("AWS_REGION", "us-east-1"),
-            var("AWS_ENDPOINT_URL", &endpoint),
-        ],
-    })
+    Some(offsite::moto_remote(&endpoint, unique("s3://cairn", test)))
 }
 
 /// The backend contract, through the library, with the remote's options (environment via `-o`).

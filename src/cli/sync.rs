@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use cairn::backend::Backend;
+use cairn::ops::object_lock::LockReport;
 use cairn::sync::{self, SyncOptions, SyncPlan, SyncProgress, SyncReport};
 
 use super::{context, exit, output, progress, GlobalArgs};
@@ -84,10 +85,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> Result<i32> {
 
 /// [`run`], and the report of the lock extension when the target is locked (for `cairn run`'s
 /// offsite step, which records it for `status`).
-pub fn run_with_locks(
-    global: &GlobalArgs,
-    args: &SyncArgs,
-) -> Result<(i32, Option<cairn::ops::object_lock::LockReport>)> {
+pub fn run_with_locks(global: &GlobalArgs, args: &SyncArgs) -> Result<(i32, Option<LockReport>)> {
     let connections = usize::from(args.connections);
     let (repo_path, _) = context::repo_location(global);
     let open = |path: &PathBuf,
@@ -135,7 +133,6 @@ pub fn run_with_locks(
     let bar = SyncBar(progress::byte_bar(progress::wanted(global), 0));
     let report = sync::execute(source.as_ref(), target.as_ref(), &plan, &options, &bar)?;
     bar.0.finish_and_clear();
-    print_report(global, &report, source.location(), target.location())?;
     let locks = if report.complete && target.lock_settings()?.is_some() {
         Some(extend_target_locks(
             global,
@@ -145,6 +142,13 @@ pub fn run_with_locks(
     } else {
         None
     };
+    print_report(
+        global,
+        &report,
+        locks.as_ref(),
+        source.location(),
+        target.location(),
+    )?;
     let locks_failed = locks.as_ref().is_some_and(|l| !l.failed.is_empty());
     let code = if !report.complete || locks_failed {
         exit::ERROR
@@ -170,7 +174,7 @@ fn extend_target_locks(
     global: &GlobalArgs,
     args: &SyncArgs,
     (location, peer): &(PathBuf, bool),
-) -> Result<cairn::ops::object_lock::LockReport> {
+) -> Result<LockReport> {
     let options = if *peer {
         &args.peer_options
     } else {
@@ -186,12 +190,7 @@ fn extend_target_locks(
     let repo = cairn::Repository::open(backend, &password, &context::cache_root(global))?
         .into_indexed()?;
     let group_by = cairn::ops::forget::GroupBy::default();
-    let report =
-        super::retention::extend(&repo, &args.keep, group_by, usize::from(args.connections))?;
-    if !global.json {
-        super::retention::print_report(global, &report, true)?;
-    }
-    Ok(report)
+    super::retention::extend(&repo, &args.keep, group_by, usize::from(args.connections))
 }
 
 /// Keeps the target's copy of every pack the source lost (its index still names it): only packs
@@ -284,12 +283,25 @@ fn print_plan(global: &GlobalArgs, plan: &SyncPlan, delete: bool) -> Result<i32>
     Ok(exit::OK)
 }
 
-fn print_report(global: &GlobalArgs, report: &SyncReport, from: String, to: String) -> Result<()> {
+/// The copy's report, and on a locked target the extension's (`locks`).
+fn print_report(
+    global: &GlobalArgs,
+    report: &SyncReport,
+    locks: Option<&LockReport>,
+    from: String,
+    to: String,
+) -> Result<()> {
     if global.json {
         let mut value = serde_json::to_value(report)?;
         value["source"] = from.into();
         value["target"] = to.into();
+        if let Some(locks) = locks {
+            value["locks"] = super::retention::report_json(locks);
+        }
         return output::print_json(&value);
+    }
+    if let Some(locks) = locks {
+        super::retention::print_report(global, locks, true)?;
     }
     for e in &report.errors {
         errln!("error: {e}");

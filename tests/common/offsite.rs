@@ -51,6 +51,22 @@ impl Remote {
     }
 }
 
+/// A repository at `url` (`s3://BUCKET/PREFIX`) on the moto_server at `endpoint`, which takes any
+/// credentials.
+pub fn moto_remote(endpoint: &str, url: String) -> Remote {
+    let var = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+    Remote {
+        url,
+        options: Vec::new(),
+        vars: vec![
+            var("AWS_ACCESS_KEY_ID", "test"),
+            var("AWS_SECRET_ACCESS_KEY", "test"),
+            var("AWS_REGION", "us-east-1"),
+            var("AWS_ENDPOINT_URL", endpoint),
+        ],
+    }
+}
+
 /// A small tree with files that span several chunks and packs, an empty file and a nested directory.
 pub fn make_tree(root: &Path, megabytes: usize) -> PathBuf {
     let src = root.join("src");

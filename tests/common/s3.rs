@@ -112,6 +112,19 @@ impl S3Server {
         self.fail_every.store(n, Ordering::Relaxed);
     }
 
+    /// A repository location on this server below `prefix`, with its credentials.
+    pub fn remote(&self, prefix: &str) -> crate::common::offsite::Remote {
+        crate::common::offsite::Remote {
+            url: self.url(prefix),
+            options: Vec::new(),
+            vars: self
+                .env()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
+
     /// The environment a cairn process needs to reach this server.
     pub fn env(&self) -> Vec<(&'static str, Option<String>)> {
         vec![
