@@ -69,6 +69,7 @@ fn snapshot(repo: &IndexedRepository, root: TreeId, summary: Summary) -> String 
         summary,
         repaired_from: None,
         postgres: None,
+        job: None,
     };
     repo.repo().save_snapshot(&snap).unwrap().to_hex()
 }

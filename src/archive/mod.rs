@@ -43,6 +43,8 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Tags recorded.
     pub tags: Vec<String>,
+    /// The plan job recorded (`--job`); the parent is then the latest snapshot of that job.
+    pub job: Option<String>,
     /// Entries to leave out by path.
     pub excludes: ExcludeMatcher,
     /// Directories holding one of these files are left out whole (`--exclude-caches`,
@@ -430,6 +432,7 @@ fn backup_leased(
         summary,
         repaired_from: None,
         postgres: None,
+        job: options.job.clone(),
     };
     if let Some(hook) = &options.before_snapshot {
         (hook.0)(repo, &mut snapshot)?;
@@ -474,7 +477,7 @@ fn find_parent(
         .0
         .into_iter()
         .rev()
-        .find(|(_, s)| s.host == host && s.paths == paths))
+        .find(|(_, s)| s.host == host && s.paths == paths && s.job == options.job))
 }
 
 fn now_timestamp() -> Timestamp {

@@ -84,6 +84,10 @@ pub struct BackupArgs {
     /// Host name to record (default: this machine's).
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// Record the snapshot as one of this plan job's (`[[job]] name`): its retention, status and
+    /// drill then count it, and its parent is that job's latest snapshot.
+    #[arg(long, value_name = "NAME", value_parser = parse_job_name)]
+    pub job: Option<String>,
     /// Back up the paths listed in FILE, one per line (blank lines and `#` comments skipped,
     /// surrounding blanks trimmed; `-` reads standard input); repeatable, adds to PATH arguments.
     #[arg(long, value_name = "FILE")]
@@ -156,6 +160,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
     let mut options = BackupOptions {
         host: args.host.clone(),
         tags: args.tags.clone(),
+        job: args.job.clone(),
         one_file_system: args.one_file_system,
         time: args.time.as_deref().map(parse_point_in_time).transpose()?,
         dry_run: args.dry_run,
@@ -421,5 +426,16 @@ fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String>
             "{text:?}: a timeout of zero would stop every command at once"
         )),
         d => Ok(d),
+    }
+}
+
+/// A job name as `--job` takes it: what `[[job]] name` allows.
+fn parse_job_name(text: &str) -> std::result::Result<String, String> {
+    if cairn::plan::valid_job_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?}: a job name is 1 to 64 letters, digits, - and _"
+        ))
     }
 }

@@ -68,6 +68,9 @@ pub struct DrillArgs {
     pub plan: PlanFileArg,
     #[command(flatten)]
     pub filter: super::selection::FilterArgs,
+    /// The clock of the drill (`cairn run --now`): when it starts, against which the RPO is judged.
+    #[arg(skip)]
+    pub now: Option<chrono::DateTime<Utc>>,
 }
 
 impl Default for DrillArgs {
@@ -87,6 +90,7 @@ impl Default for DrillArgs {
             recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
             plan: PlanFileArg::default(),
             filter: Default::default(),
+            now: None,
         }
     }
 }
@@ -104,7 +108,11 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
     if let Some((path, plan)) = &plan {
         let state_file = state_path(plan, path)?;
         let mut state = State::load(&state_file)?;
-        state.note("drill", attempt.clone());
+        let key = match args.filter.job.as_deref().and_then(|j| plan.job(j)) {
+            Some(job) => job.key("drill"),
+            None => "drill".into(),
+        };
+        state.note(&key, attempt.clone());
         state.save(&state_file)?;
     }
     Ok(attempt.exit_code)
@@ -113,7 +121,8 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<i32> {
 /// Runs a drill and prints its report; the attempt (exit code, report as details) is for the
 /// plan's state file. `cairn run` calls this for its drill step.
 pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Attempt {
-    let started = Utc::now();
+    let started = args.now.unwrap_or_else(Utc::now);
+    let clock = std::time::Instant::now();
     let plan_pitr = plan
         .and_then(|p| p.drill.as_ref())
         .and_then(|d| d.pitr.as_deref());
@@ -167,7 +176,7 @@ pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>)
     };
     Attempt {
         started,
-        duration_secs: (Utc::now() - started).num_milliseconds() as f64 / 1000.0,
+        duration_secs: clock.elapsed().as_secs_f64(),
         outcome,
         exit_code: code,
         message,
@@ -176,8 +185,14 @@ pub fn drill_attempt(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>)
 }
 
 fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Result<DrillReport> {
-    // The plan's drill, with what the command line says on top.
-    let mut options = cairn::plan::steps::drill_options(plan)?;
+    // The plan's drill (its job's, with --job), with what the command line says on top.
+    let job = match (plan, args.filter.job.as_deref()) {
+        (Some(p), Some(name)) => Some(p.job(name).ok_or_else(|| {
+            cairn::Error::invalid_input(format!("--job {name}: the plan has no such job"))
+        })?),
+        _ => None,
+    };
+    let mut options = cairn::plan::steps::drill_options(plan, job.as_ref())?;
     match (&args.random_within, &args.snapshot) {
         (Some(span), _) => {
             options.choice =
@@ -209,7 +224,9 @@ fn drill_once(global: &GlobalArgs, args: &DrillArgs, plan: Option<&Plan>) -> Res
     options.max_rto = span_arg(&args.max_rto)?.or(options.max_rto);
     options.max_rpo = span_arg(&args.max_rpo)?.or(options.max_rpo);
     let repo = context::open_repository(global)?.into_indexed()?;
-    let chosen = drill::choose_snapshot(&repo, &options.choice, &options.filter, Utc::now())?;
+    let now = args.now.unwrap_or_else(Utc::now);
+    options.now = Some(now);
+    let chosen = drill::choose_snapshot(&repo, &options.choice, &options.filter, now)?;
     if !global.quiet && !global.json {
         errln!(
             "drilling snapshot {} of {} ({})",
@@ -315,7 +332,7 @@ fn pitr_once(
     plan: Option<&Plan>,
     pitr: &str,
 ) -> Result<PitrDrillReport> {
-    let plan_options = cairn::plan::steps::drill_options(plan)?;
+    let plan_options = cairn::plan::steps::drill_options(plan, None)?;
     let target = super::pg::parse_target(pitr)?;
     // The plan's `[drill] checks` (its dumps' `verify` checks a restored file, which a PITR
     // drill has none of), then the command line's.

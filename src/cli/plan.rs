@@ -45,7 +45,8 @@ pub enum PlanCommand {
 pub struct SystemdArgs {
     #[command(flatten)]
     pub plan: PlanFileArg,
-    /// When the timer fires (a systemd calendar expression).
+    /// When the timer fires (a systemd calendar expression) for a plan without jobs; with jobs,
+    /// the timer fires at each job's schedule, and at WHEN for jobs whose span fits no calendar.
     #[arg(long, default_value = "*-*-* 02:00", value_name = "WHEN")]
     pub on_calendar: String,
     /// Write cairn.service and cairn.timer into this directory instead of printing them.
@@ -82,10 +83,12 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<i32> {
             Ok(exit::OK)
         }
         PlanCommand::Systemd(a) => {
-            let (path, _) = a.plan.required()?;
+            let (path, plan) = a.plan.required()?;
             let path = std::path::absolute(&path)?;
             let cairn = std::env::current_exe()?;
-            let (service, timer) = cairn::plan::systemd_units(&cairn, &path, &a.on_calendar);
+            let calendars = cairn::plan::systemd_calendars(&plan, &a.on_calendar);
+            let (service, timer) =
+                cairn::plan::systemd_units(&cairn, &path, &calendars, !plan.jobs.is_empty());
             match &a.write {
                 Some(dir) => {
                     for (name, text) in [("cairn.service", &service), ("cairn.timer", &timer)] {

@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 
 use cairn::plan::run::{RunOptions, StepEnd, StepRunner};
-use cairn::plan::{self, Outcome, Plan, ScheduledStep, State, Step};
+use cairn::plan::{self, Job, Outcome, Plan, ScheduledStep, Selection, State, Step};
 use cairn::process::run::CommandRun;
 
 use super::planned::{global_for, state_path, PlanFileArg};
@@ -22,6 +23,8 @@ Examples:
   cairn run --dry-run                         # what would run, and why
   cairn run --only backup,offsite --force     # these steps now, due or not
   cairn run --only postgres --force           # a PostgreSQL base backup now ([postgres])
+  cairn run --job db --force                  # the [[job]] named db now, due or not
+  cairn run --now '2026-12-08 03:00' --dry-run   # what a run at that time would do
   cairn run --plan /etc/cairn/db.toml --json
 Exit code: 0 when every step that ran succeeded (or a before hook exited 75 to skip the run);
 otherwise the exit code of the first step that failed (see `cairn --help`).";
@@ -30,9 +33,17 @@ otherwise the exit code of the first step that failed (see `cairn --help`).";
 pub struct RunArgs {
     #[command(flatten)]
     pub plan: PlanFileArg,
-    /// Run only these steps (comma-separated: backup,postgres,retention,check,offsite,drill).
+    /// Run only these steps (comma-separated: backup,postgres,retention,prune,check,offsite,drill).
     #[arg(long, value_name = "STEPS", value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Run only these jobs' steps (comma-separated `[[job]]` names); the plan's own steps
+    /// (check, offsite...) still run when due.
+    #[arg(long = "job", value_name = "NAMES", value_delimiter = ',')]
+    pub jobs: Vec<String>,
+    /// Run as if it were TIME: schedules, attempt times and snapshot times follow this clock
+    /// (for trying a plan's schedules, and for tests); e.g. "2026-12-08 03:00" (local time).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
     /// Run the selected steps even when not due.
     #[arg(long)]
     pub force: bool,
@@ -56,11 +67,20 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         .map(|s| Step::parse(s))
         .collect::<cairn::Result<_>>()?;
     let state_file = state_path(&plan, &plan_path)?;
+    let now = args
+        .now
+        .as_deref()
+        .map(cairn::repo::select::parse_point_in_time)
+        .transpose()?;
     let options = RunOptions {
         plan_path: &plan_path,
         state_file: &state_file,
-        only,
-        force: args.force,
+        selection: Selection {
+            only,
+            jobs: args.jobs.iter().map(|j| j.trim().to_string()).collect(),
+            force: args.force,
+        },
+        now,
     };
     // Steps print their usual output; with --json only the run's report goes to stdout.
     let mut step_global = global_for(global, &plan);
@@ -103,14 +123,17 @@ struct Runner<'a> {
 }
 
 impl StepRunner for Runner<'_> {
-    fn run_step(&mut self, step: Step, key: &str) -> StepEnd {
+    fn run_step(&mut self, scheduled: &ScheduledStep, now: DateTime<Utc>) -> StepEnd {
+        let (step, key) = (scheduled.step, scheduled.key.as_str());
+        let job = self.job(scheduled);
         let result = match step {
-            Step::Backup => backup_step::run(&self.step_global, self.plan),
+            Step::Backup => backup_step::run(&self.step_global, &job, now),
             Step::Postgres => backup_step::postgres(&self.step_global, self.plan),
-            Step::Retention => self.retention(),
+            Step::Retention => self.retention(&job),
+            Step::Prune => self.prune(),
             Step::Check => self.check(),
             Step::Offsite => self.offsite(key.trim_start_matches("offsite.")),
-            Step::Drill => self.drill(),
+            Step::Drill => self.drill(&job, now),
         };
         let (outcome, r) = match result {
             Ok(r) if r.code == exit::OK => (Outcome::Ok, r),
@@ -157,6 +180,15 @@ impl StepRunner for Runner<'_> {
 }
 
 impl Runner<'_> {
+    /// The job a step belongs to: its `[[job]]`, else the plan's unnamed job.
+    fn job(&self, scheduled: &ScheduledStep) -> Job<'_> {
+        scheduled
+            .job
+            .as_deref()
+            .and_then(|name| self.plan.job(name))
+            .unwrap_or_else(|| Job::unnamed_of(self.plan))
+    }
+
     fn print_dry_run(&self, todo: &[ScheduledStep], state_file: &std::path::Path) -> Result<i32> {
         if self.global.json {
             let steps: Vec<_> = todo
@@ -174,14 +206,52 @@ impl Runner<'_> {
         Ok(exit::OK)
     }
 
-    /// The plan's `[retention]`: the same forget (and prune) as the command, with the rules the
-    /// plan gives, as one typed request.
-    fn retention(&self) -> Result<StepResult> {
-        let r = self
-            .plan
-            .retention
-            .as_ref()
-            .context("no [retention] in the plan")?;
+    /// A job's `[job.retention]` (its snapshots only, no prune: the run's prune step follows),
+    /// or the plan's `[retention]`: the same forget (and prune) as the command, with the rules
+    /// the plan gives, as one typed request. With jobs, the plan's rules forget only snapshots
+    /// of no job.
+    fn retention(&self, job: &Job<'_>) -> Result<StepResult> {
+        let (r, filter, prune) = match job.name {
+            Some(name) => (
+                job.retention.context("the job has no retention")?,
+                cairn::repo::JobFilter::Named(name.to_string()),
+                false,
+            ),
+            None => {
+                let r = self
+                    .plan
+                    .retention
+                    .as_ref()
+                    .context("no [retention] in the plan")?;
+                let filter = if self.plan.jobs.is_empty() {
+                    cairn::repo::JobFilter::Any
+                } else {
+                    cairn::repo::JobFilter::NoJob
+                };
+                (r, filter, r.prune && self.plan.jobs.is_empty())
+            }
+        };
+        let tuning = self.prune_tuning()?;
+        let request = super::forget::ForgetRequest {
+            policy: r.keep.clone(),
+            group_by: r.group_by()?,
+            filter: cairn::SnapshotFilter {
+                job: filter,
+                ..Default::default()
+            },
+            dry_run: false,
+            allow_remove_all: false,
+            prune: prune.then_some(&tuning),
+        };
+        Ok(StepResult {
+            code: super::forget::forget(&self.step_global, &request)?,
+            message: None,
+            details: serde_json::json!({ "job": job.name, "prune": prune }),
+        })
+    }
+
+    /// The prune options of the plan: WAL kept per `[postgres] keep_wal_within`.
+    fn prune_tuning(&self) -> Result<super::prune::PruneTuning> {
         let mut tuning = super::prune::PruneTuning::default();
         if let Some(within) = self
             .plan
@@ -192,18 +262,21 @@ impl Runner<'_> {
             tuning.keep_wal_within =
                 Some(cairn::units::parse_time_span(within).map_err(cairn::Error::invalid_input)?);
         }
-        let request = super::forget::ForgetRequest {
-            policy: r.keep.clone(),
-            group_by: r.group_by()?,
-            filter: cairn::SnapshotFilter::default(),
-            dry_run: false,
-            allow_remove_all: false,
-            prune: r.prune.then_some(&tuning),
-        };
+        Ok(tuning)
+    }
+
+    /// The prune after the jobs' retention.
+    fn prune(&self) -> Result<StepResult> {
+        let repo = super::context::open_repository(&self.step_global)?;
         Ok(StepResult {
-            code: super::forget::forget(&self.step_global, &request)?,
+            code: super::prune::prune_repository(
+                &self.step_global,
+                &self.prune_tuning()?,
+                false,
+                repo,
+            )?,
             message: None,
-            details: serde_json::json!({ "prune": r.prune }),
+            details: serde_json::Value::Null,
         })
     }
 
@@ -255,12 +328,13 @@ impl Runner<'_> {
         })
     }
 
-    fn drill(&self) -> Result<StepResult> {
-        let a = drill::drill_attempt(
-            &self.step_global,
-            &drill::DrillArgs::default(),
-            Some(self.plan),
-        );
+    fn drill(&self, job: &Job<'_>, now: DateTime<Utc>) -> Result<StepResult> {
+        let mut args = drill::DrillArgs {
+            now: Some(now),
+            ..Default::default()
+        };
+        args.filter.job = job.name.map(String::from);
+        let a = drill::drill_attempt(&self.step_global, &args, Some(self.plan));
         Ok(StepResult {
             code: a.exit_code,
             message: a.message,

@@ -20,6 +20,9 @@ pub struct FilterArgs {
     /// "2026-01-23 14:30 +01:00", "2026-01-23" (end of that day).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// Only snapshots of this plan job (`[[job]] name`).
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
 }
 
 impl FilterArgs {
@@ -39,6 +42,10 @@ impl FilterArgs {
                 .collect(),
             paths: self.paths.clone(),
             at: self.at.as_deref().map(parse_point_in_time).transpose()?,
+            job: match &self.job {
+                Some(name) => cairn::repo::JobFilter::Named(name.clone()),
+                None => cairn::repo::JobFilter::Any,
+            },
         })
     }
 }

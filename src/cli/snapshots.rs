@@ -30,6 +30,7 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
                     "program_version": s.program_version,
                     "summary": s.summary,
                     "postgres": s.postgres,
+                    "job": s.job,
                 })
             })
             .collect();
@@ -38,21 +39,32 @@ pub fn run(global: &GlobalArgs, args: &SnapshotsArgs) -> Result<i32> {
     }
     // The snapshot's size (what a restore writes) and what it added to the repository: the bytes
     // read say nothing of an unchanged snapshot, which reads nothing.
+    // A job column only where jobs exist, so plans without jobs list as they always did.
+    let jobs = snapshots.iter().any(|(_, s)| s.job.is_some());
+    let job_cell = |job: &str| {
+        if jobs {
+            format!("{job:<12}  ")
+        } else {
+            String::new()
+        }
+    };
     outln!(
-        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {:>10}  paths",
+        "{:<8}  {:<19}  {:<16}  {}{:<12}  {:>10}  {:>10}  paths",
         "id",
         "time",
         "host",
+        job_cell("job"),
         "tags",
         "size",
         "added"
     );
     for (id, s) in &snapshots {
         outln!(
-            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {:>10}  {}",
+            "{:<8}  {:<19}  {:<16}  {}{:<12}  {:>10}  {:>10}  {}",
             id.short(),
             output::local_time(s),
             s.host,
+            job_cell(s.job.as_deref().unwrap_or("-")),
             s.tags.join(","),
             s.summary
                 .total_bytes

@@ -20,6 +20,7 @@ Examples:
   cairn status --format nagios --warn-age 26h --crit-age 50h --min-size 1G
   cairn status --offline --format nagios         # from the plan's state file, without the password
   cairn status --format prometheus > /var/lib/node_exporter/textfile/cairn.prom
+  cairn status --job db --format nagios          # one job of the plan against its own objectives
 Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the repository or state file could not be read).";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,12 @@ pub struct StatusArgs {
     /// The state file to read (default: the plan's).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// Only what concerns this plan job (`[[job]] name`): its snapshots and its steps.
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// Judge as if it were TIME (as `cairn run --now`), e.g. "2026-12-08 09:00".
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
     #[command(flatten)]
     pub plan: PlanFileArg,
 }
@@ -76,7 +83,10 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<i32> {
         args.format
     };
     let (report, state) = match gather(global, args) {
-        Ok(found) => found,
+        Ok((report, state)) => match &args.job {
+            Some(job) => (only_job(report, job), state),
+            None => (report, state),
+        },
         Err(e) => (StatusReport::unknown("status", format!("{e:#}")), None),
     };
     match format {
@@ -104,7 +114,19 @@ fn gather(global: &GlobalArgs, args: &StatusArgs) -> Result<(StatusReport, Optio
     let offsite: Vec<String> = plan_ref
         .map(|p| p.offsite.iter().map(|o| o.name.clone()).collect())
         .unwrap_or_default();
-    let now = Utc::now();
+    let now = match &args.now {
+        Some(t) => cairn::repo::select::parse_point_in_time(t)?,
+        None => Utc::now(),
+    };
+    if let (Some(job), Some((path, p))) = (&args.job, &plan) {
+        if p.job(job).is_none() {
+            return Err(cairn::Error::invalid_input(format!(
+                "--job {job}: the plan {} has no such job",
+                path.display()
+            ))
+            .into());
+        }
+    }
     if args.offline {
         let state = state.ok_or_else(|| {
             cairn::Error::invalid_input(
@@ -171,7 +193,7 @@ fn thresholds(args: &StatusArgs, plan: Option<&Plan>) -> Result<Thresholds> {
         .map(Plan::age_thresholds)
         .unwrap_or((cairn::plan::DEFAULT_WARN_AGE, cairn::plan::DEFAULT_CRIT_AGE));
     let m = plan.map(|p| p.monitor.clone()).unwrap_or_default();
-    let th = Thresholds {
+    let mut th = Thresholds {
         warn_age: span(&args.warn_age)?.unwrap_or(plan_warn),
         crit_age: span(&args.crit_age)?.unwrap_or(plan_crit),
         min_size: match &args.min_size {
@@ -192,7 +214,23 @@ fn thresholds(args: &StatusArgs, plan: Option<&Plan>) -> Result<Thresholds> {
                 span_of(&pg.crit_age).unwrap_or(plan_crit),
             )
         }),
+        jobs: Default::default(),
     };
+    if let Some(plan) = plan {
+        for job in &plan.jobs {
+            let m = job.monitor.clone().unwrap_or_default();
+            let (warn_age, crit_age) = plan.job_age_thresholds(job.monitor.as_ref());
+            th.jobs.insert(
+                job.name.clone(),
+                monitor::JobThresholds {
+                    warn_age,
+                    crit_age,
+                    min_size: size_of(&m.min_size).unwrap_or(th.min_size),
+                    max_shrink: m.max_shrink.or(th.max_shrink),
+                },
+            );
+        }
+    }
     if let Some(p) = th.max_shrink.filter(|p| !(0.0..=100.0).contains(p)) {
         return Err(cairn::Error::invalid_input(format!(
             "--max-shrink {p}: a percentage from 0 to 100"
@@ -205,4 +243,26 @@ fn thresholds(args: &StatusArgs, plan: Option<&Plan>) -> Result<Thresholds> {
         );
     }
     Ok(th)
+}
+
+/// The report cut to one job: its findings and its metrics, and the level they make.
+fn only_job(mut report: StatusReport, job: &str) -> StatusReport {
+    report.findings.retain(|f| f.job.as_deref() == Some(job));
+    let tag = format!("job_{}", monitor::metric_tag(job));
+    report
+        .metrics
+        .retain(|m| m.label.contains(&format!("{tag}_")) || m.label.ends_with(&tag));
+    if report.findings.is_empty() {
+        report.findings.push(monitor::Finding {
+            subject: format!("job {job}"),
+            level: monitor::Level::Critical,
+            message: "no snapshot of this job and no record of its steps".into(),
+            job: Some(job.to_string()),
+        });
+    }
+    report.level = report
+        .findings
+        .iter()
+        .fold(monitor::Level::Ok, |l, f| l.worst(f.level));
+    report
 }

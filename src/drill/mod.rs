@@ -99,6 +99,8 @@ pub struct DrillOptions {
     pub max_rto: Option<Duration>,
     /// Oldest acceptable snapshot.
     pub max_rpo: Option<Duration>,
+    /// When the drill starts, for its RPO (default: now; `cairn run --now` sets it).
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// How a drill ended.
@@ -240,7 +242,7 @@ pub fn drill(
     options: &DrillOptions,
     progress: &dyn RestoreProgress,
 ) -> Result<DrillReport> {
-    let started = Utc::now();
+    let started = options.now.unwrap_or_else(Utc::now);
     let snapshot_time = DateTime::parse_from_rfc3339(&snapshot.time)
         .map_err(|e| Error::corrupted(format!("snapshot {}: bad time: {e}", id.short())))?
         .with_timezone(&Utc);

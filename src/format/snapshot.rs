@@ -114,6 +114,10 @@ pub struct Snapshot {
     /// files PostgreSQL gave to recover it. Absent in every other snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PgBackup>,
+    /// The plan job that wrote it (`[[job]] name`): its retention, status and drill consider only
+    /// its own snapshots. Absent for snapshots of no job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// What a PostgreSQL base backup needs besides its files (FORMAT.md §10, §16).
@@ -233,6 +237,7 @@ mod tests {
             summary: Summary::default(),
             repaired_from: None,
             postgres: None,
+            job: None,
         };
         let bytes = snap.encode(&key).unwrap();
         assert_eq!(Snapshot::decode(&key, &bytes).unwrap(), snap);
@@ -256,6 +261,7 @@ mod tests {
             summary: Summary::default(),
             repaired_from: None,
             postgres: None,
+            job: None,
         };
         // Snapshots written before the field existed have no such key and stay readable.
         let body = serde_json::to_vec(&snap).unwrap();

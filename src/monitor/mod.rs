@@ -97,6 +97,21 @@ pub struct Thresholds {
     /// The WARNING and CRITICAL ages of a group of PostgreSQL base backups, when they differ
     /// from `warn_age` and `crit_age` (`[postgres] warn_age`, `crit_age`).
     pub base_backup_ages: Option<(Duration, Duration)>,
+    /// The plan's jobs, each with its own objectives (`[job.monitor]`, else the values above).
+    pub jobs: BTreeMap<String, JobThresholds>,
+}
+
+/// What one job's newest snapshot is held to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobThresholds {
+    /// Older: WARNING (the recovery point objective).
+    pub warn_age: Duration,
+    /// Older: CRITICAL.
+    pub crit_age: Duration,
+    /// Smaller: CRITICAL.
+    pub min_size: u64,
+    /// Smaller than the previous by more than this percentage: WARNING.
+    pub max_shrink: Option<f64>,
 }
 
 /// The newest snapshots of one group (same host and paths).
@@ -119,6 +134,9 @@ pub struct GroupFacts {
     pub previous_bytes: Option<u64>,
     /// Its newest snapshot is a PostgreSQL base backup.
     pub base_backup: bool,
+    /// The plan job whose snapshots these are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// One judged fact.
@@ -130,6 +148,9 @@ pub struct Finding {
     pub level: Level,
     /// Why, in a sentence.
     pub message: String,
+    /// The plan job it is about, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// A number for graphs (nagios perfdata, JSON).
@@ -170,6 +191,7 @@ impl StatusReport {
                 subject: "status".into(),
                 level: Level::Unknown,
                 message,
+                job: None,
             }],
             metrics: Vec::new(),
         }
@@ -179,23 +201,47 @@ impl StatusReport {
 /// Groups snapshots by host and paths and takes the newest two of each.
 pub fn groups_from_snapshots(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<GroupFacts> {
     type Dated<'a> = (DateTime<Utc>, &'a SnapshotId, &'a Snapshot);
-    let mut groups: BTreeMap<(String, Vec<String>), Vec<Dated<'_>>> = BTreeMap::new();
+    // A job's snapshots are one group per host whatever their paths: the job is the unit its
+    // objectives speak of. Other snapshots group by host and paths.
+    let mut groups: BTreeMap<(Option<String>, String, Vec<String>), Vec<Dated<'_>>> =
+        BTreeMap::new();
     for (id, s) in snapshots {
         let Ok(time) = DateTime::parse_from_rfc3339(&s.time) else {
             continue;
         };
+        let paths = if s.job.is_some() {
+            Vec::new()
+        } else {
+            s.paths.clone()
+        };
         groups
-            .entry((s.host.clone(), s.paths.clone()))
+            .entry((s.job.clone(), s.host.clone(), paths))
             .or_default()
             .push((time.with_timezone(&Utc), id, s));
     }
+    let hosts_of = |job: &str| {
+        groups
+            .keys()
+            .filter(|(j, _, _)| j.as_deref() == Some(job))
+            .count()
+    };
+    let labels: Vec<String> = groups
+        .keys()
+        .map(|(job, host, paths)| match job {
+            Some(j) if hosts_of(j) > 1 => format!("{j}@{host}"),
+            Some(j) => j.clone(),
+            None => format!("{host}:{}", paths.join(",")),
+        })
+        .collect();
     groups
         .into_iter()
-        .map(|((host, paths), mut list)| {
+        .zip(labels)
+        .map(|(((job, _, _), mut list), label)| {
             list.sort_by_key(|(t, _, _)| std::cmp::Reverse(*t));
             let (time, id, newest) = list[0];
             GroupFacts {
-                label: format!("{host}:{}", paths.join(",")),
+                job,
+                label,
                 snapshots: list.len(),
                 newest_id: Some(id.to_hex()),
                 newest_time: time,
@@ -208,11 +254,16 @@ pub fn groups_from_snapshots(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<GroupF
         .collect()
 }
 
-/// The groups of the backup step and the base-backup step as the state file remembers them
-/// (for `--offline`).
+/// The groups of the backup steps (the unnamed job's, each job's) and of the base-backup step
+/// as the state file remembers them (for `--offline`).
 pub fn groups_from_state(state: &State) -> Vec<GroupFacts> {
+    let jobs = state
+        .steps
+        .keys()
+        .filter(|k| crate::plan::job::split_key(k).is_some_and(|(_, step)| step == "backup"));
     ["backup", "postgres"]
         .into_iter()
+        .chain(jobs.map(String::as_str))
         .filter_map(|step| group_from_step(state, step))
         .collect()
 }
@@ -220,6 +271,7 @@ pub fn groups_from_state(state: &State) -> Vec<GroupFacts> {
 fn group_from_step(state: &State, step: &str) -> Option<GroupFacts> {
     let last = state.last_success(step)?;
     let d = &last.details;
+    let job = crate::plan::job::split_key(step).map(|(name, _)| name.to_string());
     let time = d
         .get("snapshot_time")
         .and_then(|t| t.as_str())
@@ -227,11 +279,15 @@ fn group_from_step(state: &State, step: &str) -> Option<GroupFacts> {
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(last.started);
     Some(GroupFacts {
-        label: d
-            .get("group")
-            .and_then(|g| g.as_str())
-            .unwrap_or(step)
-            .to_string(),
+        label: match &job {
+            Some(name) => name.clone(),
+            None => d
+                .get("group")
+                .and_then(|g| g.as_str())
+                .unwrap_or(step)
+                .to_string(),
+        },
+        job,
         snapshots: 1,
         newest_id: d
             .get("snapshot_id")
@@ -262,6 +318,7 @@ pub fn evaluate(
             subject: "backup".into(),
             level: Level::Critical,
             message: "no snapshot at all".into(),
+            job: None,
         });
     }
     for g in groups {
@@ -291,12 +348,18 @@ fn judge_group(
     metrics: &mut Vec<Metric>,
 ) {
     let age = age_of(g.newest_time, now);
-    let (subject, (warn_age, crit_age)) = match (g.base_backup, th.base_backup_ages) {
-        (true, ages) => (
+    let own = g.job.as_ref().and_then(|j| th.jobs.get(j));
+    let (min_size, max_shrink) = match own {
+        Some(o) => (o.min_size, o.max_shrink),
+        None => (th.min_size, th.max_shrink),
+    };
+    let (subject, (warn_age, crit_age)) = match (g.base_backup, th.base_backup_ages, own) {
+        (_, _, Some(o)) => (format!("job {}", g.label), (o.warn_age, o.crit_age)),
+        (true, ages, None) => (
             format!("base backup {}", g.label),
             ages.unwrap_or((th.warn_age, th.crit_age)),
         ),
-        (false, _) => (format!("backup {}", g.label), (th.warn_age, th.crit_age)),
+        (false, _, None) => (format!("backup {}", g.label), (th.warn_age, th.crit_age)),
     };
     let mut level = Level::Ok;
     let mut why = vec![format!("newest snapshot {} ago", describe_span(age))];
@@ -309,16 +372,16 @@ fn judge_group(
     }
     if let Some(bytes) = g.newest_bytes {
         why.push(describe_size(bytes));
-        if bytes < th.min_size {
+        if bytes < min_size {
             level = level.worst(Level::Critical);
             why.push(if bytes == 0 {
                 "empty: its sources or dump gave nothing (--min-size 0 accepts empty snapshots)"
                     .to_string()
             } else {
-                format!("smaller than the minimum {}", describe_size(th.min_size))
+                format!("smaller than the minimum {}", describe_size(min_size))
             });
         }
-        if let (Some(max), Some(prev)) = (th.max_shrink, g.previous_bytes.filter(|&p| p > 0)) {
+        if let (Some(max), Some(prev)) = (max_shrink, g.previous_bytes.filter(|&p| p > 0)) {
             let shrink = 100.0 * (prev as f64 - bytes as f64) / prev as f64;
             if shrink > max {
                 level = level.worst(Level::Warning);
@@ -335,8 +398,12 @@ fn judge_group(
         subject,
         level,
         message: why.join(", "),
+        job: g.job.clone(),
     });
-    let tag = metric_tag(&g.label);
+    let tag = match &g.job {
+        Some(_) => metric_tag(&format!("job_{}", g.label)),
+        None => metric_tag(&g.label),
+    };
     metrics.push(Metric {
         label: format!("age_{tag}"),
         value: age.as_secs_f64().round(),
@@ -350,7 +417,7 @@ fn judge_group(
             value: bytes as f64,
             unit: "B",
             warn: None,
-            crit: Some(th.min_size as f64),
+            crit: Some(min_size as f64),
         });
     }
 }
@@ -368,9 +435,19 @@ fn judge_steps(
     let mut keys: Vec<(String, String, Option<Duration>)> = vec![
         ("backup".into(), "backup".into(), None),
         ("postgres".into(), "base backup".into(), None),
-        ("retention".into(), "retention".into(), None),
-        ("check".into(), "check".into(), th.check_max_age),
     ];
+    let job_step = |name: &str, step: &str, max_age| {
+        (
+            format!("job.{name}.{step}"),
+            format!("job {name} {step}"),
+            max_age,
+        )
+    };
+    keys.extend(th.jobs.keys().map(|j| job_step(j, "backup", None)));
+    keys.extend(th.jobs.keys().map(|j| job_step(j, "retention", None)));
+    keys.push(("retention".into(), "retention".into(), None));
+    keys.push(("prune".into(), "prune".into(), None));
+    keys.push(("check".into(), "check".into(), th.check_max_age));
     for name in offsite_names {
         keys.push((
             format!("offsite.{name}"),
@@ -379,14 +456,18 @@ fn judge_steps(
         ));
     }
     keys.push(("drill".into(), "drill".into(), th.drill_max_age));
+    // A job's drill is judged when it has drilled, or when drills are expected of every job.
+    keys.extend(th.jobs.keys().map(|j| job_step(j, "drill", None)));
     for (key, subject, max_age) in keys {
+        let job = crate::plan::job::split_key(&key).map(|(name, _)| name.to_string());
         let record = state.record(&key);
         let last_ok = record.and_then(|r| r.last_success.as_ref());
         let last = record.and_then(|r| r.last_attempt.as_ref());
         let failed = last.is_some_and(|a| a.outcome == Outcome::Failed);
         let partial = last.is_some_and(|a| a.outcome == Outcome::Partial);
         // The groups judge the backups' successes (age, size).
-        let judged_by_group = key == "backup" || key == "postgres";
+        let judged_by_group =
+            key == "backup" || key == "postgres" || (job.is_some() && key.ends_with(".backup"));
         if (last.is_none() && max_age.is_none()) || (judged_by_group && !failed && !partial) {
             continue;
         }
@@ -416,12 +497,15 @@ fn judge_steps(
         if let Some(a) = last_ok {
             judge_locks(&key, a, th.lock_left, now, &mut level, &mut why, metrics);
         }
+        let is_drill = key == "drill" || (job.is_some() && key.ends_with(".drill"));
+        if let Some(a) = last.filter(|_| is_drill) {
+            judge_drill_targets(&key, a, &mut level, &mut why, metrics);
+        }
         if let Some(a) = last.filter(|a| a.outcome == Outcome::Failed) {
             // Damage found (a drill's data or check failure, any step's exit 4: a check that
             // found problems, a sync whose source lost packs) is as bad as a missing backup; a
             // step that could not run is a warning.
-            let damage = (key == "drill"
-                && a.exit_code == crate::drill::Verdict::Failed.exit_code())
+            let damage = (is_drill && a.exit_code == crate::drill::Verdict::Failed.exit_code())
                 || a.exit_code == crate::exit::DAMAGED;
             level = level.worst(if damage {
                 Level::Critical
@@ -443,9 +527,42 @@ fn judge_steps(
             subject,
             level,
             message: why.join(", "),
+            job,
         });
     }
     judge_last_run(state, now, findings);
+}
+
+/// A drill's recovery time against its objective: the RTO as a metric (with the objective as
+/// its warning level), and WARNING when the last drill passed its checks but missed its RTO or
+/// RPO objective (a restore that works but is too slow breaks the recovery plan all the same).
+fn judge_drill_targets(
+    key: &str,
+    a: &Attempt,
+    level: &mut Level,
+    why: &mut Vec<String>,
+    metrics: &mut Vec<Metric>,
+) {
+    if let Some(rto) = a.details["rto_secs"].as_f64() {
+        metrics.push(Metric {
+            label: format!("{}_rto", metric_tag(key)),
+            value: (rto * 10.0).round() / 10.0,
+            unit: "s",
+            warn: a.details["max_rto_secs"].as_f64(),
+            crit: None,
+        });
+    }
+    let missed: Vec<&str> = a.details["targets_missed"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|t| t.as_str()).collect())
+        .unwrap_or_default();
+    if a.outcome != Outcome::Failed && !missed.is_empty() {
+        *level = level.worst(Level::Warning);
+        why.push(format!(
+            "last drill missed its objective: {}",
+            missed.join("; ")
+        ));
+    }
 }
 
 /// Lock coverage of a locked offsite copy (FORMAT.md §17): the earliest lock expiry among the
@@ -530,6 +647,7 @@ fn judge_last_run(state: &State, now: DateTime<Utc>, findings: &mut Vec<Finding>
         subject: "run".into(),
         level: Level::Warning,
         message: failed_attempt(&format!("last run {}", run.run_id), &run.attempt, now),
+        job: None,
     });
 }
 

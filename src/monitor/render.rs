@@ -94,7 +94,7 @@ pub fn prometheus(state: &State, report: Option<&StatusReport>) -> String {
     let by_step = |f: &dyn Fn(&crate::plan::StepRecord) -> Option<f64>| -> Vec<(String, f64)> {
         steps
             .iter()
-            .filter_map(|(k, r)| f(r).map(|v| (format!("{{step=\"{}\"}}", escape(k)), v)))
+            .filter_map(|(k, r)| f(r).map(|v| (step_labels(k), v)))
             .collect()
     };
     family(
@@ -134,23 +134,37 @@ pub fn prometheus(state: &State, report: Option<&StatusReport>) -> String {
         by_step(&|r| r.last_attempt.as_ref().map(|a| a.duration_secs)),
     );
     let backup = state.last_success("backup").map(|a| &a.details);
-    let detail = |d: Option<&serde_json::Value>, key: &str| -> Vec<(String, f64)> {
-        d.and_then(|d| d.get(key))
-            .and_then(|v| v.as_f64())
-            .map(|v| vec![(String::new(), v)])
-            .unwrap_or_default()
+    // A figure of the unnamed job's step (no label) and of each job's (`job="NAME"`).
+    let per_job = |step: &str, last_success: bool, key: &str| -> Vec<(String, f64)> {
+        state
+            .steps
+            .iter()
+            .filter_map(|(k, r)| {
+                let labels = match crate::plan::job::split_key(k) {
+                    Some((job, s)) if s == step => format!("{{job=\"{}\"}}", escape(job)),
+                    None if k == step => String::new(),
+                    _ => return None,
+                };
+                let a = if last_success {
+                    r.last_success.as_ref()
+                } else {
+                    r.last_attempt.as_ref()
+                }?;
+                Some((labels, a.details.get(key)?.as_f64()?))
+            })
+            .collect()
     };
     family(
         "cairn_snapshot_bytes",
-        "Logical size of the newest snapshot the plan wrote.",
+        "Logical size of the newest snapshot the plan (or job) wrote.",
         "gauge",
-        detail(backup, "total_bytes"),
+        per_job("backup", true, "total_bytes"),
     );
     family(
         "cairn_snapshot_added_bytes",
-        "Bytes the newest snapshot added to the repository.",
+        "Bytes the newest snapshot of the plan (or job) added to the repository.",
         "gauge",
-        detail(backup, "bytes_added"),
+        per_job("backup", true, "bytes_added"),
     );
     let dumps: Vec<(String, f64)> = backup
         .and_then(|d| d.get("dumps"))
@@ -171,27 +185,29 @@ pub fn prometheus(state: &State, report: Option<&StatusReport>) -> String {
         "gauge",
         dumps,
     );
-    let drill = state
-        .record("drill")
-        .and_then(|r| r.last_attempt.as_ref())
-        .map(|a| &a.details);
     family(
         "cairn_drill_rto_seconds",
-        "Restore start to all checks passing, in the last drill.",
+        "Restore start to all checks passing, in the last drill (of the plan or job).",
         "gauge",
-        detail(drill, "rto_secs"),
+        per_job("drill", false, "rto_secs"),
+    );
+    family(
+        "cairn_drill_rto_objective_seconds",
+        "The RTO objective of the last drill (of the plan or job).",
+        "gauge",
+        per_job("drill", false, "max_rto_secs"),
     );
     family(
         "cairn_drill_rpo_seconds",
         "Age of the drilled snapshot when the last drill started.",
         "gauge",
-        detail(drill, "rpo_secs"),
+        per_job("drill", false, "rpo_secs"),
     );
     family(
         "cairn_drill_verified_bytes",
         "Bytes re-hashed against the snapshot in the last drill.",
         "gauge",
-        detail(drill, "bytes_verified"),
+        per_job("drill", false, "bytes_verified"),
     );
     if let Some(r) = report {
         let metric = |label: &str| -> Vec<(String, f64)> {
@@ -242,6 +258,38 @@ pub fn prometheus(state: &State, report: Option<&StatusReport>) -> String {
             "gauge",
             lock_left,
         );
+        let mut jobs: std::collections::BTreeMap<&str, Level> = Default::default();
+        for f in &r.findings {
+            if let Some(job) = &f.job {
+                let level = jobs.entry(job.as_str()).or_insert(Level::Ok);
+                *level = level.worst(f.level);
+            }
+        }
+        family(
+            "cairn_job_status_level",
+            "cairn status of one plan job: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+            "gauge",
+            jobs.iter()
+                .map(|(job, level)| {
+                    (
+                        format!("{{job=\"{}\"}}", escape(job)),
+                        f64::from(level.exit_code()),
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "cairn_job_snapshot_age_seconds",
+            "Age of the newest snapshot of a plan job (its recovery point).",
+            "gauge",
+            jobs.keys()
+                .filter_map(|job| {
+                    let label = format!("age_job_{}", super::metric_tag(job));
+                    let m = r.metrics.iter().find(|m| m.label == label)?;
+                    Some((format!("{{job=\"{}\"}}", escape(job)), m.value))
+                })
+                .collect(),
+        );
         family(
             "cairn_status_level",
             "cairn status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
@@ -257,4 +305,12 @@ fn escape(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The labels of a state-file key: `{step="check"}`, or `{job="db",step="backup"}` for a job's.
+fn step_labels(key: &str) -> String {
+    match crate::plan::job::split_key(key) {
+        Some((job, step)) => format!("{{job=\"{}\",step=\"{}\"}}", escape(job), escape(step)),
+        None => format!("{{step=\"{}\"}}", escape(key)),
+    }
 }

@@ -26,6 +26,7 @@ fn thresholds() -> Thresholds {
             Duration::from_secs(7 * 86_400),
             Duration::from_secs(9 * 86_400),
         )),
+        jobs: Default::default(),
     }
 }
 
@@ -39,6 +40,7 @@ fn group(age_h: i64, bytes: Option<u64>, previous: Option<u64>) -> GroupFacts {
         newest_added: Some(10),
         previous_bytes: previous,
         base_backup: false,
+        job: None,
     }
 }
 
@@ -408,4 +410,108 @@ fn a_locked_offsite_copy_is_judged_by_the_lock_time_it_has_left() {
     let (level, message, _) = verdict(-1);
     assert_eq!(level, Level::Critical);
     assert!(message.contains("ran out"), "{message}");
+}
+
+/// Each job is held to its own objective and named in what goes wrong with it; the others stay OK.
+#[test]
+fn each_job_is_judged_against_its_own_objectives() {
+    let mut th = thresholds();
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    for (name, warn, crit) in [("db", 6, 12), ("redis", 2, 4), ("files", 26, 50)] {
+        th.jobs.insert(
+            name.into(),
+            JobThresholds {
+                warn_age: hours(warn),
+                crit_age: hours(crit),
+                min_size: 1000,
+                max_shrink: None,
+            },
+        );
+    }
+    let job = |name: &str, age_h: i64| GroupFacts {
+        label: name.into(),
+        job: Some(name.into()),
+        ..group(age_h, Some(5000), Some(5000))
+    };
+    // db is 7 hours old: past its 6-hour objective, though far inside the plan's 26 hours.
+    let groups = [job("db", 7), job("redis", 1), job("files", 20)];
+    let mut state = State::default();
+    state.note("job.redis.backup", attempt(Outcome::Ok, hours_ago(1), 0));
+    state.note(
+        "job.files.drill",
+        Attempt {
+            details: serde_json::json!({
+                "rto_secs": 95.0, "max_rto_secs": 60.0,
+                "targets_missed": ["RTO 95.0s is over the target 60s"],
+            }),
+            ..attempt(Outcome::Ok, hours_ago(3), 1)
+        },
+    );
+    let r = evaluate("repository", &groups, Some(&state), &[], &th, now());
+    let finding = |subject: &str| {
+        r.findings
+            .iter()
+            .find(|f| f.subject == subject)
+            .unwrap_or_else(|| panic!("no {subject} in {:#?}", r.findings))
+    };
+    assert_eq!(finding("job db").level, Level::Warning, "{r:#?}");
+    assert!(
+        finding("job db").message.contains("older than 6h"),
+        "{r:#?}"
+    );
+    assert_eq!(finding("job db").job.as_deref(), Some("db"));
+    assert_eq!(finding("job redis").level, Level::Ok);
+    assert_eq!(finding("job files").level, Level::Ok);
+    let drill = finding("job files drill");
+    assert_eq!(drill.level, Level::Warning);
+    assert!(
+        drill.message.contains("RTO 95.0s is over the target 60s"),
+        "{drill:?}"
+    );
+    let rto = r
+        .metrics
+        .iter()
+        .find(|m| m.label == "job_files_drill_rto")
+        .unwrap();
+    assert_eq!((rto.value, rto.warn), (95.0, Some(60.0)));
+    assert!(r
+        .metrics
+        .iter()
+        .any(|m| m.label == "age_job_db" && m.warn == Some(21600.0)));
+    // A failed backup of redis makes it WARNING by name, db's age stays its own finding.
+    state.note(
+        "job.redis.backup",
+        attempt(Outcome::Failed, hours_ago(0), 5),
+    );
+    let r = evaluate("repository", &groups, Some(&state), &[], &th, now());
+    let failed = r
+        .findings
+        .iter()
+        .find(|f| f.subject == "job redis backup")
+        .unwrap();
+    assert_eq!(
+        (failed.level, failed.job.as_deref()),
+        (Level::Warning, Some("redis"))
+    );
+    let prom = render::prometheus(&state, Some(&r));
+    assert!(
+        prom.contains("cairn_job_status_level{job=\"db\"} 1"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("cairn_job_status_level{job=\"files\"} 1"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("cairn_job_snapshot_age_seconds{job=\"db\"} 25200"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("cairn_last_attempt_success{job=\"redis\",step=\"backup\"} 0"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("cairn_drill_rto_seconds{job=\"files\"} 95"),
+        "{prom}"
+    );
 }

@@ -197,6 +197,7 @@ pub fn judge(report: &mut StatusReport, wal: &WalFacts, th: &WalThresholds, now:
         subject: "wal".into(),
         level,
         message: why.join(", "),
+        job: None,
     });
     report.level = report.level.worst(level);
     if let Some(age) = age {

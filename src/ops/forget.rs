@@ -392,6 +392,7 @@ mod tests {
             summary: Summary::default(),
             repaired_from: None,
             postgres: None,
+            job: None,
         }
     }
 

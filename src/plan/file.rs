@@ -23,7 +23,12 @@ pub struct Plan {
     /// Dump commands whose output goes into the same snapshot (`[[dump]]`).
     #[serde(default, rename = "dump", skip_serializing_if = "Vec::is_empty")]
     pub dumps: Vec<DumpSection>,
-    /// Which snapshots to keep; the rest are forgotten and pruned.
+    /// Named jobs, each with its own sources, schedule, retention, thresholds and drill
+    /// (`[[job]]`), instead of `[backup]` and `[[dump]]`.
+    #[serde(default, rename = "job", skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<super::job::JobSection>,
+    /// Which snapshots to keep; the rest are forgotten and pruned. With `[[job]]`s: the rules for
+    /// snapshots of no job (base backups, snapshots from before the jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSection>,
     /// Repository verification.
@@ -428,19 +433,8 @@ impl Plan {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let span = |key: &str, v: &Option<String>| -> Result<(), String> {
-            v.as_deref()
-                .map(|t| parse_span(t).map(drop).map_err(|e| format!("{key}: {e}")))
-                .unwrap_or(Ok(()))
-        };
-        let argv = |key: &str, v: &[String]| -> Result<(), String> {
-            if v.first().is_none_or(|a| a.is_empty()) {
-                return Err(format!(
-                    "{key}: a command is a non-empty list, e.g. [\"pg_dump\", \"app\"]"
-                ));
-            }
-            Ok(())
-        };
+        let span = check_span;
+        let argv = check_argv;
         let r = &self.repository;
         if r.location.trim().is_empty() {
             return Err("[repository] location is empty".into());
@@ -456,56 +450,11 @@ impl Plan {
             crate::backend::location::parse_rate(rate)
                 .map_err(|e| format!("[repository] limit_upload: {e}"))?;
         }
-        if let Some(b) = &self.backup {
-            if b.paths.is_empty() && self.dumps.is_empty() {
-                return Err(
-                    "[backup] paths is empty and there is no [[dump]]: nothing to back up".into(),
-                );
-            }
-            if let Some(size) = &b.exclude_larger_than {
-                parse_size(size).map_err(|e| format!("[backup] exclude_larger_than: {e}"))?;
-            }
-            for spec in &b.exclude_if_present {
-                crate::archive::TagFile::parse(spec)
-                    .map_err(|e| format!("[backup] exclude_if_present: {e}"))?;
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, d) in self.dumps.iter().enumerate() {
-            let key = format!("[[dump]] #{} ({})", i + 1, d.path);
-            let trimmed = d.path.trim_matches('/');
-            if trimmed.is_empty()
-                || trimmed
-                    .split('/')
-                    .any(|p| p.is_empty() || p == "." || p == "..")
-            {
-                return Err(format!(
-                    "{key}: path must be a relative file path such as dumps/app.dump"
-                ));
-            }
-            if !seen.insert(trimmed.to_string()) {
-                return Err(format!("{key}: another dump has the same path"));
-            }
-            argv(&format!("{key} command"), &d.command)?;
-            span(&format!("{key} timeout"), &d.timeout)?;
-            if let Some(m) = &d.min_bytes {
-                parse_size(m).map_err(|e| format!("{key} min_bytes: {e}"))?;
-            }
-            if let Some(v) = &d.verify {
-                argv(&format!("{key} verify"), v)?;
-            }
-        }
+        check_sources("", self.backup.as_ref(), &self.dumps)?;
         if let Some(k) = &self.retention {
-            span("[retention] every", &k.every)?;
-            k.group_by()
-                .map_err(|e| format!("[retention] group_by: {e}"))?;
-            if k.keep.is_empty() {
-                return Err(
-                    "[retention] keeps nothing: set at least one keep_* (e.g. keep_daily = 7)"
-                        .into(),
-                );
-            }
+            check_retention("[retention]", k)?;
         }
+        self.validate_jobs()?;
         if let Some(c) = &self.check {
             span("[check] every", &c.every)?;
             c.selection()
@@ -576,28 +525,13 @@ impl Plan {
         if let Some(s) = &m.min_size {
             parse_size(s).map_err(|e| format!("[monitor] min_size: {e}"))?;
         }
-        if let Some(p) = m.max_shrink {
-            if !(0.0..=100.0).contains(&p) {
-                return Err(format!(
-                    "[monitor] max_shrink {p}: a percentage from 0 to 100"
-                ));
-            }
-        }
+        check_percent("[monitor] max_shrink", m.max_shrink)?;
         let (warn, crit) = self.age_thresholds();
         if warn > crit {
             return Err("[monitor] warn_age is longer than crit_age".into());
         }
         if let Some(d) = &self.drill {
-            span("[drill] every", &d.every)?;
-            span("[drill] max_rto", &d.max_rto)?;
-            span("[drill] max_rpo", &d.max_rpo)?;
-            span("[drill] check_timeout", &d.check_timeout)?;
-            if let Some(s) = &d.snapshot {
-                super::SnapshotChoice::parse(s).map_err(|e| format!("[drill] snapshot: {e}"))?;
-            }
-            for (i, c) in d.checks.iter().enumerate() {
-                argv(&format!("[drill] checks #{}", i + 1), c)?;
-            }
+            check_drill("[drill]", d)?;
         }
         if let Some(p) = &self.postgres {
             span("[postgres] every", &p.every)?;
@@ -637,6 +571,107 @@ impl Plan {
         Ok(())
     }
 
+    fn validate_jobs(&self) -> Result<(), String> {
+        if self.jobs.is_empty() {
+            return Ok(());
+        }
+        if self.backup.is_some() || !self.dumps.is_empty() {
+            return Err(
+                "[backup] and [[dump]] are the sources of a plan without jobs: with [[job]] sections, move them into a job ([job.backup], [[job.dump]])"
+                    .into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, j) in self.jobs.iter().enumerate() {
+            if !super::job::valid_name(&j.name) {
+                return Err(format!(
+                    "[[job]] #{} name {:?}: use 1 to 64 letters, digits, - and _",
+                    i + 1,
+                    j.name
+                ));
+            }
+            let at = format!("[[job]] {}", j.name);
+            if !names.insert(&j.name) {
+                return Err(format!("{at}: another job has the same name"));
+            }
+            match (&j.schedule, &j.every) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "{at}: give schedule (a cron expression) or every (a span), not both"
+                    ))
+                }
+                (Some(c), None) => {
+                    super::cron::Cron::parse(c).map_err(|e| format!("{at} schedule: {e}"))?;
+                }
+                (None, every) => check_span(&format!("{at} every"), every)?,
+            }
+            if j.backup.is_none() && j.dumps.is_empty() {
+                return Err(format!(
+                    "{at}: nothing to back up (give [job.backup] paths or a [[job.dump]])"
+                ));
+            }
+            check_sources(&format!("{at} "), j.backup.as_ref(), &j.dumps)?;
+            if let Some(r) = &j.retention {
+                check_retention(&format!("{at} retention"), r)?;
+            }
+            if let Some(m) = &j.monitor {
+                check_span(&format!("{at} monitor warn_age"), &m.warn_age)?;
+                check_span(&format!("{at} monitor crit_age"), &m.crit_age)?;
+                if let Some(s) = &m.min_size {
+                    parse_size(s).map_err(|e| format!("{at} monitor min_size: {e}"))?;
+                }
+                check_percent(&format!("{at} monitor max_shrink"), m.max_shrink)?;
+                let (warn, crit) = self.job_age_thresholds(Some(m));
+                if warn > crit {
+                    return Err(format!("{at} monitor: warn_age is longer than crit_age"));
+                }
+            }
+            if let Some(d) = &j.drill {
+                if d.pitr.is_some() {
+                    return Err(format!(
+                        "{at} drill: pitr drills the [postgres] cluster; put it in the top-level [drill]"
+                    ));
+                }
+                check_drill(&format!("{at} drill"), d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The jobs of the plan: its `[[job]]`s, or the one unnamed job of its `[backup]` and
+    /// `[[dump]]`; none when it backs up nothing.
+    pub fn jobs(&self) -> Vec<super::job::Job<'_>> {
+        if !self.jobs.is_empty() {
+            return self.jobs.iter().map(super::job::Job::named).collect();
+        }
+        if self.backup.is_some() || !self.dumps.is_empty() {
+            return vec![super::job::Job::unnamed(self.backup.as_ref(), &self.dumps)];
+        }
+        Vec::new()
+    }
+
+    /// The job named `name`.
+    pub fn job(&self, name: &str) -> Option<super::job::Job<'_>> {
+        self.jobs
+            .iter()
+            .find(|j| j.name == name)
+            .map(super::job::Job::named)
+    }
+
+    /// The WARNING and CRITICAL ages of a job's newest snapshot: its `[job.monitor]`'s, else the
+    /// plan's.
+    pub fn job_age_thresholds(
+        &self,
+        monitor: Option<&super::job::JobMonitorSection>,
+    ) -> (Duration, Duration) {
+        let (warn, crit) = self.age_thresholds();
+        let own = |v: Option<&Option<String>>| v.and_then(|v| span_of(v));
+        (
+            own(monitor.map(|m| &m.warn_age)).unwrap_or(warn),
+            own(monitor.map(|m| &m.crit_age)).unwrap_or(crit),
+        )
+    }
+
     /// The WARNING and CRITICAL ages of the newest snapshot.
     pub fn age_thresholds(&self) -> (Duration, Duration) {
         let get =
@@ -646,6 +681,104 @@ impl Plan {
             get(&self.monitor.crit_age, DEFAULT_CRIT_AGE),
         )
     }
+}
+
+fn check_span(key: &str, v: &Option<String>) -> Result<(), String> {
+    v.as_deref()
+        .map(|t| parse_span(t).map(drop).map_err(|e| format!("{key}: {e}")))
+        .unwrap_or(Ok(()))
+}
+
+fn check_argv(key: &str, v: &[String]) -> Result<(), String> {
+    if v.first().is_none_or(|a| a.is_empty()) {
+        return Err(format!(
+            "{key}: a command is a non-empty list, e.g. [\"pg_dump\", \"app\"]"
+        ));
+    }
+    Ok(())
+}
+
+fn check_percent(key: &str, v: Option<f64>) -> Result<(), String> {
+    match v {
+        Some(p) if !(0.0..=100.0).contains(&p) => {
+            Err(format!("{key} {p}: a percentage from 0 to 100"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The sources of one job: `[backup]` and `[[dump]]` (prefix empty) or a `[[job]]`'s
+/// (prefix `[[job]] NAME `).
+fn check_sources(
+    prefix: &str,
+    backup: Option<&BackupSection>,
+    dumps: &[DumpSection],
+) -> Result<(), String> {
+    if let Some(b) = backup {
+        if b.paths.is_empty() && dumps.is_empty() {
+            return Err(format!(
+                "{prefix}[backup] paths is empty and there is no [[dump]]: nothing to back up"
+            ));
+        }
+        if let Some(size) = &b.exclude_larger_than {
+            parse_size(size).map_err(|e| format!("{prefix}[backup] exclude_larger_than: {e}"))?;
+        }
+        for spec in &b.exclude_if_present {
+            crate::archive::TagFile::parse(spec)
+                .map_err(|e| format!("{prefix}[backup] exclude_if_present: {e}"))?;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, d) in dumps.iter().enumerate() {
+        let key = format!("{prefix}[[dump]] #{} ({})", i + 1, d.path);
+        let trimmed = d.path.trim_matches('/');
+        if trimmed.is_empty()
+            || trimmed
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            return Err(format!(
+                "{key}: path must be a relative file path such as dumps/app.dump"
+            ));
+        }
+        if !seen.insert(trimmed.to_string()) {
+            return Err(format!("{key}: another dump has the same path"));
+        }
+        check_argv(&format!("{key} command"), &d.command)?;
+        check_span(&format!("{key} timeout"), &d.timeout)?;
+        if let Some(m) = &d.min_bytes {
+            parse_size(m).map_err(|e| format!("{key} min_bytes: {e}"))?;
+        }
+        if let Some(v) = &d.verify {
+            check_argv(&format!("{key} verify"), v)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_retention(at: &str, k: &RetentionSection) -> Result<(), String> {
+    check_span(&format!("{at} every"), &k.every)?;
+    k.group_by().map_err(|e| format!("{at} group_by: {e}"))?;
+    if k.keep.is_empty() {
+        return Err(format!(
+            "{at} keeps nothing: set at least one keep_* (e.g. keep_daily = 7)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_drill(at: &str, d: &DrillSection) -> Result<(), String> {
+    check_span(&format!("{at} every"), &d.every)?;
+    check_span(&format!("{at} max_rto"), &d.max_rto)?;
+    check_span(&format!("{at} max_rpo"), &d.max_rpo)?;
+    check_span(&format!("{at} check_timeout"), &d.check_timeout)?;
+    if let Some(s) = &d.snapshot {
+        super::SnapshotChoice::parse(s).map_err(|e| format!("{at} snapshot: {e}"))?;
+    }
+    for (i, c) in d.checks.iter().enumerate() {
+        check_argv(&format!("{at} checks #{}", i + 1), c)?;
+    }
+    Ok(())
 }
 
 /// A validated span field (validation happened in [`Plan::load`]); `None` when absent.

@@ -1,8 +1,10 @@
 //! The nightly plan: the plan file, the state file, which steps are due, and the systemd units
 //! that run it. `cairn run`, `cairn status` and `cairn drill` read their defaults from here.
 
+mod cron;
 mod file;
 pub mod hooks;
+pub mod job;
 pub mod lock;
 pub mod run;
 mod schedule;
@@ -10,14 +12,16 @@ pub mod state;
 pub mod steps;
 mod systemd;
 
+pub use cron::Cron;
 pub use file::{
     size_of, span_of, BackupSection, CheckSection, DrillSection, DumpSection, HooksSection,
     MonitorSection, OffsiteSection, Plan, PostgresSection, RepositorySection, RetentionSection,
     DEFAULT_CRIT_AGE, DEFAULT_WARN_AGE,
 };
-pub use schedule::{is_due, schedule, Due, ScheduledStep};
+pub use job::{valid_name as valid_job_name, Job, JobMonitorSection, JobSchedule, JobSection};
+pub use schedule::{is_due, schedule, Due, ScheduledStep, Selection};
 pub use state::{Attempt, Outcome, State, Step, StepRecord};
-pub use systemd::units as systemd_units;
+pub use systemd::{calendars as systemd_calendars, units as systemd_units};
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

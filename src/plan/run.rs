@@ -3,16 +3,15 @@
 //! ends, so a crash keeps what already happened), then `on_failure` and `finally`, the run's
 //! record and the Prometheus textfile. The steps themselves are the caller's ([`StepRunner`]).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::hooks::{self, run_hooks, HookEvent, HookVerdict};
 use super::lock::RunLock;
 use super::state::{write_atomically, RunRecord};
-use super::{schedule, span_of, Attempt, Outcome, Plan, ScheduledStep, State, Step};
+use super::{schedule, span_of, Attempt, Outcome, Plan, ScheduledStep, Selection, State, Step};
 use crate::error::{Error, Result};
 use crate::process::run::CommandRun;
 
@@ -28,9 +27,8 @@ pub struct StepEnd {
 
 /// Runs the steps of a plan and hears what a run has to say.
 pub trait StepRunner {
-    /// Runs the due step `step`, named `key` in the state file (`offsite.NAME` for an offsite
-    /// copy).
-    fn run_step(&mut self, step: Step, key: &str) -> StepEnd;
+    /// Runs the due step `step` (its key in the state file, its job) at the run's clock `now`.
+    fn run_step(&mut self, step: &ScheduledStep, now: DateTime<Utc>) -> StepEnd;
     /// A line for people: a step starts, is not due, or the run is skipped.
     fn say(&mut self, _text: &str) {}
     /// A hook of `event` failed: its argv, how it ended, its run when it started.
@@ -51,10 +49,30 @@ pub struct RunOptions<'a> {
     pub plan_path: &'a Path,
     /// The plan's state file.
     pub state_file: &'a Path,
-    /// Only these steps (empty: every step of the plan).
-    pub only: BTreeSet<Step>,
-    /// Run them even when not due.
-    pub force: bool,
+    /// Which steps and jobs, and whether they run when not due.
+    pub selection: Selection,
+    /// The run's clock starts here instead of now (`--now`): schedules, attempts and snapshot
+    /// times follow it, so a week of a plan can be run in minutes.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// A run's clock: the given start (or now), advancing with real time.
+struct Clock {
+    start: DateTime<Utc>,
+    since: Instant,
+}
+
+impl Clock {
+    fn new(start: Option<DateTime<Utc>>) -> Clock {
+        Clock {
+            start: start.unwrap_or_else(Utc::now),
+            since: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.start + chrono::Duration::from_std(self.since.elapsed()).unwrap_or_default()
+    }
 }
 
 /// How a run ended.
@@ -71,17 +89,39 @@ pub struct RunReport {
 }
 
 /// Every step the plan configures with whether it is due, after checking that each step of
-/// `only` is one the plan has.
+/// `only` and each job of `jobs` is one the plan has.
 ///
 /// # Errors
-/// `InvalidInput` naming a step of `only` the plan lacks.
+/// `InvalidInput` naming a step or a job the plan lacks.
 pub fn scheduled(
     plan: &Plan,
     state: &State,
     options: &RunOptions<'_>,
 ) -> Result<Vec<ScheduledStep>> {
-    let todo = schedule(plan, state, &options.only, options.force, Utc::now());
-    if let Some(missing) = options
+    scheduled_at(plan, state, options, options.now.unwrap_or_else(Utc::now))
+}
+
+fn scheduled_at(
+    plan: &Plan,
+    state: &State,
+    options: &RunOptions<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ScheduledStep>> {
+    let selection = &options.selection;
+    if let Some(missing) = selection.jobs.iter().find(|j| plan.job(j).is_none()) {
+        let known: Vec<&str> = plan.jobs.iter().map(|j| j.name.as_str()).collect();
+        return Err(Error::invalid_input(format!(
+            "--job {missing}: the plan {} has no such job ({})",
+            options.plan_path.display(),
+            if known.is_empty() {
+                "it has no [[job]] sections".to_string()
+            } else {
+                format!("its jobs: {}", known.join(", "))
+            }
+        )));
+    }
+    let todo = schedule(plan, state, selection, now);
+    if let Some(missing) = selection
         .only
         .iter()
         .find(|s| !todo.iter().any(|t| t.step == **s))
@@ -105,10 +145,10 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>, steps: &mut dyn StepRunner) ->
     let _lock = RunLock::acquire(options.state_file)?;
     let mut state = State::load(options.state_file)?;
     state.repository = plan.repository.location.clone();
-    let todo = scheduled(plan, &state, options)?;
+    let clock = Clock::new(options.now);
+    let todo = scheduled_at(plan, &state, options, clock.now())?;
     let run_id = hex::encode(crate::crypto::random_array::<8>()?);
-    let started = Utc::now();
-    let clock = Instant::now();
+    let started = clock.now();
     let hooks = Hooks {
         plan,
         plan_path: options.plan_path.display().to_string(),
@@ -130,15 +170,16 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>, steps: &mut dyn StepRunner) ->
             false
         }
         HookVerdict::Go => {
-            for ScheduledStep { key, step, due } in &todo {
+            for scheduled in &todo {
+                let ScheduledStep { key, step, due, .. } = scheduled;
                 if !due.due {
                     steps.say(&format!("{key}: not due ({})", due.reason));
                     continue;
                 }
                 steps.say(&format!("== {key} ({})", due.reason));
-                let step_started = Utc::now();
+                let step_started = clock.now();
                 let step_clock = Instant::now();
-                let end = steps.run_step(*step, key);
+                let end = steps.run_step(scheduled, step_started);
                 let attempt = Attempt {
                     started: step_started,
                     duration_secs: step_clock.elapsed().as_secs_f64(),
@@ -182,7 +223,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>, steps: &mut dyn StepRunner) ->
         run_id: run_id.clone(),
         attempt: Attempt {
             started,
-            duration_secs: clock.elapsed().as_secs_f64(),
+            duration_secs: clock.since.elapsed().as_secs_f64(),
             outcome: if failed.is_empty() {
                 Outcome::Ok
             } else {

@@ -51,57 +51,172 @@ pub fn is_due(every: Option<Duration>, last: Option<&Attempt>, now: DateTime<Utc
     }
 }
 
-/// One step of a run: its key in the state file (`offsite.<name>` for each offsite target), what
-/// it is, and whether it is due.
+/// One step of a run: its key in the state file (`offsite.<name>` for each offsite target,
+/// `job.<name>.<step>` for a job's steps), what it is, the job it belongs to, and whether it is due.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScheduledStep {
     pub key: String,
     pub step: super::Step,
+    /// The `[[job]]` whose step it is; `None` for the plan's own steps and its unnamed job.
+    pub job: Option<String>,
     pub due: Due,
 }
 
-/// Every step the plan configures, in run order (offsite once per target), with whether it is
-/// due at `now`; only the steps in `only` when it is not empty, and every one of them due when
-/// `force`. A drill without `every` is listed only when `only` names it.
+/// What a run is asked to do: which kinds of steps (`--only`), which jobs (`--job`), and whether
+/// they run even when not due (`--force`).
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Only these steps (empty: every step).
+    pub only: std::collections::BTreeSet<super::Step>,
+    /// Only these jobs' steps (empty: every job); the plan's own steps still run when due.
+    pub jobs: std::collections::BTreeSet<String>,
+    /// Every selected step is due.
+    pub force: bool,
+}
+
+impl Selection {
+    fn wants(&self, step: super::Step) -> bool {
+        use super::Step;
+        // Prune belongs to retention: `--only retention` prunes what it forgot.
+        let kind = if step == Step::Prune {
+            Step::Retention
+        } else {
+            step
+        };
+        self.only.is_empty() || self.only.contains(&kind)
+    }
+
+    fn wants_job(&self, job: Option<&str>) -> bool {
+        match job {
+            Some(name) => self.jobs.is_empty() || self.jobs.contains(name),
+            None => true,
+        }
+    }
+}
+
+/// Every step the plan configures, in run order, with whether it is due at `now`:
+/// each job's backup, the PostgreSQL base backup, each job's retention then the plan's, one
+/// prune after them (plans with jobs), check, each offsite target, the plan's drill and each
+/// job's drill. A drill without `every` is listed only when `--only drill` asks for it; a job's
+/// retention is due when its backup is (and its `every` has passed).
 pub fn schedule(
     plan: &super::Plan,
     state: &super::State,
-    only: &std::collections::BTreeSet<super::Step>,
-    force: bool,
+    selection: &Selection,
     now: DateTime<Utc>,
 ) -> Vec<ScheduledStep> {
     use super::Step;
-    let mut out = Vec::new();
-    let mut add = |key: String, step: Step, every: &Option<String>| {
-        if !only.is_empty() && !only.contains(&step) {
+    let mut out: Vec<ScheduledStep> = Vec::new();
+    let mut add = |key: String, step: Step, job: Option<&str>, mut due: Due| {
+        if !selection.wants(step) || !selection.wants_job(job) {
             return;
         }
-        let mut due = is_due(super::span_of(every), state.last_success(&key), now);
-        if force && !due.due {
+        if selection.force && !due.due {
             due.due = true;
             due.reason = format!("forced; {}", due.reason);
         }
-        out.push(ScheduledStep { key, step, due });
+        out.push(ScheduledStep {
+            key,
+            step,
+            job: job.map(String::from),
+            due,
+        });
     };
-    if plan.backup.is_some() || !plan.dumps.is_empty() {
-        add("backup".into(), Step::Backup, &None);
+    let last = |key: &str| state.last_success(key);
+    let jobs = plan.jobs();
+    let mut backup_due = Vec::new();
+    for job in &jobs {
+        let key = job.key("backup");
+        let due = job.schedule().due(last(&key), now);
+        backup_due.push((selection.force || due.due) && selection.wants_job(job.name));
+        add(key, Step::Backup, job.name, due);
     }
     if let Some(p) = &plan.postgres {
-        add("postgres".into(), Step::Postgres, &p.every);
+        add(
+            "postgres".into(),
+            Step::Postgres,
+            None,
+            is_due(super::span_of(&p.every), last("postgres"), now),
+        );
+    }
+    let mut pruning = Vec::new();
+    for (job, &backup_due) in jobs.iter().zip(&backup_due) {
+        let (Some(name), Some(r)) = (job.name, job.retention) else {
+            continue;
+        };
+        let key = job.key("retention");
+        let mut due = is_due(super::span_of(&r.every), last(&key), now);
+        if !backup_due {
+            due = Due {
+                due: false,
+                reason: "its backup is not due".into(),
+            };
+        }
+        if (due.due || selection.force) && r.prune && selection.wants(Step::Retention) {
+            pruning.push(name.to_string());
+        }
+        add(key, Step::Retention, Some(name), due);
     }
     if let Some(r) = &plan.retention {
-        add("retention".into(), Step::Retention, &r.every);
+        let due = is_due(super::span_of(&r.every), last("retention"), now);
+        if !plan.jobs.is_empty() && (due.due || selection.force) && r.prune {
+            pruning.push("snapshots of no job".into());
+        }
+        add("retention".into(), Step::Retention, None, due);
     }
+    if !plan.jobs.is_empty() && plan.jobs.iter().any(|j| j.retention.is_some()) {
+        let due = Due {
+            due: !pruning.is_empty(),
+            reason: if pruning.is_empty() {
+                "no retention runs".into()
+            } else {
+                format!("after the retention of {}", pruning.join(", "))
+            },
+        };
+        // Never forced on its own: it runs when a retention it follows runs.
+        if selection.wants(Step::Prune) {
+            out.push(ScheduledStep {
+                key: "prune".into(),
+                step: Step::Prune,
+                job: None,
+                due,
+            });
+        }
+    }
+    let mut add = |key: String, step: Step, job: Option<&str>, every: &Option<String>| {
+        if !selection.wants(step) || !selection.wants_job(job) {
+            return;
+        }
+        let mut due = is_due(super::span_of(every), last(&key), now);
+        if selection.force && !due.due {
+            due.due = true;
+            due.reason = format!("forced; {}", due.reason);
+        }
+        out.push(ScheduledStep {
+            key,
+            step,
+            job: job.map(String::from),
+            due,
+        });
+    };
     if let Some(c) = &plan.check {
-        add("check".into(), Step::Check, &c.every);
+        add("check".into(), Step::Check, None, &c.every);
     }
     for o in &plan.offsite {
-        add(format!("offsite.{}", o.name), Step::Offsite, &o.every);
+        add(format!("offsite.{}", o.name), Step::Offsite, None, &o.every);
     }
+    let asked = selection.only.contains(&Step::Drill);
     if let Some(d) = &plan.drill {
         // Without `every`, drills run only when asked for (`--only drill` or `cairn drill`).
-        if d.every.is_some() || only.contains(&Step::Drill) {
-            add("drill".into(), Step::Drill, &d.every);
+        if d.every.is_some() || asked {
+            add("drill".into(), Step::Drill, None, &d.every);
+        }
+    }
+    for job in &jobs {
+        if let (Some(name), Some(d)) = (job.name, job.drill) {
+            if d.every.is_some() || asked {
+                add(job.key("drill"), Step::Drill, Some(name), &d.every);
+            }
         }
     }
     out

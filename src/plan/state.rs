@@ -24,8 +24,10 @@ pub enum Step {
     Backup,
     /// Take a PostgreSQL base backup (`[postgres]`).
     Postgres,
-    /// Forget and prune.
+    /// Forget (and prune, in a plan without jobs).
     Retention,
+    /// Prune after the jobs' retention (plans with jobs).
+    Prune,
     /// Verify the repository.
     Check,
     /// Copy to each offsite target.
@@ -36,10 +38,11 @@ pub enum Step {
 
 impl Step {
     /// Every step, in run order.
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 7] = [
         Step::Backup,
         Step::Postgres,
         Step::Retention,
+        Step::Prune,
         Step::Check,
         Step::Offsite,
         Step::Drill,
@@ -51,6 +54,7 @@ impl Step {
             Step::Backup => "backup",
             Step::Postgres => "postgres",
             Step::Retention => "retention",
+            Step::Prune => "prune",
             Step::Check => "check",
             Step::Offsite => "offsite",
             Step::Drill => "drill",
@@ -67,7 +71,7 @@ impl Step {
             .find(|s| s.name() == name.trim())
             .ok_or_else(|| {
                 Error::invalid_input(format!(
-                    "unknown step {name:?}: the steps are backup, postgres, retention, check, offsite, drill"
+                    "unknown step {name:?}: the steps are backup, postgres, retention, prune, check, offsite, drill"
                 ))
             })
     }

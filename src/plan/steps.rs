@@ -10,19 +10,18 @@ use crate::error::{Error, Result};
 use crate::pg::PgBackupOptions;
 use crate::repo::IndexedRepository;
 
-use super::{size_of, span_of, Plan};
+use super::{size_of, span_of, Job, Plan};
 
-/// The plan's `[backup] paths` (made absolute) and its `[[dump]]` commands, as one backup's
-/// sources.
+/// A job's `[backup] paths` (made absolute) and its `[[dump]]` commands, as one backup's sources.
 ///
 /// # Errors
 /// When the current directory is unknown (relative paths).
-pub fn backup_sources(plan: &Plan) -> Result<BackupSources<'static>> {
-    let paths = match &plan.backup {
+pub fn backup_sources(job: &Job<'_>) -> Result<BackupSources<'static>> {
+    let paths = match job.backup {
         Some(section) => crate::archive::normalize_sources(&section.paths)?,
         None => Vec::new(),
     };
-    let streams = plan
+    let streams = job
         .dumps
         .iter()
         .map(|d| {
@@ -50,6 +49,7 @@ pub fn backup_details(
         None => None,
     };
     Ok(serde_json::json!({
+        "job": snap.job,
         "snapshot_id": outcome.snapshot_id.map(|id| id.to_hex()),
         "snapshot_time": snap.time,
         "group": format!("{}:{}", snap.host, snap.paths.join(",")),
@@ -106,20 +106,38 @@ pub fn pg_backup_details(
 /// Longest a drill check may run unless `[drill] check_timeout` says otherwise.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// The backup options of a job: its `[backup]` keys, and its name recorded in the snapshot.
+///
+/// # Errors
+/// An exclude file that cannot be read, an invalid pattern, tag file or size.
+pub fn backup_options(job: &Job<'_>) -> Result<crate::archive::BackupOptions> {
+    let mut options = job.backup.cloned().unwrap_or_default().backup_options()?;
+    options.job = job.name.map(String::from);
+    Ok(options)
+}
+
 /// The drill the plan describes: its snapshot choice, scratch directory (else the temporary
 /// directory), the checks (each dump's `verify`, then `[drill] checks`), their timeout and the
 /// RTO and RPO targets. Without a plan, the defaults: the latest snapshot, no check, no target.
+/// With `job`, that job's drill among that job's snapshots.
 ///
 /// # Errors
 /// `InvalidInput` for a snapshot choice that does not parse.
-pub fn drill_options(plan: Option<&Plan>) -> Result<DrillOptions> {
-    let section = plan.and_then(|p| p.drill.clone()).unwrap_or_default();
+pub fn drill_options(plan: Option<&Plan>, job: Option<&Job<'_>>) -> Result<DrillOptions> {
+    let section = match job {
+        Some(j) => j.drill.cloned().unwrap_or_default(),
+        None => plan.and_then(|p| p.drill.clone()).unwrap_or_default(),
+    };
     let choice = match &section.snapshot {
         Some(s) => SnapshotChoice::parse(s).map_err(Error::invalid_input)?,
         None => SnapshotChoice::Latest,
     };
     let mut checks = Vec::new();
-    for d in plan.map(|p| p.dumps.as_slice()).unwrap_or_default() {
+    let dumps = match job {
+        Some(j) => j.dumps,
+        None => plan.map(|p| p.dumps.as_slice()).unwrap_or_default(),
+    };
+    for d in dumps {
         if let Some(verify) = &d.verify {
             checks.push(DrillCheck {
                 name: format!("dump /{}", d.path.trim_start_matches('/')),
@@ -137,12 +155,19 @@ pub fn drill_options(plan: Option<&Plan>) -> Result<DrillOptions> {
     }
     Ok(DrillOptions {
         choice,
-        filter: crate::repo::SnapshotFilter::default(),
+        filter: crate::repo::SnapshotFilter {
+            job: match job.and_then(|j| j.name) {
+                Some(name) => crate::repo::JobFilter::Named(name.to_string()),
+                None => crate::repo::JobFilter::Any,
+            },
+            ..Default::default()
+        },
         scratch_parent: section.scratch.clone().unwrap_or_else(std::env::temp_dir),
         keep: false,
         checks,
         check_timeout: span_of(&section.check_timeout).unwrap_or(DEFAULT_CHECK_TIMEOUT),
         max_rto: span_of(&section.max_rto),
         max_rpo: span_of(&section.max_rpo),
+        now: None,
     })
 }

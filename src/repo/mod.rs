@@ -11,7 +11,7 @@ pub mod select;
 pub mod trees;
 
 pub use saver::{BlobSaver, SaveStats, INDEX_INTERVAL};
-pub use select::SnapshotFilter;
+pub use select::{JobFilter, SnapshotFilter};
 pub use trees::TreeLoader;
 
 use std::collections::{HashMap, HashSet};

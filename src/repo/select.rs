@@ -18,6 +18,31 @@ pub struct SnapshotFilter {
     pub paths: Vec<String>,
     /// Keep snapshots taken at or before this moment.
     pub at: Option<DateTime<Utc>>,
+    /// Keep snapshots of this plan job, or of no job (default: any).
+    pub job: JobFilter,
+}
+
+/// Which plan job's snapshots a filter keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum JobFilter {
+    /// Any job's, and those of no job.
+    #[default]
+    Any,
+    /// Only those of no job.
+    NoJob,
+    /// Only this job's.
+    Named(String),
+}
+
+impl JobFilter {
+    /// Whether a snapshot recorded with `job` passes.
+    pub fn matches(&self, job: Option<&str>) -> bool {
+        match self {
+            JobFilter::Any => true,
+            JobFilter::NoJob => job.is_none(),
+            JobFilter::Named(name) => job == Some(name.as_str()),
+        }
+    }
 }
 
 impl SnapshotFilter {
@@ -31,7 +56,7 @@ impl SnapshotFilter {
                 .any(|set| set.iter().all(|t| snap.tags.contains(t)));
         let paths_ok = self.paths.iter().all(|p| snap.paths.contains(p));
         let time_ok = self.at.is_none_or(|at| snap.datetime() <= at);
-        host_ok && tags_ok && paths_ok && time_ok
+        host_ok && tags_ok && paths_ok && time_ok && self.job.matches(snap.job.as_deref())
     }
 
     /// Whether any criterion is set (used to phrase "nothing matched" errors).
@@ -40,6 +65,7 @@ impl SnapshotFilter {
             && self.tag_sets.is_empty()
             && self.paths.is_empty()
             && self.at.is_none()
+            && self.job == JobFilter::Any
     }
 
     /// The snapshots that pass, in their original (oldest-first) order.
@@ -76,7 +102,7 @@ impl SnapshotFilter {
                     "no snapshots yet; make one with `cairn backup`".to_string()
                 } else {
                     format!(
-                        "none of the {total} snapshots passes the filters (--host/--tag/--path/--at); \
+                        "none of the {total} snapshots passes the filters (--host/--tag/--path/--at/--job); \
                          list them with `cairn snapshots`"
                     )
                 })
@@ -292,6 +318,7 @@ mod tests {
             summary: Summary::default(),
             repaired_from: None,
             postgres: None,
+            job: None,
         }
     }
 

@@ -1,17 +1,20 @@
-//! The backup steps of `cairn run`: the plan's paths and dumps into one snapshot, and the
+//! The backup steps of `cairn run`: a job's paths and dumps into one snapshot, and the
 //! `[postgres]` cluster's base backup, with the figures the state file and `status --offline` need.
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 
 use cairn::archive;
-use cairn::plan::{steps, Plan};
+use cairn::plan::{steps, Job, Plan};
 
 use super::StepResult;
 use crate::cli::{backup, context, exit, progress, GlobalArgs};
 
-pub fn run(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
-    let options = plan.backup.clone().unwrap_or_default().backup_options()?;
-    let sources = steps::backup_sources(plan)?;
+/// A job's backup, its snapshot dated `now` (the run's clock) and named after the job.
+pub fn run(global: &GlobalArgs, job: &Job<'_>, now: DateTime<Utc>) -> Result<StepResult> {
+    let mut options = steps::backup_options(job)?;
+    options.time = Some(now);
+    let sources = steps::backup_sources(job)?;
     let repo = context::open_repository(global)?.into_indexed_unsynced()?;
     let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
     if !sources.paths.is_empty() {
