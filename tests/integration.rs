@@ -26,6 +26,7 @@ mod format_versions;
 mod hardlinks;
 mod hostile_repo;
 mod interrupted_backup;
+mod jobs;
 mod key_rotation;
 mod keys;
 mod latest;

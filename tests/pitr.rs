@@ -25,14 +25,6 @@ struct Cluster {
     started: std::sync::Mutex<Vec<PathBuf>>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Cluster {
     fn new() -> Option<Cluster> {
         let bin = server_var("CAIRN_TEST_PG_BIN")?;

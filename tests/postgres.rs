@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use common::*;
 
 /// The server the start script runs, or `None` (skip) when it is not running.
-struct Pg {
+pub(crate) struct Pg {
     host: String,
     port: String,
     user: String,
@@ -21,7 +21,7 @@ struct Pg {
 }
 
 impl Pg {
-    fn from_env() -> Option<Pg> {
+    pub(crate) fn from_env() -> Option<Pg> {
         Some(Pg {
             host: server_var("CAIRN_TEST_PG_HOST")?,
             port: server_var("CAIRN_TEST_PG_PORT")?,
@@ -31,7 +31,7 @@ impl Pg {
     }
 
     /// The libpq variables, given only to the processes that need them.
-    fn vars(&self) -> [(&str, &str); 3] {
+    pub(crate) fn vars(&self) -> [(&str, &str); 3] {
         [
             ("PGHOST", &self.host),
             ("PGPORT", &self.port),
@@ -39,12 +39,12 @@ impl Pg {
         ]
     }
 
-    fn program(&self, name: &str) -> String {
+    pub(crate) fn program(&self, name: &str) -> String {
         format!("{}/{name}", self.bin)
     }
 
     /// Runs a PostgreSQL client program, feeding `stdin`; returns its stdout, panics on failure.
-    fn client(&self, program: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    pub(crate) fn client(&self, program: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         let mut child = Command::new(self.program(program))
             .args(args)
             .envs(self.vars())
@@ -69,7 +69,7 @@ impl Pg {
         out.stdout
     }
 
-    fn sql(&self, db: &str, sql: &str) -> String {
+    pub(crate) fn sql(&self, db: &str, sql: &str) -> String {
         let out = self.client(
             "psql",
             &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-d", db],
@@ -79,7 +79,7 @@ impl Pg {
     }
 
     /// A database named for the test and this process, created empty.
-    fn fresh_db(&self, name: &str) -> String {
+    pub(crate) fn fresh_db(&self, name: &str) -> String {
         let db = format!("{name}_{}", std::process::id());
         self.sql(
             "postgres",

@@ -198,7 +198,7 @@ pub enum Command {
     /// Check, show or install the nightly plan file (see `cairn run`).
     #[command(after_help = plan::EXAMPLES)]
     Plan(plan::PlanArgs),
-    /// Run the nightly plan: backup, retention, check, offsite, drill, each when due.
+    /// Run the plan: each due job's backup and retention, check, offsite, drills, each when due.
     #[command(after_help = run::EXAMPLES)]
     Run(run::RunArgs),
     /// Monitoring: age and size of the newest snapshots and the plan's last steps (exit 0-3 as a Nagios plugin).

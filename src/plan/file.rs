@@ -413,12 +413,19 @@ impl Plan {
     /// Reads and validates the plan at `path`.
     ///
     /// # Errors
-    /// `InvalidInput` naming the file, the key and what is wrong (TOML syntax, unknown keys, bad values).
+    /// `InvalidInput` naming the file, the line, the key and what is wrong (TOML syntax, unknown
+    /// keys, bad values).
     pub fn load(path: &Path) -> Result<Plan> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::invalid_input(format!("cannot read the plan file {}: {e}", path.display()))
         })?;
-        Self::parse(&text).map_err(|e| e.context(format!("plan file {}", path.display())))
+        Self::parse_text(&text).map_err(|message| {
+            let at = match super::locate::line_of(&text, &message) {
+                Some(line) => format!("plan file {}, line {line}", path.display()),
+                None => format!("plan file {}", path.display()),
+            };
+            Error::invalid_input(message).context(at)
+        })
     }
 
     /// Parses and validates plan text.
@@ -426,9 +433,12 @@ impl Plan {
     /// # Errors
     /// `InvalidInput` naming the key and what is wrong.
     pub fn parse(text: &str) -> Result<Plan> {
-        let plan: Plan = toml::from_str(text)
-            .map_err(|e| Error::invalid_input(e.to_string().trim().to_string()))?;
-        plan.validate().map_err(Error::invalid_input)?;
+        Self::parse_text(text).map_err(Error::invalid_input)
+    }
+
+    fn parse_text(text: &str) -> Result<Plan, String> {
+        let plan: Plan = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        plan.validate()?;
         Ok(plan)
     }
 
@@ -665,7 +675,7 @@ impl Plan {
         monitor: Option<&super::job::JobMonitorSection>,
     ) -> (Duration, Duration) {
         let (warn, crit) = self.age_thresholds();
-        let own = |v: Option<&Option<String>>| v.and_then(|v| span_of(v));
+        let own = |v: Option<&Option<String>>| v.and_then(span_of);
         (
             own(monitor.map(|m| &m.warn_age)).unwrap_or(warn),
             own(monitor.map(|m| &m.crit_age)).unwrap_or(crit),

@@ -5,6 +5,7 @@ mod cron;
 mod file;
 pub mod hooks;
 pub mod job;
+mod locate;
 pub mod lock;
 pub mod run;
 mod schedule;

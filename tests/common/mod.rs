@@ -598,3 +598,12 @@ pub fn open_indexed(env: &Env) -> cairn::IndexedRepository {
     .into_indexed()
     .unwrap()
 }
+
+/// A TCP port of the loopback interface that was free a moment ago, for a test's own server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
