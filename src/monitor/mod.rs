@@ -324,6 +324,17 @@ pub fn evaluate(
     for g in groups {
         judge_group(g, th, now, &mut findings, &mut metrics);
     }
+    // A job of the plan with no snapshot at all has nothing to restore, whatever its steps say.
+    for job in th.jobs.keys() {
+        if !groups.iter().any(|g| g.job.as_ref() == Some(job)) {
+            findings.push(Finding {
+                subject: format!("job {job}"),
+                level: Level::Critical,
+                message: "no snapshot of this job".into(),
+                job: Some(job.clone()),
+            });
+        }
+    }
     if let Some(state) = state {
         judge_steps(state, offsite_names, th, now, &mut findings, &mut metrics);
     }

@@ -493,6 +493,17 @@ fn each_job_is_judged_against_its_own_objectives() {
         (failed.level, failed.job.as_deref()),
         (Level::Warning, Some("redis"))
     );
+    // A job without any snapshot has nothing to restore.
+    th.jobs.insert("cache".into(), th.jobs["redis"].clone());
+    let r = evaluate("repository", &groups, Some(&state), &[], &th, now());
+    let none = r
+        .findings
+        .iter()
+        .find(|f| f.subject == "job cache")
+        .unwrap();
+    assert_eq!(none.level, Level::Critical, "{none:?}");
+    th.jobs.remove("cache");
+    let r = evaluate("repository", &groups, Some(&state), &[], &th, now());
     let prom = render::prometheus(&state, Some(&r));
     assert!(
         prom.contains("cairn_job_status_level{job=\"db\"} 1"),

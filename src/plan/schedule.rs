@@ -164,7 +164,9 @@ pub fn schedule(
         }
         add("retention".into(), Step::Retention, None, due);
     }
-    if !plan.jobs.is_empty() && plan.jobs.iter().any(|j| j.retention.is_some()) {
+    let retention_anywhere =
+        plan.retention.is_some() || plan.jobs.iter().any(|j| j.retention.is_some());
+    if !plan.jobs.is_empty() && retention_anywhere {
         let due = Due {
             due: !pruning.is_empty(),
             reason: if pruning.is_empty() {
@@ -257,5 +259,70 @@ mod tests {
         assert!(is_due(week, Some(&at(7.0 * 24.0 - 0.5, now)), now).due);
         let d = is_due(week, Some(&at(48.0, now)), now);
         assert!(d.reason.contains("2d 0h ago"), "{}", d.reason);
+    }
+
+    /// With jobs, every forget is followed by one prune: after a job's retention, and after the
+    /// top-level retention of snapshots of no job alone; `--job` leaves other jobs out.
+    #[test]
+    fn a_plan_of_jobs_prunes_once_after_whichever_retention_ran() {
+        let plan = crate::plan::Plan::parse(
+            r#"
+[repository]
+location = "/srv/backup"
+
+[[job]]
+name = "db"
+every = "6h"
+[[job.dump]]
+path = "db.sql"
+command = ["pg_dump", "app"]
+
+[[job]]
+name = "files"
+every = "1d"
+[job.backup]
+paths = ["/srv"]
+[job.retention]
+keep_daily = 7
+
+[retention]
+every = "1d"
+keep_daily = 30
+"#,
+        )
+        .unwrap();
+        let now = Utc::now();
+        let keys = |selection: &Selection, state: &crate::plan::State| -> Vec<String> {
+            schedule(&plan, state, selection, now)
+                .into_iter()
+                .filter(|s| s.due.due)
+                .map(|s| s.key)
+                .collect()
+        };
+        let all = Selection::default();
+        let mut state = crate::plan::State::default();
+        assert_eq!(
+            keys(&all, &state),
+            [
+                "job.db.backup",
+                "job.files.backup",
+                "job.files.retention",
+                "retention",
+                "prune"
+            ]
+        );
+        // Files backed up an hour ago, the top-level retention too: db alone, nothing to prune.
+        state.note("job.files.backup", at(1.0, now));
+        state.note("job.files.retention", at(1.0, now));
+        let only_db = Selection {
+            jobs: ["db".to_string()].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            keys(&only_db, &state),
+            ["job.db.backup", "retention", "prune"]
+        );
+        state.note("retention", at(1.0, now));
+        assert_eq!(keys(&all, &state), ["job.db.backup"]);
     }
 }
