@@ -4,6 +4,7 @@
 //! Changes nothing in the repository except the verification record that subset rotation needs, and
 //! not that either in a read-only view ([`crate::backend::Backend::read_only`]).
 
+mod entries;
 mod read_data;
 pub(crate) mod rotation;
 mod settle;
@@ -17,7 +18,6 @@ use std::collections::{HashMap, HashSet};
 use crate::backend::ObjectKind;
 use crate::browse::walk::PathChain;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::BlobEntry;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
@@ -238,17 +238,10 @@ fn check_once(
     // From the index files themselves: the cache keeps one location per blob, so a pack whose blobs all
     // have copies elsewhere (after a repack) would look unindexed there. Read before the packs are
     // listed: a backup writes a pack before the index file naming it, so every pack named is listed.
-    let mut index_entries: HashMap<PackId, Vec<BlobEntry>> = HashMap::new();
+    let mut index_entries = read_data::IndexEntries::new(&repo.repo().cache_dir())?;
     for name in &index_files {
         match files::read(repo.repo().backend(), repo.repo().key(), name) {
-            Ok(file) => {
-                for pack in file.packs {
-                    index_entries
-                        .entry(pack.pack)
-                        .or_default()
-                        .extend(pack.blobs);
-                }
-            }
+            Ok(file) => index_entries.add(file.packs.into_iter().map(|p| (p.pack, p.blobs)))?,
             Err(e) => report.errors.push(format!(
                 "{e}; its blobs may be missing from the index: run `cairn repair index`"
             )),
@@ -311,8 +304,7 @@ fn check_once(
         report.errors.extend(pack.errors);
     }
 
-    let indexed_packs: HashSet<PackId> = index_entries.keys().copied().collect();
-    for pack in indexed_packs.difference(&listed) {
+    for pack in index_entries.packs().difference(&listed) {
         report.errors.push(format!(
             "pack {pack} is listed in the index but missing from the repository; `cairn repair index` drops it from the index, then `cairn repair snapshots` rewrites the snapshots that used it"
         ));
@@ -338,7 +330,7 @@ fn check_once(
         incomplete = walk.incomplete;
     }
     // A pack is called harmless only when every snapshot was walked whole and none needs it.
-    for pack in listed.difference(&indexed_packs) {
+    for pack in listed.difference(index_entries.packs()) {
         if needed_unindexed.contains(pack) {
             report.errors.push(format!(
                 "pack {pack} is in no index file but holds blobs that snapshots use: `cairn repair index` indexes it again"

@@ -54,8 +54,7 @@ impl PackCheck {
     }
 }
 
-/// Index entries by pack, as read from the index files.
-pub(super) type IndexEntries = HashMap<PackId, Vec<BlobEntry>>;
+pub(super) use super::entries::IndexEntries;
 
 /// Checks the listed `packs` (name, size): the header of each against `index`, and all data of
 /// those in `chosen`. One result per pack, in the order of `packs`.
@@ -129,7 +128,7 @@ fn verify_packs(repo: &IndexedRepository, ids: &[PackId], index: &IndexEntries) 
                         continue;
                     }
                 };
-            compare_with_index(&mut result, id, &entries, index.get(id));
+            compare_with_index(&mut result, id, &entries, index);
             let job = Arc::new(PackJob {
                 id: *id,
                 bytes,
@@ -251,7 +250,7 @@ fn check_header(repo: &IndexedRepository, name: &str, index: &IndexEntries) -> P
     let mut result = PackCheck::new(Some(id));
     match read_pack_header(repo.repo().backend(), repo.repo().key(), &id) {
         Ok(header) => {
-            compare_with_index(&mut result, &id, &header, index.get(&id));
+            compare_with_index(&mut result, &id, &header, index);
             result
         }
         Err(e) => result.unreadable(e),
@@ -266,8 +265,17 @@ fn compare_with_index(
     result: &mut PackCheck,
     pack: &PackId,
     header: &[BlobEntry],
-    indexed: Option<&Vec<BlobEntry>>,
+    index: &IndexEntries,
 ) {
+    let indexed = match index.get(pack) {
+        Ok(entries) => entries,
+        Err(e) => {
+            result.errors.push(format!(
+                "pack {pack}: cannot read its index entries back: {e}"
+            ));
+            Vec::new()
+        }
+    };
     let by_id: HashMap<BlobId, &BlobEntry> = header.iter().map(|e| (e.id, e)).collect();
     let describe = |e: &BlobEntry| {
         format!(
@@ -276,7 +284,7 @@ fn compare_with_index(
         )
     };
     let mut seen: HashSet<BlobId> = HashSet::new();
-    for entry in indexed.map(Vec::as_slice).unwrap_or_default() {
+    for entry in &indexed {
         seen.insert(entry.id);
         let problem = match by_id.get(&entry.id) {
             Some(h) if *h == entry => continue,
@@ -296,7 +304,7 @@ fn compare_with_index(
     }
     for entry in header.iter().filter(|e| !seen.contains(&e.id)) {
         result.unindexed.push((entry.id, *pack));
-        if indexed.is_some() {
+        if index.packs().contains(pack) {
             result.errors.push(format!(
                 "pack {pack}: blob {} is in the pack header but missing from the index; run `cairn repair index`",
                 entry.id
