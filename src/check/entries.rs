@@ -134,7 +134,7 @@ mod tests {
             offset,
             length: 50,
             raw_length: 40,
-            delta: delta.then(|| Delta {
+            delta: delta.then_some(Delta {
                 base: BlobId([9; 32]),
                 generation: 2,
             }),
