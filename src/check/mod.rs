@@ -4,7 +4,6 @@
 //! Changes nothing in the repository except the verification record that subset rotation needs, and
 //! not that either in a read-only view ([`crate::backend::Backend::read_only`]).
 
-mod entries;
 mod read_data;
 pub(crate) mod rotation;
 mod settle;
@@ -21,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind};
 use crate::id::{BlobId, BlobType, PackId, SnapshotId, TreeId};
+use crate::index::by_pack::EntriesByPack;
 use crate::index::files;
 use crate::repo::IndexedRepository;
 
@@ -238,7 +238,7 @@ fn check_once(
     // From the index files themselves: the cache keeps one location per blob, so a pack whose blobs all
     // have copies elsewhere (after a repack) would look unindexed there. Read before the packs are
     // listed: a backup writes a pack before the index file naming it, so every pack named is listed.
-    let mut index_entries = read_data::IndexEntries::new(&repo.repo().cache_dir())?;
+    let mut index_entries = EntriesByPack::new(&repo.repo().cache_dir())?;
     for name in &index_files {
         match files::read(repo.repo().backend(), repo.repo().key(), name) {
             Ok(file) => index_entries.add(file.packs.into_iter().map(|p| (p.pack, p.blobs)))?,

@@ -54,7 +54,7 @@ impl PackCheck {
     }
 }
 
-pub(super) use super::entries::IndexEntries;
+use crate::index::by_pack::EntriesByPack;
 
 /// Checks the listed `packs` (name, size): the header of each against `index`, and all data of
 /// those in `chosen`. One result per pack, in the order of `packs`.
@@ -62,7 +62,7 @@ pub(super) fn check_packs(
     repo: &IndexedRepository,
     packs: &[(String, u64)],
     chosen: &HashSet<PackId>,
-    index: &IndexEntries,
+    index: &EntriesByPack,
 ) -> Vec<PackCheck> {
     let id_of = |name: &str| PackId::from_hex(name).ok().filter(|id| chosen.contains(id));
     // Headers only: a few small reads each, so packs go in parallel.
@@ -94,7 +94,7 @@ const PACKS_IN_FLIGHT: usize = 3;
 /// its own for any thread, so the blobs of the next pack are verified while the last big blobs of
 /// this one finish: waiting for a pack's slowest blob before starting the next left a core idle a
 /// tenth of the time. A pack's buffer returns to the reader when its last task is done.
-fn verify_packs(repo: &IndexedRepository, ids: &[PackId], index: &IndexEntries) -> Vec<PackCheck> {
+fn verify_packs(repo: &IndexedRepository, ids: &[PackId], index: &EntriesByPack) -> Vec<PackCheck> {
     let slots: Vec<Mutex<Option<PackCheck>>> = ids.iter().map(|_| Mutex::new(None)).collect();
     let (give_back, free) = mpsc::channel::<Vec<u8>>();
     // Only the reading thread receives; the mutex makes the receiver shareable with the scope.
@@ -238,7 +238,7 @@ impl Drop for PackJob<'_> {
 }
 
 /// Checks the header of a pack whose data is not read.
-fn check_header(repo: &IndexedRepository, name: &str, index: &IndexEntries) -> PackCheck {
+fn check_header(repo: &IndexedRepository, name: &str, index: &EntriesByPack) -> PackCheck {
     let id = match PackId::from_hex(name) {
         Ok(id) => id,
         Err(e) => {
@@ -265,7 +265,7 @@ fn compare_with_index(
     result: &mut PackCheck,
     pack: &PackId,
     header: &[BlobEntry],
-    index: &IndexEntries,
+    index: &EntriesByPack,
 ) {
     let indexed = match index.get(pack) {
         Ok(entries) => entries,

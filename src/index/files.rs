@@ -106,17 +106,3 @@ impl<'a> IndexWriter<'a> {
         Ok(self.written)
     }
 }
-
-/// How many files [`IndexWriter`] writes for `packs` (for dry runs).
-pub fn files_needed(packs: &[PackEntries]) -> u64 {
-    let mut files = 0;
-    let mut blobs = 0;
-    for (i, p) in packs.iter().enumerate() {
-        blobs += p.blobs.len();
-        if blobs >= BLOBS_PER_FILE || i + 1 == packs.len() {
-            files += 1;
-            blobs = 0;
-        }
-    }
-    files
-}

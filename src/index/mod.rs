@@ -6,6 +6,7 @@
 //! process knows to be unavailable (missing from the repository), so a lost pack never hides a
 //! copy elsewhere and never passes for a stored blob (FORMAT.md §11, "Readers and missing packs").
 
+pub(crate) mod by_pack;
 pub(crate) mod cache_file;
 pub mod files;
 
@@ -302,11 +303,8 @@ impl Index {
     }
 
     fn sync_once(&self, backend: &dyn Backend, key: &MasterKey) -> Result<SyncOutcome> {
-        let in_repo: HashSet<String> = backend
-            .list(ObjectKind::Index)?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
+        let sizes: HashMap<String, u64> = backend.list(ObjectKind::Index)?.into_iter().collect();
+        let in_repo: HashSet<&String> = sizes.keys().collect();
         let cached = self.cached_files()?;
         if cached.iter().any(|name| !in_repo.contains(name)) {
             // An index file went away (compaction, prune): entries may be stale, rebuild.
@@ -316,10 +314,16 @@ impl Index {
             *self.prefixes.write().unwrap_or_else(|p| p.into_inner()) = None;
         }
         let cached = self.cached_files()?;
-        let mut missing: Vec<&String> = in_repo.iter().filter(|n| !cached.contains(*n)).collect();
+        let mut missing: Vec<&String> = in_repo
+            .iter()
+            .copied()
+            .filter(|n| !cached.contains(*n))
+            .collect();
         missing.sort();
-        // Decode in parallel, insert in batches so memory stays bounded for huge repositories.
-        for batch in missing.chunks(64) {
+        // Decode in parallel, insert in batches so memory stays bounded for huge repositories:
+        // a batch is up to 64 files and BATCH_BYTES of them (a decoded entry takes about twice
+        // its encoded bytes), so a repository of few large index files is not held whole.
+        for batch in batches(&missing, |name| sizes.get(*name).copied().unwrap_or(0)) {
             let read: Vec<Option<(String, IndexFile)>> = batch
                 .par_iter()
                 .map(|name| read_index_file(backend, key, name))
@@ -702,6 +706,28 @@ impl Index {
         Ok(())
     }
 }
+/// Encoded index bytes decoded at once when the cache catches up with the repository.
+const BATCH_BYTES: u64 = 64 << 20;
+
+/// `items` cut into runs of at most 64 whose sizes add up to at most [`BATCH_BYTES`] (an item
+/// larger than that alone).
+fn batches<'a, T>(items: &'a [T], size: impl Fn(&T) -> u64) -> Vec<&'a [T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, item) in items.iter().enumerate() {
+        let len = size(item);
+        if i > start && (i - start == 64 || bytes + len > BATCH_BYTES) {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
 /// The first eight bytes of every indexed id, sorted: "certainly not indexed" without redb. Ids are
 /// keyed BLAKE3 hashes, so two ids share a prefix about once in 2^64 / n lookups; a shared prefix
 /// only costs the redb lookup that would have been made anyway.
@@ -745,6 +771,14 @@ pub(crate) fn cached_db(path: &Path) -> std::result::Result<Database, redb::Data
 mod tests {
     use super::*;
     use crate::format::index_file::PackEntries;
+
+    #[test]
+    fn index_files_are_read_in_batches_bounded_by_count_and_bytes() {
+        let sizes: Vec<u64> = [vec![1u64; 130], vec![40 << 20; 3], vec![300 << 20]].concat();
+        let lens: Vec<usize> = batches(&sizes, |s| *s).iter().map(|b| b.len()).collect();
+        assert_eq!(lens, [64, 64, 3, 1, 1, 1]);
+        assert!(batches(&Vec::<u64>::new(), |s| *s).is_empty());
+    }
 
     fn file(pack: u8, ids: &[BlobId]) -> (String, IndexFile) {
         let blobs = ids

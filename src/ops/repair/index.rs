@@ -3,7 +3,7 @@
 //! New index files are written before the old ones are removed, so at no moment is a readable pack
 //! indexed by fewer files than before. Never deletes a pack, a snapshot or a pending-deletion record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rayon::prelude::*;
 
@@ -11,7 +11,8 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::index_file::PackEntries;
 use crate::id::PackId;
-use crate::index::files::{self, files_needed, IndexWriter};
+use crate::index::by_pack::EntriesByPack;
+use crate::index::files::{self, IndexWriter, BLOBS_PER_FILE};
 use crate::pack::read_pack_header;
 use crate::repo::lease::HeldLease;
 use crate::repo::Repository;
@@ -46,7 +47,10 @@ pub struct IndexRepairPlan {
     pub old_index_files: Vec<String>,
     /// How many new index files will be written.
     pub index_files_to_write: u64,
-    packs: Vec<PackEntries>,
+    /// The packs whose header was read, in id order, with their entries in a scratch database
+    /// (not in memory: the whole index of a large repository would not fit).
+    packs: Vec<(PackId, usize)>,
+    headers: EntriesByPack,
 }
 
 /// What `repair index` did.
@@ -78,47 +82,58 @@ pub fn plan_index(repo: &Repository, progress: &dyn RepairProgress) -> Result<In
     old_index_files.sort();
     let listed = backend.list(ObjectKind::Pack)?;
     progress.total(listed.len() as u64);
-    let headers: Vec<(String, Result<PackEntries>)> = listed
-        .par_iter()
-        .map(|(name, _)| {
-            let read = PackId::from_hex(name)
-                .map_err(|e| Error::corrupted(format!("not a pack name: {e}")))
-                .and_then(|id| {
-                    Ok(PackEntries {
-                        pack: id,
-                        blobs: read_pack_header(backend, repo.key(), &id)?,
-                    })
-                });
-            progress.pack_done();
-            (name.clone(), read)
-        })
-        .collect();
-
+    let cache = repo.cache_dir();
+    let mut headers = EntriesByPack::new(&cache)?;
     let mut packs = Vec::new();
     let mut unreadable = Vec::new();
-    for (name, read) in headers {
-        match read {
-            Ok(entries) => packs.push(entries),
-            Err(e) if e.is_damage() => unreadable.push(UnreadablePack {
-                name,
-                reason: e.to_string(),
-            }),
-            Err(e) => {
-                return Err(e.context(format!(
-                    "repair index changed nothing: pack {name} could not be read; fix the cause and run it again"
-                )))
+    let mut blobs = 0u64;
+    // Read in parallel, kept on disk a slice at a time: memory stays flat in the number of packs.
+    for slice in listed.chunks(HEADERS_AT_ONCE) {
+        let read: Vec<(String, Result<PackEntries>)> = slice
+            .par_iter()
+            .map(|(name, _)| {
+                let read = PackId::from_hex(name)
+                    .map_err(|e| Error::corrupted(format!("not a pack name: {e}")))
+                    .and_then(|id| {
+                        Ok(PackEntries {
+                            pack: id,
+                            blobs: read_pack_header(backend, repo.key(), &id)?,
+                        })
+                    });
+                progress.pack_done();
+                (name.clone(), read)
+            })
+            .collect();
+        let mut good = Vec::new();
+        for (name, read) in read {
+            match read {
+                Ok(entries) => {
+                    packs.push((entries.pack, entries.blobs.len()));
+                    blobs += entries.blobs.len() as u64;
+                    good.push((entries.pack, entries.blobs));
+                }
+                Err(e) if e.is_damage() => unreadable.push(UnreadablePack {
+                    name,
+                    reason: e.to_string(),
+                }),
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "repair index changed nothing: pack {name} could not be read; fix the cause and run it again"
+                    )))
+                }
             }
         }
+        headers.add(good)?;
     }
-    packs.sort_by_key(|p| p.pack);
+    packs.sort();
     unreadable.sort_by(|a, b| a.name.cmp(&b.name));
 
     // The old index, only to tell the user what changes.
-    let mut old: HashMap<PackId, PackEntries> = HashMap::new();
+    let mut old = EntriesByPack::new(&cache)?;
     let mut damaged_index_files = Vec::new();
     for name in &old_index_files {
         match files::read(repo.backend(), repo.key(), name) {
-            Ok(file) => old.extend(file.packs.into_iter().map(|p| (p.pack, p))),
+            Ok(file) => old.add(file.packs.into_iter().map(|p| (p.pack, p.blobs)))?,
             Err(e) => damaged_index_files.push(UnreadablePack {
                 name: name.clone(),
                 reason: e.to_string(),
@@ -130,37 +145,45 @@ pub fn plan_index(repo: &Repository, progress: &dyn RepairProgress) -> Result<In
         .filter_map(|(n, _)| PackId::from_hex(n).ok())
         .collect();
     let mut missing: Vec<PackId> = old
-        .keys()
+        .packs()
+        .iter()
         .filter(|p| !present.contains(p))
         .copied()
         .collect();
     missing.sort();
-    let added: Vec<PackId> = packs
-        .iter()
-        .filter(|p| old.get(&p.pack).is_none_or(|o| !same_entries(o, p)))
-        .map(|p| p.pack)
-        .collect();
+    // Both sides come back in offset order, each entry once.
+    let mut added = Vec::new();
+    for (pack, _) in &packs {
+        if !old.packs().contains(pack) || old.get(pack)? != headers.get(pack)? {
+            added.push(*pack);
+        }
+    }
+    // As the writer cuts them.
+    let mut index_files_to_write = 0;
+    let mut in_file = 0;
+    for (i, (_, count)) in packs.iter().enumerate() {
+        in_file += count;
+        if in_file >= BLOBS_PER_FILE || i + 1 == packs.len() {
+            index_files_to_write += 1;
+            in_file = 0;
+        }
+    }
     Ok(IndexRepairPlan {
         packs_read: packs.len() as u64,
-        blobs: packs.iter().map(|p| p.blobs.len() as u64).sum(),
+        blobs,
         unreadable,
         missing,
         added,
         damaged_index_files,
-        index_files_to_write: files_needed(&packs),
+        index_files_to_write,
         old_index_files,
         packs,
+        headers,
     })
 }
 
-/// Whether two listings of one pack hold the same entries, in any order.
-fn same_entries(a: &PackEntries, b: &PackEntries) -> bool {
-    let mut x = a.blobs.clone();
-    let mut y = b.blobs.clone();
-    x.sort_by_key(|e| e.offset);
-    y.sort_by_key(|e| e.offset);
-    x == y
-}
+/// Pack headers read in parallel before they go to the scratch database.
+const HEADERS_AT_ONCE: usize = 256;
 
 /// Writes the new index files, then removes the old ones.
 ///
@@ -173,8 +196,11 @@ pub fn execute_index(
     lease: &HeldLease,
 ) -> Result<IndexRepairOutcome> {
     let mut writer = IndexWriter::new(repo.backend(), repo.key());
-    for pack in &plan.packs {
-        writer.push(pack.clone())?;
+    for (pack, _) in &plan.packs {
+        writer.push(PackEntries {
+            pack: *pack,
+            blobs: plan.headers.get(pack)?,
+        })?;
     }
     let written: HashSet<String> = writer.finish()?.into_iter().collect();
     let mut outcome = IndexRepairOutcome {

@@ -1,40 +1,41 @@
-//! The index files' entries by pack, for comparing each pack header with them. They live in a
-//! temporary database in the repository's cache directory, not in memory: at a hundred million
-//! chunks the entries alone are several gigabytes. Only the set of indexed packs is kept in memory
-//! (one id per pack, a few hundred thousand at most).
+//! Blob entries by pack in a scratch database, for the commands that compare whole indexes with
+//! pack headers (`check`, `repair index`). It lives in a temporary directory in the repository's
+//! cache directory, not in memory: at a hundred million chunks the entries alone are several
+//! gigabytes. Only the set of packs is kept in memory (one id per pack, a few hundred thousand at
+//! most).
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+use super::{decode_location, encode_location};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobEntry;
 use crate::id::{BlobId, PackId};
-use crate::index::{decode_location, encode_location};
 
 /// Key: pack id, offset (big-endian, so a pack's entries read back in pack order), blob id.
 /// Value: the entry as the index cache encodes a location.
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 
-/// The entries of every index file read, by pack.
-pub(super) struct IndexEntries {
+/// Blob entries by pack.
+pub(crate) struct EntriesByPack {
     db: Database,
     packs: HashSet<PackId>,
     // Removed with the database when check ends, however it ends.
     _dir: tempfile::TempDir,
 }
 
-impl IndexEntries {
+impl EntriesByPack {
     /// An empty set in a new temporary directory below `cache_dir`.
     ///
     /// # Errors
     /// When the directory or the database cannot be made.
-    pub(super) fn new(cache_dir: &Path) -> Result<Self> {
+    pub(crate) fn new(cache_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(cache_dir)
             .map_err(|e| Error::io(ErrorKind::Other, "cannot create", cache_dir, e))?;
         let dir = tempfile::Builder::new()
-            .prefix("check-entries-")
+            .prefix("scratch-entries-")
             .tempdir_in(cache_dir)
             .map_err(|e| {
                 Error::io(
@@ -44,26 +45,26 @@ impl IndexEntries {
                     e,
                 )
             })?;
-        let db = crate::index::cached_db(&dir.path().join("entries.redb"))?;
-        Ok(IndexEntries {
+        let db = super::cached_db(&dir.path().join("entries.redb"))?;
+        Ok(EntriesByPack {
             db,
             packs: HashSet::new(),
             _dir: dir,
         })
     }
 
-    /// Adds the entries of one index file: `(pack, its blobs)` pairs.
+    /// Adds `(pack, its blobs)` pairs (an index file's, or pack headers), in one transaction.
     ///
     /// # Errors
     /// When the database cannot be written.
-    pub(super) fn add(
+    pub(crate) fn add(
         &mut self,
         packs: impl IntoIterator<Item = (PackId, Vec<BlobEntry>)>,
     ) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         // A scratch copy, removed at the end: a crash loses nothing worth a sync.
         tx.set_durability(redb::Durability::None)
-            .map_err(|e| Error::new(ErrorKind::Other, format!("check's scratch database: {e}")))?;
+            .map_err(|e| Error::new(ErrorKind::Other, format!("scratch database: {e}")))?;
         {
             let mut table = tx.open_table(ENTRIES)?;
             for (pack, blobs) in packs {
@@ -79,7 +80,7 @@ impl IndexEntries {
     }
 
     /// Every pack an index file names.
-    pub(super) fn packs(&self) -> &HashSet<PackId> {
+    pub(crate) fn packs(&self) -> &HashSet<PackId> {
         &self.packs
     }
 
@@ -87,7 +88,7 @@ impl IndexEntries {
     ///
     /// # Errors
     /// When the database cannot be read or holds what this module did not write.
-    pub(super) fn get(&self, pack: &PackId) -> Result<Vec<BlobEntry>> {
+    pub(crate) fn get(&self, pack: &PackId) -> Result<Vec<BlobEntry>> {
         if !self.packs.contains(pack) {
             return Ok(Vec::new());
         }
@@ -102,7 +103,7 @@ impl IndexEntries {
             }
             if k.len() != 68 {
                 return Err(Error::corrupted(
-                    "check's scratch database holds a foreign key",
+                    "a scratch database of entries holds a foreign key",
                 ));
             }
             let mut id = [0u8; 32];
@@ -110,6 +111,14 @@ impl IndexEntries {
             out.push(decode_location(BlobId(id), v.value())?.entry);
         }
         Ok(out)
+    }
+}
+
+impl std::fmt::Debug for EntriesByPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntriesByPack")
+            .field("packs", &self.packs.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,7 +154,7 @@ mod tests {
     fn entries_come_back_by_pack_in_offset_order_and_the_scratch_goes() {
         let cache = tempfile::tempdir().unwrap();
         let (a, b) = (PackId([1; 32]), PackId([2; 32]));
-        let mut entries = IndexEntries::new(cache.path()).unwrap();
+        let mut entries = EntriesByPack::new(cache.path()).unwrap();
         entries
             .add([(a, vec![entry(7, 300, false), entry(5, 0, true)])])
             .unwrap();
