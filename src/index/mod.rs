@@ -711,7 +711,7 @@ const BATCH_BYTES: u64 = 64 << 20;
 
 /// `items` cut into runs of at most 64 whose sizes add up to at most [`BATCH_BYTES`] (an item
 /// larger than that alone).
-fn batches<'a, T>(items: &'a [T], size: impl Fn(&T) -> u64) -> Vec<&'a [T]> {
+fn batches<T>(items: &[T], size: impl Fn(&T) -> u64) -> Vec<&[T]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0u64);
     for (i, item) in items.iter().enumerate() {
