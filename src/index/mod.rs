@@ -323,6 +323,10 @@ impl Index {
         // Decode in parallel, insert in batches so memory stays bounded for huge repositories:
         // a batch is up to 64 files and BATCH_BYTES of them (a decoded entry takes about twice
         // its encoded bytes), so a repository of few large index files is not held whole.
+        // One write transaction for all of them: a commit per batch grew the cache file by
+        // three quarters (10 M entries: 2.2 GiB against 1.3 GiB).
+        let tx = self.db.begin_write()?;
+        let mut added_ids = Vec::new();
         for batch in batches(&missing, |name| sizes.get(*name).copied().unwrap_or(0)) {
             let read: Vec<Option<(String, IndexFile)>> = batch
                 .par_iter()
@@ -332,8 +336,13 @@ impl Index {
                 return Ok(SyncOutcome::Vanished(batch[pos].clone()));
             }
             let files: Vec<(String, IndexFile)> = read.into_iter().flatten().collect();
-            self.insert_files(&files)?;
+            Self::insert_in(&tx, &files)?;
+            if self.prefixes_loaded() {
+                added_ids.extend(ids_of(&files));
+            }
         }
+        tx.commit()?;
+        self.add_prefixes(added_ids.iter());
         Ok(SyncOutcome::Done)
     }
 
@@ -367,6 +376,34 @@ impl Index {
     /// When the cache cannot be written.
     pub fn insert_files(&self, files: &[(String, IndexFile)]) -> Result<()> {
         let tx = self.db.begin_write()?;
+        Self::insert_in(&tx, files)?;
+        tx.commit()?;
+        if self.prefixes_loaded() {
+            self.add_prefixes(ids_of(files).iter());
+        }
+        Ok(())
+    }
+
+    fn prefixes_loaded(&self) -> bool {
+        self.prefixes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Adds ids to the in-memory prefixes when they are loaded (else they are read whole later).
+    fn add_prefixes<'a>(&self, ids: impl Iterator<Item = &'a BlobId>) {
+        if let Some(prefixes) = self
+            .prefixes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            prefixes.add(ids);
+        }
+    }
+
+    fn insert_in(tx: &redb::WriteTransaction, files: &[(String, IndexFile)]) -> Result<()> {
         {
             let mut blobs = tx.open_table(BLOBS)?;
             let mut more = tx.open_multimap_table(MORE)?;
@@ -395,21 +432,6 @@ impl Index {
                 }
                 names.insert(name.as_str(), ())?;
             }
-        }
-        tx.commit()?;
-        if let Some(prefixes) = self
-            .prefixes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            prefixes.add(
-                files
-                    .iter()
-                    .flat_map(|(_, f)| &f.packs)
-                    .flat_map(|p| &p.blobs)
-                    .map(|e| &e.id),
-            );
         }
         Ok(())
     }
@@ -706,6 +728,16 @@ impl Index {
         Ok(())
     }
 }
+/// The blob ids of index files.
+fn ids_of(files: &[(String, IndexFile)]) -> Vec<BlobId> {
+    files
+        .iter()
+        .flat_map(|(_, f)| &f.packs)
+        .flat_map(|p| &p.blobs)
+        .map(|e| e.id)
+        .collect()
+}
+
 /// Encoded index bytes decoded at once when the cache catches up with the repository.
 const BATCH_BYTES: u64 = 64 << 20;
 
