@@ -183,7 +183,7 @@ pub fn plan_index(repo: &Repository, progress: &dyn RepairProgress) -> Result<In
 }
 
 /// Pack headers read in parallel before they go to the scratch database.
-const HEADERS_AT_ONCE: usize = 256;
+const HEADERS_AT_ONCE: usize = 16;
 
 /// Writes the new index files, then removes the old ones.
 ///
