@@ -690,3 +690,49 @@ keep_daily = 7
         assert!(units.stdout.contains(line), "{line}: {}", units.stdout);
     }
 }
+
+/// The plan of jobs the README shows is a valid plan, and runs its jobs at the times it says.
+#[test]
+fn the_readme_plan_of_jobs_is_valid() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### Jobs: several sources on several rhythms")
+        .expect("the README has its jobs section")..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let plan_text = &section[start..start + section[start..].find("```").unwrap()];
+    let env = Env::new();
+    let plan = env.path("plan.toml");
+    std::fs::write(&plan, plan_text).unwrap();
+    let out = env.run(
+        &[
+            "--json",
+            "run",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--dry-run",
+        ],
+        None,
+        &[("TZ", Some("UTC"))],
+    );
+    out.assert_success();
+    let steps: Vec<String> = out.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap().to_string())
+        .collect();
+    for step in [
+        "job.db.backup",
+        "job.redis.backup",
+        "job.files.backup",
+        "postgres",
+        "job.db.retention",
+        "retention",
+        "prune",
+        "offsite.s3-eu",
+        "job.db.drill",
+    ] {
+        assert!(steps.contains(&step.to_string()), "{step}: {steps:?}");
+    }
+}
