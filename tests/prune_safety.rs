@@ -266,6 +266,15 @@ fn the_blob_table_on_disk_plans_the_same_prune_as_the_one_in_memory() {
     let report = check(&repo, CheckOptions::read_data()).unwrap();
     assert!(report.is_ok(), "{:?}", report.errors);
     assert_every_snapshot_restores(&env, &expected);
+    // The table lived in the repository's cache directory, and went with the plan.
+    drop((a, b));
+    let cache = repo.repo().cache_dir();
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("prune-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?} in {}", cache.display());
 }
 
 #[test]

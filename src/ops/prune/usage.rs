@@ -80,7 +80,7 @@ pub struct Usage {
 impl Usage {
     /// Reads `index_files` (names and sizes) one at a time into the blob table; fills
     /// `packs[..].indexed`. The table is in memory when the index files hold at most
-    /// `memory_blobs` entries, else in a temporary database.
+    /// `memory_blobs` entries, else in a temporary database in the repository's cache directory.
     ///
     /// # Errors
     /// When an index file is damaged (prune must not guess) or the database fails.
@@ -105,13 +105,19 @@ impl Usage {
                 store: Store::Memory(table),
             });
         }
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-prune-")
-            .tempdir()
+        // In the repository's cache directory, not the system's temporary one: that is often a
+        // RAM file system, where this table (about 80 bytes a blob) would take the memory it
+        // exists to spare.
+        let cache = repo.cache_dir();
+        let dir = std::fs::create_dir_all(&cache)
+            .and_then(|()| tempfile::Builder::new().prefix("prune-").tempdir_in(&cache))
             .map_err(|e| {
                 Error::new(
                     crate::ErrorKind::Other,
-                    format!("cannot create a temporary database: {e}"),
+                    format!(
+                        "cannot create a temporary database in {}: {e}",
+                        cache.display()
+                    ),
                 )
             })?;
         let db = crate::index::cached_db(&dir.path().join("usage.redb"))?;
