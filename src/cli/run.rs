@@ -44,7 +44,7 @@ pub struct RunArgs {
     /// (for trying a plan's schedules, and for tests); e.g. "2026-12-08 03:00" (local time).
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
-    /// Run the selected steps even when not due.
+    /// Run the selected steps even when not due (with --job: only those jobs' steps).
     #[arg(long)]
     pub force: bool,
     /// Say what would run and why; run nothing, not even hooks.

@@ -70,7 +70,8 @@ pub struct Selection {
     pub only: std::collections::BTreeSet<super::Step>,
     /// Only these jobs' steps (empty: every job); the plan's own steps still run when due.
     pub jobs: std::collections::BTreeSet<String>,
-    /// Every selected step is due.
+    /// Every selected step is due; with `jobs`, only those jobs' steps are forced (the plan's
+    /// own steps still run only when due).
     pub force: bool,
 }
 
@@ -84,6 +85,11 @@ impl Selection {
             step
         };
         self.only.is_empty() || self.only.contains(&kind)
+    }
+
+    /// Whether a step of `job` (`None`: the plan's own) runs even when not due.
+    fn forces(&self, job: Option<&str>) -> bool {
+        self.force && (self.jobs.is_empty() || job.is_some())
     }
 
     fn wants_job(&self, job: Option<&str>) -> bool {
@@ -111,7 +117,7 @@ pub fn schedule(
         if !selection.wants(step) || !selection.wants_job(job) {
             return;
         }
-        if selection.force && !due.due {
+        if selection.forces(job) && !due.due {
             due.due = true;
             due.reason = format!("forced; {}", due.reason);
         }
@@ -128,7 +134,7 @@ pub fn schedule(
     for job in &jobs {
         let key = job.key("backup");
         let due = job.schedule().due(last(&key), now);
-        backup_due.push((selection.force || due.due) && selection.wants_job(job.name));
+        backup_due.push((selection.forces(job.name) || due.due) && selection.wants_job(job.name));
         add(key, Step::Backup, job.name, due);
     }
     if let Some(p) = &plan.postgres {
@@ -152,14 +158,15 @@ pub fn schedule(
                 reason: "its backup is not due".into(),
             };
         }
-        if (due.due || selection.force) && r.prune && selection.wants(Step::Retention) {
+        let runs = (due.due || selection.forces(Some(name))) && selection.wants_job(Some(name));
+        if runs && r.prune && selection.wants(Step::Retention) {
             pruning.push(name.to_string());
         }
         add(key, Step::Retention, Some(name), due);
     }
     if let Some(r) = &plan.retention {
         let due = is_due(super::span_of(&r.every), last("retention"), now);
-        if !plan.jobs.is_empty() && (due.due || selection.force) && r.prune {
+        if !plan.jobs.is_empty() && (due.due || selection.forces(None)) && r.prune {
             pruning.push("snapshots of no job".into());
         }
         add("retention".into(), Step::Retention, None, due);
@@ -190,7 +197,7 @@ pub fn schedule(
             return;
         }
         let mut due = is_due(super::span_of(every), last(&key), now);
-        if selection.force && !due.due {
+        if selection.forces(job) && !due.due {
             due.due = true;
             due.reason = format!("forced; {}", due.reason);
         }
@@ -324,5 +331,17 @@ keep_daily = 30
         );
         state.note("retention", at(1.0, now));
         assert_eq!(keys(&all, &state), ["job.db.backup"]);
+        // `--job files --force`: its backup, retention and the prune after it, nothing of db's
+        // and no plan-wide step that is not due.
+        state.note("job.db.backup", at(0.5, now));
+        let force_files = Selection {
+            jobs: ["files".to_string()].into(),
+            force: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            keys(&force_files, &state),
+            ["job.files.backup", "job.files.retention", "prune"]
+        );
     }
 }
