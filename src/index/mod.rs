@@ -326,7 +326,6 @@ impl Index {
         // One write transaction for all of them: a commit per batch grew the cache file by
         // three quarters (10 M entries: 2.2 GiB against 1.3 GiB).
         let tx = self.db.begin_write()?;
-        let mut added_ids = Vec::new();
         for batch in batches(&missing, |name| sizes.get(*name).copied().unwrap_or(0)) {
             let read: Vec<Option<(String, IndexFile)>> = batch
                 .par_iter()
@@ -337,12 +336,12 @@ impl Index {
             }
             let files: Vec<(String, IndexFile)> = read.into_iter().flatten().collect();
             Self::insert_in(&tx, &files)?;
+            // Before the commit is harmless: a prefix only ever answers "maybe".
             if self.prefixes_loaded() {
-                added_ids.extend(ids_of(&files));
+                self.add_prefixes(ids_of(&files).iter());
             }
         }
         tx.commit()?;
-        self.add_prefixes(added_ids.iter());
         Ok(SyncOutcome::Done)
     }
 

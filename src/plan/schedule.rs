@@ -182,49 +182,31 @@ pub fn schedule(
                 format!("after the retention of {}", pruning.join(", "))
             },
         };
-        // Never forced on its own: it runs when a retention it follows runs.
-        if selection.wants(Step::Prune) {
-            out.push(ScheduledStep {
-                key: "prune".into(),
-                step: Step::Prune,
-                job: None,
-                due,
-            });
-        }
+        // Forced only when the plan's own steps are, and then every retention runs anyway.
+        add("prune".into(), Step::Prune, None, due);
     }
-    let mut add = |key: String, step: Step, job: Option<&str>, every: &Option<String>| {
-        if !selection.wants(step) || !selection.wants_job(job) {
-            return;
-        }
-        let mut due = is_due(super::span_of(every), last(&key), now);
-        if selection.forces(job) && !due.due {
-            due.due = true;
-            due.reason = format!("forced; {}", due.reason);
-        }
-        out.push(ScheduledStep {
-            key,
-            step,
-            job: job.map(String::from),
-            due,
-        });
+    // A step of the plan (or of `job`) due by its `every` span.
+    let mut add_every = |key: String, step: Step, job: Option<&str>, every: &Option<String>| {
+        let due = is_due(super::span_of(every), last(&key), now);
+        add(key, step, job, due);
     };
     if let Some(c) = &plan.check {
-        add("check".into(), Step::Check, None, &c.every);
+        add_every("check".into(), Step::Check, None, &c.every);
     }
     for o in &plan.offsite {
-        add(format!("offsite.{}", o.name), Step::Offsite, None, &o.every);
+        add_every(format!("offsite.{}", o.name), Step::Offsite, None, &o.every);
     }
     let asked = selection.only.contains(&Step::Drill);
     if let Some(d) = &plan.drill {
         // Without `every`, drills run only when asked for (`--only drill` or `cairn drill`).
         if d.every.is_some() || asked {
-            add("drill".into(), Step::Drill, None, &d.every);
+            add_every("drill".into(), Step::Drill, None, &d.every);
         }
     }
     for job in &jobs {
         if let (Some(name), Some(d)) = (job.name, job.drill) {
             if d.every.is_some() || asked {
-                add(job.key("drill"), Step::Drill, Some(name), &d.every);
+                add_every(job.key("drill"), Step::Drill, Some(name), &d.every);
             }
         }
     }
