@@ -224,6 +224,8 @@ pub struct BackupOutcome {
     /// Changed chunks whose delta base could not be read: stored whole, so the snapshot is
     /// complete, but the base is damaged (`cairn check --read-data` names it).
     pub unreadable_bases: u64,
+    /// The dedup lookups of the backup: how many went past the index cache's filter to redb.
+    pub dedup_lookups: crate::index::DedupLookups,
 }
 
 #[derive(Default)]
@@ -458,6 +460,7 @@ fn backup_leased(
         absent_packs,
         unmatched_excludes,
         unreadable_bases: stats.unreadable_bases,
+        dedup_lookups: repo.index().dedup_lookups(),
     })
 }
 

@@ -240,6 +240,7 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
             "absent_packs": absent,
             "unmatched_excludes": outcome.unmatched_excludes,
             "unreadable_bases": outcome.unreadable_bases,
+            "dedup_lookups": outcome.dedup_lookups,
         }));
     }
     for pattern in &outcome.unmatched_excludes {

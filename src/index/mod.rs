@@ -9,13 +9,20 @@
 pub(crate) mod by_pack;
 pub(crate) mod cache_file;
 pub mod files;
+mod filter;
+mod spill;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use rayon::prelude::*;
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+use serde::Serialize;
 
 use crate::backend::{Backend, ObjectKind};
 use crate::crypto::MasterKey;
@@ -23,6 +30,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index_file::IndexFile;
 use crate::format::pack::{BlobEntry, Delta};
 use crate::id::{BlobId, BlobType, PackId};
+use filter::DedupFilter;
+use spill::Spill;
 
 const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
 const FILES: TableDefinition<&str, ()> = TableDefinition::new("index_files");
@@ -33,6 +42,9 @@ const MORE: MultimapTableDefinition<[u8; 32], &[u8]> =
 /// the last): compared with a listing of the packs to find the absent and the cut ones.
 const PACKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("packs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The key in [`META`] of the token of the dedup filter that holds every id of [`BLOBS`]: a filter
+/// file with another token (or none recorded) is built again.
+const FILTER_TOKEN: &str = "dedup_filter";
 /// The layout of the tables above; a cache of another layout is emptied and read again.
 const SCHEMA: u64 = 4;
 
@@ -172,8 +184,14 @@ impl Found {
 /// The open index cache of one repository.
 pub struct Index {
     db: Database,
-    /// Built on a backup's first lookup, kept up to date by inserts, dropped by a rebuild.
-    prefixes: RwLock<Option<Prefixes>>,
+    /// The dedup filter ([`filter`]), opened on first use and kept up to date by every insert;
+    /// `None` until then, and after the cache was emptied. Always locked before a write
+    /// transaction is begun, so lookups and inserts never wait on each other in turn.
+    filter: RwLock<Option<DedupFilter>>,
+    filter_path: PathBuf,
+    lookups: LookupCounters,
+    /// Index bytes a sync reads above which its rows go through a [`Spill`].
+    spill_above: u64,
     /// Packs this process found missing or unreadable, with why: lookups skip them.
     unavailable: RwLock<HashMap<PackId, String>>,
     // Keeps a private fallback cache alive (and deletes it at the end).
@@ -211,7 +229,7 @@ impl Index {
         })?;
         let path: PathBuf = cache_dir.join("index.redb");
         let (db, private_dir) = match cached_db(&path) {
-            Ok(db) => (db, None),
+            Ok(db) => (db, None::<tempfile::TempDir>),
             // Another cairn process holds the shared cache: use a private one rather than wait.
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 let dir = tempfile::Builder::new()
@@ -235,9 +253,13 @@ impl Index {
             }
             Err(e) => return Err(e.into()),
         };
+        let filter_dir = private_dir.as_ref().map_or(cache_dir, |d| d.path());
         let index = Index {
             db,
-            prefixes: RwLock::new(None),
+            filter: RwLock::new(None),
+            filter_path: filter::path_in(filter_dir),
+            lookups: LookupCounters::default(),
+            spill_above: BATCH_BYTES,
             unavailable: RwLock::new(HashMap::new()),
             _private_dir: private_dir,
         };
@@ -259,6 +281,7 @@ impl Index {
         if current == Some(SCHEMA) {
             return Ok(());
         }
+        let _filter = self.drop_filter();
         let tx = self.db.begin_write()?;
         Self::clear(&tx)?;
         tx.open_table(META)?.insert("schema", SCHEMA)?;
@@ -266,13 +289,70 @@ impl Index {
         Ok(())
     }
 
-    /// Drops every table of blob locations and file names (the schema stays).
+    /// Drops every table of blob locations and file names (the schema stays), and the record of
+    /// the dedup filter, which the caller has dropped ([`Index::drop_filter`]).
     fn clear(tx: &redb::WriteTransaction) -> Result<()> {
         tx.delete_table(BLOBS)?;
         tx.delete_table(FILES)?;
         tx.delete_multimap_table(MORE)?;
         tx.delete_table(PACKS)?;
+        tx.open_table(META)?.remove(FILTER_TOKEN)?;
         Ok(())
+    }
+
+    /// The directory of the cache's files (the private one when another process holds the shared).
+    fn dir(&self) -> &Path {
+        self.filter_path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Forgets the open filter and returns the locked slot, for a caller about to empty the cache:
+    /// the next insert or lookup builds a new filter rather than keep the old ids' bits.
+    fn drop_filter(&self) -> std::sync::RwLockWriteGuard<'_, Option<DedupFilter>> {
+        let mut slot = self.filter.write().unwrap_or_else(|p| p.into_inner());
+        *slot = None;
+        slot
+    }
+
+    /// The filter file, when it carries the token `tx` records for it.
+    fn load_filter(&self, tx: &WriteTransaction) -> Result<Option<DedupFilter>> {
+        let Some(token) = tx.open_table(META)?.get(FILTER_TOKEN)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        DedupFilter::open(&self.filter_path, token).map_err(|e| filter_error(&e))
+    }
+
+    /// Leaves `slot` holding every id of `BLOBS` as `tx` will commit them, before the commit:
+    /// writes the pages of an open filter that has room, else builds a new one from the table
+    /// (none yet, refused, emptied, or full) and records its token in `tx`.
+    fn settle_filter(&self, tx: &WriteTransaction, slot: &mut Option<DedupFilter>) -> Result<()> {
+        if let Some(filter) = slot.as_mut().filter(|f| !f.is_full()) {
+            return filter.flush().map_err(|e| filter_error(&e));
+        }
+        let token = u64::from_le_bytes(crate::crypto::random_array::<8>()?);
+        {
+            let table = tx.open_table(BLOBS)?;
+            let ids = table.iter()?.map(|row| {
+                row.map(|(k, _)| k.value())
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            });
+            *slot = Some(
+                DedupFilter::build(&self.filter_path, token, table.len()?, ids)
+                    .map_err(|e| filter_error(&e))?,
+            );
+        }
+        tx.open_table(META)?.insert(FILTER_TOKEN, token)?;
+        Ok(())
+    }
+
+    /// Counts of the dedup lookups this process made ([`Index::lookup_many_mostly_new`]).
+    pub fn dedup_lookups(&self) -> DedupLookups {
+        let c = &self.lookups;
+        DedupLookups {
+            asked: c.asked.load(Ordering::Relaxed),
+            passed_filter: c.passed.load(Ordering::Relaxed),
+            false_positives: c.false_positives.load(Ordering::Relaxed),
+            filter_bytes: std::fs::metadata(&self.filter_path).map_or(0, |m| m.len()),
+        }
     }
 
     /// Brings the cache up to date with the repository's index files again (after `open`, a
@@ -308,10 +388,10 @@ impl Index {
         let cached = self.cached_files()?;
         if cached.iter().any(|name| !in_repo.contains(name)) {
             // An index file went away (compaction, prune): entries may be stale, rebuild.
+            let _filter = self.drop_filter();
             let tx = self.db.begin_write()?;
             Self::clear(&tx)?;
             tx.commit()?;
-            *self.prefixes.write().unwrap_or_else(|p| p.into_inner()) = None;
         }
         let cached = self.cached_files()?;
         let mut missing: Vec<&String> = in_repo
@@ -325,8 +405,22 @@ impl Index {
         // its encoded bytes), so a repository of few large index files is not held whole.
         // One write transaction for all of them: a commit per batch grew the cache file by
         // three quarters (10 M entries: 2.2 GiB against 1.3 GiB).
+        if missing.is_empty() {
+            return Ok(SyncOutcome::Done);
+        }
+        let mut filter = self.filter.write().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
-        for batch in batches(&missing, |name| sizes.get(*name).copied().unwrap_or(0)) {
+        if filter.is_none() {
+            *filter = self.load_filter(&tx)?;
+        }
+        let size = |name: &&String| sizes.get(*name).copied().unwrap_or(0);
+        // More than one batch: the rows go through a spill and are inserted in key order.
+        let total: u64 = missing.iter().map(size).sum();
+        let mut spill = match total > self.spill_above {
+            true => Some(Spill::new(self.dir(), total * ROW_BYTES_PER_INDEX_BYTE)?),
+            false => None,
+        };
+        for batch in batches(&missing, size) {
             let read: Vec<Option<(String, IndexFile)>> = batch
                 .par_iter()
                 .map(|name| read_index_file(backend, key, name))
@@ -335,12 +429,12 @@ impl Index {
                 return Ok(SyncOutcome::Vanished(batch[pos].clone()));
             }
             let files: Vec<(String, IndexFile)> = read.into_iter().flatten().collect();
-            Self::insert_in(&tx, &files)?;
-            // Before the commit is harmless: a prefix only ever answers "maybe".
-            if self.prefixes_loaded() {
-                self.add_prefixes(ids_of(&files).iter());
-            }
+            Self::insert_in(&tx, &files, filter.as_mut(), spill.as_mut())?;
         }
+        if let Some(spill) = spill {
+            spill.drain(|rows| Self::insert_rows(&tx, rows))?;
+        }
+        self.settle_filter(&tx, &mut filter)?;
         tx.commit()?;
         Ok(SyncOutcome::Done)
     }
@@ -374,38 +468,29 @@ impl Index {
     /// # Errors
     /// When the cache cannot be written.
     pub fn insert_files(&self, files: &[(String, IndexFile)]) -> Result<()> {
+        let mut filter = self.filter.write().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
-        Self::insert_in(&tx, files)?;
-        tx.commit()?;
-        if self.prefixes_loaded() {
-            self.add_prefixes(ids_of(files).iter());
+        if filter.is_none() {
+            *filter = self.load_filter(&tx)?;
         }
+        Self::insert_in(&tx, files, filter.as_mut(), None)?;
+        self.settle_filter(&tx, &mut filter)?;
+        tx.commit()?;
         Ok(())
     }
 
-    fn prefixes_loaded(&self) -> bool {
-        self.prefixes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-    }
-
-    /// Adds ids to the in-memory prefixes when they are loaded (else they are read whole later).
-    fn add_prefixes<'a>(&self, ids: impl Iterator<Item = &'a BlobId>) {
-        if let Some(prefixes) = self
-            .prefixes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
+    /// Inserts the entries of `files` into `tx`'s tables, and their ids into `filter` when it is
+    /// open (bits set before the commit only ever answer "maybe"); with a `spill`, the blob rows
+    /// go there, to be inserted in key order at the end ([`spill`]).
+    fn insert_in(
+        tx: &redb::WriteTransaction,
+        files: &[(String, IndexFile)],
+        mut filter: Option<&mut DedupFilter>,
+        spill: Option<&mut Spill>,
+    ) -> Result<()> {
+        // References, not rows: a batch holds over a million entries.
+        let mut rows: Vec<(&PackId, &BlobEntry)> = Vec::new();
         {
-            prefixes.add(ids);
-        }
-    }
-
-    fn insert_in(tx: &redb::WriteTransaction, files: &[(String, IndexFile)]) -> Result<()> {
-        {
-            let mut blobs = tx.open_table(BLOBS)?;
-            let mut more = tx.open_multimap_table(MORE)?;
             let mut packs = tx.open_table(PACKS)?;
             let mut names = tx.open_table(FILES)?;
             for (name, file) in files {
@@ -419,17 +504,42 @@ impl Index {
                     let known = packs.get(pack.pack.0)?.map_or(0, |v| v.value());
                     packs.insert(pack.pack.0, reach.max(known))?;
                     for entry in &pack.blobs {
-                        let location = encode_location(&pack.pack, entry);
-                        let replaced = blobs
-                            .insert(entry.id.0, location.as_slice())?
-                            .map(|old| old.value().to_vec());
-                        // The blob was indexed before: keep that location too.
-                        if let Some(old) = replaced.filter(|old| old != location.as_slice()) {
-                            more.insert(entry.id.0, old.as_slice())?;
+                        if let Some(filter) = filter.as_deref_mut() {
+                            filter.insert(&entry.id.0);
                         }
+                        rows.push((&pack.pack, entry));
                     }
                 }
                 names.insert(name.as_str(), ())?;
+            }
+        }
+        let encoded =
+            |(pack, entry): (&PackId, &BlobEntry)| (entry.id.0, encode_location(pack, entry));
+        match spill {
+            Some(spill) => spill.add(rows.into_iter().map(encoded)),
+            None => {
+                // Sorted, the rows of a batch share the leaves they land on (stable: of two
+                // locations of one blob, the later file's stays first, as inserted one by one).
+                rows.sort_by_key(|(_, entry)| entry.id.0);
+                Self::insert_rows(tx, rows.into_iter().map(encoded))
+            }
+        }
+    }
+
+    /// Inserts blob rows (sorted by id) into `BLOBS`, keeping a location already there in `MORE`.
+    fn insert_rows(
+        tx: &redb::WriteTransaction,
+        rows: impl IntoIterator<Item = spill::Row>,
+    ) -> Result<()> {
+        let mut blobs = tx.open_table(BLOBS)?;
+        let mut more = tx.open_multimap_table(MORE)?;
+        for (id, location) in rows {
+            let replaced = blobs
+                .insert(id, location.as_slice())?
+                .map(|old| old.value().to_vec());
+            // The blob was indexed before: keep that location too.
+            if let Some(old) = replaced.filter(|old| old != location.as_slice()) {
+                more.insert(id, old.as_slice())?;
             }
         }
         Ok(())
@@ -474,25 +584,25 @@ impl Index {
     }
 
     /// [`Index::lookup_many`] for ids that are mostly new (a backup's chunks), counting a blob as
-    /// stored only outside `excluded` packs: ids whose first eight bytes no indexed blob shares are
-    /// answered from memory, and only the others go to redb. The sorted prefixes cost 8 bytes per
-    /// indexed blob and are read once per process.
+    /// stored only outside `excluded` packs: ids the dedup filter certainly does not hold are
+    /// answered from it, and only the others go to redb. The filter costs 1.5 to 2 bytes per
+    /// indexed blob, in a mapped file that opening does not read ([`filter`]).
     ///
     /// # Errors
-    /// As [`Index::lookup_many`].
+    /// As [`Index::lookup_many`], or when the filter cannot be built.
     pub fn lookup_many_mostly_new(
         &self,
         ids: &[BlobId],
         excluded: &HashSet<PackId>,
     ) -> Result<Vec<Option<BlobLocation>>> {
-        let maybe = |prefixes: &Prefixes| -> Vec<usize> {
+        let maybe = |filter: &DedupFilter| -> Vec<usize> {
             (0..ids.len())
-                .filter(|&i| prefixes.may_hold(&ids[i]))
+                .filter(|&i| filter.may_hold(&ids[i].0))
                 .collect()
         };
-        // Workers check their batches side by side under the read lock; the first builds.
+        // Workers check their batches side by side under the read lock; the first opens or builds.
         let found = self
-            .prefixes
+            .filter
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
@@ -500,38 +610,29 @@ impl Index {
         let maybe = match found {
             Some(maybe) => maybe,
             None => {
-                let mut guard = self.prefixes.write().unwrap_or_else(|p| p.into_inner());
-                if guard.is_none() {
-                    *guard = Some(self.read_prefixes()?);
+                let mut slot = self.filter.write().unwrap_or_else(|p| p.into_inner());
+                if slot.is_none() {
+                    let tx = self.db.begin_write()?;
+                    *slot = self.load_filter(&tx)?;
+                    self.settle_filter(&tx, &mut slot)?;
+                    tx.commit()?;
                 }
-                maybe(guard.as_ref().expect("just filled"))
+                maybe(slot.as_ref().expect("just filled"))
             }
         };
+        self.lookups.count(ids.len(), maybe.len(), 0);
         let mut out = vec![None; ids.len()];
         if maybe.is_empty() {
             return Ok(out);
         }
         let asked: Vec<BlobId> = maybe.iter().map(|&i| ids[i]).collect();
+        let mut absent = 0;
         for (i, found) in maybe.into_iter().zip(self.find_many(&asked, excluded)?) {
+            absent += usize::from(matches!(found, Found::Nowhere));
             out[i] = found.location();
         }
+        self.lookups.count(0, 0, absent);
         Ok(out)
-    }
-
-    fn read_prefixes(&self) -> Result<Prefixes> {
-        let mut prefixes = Prefixes::default();
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(BLOBS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(prefixes),
-            Err(e) => return Err(e.into()),
-        };
-        for row in table.iter()? {
-            let (k, _) = row?;
-            prefixes.sorted.push(prefix(&BlobId(k.value())));
-        }
-        // redb iterates in key order, so the prefixes arrive sorted already.
-        Ok(prefixes)
     }
 
     /// What the cache knows of each of `ids`, in one read transaction, skipping locations in
@@ -727,18 +828,11 @@ impl Index {
         Ok(())
     }
 }
-/// The blob ids of index files.
-fn ids_of(files: &[(String, IndexFile)]) -> Vec<BlobId> {
-    files
-        .iter()
-        .flat_map(|(_, f)| &f.packs)
-        .flat_map(|p| &p.blobs)
-        .map(|e| e.id)
-        .collect()
-}
-
 /// Encoded index bytes decoded at once when the cache catches up with the repository.
 const BATCH_BYTES: u64 = 64 << 20;
+/// Bytes of spilled rows per byte of index file, at most: an entry takes at least 45 bytes in an
+/// index file and its row 78 (114 for a delta's 81-byte entry).
+const ROW_BYTES_PER_INDEX_BYTE: u64 = 2;
 
 /// `items` cut into runs of at most 64 whose sizes add up to at most [`BATCH_BYTES`] (an item
 /// larger than that alone).
@@ -759,30 +853,42 @@ fn batches<T>(items: &[T], size: impl Fn(&T) -> u64) -> Vec<&[T]> {
     out
 }
 
-/// The first eight bytes of every indexed id, sorted: "certainly not indexed" without redb. Ids are
-/// keyed BLAKE3 hashes, so two ids share a prefix about once in 2^64 / n lookups; a shared prefix
-/// only costs the redb lookup that would have been made anyway.
+/// What [`Index::lookup_many_mostly_new`] counts, for the scale harness and `backup --json`.
 #[derive(Default)]
-struct Prefixes {
-    sorted: Vec<u64>,
+struct LookupCounters {
+    asked: AtomicU64,
+    passed: AtomicU64,
+    false_positives: AtomicU64,
 }
 
-impl Prefixes {
-    fn may_hold(&self, id: &BlobId) -> bool {
-        self.sorted.binary_search(&prefix(id)).is_ok()
-    }
-
-    fn add<'a>(&mut self, ids: impl Iterator<Item = &'a BlobId>) {
-        self.sorted.extend(ids.map(prefix));
-        self.sorted.sort_unstable();
-        self.sorted.dedup();
+impl LookupCounters {
+    fn count(&self, asked: usize, passed: usize, false_positives: usize) {
+        self.asked.fetch_add(asked as u64, Ordering::Relaxed);
+        self.passed.fetch_add(passed as u64, Ordering::Relaxed);
+        self.false_positives
+            .fetch_add(false_positives as u64, Ordering::Relaxed);
     }
 }
 
-fn prefix(id: &BlobId) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&id.0[..8]);
-    u64::from_be_bytes(first)
+/// The dedup lookups of one process: ids asked, ids the filter let through to redb, and of those
+/// the ones redb did not hold (the filter's false positives, plus blobs only in excluded packs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DedupLookups {
+    /// Ids asked about.
+    pub asked: u64,
+    /// Ids the filter may hold, looked up in redb.
+    pub passed_filter: u64,
+    /// Of those, ids redb did not hold.
+    pub false_positives: u64,
+    /// Size of the filter file.
+    pub filter_bytes: u64,
+}
+
+fn filter_error(e: &std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Other,
+        format!("cannot write the dedup filter of the index cache: {e}; delete the cache directory if this persists"),
+    )
 }
 
 /// Memory redb may keep for pages it has read or will write. Its default, 1 GiB, let a restore or a
@@ -844,7 +950,7 @@ mod tests {
     }
 
     #[test]
-    fn the_prefix_filter_answers_as_redb_does_before_and_after_inserts() {
+    fn the_dedup_filter_answers_as_redb_does_before_and_after_inserts() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open_unsynced(dir.path()).unwrap();
         let stored = [id(1, 1), id(2, 2), id(200, 3)];
@@ -868,6 +974,17 @@ mod tests {
             found.iter().map(Option::is_some).collect::<Vec<_>>(),
             [false, false, true, true]
         );
+        // id(1, 9) shares the bytes the filter reads with a stored id: it passes, redb says no.
+        let counted = index.dedup_lookups();
+        assert_eq!(
+            (
+                counted.asked,
+                counted.passed_filter,
+                counted.false_positives
+            ),
+            (8, 6, 2)
+        );
+        assert!(counted.filter_bytes > 0);
         // Inserted after the filter was built: found through the updated filter.
         index.insert_files(&[file(8, &[id(3, 3)])]).unwrap();
         expect(&index, &asked);
@@ -875,6 +992,80 @@ mod tests {
             .lookup_many_mostly_new(&[id(3, 3)], &HashSet::new())
             .unwrap()[0]
             .is_some());
+    }
+
+    #[test]
+    fn a_sync_of_many_index_files_through_the_spill_indexes_every_location() {
+        use crate::backend::LocalBackend;
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path().join("repo"));
+        let key = MasterKey::generate().unwrap();
+        // Twelve index files, the last naming a blob of the first again in another pack.
+        let ids: Vec<BlobId> = (0..1200u32)
+            .map(|i| BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect();
+        for (n, chunk) in ids.chunks(100).enumerate() {
+            files::write(&backend, &key, &file(n as u8, chunk).1).unwrap();
+        }
+        files::write(&backend, &key, &file(99, &ids[..1]).1).unwrap();
+        let mut index = Index::open_unsynced(&dir.path().join("cache")).unwrap();
+        index.spill_above = 1;
+        index.sync(&backend, &key).unwrap();
+        let found = index.lookup_many(&ids).unwrap();
+        assert!(found.iter().all(Option::is_some));
+        let packs: HashSet<PackId> = index
+            .locations(&ids[0], BlobType::Data)
+            .unwrap()
+            .iter()
+            .map(|l| l.pack)
+            .collect();
+        assert_eq!(packs, HashSet::from([PackId([0; 32]), PackId([99; 32])]));
+        assert_eq!(index.packs().unwrap().len(), 13);
+        let new = lookup_new(&index, &ids);
+        assert!(new.iter().all(|found| *found));
+        // No temporary file is left in the cache directory.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    fn lookup_new(index: &Index, ids: &[BlobId]) -> Vec<bool> {
+        index
+            .lookup_many_mostly_new(ids, &HashSet::new())
+            .unwrap()
+            .iter()
+            .map(Option::is_some)
+            .collect()
+    }
+
+    #[test]
+    fn the_dedup_filter_is_kept_across_processes_and_built_again_when_it_does_not_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = filter::path_in(dir.path());
+        let stored = [id(1, 1), id(2, 2)];
+        let found = lookup_new;
+        {
+            let index = Index::open_unsynced(dir.path()).unwrap();
+            index.insert_files(&[file(1, &stored[..1])]).unwrap();
+            assert_eq!(found(&index, &stored), [true, false]);
+        }
+        let modified = || std::fs::metadata(&path).unwrap().modified().unwrap();
+        let built = modified();
+        {
+            // The next process maps the same file and adds to it in place.
+            let index = Index::open_unsynced(dir.path()).unwrap();
+            index.insert_files(&[file(2, &stored[1..])]).unwrap();
+            assert_eq!(found(&index, &stored), [true, true]);
+        }
+        // A filter that is not the one the cache recorded (copied from elsewhere, or from before
+        // a rebuild of the cache) is refused and built again from the cache: nothing goes missing.
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        let index = Index::open_unsynced(dir.path()).unwrap();
+        assert_eq!(found(&index, &stored), [true, true]);
+        assert_ne!(modified(), built);
+        assert!(std::fs::metadata(&path).unwrap().len() > 4096);
     }
 
     #[test]
