@@ -21,6 +21,7 @@ mod dumps;
 mod exactness;
 mod excludes;
 mod fault_injection;
+mod fleet;
 mod forget_prune;
 mod format_versions;
 mod hardlinks;

@@ -18,7 +18,7 @@ mod sigv4;
 mod ssh;
 
 pub use as_of::{AsOfBackend, ObjectVersion};
-pub use counting::{CountingBackend, ReadCounter};
+pub use counting::{CountingBackend, RequestCounter, Requests};
 pub use local::LocalBackend;
 pub use location::Location;
 pub use memory::MemoryBackend;

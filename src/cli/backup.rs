@@ -155,6 +155,7 @@ fn open_or_create(global: &GlobalArgs, dry_run: bool) -> Result<Repository> {
 }
 
 pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -> Result<i32> {
+    let since = global.requests.requests();
     // Checked before the repository is opened: a typo must not cost a password prompt.
     let stream_specs = streams(args, matches)?;
     let mut options = BackupOptions {
@@ -197,7 +198,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs, matches: &clap::ArgMatches) -
     let outcome = archive::backup(&repo, sources, &options, &bar);
     bar.bar.finish_and_clear();
     let outcome = outcome?;
-    report(global, &outcome)?;
+    report(global, &outcome, since)?;
     Ok(exit_code(&outcome))
 }
 
@@ -210,7 +211,13 @@ pub fn exit_code(outcome: &archive::BackupOutcome) -> i32 {
     }
 }
 
-pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<()> {
+/// Prints what a backup did; `since` is the count of storage requests when it began, so `--json`
+/// reports its own.
+pub fn report(
+    global: &GlobalArgs,
+    outcome: &archive::BackupOutcome,
+    since: cairn::backend::Requests,
+) -> Result<()> {
     let snap = &outcome.snapshot;
     let s = &snap.summary;
     let absent: Vec<String> = outcome.absent_packs.iter().map(|p| p.to_hex()).collect();
@@ -241,6 +248,7 @@ pub fn report(global: &GlobalArgs, outcome: &archive::BackupOutcome) -> Result<(
             "unmatched_excludes": outcome.unmatched_excludes,
             "unreadable_bases": outcome.unreadable_bases,
             "dedup_lookups": outcome.dedup_lookups,
+            "requests": global.requests.requests().since(&since),
         }));
     }
     for pattern in &outcome.unmatched_excludes {

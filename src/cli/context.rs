@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use cairn::backend::{self, Backend, BackendOptions, CountingBackend, Location, ReadCounter};
+use cairn::backend::{self, Backend, BackendOptions, CountingBackend, Location, RequestCounter};
 use cairn::crypto::KdfParams;
 use cairn::format::config::Config;
 use cairn::{Error, Repository};
@@ -67,7 +67,11 @@ pub fn repo_backend(global: &GlobalArgs) -> Result<Box<dyn Backend>> {
         global.limit_upload.as_deref(),
         BackendOptions::default().connections,
     )?;
-    open_backend(&parse_location(&path)?, &options, global.as_of)
+    let backend = open_backend(&parse_location(&path)?, &options, global.as_of)?;
+    Ok(Box::new(CountingBackend::new(
+        backend,
+        global.requests.clone(),
+    )))
 }
 
 /// The storage at `location`; with `as_of` (`--as-of`), read-only as it was at that time.
@@ -311,16 +315,7 @@ pub fn open_repository(global: &GlobalArgs) -> Result<Repository> {
     )?)
 }
 
-/// Opens the repository named by the global options, counting the bytes read from storage.
-pub fn open_counted(global: &GlobalArgs) -> Result<(Repository, ReadCounter)> {
-    let backend = repo_backend(global)?;
-    let pw = password(global, false)?;
-    let (backend, counter) = CountingBackend::new(backend);
-    let repo = Repository::open_hinted(
-        Box::new(backend),
-        &pw,
-        &cache_root(global),
-        global.key_hint.as_deref(),
-    )?;
-    Ok((repo, counter))
+/// Opens the repository named by the global options, with the counter of its requests.
+pub fn open_counted(global: &GlobalArgs) -> Result<(Repository, RequestCounter)> {
+    Ok((open_repository(global)?, global.requests.clone()))
 }

@@ -121,7 +121,7 @@ pub fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<i32> {
             (&old_id, &new_id),
             &stats,
             changes,
-            counter.get(),
+            counter.bytes_read(),
         )
     });
     out.finish(result)

@@ -81,7 +81,7 @@ pub fn run(global: &GlobalArgs, args: &FindArgs) -> Result<i32> {
                 "matches": json,
                 "snapshots_searched": snapshots.len(),
                 "trees_loaded": finder.trees_loaded(),
-                "repository_bytes_read": counter.get(),
+                "repository_bytes_read": counter.bytes_read(),
             });
             out.line(&serde_json::to_string_pretty(&doc)?)?;
         } else if global.verbose > 0 && !global.quiet {
@@ -89,7 +89,7 @@ pub fn run(global: &GlobalArgs, args: &FindArgs) -> Result<i32> {
                 "{count} matches in {} snapshots; {} trees loaded; read {} from the repository",
                 snapshots.len(),
                 finder.trees_loaded(),
-                output::bytes(counter.get())
+                output::bytes(counter.bytes_read())
             );
         }
         Ok(super::exit::OK)

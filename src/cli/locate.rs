@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use cairn::backend::ReadCounter;
+use cairn::backend::RequestCounter;
 use cairn::browse::{locate, Located, SnapPath, TreeLoader};
 use cairn::{IndexedRepository, Snapshot, SnapshotId};
 
@@ -12,7 +12,7 @@ use super::{context, selection, GlobalArgs};
 /// An open repository with the snapshot a command works on.
 pub struct Opened {
     pub repo: IndexedRepository,
-    pub counter: ReadCounter,
+    pub counter: RequestCounter,
     pub id: SnapshotId,
     pub snapshot: Snapshot,
 }
@@ -64,12 +64,12 @@ pub fn open_path(
 }
 
 /// With `-v`, says on stderr how much was read from the repository.
-pub fn report_reads(global: &GlobalArgs, counter: &ReadCounter) {
+pub fn report_reads(global: &GlobalArgs, counter: &RequestCounter) {
     if global.verbose > 0 && !global.quiet {
         errln!(
             "read {} bytes ({}) from the repository",
-            counter.get(),
-            super::output::bytes(counter.get())
+            counter.bytes_read(),
+            super::output::bytes(counter.bytes_read())
         );
     }
 }

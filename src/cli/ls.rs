@@ -49,7 +49,7 @@ pub fn run(global: &GlobalArgs, args: &LsArgs) -> Result<i32> {
                 "snapshot_id": opened.id.to_hex(),
                 "path": at.display(),
                 "entries": entries,
-                "repository_bytes_read": opened.counter.get(),
+                "repository_bytes_read": opened.counter.bytes_read(),
             });
             out.line(&serde_json::to_string_pretty(&doc)?)?;
             Ok(super::exit::OK)

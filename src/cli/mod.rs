@@ -140,6 +140,10 @@ pub struct GlobalArgs {
     /// Print more detail.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The requests this process made to the repository's storage (`--json` of backup reports
+    /// them): every command's repository backend counts into it.
+    #[arg(skip)]
+    pub requests: cairn::backend::RequestCounter,
 }
 
 #[derive(Subcommand, Debug)]

@@ -158,8 +158,9 @@ fn run_backup(global: &GlobalArgs, args: &PgBackupArgs) -> Result<i32> {
         options.archive_timeout = t;
     }
     options.backup.tags.extend(args.tags.iter().cloned());
+    let since = global.requests.requests();
     let repo = context::open_repository(&global)?.into_indexed_unsynced()?;
-    let outcome = base_backup(&global, &repo, &options)?;
+    let outcome = base_backup(&global, &repo, &options, since)?;
     Ok(backup::exit_code(&outcome))
 }
 
@@ -168,9 +169,10 @@ pub(super) fn base_backup(
     global: &GlobalArgs,
     repo: &cairn::repo::IndexedRepository,
     options: &PgBackupOptions,
+    since: cairn::backend::Requests,
 ) -> Result<cairn::BackupOutcome> {
     let outcome = pg::base_backup(repo, options, &cairn::NoProgress)?;
-    backup::report(global, &outcome)?;
+    backup::report(global, &outcome, since)?;
     if let (Some(pg), false) = (&outcome.snapshot.postgres, global.json || global.quiet) {
         outln!(
             "base backup of {} from {} ({}) to {} ({}), WAL archived",

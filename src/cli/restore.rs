@@ -100,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
             "bytes": stats.bytes,
             "verified": stats.verified,
             "warnings": stats.warnings,
-            "repository_bytes_read": opened.counter.get(),
+            "repository_bytes_read": opened.counter.bytes_read(),
         }))?;
     } else if !global.quiet {
         outln!(

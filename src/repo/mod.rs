@@ -8,12 +8,14 @@ mod pack_upload;
 pub mod pending;
 mod saver;
 pub mod select;
+mod snapshot_cache;
 pub mod trees;
 
 pub use saver::{BlobSaver, SaveStats, INDEX_INTERVAL};
 pub use select::{JobFilter, SnapshotFilter};
 pub use trees::TreeLoader;
 
+use snapshot_cache::SnapshotCache;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -315,10 +317,13 @@ impl Repository {
     pub fn loadable_snapshots(&self) -> Result<(Vec<SnapshotEntry>, Vec<DamagedSnapshot>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        for (name, _) in self.backend.list(ObjectKind::Snapshot)? {
+        let listed = self.backend.list(ObjectKind::Snapshot)?;
+        let cache = SnapshotCache::new(self.cache_dir());
+        cache.keep_only(listed.iter().map(|(name, _)| name.as_str()));
+        for (name, _) in listed {
             let loaded = SnapshotId::from_hex(&name)
                 .map_err(|_| Error::corrupted(format!("snapshots/{name}: not a snapshot name")))
-                .and_then(|id| Ok((id, self.load_snapshot(&id)?)));
+                .and_then(|id| Ok((id, self.load_listed_snapshot(&id, &cache)?)));
             match loaded {
                 Ok(snapshot) => out.push(snapshot),
                 Err(e) if e.is_damage() => damaged.push((name, e)),
@@ -329,19 +334,38 @@ impl Repository {
         Ok((out, damaged))
     }
 
-    /// One snapshot by id.
+    /// One snapshot by id, read from the repository (`check` reads them so, never from the cache).
     ///
     /// # Errors
     /// When it is missing or damaged.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let name = id.to_hex();
         let bytes = self.backend.read(ObjectKind::Snapshot, &name)?;
-        if SnapshotId::hash_of(&bytes) != *id {
+        self.decode_snapshot(id, &bytes)
+    }
+
+    /// A snapshot a listing of the repository just named: from the local cache when it holds it
+    /// (its bytes hash to its name, so they are the repository's), else read and then cached. A
+    /// backup lists the snapshots to find its parent: without the cache it would read every one,
+    /// a request each, as the repository grows.
+    fn load_listed_snapshot(&self, id: &SnapshotId, cache: &SnapshotCache) -> Result<Snapshot> {
+        if let Some(bytes) = cache.get(id) {
+            return self.decode_snapshot(id, &bytes);
+        }
+        let bytes = self.backend.read(ObjectKind::Snapshot, &id.to_hex())?;
+        let snapshot = self.decode_snapshot(id, &bytes)?;
+        cache.put(id, &bytes);
+        Ok(snapshot)
+    }
+
+    fn decode_snapshot(&self, id: &SnapshotId, bytes: &[u8]) -> Result<Snapshot> {
+        let name = id.to_hex();
+        if SnapshotId::hash_of(bytes) != *id {
             return Err(Error::corrupted(format!(
                 "snapshot {name}: its content does not match its name (damaged)"
             )));
         }
-        Snapshot::decode(&self.key, &bytes).map_err(|e| e.context(format!("snapshot {name}")))
+        Snapshot::decode(&self.key, bytes).map_err(|e| e.context(format!("snapshot {name}")))
     }
 
     /// Resolves `latest` or a unique id prefix.

@@ -15,6 +15,7 @@ pub fn run(global: &GlobalArgs, job: &Job<'_>, now: DateTime<Utc>) -> Result<Ste
     let mut options = steps::backup_options(job)?;
     options.time = Some(now);
     let sources = steps::backup_sources(job)?;
+    let since = global.requests.requests();
     let repo = context::open_repository(global)?.into_indexed_unsynced()?;
     let bar = progress::BackupBar::new(progress::wanted(global), global.verbose > 0, global.quiet);
     if !sources.paths.is_empty() {
@@ -22,15 +23,16 @@ pub fn run(global: &GlobalArgs, job: &Job<'_>, now: DateTime<Utc>) -> Result<Ste
     }
     let outcome = archive::backup(&repo, sources, &options, &bar)?;
     bar.bar.finish_and_clear();
-    backup::report(global, &outcome)?;
+    backup::report(global, &outcome, since)?;
     Ok(ended(&outcome, steps::backup_details(&repo, &outcome)?))
 }
 
 /// The `[postgres]` step: a base backup, as `cairn pg backup` takes it with the plan's options.
 pub fn postgres(global: &GlobalArgs, plan: &Plan) -> Result<StepResult> {
     let options = steps::pg_backup_options(plan)?;
+    let since = global.requests.requests();
     let repo = context::open_repository(global)?.into_indexed_unsynced()?;
-    let outcome = crate::cli::pg::base_backup(global, &repo, &options)?;
+    let outcome = crate::cli::pg::base_backup(global, &repo, &options, since)?;
     Ok(ended(&outcome, steps::pg_backup_details(&repo, &outcome)?))
 }
 
