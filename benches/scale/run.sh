@@ -5,6 +5,7 @@
 #
 #   N=1000000 benches/scale/run.sh            # results in $WORK/results-$N.md
 #   N=10000000 WORK=/var/tmp/cairn-scale benches/scale/run.sh
+#   N=100000000 STEPS="cold warm backup rebackup check" benches/scale/run.sh   # some steps only
 #
 # Needs: a release build (made here), /usr/bin/time (Debian package `time`), disk for about
 # 170 bytes per chunk in the repository and 60 in the cache, plus 1 GiB of new data.
@@ -22,6 +23,10 @@ OUT=$WORK/results-$N.md
 mkdir -p "$WORK"
 export CAIRN_PASSWORD=scale-harness CAIRN_CACHE_DIR=$CACHE
 rows=()
+STEPS=${STEPS:-cold warm snapshots backup rebackup ls find check subset prune repair}
+
+# want KEY: whether STEPS names this step.
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 
 # step NAME COMMAND...: runs it once, records seconds, peak RSS and the cache's size after it.
 step() {
@@ -48,20 +53,31 @@ fi
 NEW=$WORK/new-data-$NEW_DATA_MB.bin
 [ -e "$NEW" ] || head -c "$((NEW_DATA_MB << 20))" /dev/urandom > "$NEW"
 
-rm -rf "$CACHE"
 # Opening with the index: listing one directory reads its tree blobs through the index.
-step "cold open (ls one dir)" "$CAIRN" -r "$REPO" ls --host scale-1 latest:/scale/a000/b000
-step "warm open (ls one dir)" "$CAIRN" -r "$REPO" ls --host scale-1 latest:/scale/a000/b000
-step "snapshots" "$CAIRN" -r "$REPO" snapshots
-step "backup ${NEW_DATA_MB} MiB new data" "$CAIRN" -r "$REPO" --json backup "$NEW"
-step "unchanged re-backup" "$CAIRN" -r "$REPO" --json backup "$NEW"
-step "ls -R of the large snapshot" "$CAIRN" -r "$REPO" ls -R --host scale-1 latest:/scale
-step "find f999" "$CAIRN" -r "$REPO" find --host scale-1 f999
-step "check" "$CAIRN" -r "$REPO" check
-step "check --read-data-subset 1%" "$CAIRN" -r "$REPO" check --read-data-subset 1%
-second=$("$CAIRN" -r "$REPO" --json snapshots --host scale-2 | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
-step "forget 2nd snapshot + prune" "$CAIRN" -r "$REPO" forget "$second" --prune --grace 0s
-step "repair index" "$CAIRN" -r "$REPO" repair index
+if want cold; then
+  rm -rf "$CACHE"
+  step "cold open (ls one dir)" "$CAIRN" -r "$REPO" ls --host scale-1 latest:/scale/a000/b000
+fi
+want warm && step "warm open (ls one dir)" "$CAIRN" -r "$REPO" ls --host scale-1 latest:/scale/a000/b000
+want snapshots && step "snapshots" "$CAIRN" -r "$REPO" snapshots
+# The same 1 GiB into an empty repository: the speed a backup of new data should keep.
+if want backup; then
+  rm -rf "$WORK/empty-repo" "$WORK/empty-cache"
+  "$CAIRN" -q init -r "$WORK/empty-repo"
+  CAIRN_CACHE_DIR=$WORK/empty-cache step "backup ${NEW_DATA_MB} MiB into an empty repository" "$CAIRN" -r "$WORK/empty-repo" --json backup "$NEW"
+  rm -rf "$WORK/empty-repo" "$WORK/empty-cache"
+  step "backup ${NEW_DATA_MB} MiB new data" "$CAIRN" -r "$REPO" --json backup "$NEW"
+fi
+want rebackup && step "unchanged re-backup" "$CAIRN" -r "$REPO" --json backup "$NEW"
+want ls && step "ls -R of the large snapshot" "$CAIRN" -r "$REPO" ls -R --host scale-1 latest:/scale
+want find && step "find f999" "$CAIRN" -r "$REPO" find --host scale-1 f999
+want check && step "check" "$CAIRN" -r "$REPO" check
+want subset && step "check --read-data-subset 1%" "$CAIRN" -r "$REPO" check --read-data-subset 1%
+if want prune; then
+  second=$("$CAIRN" -r "$REPO" --json snapshots --host scale-2 | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+  step "forget 2nd snapshot + prune" "$CAIRN" -r "$REPO" forget "$second" --prune --grace 0s
+fi
+want repair && step "repair index" "$CAIRN" -r "$REPO" repair index
 
 {
   echo "N = $N chunks ($(du -sm "$REPO" | cut -f1) MiB repository), $(date -u +%F), $(nproc) cores"

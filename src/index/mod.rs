@@ -10,7 +10,7 @@ pub(crate) mod by_pack;
 pub(crate) mod cache_file;
 pub mod files;
 mod filter;
-mod spill;
+pub(crate) mod spill;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

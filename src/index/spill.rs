@@ -25,6 +25,9 @@ const BUFFER: usize = 64 << 10;
 /// One row: a blob id and its encoded location.
 pub(crate) type Row = ([u8; 32], EncodedLocation);
 
+/// Bytes a row takes in a partition file, at most (a delta's).
+pub(crate) const ROW_BYTES: u64 = 32 + 1 + 81;
+
 /// The partition files being written.
 pub(crate) struct Spill {
     parts: Vec<BufWriter<File>>,

@@ -14,7 +14,8 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
 use crate::format::wal::WalRecord;
 use crate::id::{BlobId, PackId, SnapshotId, WalRecordId};
-use crate::index::{files, BlobLocation};
+use crate::index::spill::{Spill, ROW_BYTES};
+use crate::index::{decode_location, encode_location, files, BlobLocation};
 use crate::pack::PackReader;
 use crate::repo::Repository;
 
@@ -100,7 +101,15 @@ impl Usage {
             .sum();
         if entries <= memory_blobs {
             let mut table = MemoryTable::with_capacity(entries as usize);
-            fill(repo, index_files, packs, condemned, &mut table, progress)?;
+            fill(
+                repo,
+                index_files,
+                packs,
+                condemned,
+                &mut table,
+                None,
+                progress,
+            )?;
             return Ok(Usage {
                 store: Store::Memory(table),
             });
@@ -121,13 +130,32 @@ impl Usage {
                 )
             })?;
         let db = crate::index::cached_db(&dir.path().join("usage.redb"))?;
+        // The entries go into the table in id order, through a spill (as the index cache's first
+        // open): in the order index files list them, each would land on a random page.
+        let mut spill = Spill::new(dir.path(), entries * ROW_BYTES)?;
         let tx = db.begin_write()?;
         {
             let mut table = DiskTable {
                 locations: tx.open_table(LOCATIONS)?,
                 referenced: tx.open_table(REFERENCED)?,
             };
-            fill(repo, index_files, packs, condemned, &mut table, progress)?;
+            let spill_to = Some(&mut spill);
+            fill(
+                repo,
+                index_files,
+                packs,
+                condemned,
+                &mut table,
+                spill_to,
+                progress,
+            )?;
+            spill.drain(|rows| {
+                for (id, location) in rows {
+                    let loc = decode_location(BlobId(id), location.as_slice())?;
+                    keep_better(&mut table, condemned, &loc.pack, &loc.entry)?;
+                }
+                Ok(())
+            })?;
         }
         tx.commit()?;
         Ok(Usage {
@@ -181,14 +209,15 @@ impl Usage {
     }
 }
 
-/// Records every entry of the index files in `table`, keeping for each blob a location in a live
-/// pack when there is one.
+/// Records every entry of the index files in `table` (or in `spill`, for the caller to record in
+/// id order), keeping for each blob a location in a live pack when there is one.
 fn fill(
     repo: &Repository,
     index_files: &[(String, u64)],
     packs: &mut HashMap<PackId, PackUsage>,
     condemned: &HashSet<PackId>,
     table: &mut impl BlobTable,
+    mut spill: Option<&mut Spill>,
     progress: &dyn PruneProgress,
 ) -> Result<()> {
     for (name, _) in index_files {
@@ -200,17 +229,36 @@ fn fill(
             };
             usage.indexed = true;
             usage.blobs = pack.blobs.len() as u64;
-            let live = !condemned.contains(&pack.pack);
-            for entry in &pack.blobs {
-                let better = match table.pack_of(&entry.id)? {
-                    None => true,
-                    Some(old) => live && condemned.contains(&old),
-                };
-                if better {
-                    table.put(&pack.pack, entry)?;
+            match spill.as_deref_mut() {
+                Some(spill) => spill.add(
+                    pack.blobs
+                        .iter()
+                        .map(|e| (e.id.0, encode_location(&pack.pack, e))),
+                )?,
+                None => {
+                    for entry in &pack.blobs {
+                        keep_better(table, condemned, &pack.pack, entry)?;
+                    }
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Records `entry` in `pack` unless the table holds a location as good: one in a live pack.
+fn keep_better(
+    table: &mut impl BlobTable,
+    condemned: &HashSet<PackId>,
+    pack: &PackId,
+    entry: &crate::format::pack::BlobEntry,
+) -> Result<()> {
+    let better = match table.pack_of(&entry.id)? {
+        None => true,
+        Some(old) => !condemned.contains(pack) && condemned.contains(&old),
+    };
+    if better {
+        table.put(pack, entry)?;
     }
     Ok(())
 }
