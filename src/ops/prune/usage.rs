@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase};
 use crate::browse::walk::PathChain;
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{Error, Result};
-use crate::format::pack::{ENTRY_LEN, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
+use crate::format::pack::{BlobEntry, ENTRY_LEN, PREFIX_LEN_WITH_EPOCH, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
 use crate::format::wal::WalRecord;
@@ -101,15 +101,9 @@ impl Usage {
             .sum();
         if entries <= memory_blobs {
             let mut table = MemoryTable::with_capacity(entries as usize);
-            fill(
-                repo,
-                index_files,
-                packs,
-                condemned,
-                &mut table,
-                None,
-                progress,
-            )?;
+            fill(repo, index_files, packs, progress, |pack, entry| {
+                keep_better(&mut table, condemned, pack, entry)
+            })?;
             return Ok(Usage {
                 store: Store::Memory(table),
             });
@@ -139,16 +133,9 @@ impl Usage {
                 locations: tx.open_table(LOCATIONS)?,
                 referenced: tx.open_table(REFERENCED)?,
             };
-            let spill_to = Some(&mut spill);
-            fill(
-                repo,
-                index_files,
-                packs,
-                condemned,
-                &mut table,
-                spill_to,
-                progress,
-            )?;
+            fill(repo, index_files, packs, progress, |pack, entry| {
+                spill.add([(entry.id.0, encode_location(pack, entry))])
+            })?;
             spill.drain(|rows| {
                 for (id, location) in rows {
                     let loc = decode_location(BlobId(id), location.as_slice())?;
@@ -209,16 +196,14 @@ impl Usage {
     }
 }
 
-/// Records every entry of the index files in `table` (or in `spill`, for the caller to record in
-/// id order), keeping for each blob a location in a live pack when there is one.
+/// Reads the index files, marking their packs indexed, and hands every entry of a pack present
+/// in the repository to `record`.
 fn fill(
     repo: &Repository,
     index_files: &[(String, u64)],
     packs: &mut HashMap<PackId, PackUsage>,
-    condemned: &HashSet<PackId>,
-    table: &mut impl BlobTable,
-    mut spill: Option<&mut Spill>,
     progress: &dyn PruneProgress,
+    mut record: impl FnMut(&PackId, &BlobEntry) -> Result<()>,
 ) -> Result<()> {
     for (name, _) in index_files {
         let file = files::read(repo.backend(), repo.key(), name)?;
@@ -229,17 +214,8 @@ fn fill(
             };
             usage.indexed = true;
             usage.blobs = pack.blobs.len() as u64;
-            match spill.as_deref_mut() {
-                Some(spill) => spill.add(
-                    pack.blobs
-                        .iter()
-                        .map(|e| (e.id.0, encode_location(&pack.pack, e))),
-                )?,
-                None => {
-                    for entry in &pack.blobs {
-                        keep_better(table, condemned, &pack.pack, entry)?;
-                    }
-                }
+            for entry in &pack.blobs {
+                record(&pack.pack, entry)?;
             }
         }
     }
@@ -251,7 +227,7 @@ fn keep_better(
     table: &mut impl BlobTable,
     condemned: &HashSet<PackId>,
     pack: &PackId,
-    entry: &crate::format::pack::BlobEntry,
+    entry: &BlobEntry,
 ) -> Result<()> {
     let better = match table.pack_of(&entry.id)? {
         None => true,
