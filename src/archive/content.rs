@@ -15,7 +15,11 @@ use crate::format::tree::ContentItem;
 use crate::id::BlobType;
 use crate::repo::BlobSaver;
 
+use rayon::prelude::*;
+
+use super::anchors::{AnchorCache, Sketcher, VersionAnchors, MIN_CHUNKS};
 use super::delta_bases::DeltaBases;
+use crate::id::BlobId;
 
 /// Bytes of chunks hashed, compressed and sealed together in parallel.
 const BATCH_BYTES: usize = 8 << 20;
@@ -38,14 +42,50 @@ pub struct ContentReader<'a, 'r> {
     /// Where changed chunks find a base to be stored as deltas against: the parent snapshot's
     /// version of the content being read.
     pub(crate) delta_bases: Option<Mutex<DeltaBases>>,
+    /// Computes anchors ([`super::anchors`]) under the repository's seed.
+    pub(crate) sketcher: &'a Sketcher,
+    /// The anchors of the version being read, when kept for the next backup.
+    pub(crate) recorded: Option<Mutex<VersionAnchors>>,
 }
 
 impl ContentReader<'_, '_> {
     /// Stores changed chunks as deltas against their old selves in `parent` (the content of the
-    /// same file or stream in the parent snapshot) where that pays.
-    pub fn with_parent(mut self, parent: Option<&[ContentItem]>) -> Self {
-        self.delta_bases = parent.and_then(DeltaBases::new).map(Mutex::new);
+    /// same file or stream in the parent snapshot) where that pays, found through the parent's
+    /// anchors when `cache` kept them.
+    pub fn with_parent(mut self, parent: Option<&[ContentItem]>, cache: &AnchorCache) -> Self {
+        self.delta_bases = parent
+            .and_then(|p| {
+                let chunks = p
+                    .iter()
+                    .filter(|i| matches!(i, ContentItem::Data { .. }))
+                    .count();
+                DeltaBases::new(p, (chunks >= MIN_CHUNKS).then(|| cache.load(p)).flatten())
+            })
+            .map(Mutex::new);
         self
+    }
+
+    /// Records the anchors of the version read, for [`ContentReader::keep_anchors`].
+    pub fn recording_anchors(mut self, record: bool) -> Self {
+        self.recorded = record.then(|| Mutex::new(VersionAnchors::default()));
+        self
+    }
+
+    /// Keeps the recorded anchors in `cache` as those of `content`, the version read, replacing
+    /// those of `parent`.
+    pub fn keep_anchors(
+        &self,
+        cache: &AnchorCache,
+        content: &[ContentItem],
+        parent: Option<&[ContentItem]>,
+    ) {
+        if let Some(recorded) = &self.recorded {
+            cache.store(
+                content,
+                &recorded.lock().unwrap_or_else(|p| p.into_inner()),
+                parent,
+            );
+        }
     }
 
     fn skip_hole(&self, len: u64) {
@@ -130,15 +170,19 @@ impl ContentReader<'_, '_> {
             BlobType::Data,
             &chunks,
             self.zstd_level,
-            |ids, known| match &self.delta_bases {
-                Some(bases) => {
-                    let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-                    bases
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .propose(ids, &lens, known)
+            |ids, known| {
+                let mut bases = self
+                    .delta_bases
+                    .as_ref()
+                    .map(|b| b.lock().unwrap_or_else(|p| p.into_inner()));
+                let sketches = self.sketch(&chunks, ids, known, bases.as_deref());
+                match bases.as_mut() {
+                    Some(bases) => {
+                        let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+                        bases.propose(ids, &lens, known, &sketches)
+                    }
+                    None => vec![None; ids.len()],
                 }
-                None => vec![None; ids.len()],
             },
         )?;
         for (id, chunk) in ids.into_iter().zip(chunks) {
@@ -151,6 +195,48 @@ impl ContentReader<'_, '_> {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.progress.bytes(batch.len() as u64);
         Ok(())
+    }
+
+    /// The anchors of a batch's chunks where needed, in parallel: of each new chunk when the
+    /// parent's anchors can place it, and of each chunk whose anchors are recorded but not known
+    /// from the parent (whose unchanged chunks' anchors are copied). Empty where not needed.
+    fn sketch(
+        &self,
+        chunks: &[&[u8]],
+        ids: &[BlobId],
+        known: &[bool],
+        bases: Option<&DeltaBases>,
+    ) -> Vec<Vec<u64>> {
+        let lookup = bases.is_some_and(DeltaBases::has_anchors);
+        let mut recorded = self
+            .recorded
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()));
+        if !lookup && recorded.is_none() {
+            return Vec::new();
+        }
+        let copied: Vec<Option<&[u64]>> = ids
+            .iter()
+            .map(|id| bases.and_then(|b| b.parent_anchors(id)))
+            .collect();
+        let sketches: Vec<Vec<u64>> = chunks
+            .par_iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                let needed = (lookup && !known[i]) || (recorded.is_some() && copied[i].is_none());
+                if needed {
+                    self.sketcher.anchors(chunk)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        if let Some(recorded) = recorded.as_mut() {
+            for (sketch, copied) in sketches.iter().zip(&copied) {
+                recorded.push(copied.unwrap_or(sketch));
+            }
+        }
+        sketches
     }
 
     /// Reads a regular file, skipping the holes of a sparse file.

@@ -1,5 +1,6 @@
 //! Backup: walk the sources, compare with the parent snapshot, feed contents through the saver, write trees and the snapshot last.
 
+pub mod anchors;
 mod command;
 pub(crate) mod content;
 mod delta_bases;
@@ -260,6 +261,9 @@ struct Archiver<'a, 'r> {
     dumps: Mutex<Vec<DumpRecord>>,
     // Entries each exclude pattern matched, by pattern number.
     exclude_hits: Vec<AtomicU64>,
+    sketcher: anchors::Sketcher,
+    // Where large files and streams keep their anchors for the next backup's delta bases.
+    anchor_cache: anchors::AnchorCache,
 }
 
 /// Runs a backup and writes its snapshot.
@@ -391,7 +395,12 @@ fn backup_leased(
             .iter()
             .map(|_| AtomicU64::new(0))
             .collect(),
+        sketcher: anchors::Sketcher::new(repo.repo().config().chunker_seed),
+        anchor_cache: anchors::AnchorCache::new(&repo.repo().cache_dir()),
     };
+    if !options.dry_run {
+        archiver.anchor_cache.sweep();
+    }
     let root =
         crate::threads::run_in_pool(|| archiver.archive_sources(&sources, parent_tree.as_ref()))?;
     let stats = saver.finish()?;
@@ -525,6 +534,8 @@ impl Archiver<'_, '_> {
             bytes_read: &self.counters.bytes_read,
             progress: self.progress,
             delta_bases: None,
+            sketcher: &self.sketcher,
+            recorded: None,
         }
     }
 
@@ -634,7 +645,8 @@ impl Archiver<'_, '_> {
             .map(|n| n.content.as_slice());
         let reader = self
             .content_reader(self.stream_chunker, level)
-            .with_parent(parent_content);
+            .with_parent(parent_content, &self.anchor_cache)
+            .recording_anchors(!self.options.dry_run);
         match source.input {
             StreamInput::Reader {
                 reader: input,
@@ -664,6 +676,7 @@ impl Archiver<'_, '_> {
                     .push(record);
             }
         }
+        reader.keep_anchors(&self.anchor_cache, &node.content, parent_content);
         node.size = node.content.iter().map(ContentItem::len).sum();
         self.counters
             .total_bytes
@@ -875,22 +888,28 @@ impl Archiver<'_, '_> {
         });
         let content = match cached {
             Some(c) => c,
-            None => match self
-                .content_reader(self.chunker, self.saver.config().zstd_level)
-                .with_parent(
-                    parent_node
-                        .filter(|n| n.kind == NodeKind::File)
-                        .map(|n| n.content.as_slice()),
-                )
-                .read_file(path)
-            {
-                Ok(c) => c,
-                Err(e) if e.kind() == ErrorKind::SourceIo => {
-                    self.record_error(path, &e);
-                    return Ok(false);
+            None => {
+                let parent_content = parent_node
+                    .filter(|n| n.kind == NodeKind::File)
+                    .map(|n| n.content.as_slice());
+                let reader = self
+                    .content_reader(self.chunker, self.saver.config().zstd_level)
+                    .with_parent(parent_content, &self.anchor_cache)
+                    .recording_anchors(
+                        !self.options.dry_run && node.size >= anchors::MIN_FILE_BYTES,
+                    );
+                match reader.read_file(path) {
+                    Ok(c) => {
+                        reader.keep_anchors(&self.anchor_cache, &c, parent_content);
+                        c
+                    }
+                    Err(e) if e.kind() == ErrorKind::SourceIo => {
+                        self.record_error(path, &e);
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
         };
         if let Some(k) = link_key {
             self.hardlinks
