@@ -36,9 +36,10 @@ fn gear() -> [u64; 256] {
 /// Anchors of `data`: the gear hash (a window of the last 64 bytes) where its top `bits` are zero.
 fn anchors(data: &[u8], bits: u32, gear: &[u64; 256], mut each: impl FnMut(u64)) {
     let mask = !(u64::MAX >> bits);
+    let shift: u32 = std::env::var("SHIFT").map_or(1, |s| s.parse().unwrap());
     let mut h = 0u64;
     for (i, &b) in data.iter().enumerate() {
-        h = (h << 1).wrapping_add(gear[b as usize]);
+        h = (h << shift).wrapping_add(gear[b as usize]);
         if i >= 63 && h & mask == 0 {
             each(h);
         }
@@ -85,7 +86,7 @@ fn main() {
         .map(|(i, &c)| (*blake3::hash(&slice(&old, c)).as_bytes(), i))
         .collect();
     let gear = gear();
-    for bits in [8u32, 10, 12] {
+    for bits in [10u32, 11, 12] {
         let mut anchor_map: HashMap<u64, u32> = HashMap::new();
         for (i, &c) in old_chunks.iter().enumerate() {
             anchors(&old[c.0..c.0 + c.1], bits, &gear, |h| {

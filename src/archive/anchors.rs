@@ -6,7 +6,7 @@
 //! often holds rows whose old versions sat in another chunk than the one at its place, and new
 //! rows may repeat content from anywhere. Pairing by position alone stored such chunks whole; the
 //! old chunk sharing the most anchors with the new one is a base that pays. Anchors are gear hashes
-//! (a window of 64 bytes) under a table derived from the repository's secret chunker seed, taken
+//! (a window of 32 bytes: shorter than most rows, so a row with one field changed keeps some) under a table derived from the repository's secret chunker seed, taken
 //! where the hash's top bits are zero: content-defined, so an edit moves only the anchors near it,
 //! and sparse (one per 4 KiB), so a version's anchors cost about 2 bytes per KiB on disk.
 
@@ -55,22 +55,71 @@ impl Sketcher {
     }
 
     /// The anchors of `data`, in order, at most [`MAX_PER_CHUNK`].
+    ///
+    /// Shifted by two bits a byte, a byte's part of the hash is gone after 32 bytes (the window),
+    /// so the hash at a position depends on the 32 bytes ending there only, and four parts of
+    /// `data` are hashed side by side, each starting a window early: one hash chain waits on its
+    /// previous step, four keep the core busy (the sequential loop ran at about 0.8 GB/s).
     pub fn anchors(&self, data: &[u8]) -> Vec<u64> {
-        let mut out = Vec::new();
-        let mut h = 0u64;
-        for (i, &b) in data.iter().enumerate() {
-            h = (h << 1).wrapping_add(self.gear[usize::from(b)]);
-            // The first 63 hashes cover less than a whole window: not content-defined yet.
-            if h >> (64 - ANCHOR_BITS) == 0 && i >= 63 {
-                out.push(h);
-                if out.len() == MAX_PER_CHUNK {
-                    break;
+        const LANES: usize = 4;
+        let part = data.len().div_ceil(LANES).max(WINDOW);
+        // Per lane: where hashing starts, where anchors may start, where the lane ends.
+        let lanes: [(usize, usize, usize); LANES] = std::array::from_fn(|l| {
+            let from = (l * part).min(data.len());
+            let to = ((l + 1) * part).min(data.len());
+            (from.saturating_sub(WINDOW - 1), from.max(WINDOW - 1), to)
+        });
+        let common = lanes
+            .iter()
+            .map(|&(start, _, to)| to - start)
+            .min()
+            .unwrap_or(0);
+        let mut found: [Vec<u64>; LANES] = Default::default();
+        let mut keep = |l: usize, position: usize, h: u64| {
+            if h >> (64 - ANCHOR_BITS) == 0
+                && position >= lanes[l].1
+                && found[l].len() < MAX_PER_CHUNK
+            {
+                found[l].push(h);
+            }
+        };
+        let gear = &self.gear;
+        let lane = |l: usize| &data[lanes[l].0..lanes[l].0 + common];
+        let mut h = [0u64; LANES];
+        for (j, (((&b0, &b1), &b2), &b3)) in lane(0)
+            .iter()
+            .zip(lane(1))
+            .zip(lane(2))
+            .zip(lane(3))
+            .enumerate()
+        {
+            h[0] = (h[0] << 2).wrapping_add(gear[usize::from(b0)]);
+            h[1] = (h[1] << 2).wrapping_add(gear[usize::from(b1)]);
+            h[2] = (h[2] << 2).wrapping_add(gear[usize::from(b2)]);
+            h[3] = (h[3] << 2).wrapping_add(gear[usize::from(b3)]);
+            // One test for the four: an anchor is rare.
+            if h[0].min(h[1]).min(h[2]).min(h[3]) >> (64 - ANCHOR_BITS) == 0 {
+                for (l, &hash) in h.iter().enumerate() {
+                    keep(l, lanes[l].0 + j, hash);
                 }
             }
         }
+        for (l, hash) in h.iter_mut().enumerate() {
+            let (start, _, to) = lanes[l];
+            for (p, &b) in data.iter().enumerate().take(to).skip(start + common) {
+                *hash = (*hash << 2).wrapping_add(gear[usize::from(b)]);
+                keep(l, p, *hash);
+            }
+        }
+        // Each lane keeps at most the cap (a run of one repeated byte may anchor everywhere).
+        let mut out = found.concat();
+        out.truncate(MAX_PER_CHUNK);
         out
     }
 }
+
+/// Bytes a hash covers: the first `WINDOW - 1` positions of a chunk have no anchor.
+const WINDOW: usize = 32;
 
 /// The anchors of each data chunk of one version of a file or stream, in file order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -328,6 +377,69 @@ mod tests {
         // Another seed, other anchors.
         let other = Sketcher::new(8).anchors(&data);
         assert_eq!(other.iter().filter(|a| all.contains(a)).count(), 0);
+    }
+
+    /// The definition (FORMAT.md §8): one hash chain over every byte.
+    fn anchors_one_by_one(sketcher: &Sketcher, data: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut h = 0u64;
+        for (i, &b) in data.iter().enumerate() {
+            h = (h << 2).wrapping_add(sketcher.gear[usize::from(b)]);
+            if h >> (64 - ANCHOR_BITS) == 0 && i >= WINDOW - 1 && out.len() < MAX_PER_CHUNK {
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn four_lanes_find_the_anchors_one_chain_finds() {
+        let sketcher = Sketcher::new(3);
+        let data = text(10 << 20, 5);
+        for len in [
+            0,
+            1,
+            31,
+            32,
+            33,
+            100,
+            127,
+            128,
+            129,
+            4096,
+            65_537,
+            1 << 20,
+            9 << 20,
+        ] {
+            for start in [0, 1, 17] {
+                let slice = &data[start..start + len];
+                assert_eq!(
+                    sketcher.anchors(slice),
+                    anchors_one_by_one(&sketcher, slice),
+                    "{len} bytes from {start}"
+                );
+            }
+        }
+        // A chunk of few distinct bytes anchors everywhere or nowhere: capped either way.
+        let zeros = vec![0u8; 1 << 20];
+        assert_eq!(
+            sketcher.anchors(&zeros),
+            anchors_one_by_one(&sketcher, &zeros)
+        );
+        assert!(sketcher.anchors(&zeros).len() <= MAX_PER_CHUNK);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_get_the_anchors_of_the_definition(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000),
+            seed in 0u64..4,
+        ) {
+            // Dense anchors make a short input meaningful: a seed whose table is mostly small
+            // values is not needed, since equality holds for any table; but compare anyway.
+            let sketcher = Sketcher::new(seed);
+            proptest::prop_assert_eq!(sketcher.anchors(&data), anchors_one_by_one(&sketcher, &data));
+        }
     }
 
     #[test]
