@@ -3,10 +3,13 @@
 //!
 //! It chunks OLD and NEW as a stream backup does (16/64/256 KiB), pairs each chunk of NEW that OLD
 //! lacks with its positional base (the chunk at the same distance after the last shared chunk,
-//! as the backup does), and stores it as cairn does: a zstd-3 delta when that pays, else whole.
-//! Then it tries "extra bases": old chunks that share sampled content with the new chunk (a gear
-//! hash over every byte, an anchor wherever its top bits are zero), given to zstd as a longer
-//! prefix. Per-blob framing is counted (seal, pack header and index entries).
+//! as a backup without the parent's anchors does), and stores it: a zstd-3 delta when that pays,
+//! else whole. Then it tries the alternatives cairn's rules rest on (FORMAT.md §6): one base
+//! chosen by anchors (sampled content hashes, an anchor wherever the gear hash's top bits are
+//! zero), as a backup does, under several rules for when a delta pays; and "extra bases", the old
+//! chunks sharing the most anchors given to zstd as a longer prefix (not in the format: a measure
+//! of what deltas against several bases would add). Per-blob framing is counted (seal, pack header
+//! and index entries). The chunker seed is fixed, so figures differ a little from a repository's.
 //!
 //! `cargo run --release --example delta_study -- night1.sql night2.sql`
 
@@ -20,6 +23,8 @@ const WHOLE_FRAMING: usize = 40 + 45 + 45;
 const DELTA_FRAMING: usize = 40 + 81 + 81;
 /// What one more base costs in the pack header and the index file.
 const EXTRA_FRAMING: usize = 32 + 32;
+/// Thresholds tried for "a delta pays": at most num/den of the chunk compressed alone.
+const THRESHOLDS: [(usize, usize); 4] = [(1, 2), (2, 3), (3, 4), (9, 10)];
 
 fn gear() -> [u64; 256] {
     let mut table = [0u64; 256];
@@ -33,14 +38,13 @@ fn gear() -> [u64; 256] {
     table
 }
 
-/// Anchors of `data`: the gear hash (a window of the last 64 bytes) where its top `bits` are zero.
+/// Anchors of `data`: the gear hash (a window of the last 32 bytes) where its top `bits` are zero.
 fn anchors(data: &[u8], bits: u32, gear: &[u64; 256], mut each: impl FnMut(u64)) {
     let mask = !(u64::MAX >> bits);
-    let shift: u32 = std::env::var("SHIFT").map_or(1, |s| s.parse().unwrap());
     let mut h = 0u64;
     for (i, &b) in data.iter().enumerate() {
-        h = (h << shift).wrapping_add(gear[b as usize]);
-        if i >= 63 && h & mask == 0 {
+        h = (h << 2).wrapping_add(gear[b as usize]);
+        if i >= 31 && h & mask == 0 {
             each(h);
         }
     }
@@ -86,7 +90,7 @@ fn main() {
         .map(|(i, &c)| (*blake3::hash(&slice(&old, c)).as_bytes(), i))
         .collect();
     let gear = gear();
-    for bits in [10u32, 11, 12] {
+    for bits in [10u32, 12] {
         let mut anchor_map: HashMap<u64, u32> = HashMap::new();
         for (i, &c) in old_chunks.iter().enumerate() {
             anchors(&old[c.0..c.0 + c.1], bits, &gear, |h| {
@@ -146,6 +150,9 @@ fn study(
     // One base, chosen by shared anchors (the positional one when no anchor is shared).
     let mut by_anchor = 0usize;
     let mut by_anchor_moved = 0usize;
+    // The same, taking the delta whenever it is smaller at all.
+    let mut by_anchor_smaller = 0usize;
+    let mut by_threshold = [0usize; THRESHOLDS.len()];
     let mut whole_total = 0;
     let (mut changed, mut no_base, mut not_paid) = (0, 0, 0);
     let (mut no_base_bytes, mut not_paid_bytes, mut paid_bytes) = (0, 0, 0);
@@ -193,13 +200,28 @@ fn study(
             by_anchor += match top {
                 Some(b) => {
                     let d = delta_len(&old[old_chunks[b].0..old_end(b)], target);
+                    by_anchor_smaller += (d + DELTA_FRAMING).min(alone);
+                    for (slot, (num, den)) in THRESHOLDS.iter().enumerate() {
+                        by_threshold[slot] +=
+                            if d <= target.len() / 32 || d * den <= (alone - WHOLE_FRAMING) * num {
+                                d + DELTA_FRAMING
+                            } else {
+                                alone
+                            };
+                    }
                     if cairn::delta::pays(d, target, 3) {
                         d + DELTA_FRAMING
                     } else {
                         alone
                     }
                 }
-                None => alone,
+                None => {
+                    by_anchor_smaller += alone;
+                    for slot in by_threshold.iter_mut() {
+                        *slot += alone;
+                    }
+                    alone
+                }
             };
         }
         let positional =
@@ -261,6 +283,16 @@ fn study(
         "  one base chosen by anchors: {:.2} MB ({by_anchor_moved} chunks took another base than the positional one)",
         mb(by_anchor)
     );
+    println!(
+        "  one base chosen by anchors, delta whenever smaller: {:.2} MB",
+        mb(by_anchor_smaller)
+    );
+    for ((num, den), total) in THRESHOLDS.iter().zip(&by_threshold) {
+        println!(
+            "  one base chosen by anchors, delta when at most {num}/{den} of alone: {:.2} MB",
+            mb(*total)
+        );
+    }
     for (k, total) in ks.iter().zip(&totals) {
         println!("  up to {k} extra bases: {:.2} MB", mb(*total));
     }
