@@ -283,12 +283,17 @@ impl AnchorCache {
         }
     }
 
-    /// The anchors of the version whose content is `content`, when kept and matching it.
+    /// The anchors of the version whose content is `content`, when kept and matching it (a file
+    /// that is not is removed). None is looked for below [`MIN_CHUNKS`] data chunks: none was kept.
     pub fn load(&self, content: &[ContentItem]) -> Option<VersionAnchors> {
+        let chunks = data_chunks(content);
+        if chunks < MIN_CHUNKS {
+            return None;
+        }
         let path = self.dir.join(content_name(content));
         let bytes = std::fs::read(&path).ok()?;
         match VersionAnchors::decode(&bytes) {
-            Ok(v) if v.chunks() == data_chunks(content) => {
+            Ok(v) if v.chunks() == chunks => {
                 // Read now: kept from the sweep for another while.
                 let _ = std::fs::File::options()
                     .append(true)
@@ -507,6 +512,26 @@ mod tests {
         cache.store(&content(2)[..1], &few, None);
         assert_eq!(cache.load(&content(2)[..1]), None);
         cache.sweep();
-        assert_eq!(cache.load(&content(1)), Some(anchors));
+        assert_eq!(cache.load(&content(1)), Some(anchors.clone()));
+        // A damaged file is not trusted, and is removed.
+        let path = dir.path().join("anchors").join(content_name(&content(1)));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[30] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(cache.load(&content(1)), None);
+        assert!(!path.exists());
+        // A file unused for longer than the sweep's age goes; a fresh one stays.
+        cache.store(&content(3), &anchors, None);
+        cache.store(&content(4), &anchors, None);
+        let old = dir.path().join("anchors").join(content_name(&content(3)));
+        std::fs::File::options()
+            .append(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(SystemTime::now() - UNUSED_FOR - Duration::from_secs(60))
+            .unwrap();
+        cache.sweep();
+        assert!(!old.exists());
+        assert_eq!(cache.load(&content(4)), Some(anchors));
     }
 }

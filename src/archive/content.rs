@@ -17,7 +17,7 @@ use crate::repo::BlobSaver;
 
 use rayon::prelude::*;
 
-use super::anchors::{AnchorCache, Sketcher, VersionAnchors, MIN_CHUNKS};
+use super::anchors::{AnchorCache, Sketcher, VersionAnchors};
 use super::delta_bases::DeltaBases;
 use crate::id::BlobId;
 
@@ -42,8 +42,9 @@ pub struct ContentReader<'a, 'r> {
     /// Where changed chunks find a base to be stored as deltas against: the parent snapshot's
     /// version of the content being read.
     pub(crate) delta_bases: Option<Mutex<DeltaBases>>,
-    /// Computes anchors ([`super::anchors`]) under the repository's seed.
-    pub(crate) sketcher: &'a Sketcher,
+    /// Computes anchors ([`super::anchors`]) under the repository's seed; none for content that
+    /// never has a parent version (WAL segments).
+    pub(crate) sketcher: Option<&'a Sketcher>,
     /// The anchors of the version being read, when kept for the next backup.
     pub(crate) recorded: Option<Mutex<VersionAnchors>>,
 }
@@ -54,13 +55,7 @@ impl ContentReader<'_, '_> {
     /// anchors when `cache` kept them.
     pub fn with_parent(mut self, parent: Option<&[ContentItem]>, cache: &AnchorCache) -> Self {
         self.delta_bases = parent
-            .and_then(|p| {
-                let chunks = p
-                    .iter()
-                    .filter(|i| matches!(i, ContentItem::Data { .. }))
-                    .count();
-                DeltaBases::new(p, (chunks >= MIN_CHUNKS).then(|| cache.load(p)).flatten())
-            })
+            .and_then(|p| DeltaBases::new(p, cache.load(p)))
             .map(Mutex::new);
         self
     }
@@ -207,6 +202,9 @@ impl ContentReader<'_, '_> {
         known: &[bool],
         bases: Option<&DeltaBases>,
     ) -> Vec<Vec<u64>> {
+        let Some(sketcher) = self.sketcher else {
+            return Vec::new();
+        };
         let lookup = bases.is_some_and(DeltaBases::has_anchors);
         let mut recorded = self
             .recorded
@@ -215,17 +213,21 @@ impl ContentReader<'_, '_> {
         if !lookup && recorded.is_none() {
             return Vec::new();
         }
-        let copied: Vec<Option<&[u64]>> = ids
-            .iter()
-            .map(|id| bases.and_then(|b| b.parent_anchors(id)))
-            .collect();
+        // Only a recording copies: an unchanged chunk is never looked up.
+        let copied: Vec<Option<&[u64]>> = if recorded.is_some() {
+            ids.iter()
+                .map(|id| bases.and_then(|b| b.parent_anchors(id)))
+                .collect()
+        } else {
+            vec![None; ids.len()]
+        };
         let sketches: Vec<Vec<u64>> = chunks
             .par_iter()
             .enumerate()
             .map(|(i, chunk)| {
                 let needed = (lookup && !known[i]) || (recorded.is_some() && copied[i].is_none());
                 if needed {
-                    self.sketcher.anchors(chunk)
+                    sketcher.anchors(chunk)
                 } else {
                     Vec::new()
                 }

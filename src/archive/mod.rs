@@ -3,7 +3,7 @@
 pub mod anchors;
 mod command;
 pub(crate) mod content;
-mod delta_bases;
+pub mod delta_bases;
 mod exclude;
 mod metadata;
 mod sources;
@@ -534,7 +534,7 @@ impl Archiver<'_, '_> {
             bytes_read: &self.counters.bytes_read,
             progress: self.progress,
             delta_bases: None,
-            sketcher: &self.sketcher,
+            sketcher: Some(&self.sketcher),
             recorded: None,
         }
     }

@@ -85,8 +85,6 @@ pub fn push(repo: &IndexedRepository, files: &[PathBuf], notes: &PushNotes) -> R
         let mut catalog = Catalog::load(repo.repo())?;
         let saver = repo.saver_excluding(condemned);
         let bytes_read = AtomicU64::new(0);
-        // WAL segments have no parent version: nothing is sketched, the sketcher is a formality.
-        let sketcher = crate::archive::anchors::Sketcher::new(repo.repo().config().chunker_seed);
         let reader = ContentReader {
             saver: &saver,
             // WAL does not repeat itself from segment to segment: large chunks keep the index small.
@@ -95,7 +93,8 @@ pub fn push(repo: &IndexedRepository, files: &[PathBuf], notes: &PushNotes) -> R
             bytes_read: &bytes_read,
             progress: &NoProgress,
             delta_bases: None,
-            sketcher: &sketcher,
+            // Segments have no parent version: no anchors to find or keep.
+            sketcher: None,
             recorded: None,
         };
         let mut outcome = PushOutcome {
