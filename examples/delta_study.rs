@@ -27,6 +27,9 @@ const WHOLE_FRAMING: usize = 40 + 45 + 45;
 const DELTA_FRAMING: usize = 40 + 81 + 81;
 /// What one more base would cost in the pack header and the index file.
 const EXTRA_FRAMING: usize = 32 + 32;
+/// The zstd level `cairn init` sets for streams: what a changed chunk stored whole costs.
+const STREAM_LEVEL: i32 = 1;
+
 /// Rules tried for "a delta pays": at most num/den of the chunk compressed alone.
 const THRESHOLDS: [(usize, usize); 4] = [(1, 2), (2, 3), (3, 4), (9, 10)];
 /// Extra bases tried.
@@ -140,9 +143,12 @@ fn main() {
             continue;
         }
         changed += 1;
-        let alone = zstd::bulk::compress(target, 3).expect("zstd").len() + WHOLE_FRAMING;
+        let alone = zstd::bulk::compress(target, STREAM_LEVEL)
+            .expect("zstd")
+            .len()
+            + WHOLE_FRAMING;
         whole += alone;
-        let paid = |d: usize| cairn::delta::pays(d, target, 3);
+        let paid = |d: usize| cairn::delta::pays(d, target.len(), || Some(alone - WHOLE_FRAMING));
         let base_of = |b: Option<BlobId>| b.map(|b| old.chunk(ordinal[&b]));
         place_total += base_of(place).map_or(alone, |b| stored(b, 1, target, alone, paid));
         no_base += usize::from(place.is_none());

@@ -118,19 +118,45 @@ pub fn seal_blob_into(
         static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
     COMPRESSED.with_borrow_mut(|compressed| {
-        compress_into(plaintext, zstd_level, compressed)
-            .map_err(|e| Error::new(crate::error::ErrorKind::Other, format!("zstd: {e}")))?;
-        let aad = aad(blob_type, id);
-        let result = if compressed.len() < plaintext.len() {
-            key.seal_parts_into(&aad, &[&[COMPRESSION_ZSTD], compressed], sealed)
-        } else {
-            key.seal_parts_into(&aad, &[&[COMPRESSION_NONE], plaintext], sealed)
-        };
+        let result = compress_alone(plaintext, zstd_level, compressed)
+            .and_then(|()| seal_compressed_into(key, blob_type, id, plaintext, compressed, sealed));
         if compressed.capacity() > SCRATCH_KEEP {
             *compressed = Vec::new();
         }
         result
     })
+}
+
+/// `plaintext` compressed at `zstd_level` into `out` (cleared first), as [`seal_blob_into`]
+/// compresses it: a caller that compressed a blob already (to judge a delta against it) seals
+/// from that with [`seal_compressed_into`].
+///
+/// # Errors
+/// When zstd fails.
+pub fn compress_alone(plaintext: &[u8], zstd_level: i32, out: &mut Vec<u8>) -> Result<()> {
+    compress_into(plaintext, zstd_level, out)
+        .map_err(|e| Error::new(crate::error::ErrorKind::Other, format!("zstd: {e}")))
+}
+
+/// [`seal_blob_into`] of a plaintext already compressed by [`compress_alone`] into `compressed`:
+/// the body is the compressed form when it is smaller, else the plaintext.
+///
+/// # Errors
+/// When randomness is unavailable.
+pub fn seal_compressed_into(
+    key: &MasterKey,
+    blob_type: BlobType,
+    id: &BlobId,
+    plaintext: &[u8],
+    compressed: &[u8],
+    sealed: &mut Vec<u8>,
+) -> Result<()> {
+    let aad = aad(blob_type, id);
+    if compressed.len() < plaintext.len() {
+        key.seal_parts_into(&aad, &[&[COMPRESSION_ZSTD], compressed], sealed)
+    } else {
+        key.seal_parts_into(&aad, &[&[COMPRESSION_NONE], plaintext], sealed)
+    }
 }
 
 /// Seals a delta of data blob `id` against `base` (FORMAT.md §6): `frame` is what

@@ -251,6 +251,7 @@ impl<R: Read> Iterator for Chunks<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_bytes::noise;
     use proptest::prelude::*;
 
     fn small() -> ChunkerParams {
@@ -260,18 +261,6 @@ mod tests {
             max: 16384,
             seed: 42,
         }
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     /// A reader that hands out at most `step` bytes per call, like a pipe.

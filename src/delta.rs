@@ -28,13 +28,17 @@ pub const MIN_TARGET: usize = 4096;
 /// of its base on restore, so a small gain is not worth it; and a partial delta stays in its
 /// chunk's lineage, where later versions (made against older members, FORMAT.md §6) pay its
 /// difference again: accepting deltas that save a quarter stored 3.4% more over 30 nights.
-pub fn pays(frame_len: usize, target: &[u8], level: i32) -> bool {
-    if frame_len <= target.len() / 32 {
+///
+/// `alone` gives the length of the chunk compressed alone (`None` when zstd failed, and the delta
+/// is then kept); it is called only when the 32nd does not decide, and a caller that keeps what it
+/// compressed stores the chunk from it when the delta does not pay.
+pub fn pays(frame_len: usize, target_len: usize, alone: impl FnOnce() -> Option<usize>) -> bool {
+    if frame_len <= target_len / 32 {
         return true;
     }
-    match zstd::bulk::compress(target, level) {
-        Ok(alone) => frame_len * 2 <= alone.len().min(target.len()),
-        Err(_) => true,
+    match alone() {
+        Some(alone) => frame_len * 2 <= alone.min(target_len),
+        None => true,
     }
 }
 
@@ -45,11 +49,43 @@ pub const DELTA_LEVEL: i32 = 3;
 /// The first bytes of a formatted zstd dictionary (`ZSTD_MAGIC_DICTIONARY`, little-endian).
 const DICTIONARY_MAGIC: [u8; 4] = 0xEC30_A437u32.to_le_bytes();
 
+/// A base and target of up to this many bytes together are compressed in a context each thread
+/// keeps: the window and hash table zstd picks for their sum reach all of the base (at level 3, a
+/// 2 MiB window and a table that indexes the last 1 MiB). Larger pairs (chunks of big files) get
+/// both sized by hand, in a context of their own.
+const REUSED_CONTEXT_REACH: usize = 1 << 20;
+
 /// Compresses `target` against `base` into `out` (cleared first).
 ///
 /// # Errors
 /// When zstd fails (the caller then stores the chunk whole).
 pub fn compress(base: &[u8], target: &[u8], level: i32, out: &mut Vec<u8>) -> io::Result<()> {
+    thread_local! {
+        // A context made per delta (its tables allocated and first touched each time) took a
+        // sixth of a nightly dump's backup: each thread keeps one for the common small base.
+        static CCTX: RefCell<Option<zstd::zstd_safe::CCtx<'static>>> = const { RefCell::new(None) };
+    }
+    let zstd_err = |code| io::Error::other(zstd::zstd_safe::get_error_name(code));
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(target.len()));
+    if base.len() + target.len() > REUSED_CONTEXT_REACH || base.starts_with(&DICTIONARY_MAGIC) {
+        return compress_large(base, target, level, out);
+    }
+    // ZSTD_compress_usingDict loads a base without the dictionary magic as raw content straight
+    // into the context's tables, the history a prefix gives (a frame decodes the same either
+    // way), and sizes the window for base and target together.
+    CCTX.with_borrow_mut(|slot| {
+        slot.get_or_insert_with(zstd::zstd_safe::CCtx::create)
+            .compress_using_dict(out, target, base, level)
+            .map(|_| ())
+            .map_err(zstd_err)
+    })
+}
+
+/// [`compress`] in a context of its own, with `base` as a single-use raw-content prefix
+/// (`ZSTD_CCtx_refPrefix`): for large bases, and for a base that starts like a formatted
+/// dictionary.
+fn compress_large(base: &[u8], target: &[u8], level: i32, out: &mut Vec<u8>) -> io::Result<()> {
     let mut cctx = zstd::zstd_safe::CCtx::create();
     let zstd_err = |code| io::Error::other(zstd::zstd_safe::get_error_name(code));
     cctx.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))
@@ -72,8 +108,6 @@ pub fn compress(base: &[u8], target: &[u8], level: i32, out: &mut Vec<u8>) -> io
             .map_err(zstd_err)?;
     }
     cctx.ref_prefix(base).map_err(zstd_err)?;
-    out.clear();
-    out.reserve(zstd::zstd_safe::compress_bound(target.len()));
     cctx.compress2(out, target).map_err(zstd_err)?;
     Ok(())
 }
@@ -119,6 +153,7 @@ pub fn decompress(base: &[u8], frame: &[u8], raw_len: usize, out: &mut Vec<u8>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_bytes::noise;
 
     fn text(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed;
@@ -156,21 +191,33 @@ mod tests {
     /// File chunks are up to 8 MiB (16 MiB in the format): the base must stay within reach.
     #[test]
     fn a_large_chunk_reaches_back_to_the_start_of_its_base() {
-        let mut x = 7u64;
-        let base: Vec<u8> = (0..(3 << 20) + 12_345)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let base = noise((3 << 20) + 12_345, 7);
         let mut target = base.clone();
         target[10..26].copy_from_slice(b"changed in place");
         let mut frame = Vec::new();
         compress(&base, &target, DELTA_LEVEL, &mut frame).unwrap();
         assert!(frame.len() < 10_000, "{} bytes", frame.len());
         let mut out = Vec::new();
+        decompress(&base, &frame, target.len(), &mut out).unwrap();
+        assert!(out == target);
+    }
+
+    /// The largest pair a thread's own context compresses: the frame still reaches the start of
+    /// the base, and the context keeps nothing of the previous base.
+    #[test]
+    fn a_reused_context_reaches_the_whole_base_and_forgets_it_after() {
+        let base = noise(REUSED_CONTEXT_REACH / 2, 11);
+        let mut target = base.clone();
+        target[10..26].copy_from_slice(b"changed in place");
+        let mut frame = Vec::new();
+        compress(&base, &target, DELTA_LEVEL, &mut frame).unwrap();
+        assert!(frame.len() < 2_000, "{} bytes", frame.len());
+        let other = noise(40_000, 12);
+        let mut second = Vec::new();
+        compress(&other, &other[..30_000], DELTA_LEVEL, &mut second).unwrap();
+        let mut out = Vec::new();
+        decompress(&other, &second, 30_000, &mut out).unwrap();
+        assert!(out == other[..30_000]);
         decompress(&base, &frame, target.len(), &mut out).unwrap();
         assert!(out == target);
     }

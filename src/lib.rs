@@ -83,6 +83,8 @@ pub mod repo;
 pub mod restore;
 pub(crate) mod signals;
 pub mod sync;
+#[cfg(test)]
+mod test_bytes;
 mod threads;
 pub mod units;
 pub mod wal;

@@ -350,18 +350,7 @@ impl AnchorCache {
 mod tests {
     use super::*;
     use crate::id::BlobId;
-
-    fn text(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b"0123456789abcdef"[(x & 15) as usize]
-            })
-            .collect()
-    }
+    use crate::test_bytes::hex_text as text;
 
     #[test]
     fn anchors_are_sparse_content_defined_and_keyed() {

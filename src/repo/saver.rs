@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::blob::{seal_blob_into, seal_delta_into, SCRATCH_KEEP};
+use crate::blob::{
+    compress_alone, seal_blob_into, seal_compressed_into, seal_delta_into, SCRATCH_KEEP,
+};
 use crate::error::Result;
 use crate::format::index_file::{IndexFile, PackEntries};
 use crate::format::pack::{BlobEntry, Delta};
@@ -214,13 +216,10 @@ impl<'r> BlobSaver<'r> {
             .filter(|((_, known), _)| !**known)
             .try_for_each(|(((blob, id), _), base)| {
                 let plaintext = blob.as_ref();
-                let stored = match base.filter(|_| blob_type == BlobType::Data) {
-                    Some(base) => self.store_as_delta(*id, plaintext, base, zstd_level)?,
-                    None => false,
+                match base.filter(|_| blob_type == BlobType::Data) {
+                    Some(base) => self.store_against(*id, plaintext, base, zstd_level)?,
+                    None => self.store_new(blob_type, *id, plaintext, zstd_level)?,
                 };
-                if !stored {
-                    self.store_new(blob_type, *id, plaintext, zstd_level)?;
-                }
                 Ok::<(), crate::error::Error>(())
             })?;
         Ok(ids)
@@ -228,8 +227,9 @@ impl<'r> BlobSaver<'r> {
 
     /// Stores a new data blob as a delta when `previous` (its likely older version) leads to a
     /// usable base ([`BlobSaver::choose_base`]) and the delta is markedly smaller than the blob
-    /// compressed alone; false when it was not stored that way.
-    fn store_as_delta(
+    /// compressed alone, else whole (from that compressed form when judging made it); false
+    /// when another thread queued it first.
+    fn store_against(
         &self,
         id: BlobId,
         plaintext: &[u8],
@@ -237,19 +237,22 @@ impl<'r> BlobSaver<'r> {
         zstd_level: i32,
     ) -> Result<bool> {
         if plaintext.len() < crate::delta::MIN_TARGET {
-            return Ok(false);
+            return self.store_new(BlobType::Data, id, plaintext, zstd_level);
         }
         let Some(delta) = self.choose_base(&previous)? else {
-            return Ok(false);
+            return self.store_new(BlobType::Data, id, plaintext, zstd_level);
         };
         let Ok(base_plain) = self.repo.read_blob(&delta.base, BlobType::Data) else {
             self.lock().stats.unreadable_bases += 1;
-            return Ok(false);
+            return self.store_new(BlobType::Data, id, plaintext, zstd_level);
         };
         thread_local! {
             static FRAME: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+            static ALONE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
         }
         let mut frame = FRAME.take();
+        let mut alone = ALONE.take();
+        let mut compressed_alone = false;
         let worth = crate::delta::compress(
             &base_plain,
             plaintext,
@@ -257,7 +260,10 @@ impl<'r> BlobSaver<'r> {
             &mut frame,
         )
         .is_ok()
-            && crate::delta::pays(frame.len(), plaintext, zstd_level);
+            && crate::delta::pays(frame.len(), plaintext.len(), || {
+                compressed_alone = compress_alone(plaintext, zstd_level, &mut alone).is_ok();
+                compressed_alone.then_some(alone.len())
+            });
         let result = if worth {
             let mut sealed = Vec::with_capacity(frame.len() + 64);
             let key = self.repo.repo().key();
@@ -272,11 +278,16 @@ impl<'r> BlobSaver<'r> {
                 };
                 self.queue_sealed(&entry, &sealed)
             })
+        } else if compressed_alone {
+            self.store_compressed(BlobType::Data, id, plaintext, &alone)
         } else {
-            Ok(false)
+            self.store_new(BlobType::Data, id, plaintext, zstd_level)
         };
         if frame.capacity() <= SCRATCH_KEEP {
             FRAME.set(frame);
+        }
+        if alone.capacity() <= SCRATCH_KEEP {
+            ALONE.set(alone);
         }
         result
     }
@@ -321,13 +332,40 @@ impl<'r> BlobSaver<'r> {
         plaintext: &[u8],
         zstd_level: i32,
     ) -> Result<bool> {
+        let key = self.repo.repo().key();
+        self.seal_and_queue(blob_type, id, plaintext, |sealed| {
+            seal_blob_into(key, blob_type, &id, plaintext, zstd_level, sealed)
+        })
+    }
+
+    /// [`BlobSaver::store_new`] of a blob already compressed alone into `compressed`.
+    fn store_compressed(
+        &self,
+        blob_type: BlobType,
+        id: BlobId,
+        plaintext: &[u8],
+        compressed: &[u8],
+    ) -> Result<bool> {
+        let key = self.repo.repo().key();
+        self.seal_and_queue(blob_type, id, plaintext, |sealed| {
+            seal_compressed_into(key, blob_type, &id, plaintext, compressed, sealed)
+        })
+    }
+
+    /// Queues the blob `seal` seals into a buffer this thread keeps.
+    fn seal_and_queue(
+        &self,
+        blob_type: BlobType,
+        id: BlobId,
+        plaintext: &[u8],
+        seal: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<bool> {
         thread_local! {
             // Taken out while in use, not borrowed: queueing may store a pack and write an index
             // file, and nothing there may find this thread's buffer still borrowed.
             static SEALED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
         }
         let mut sealed = SEALED.take();
-        let key = self.repo.repo().key();
         let entry = BlobEntry {
             blob_type,
             id,
@@ -336,8 +374,7 @@ impl<'r> BlobSaver<'r> {
             raw_length: plaintext.len() as u32,
             delta: None,
         };
-        let queued = seal_blob_into(key, blob_type, &id, plaintext, zstd_level, &mut sealed)
-            .and_then(|()| self.queue_sealed(&entry, &sealed));
+        let queued = seal(&mut sealed).and_then(|()| self.queue_sealed(&entry, &sealed));
         if sealed.capacity() <= SCRATCH_KEEP {
             SEALED.set(sealed);
         }
