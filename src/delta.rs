@@ -42,9 +42,16 @@ pub fn pays(frame_len: usize, target_len: usize, alone: impl FnOnce() -> Option<
     }
 }
 
-/// The zstd level of delta frames: on chunks that share most of their bytes with the base, level 3
-/// finds the long matches a faster level also finds, and codes the changed bytes better.
-pub const DELTA_LEVEL: i32 = 3;
+/// The zstd level of delta frames. On night 2 of `benches/dump_compare.sh` (3,791 changed chunks
+/// of 16-256 KiB, `examples/delta_study.rs`), the chunks stored against bases chosen by anchors
+/// took 12.67 MB at level 1 (zstd's single-table strategy misses most matches into the base),
+/// 7.60 MB at level 2, 7.87 MB at level 3 and 7.65-7.66 MB at levels 4 to 6; level 2 also
+/// indexes the base into smaller tables, the largest cost of making a delta.
+pub const DELTA_LEVEL: i32 = 2;
+
+/// The least level of a frame against a base of over [`REUSED_CONTEXT_REACH`]: for inputs that
+/// large, zstd's level 2 is its single-table strategy, which level 1 showed to miss the base.
+const LARGE_MIN_LEVEL: i32 = 3;
 
 /// The first bytes of a formatted zstd dictionary (`ZSTD_MAGIC_DICTIONARY`, little-endian).
 const DICTIONARY_MAGIC: [u8; 4] = 0xEC30_A437u32.to_le_bytes();
@@ -88,8 +95,10 @@ pub fn compress(base: &[u8], target: &[u8], level: i32, out: &mut Vec<u8>) -> io
 fn compress_large(base: &[u8], target: &[u8], level: i32, out: &mut Vec<u8>) -> io::Result<()> {
     let mut cctx = zstd::zstd_safe::CCtx::create();
     let zstd_err = |code| io::Error::other(zstd::zstd_safe::get_error_name(code));
-    cctx.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))
-        .map_err(zstd_err)?;
+    cctx.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(
+        level.max(LARGE_MIN_LEVEL),
+    ))
+    .map_err(zstd_err)?;
     cctx.set_pledged_src_size(Some(target.len() as u64))
         .map_err(zstd_err)?;
     // The window must reach from the end of the target back to the start of the base: sized
