@@ -19,6 +19,9 @@
 # Usage: benches/dump_compare.sh
 #   NIGHTS=30 SCALE=40 (pgbench scale: 100,000 accounts each, about 10 MB of night-1 dump, 5 MB
 #   of it zstd-compressed) TOOLS="cairn restic rustic borg"
+#   CAIRN_REPOS=3: cairn's bytes depend on where its chunks are cut, and a repository's chunking
+#   seed is drawn at `init`: cairn backs up every night into this many repositories (timed in the
+#   first only) and the summary gives the median and the range of what they stored.
 # Work directory: $CAIRN_BENCH_DIR (default /var/tmp/cairn-dump-bench); the dumps are made once
 # per NIGHTS/SCALE and reused. Restores write under $RESTORE_DIR (default /dev/shm).
 set -euo pipefail
@@ -29,6 +32,7 @@ RESTORE_DIR=${RESTORE_DIR:-/dev/shm}
 NIGHTS=${NIGHTS:-30}
 SCALE=${SCALE:-40}
 TOOLS=${TOOLS:-cairn restic rustic borg}
+CAIRN_REPOS=${CAIRN_REPOS:-3}
 DUMPS=$WORK/dumps-n$NIGHTS-s$SCALE
 RESULTS=$WORK/results.tsv
 
@@ -160,9 +164,11 @@ restore_night() {
   rm -rf "$out"
 }
 
+# run_tool TOOL [LABEL]: every night into a new repository of TOOL, recorded under LABEL (default
+# TOOL); only an unlabelled run restores.
 run_tool() {
-  local tool=$1
-  REPO=$WORK/repo-$tool CACHE=$WORK/cache-$tool
+  local tool=$1 label=${2:-$1}
+  REPO=$WORK/repo-$label CACHE=$WORK/cache-$label
   rm -rf "$REPO" "$CACHE"
   export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RUSTIC_PASSWORD=bench BORG_PASSPHRASE=bench
   case $tool in
@@ -175,12 +181,14 @@ run_tool() {
   for n in $(seq 1 "$NIGHTS"); do
     before=$(du -sb "$REPO" | cut -f1)
     # shellcheck disable=SC2046
-    timed "$tool" "backup$n" $(backup_cmd "$tool" "$n") <"$DUMPS/night$n.sql"
+    timed "$label" "backup$n" $(backup_cmd "$tool" "$n") <"$DUMPS/night$n.sql"
     after=$(du -sb "$REPO" | cut -f1)
-    printf '%s\tadded%s\t%s\t0\n' "$tool" "$n" "$((after - before))" >>"$RESULTS"
+    printf '%s\tadded%s\t%s\t0\n' "$label" "$n" "$((after - before))" >>"$RESULTS"
   done
-  restore_night "$tool" 1
-  restore_night "$tool" "$NIGHTS"
+  if [ "$label" = "$tool" ]; then
+    restore_night "$tool" 1
+    restore_night "$tool" "$NIGHTS"
+  fi
   rm -rf "$REPO" "$CACHE"
 }
 
@@ -192,7 +200,7 @@ rows = collections.defaultdict(dict)
 tools = []
 for line in open(results):
     tool, what, value, kib = line.rstrip("\n").split("\t")
-    if tool not in tools:
+    if tool not in tools and "#" not in tool:
         tools.append(tool)
     rows[tool][what] = (float(value), int(kib))
 floor = [int(open(f"{dumps}/floor{n}").read()) for n in range(1, nights + 1)]
@@ -217,6 +225,19 @@ for t in tools:
     total = sum(r[f"added{n}"][0] for n in range(1, nights + 1))
     print(f"| {t} | {r['added2'][0] / floor[1]:.2f} | {total / total_floor:.2f} | {backups[len(backups) // 2]:.2f} | {peak:.0f} | "
           f"{r['restore1'][0]:.2f} | {r[f'restore{nights}'][0]:.2f} |")
+repos = [t for t in rows if t == "cairn" or t.startswith("cairn#")]
+if len(repos) > 1:
+    def spread(values, scale):
+        v = sorted(values)
+        return f"median {v[len(v) // 2] / scale:.2f} (from {v[0] / scale:.2f} to {v[-1] / scale:.2f})"
+    night2 = [rows[t]["added2"][0] for t in repos]
+    totals = [sum(rows[t][f"added{n}"][0] for n in range(1, nights + 1)) for t in repos]
+    print()
+    print(f"cairn in {len(repos)} repositories (each cuts chunks with its own seed):")
+    print(f"- night 2: {spread(night2, 1e6)} MB; against its floor, {spread(night2, floor[1])}")
+    print(f"- all nights: {spread(totals, 1e6)} MB; against the floor, {spread(totals, total_floor)}")
+    if "rustic" in rows:
+        print(f"- night 2 against rustic's: 1/{rows['rustic']['added2'][0] / sorted(night2)[len(night2) // 2]:.1f} (median)")
 EOF
 }
 
@@ -229,4 +250,10 @@ for tool in $TOOLS; do
   log "running $tool over $NIGHTS nights"
   run_tool "$tool"
 done
+if [[ " $TOOLS " == *" cairn "* ]]; then
+  for k in $(seq 2 "$CAIRN_REPOS"); do
+    log "running cairn over $NIGHTS nights into repository $k of $CAIRN_REPOS"
+    run_tool cairn "cairn#$k"
+  done
+fi
 summarize | tee "$WORK/summary.md"

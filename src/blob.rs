@@ -29,18 +29,24 @@ fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Re
     })
 }
 
-/// Decompresses `body` into `out`, which holds exactly the plaintext afterwards. zstd writes into a
-/// slice of `raw_len` bytes, no further, so a frame that decodes to more fails ("destination buffer
-/// is too small") without writing past the length the index gives: a reused buffer's spare capacity
-/// (up to [`SCRATCH_KEEP`]) is never written. Only the bytes by which `out` grows are zeroed.
+/// Decompresses `body` into `out`, which holds exactly the plaintext afterwards. zstd writes into
+/// `raw_len` bytes, no further, so a frame that decodes to more fails ("destination buffer is too
+/// small") without writing past the length the index gives: a reused buffer's spare capacity (up
+/// to [`SCRATCH_KEEP`]) is never written. A fresh buffer is allocated with exactly `raw_len` bytes
+/// and written without being zeroed first; of a reused one, only the bytes by which it grows are.
 fn decompress_into(body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
-    out.resize(raw_len, 0);
     let written = DECOMPRESSOR.with_borrow_mut(|slot| {
         let decompressor = match slot {
             Some(d) => d,
             None => slot.insert(zstd::bulk::Decompressor::new()?),
         };
-        decompressor.decompress_to_buffer(body, &mut out[..raw_len])
+        if out.capacity() == 0 {
+            *out = Vec::with_capacity(raw_len);
+            decompressor.decompress_to_buffer(body, out)
+        } else {
+            out.resize(raw_len, 0);
+            decompressor.decompress_to_buffer(body, &mut out[..raw_len])
+        }
     });
     match written {
         Ok(n) => {

@@ -133,20 +133,35 @@ pub fn decompress(base: &[u8], frame: &[u8], raw_len: usize, out: &mut Vec<u8>) 
         static DCTX: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> = const { RefCell::new(None) };
     }
     let zstd_err = |code| io::Error::other(zstd::zstd_safe::get_error_name(code));
-    out.clear();
-    out.resize(raw_len, 0);
+    // zstd writes into `raw_len` bytes and no further: a fresh buffer of exactly that capacity,
+    // not zeroed first (restoring a night of deltas zeroed a gigabyte of bases), or the first
+    // `raw_len` bytes of a reused one, never its spare capacity.
+    let fresh = out.capacity() == 0;
+    if fresh {
+        *out = Vec::with_capacity(raw_len);
+    } else {
+        out.resize(raw_len, 0);
+    }
     let written = if base.starts_with(&DICTIONARY_MAGIC) {
         // zstd would read such a base as a formatted dictionary: give it as a prefix, raw
         // content as the frame was made.
         let mut dctx = zstd::zstd_safe::DCtx::create();
         dctx.ref_prefix(base).map_err(zstd_err)?;
-        dctx.decompress(&mut out[..], frame)
+        if fresh {
+            dctx.decompress(out, frame)
+        } else {
+            dctx.decompress(&mut out[..raw_len], frame)
+        }
     } else {
         // A base without the magic is raw content to ZSTD_decompress_usingDict, the same
         // history a prefix gives, and the call takes no lifetime from it.
         DCTX.with_borrow_mut(|slot| {
-            slot.get_or_insert_with(zstd::zstd_safe::DCtx::create)
-                .decompress_using_dict(&mut out[..], frame, base)
+            let dctx = slot.get_or_insert_with(zstd::zstd_safe::DCtx::create);
+            if fresh {
+                dctx.decompress_using_dict(out, frame, base)
+            } else {
+                dctx.decompress_using_dict(&mut out[..raw_len], frame, base)
+            }
         })
     };
     let written = written.map_err(zstd_err).inspect_err(|_| out.clear())?;

@@ -294,10 +294,21 @@ impl Backend for LocalBackend {
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(super::too_short(kind, name, Some(size), offset, len));
         }
-        let mut out = vec![0u8; len as usize];
+        // Read into spare capacity, not a zeroed buffer: a restore of deltas reads every base
+        // this way, one small range each.
+        let mut out = Vec::with_capacity(len as usize);
         file.seek(SeekFrom::Start(offset))
-            .and_then(|_| file.read_exact(&mut out))
+            .and_then(|_| (&mut file).take(len).read_to_end(&mut out))
             .map_err(|e| Error::io(ErrorKind::Backend, "cannot read", &path, e))?;
+        if out.len() as u64 != len {
+            return Err(super::too_short(
+                kind,
+                name,
+                Some(offset + out.len() as u64),
+                offset,
+                len,
+            ));
+        }
         Ok(out)
     }
 
