@@ -1,8 +1,10 @@
 //! Delta compression of one chunk against another (FORMAT.md §6, delta blobs): a zstd frame that
 //! uses the base's plaintext as its prefix, so the bytes the two share cost a few bytes of match.
 //!
-//! The base is a single-use raw-content prefix (`ZSTD_CCtx_refPrefix`), never a formatted
-//! dictionary: a base that happens to start with zstd's dictionary magic is still plain content.
+//! The base is always raw-content history, never a formatted dictionary: a small pair is compressed
+//! with the base loaded as a raw-content dictionary into a context each thread keeps, a large pair
+//! or a base that starts with zstd's dictionary magic through a single-use prefix
+//! (`ZSTD_CCtx_refPrefix`). Both make frames that decode the same way.
 
 use std::cell::RefCell;
 use std::io;
