@@ -173,6 +173,22 @@ fn scattered_changes_are_stored_as_small_deltas_and_restore_exactly() {
     let v = env.r_json(&["stats", &nights[9].0]);
     assert!(v["base_blobs"].as_u64().unwrap() > 0, "{v}");
     env.r_ok(&["check", "--read-data"]);
+    // A restore locates every link of every chain before reading: exactly the links the index
+    // gives, level by level, for the deltas it names.
+    let (deltas, _) = deltas_and_locations(&env);
+    let repo = common::open_indexed(&env);
+    let bases = cairn::repo::fetch::Bases::locate(&repo, deltas.iter().map(|d| &d.entry)).unwrap();
+    let mut links = std::collections::HashSet::new();
+    for delta in &deltas {
+        let chain = repo.index().chain(&delta.entry.id, &Default::default());
+        let chain = chain.unwrap().expect("every chain is complete");
+        assert!(chain.len() >= 2, "a delta's chain holds its base");
+        for link in &chain[1..] {
+            assert_eq!(bases.get(&link.entry.id), Some(link));
+            links.insert(link.entry.id);
+        }
+    }
+    assert_eq!(bases.len(), links.len(), "located links no chain needs");
     // A single file comes back through the same rebuild (dump reads the stream).
     let out = env.r_ok(&["cat", &format!("{}:/db.sql", nights[6].0)]);
     assert!(out.stdout_bytes == nights[6].1, "cat gave other bytes");

@@ -584,20 +584,25 @@ impl IndexedRepository {
     /// When the blob is not indexed, or every pack holding it is missing or damaged (the error of
     /// the first).
     pub fn read_blob(&self, id: &BlobId, blob_type: BlobType) -> Result<Vec<u8>> {
-        self.read_blob_in_chain(id, blob_type, 0)
+        self.read_blob_in_chain(id, blob_type, 0, &fetch::Bases::default())
     }
 
-    /// [`IndexedRepository::read_blob`] of a blob `depth` deltas below the one first asked for.
+    /// [`IndexedRepository::read_blob`] of a blob `depth` deltas below the one first asked for,
+    /// located through `bases` when they hold it.
     fn read_blob_in_chain(
         &self,
         id: &BlobId,
         blob_type: BlobType,
         depth: usize,
+        bases: &fetch::Bases,
     ) -> Result<Vec<u8>> {
         // One index lookup when the first location reads (a backup loads every parent tree this
         // way); the other locations are looked up only after a failure.
-        let loc = self.index.locate(id, blob_type)?;
-        self.base_plaintext(&loc.entry, depth)
+        let loc = match bases.get(id) {
+            Some(loc) => *loc,
+            None => self.index.locate(id, blob_type)?,
+        };
+        self.base_plaintext_in(&loc.entry, depth, bases)
             .and_then(|base| {
                 let reader = PackReader::new(self.repo.backend(), self.repo.key());
                 if depth == 0 {
@@ -629,6 +634,20 @@ impl IndexedRepository {
     /// `Corrupted` when the chain is longer than [`crate::delta::MAX_CHAIN`] (or loops), or the base
     /// cannot be read; the message names the delta and its base.
     pub fn base_plaintext(&self, entry: &BlobEntry, depth: usize) -> Result<Option<Vec<u8>>> {
+        self.base_plaintext_in(entry, depth, &fetch::Bases::default())
+    }
+
+    /// [`IndexedRepository::base_plaintext`], with the links of the chain located through `bases`
+    /// where they hold them (a restore locates every base it needs at once).
+    ///
+    /// # Errors
+    /// As [`IndexedRepository::base_plaintext`].
+    pub fn base_plaintext_in(
+        &self,
+        entry: &BlobEntry,
+        depth: usize,
+        bases: &fetch::Bases,
+    ) -> Result<Option<Vec<u8>>> {
         let Some(base) = entry.delta.map(|d| d.base) else {
             return Ok(None);
         };
@@ -639,7 +658,7 @@ impl IndexedRepository {
                 crate::delta::MAX_CHAIN
             )));
         }
-        self.read_blob_in_chain(&base, BlobType::Data, depth + 1)
+        self.read_blob_in_chain(&base, BlobType::Data, depth + 1, bases)
             .map(Some)
             .map_err(|e| e.context(format!("base {base} of delta {}", entry.id)))
     }

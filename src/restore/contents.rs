@@ -105,14 +105,16 @@ impl<'a> OutFile<'a> {
     }
 }
 
-/// Writes every blob of `plan` into `files` (indexed as in the plan); returns the bytes written.
-/// On failure, removes every file that was created but is incomplete.
+/// Writes every blob of `plan` into `files` (indexed as in the plan), rebuilding deltas through
+/// `bases`; returns the bytes written. On failure, removes every file that was created but is
+/// incomplete.
 ///
 /// # Errors
 /// `Corrupted` when a pack is missing, short or a blob fails verification; I/O errors naming the file.
 pub fn write_contents(
     repo: &IndexedRepository,
     plan: &ReadPlan,
+    bases: &fetch::Bases,
     files: &[OutFile<'_>],
     progress: &dyn RestoreProgress,
 ) -> Result<u64> {
@@ -125,7 +127,7 @@ pub fn write_contents(
     }
     let written = AtomicU64::new(0);
     let result = plan.ranges.par_iter().try_for_each(|range| {
-        let n = write_range(repo, range, files, progress)?;
+        let n = write_range(repo, range, bases, files, progress)?;
         written.fetch_add(n, Ordering::Relaxed);
         Ok(())
     });
@@ -142,6 +144,7 @@ pub fn write_contents(
 fn write_range(
     repo: &IndexedRepository,
     range: &ReadRange,
+    bases: &fetch::Bases,
     files: &[OutFile<'_>],
     progress: &dyn RestoreProgress,
 ) -> Result<u64> {
@@ -152,6 +155,7 @@ fn write_range(
     fetch::read_range(
         repo,
         range,
+        bases,
         |blob| &blob.entry,
         |blob, data| {
             // A pack that is missing or damaged may not be the blob's only copy: the fetch reads

@@ -29,7 +29,7 @@ use crate::browse::walk::NamePath;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::id::{BlobType, TreeId};
-use crate::repo::IndexedRepository;
+use crate::repo::{fetch, IndexedRepository};
 use contents::OutFile;
 
 /// How to restore.
@@ -467,7 +467,12 @@ impl Restorer<'_> {
                 OutFile::new(&job.path, &job.node.content, metadata)
             })
             .collect();
-        let written = contents::write_contents(self.repo, &plan, &out, self.progress)?;
+        let deltas = plan
+            .ranges
+            .iter()
+            .flat_map(|r| r.blobs.iter().map(|b| &b.entry));
+        let bases = fetch::Bases::locate(self.repo, deltas)?;
+        let written = contents::write_contents(self.repo, &plan, &bases, &out, self.progress)?;
         let warnings = Mutex::new(Vec::new());
         self.files
             .par_iter()

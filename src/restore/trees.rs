@@ -140,6 +140,7 @@ fn read_range(
     fetch::read_range(
         repo,
         range,
+        &fetch::Bases::default(),
         |entry| entry,
         |entry, plain| {
             let plain = plain?;
