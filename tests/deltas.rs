@@ -360,6 +360,44 @@ fn a_file_edited_in_place_is_stored_as_deltas() {
     env.r_ok(&["check", "--read-data"]);
 }
 
+/// Anchors files the cache holds (FORMAT.md §8, "Local anchors").
+fn anchors_kept(env: &Env) -> usize {
+    env.cache_dir()
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path().join("anchors"))
+        .filter_map(|p| p.read_dir().ok())
+        .map(Iterator::count)
+        .sum()
+}
+
+#[test]
+fn a_large_file_keeps_anchors_only_once_it_has_changed() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    // About 24 chunks of 1 MiB: enough for a version to keep anchors.
+    let mut image = common::random_bytes(11, 24 << 20);
+    fs::write(src.join("disk.img"), &image).unwrap();
+    env.backup_json(&[&src], &[]);
+    assert_eq!(anchors_kept(&env), 0, "a first version keeps no anchors");
+    for night in 0..2 {
+        let at = 3_000_000 + night * 7_000_000;
+        image[at..at + 16].copy_from_slice(b"changed in place");
+        fs::write(src.join("disk.img"), &image).unwrap();
+        let v = env.backup_json(&[&src], &[]);
+        assert!(
+            v["summary"]["deltas_added"].as_u64().unwrap() >= 1,
+            "{}",
+            v["summary"]
+        );
+        // The changed version's anchors, replacing the previous one's.
+        assert_eq!(anchors_kept(&env), 1, "after change {}", night + 1);
+    }
+    env.assert_restores_exactly("latest", &src, "restored");
+}
+
 #[test]
 fn a_backup_whose_bases_are_damaged_stores_whole_and_says_so() {
     let (env, _) = ten_nights();

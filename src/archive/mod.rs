@@ -896,7 +896,9 @@ impl Archiver<'_, '_> {
                     .content_reader(self.chunker, self.saver.config().zstd_level)
                     .with_parent(parent_content, &self.anchor_cache)
                     .recording_anchors(
-                        !self.options.dry_run && node.size >= anchors::MIN_FILE_BYTES,
+                        !self.options.dry_run
+                            && node.size >= anchors::MIN_FILE_BYTES
+                            && parent_content.is_some(),
                     );
                 match reader.read_file(path) {
                     Ok(c) => {
