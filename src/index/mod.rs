@@ -314,6 +314,22 @@ impl Index {
     }
 
     /// The filter file, when it carries the token `tx` records for it.
+    /// [`Index::load_filter`] under a read transaction.
+    fn open_filter(&self) -> Result<Option<DedupFilter>> {
+        let tx = self.db.begin_read()?;
+        let token = match tx.open_table(META) {
+            Ok(meta) => meta.get(FILTER_TOKEN)?.map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match token {
+            Some(token) => {
+                DedupFilter::open(&self.filter_path, token).map_err(|e| filter_error(&e))
+            }
+            None => Ok(None),
+        }
+    }
+
     fn load_filter(&self, tx: &WriteTransaction) -> Result<Option<DedupFilter>> {
         let Some(token) = tx.open_table(META)?.get(FILTER_TOKEN)?.map(|v| v.value()) else {
             return Ok(None);
@@ -611,6 +627,11 @@ impl Index {
             Some(maybe) => maybe,
             None => {
                 let mut slot = self.filter.write().unwrap_or_else(|p| p.into_inner());
+                if slot.is_none() {
+                    // A filter that matches the cache and has room opens in a read transaction:
+                    // a write transaction would commit (and sync) nothing on every backup.
+                    *slot = self.open_filter()?.filter(|f| !f.is_full());
+                }
                 if slot.is_none() {
                     let tx = self.db.begin_write()?;
                     *slot = self.load_filter(&tx)?;
