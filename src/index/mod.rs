@@ -313,7 +313,6 @@ impl Index {
         slot
     }
 
-    /// The filter file, when it carries the token `tx` records for it.
     /// [`Index::load_filter`] under a read transaction.
     fn open_filter(&self) -> Result<Option<DedupFilter>> {
         let tx = self.db.begin_read()?;
@@ -330,6 +329,7 @@ impl Index {
         }
     }
 
+    /// The filter file, when it carries the token `tx` records for it.
     fn load_filter(&self, tx: &WriteTransaction) -> Result<Option<DedupFilter>> {
         let Some(token) = tx.open_table(META)?.get(FILTER_TOKEN)?.map(|v| v.value()) else {
             return Ok(None);
