@@ -500,6 +500,11 @@ mod tests {
         // The exact length decompresses, into the same buffer.
         decompress_into(&body, plain.len(), &mut out).unwrap();
         assert_eq!(out, plain);
+        // A fresh buffer is made exactly that long, and refuses the same way.
+        let mut fresh = Vec::new();
+        let err = decompress_into(&body, 1000, &mut fresh).unwrap_err();
+        assert!(err.to_string().contains("too small"), "{err}");
+        assert!(fresh.len() <= 1000, "zstd wrote {} bytes", fresh.len());
 
         let key = MasterKey::generate().unwrap();
         let id = key.blob_id(&plain);

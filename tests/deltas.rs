@@ -298,6 +298,22 @@ fn a_lost_base_makes_exactly_the_chunks_built_on_it_unrecoverable() {
         "{}",
         out.describe()
     );
+    // A real restore locates the chains before reading (a link the index lacks is left to the
+    // read, which names it) and leaves no partial file behind.
+    let target = env.path("restored-lost");
+    let out = env.r(&[
+        "restore",
+        &nights[5].0,
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    out.assert_code(exit::DAMAGED);
+    assert!(
+        out.stderr.contains("of delta") && out.stderr.contains("is not in the index"),
+        "the error names the delta and its base: {}",
+        out.describe()
+    );
+    assert!(!target.join("db.sql").exists(), "a partial file was left");
     // A snapshot taken now stores again what it cannot build on, and restores whole.
     let (id, _) = backup_dump(&env, &nights[9].1);
     assert_restores(&env, &id, &nights[9].1);

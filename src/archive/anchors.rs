@@ -26,13 +26,19 @@ pub const MAX_PER_VERSION: usize = 1 << 24;
 /// Fewest data chunks a version needs for its anchors to be kept: below, pairing by position
 /// leaves little to find.
 pub const MIN_CHUNKS: usize = 16;
-/// Files at least this large keep anchors once the parent snapshot holds a version of them (streams
-/// always do): hashing every byte once more costs nothing for the many small files of a tree, and
+/// Files at least this large keep anchors once the parent snapshot holds a version of them
+/// ([`file_keeps_anchors`]; streams always do): hashing every byte once more costs nothing for the many small files of a tree, and
 /// nothing for the first version of a large one, which most files never follow (a first backup
 /// of 2.2 GB of system files, 1.46 GB of it in files over 8 MiB, took 4.5% longer when every
 /// large file kept anchors). A changed file's next version takes the chunks at the same places as
 /// bases, and keeps anchors for the versions after it.
 pub const MIN_FILE_BYTES: u64 = 8 << 20;
+
+/// Whether a file of `size` bytes keeps the anchors of the version read ([`MIN_FILE_BYTES`]):
+/// `in_parent` when the parent snapshot holds a version of it.
+pub fn file_keeps_anchors(size: u64, in_parent: bool) -> bool {
+    size >= MIN_FILE_BYTES && in_parent
+}
 /// Anchors files not written or read for this long are removed: left by a backup that failed, or
 /// by a file that is no longer backed up.
 const UNUSED_FOR: Duration = Duration::from_secs(45 * 24 * 3600);

@@ -897,8 +897,7 @@ impl Archiver<'_, '_> {
                     .with_parent(parent_content, &self.anchor_cache)
                     .recording_anchors(
                         !self.options.dry_run
-                            && node.size >= anchors::MIN_FILE_BYTES
-                            && parent_content.is_some(),
+                            && anchors::file_keeps_anchors(node.size, parent_content.is_some()),
                     );
                 match reader.read_file(path) {
                     Ok(c) => {

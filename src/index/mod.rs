@@ -316,25 +316,26 @@ impl Index {
     /// [`Index::load_filter`] under a read transaction.
     fn open_filter(&self) -> Result<Option<DedupFilter>> {
         let tx = self.db.begin_read()?;
-        let token = match tx.open_table(META) {
-            Ok(meta) => meta.get(FILTER_TOKEN)?.map(|v| v.value()),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
+        match tx.open_table(META) {
+            Ok(meta) => self.filter_with(meta.get(FILTER_TOKEN)?.map(|v| v.value())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The filter file, when it carries the token `tx` records for it.
+    fn load_filter(&self, tx: &WriteTransaction) -> Result<Option<DedupFilter>> {
+        self.filter_with(tx.open_table(META)?.get(FILTER_TOKEN)?.map(|v| v.value()))
+    }
+
+    /// The filter file, when a token is recorded and the file carries it.
+    fn filter_with(&self, token: Option<u64>) -> Result<Option<DedupFilter>> {
         match token {
             Some(token) => {
                 DedupFilter::open(&self.filter_path, token).map_err(|e| filter_error(&e))
             }
             None => Ok(None),
         }
-    }
-
-    /// The filter file, when it carries the token `tx` records for it.
-    fn load_filter(&self, tx: &WriteTransaction) -> Result<Option<DedupFilter>> {
-        let Some(token) = tx.open_table(META)?.get(FILTER_TOKEN)?.map(|v| v.value()) else {
-            return Ok(None);
-        };
-        DedupFilter::open(&self.filter_path, token).map_err(|e| filter_error(&e))
     }
 
     /// Leaves `slot` holding every id of `BLOBS` as `tx` will commit them, before the commit:
